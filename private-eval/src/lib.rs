@@ -1,0 +1,1 @@
+//! Secure two-party evaluation.

@@ -1,0 +1,242 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{field, SpecError};
+use crate::{parse_kv, parse_num};
+
+/// Token mixing inside an adapter block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttentionKind {
+    /// The paper's LinAtten: a learned `[N, N]` map over the key axis replaces softmax.
+    LinAtten,
+    Softmax,
+    /// MPCViT's ReLU-softmax: `relu(S) / sum(relu(S))`.
+    ReluSoftmax,
+    /// MPCFormer's 2Quad: `(S + c)^2 / sum((S + c)^2)`.
+    TwoQuad,
+    /// No attention sub-layer.
+    None,
+}
+
+/// Activation between the adapter MLP's two linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Relu,
+    Gelu,
+    Square,
+}
+
+/// Normalization inside adapter blocks and before the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormKind {
+    LayerNorm,
+    /// BatchNorm with running statistics: an affine map at inference.
+    Affine,
+    None,
+}
+
+/// One point of the search space: the shape of the OWC adapters (DESIGN.md section 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterSpec {
+    /// Scope `s`: adapters attach to backbone layers `L-s .. L-1`.
+    pub scope: usize,
+    /// Attention heads `h`; must divide `rank`.
+    pub heads: usize,
+    /// Rank `r`: the adapter's inner width.
+    pub rank: usize,
+    /// Transformer blocks `k` per adapter (paper: 1).
+    #[serde(default = "one")]
+    pub blocks: usize,
+    #[serde(default = "linatten")]
+    pub attention: AttentionKind,
+    #[serde(default = "relu")]
+    pub activation: Activation,
+    #[serde(default = "affine")]
+    pub norm: NormKind,
+    /// Output scale of each adapter (paper's evaluation scripts: 0.5).
+    #[serde(default = "half")]
+    pub scale: f64,
+}
+
+fn one() -> usize {
+    1
+}
+fn linatten() -> AttentionKind {
+    AttentionKind::LinAtten
+}
+fn relu() -> Activation {
+    Activation::Relu
+}
+fn affine() -> NormKind {
+    NormKind::Affine
+}
+fn half() -> f64 {
+    0.5
+}
+
+impl AdapterSpec {
+    /// The paper's adapter `(h, r, s)` with its defaults (1 block, LinAtten, ReLU, affine, 0.5).
+    pub fn paper(heads: usize, rank: usize, scope: usize) -> Self {
+        Self {
+            scope,
+            heads,
+            rank,
+            blocks: 1,
+            attention: AttentionKind::LinAtten,
+            activation: Activation::Relu,
+            norm: NormKind::Affine,
+            scale: 0.5,
+        }
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.rank / self.heads
+    }
+
+    /// Checks the spec on its own and against a backbone with `layers` encoder layers.
+    pub fn validate(&self, layers: usize) -> Result<(), SpecError> {
+        if self.rank == 0 {
+            return Err(field("r", "rank must be positive"));
+        }
+        if self.heads == 0 {
+            return Err(field("h", "heads must be positive"));
+        }
+        if self.rank % self.heads != 0 {
+            return Err(field(
+                "r",
+                format!("rank {} is not divisible by heads {}", self.rank, self.heads),
+            ));
+        }
+        if self.scope == 0 || self.scope > layers {
+            return Err(field(
+                "s",
+                format!("scope {} must be in 1..={layers}", self.scope),
+            ));
+        }
+        if self.blocks == 0 {
+            return Err(field("k", "blocks must be positive"));
+        }
+        if !self.scale.is_finite() {
+            return Err(field("scale", "must be finite"));
+        }
+        Ok(())
+    }
+
+    /// Short label such as `h1-r300-s1` (plus non-default kinds), for file names and tables.
+    pub fn label(&self) -> String {
+        let mut s = format!("h{}-r{}-s{}", self.heads, self.rank, self.scope);
+        if self.blocks != 1 {
+            s += &format!("-k{}", self.blocks);
+        }
+        if self.attention != AttentionKind::LinAtten {
+            s += &format!("-{}", self.attention);
+        }
+        if self.activation != Activation::Relu {
+            s += &format!("-{}", self.activation);
+        }
+        if self.norm != NormKind::Affine {
+            s += &format!("-{}", self.norm);
+        }
+        s
+    }
+}
+
+impl FromStr for AdapterSpec {
+    type Err = SpecError;
+
+    /// Parses `h=1,r=300,s=1[,k=1,attention=linatten,activation=relu,norm=affine,scale=0.5]`.
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        let mut spec = AdapterSpec::paper(0, 0, 0);
+        let (mut h, mut r, mut s) = (false, false, false);
+        for (k, v) in parse_kv(text)? {
+            match k.as_str() {
+                "h" | "heads" => (spec.heads, h) = (parse_num("h", &v)?, true),
+                "r" | "rank" => (spec.rank, r) = (parse_num("r", &v)?, true),
+                "s" | "scope" => (spec.scope, s) = (parse_num("s", &v)?, true),
+                "k" | "blocks" => spec.blocks = parse_num("k", &v)?,
+                "attention" | "attn" => spec.attention = v.parse()?,
+                "activation" | "act" => spec.activation = v.parse()?,
+                "norm" => spec.norm = v.parse()?,
+                "scale" => spec.scale = parse_num("scale", &v)?,
+                other => return Err(field(other, "unknown adapter field")),
+            }
+        }
+        for (present, name) in [(h, "h"), (r, "r"), (s, "s")] {
+            if !present {
+                return Err(field(name, "missing"));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+macro_rules! kind_names {
+    ($ty:ty, $field:literal, $( $variant:path => [$($name:literal),+] ),+ $(,)?) => {
+        impl FromStr for $ty {
+            type Err = SpecError;
+            fn from_str(s: &str) -> Result<Self, SpecError> {
+                match s.to_ascii_lowercase().as_str() {
+                    $( $($name)|+ => Ok($variant), )+
+                    other => Err(field($field, format!("unknown value `{other}`"))),
+                }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let name = match self { $( $variant => [$($name),+][0], )+ };
+                f.write_str(name)
+            }
+        }
+    };
+}
+
+kind_names!(AttentionKind, "attention",
+    AttentionKind::LinAtten => ["linatten", "lin-atten", "linear"],
+    AttentionKind::Softmax => ["softmax"],
+    AttentionKind::ReluSoftmax => ["relu-softmax", "relusoftmax"],
+    AttentionKind::TwoQuad => ["2quad", "two-quad"],
+    AttentionKind::None => ["none"],
+);
+kind_names!(Activation, "activation",
+    Activation::Relu => ["relu"],
+    Activation::Gelu => ["gelu"],
+    Activation::Square => ["square", "quad"],
+);
+kind_names!(NormKind, "norm",
+    NormKind::LayerNorm => ["layernorm", "layer-norm", "ln"],
+    NormKind::Affine => ["affine", "batchnorm", "bn"],
+    NormKind::None => ["none"],
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_and_names_bad_fields() {
+        let s: AdapterSpec = "h=2,r=120,s=2,norm=layernorm".parse().unwrap();
+        assert_eq!((s.heads, s.rank, s.scope), (2, 120, 2));
+        assert_eq!(s.norm, NormKind::LayerNorm);
+        let err = AdapterSpec::paper(7, 300, 1).validate(12).unwrap_err();
+        assert!(err.to_string().contains("`r`"), "{err}");
+        let err = "h=1,r=60".parse::<AdapterSpec>().unwrap_err();
+        assert!(err.to_string().contains("`s`"), "{err}");
+        let err = AdapterSpec::paper(1, 60, 13).validate(12).unwrap_err();
+        assert!(err.to_string().contains("`s`"), "{err}");
+    }
+
+    #[test]
+    fn yaml_round_trip_with_defaults() {
+        let s: AdapterSpec = serde_yaml::from_str("scope: 1\nheads: 1\nrank: 300\n").unwrap();
+        assert_eq!(s, AdapterSpec::paper(1, 300, 1));
+        let back: AdapterSpec = serde_yaml::from_str(&serde_yaml::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert!(serde_yaml::from_str::<AdapterSpec>("scope: 1\nheads: 1\nrank: 3\nbogus: 1\n").is_err());
+    }
+}
