@@ -1,0 +1,1 @@
+//! Framed two-party transport.
