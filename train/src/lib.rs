@@ -1,1 +1,28 @@
-//! Trainer.
+//! CryptPEFT trainer: the accuracy half of the toolkit.
+//!
+//! - [`backbone::Vit`]: torchvision-layout ViT loaded from safetensors (any size).
+//! - [`owc::OwcModel`]: the one-way-communication adapter model (DESIGN.md section 1) and
+//!   its checkpoint format (`CHECKPOINT.md`).
+//! - [`baselines`]: linear probe, SFT, LoRA, AdaptFormer, full fine-tuning.
+//! - [`data`]: CIFAR-10/100 binary, IDX (Fashion-MNIST), digits CSV; resizing, normalization.
+//! - [`cache`]: the on-disk feature cache of backbone hidden states.
+//! - [`train::train_adapter`]: the library entry point a CLI calls with a [`TrainConfig`].
+
+pub mod backbone;
+pub mod baselines;
+pub mod cache;
+pub mod data;
+pub mod error;
+pub mod nn;
+pub mod owc;
+pub mod st;
+pub mod train;
+
+pub use burn;
+pub use error::{Result, TrainError};
+pub use train::{train_adapter, EpochStats, Method, OptimizerConfig, TrainConfig, TrainReport};
+
+/// The default CPU device (ndarray backend).
+pub fn cpu() -> burn::prelude::Device {
+    burn::prelude::Device::ndarray()
+}
