@@ -3,5 +3,8 @@
 pub mod dcf;
 pub mod fixed;
 pub mod matmul;
+pub mod model;
 pub mod prg;
+pub mod reference;
+pub mod tensor;
 pub mod transport;
