@@ -1,1 +1,31 @@
-//! Framed two-party transport.
+//! Two-party transport: length-prefixed frames with a kind, a session id and a
+//! round depth over TCP (or a Unix socket pair in tests), with read timeouts,
+//! a frame size limit checked before allocation, network shaping applied
+//! inside the transport, and byte/round accounting.
+//!
+//! * [`frame`]: wire format and [`MsgKind`].
+//! * [`channel`]: the [`Channel`] trait (round semantics), [`ChannelExt`].
+//! * [`framed`]: [`FramedChannel`], the one implementation, and [`memory_pair`].
+//! * [`shaping`]: the writer thread that applies bandwidth and delay.
+//! * [`stats`]: [`Stats`] counters.
+//! * [`tcp`]: connect / listen / accept.
+
+pub mod channel;
+pub mod error;
+pub mod frame;
+pub mod framed;
+pub mod shaping;
+pub mod stats;
+pub mod stream;
+pub mod tcp;
+
+pub use channel::{bytes_to_u64s, u64s_to_bytes, Channel, ChannelExt};
+pub use error::TransportError;
+pub use frame::{MsgKind, HEADER_LEN};
+pub use framed::{memory_pair, try_memory_pair, FramedChannel, TransportConfig};
+pub use stats::Stats;
+pub use stream::Stream;
+pub use tcp::{accept, connect, listen};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! TCP set-up: connect with retries (the peer may start later), listen, accept.
+
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use cryptpeft_types::NetworkProfile;
+
+use super::error::TransportError;
+use super::framed::{FramedChannel, TransportConfig};
+
+const RETRY_EVERY: Duration = Duration::from_millis(50);
+
+impl FramedChannel<TcpStream> {
+    /// Wraps a connected stream (sets `TCP_NODELAY`: frames are written whole).
+    pub fn tcp(
+        stream: TcpStream,
+        session: u64,
+        profile: NetworkProfile,
+        config: TransportConfig,
+    ) -> Result<Self, TransportError> {
+        stream
+            .set_nodelay(true)
+            .map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;
+        FramedChannel::new(stream, session, profile, config)
+    }
+}
+
+/// Connects to `addr`, retrying every 50 ms for up to `wait`.
+pub fn connect(
+    addr: &str,
+    session: u64,
+    profile: NetworkProfile,
+    config: TransportConfig,
+    wait: Duration,
+) -> Result<FramedChannel<TcpStream>, TransportError> {
+    let start = Instant::now();
+    loop {
+        let attempt = addr
+            .to_socket_addrs()
+            .and_then(|mut addrs| {
+                addrs.next().ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "address resolves to nothing",
+                    )
+                })
+            })
+            .and_then(|sa| TcpStream::connect_timeout(&sa, wait.max(RETRY_EVERY)));
+        match attempt {
+            Ok(stream) => return FramedChannel::tcp(stream, session, profile, config),
+            Err(e) if start.elapsed() >= wait => {
+                return Err(TransportError::Connect {
+                    addr: addr.to_string(),
+                    waited: start.elapsed(),
+                    source: e,
+                })
+            }
+            Err(_) => std::thread::sleep(RETRY_EVERY),
+        }
+    }
+}
+
+/// Binds a listener (`"127.0.0.1:0"` picks a free port; see `local_addr`).
+pub fn listen(addr: &str) -> Result<TcpListener, TransportError> {
+    TcpListener::bind(addr).map_err(|e| TransportError::io(format!("binding {addr}"), e))
+}
+
+/// Accepts one peer within `wait`.
+pub fn accept(
+    listener: &TcpListener,
+    session: u64,
+    profile: NetworkProfile,
+    config: TransportConfig,
+    wait: Duration,
+) -> Result<FramedChannel<TcpStream>, TransportError> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let io = |e| TransportError::io(format!("accepting on {addr}"), e);
+    listener.set_nonblocking(true).map_err(io)?;
+    let start = Instant::now();
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if start.elapsed() >= wait {
+                    return Err(TransportError::AcceptTimeout { addr, waited: wait });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(io(e)),
+        }
+    };
+    stream.set_nonblocking(false).map_err(io)?;
+    FramedChannel::tcp(stream, session, profile, config)
+}
