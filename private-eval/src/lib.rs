@@ -2,8 +2,11 @@
 
 pub mod dcf;
 pub mod fixed;
+pub mod lower;
 pub mod matmul;
 pub mod model;
+pub mod plain;
+pub mod plan;
 pub mod prg;
 pub mod reference;
 pub mod tensor;

@@ -75,16 +75,35 @@ impl Mat {
     pub fn matmul(&self, other: &Mat) -> Mat {
         assert_eq!(self.cols, other.rows, "matmul shape mismatch");
         let mut out = Mat::zeros(self.rows, other.cols);
-        for i in 0..self.rows {
-            let o = &mut out.data[i * other.cols..(i + 1) * other.cols];
-            for (k, &a) in self.row(i).iter().enumerate() {
-                if a != 0.0 {
-                    for (o, &b) in o.iter_mut().zip(other.row(k)) {
-                        *o += a * b;
-                    }
-                }
-            }
+        if self.rows == 0 || other.cols == 0 || self.cols == 0 {
+            return out;
         }
+        // SAFETY: the pointers and strides describe the row-major buffers checked above.
+        unsafe {
+            matrixmultiply::dgemm(
+                self.rows,
+                self.cols,
+                other.cols,
+                1.0,
+                self.data.as_ptr(),
+                self.cols as isize,
+                1,
+                other.data.as_ptr(),
+                other.cols as isize,
+                1,
+                0.0,
+                out.data.as_mut_ptr(),
+                out.cols as isize,
+                1,
+            );
+        }
+        out
+    }
+
+    /// Zero-pads the rows of `self` so it acts on columns `from..` of a `width`-wide input.
+    pub fn pad_rows(&self, from: usize, width: usize) -> Mat {
+        let mut out = Mat::zeros(width, self.cols);
+        out.data[from * self.cols..(from + self.rows) * self.cols].copy_from_slice(&self.data);
         out
     }
 

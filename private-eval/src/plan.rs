@@ -1,0 +1,187 @@
+//! `SecurePlan`: the secure computation of an adapter as plain data, a list of protocol
+//! steps with their shapes. The executor runs it; the cost model prices the same plan.
+//! The plan is public (it depends on the spec and shapes, never on weights); the
+//! server's folded weights live beside it in [`PlanWeights`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::tensor::Mat;
+
+pub type WireId = usize;
+pub type OpenId = usize;
+pub type WeightId = usize;
+
+/// Who knows a wire's value in the clear at the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireKind {
+    /// A backbone hidden state: the client's plaintext, shared as (x, 0).
+    ClientInput { hidden: usize },
+    /// Additively shared between client and server.
+    Shared,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wire {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub kind: WireKind,
+}
+
+/// Which rows of a wire a step reads: all, or only the CLS row (dead-token elimination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rows {
+    All,
+    Cls,
+}
+
+impl Rows {
+    pub fn count(self, rows: usize) -> usize {
+        match self {
+            Rows::All => rows,
+            Rows::Cls => 1,
+        }
+    }
+}
+
+/// A masked opening of (rows of) a wire to the server, reused by every server-weight
+/// linear map applied to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opening {
+    pub wire: WireId,
+    pub rows: Rows,
+}
+
+/// One summand of a linear step's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Term {
+    /// `coef * wire[rows]`, computed locally on shares (public coefficient).
+    Public { wire: WireId, rows: Rows, coef: f64 },
+    /// `wire[rows] * W` with `W` the server's weight, from an opening of the wire;
+    /// `cls` takes only row 0 of an all-rows opening.
+    Private { open: OpenId, weight: WeightId, cls: bool },
+}
+
+/// Shape of a server-private weight matrix `W` (`x * W`, `[inputs, outputs]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightShape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// How a head-wise secret-by-secret product gathers its operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadProduct {
+    /// `S_i = Q_i K_i^T` for head column blocks; output stacks heads by rows `[h*rq, N]`.
+    Scores,
+    /// `O_i = P_i V_i` for head row blocks of P and column blocks of V; output `[rq, r]`.
+    Mix,
+}
+
+/// LayerNorm's inverse square root: comparison thresholds and Newton iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InvSqrtParams {
+    /// Thresholds are `2^(min_exp + k / per_octave)`, for `k` in `0..(max_exp-min_exp)*per_octave`.
+    pub min_exp: i32,
+    pub max_exp: i32,
+    pub per_octave: u32,
+    pub newton: u32,
+}
+
+impl Default for InvSqrtParams {
+    fn default() -> Self {
+        Self { min_exp: -8, max_exp: 20, per_octave: 8, newton: 1 }
+    }
+}
+
+impl InvSqrtParams {
+    pub fn thresholds(&self) -> Vec<f64> {
+        let k = ((self.max_exp - self.min_exp) as u32 * self.per_octave) as usize;
+        (0..k)
+            .map(|i| 2f64.powf(self.min_exp as f64 + i as f64 / self.per_octave as f64))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// Client sends its share of `wire[rows]` minus a dealer mask (one one-way message).
+    Open { open: OpenId },
+    /// Local: `out = truncate(sum of terms) + bias`.
+    Linear { out: WireId, terms: Vec<Term>, bias: Option<WeightId> },
+    /// Beaver products per head, both operands opened in one simultaneous exchange.
+    HeadMatMul { out: WireId, a: WireId, b: WireId, heads: usize, kind: HeadProduct },
+    /// ReLU by a DCF key: one simultaneous exchange of masked shares.
+    Relu { out: WireId, x: WireId },
+    /// `out = z / sqrt(var(x) + eps)` per row, with `x` the LayerNorm input and `z` the
+    /// following linear map of the centred input (gamma folded into it).
+    LayerNorm { out: WireId, x: WireId, z: WireId, eps: f64, inv_sqrt: InvSqrtParams },
+    /// Local: columns `from..to` of `x`.
+    Slice { out: WireId, x: WireId, from: usize, to: usize },
+    /// Server sends its share; only the client learns the value.
+    Reveal { wire: WireId },
+}
+
+impl Step {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Open { .. } => "open",
+            Step::Linear { .. } => "linear",
+            Step::HeadMatMul { kind: HeadProduct::Scores, .. } => "matmul-scores",
+            Step::HeadMatMul { kind: HeadProduct::Mix, .. } => "matmul-mix",
+            Step::Relu { .. } => "relu",
+            Step::LayerNorm { .. } => "layernorm",
+            Step::Slice { .. } => "slice",
+            Step::Reveal { .. } => "reveal",
+        }
+    }
+}
+
+/// The public plan: wires, openings, weight shapes and steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurePlan {
+    pub wires: Vec<Wire>,
+    pub openings: Vec<Opening>,
+    pub weights: Vec<WeightShape>,
+    pub steps: Vec<Step>,
+    /// Number of hidden states the client provides (`s + 1`), each `[N, d]`.
+    pub inputs: usize,
+    pub frac_bits: u32,
+}
+
+impl SecurePlan {
+    pub fn opening_shape(&self, open: OpenId) -> (usize, usize) {
+        let o = &self.openings[open];
+        let w = &self.wires[o.wire];
+        (o.rows.count(w.rows), w.cols)
+    }
+
+    /// Human-readable shape of a step, e.g. `197x768`.
+    pub fn step_shape(&self, step: &Step) -> String {
+        let wire = |w: WireId| format!("{}x{}", self.wires[w].rows, self.wires[w].cols);
+        match step {
+            Step::Open { open } => {
+                let (r, c) = self.opening_shape(*open);
+                format!("{r}x{c}")
+            }
+            Step::Linear { out, .. } | Step::Relu { out, .. } | Step::Slice { out, .. } => wire(*out),
+            Step::HeadMatMul { a, b, heads, .. } => format!("{}x({}*{})", heads, wire(*a), wire(*b)),
+            Step::LayerNorm { z, .. } => wire(*z),
+            Step::Reveal { wire: w } => wire(*w),
+        }
+    }
+
+    /// A stable digest of the plan, so the parties and the dealer can check they agree.
+    pub fn digest(&self) -> u64 {
+        let json = serde_json::to_vec(self).expect("plan serializes");
+        // FNV-1a: not a security boundary, just an agreement check.
+        json.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    }
+}
+
+/// The server's plaintext weights for a plan, indexed by `WeightId`; bias vectors are
+/// `1 x cols` matrices.
+#[derive(Debug, Clone)]
+pub struct PlanWeights {
+    pub mats: Vec<Mat>,
+}
