@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use private_eval::matmul::{matmul, matmul_bt, sgemm_f32, Kernel};
+use private_eval::matmul::{matmul, matmul_bt, matmul_kernel, sgemm_f32, Kernel};
 
 const SHAPES: &[(usize, usize, usize)] = &[(197, 768, 300), (197, 300, 197)];
 
@@ -80,6 +80,30 @@ fn main() -> std::io::Result<()> {
             ] {
                 writeln!(csv, "{shape},{name},{threads},{t:.6e},{:.3}", g(t)).unwrap();
             }
+        }
+        // The fallback kernels, single-threaded, for reference.
+        for other in [Kernel::Avx2, Kernel::Portable] {
+            if other == kernel || !other.is_supported() {
+                continue;
+            }
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .expect("rayon pool");
+            let t = pool.install(|| {
+                median_s(|| {
+                    drop(std::hint::black_box(matmul_kernel(
+                        other, &a, &b, m, k, n, false,
+                    )))
+                })
+            });
+            let gops = ops / t / 1e9;
+            println!(
+                "  fallback {} threads=1: {:.3} ms {gops:.1} GOP/s",
+                other.name(),
+                t * 1e3
+            );
+            writeln!(csv, "{shape},ring_{},1,{t:.6e},{gops:.3}", other.name()).unwrap();
         }
     }
     // The example runs from the package directory under cargo; write next to

@@ -280,9 +280,8 @@ unsafe fn kernel_avx2(kc: usize, ap: &[u64], bp: &[u64], out: &mut [[u64; 4]; 4]
             let bv = _mm256_loadu_si256(b.add(p * 4).cast());
             let bh = _mm256_srli_epi64::<32>(bv);
             for i in 0..4 {
-                let x = *a.add(p * 4 + i);
-                let xl = _mm256_set1_epi64x(x as i64);
-                let xh = _mm256_set1_epi64x((x >> 32) as i64);
+                let xl = _mm256_set1_epi64x(*a.add(p * 4 + i) as i64);
+                let xh = _mm256_srli_epi64::<32>(xl);
                 lo[i] = _mm256_add_epi64(lo[i], _mm256_mul_epu32(xl, bv));
                 let c = _mm256_add_epi64(_mm256_mul_epu32(xh, bv), _mm256_mul_epu32(xl, bh));
                 cross[i] = _mm256_add_epi64(cross[i], c);
