@@ -45,7 +45,10 @@ pub fn connect(
                     )
                 })
             })
-            .and_then(|sa| TcpStream::connect_timeout(&sa, wait.max(RETRY_EVERY)));
+            .and_then(|sa| {
+                let left = wait.saturating_sub(start.elapsed());
+                TcpStream::connect_timeout(&sa, left.max(RETRY_EVERY))
+            });
         match attempt {
             Ok(stream) => return FramedChannel::tcp(stream, session, profile, config),
             Err(e) if start.elapsed() >= wait => {

@@ -326,7 +326,7 @@ fn shaping_applies_bandwidth_and_delay() {
     assert_eq!(b.recv(MsgKind::Material).unwrap().len(), payload.len());
     let took = t.elapsed().as_secs_f64();
     let expect = 0.1 + 0.02 + 17.0 * 8.0 / 80e6;
-    assert!(took >= expect && took < expect + 0.15, "{took}");
+    assert!(took >= expect && took < expect + 0.2, "{took}");
 }
 
 #[test]
@@ -347,7 +347,7 @@ fn shaped_ping_pong_pays_one_delay_per_message() {
     }
     a.send_u64s(MsgKind::Open, &[9]).unwrap();
     let (took, rounds) = peer.join().unwrap();
-    assert!((0.1..0.2).contains(&took), "{took}");
+    assert!((0.1..0.3).contains(&took), "{took}");
     assert_eq!(rounds, 5);
     assert_eq!(a.stats().rounds, 5);
 }
@@ -355,7 +355,8 @@ fn shaped_ping_pong_pays_one_delay_per_message() {
 #[test]
 fn shaped_simultaneous_sends_overlap_like_full_duplex() {
     let (mut a, mut b) = memory_pair(custom(80.0, 20.0), T);
-    let payload = vec![1u8; 500_000]; // 50 ms each way
+    // 100 ms each way: full duplex takes 0.12 s, a shared link 0.22 s.
+    let payload = vec![1u8; 1_000_000];
     let p2 = payload.clone();
     let t = Instant::now();
     let peer = thread::spawn(move || {
@@ -432,4 +433,29 @@ fn connect_and_accept_give_up_with_clear_errors() {
     .err()
     .unwrap();
     assert!(matches!(e, TransportError::AcceptTimeout { .. }), "{e}");
+}
+
+#[test]
+fn lan_delay_is_accurate_over_many_small_rounds() {
+    // 200 sequential messages at 0.5 ms one way: 0.1 s of pure delay; sleep
+    // overshoot and thread hand-offs must stay well below that.
+    let (mut a, mut b) = memory_pair(NetworkProfile::lan(), T);
+    let t = Instant::now();
+    let peer = thread::spawn(move || {
+        for _ in 0..100 {
+            let x = b.recv_u64s(MsgKind::Open, 1).unwrap();
+            b.send_u64s(MsgKind::Open, &x).unwrap();
+        }
+        b.flush().unwrap();
+    });
+    for i in 0..100 {
+        a.send_u64s(MsgKind::Open, &[i]).unwrap();
+        a.recv_u64s(MsgKind::Open, 1).unwrap();
+    }
+    let took = t.elapsed().as_secs_f64();
+    peer.join().unwrap();
+    eprintln!("200 LAN messages: {took:.4} s");
+    // Idle machine: ~0.11 s; two busy loops on both cores: ~0.125 s.
+    assert!((0.1..0.3).contains(&took), "{took}");
+    assert_eq!(a.stats().rounds, 200);
 }
