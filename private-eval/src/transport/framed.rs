@@ -33,9 +33,15 @@ impl Default for TransportConfig {
 
 /// Length-prefixed frames over a socket, shaped by a [`NetworkProfile`].
 ///
-/// After any error the channel is unusable: later calls return
-/// [`TransportError::Broken`] with the first error's message (the stream may
-/// be mid-frame, so nothing after it can be trusted).
+/// * Sent bytes are counted when `send` queues the frame (they all reach the
+///   wire unless an error is reported later); received bytes as they are read.
+/// * After any error except refusing to send an oversized payload, the channel
+///   is unusable: later calls return [`TransportError::Broken`] with the first
+///   error's message (the stream may be mid-frame). A `Timeout` counts too: in
+///   a protocol a silent peer is fatal.
+/// * Dropping the channel delivers what is queued (honouring the shaping
+///   delay) and then closes our direction; it can block for up to the
+///   configured timeout if the peer is alive but not reading.
 pub struct FramedChannel<S: Stream> {
     reader: S,
     writer: ShapedWriter,

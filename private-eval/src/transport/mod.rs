@@ -3,6 +3,16 @@
 //! a frame size limit checked before allocation, network shaping applied
 //! inside the transport, and byte/round accounting.
 //!
+//! Wire format of one frame (all integers little-endian):
+//!
+//! ```text
+//! payload length u32 | kind u8 | session id u64 | depth u32 | payload
+//! ```
+//!
+//! The 17 header bytes are counted in [`Stats`], so a message of `p` payload
+//! bytes costs exactly `17 + p` on the wire; `depth` carries the round count
+//! (see [`Channel`]).
+//!
 //! * [`frame`]: wire format and [`MsgKind`].
 //! * [`channel`]: the [`Channel`] trait (round semantics), [`ChannelExt`].
 //! * [`framed`]: [`FramedChannel`], the one implementation, and [`memory_pair`].
