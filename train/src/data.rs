@@ -518,7 +518,7 @@ mod tests {
         std::fs::write(&p, gz(format!("{}\n{}\n", row.join(","), row.join(",")).as_bytes())).unwrap();
         let s = read_digits(&p).unwrap();
         assert_eq!((s.len(), s.height, s.labels[0]), (2, 8, 3));
-        assert_eq!(s.images[16], 0.0);
+        assert_eq!((s.images[16], s.images[17]), (1.0, 0.0));
         std::fs::write(&p, gz(b"1,2,3\n")).unwrap();
         let e = read_digits(&p).unwrap_err().to_string();
         assert!(e.contains("digits.csv.gz") && e.contains("line 1"), "{e}");

@@ -22,7 +22,9 @@ pub use burn;
 pub use error::{Result, TrainError};
 pub use train::{train_adapter, EpochStats, Method, OptimizerConfig, TrainConfig, TrainReport};
 
-/// The default CPU device (ndarray backend).
+/// The default CPU device (ndarray backend, as DESIGN.md section 4 asks; burn 0.22 marks it
+/// deprecated in favour of `flex`).
+#[allow(deprecated)]
 pub fn cpu() -> burn::prelude::Device {
     burn::prelude::Device::ndarray()
 }

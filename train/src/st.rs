@@ -24,7 +24,7 @@ impl HostTensor {
     /// Copies a burn tensor to the host.
     pub fn from_tensor<const D: usize>(t: &Tensor<D>) -> Self {
         let shape = t.dims().to_vec();
-        let data = t.to_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data");
+        let data = t.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor data");
         Self { shape, data }
     }
 

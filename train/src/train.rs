@@ -445,7 +445,7 @@ fn fit<M: Net>(
                 dampening: 0.0,
                 nesterov: false,
             }))
-            .with_weight_decay(Some(WeightDecayConfig::new(*weight_decay)))
+            .with_weight_decay(Some(WeightDecayConfig::new(*weight_decay as f32)))
             .init(),
         OptimizerConfig::Adamw { weight_decay, .. } => AdamWConfig::new()
             .with_weight_decay(*weight_decay as f32)
@@ -478,7 +478,7 @@ fn fit<M: Net>(
             let host = HostTensor::from_tensor(&logits.clone().detach());
             correct += argmax_rows(&host).iter().zip(&labels).filter(|(p, l)| p == l).count();
             let loss = cross_entropy(logits, &labels, device);
-            loss_sum += loss.clone().into_scalar().to_f64() * chunk.len() as f64;
+            loss_sum += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             step += 1;
