@@ -108,7 +108,8 @@ fn main() -> std::io::Result<()> {
     }
     // The example runs from the package directory under cargo; write next to
     // the workspace's results/ folder.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = manifest.parent().unwrap_or(manifest).join("results");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("matmul.csv");
     std::fs::write(&path, csv)?;
