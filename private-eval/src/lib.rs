@@ -1,13 +1,18 @@
 //! Secure two-party evaluation of OWC adapters with a dealer.
 
 pub mod dcf;
+pub mod dealer;
+pub mod exec;
 pub mod fixed;
+pub mod local;
 pub mod lower;
+pub mod material;
 pub mod matmul;
 pub mod model;
 pub mod plain;
 pub mod plan;
 pub mod prg;
+pub mod ring;
 pub mod reference;
 pub mod tensor;
 pub mod transport;

@@ -257,7 +257,11 @@ impl Lowering {
             ).plus_bias(b),
             None => {
                 let Norm::LayerNorm { gamma, beta, eps } = norm else { unreachable!() };
-                let xw = self.materialize(x, &format!("{name}.ln_in"));
+                // The centred input scaled by 1/sqrt(d), folded exactly into the weights, so
+                // the variance is a plain sum of squares (no fixed-point 1/d).
+                let centre = Mat::centering(x.cols).map(|v| v / (x.cols as f64).sqrt());
+                let xs = x.right_mul(&centre, &self.wires);
+                let xw = self.materialize(&xs, &format!("{name}.ln_in"));
                 let fold = Mat::centering(x.cols).matmul(&Mat::diag(gamma)).matmul(w);
                 let z = x.right_mul(&fold, &self.wires);
                 let zw = self.materialize(&z, &format!("{name}.ln_z"));

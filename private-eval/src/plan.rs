@@ -113,8 +113,9 @@ pub enum Step {
     HeadMatMul { out: WireId, a: WireId, b: WireId, heads: usize, kind: HeadProduct },
     /// ReLU by a DCF key: one simultaneous exchange of masked shares.
     Relu { out: WireId, x: WireId },
-    /// `out = z / sqrt(var(x) + eps)` per row, with `x` the LayerNorm input and `z` the
-    /// following linear map of the centred input (gamma folded into it).
+    /// `out = z / sqrt(sum_j x_j^2 + eps)` per row, where `x` is the LayerNorm input
+    /// centred and scaled by `1/sqrt(d)` (so the sum is the variance) and `z` the following
+    /// linear map of the centred input (gamma folded into it).
     LayerNorm { out: WireId, x: WireId, z: WireId, eps: f64, inv_sqrt: InvSqrtParams },
     /// Local: columns `from..to` of `x`.
     Slice { out: WireId, x: WireId, from: usize, to: usize },

@@ -1,0 +1,550 @@
+//! The online phase: both parties walk the same `SecurePlan`, each with its half of the
+//! dealer material, exchanging only masked values over a [`Channel`]. The client ends
+//! with the logits; the server learns nothing.
+
+use std::time::Instant;
+
+use crate::dcf::DcfKey;
+use crate::dealer::{head_shapes, masked_weights, ModelMasks};
+use crate::fixed::Fixed;
+use crate::material::{CmpMat, Material, StepMat, Triple};
+use crate::matmul::matmul;
+use crate::plain::{head_assemble, head_operands, Grid};
+use crate::plan::*;
+use crate::ring::{self, LOW63};
+use crate::tensor::Mat;
+use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
+
+pub const CLIENT: usize = 0;
+pub const SERVER: usize = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("step {index} ({name}): {source}")]
+    Transport {
+        index: usize,
+        name: &'static str,
+        #[source]
+        source: TransportError,
+    },
+    #[error("setup: {0}")]
+    Setup(#[source] TransportError),
+    #[error("dealer material does not fit the plan: {0}")]
+    Material(String),
+    #[error("bad input: {0}")]
+    Input(String),
+}
+
+/// Measured cost of one plan step on this party's channel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepTrace {
+    pub name: &'static str,
+    pub shape: String,
+    /// Bytes on the wire during the step, both directions, headers included.
+    pub bytes: u64,
+    pub rounds: u64,
+    pub seconds: f64,
+}
+
+/// What the server holds: encoded weights (`f` bits; biases at `2f`) and weight masks.
+pub struct ServerKeys {
+    w: Vec<Vec<u64>>,
+    b: Vec<Option<Vec<u64>>>,
+}
+
+impl ServerKeys {
+    pub fn new(plan: &SecurePlan, weights: &PlanWeights, masks: &ModelMasks) -> Self {
+        let fx = Fixed::new(plan.frac_bits);
+        let masked = masked_weights(plan);
+        let w = weights
+            .mats
+            .iter()
+            .zip(&masked)
+            .map(|(m, &mk)| m.data.iter().map(|&v| if mk { fx.encode(v) } else { fx.encode2(v) }).collect())
+            .collect();
+        let b = masked
+            .iter()
+            .enumerate()
+            .map(|(i, &mk)| mk.then(|| masks.weight_mask(i, plan.weights[i].rows * plan.weights[i].cols)))
+            .collect();
+        Self { w, b }
+    }
+
+    /// `E = W - B` for every masked weight, concatenated: the client's setup message.
+    pub fn setup_message(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (w, b) in self.w.iter().zip(&self.b) {
+            if let Some(b) = b {
+                out.extend(ring::sub(w, b));
+            }
+        }
+        out
+    }
+}
+
+/// What the client holds after setup: `E = W - B` per masked weight.
+pub struct ClientKeys {
+    e: Vec<Option<Vec<u64>>>,
+}
+
+impl ClientKeys {
+    pub fn setup_len(plan: &SecurePlan) -> usize {
+        masked_weights(plan)
+            .iter()
+            .zip(&plan.weights)
+            .filter(|(m, _)| **m)
+            .map(|(_, s)| s.rows * s.cols)
+            .sum()
+    }
+
+    pub fn from_message(plan: &SecurePlan, msg: &[u64]) -> Self {
+        let mut at = 0;
+        let e = masked_weights(plan)
+            .iter()
+            .zip(&plan.weights)
+            .map(|(&m, s)| {
+                m.then(|| {
+                    let n = s.rows * s.cols;
+                    at += n;
+                    msg[at - n..at].to_vec()
+                })
+            })
+            .collect();
+        Self { e }
+    }
+}
+
+/// Server: sends `E` to the client (once per model and client).
+pub fn server_setup(keys: &ServerKeys, chan: &mut dyn Channel) -> Result<(), ExecError> {
+    chan.send_u64s(MsgKind::Setup, &keys.setup_message()).map_err(ExecError::Setup)
+}
+
+/// Client: receives `E`.
+pub fn client_setup(plan: &SecurePlan, chan: &mut dyn Channel) -> Result<ClientKeys, ExecError> {
+    let msg = chan.recv_u64s(MsgKind::Setup, ClientKeys::setup_len(plan)).map_err(ExecError::Setup)?;
+    Ok(ClientKeys::from_message(plan, &msg))
+}
+
+/// Either party's keys.
+pub enum Keys<'a> {
+    Client(&'a ClientKeys),
+    Server(&'a ServerKeys),
+}
+
+struct Party<'a> {
+    p: usize,
+    fx: Fixed,
+    plan: &'a SecurePlan,
+    keys: Keys<'a>,
+    shares: Vec<Option<Vec<u64>>>,
+    /// Wires whose server share is known to be zero (client inputs).
+    zero: Vec<bool>,
+    opened: Vec<Option<Vec<u64>>>,
+}
+
+type StepResult<T> = Result<T, TransportError>;
+
+impl Party<'_> {
+    fn share(&self, w: WireId) -> &[u64] {
+        self.shares[w].as_deref().expect("plan computes wires before use")
+    }
+
+    fn rows_of(&self, w: WireId, rows: Rows) -> Vec<u64> {
+        let s = self.share(w);
+        match rows {
+            Rows::All => s.to_vec(),
+            Rows::Cls => s[..self.plan.wires[w].cols].to_vec(),
+        }
+    }
+
+    fn trunc(&self, mut v: Vec<u64>) -> Vec<u64> {
+        self.fx.truncate_shares(&mut v, self.p);
+        v
+    }
+
+    /// Party 0 adds public constants.
+    fn konst(&self, c: u64) -> u64 {
+        if self.p == 0 {
+            c
+        } else {
+            0
+        }
+    }
+
+    /// Both parties send `x_i - mask_i` for every operand and open the differences.
+    fn open_both(&self, chan: &mut dyn Channel, mine: Vec<u64>) -> StepResult<Vec<u64>> {
+        chan.send_u64s(MsgKind::Open, &mine)?;
+        let theirs = chan.recv_u64s(MsgKind::Open, mine.len())?;
+        Ok(ring::add(&mine, &theirs))
+    }
+
+    /// Element-wise Beaver products `a_i * b_i` (a side with 1 column broadcasts), all
+    /// opened in one exchange; results at `2f` are truncated to `f`.
+    fn mul_many(
+        &self,
+        chan: &mut dyn Channel,
+        ops: &[(&[u64], usize, &[u64], usize, usize)],
+        triples: &[Triple],
+    ) -> StepResult<Vec<Vec<u64>>> {
+        let mut msg = Vec::new();
+        for ((a, _, b, _, _), t) in ops.iter().zip(triples) {
+            msg.extend(ring::sub(a, &t.a));
+            msg.extend(ring::sub(b, &t.b));
+        }
+        let open = self.open_both(chan, msg)?;
+        let mut at = 0;
+        let mut out = Vec::new();
+        for (&(a, ac, b, bc, rows), t) in ops.iter().zip(triples) {
+            let e = &open[at..at + a.len()];
+            let f = &open[at + a.len()..at + a.len() + b.len()];
+            at += a.len() + b.len();
+            let mut z = ring::add(&ring::mul_bcast(e, ac, &t.b, bc, rows), &ring::mul_bcast(&t.a, ac, f, bc, rows));
+            ring::add_assign(&mut z, &t.c);
+            if self.p == 0 {
+                ring::add_assign(&mut z, &ring::mul_bcast(e, ac, f, bc, rows));
+            }
+            out.push(self.trunc(z));
+        }
+        Ok(out)
+    }
+
+    /// Shares of `d = [v >= t]` and `d * v` for each public threshold `t` (encoded),
+    /// from one opening `c = v + r` and the DCF keys: for `v - t = (c - t) - r`,
+    /// `msb(v - t) = msb(c - t) xor msb(r) xor [(c - t) mod 2^63 < r mod 2^63]`, and the
+    /// key's payload also gives `u * r` so `d * v = d * c - d * r` needs no extra round.
+    fn compare(&self, chan: &mut dyn Channel, v: &[u64], thresholds: &[u64], m: &CmpMat) -> StepResult<Vec<Vec<(u64, u64)>>> {
+        let c = self.open_both(chan, ring::add(v, &m.r))?;
+        let points: Vec<Vec<u64>> = c.iter().map(|&ci| thresholds.iter().map(|&t| ci.wrapping_sub(t) & LOW63).collect()).collect();
+        let evals = DcfKey::eval_batch(&m.keys, &points);
+        Ok(c.iter()
+            .enumerate()
+            .map(|(i, &ci)| {
+                thresholds
+                    .iter()
+                    .zip(&evals[i])
+                    .map(|(&t, y)| {
+                        let a = ci.wrapping_sub(t) >> 63;
+                        let sign = 1u64.wrapping_sub(2 * a);
+                        let u = m.b[i].wrapping_add(y[0]);
+                        let ur = m.br[i].wrapping_add(y[1]);
+                        let d = self.konst(1 - a).wrapping_sub(sign.wrapping_mul(u));
+                        let dr = (1 - a).wrapping_mul(m.r[i]).wrapping_sub(sign.wrapping_mul(ur));
+                        (d, d.wrapping_mul(ci).wrapping_sub(dr))
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn step(&mut self, chan: &mut dyn Channel, step: &Step, mat: StepMat) -> Result<Option<Vec<u64>>, ExecError> {
+        let bad = |what: &str| ExecError::Material(format!("{} step expects {what}", step.name()));
+        match step {
+            Step::Open { open } => {
+                let op = &self.plan.openings[*open];
+                if self.p == CLIENT {
+                    let StepMat::Mask(mask) = mat else { return Err(bad("a mask")) };
+                    let x = self.rows_of(op.wire, op.rows);
+                    if mask.len() != x.len() {
+                        return Err(bad("a mask of the opening's size"));
+                    }
+                    chan.send_u64s(MsgKind::Open, &ring::sub(&x, &mask)).map_err(|e| self.terr(step, e))?;
+                } else {
+                    let (r, c) = self.plan.opening_shape(*open);
+                    let m = chan.recv_u64s(MsgKind::Open, r * c).map_err(|e| self.terr(step, e))?;
+                    self.opened[*open] = Some(m);
+                }
+            }
+            Step::Linear { out, terms, bias } => {
+                let StepMat::Linear(ab) = mat else { return Err(bad("linear correlations")) };
+                let w = &self.plan.wires[*out];
+                let mut acc = vec![0u64; w.rows * w.cols];
+                let mut ab = ab.into_iter();
+                for t in terms {
+                    match t {
+                        Term::Public { wire, rows, coef } => {
+                            ring::add_assign(&mut acc, &ring::scale(&self.rows_of(*wire, *rows), self.fx.encode(*coef)));
+                        }
+                        Term::Private { open, weight, cls } => {
+                            let op = &self.plan.openings[*open];
+                            let ws = self.plan.weights[*weight];
+                            let rows = if *cls { 1 } else { op.rows.count(self.plan.wires[op.wire].rows) };
+                            let corr = ab.next().ok_or_else(|| bad("one correlation per private term"))?;
+                            if corr.len() != rows * ws.cols {
+                                return Err(bad("correlations of the term's shape"));
+                            }
+                            ring::add_assign(&mut acc, &corr);
+                            let cut = |v: Vec<u64>| if *cls { v[..ws.rows].to_vec() } else { v };
+                            match &self.keys {
+                                Keys::Client(k) => {
+                                    let x = cut(self.rows_of(op.wire, op.rows));
+                                    let e = k.e[*weight].as_ref().expect("masked weight");
+                                    ring::add_assign(&mut acc, &matmul(&x, e, rows, ws.rows, ws.cols));
+                                }
+                                Keys::Server(k) => {
+                                    let m = cut(self.opened[*open].clone().expect("opened before use"));
+                                    let b = k.b[*weight].as_ref().expect("masked weight");
+                                    ring::add_assign(&mut acc, &matmul(&m, b, rows, ws.rows, ws.cols));
+                                    if !self.zero[op.wire] {
+                                        let x = cut(self.rows_of(op.wire, op.rows));
+                                        ring::add_assign(&mut acc, &matmul(&x, &k.w[*weight], rows, ws.rows, ws.cols));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                if let (Some(b), Keys::Server(k)) = (bias, &self.keys) {
+                    for row in acc.chunks_mut(w.cols) {
+                        ring::add_assign(row, &k.w[*b]);
+                    }
+                }
+                self.shares[*out] = Some(self.trunc(acc));
+            }
+            Step::Slice { out, x, from, to } => {
+                let g = Grid { rows: self.plan.wires[*x].rows, cols: self.plan.wires[*x].cols, data: self.share(*x).to_vec() };
+                self.shares[*out] = Some(g.cols_range(*from, *to).data);
+                self.zero[*out] = self.zero[*x];
+            }
+            Step::HeadMatMul { out, a, b, heads, kind } => {
+                let StepMat::Beaver(triples) = mat else { return Err(bad("Beaver triples")) };
+                let (m, k, n) = head_shapes(self.plan, *a, *b, *heads, *kind);
+                if triples.len() != *heads || triples.iter().any(|t| t.a.len() != m * k || t.b.len() != k * n || t.c.len() != m * n) {
+                    return Err(bad("one triple per head of the product's shape"));
+                }
+                let grid = |w: WireId| Grid { rows: self.plan.wires[w].rows, cols: self.plan.wires[w].cols, data: self.share(w).to_vec() };
+                let ops = head_operands(*kind, *heads, &grid(*a), &grid(*b));
+                let mut msg = Vec::new();
+                for ((x, y), t) in ops.iter().zip(&triples) {
+                    msg.extend(ring::sub(&x.data, &t.a));
+                    msg.extend(ring::sub(&y.data, &t.b));
+                }
+                let open = self.open_both(chan, msg).map_err(|e| self.terr(step, e))?;
+                let parts = triples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let base = i * (m * k + k * n);
+                        let e = &open[base..base + m * k];
+                        let f = &open[base + m * k..base + m * k + k * n];
+                        let mut z = ring::add(&matmul(e, &t.b, m, k, n), &matmul(&t.a, f, m, k, n));
+                        ring::add_assign(&mut z, &t.c);
+                        if self.p == 0 {
+                            ring::add_assign(&mut z, &matmul(e, f, m, k, n));
+                        }
+                        Grid { rows: m, cols: n, data: self.trunc(z) }
+                    })
+                    .collect();
+                self.shares[*out] = Some(head_assemble(*kind, parts).data);
+            }
+            Step::Relu { out, x } => {
+                let StepMat::Relu(cmp) = mat else { return Err(bad("comparison material")) };
+                let v = self.share(*x).to_vec();
+                check_cmp(&cmp, v.len()).map_err(|w| bad(&w))?;
+                let res = self.compare(chan, &v, &[0], &cmp).map_err(|e| self.terr(step, e))?;
+                self.shares[*out] = Some(res.into_iter().map(|r| r[0].1).collect());
+            }
+            Step::LayerNorm { out, x, z, eps, inv_sqrt } => {
+                let StepMat::LayerNorm { square, cmp, mults } = mat else { return Err(bad("LayerNorm material")) };
+                let res = self.layernorm(chan, *x, *z, *eps, inv_sqrt, square, cmp, mults).map_err(|e| match e {
+                    LnError::T(e) => self.terr(step, e),
+                    LnError::M(w) => bad(&w),
+                })?;
+                self.shares[*out] = Some(res);
+            }
+            Step::Reveal { wire } => {
+                let s = self.share(*wire).to_vec();
+                if self.p == SERVER {
+                    chan.send_u64s(MsgKind::Reveal, &s).map_err(|e| self.terr(step, e))?;
+                } else {
+                    let theirs = chan.recv_u64s(MsgKind::Reveal, s.len()).map_err(|e| self.terr(step, e))?;
+                    return Ok(Some(ring::add(&s, &theirs)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm(
+        &self,
+        chan: &mut dyn Channel,
+        x: WireId,
+        z: WireId,
+        eps: f64,
+        params: &InvSqrtParams,
+        square: Triple,
+        cmp: CmpMat,
+        mults: Vec<Triple>,
+    ) -> Result<Vec<u64>, LnError> {
+        let (rows, d, c) = (self.plan.wires[x].rows, self.plan.wires[x].cols, self.plan.wires[z].cols);
+        if square.a.len() != rows * d || square.c.len() != rows * d || mults.len() != crate::dealer::layernorm_mults(params) {
+            return Err(LnError::M("square and product triples of the norm's shape".into()));
+        }
+        check_cmp(&cmp, rows).map_err(LnError::M)?;
+        // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input.
+        let xs = self.share(x);
+        let e = self.open_both(chan, ring::sub(xs, &square.a))?;
+        let mut sq: Vec<u64> = e.iter().zip(&square.a).map(|(e, a)| 2u64.wrapping_mul(e.wrapping_mul(*a))).collect();
+        ring::add_assign(&mut sq, &square.c);
+        if self.p == 0 {
+            ring::add_assign(&mut sq, &e.iter().map(|e| e.wrapping_mul(*e)).collect::<Vec<_>>());
+        }
+        let mut v = ring::row_sums(&self.trunc(sq), d);
+        let eps_enc = self.konst(self.fx.encode(eps));
+        v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
+        // Initial 1/sqrt(v): piecewise linear between geometric thresholds, from one opening.
+        let ts = params.thresholds();
+        let segs = segments(&ts);
+        let enc_t: Vec<u64> = ts.iter().map(|&t| self.fx.encode(t)).collect();
+        let bits = self.compare(chan, &v, &enc_t, &cmp)?;
+        let mut y: Vec<u64> = v
+            .iter()
+            .zip(&bits)
+            .map(|(&vi, row)| {
+                let (a0, s0) = segs[0];
+                let mut acc = self.konst(self.fx.encode2(a0)).wrapping_add(vi.wrapping_mul(self.fx.encode(s0)));
+                for (k, &(d, dv)) in row.iter().enumerate() {
+                    let (da, ds) = (segs[k + 1].0 - segs[k].0, segs[k + 1].1 - segs[k].1);
+                    acc = acc
+                        .wrapping_add(d.wrapping_mul(self.fx.encode2(da)))
+                        .wrapping_add(dv.wrapping_mul(self.fx.encode(ds)));
+                }
+                acc
+            })
+            .collect();
+        y = self.trunc(y);
+        // Newton: y <- y (3 - v y^2) / 2, as p = v y, q = p y, y = y (1.5 - q / 2).
+        let mut t = mults.iter();
+        for _ in 0..params.newton {
+            let p = self.mul_many(chan, &[(&v, 1, &y, 1, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0);
+            let q = self.mul_many(chan, &[(&p, 1, &y, 1, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0);
+            let w: Vec<u64> = q
+                .iter()
+                .map(|qi| self.konst(self.fx.encode2(1.5)).wrapping_sub(qi.wrapping_mul(self.fx.encode(0.5))))
+                .collect();
+            let w = self.trunc(w);
+            y = self.mul_many(chan, &[(&y, 1, &w, 1, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0);
+        }
+        let zs = self.share(z);
+        Ok(self.mul_many(chan, &[(&y, 1, zs, c, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0))
+    }
+
+    fn terr(&self, step: &Step, e: TransportError) -> ExecError {
+        ExecError::Transport { index: usize::MAX, name: step.name(), source: e }
+    }
+}
+
+enum LnError {
+    T(TransportError),
+    M(String),
+}
+
+impl From<TransportError> for LnError {
+    fn from(e: TransportError) -> Self {
+        LnError::T(e)
+    }
+}
+
+fn check_cmp(m: &CmpMat, n: usize) -> Result<(), String> {
+    if m.r.len() != n || m.b.len() != n || m.br.len() != n || m.keys.len() != n {
+        return Err(format!("comparison material for {n} values"));
+    }
+    Ok(())
+}
+
+/// Segments `(intercept, slope)` of the piecewise-linear `1/sqrt(v)`: index 0 is the
+/// constant below the first threshold, index `k + 1` starts at threshold `k`; the last
+/// segment is constant.
+pub fn segments(ts: &[f64]) -> Vec<(f64, f64)> {
+    let f = |v: f64| 1.0 / v.sqrt();
+    let mut segs = vec![(f(ts[0]), 0.0)];
+    for k in 0..ts.len() {
+        if k + 1 < ts.len() {
+            let s = (f(ts[k + 1]) - f(ts[k])) / (ts[k + 1] - ts[k]);
+            segs.push((f(ts[k]) - s * ts[k], s));
+        } else {
+            segs.push((f(ts[k]), 0.0));
+        }
+    }
+    segs
+}
+
+/// Result of one party's online run.
+pub struct RunOutput {
+    /// The revealed logits (client only).
+    pub logits: Option<Vec<f64>>,
+    pub steps: Vec<StepTrace>,
+}
+
+/// Runs the online phase as `party` (`CLIENT` with the hidden states, or `SERVER`).
+pub fn run(
+    plan: &SecurePlan,
+    keys: Keys<'_>,
+    material: Material,
+    hidden: Option<&[Mat]>,
+    chan: &mut dyn Channel,
+) -> Result<RunOutput, ExecError> {
+    let p = match keys {
+        Keys::Client(_) => CLIENT,
+        Keys::Server(_) => SERVER,
+    };
+    if material.party as usize != p || material.plan_digest != plan.digest() || material.steps.len() != plan.steps.len() {
+        return Err(ExecError::Material(format!(
+            "material for party {} / plan {:x} with {} steps, expected party {p} / plan {:x} with {} steps",
+            material.party,
+            material.plan_digest,
+            material.steps.len(),
+            plan.digest(),
+            plan.steps.len()
+        )));
+    }
+    let fx = Fixed::new(plan.frac_bits);
+    let mut party = Party {
+        p,
+        fx,
+        plan,
+        keys,
+        shares: vec![None; plan.wires.len()],
+        zero: vec![false; plan.wires.len()],
+        opened: vec![None; plan.openings.len()],
+    };
+    for (i, w) in plan.wires.iter().enumerate() {
+        if let WireKind::ClientInput { hidden: k } = w.kind {
+            party.zero[i] = true;
+            party.shares[i] = Some(if p == CLIENT {
+                let h = hidden.ok_or_else(|| ExecError::Input("the client needs hidden states".into()))?;
+                let m = h.get(k).ok_or_else(|| ExecError::Input(format!("hidden state {k} missing: got {} of {}", h.len(), plan.inputs)))?;
+                if (m.rows, m.cols) != (w.rows, w.cols) {
+                    return Err(ExecError::Input(format!("hidden state {k} is {}x{}, the plan needs {}x{}", m.rows, m.cols, w.rows, w.cols)));
+                }
+                if let Some(j) = m.data.iter().position(|v| !v.is_finite() || v.abs() > 1e6) {
+                    return Err(ExecError::Input(format!("hidden state {k} element {j} is {} (must be finite, |x| <= 1e6)", m.data[j])));
+                }
+                fx.encode_all(&m.data)
+            } else {
+                vec![0; w.rows * w.cols]
+            });
+        }
+    }
+    let mut traces = Vec::with_capacity(plan.steps.len());
+    let mut logits = None;
+    for (index, (step, mat)) in plan.steps.iter().zip(material.steps).enumerate() {
+        let (before, t0) = (chan.stats(), Instant::now());
+        let revealed = party.step(chan, step, mat).map_err(|e| match e {
+            ExecError::Transport { name, source, .. } => ExecError::Transport { index, name, source },
+            other => other,
+        })?;
+        if let Some(v) = revealed {
+            logits = Some(fx.decode_all(&v));
+        }
+        let after = chan.stats();
+        traces.push(StepTrace {
+            name: step.name(),
+            shape: plan.step_shape(step),
+            bytes: after.total_bytes() - before.total_bytes(),
+            rounds: after.rounds - before.rounds,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(RunOutput { logits, steps: traces })
+}

@@ -1,0 +1,80 @@
+//! Runs client and server in two threads of this process over any channel pair, with
+//! the dealer's material generated in-process: the harness of tests and benchmarks
+//! (the deployed roles in [`crate::roles`] do the same across processes).
+
+use std::time::Instant;
+
+use crate::dealer::{self, ModelMasks};
+use crate::exec::{self, ClientKeys, ExecError, Keys, ServerKeys, StepTrace};
+use crate::plan::{PlanWeights, SecurePlan};
+use crate::prg::Prg;
+use crate::tensor::Mat;
+use crate::transport::{Channel, Stats};
+
+/// Outcome of one secure inference, measured on the client's channel.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    pub logits: Vec<f64>,
+    pub online: Stats,
+    pub online_s: f64,
+    pub offline_bytes: u64,
+    pub offline_s: f64,
+    pub steps: Vec<StepTrace>,
+}
+
+/// Generates material, runs setup (excluded from online figures) and the online phase.
+pub fn infer<C: Channel + 'static>(
+    plan: &SecurePlan,
+    weights: &PlanWeights,
+    hidden: &[Mat],
+    mut client_chan: C,
+    mut server_chan: C,
+    seed: u128,
+) -> Result<Inference, ExecError> {
+    let masks = ModelMasks { seed };
+    let t0 = Instant::now();
+    let [m0, m1] = dealer::generate(plan, &masks, 1, &mut Prg::new(seed ^ 0xdea1));
+    let offline_bytes = (m0.to_bytes().len() + m1.to_bytes().len()) as u64;
+    let offline_s = t0.elapsed().as_secs_f64();
+    let server_keys = ServerKeys::new(plan, weights, &masks);
+    std::thread::scope(|s| {
+        let server = s.spawn(move || -> Result<(), ExecError> {
+            exec::server_setup(&server_keys, &mut server_chan)?;
+            sync(&mut server_chan)?;
+            exec::run(plan, Keys::Server(&server_keys), m1, None, &mut server_chan)?;
+            server_chan.flush().map_err(ExecError::Setup)?;
+            Ok(())
+        });
+        let client = (|| {
+            let keys: ClientKeys = exec::client_setup(plan, &mut client_chan)?;
+            sync(&mut client_chan)?;
+            let before = client_chan.stats();
+            let t = Instant::now();
+            let out = exec::run(plan, Keys::Client(&keys), m0, Some(hidden), &mut client_chan)?;
+            let online_s = t.elapsed().as_secs_f64();
+            Ok(Inference {
+                logits: out.logits.expect("the client learns the logits"),
+                online: client_chan.stats() - before,
+                online_s,
+                offline_bytes,
+                offline_s,
+                steps: out.steps,
+            })
+        })();
+        let server = server.join().expect("server thread");
+        match (client, server) {
+            (Ok(c), Ok(())) => Ok(c),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    })
+}
+
+/// A synchronizing exchange that ends setup: after it both sides reset the round count,
+/// so online rounds start from zero on both ends.
+pub fn sync(chan: &mut dyn Channel) -> Result<(), ExecError> {
+    use crate::transport::{ChannelExt, MsgKind};
+    chan.send_u64s(MsgKind::Hello, &[0]).map_err(ExecError::Setup)?;
+    chan.recv_u64s(MsgKind::Hello, 1).map_err(ExecError::Setup)?;
+    chan.reset_rounds();
+    Ok(())
+}
