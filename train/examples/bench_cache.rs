@@ -11,7 +11,10 @@ use cryptpeft_types::AdapterSpec;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let backbone = PathBuf::from(args.get(1).expect("usage: bench_cache BACKBONE [N] [EPOCHS]"));
+    let backbone = PathBuf::from(
+        args.get(1)
+            .expect("usage: bench_cache BACKBONE [N] [EPOCHS]"),
+    );
     let n: usize = args.get(2).map(|s| s.parse().expect("N")).unwrap_or(5000);
     let epochs: usize = args.get(3).map(|s| s.parse().expect("EPOCHS")).unwrap_or(2);
     let mut data = DataConfig::new(DatasetKind::FashionMnist).with_classes(&[5, 6, 7, 8, 9]);
@@ -20,7 +23,11 @@ fn main() {
     let spec: AdapterSpec = "h=2,r=32,s=2".parse().expect("spec");
     let mut rows = Vec::new();
     for use_cache in [true, false] {
-        let mut cfg = TrainConfig::new(Some(backbone.clone()), data.clone(), Method::Owc { spec: spec.clone() });
+        let mut cfg = TrainConfig::new(
+            Some(backbone.clone()),
+            data.clone(),
+            Method::Owc { spec: spec.clone() },
+        );
         cfg.epochs = epochs;
         cfg.use_cache = use_cache;
         cfg.progress = false;

@@ -55,7 +55,11 @@ impl EncoderLayer {
         let p = format!("encoder.layers.encoder_layer_{i}");
         let (d, m, eps) = (spec.hidden_dim, spec.mlp_dim, spec.norm_eps);
         let ln = NormKind::LayerNorm;
-        let w = file.take(path, &format!("{p}.self_attention.in_proj_weight"), &[3 * d, d])?;
+        let w = file.take(
+            path,
+            &format!("{p}.self_attention.in_proj_weight"),
+            &[3 * d, d],
+        )?;
         let b = file.take(path, &format!("{p}.self_attention.in_proj_bias"), &[3 * d])?;
         Ok(Self {
             ln_1: Norm::load(file, path, &format!("{p}.ln_1"), ln, d, eps, device)?,
@@ -197,7 +201,15 @@ impl Vit {
         let head = match f.tensors.get("heads.head.weight") {
             Some(w) if w.shape.len() == 2 => {
                 let classes = w.shape[0];
-                Some(Linear::load(f, path, "heads.head", d, classes, true, device)?)
+                Some(Linear::load(
+                    f,
+                    path,
+                    "heads.head",
+                    d,
+                    classes,
+                    true,
+                    device,
+                )?)
             }
             _ => None,
         };
@@ -216,9 +228,18 @@ impl Vit {
     /// Exports in torchvision's layout with `backbone` (our spec) and `config` metadata.
     pub fn export(&self) -> TensorFile {
         let mut out = TensorFile::default();
-        out.insert("conv_proj.weight", HostTensor::from_tensor(&self.conv_w.val()));
-        out.insert("conv_proj.bias", HostTensor::from_tensor(&self.conv_b.val()));
-        out.insert("class_token", HostTensor::from_tensor(&self.class_token.val()));
+        out.insert(
+            "conv_proj.weight",
+            HostTensor::from_tensor(&self.conv_w.val()),
+        );
+        out.insert(
+            "conv_proj.bias",
+            HostTensor::from_tensor(&self.conv_b.val()),
+        );
+        out.insert(
+            "class_token",
+            HostTensor::from_tensor(&self.class_token.val()),
+        );
         out.insert(
             "encoder.pos_embedding",
             HostTensor::from_tensor(&self.pos_embedding.val()),
@@ -260,9 +281,10 @@ impl Vit {
         let d = self.spec.hidden_dim;
         let (gh, gw) = (h / p, w / p);
         let patches: Tensor<6> = images.reshape([b, c, gh, p, gw, p]);
-        let patches: Tensor<3> = patches
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([b, gh * gw, c * p * p]);
+        let patches: Tensor<3> =
+            patches
+                .permute([0, 2, 4, 1, 3, 5])
+                .reshape([b, gh * gw, c * p * p]);
         let w2: Tensor<2> = self.conv_w.val().reshape([d, c * p * p]);
         let x = burn::tensor::module::linear(patches, w2.transpose(), Some(self.conv_b.val()));
         let cls = self.class_token.val().expand([b, 1, d]);
@@ -292,7 +314,10 @@ impl Vit {
         let z = self.ln.forward(x_l);
         let [b, _, d] = z.dims();
         let cls: Tensor<2> = z.narrow(1, 0, 1).reshape([b, d]);
-        self.head.as_ref().expect("backbone has no head").forward(cls)
+        self.head
+            .as_ref()
+            .expect("backbone has no head")
+            .forward(cls)
     }
 
     /// Logits of the backbone's own head.
@@ -317,9 +342,12 @@ fn spec_from_metadata(path: &Path, file: &TensorFile) -> Result<BackboneSpec> {
     let v: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| TrainError::format(path, format!("bad `config` metadata: {e}")))?;
     let get = |k: &str| {
-        v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize).ok_or_else(|| {
-            TrainError::format(path, format!("`config` metadata lacks integer `{k}`"))
-        })
+        v.get(k)
+            .and_then(|x| x.as_u64())
+            .map(|x| x as usize)
+            .ok_or_else(|| {
+                TrainError::format(path, format!("`config` metadata lacks integer `{k}`"))
+            })
     };
     let channels = file
         .tensors

@@ -5,10 +5,10 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 
 use crate::backbone::{EncoderLayer, Vit};
-use crate::nn::{merge_heads, split_heads, Init, Linear, Norm};
+use crate::nn::{fresh_copy, merge_heads, split_heads, Init, Linear, Norm};
 
 /// The last `k` backbone layers (trainable copies), the final norm and a new head, reading
-/// `x_{L-k}`. `k = 0` with a frozen norm is the linear probe.
+/// `x_{L-k}`. `k = 0` is the linear probe.
 #[derive(Module, Debug)]
 pub struct TailModel {
     pub layers: Vec<EncoderLayer>,
@@ -21,15 +21,18 @@ impl TailModel {
         let mut init = Init::new(seed);
         let l = vit.spec.layers;
         let d = vit.spec.hidden_dim;
-        let layers = vit.layers[l - k..].to_vec();
-        let ln = vit.ln.clone();
-        let ln = if k == 0 { ln.freeze() } else { ln };
+        let layers = vit.layers[l - k..]
+            .iter()
+            .map(|x| fresh_copy(x, device))
+            .collect();
+        // Linear probe (k = 0): the norm's affine part composes with the head into one
+        // linear map of the normalized features, so it is trained with the head.
+        let ln = fresh_copy(&vit.ln, device);
         Self {
             layers,
             ln,
             head: Linear::init(d, classes, true, &mut init, device),
         }
-        .to_device(device)
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
@@ -113,15 +116,18 @@ impl PeftModel {
         device: &Device,
     ) -> Self {
         let d = vit.spec.hidden_dim;
-        let layers: Vec<EncoderLayer> = vit.layers.iter().map(|l| l.clone().freeze()).collect();
+        let layers: Vec<EncoderLayer> = vit
+            .layers
+            .iter()
+            .map(|l| fresh_copy(l, device).freeze())
+            .collect();
         Self {
             layers,
             lora,
             adapt,
-            ln: vit.ln.clone(),
+            ln: fresh_copy(&vit.ln, device),
             head: Linear::init(d, classes, true, init, device),
         }
-        .to_device(device)
     }
 
     fn attention(&self, i: usize, l: &EncoderLayer, y: Tensor<3>) -> Tensor<3> {
@@ -168,7 +174,13 @@ impl Linear {
 /// A backbone for full fine-tuning: the pretrained [`Vit`] with a new `classes`-way head.
 pub fn full_finetune_model(vit: &Vit, classes: usize, seed: u64, device: &Device) -> Vit {
     let mut init = Init::new(seed);
-    let mut v = vit.clone();
-    v.head = Some(Linear::init(vit.spec.hidden_dim, classes, true, &mut init, device));
-    v.to_device(device)
+    let mut v = fresh_copy(vit, device);
+    v.head = Some(Linear::init(
+        vit.spec.hidden_dim,
+        classes,
+        true,
+        &mut init,
+        device,
+    ));
+    v
 }

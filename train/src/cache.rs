@@ -121,11 +121,26 @@ impl CacheRequest<'_> {
         if let Some(p) = path.as_ref().filter(|p| p.exists()) {
             if let Ok(f) = self.read(p) {
                 let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                let info = CacheInfo { key, path: path.clone(), hit: true, seconds: start.elapsed().as_secs_f64(), bytes };
+                let info = CacheInfo {
+                    key,
+                    path: path.clone(),
+                    hit: true,
+                    seconds: start.elapsed().as_secs_f64(),
+                    bytes,
+                };
                 return Ok((f, info));
             }
         }
-        let feats = compute_features(self.vit, self.set, self.pre, self.first, self.views, self.seed, self.progress, device);
+        let feats = compute_features(
+            self.vit,
+            self.set,
+            self.pre,
+            self.first,
+            self.views,
+            self.seed,
+            self.progress,
+            device,
+        );
         let mut bytes = feats.bytes() as u64;
         if let Some(p) = &path {
             let mut tf = TensorFile::default();
@@ -140,14 +155,27 @@ impl CacheRequest<'_> {
             tf.save(p)?;
             bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(bytes);
         }
-        let info = CacheInfo { key, path, hit: false, seconds: start.elapsed().as_secs_f64(), bytes };
+        let info = CacheInfo {
+            key,
+            path,
+            hit: false,
+            seconds: start.elapsed().as_secs_f64(),
+            bytes,
+        };
         Ok((feats, info))
     }
 
     fn read(&self, p: &Path) -> Result<FeatureSet> {
         let mut f = TensorFile::load(p)?;
-        let views: usize = f.metadata.get("views").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let labels = f.tensors.remove("labels").ok_or_else(|| TrainError::format(p, "missing labels"))?;
+        let views: usize = f
+            .metadata
+            .get("views")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let labels = f
+            .tensors
+            .remove("labels")
+            .ok_or_else(|| TrainError::format(p, "missing labels"))?;
         let labels: Vec<u32> = labels.data.iter().map(|&l| l as u32).collect();
         let states = (self.first..=self.vit.spec.layers)
             .map(|i| {
@@ -156,7 +184,12 @@ impl CacheRequest<'_> {
                     .ok_or_else(|| TrainError::format(p, format!("missing hidden.{i}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(FeatureSet { first: self.first, states, labels, views: views.max(1) })
+        Ok(FeatureSet {
+            first: self.first,
+            states,
+            labels,
+            views: views.max(1),
+        })
     }
 }
 
@@ -176,7 +209,8 @@ pub fn compute_features(
     let nviews = views.max(1);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (n, d) = (vit.spec.tokens(), vit.spec.hidden_dim);
-    let mut states: Vec<Vec<f32>> = vec![Vec::with_capacity(set.len() * nviews * n * d); layers + 1 - first];
+    let mut states: Vec<Vec<f32>> =
+        vec![Vec::with_capacity(set.len() * nviews * n * d); layers + 1 - first];
     let mut labels = Vec::with_capacity(set.len() * nviews);
     let bar = progress_bar(set.len() as u64, "features", progress);
     let s = pre.image_size;
@@ -204,7 +238,10 @@ pub fn compute_features(
     let m = labels.len();
     FeatureSet {
         first,
-        states: states.into_iter().map(|v| HostTensor::new(vec![m, n, d], v)).collect(),
+        states: states
+            .into_iter()
+            .map(|v| HostTensor::new(vec![m, n, d], v))
+            .collect(),
         labels,
         views: nviews,
     }
@@ -217,9 +254,11 @@ pub fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .expect("template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     bar

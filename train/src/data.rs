@@ -51,7 +51,8 @@ impl ImageSet {
         };
         for i in 0..self.len() {
             if let Some(k) = classes.iter().position(|&c| c == self.labels[i]) {
-                out.images.extend_from_slice(&self.images[i * l..(i + 1) * l]);
+                out.images
+                    .extend_from_slice(&self.images[i * l..(i + 1) * l]);
                 out.labels.push(k as u32);
             }
         }
@@ -100,18 +101,30 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let b = read_file(path)?;
     if b.len() < 4 {
-        return Err(TrainError::format(path, format!("IDX file truncated: {} bytes, header needs 4", b.len())));
+        return Err(TrainError::format(
+            path,
+            format!("IDX file truncated: {} bytes, header needs 4", b.len()),
+        ));
     }
     if b[0] != 0 || b[1] != 0 {
-        return Err(TrainError::format(path, format!("bad IDX magic {:02x} {:02x} (expected 00 00)", b[0], b[1])));
+        return Err(TrainError::format(
+            path,
+            format!("bad IDX magic {:02x} {:02x} (expected 00 00)", b[0], b[1]),
+        ));
     }
     if b[2] != 0x08 {
-        return Err(TrainError::format(path, format!("IDX data type 0x{:02x} is not unsigned byte (0x08)", b[2])));
+        return Err(TrainError::format(
+            path,
+            format!("IDX data type 0x{:02x} is not unsigned byte (0x08)", b[2]),
+        ));
     }
     let nd = b[3] as usize;
     let head = 4 + 4 * nd;
     if nd == 0 || b.len() < head {
-        return Err(TrainError::format(path, format!("IDX header truncated or has {nd} dimensions")));
+        return Err(TrainError::format(
+            path,
+            format!("IDX header truncated or has {nd} dimensions"),
+        ));
     }
     let dims: Vec<usize> = (0..nd)
         .map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
@@ -120,7 +133,10 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     if b.len() - head != n {
         return Err(TrainError::format(
             path,
-            format!("IDX dims {dims:?} need {n} data bytes, file has {}", b.len() - head),
+            format!(
+                "IDX dims {dims:?} need {n} data bytes, file has {}",
+                b.len() - head
+            ),
         ));
     }
     Ok((dims, b[head..].to_vec()))
@@ -130,11 +146,17 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
 pub fn read_idx_pair(images: &Path, labels: &Path) -> Result<ImageSet> {
     let (d, px) = read_idx(images)?;
     if d.len() != 3 {
-        return Err(TrainError::format(images, format!("IDX images need 3 dimensions, got {d:?}")));
+        return Err(TrainError::format(
+            images,
+            format!("IDX images need 3 dimensions, got {d:?}"),
+        ));
     }
     let (dl, lb) = read_idx(labels)?;
     if dl.len() != 1 || dl[0] != d[0] {
-        return Err(TrainError::format(labels, format!("IDX labels dims {dl:?} do not match {} images", d[0])));
+        return Err(TrainError::format(
+            labels,
+            format!("IDX labels dims {dl:?} do not match {} images", d[0]),
+        ));
     }
     Ok(ImageSet {
         images: px.iter().map(|&p| p as f32 / 255.0).collect(),
@@ -153,18 +175,31 @@ pub fn read_cifar(path: &Path, cifar100: bool) -> Result<ImageSet> {
     if b.is_empty() || b.len() % rec != 0 {
         return Err(TrainError::format(
             path,
-            format!("CIFAR file length {} is not a multiple of the {rec}-byte record", b.len()),
+            format!(
+                "CIFAR file length {} is not a multiple of the {rec}-byte record",
+                b.len()
+            ),
         ));
     }
     let max = if cifar100 { 100 } else { 10 };
-    let mut set = ImageSet { images: Vec::with_capacity(b.len() / rec * 3072), labels: Vec::new(), channels: 3, height: 32, width: 32 };
+    let mut set = ImageSet {
+        images: Vec::with_capacity(b.len() / rec * 3072),
+        labels: Vec::new(),
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
     for (i, r) in b.chunks_exact(rec).enumerate() {
         let label = r[lab - 1] as u32;
         if label >= max {
-            return Err(TrainError::format(path, format!("record {i}: label {label} out of range 0..{max}")));
+            return Err(TrainError::format(
+                path,
+                format!("record {i}: label {label} out of range 0..{max}"),
+            ));
         }
         set.labels.push(label);
-        set.images.extend(r[lab..].iter().map(|&p| p as f32 / 255.0));
+        set.images
+            .extend(r[lab..].iter().map(|&p| p as f32 / 255.0));
     }
     Ok(set)
 }
@@ -173,24 +208,46 @@ pub fn read_cifar(path: &Path, cifar100: bool) -> Result<ImageSet> {
 pub fn read_digits(path: &Path) -> Result<ImageSet> {
     let b = read_file(path)?;
     let text = String::from_utf8(b).map_err(|_| TrainError::format(path, "not UTF-8 text"))?;
-    let mut set = ImageSet { images: Vec::new(), labels: Vec::new(), channels: 1, height: 8, width: 8 };
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    let mut set = ImageSet {
+        images: Vec::new(),
+        labels: Vec::new(),
+        channels: 1,
+        height: 8,
+        width: 8,
+    };
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let vals: Vec<&str> = line.split(',').collect();
         if vals.len() != 65 {
-            return Err(TrainError::format(path, format!("line {}: {} fields, expected 65", i + 1, vals.len())));
+            return Err(TrainError::format(
+                path,
+                format!("line {}: {} fields, expected 65", i + 1, vals.len()),
+            ));
         }
         for (j, v) in vals.iter().enumerate() {
             let x: f64 = v.trim().parse().map_err(|_| {
-                TrainError::format(path, format!("line {}: field {} `{v}` is not a number", i + 1, j + 1))
+                TrainError::format(
+                    path,
+                    format!("line {}: field {} `{v}` is not a number", i + 1, j + 1),
+                )
             })?;
             if j < 64 {
                 if !(0.0..=16.0).contains(&x) {
-                    return Err(TrainError::format(path, format!("line {}: pixel {x} outside 0..16", i + 1)));
+                    return Err(TrainError::format(
+                        path,
+                        format!("line {}: pixel {x} outside 0..16", i + 1),
+                    ));
                 }
                 set.images.push((x / 16.0) as f32);
             } else {
                 if x.fract() != 0.0 || !(0.0..=9.0).contains(&x) {
-                    return Err(TrainError::format(path, format!("line {}: label {x} not in 0..9", i + 1)));
+                    return Err(TrainError::format(
+                        path,
+                        format!("line {}: label {x} not in 0..9", i + 1),
+                    ));
                 }
                 set.labels.push(x as u32);
             }
@@ -249,7 +306,15 @@ pub struct DataConfig {
 
 impl DataConfig {
     pub fn new(dataset: DatasetKind) -> Self {
-        Self { dataset, path: None, classes: None, max_train: None, max_test: None, mean: None, std: None }
+        Self {
+            dataset,
+            path: None,
+            classes: None,
+            max_train: None,
+            max_test: None,
+            mean: None,
+            std: None,
+        }
     }
 
     pub fn with_classes(mut self, classes: &[u32]) -> Self {
@@ -285,18 +350,28 @@ impl DataConfig {
         let dir = self.path();
         let set = match self.dataset {
             DatasetKind::FashionMnist => {
-                let stem = if split == Split::Train { "train" } else { "t10k" };
+                let stem = if split == Split::Train {
+                    "train"
+                } else {
+                    "t10k"
+                };
                 let find = |kind: &str| {
                     let base = dir.join(format!("{stem}-{kind}-ubyte"));
                     let gz = PathBuf::from(format!("{}.gz", base.display()));
-                    if base.exists() { base } else { gz }
+                    if base.exists() {
+                        base
+                    } else {
+                        gz
+                    }
                 };
                 read_idx_pair(&find("images-idx3"), &find("labels-idx1"))?
             }
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
                 let c100 = self.dataset == DatasetKind::Cifar100;
                 let files: Vec<PathBuf> = match (c100, split) {
-                    (false, Split::Train) => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
+                    (false, Split::Train) => (1..=5)
+                        .map(|i| dir.join(format!("data_batch_{i}.bin")))
+                        .collect(),
                     (false, Split::Test) => vec![dir.join("test_batch.bin")],
                     (true, Split::Train) => vec![dir.join("train.bin")],
                     (true, Split::Test) => vec![dir.join("test.bin")],
@@ -316,7 +391,9 @@ impl DataConfig {
             }
             DatasetKind::Digits => {
                 let all = read_digits(&dir)?;
-                let idx: Vec<usize> = (0..all.len()).filter(|i| (i % 5 == 0) == (split == Split::Test)).collect();
+                let idx: Vec<usize> = (0..all.len())
+                    .filter(|i| (i % 5 == 0) == (split == Split::Test))
+                    .collect();
                 all.select(&idx)
             }
         };
@@ -324,7 +401,11 @@ impl DataConfig {
             Some(c) => set.subset_classes(c),
             None => set,
         };
-        let max = if split == Split::Train { self.max_train } else { self.max_test };
+        let max = if split == Split::Train {
+            self.max_train
+        } else {
+            self.max_test
+        };
         Ok(match max {
             Some(n) => set.sample(n, seed ^ 0x5eed),
             None => set,
@@ -345,7 +426,12 @@ impl Preprocess {
     pub fn new(image_size: usize, channels: usize, data: &DataConfig) -> Self {
         let mean = data.mean.clone().unwrap_or_else(|| vec![0.5; channels]);
         let std = data.std.clone().unwrap_or_else(|| vec![0.5; channels]);
-        Self { image_size, channels, mean, std }
+        Self {
+            image_size,
+            channels,
+            mean,
+            std,
+        }
     }
 
     /// One image `[c, h, w]` in `[0, 1]` -> `[channels, size, size]`, normalized.
@@ -360,9 +446,14 @@ impl Preprocess {
                 resized.clone()
             } else {
                 // Colour to fewer channels: mean over input channels.
-                (0..s * s).map(|p| (0..c).map(|ic| resized[ic * s * s + p]).sum::<f32>() / c as f32).collect()
+                (0..s * s)
+                    .map(|p| (0..c).map(|ic| resized[ic * s * s + p]).sum::<f32>() / c as f32)
+                    .collect()
             };
-            let (m, sd) = (self.mean[oc % self.mean.len()], self.std[oc % self.std.len()]);
+            let (m, sd) = (
+                self.mean[oc % self.mean.len()],
+                self.std[oc % self.std.len()],
+            );
             out.extend(plane.iter().map(|v| (v - m) / sd));
         }
         out
@@ -370,7 +461,8 @@ impl Preprocess {
 
     /// A whole set (plus optional augmentation) -> `[n, channels, size, size]`.
     pub fn apply_set(&self, set: &ImageSet, augment: Option<&mut ChaCha8Rng>) -> Vec<f32> {
-        let mut out = Vec::with_capacity(set.len() * self.channels * self.image_size * self.image_size);
+        let mut out =
+            Vec::with_capacity(set.len() * self.channels * self.image_size * self.image_size);
         let mut rng = augment;
         for i in 0..set.len() {
             let img = set.image(i);
@@ -387,7 +479,14 @@ impl Preprocess {
 }
 
 /// Bilinear resize (half-pixel centres, like `align_corners=False`).
-pub fn resize_bilinear(img: &[f32], c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+pub fn resize_bilinear(
+    img: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+) -> Vec<f32> {
     if h == oh && w == ow {
         return img.to_vec();
     }
@@ -414,7 +513,13 @@ pub fn resize_bilinear(img: &[f32], c: usize, h: usize, w: usize, oh: usize, ow:
 
 /// Random resized crop (area 50-100 %, aspect 3/4-4/3) back to the input size, then a
 /// horizontal flip with probability 1/2.
-pub fn random_resized_crop_flip(img: &[f32], c: usize, h: usize, w: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+pub fn random_resized_crop_flip(
+    img: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<f32> {
     let area = (h * w) as f32 * rng.random_range(0.5..1.0f32);
     let ratio = rng.random_range((0.75f32).ln()..(4.0f32 / 3.0).ln()).exp();
     let cw = ((area * ratio).sqrt().round() as usize).clamp(1, w);
@@ -468,14 +573,20 @@ mod tests {
         std::fs::write(&im, gz(&idx_bytes(&[2, 4, 4], &px))).unwrap();
         std::fs::write(&lb, idx_bytes(&[2], &[3, 7])).unwrap();
         let set = read_idx_pair(&im, &lb).unwrap();
-        assert_eq!((set.len(), set.height, set.width, set.labels.clone()), (2, 4, 4, vec![3, 7]));
+        assert_eq!(
+            (set.len(), set.height, set.width, set.labels.clone()),
+            (2, 4, 4, vec![3, 7])
+        );
         assert_eq!(set.images[1], 8.0 / 255.0);
         assert_eq!(set.subset_classes(&[7]).labels, vec![0]);
 
         let bad = tmp("trunc-idx3-ubyte");
         std::fs::write(&bad, &idx_bytes(&[2, 4, 4], &px)[..30]).unwrap();
         let e = read_idx(&bad).unwrap_err().to_string();
-        assert!(e.contains("trunc-idx3-ubyte") && e.contains("data bytes"), "{e}");
+        assert!(
+            e.contains("trunc-idx3-ubyte") && e.contains("data bytes"),
+            "{e}"
+        );
         std::fs::write(&bad, [1u8, 2, 3, 4, 5]).unwrap();
         let e = read_idx(&bad).unwrap_err().to_string();
         assert!(e.contains("magic"), "{e}");
@@ -501,21 +612,34 @@ mod tests {
         assert_eq!(s.images[1024], 0.0); // green plane starts at 1024 -> byte 0
         std::fs::write(&p, &b[..3000]).unwrap();
         let e = read_cifar(&p, false).unwrap_err().to_string();
-        assert!(e.contains("data_batch_1.bin") && e.contains("multiple"), "{e}");
+        assert!(
+            e.contains("data_batch_1.bin") && e.contains("multiple"),
+            "{e}"
+        );
         let mut c100 = vec![1u8, 55];
         c100.extend(vec![0u8; 3072]);
         std::fs::write(&p, &c100).unwrap();
         assert_eq!(read_cifar(&p, true).unwrap().labels, vec![55]);
         c100[1] = 120;
         std::fs::write(&p, &c100).unwrap();
-        assert!(read_cifar(&p, true).unwrap_err().to_string().contains("out of range"));
+        assert!(read_cifar(&p, true)
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
     }
 
     #[test]
     fn digits_csv_and_errors() {
-        let row: Vec<String> = (0..64).map(|i| (i % 17).to_string()).chain(["3".into()]).collect();
+        let row: Vec<String> = (0..64)
+            .map(|i| (i % 17).to_string())
+            .chain(["3".into()])
+            .collect();
         let p = tmp("digits.csv.gz");
-        std::fs::write(&p, gz(format!("{}\n{}\n", row.join(","), row.join(",")).as_bytes())).unwrap();
+        std::fs::write(
+            &p,
+            gz(format!("{}\n{}\n", row.join(","), row.join(",")).as_bytes()),
+        )
+        .unwrap();
         let s = read_digits(&p).unwrap();
         assert_eq!((s.len(), s.height, s.labels[0]), (2, 8, 3));
         assert_eq!((s.images[16], s.images[17]), (1.0, 0.0));
@@ -538,7 +662,12 @@ mod tests {
         let up = resize_bilinear(&img, 1, 2, 2, 4, 4);
         assert_eq!(up.len(), 16);
         assert!((up[0] - 0.0).abs() < 1e-6 && (up[3] - 1.0).abs() < 1e-6);
-        let p = Preprocess { image_size: 4, channels: 3, mean: vec![0.5], std: vec![0.5] };
+        let p = Preprocess {
+            image_size: 4,
+            channels: 3,
+            mean: vec![0.5],
+            std: vec![0.5],
+        };
         let out = p.apply(&img, 1, 2, 2);
         assert_eq!(out.len(), 48);
         assert!((out[3] - 1.0).abs() < 1e-6 && (out[0] + 1.0).abs() < 1e-6);

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::module::{Param, RunningState};
-use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use cryptpeft_types::NormKind;
 use rand::Rng;
@@ -126,6 +126,27 @@ impl Linear {
     }
 }
 
+/// LayerNorm over the last axis (written out: burn 0.22.1's fused layer norm loses its
+/// autodiff tape when its input is not tracked).
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub gamma: Param<Tensor<1>>,
+    pub beta: Option<Param<Tensor<1>>>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (var, mean) = x.clone().var_mean_bias(D - 1);
+        let y = (x - mean) / var.add_scalar(self.eps).sqrt();
+        let y = y * self.gamma.val().unsqueeze();
+        match &self.beta {
+            Some(b) => y + b.val().unsqueeze(),
+            None => y,
+        }
+    }
+}
+
 /// LayerNorm, BatchNorm-style affine (batch statistics in training, running statistics at
 /// inference) or identity, over the last axis of `[batch, tokens, channels]`.
 #[derive(Module, Debug)]
@@ -149,9 +170,11 @@ impl Norm {
         };
         match kind {
             NormKind::LayerNorm => {
-                let mut ln = LayerNormConfig::new(dim).with_epsilon(eps).init(device);
-                ln.gamma = param(&w, device);
-                ln.beta = Some(param(&b, device));
+                let ln = LayerNorm {
+                    gamma: param(&w, device),
+                    beta: Some(param(&b, device)),
+                    eps,
+                };
                 Self {
                     ln: Some(ln),
                     bn: None,
@@ -214,7 +237,10 @@ impl Norm {
                 HostTensor::from_tensor(&ln.gamma.val()),
             );
             let beta = ln.beta.as_ref().expect("layer norm with bias");
-            out.insert(format!("{prefix}.bias"), HostTensor::from_tensor(&beta.val()));
+            out.insert(
+                format!("{prefix}.bias"),
+                HostTensor::from_tensor(&beta.val()),
+            );
         }
         if let Some(bn) = &self.bn {
             let put = |out: &mut TensorFile, n: &str, t: Tensor<1>| {
@@ -249,4 +275,18 @@ pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
 pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     let [b, h, n, dh] = x.dims();
     x.swap_dims(1, 2).reshape([b, n, h * dh])
+}
+
+/// Deep copy of a module with new, independent parameter tensors on `device` (host round
+/// trip): the copy shares no autodiff history or parameter ids with the original.
+pub fn fresh_copy<M: Module>(m: &M, device: &Device) -> M {
+    struct Fresh<'a>(&'a Device);
+    impl burn::module::ModuleMapper for Fresh<'_> {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let require = p.is_require_grad();
+            let t = HostTensor::from_tensor(&p.val()).to_tensor::<D>(self.0);
+            Param::from_tensor(t).set_require_grad(require)
+        }
+    }
+    m.clone().map(&mut Fresh(device))
 }

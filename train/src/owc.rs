@@ -323,8 +323,15 @@ impl OwcModel {
                 } else {
                     let norm1 =
                         Norm::load(file, path, &format!("{q}.norm1"), spec.norm, r, eps, device)?;
-                    let qkv =
-                        Linear::load(file, path, &format!("{q}.attn.qkv"), r, 3 * r, false, device)?;
+                    let qkv = Linear::load(
+                        file,
+                        path,
+                        &format!("{q}.attn.qkv"),
+                        r,
+                        3 * r,
+                        false,
+                        device,
+                    )?;
                     let token_mix = if spec.attention == AttentionKind::LinAtten {
                         let name = format!("{q}.attn.token_mix");
                         Some(Linear::load(file, path, &name, n, n, true, device)?)
@@ -345,7 +352,15 @@ impl OwcModel {
                 blocks.push(Block {
                     norm1,
                     attn,
-                    norm2: Norm::load(file, path, &format!("{q}.norm2"), spec.norm, r, eps, device)?,
+                    norm2: Norm::load(
+                        file,
+                        path,
+                        &format!("{q}.norm2"),
+                        spec.norm,
+                        r,
+                        eps,
+                        device,
+                    )?,
                     fc1: Linear::load(file, path, &format!("{q}.mlp.fc1"), r, r, true, device)?,
                     fc2: Linear::load(file, path, &format!("{q}.mlp.fc2"), r, r, true, device)?,
                     activation: spec.activation,

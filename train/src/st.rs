@@ -17,21 +17,32 @@ pub struct HostTensor {
 
 impl HostTensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape/data mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape/data mismatch"
+        );
         Self { shape, data }
     }
 
     /// Copies a burn tensor to the host.
     pub fn from_tensor<const D: usize>(t: &Tensor<D>) -> Self {
         let shape = t.dims().to_vec();
-        let data = t.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor data");
+        let data = t
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 tensor data");
         Self { shape, data }
     }
 
     /// Uploads to `device` as a rank-`D` tensor (the rank must match).
     pub fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
         assert_eq!(self.shape.len(), D, "rank mismatch");
-        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), self.shape.clone()),
+            device,
+        )
     }
 }
 
@@ -69,7 +80,10 @@ impl TensorFile {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            tensors.insert(name.to_string(), HostTensor::new(view.shape().to_vec(), data));
+            tensors.insert(
+                name.to_string(),
+                HostTensor::new(view.shape().to_vec(), data),
+            );
         }
         let metadata = meta
             .metadata()
@@ -89,7 +103,10 @@ impl TensorFile {
         if t.shape != shape {
             return Err(TrainError::format(
                 path,
-                format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape),
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.shape
+                ),
             ));
         }
         Ok(t)

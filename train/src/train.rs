@@ -375,10 +375,7 @@ fn cross_entropy(logits: Tensor<2>, labels: &[u32], device: &Device) -> Tensor<1
         onehot[i * c + l as usize] = 1.0;
     }
     let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, c]), device);
-    (log_softmax(logits, 1) * onehot)
-        .sum_dim(1)
-        .mean()
-        .neg()
+    (log_softmax(logits, 1) * onehot).sum_dim(1).mean().neg()
 }
 
 fn argmax_rows(logits: &HostTensor) -> Vec<u32> {
@@ -389,18 +386,32 @@ fn argmax_rows(logits: &HostTensor) -> Vec<u32> {
         .map(|r| {
             r.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    if v > bv {
+                        (i, v)
+                    } else {
+                        (bi, bv)
+                    }
+                })
                 .0 as u32
         })
         .collect()
 }
 
 /// Accuracy of `model` (already `valid()`) on a source, in batches.
-fn evaluate<M: Net>(model: &M, src: &Source, from: Option<usize>, batch: usize, device: &Device) -> f64 {
+fn evaluate<M: Net>(
+    model: &M,
+    src: &Source,
+    from: Option<usize>,
+    batch: usize,
+    device: &Device,
+) -> f64 {
     let n = src.images();
     let mut correct = 0usize;
     for start in (0..n).step_by(batch.max(1)) {
-        let rows: Vec<usize> = (start..(start + batch).min(n)).map(|i| src.row(i, None)).collect();
+        let rows: Vec<usize> = (start..(start + batch).min(n))
+            .map(|i| src.row(i, None))
+            .collect();
         let logits = HostTensor::from_tensor(&model.logits(src.input(&rows, from, device)));
         correct += argmax_rows(&logits)
             .iter()
@@ -461,13 +472,20 @@ fn fit<M: Net>(
     let mut stats = Vec::new();
     let mut step = 0usize;
     for epoch in 0..cfg.epochs {
-        let bar = progress_bar(steps_per_epoch as u64, &format!("epoch {}", epoch + 1), cfg.progress);
+        let bar = progress_bar(
+            steps_per_epoch as u64,
+            &format!("epoch {}", epoch + 1),
+            cfg.progress,
+        );
         let start = Instant::now();
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for chunk in order.chunks(bs) {
-            let rows: Vec<usize> = chunk.iter().map(|&i| train.row(i, Some(&mut rng))).collect();
+            let rows: Vec<usize> = chunk
+                .iter()
+                .map(|&i| train.row(i, Some(&mut rng)))
+                .collect();
             let labels: Vec<u32> = rows.iter().map(|&r| train.label(r)).collect();
             let lr = if cfg.cosine {
                 0.5 * base_lr * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos())
@@ -476,7 +494,11 @@ fn fit<M: Net>(
             };
             let logits = model.logits(train.input(&rows, from, device));
             let host = HostTensor::from_tensor(&logits.clone().detach());
-            correct += argmax_rows(&host).iter().zip(&labels).filter(|(p, l)| p == l).count();
+            correct += argmax_rows(&host)
+                .iter()
+                .zip(&labels)
+                .filter(|(p, l)| p == l)
+                .count();
             let loss = cross_entropy(logits, &labels, device);
             loss_sum += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -512,22 +534,33 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
     let device = config.device.device()?.autodiff();
     let inference = device.clone().without_autodiff();
     if config.epochs == 0 || config.batch_size == 0 {
-        return Err(TrainError::Config("epochs and batch_size must be positive".into()));
+        return Err(TrainError::Config(
+            "epochs and batch_size must be positive".into(),
+        ));
     }
     // Backbone: on the training device (for methods that copy its layers), plus a frozen
     // inference copy for features.
     let (vit, vit_id) = match &config.backbone {
-        Some(p) => (Vit::load(p, config.backbone_spec.as_ref(), &device)?, file_sha256(p)?),
+        Some(p) => (
+            Vit::load(p, config.backbone_spec.as_ref(), &device)?,
+            file_sha256(p)?,
+        ),
         None => {
             let spec = config.backbone_spec.as_ref().ok_or_else(|| {
-                TrainError::Config("give `backbone` (weights) or `backbone_spec` (to pretrain)".into())
+                TrainError::Config(
+                    "give `backbone` (weights) or `backbone_spec` (to pretrain)".into(),
+                )
             })?;
             if config.method != Method::Full {
                 return Err(TrainError::Config(
-                    "a random backbone (no `backbone` file) only makes sense with method `full`".into(),
+                    "a random backbone (no `backbone` file) only makes sense with method `full`"
+                        .into(),
                 ));
             }
-            (Vit::init(spec, config.data.num_classes(), config.seed, &device), format!("random-{}", config.seed))
+            (
+                Vit::init(spec, config.data.num_classes(), config.seed, &device),
+                format!("random-{}", config.seed),
+            )
         }
     };
     let layers = vit.spec.layers;
@@ -536,7 +569,9 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
     }
     if let Method::Sft { layers: k } = config.method {
         if k == 0 || k > layers {
-            return Err(TrainError::Config(format!("sft layers {k} must be in 1..={layers}")));
+            return Err(TrainError::Config(format!(
+                "sft layers {k} must be in 1..={layers}"
+            )));
         }
     }
     let frozen = vit.valid();
@@ -544,10 +579,26 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
     let train_set = config.data.load(Split::Train, config.seed)?;
     let test_set = config.data.load(Split::Test, config.seed)?;
     let classes = config.data.num_classes();
-    if let Some(bad) = train_set.labels.iter().chain(&test_set.labels).find(|&&l| l as usize >= classes) {
-        return Err(TrainError::Config(format!("label {bad} >= {classes} classes; set `classes`")));
+    if let Some(bad) = train_set
+        .labels
+        .iter()
+        .chain(&test_set.labels)
+        .find(|&&l| l as usize >= classes)
+    {
+        return Err(TrainError::Config(format!(
+            "label {bad} >= {classes} classes; set `classes`"
+        )));
     }
-    let dataset = format!("{:?}{}", config.data.dataset, config.data.classes.as_ref().map(|c| format!("{c:?}")).unwrap_or_default());
+    let dataset = format!(
+        "{:?}{}",
+        config.data.dataset,
+        config
+            .data
+            .classes
+            .as_ref()
+            .map(|c| format!("{c:?}"))
+            .unwrap_or_default()
+    );
 
     let from = config.method.first_state(layers);
     let use_cache = config.use_cache && from.is_some();
@@ -585,8 +636,18 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
         test_pix = pre.apply_set(&test_set, None);
         let fr = from.map(|f| (&frozen, f));
         (
-            Source::Pixels { pixels: &train_pix, labels: &train_set.labels, shape, frozen: fr },
-            Source::Pixels { pixels: &test_pix, labels: &test_set.labels, shape, frozen: fr },
+            Source::Pixels {
+                pixels: &train_pix,
+                labels: &train_set.labels,
+                shape,
+                frozen: fr,
+            },
+            Source::Pixels {
+                pixels: &test_pix,
+                labels: &test_set.labels,
+                shape,
+                frozen: fr,
+            },
         )
     };
 
@@ -595,7 +656,13 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
     let (trainable_params, epochs) = match &config.method {
         Method::Owc { spec } => {
             let g = HostTensor::from_tensor(&vit.ln.ln.as_ref().expect("layer norm").gamma.val());
-            let b = vit.ln.ln.as_ref().and_then(|l| l.beta.as_ref()).expect("bias").val();
+            let b = vit
+                .ln
+                .ln
+                .as_ref()
+                .and_then(|l| l.beta.as_ref())
+                .expect("bias")
+                .val();
             let b = HostTensor::from_tensor(&b);
             let model = OwcModel::init(spec, &vit.spec, classes, Some((&g, &b)), seed, &device)?;
             let p = count_trainable(&model);
@@ -608,25 +675,37 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
         }
         Method::LinearProbe => {
             let model = TailModel::new(&vit, 0, classes, seed, &device);
-            (count_trainable(&model), fit(model, &train_src, &test_src, from, config, &device).1)
+            (
+                count_trainable(&model),
+                fit(model, &train_src, &test_src, from, config, &device).1,
+            )
         }
         Method::Sft { layers: k } => {
             let model = TailModel::new(&vit, *k, classes, seed, &device);
-            (count_trainable(&model), fit(model, &train_src, &test_src, from, config, &device).1)
+            (
+                count_trainable(&model),
+                fit(model, &train_src, &test_src, from, config, &device).1,
+            )
         }
         Method::Lora { rank } => {
             let model = PeftModel::lora(&vit, *rank, classes, seed, &device);
-            (count_trainable(&model), fit(model, &train_src, &test_src, from, config, &device).1)
+            (
+                count_trainable(&model),
+                fit(model, &train_src, &test_src, from, config, &device).1,
+            )
         }
         Method::Adaptformer { rank } => {
             let model = PeftModel::adaptformer(&vit, *rank, classes, seed, &device);
-            (count_trainable(&model), fit(model, &train_src, &test_src, from, config, &device).1)
+            (
+                count_trainable(&model),
+                fit(model, &train_src, &test_src, from, config, &device).1,
+            )
         }
         Method::Full => {
             let model = if config.backbone.is_some() {
                 full_finetune_model(&vit, classes, seed, &device)
             } else {
-                vit.clone()
+                crate::nn::fresh_copy(&vit, &device)
             };
             let p = count_trainable(&model);
             let (model, stats) = fit(model, &train_src, &test_src, None, config, &device);
@@ -637,7 +716,8 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
             (p, stats)
         }
     };
-    let mean_epoch_seconds = epochs.iter().map(|e| e.seconds).sum::<f64>() / epochs.len().max(1) as f64;
+    let mean_epoch_seconds =
+        epochs.iter().map(|e| e.seconds).sum::<f64>() / epochs.len().max(1) as f64;
     Ok(TrainReport {
         method: config.method.label(),
         backbone: vit.spec.name.clone(),

@@ -28,7 +28,12 @@ fn vit_tiny_reproduces_torchvision() {
     let vit = Vit::load(&fixture("vit_tiny_torchvision.safetensors"), None, &device).unwrap();
     let spec = BackboneSpec::vit_tiny_fixture();
     assert_eq!(
-        (vit.spec.hidden_dim, vit.spec.layers, vit.spec.heads, vit.spec.tokens()),
+        (
+            vit.spec.hidden_dim,
+            vit.spec.layers,
+            vit.spec.heads,
+            vit.spec.tokens()
+        ),
         (spec.hidden_dim, spec.layers, spec.heads, spec.tokens())
     );
     let io = TensorFile::load(&fixture("vit_tiny_io.safetensors")).unwrap();
@@ -36,7 +41,10 @@ fn vit_tiny_reproduces_torchvision() {
     let states = vit.hidden_states(input);
     assert_eq!(states.len(), 4);
     for (i, s) in states.iter().enumerate() {
-        let err = max_err(&HostTensor::from_tensor(s), &io.tensors[&format!("hidden.{i}")]);
+        let err = max_err(
+            &HostTensor::from_tensor(s),
+            &io.tensors[&format!("hidden.{i}")],
+        );
         eprintln!("vit_tiny hidden.{i}: max abs err {err:e}");
         assert!(err <= 1e-4, "hidden.{i}: max abs err {err}");
     }

@@ -1,6 +1,8 @@
 //! Every point of the adapter search space: the burn model against a naive f64 reference
 //! written from the checkpoint format (CHECKPOINT.md), and checkpoint round trips.
 
+#![allow(clippy::needless_range_loop)] // the reference is written index by index, like the math
+
 use std::path::Path;
 
 use cryptpeft_train::nn::Init;
@@ -45,7 +47,9 @@ fn norm(f: &TensorFile, p: &str, kind: NormKind, x: &M, eps: f64) -> M {
                     let v = r.iter().map(|a| (a - m).powi(2)).sum::<f64>() / n;
                     r.iter()
                         .enumerate()
-                        .map(|(c, a)| (a - m) / (v + eps).sqrt() * w.data[c] as f64 + b.data[c] as f64)
+                        .map(|(c, a)| {
+                            (a - m) / (v + eps).sqrt() * w.data[c] as f64 + b.data[c] as f64
+                        })
                         .collect()
                 })
                 .collect()
@@ -58,7 +62,8 @@ fn norm(f: &TensorFile, p: &str, kind: NormKind, x: &M, eps: f64) -> M {
                     r.iter()
                         .enumerate()
                         .map(|(c, a)| {
-                            (a - m.data[c] as f64) / (v.data[c] as f64 + eps).sqrt() * w.data[c] as f64
+                            (a - m.data[c] as f64) / (v.data[c] as f64 + eps).sqrt()
+                                * w.data[c] as f64
                                 + b.data[c] as f64
                         })
                         .collect()
@@ -79,7 +84,9 @@ fn attention(f: &TensorFile, q: &str, spec: &AdapterSpec, y: &M) -> M {
         let mut s = vec![vec![0.0; n]; n];
         for i in 0..n {
             for k in 0..n {
-                s[i][k] = (0..dh).map(|j| col(i, 0, j) / (dh as f64).sqrt() * col(k, 1, j)).sum();
+                s[i][k] = (0..dh)
+                    .map(|j| col(i, 0, j) / (dh as f64).sqrt() * col(k, 1, j))
+                    .sum();
             }
         }
         let p: M = match spec.attention {
@@ -121,7 +128,10 @@ fn attention(f: &TensorFile, q: &str, spec: &AdapterSpec, y: &M) -> M {
 }
 
 fn add(a: &M, b: &M) -> M {
-    a.iter().zip(b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect()).collect()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect())
+        .collect()
 }
 
 /// Reference logits for one sample: `states[k]` is `x_{L-s+k}` as `[N][d]`.
@@ -154,7 +164,10 @@ fn reference(f: &TensorFile, spec: &AdapterSpec, states: &[M], eps: f64) -> Vec<
             y = add(&y, &linear(f, &format!("{q}.mlp.fc2"), &hdn, true));
         }
         let up = linear(f, &format!("{p}.up"), &y, true);
-        let ad: M = up.iter().map(|r| r.iter().map(|v| v * spec.scale).collect()).collect();
+        let ad: M = up
+            .iter()
+            .map(|r| r.iter().map(|v| v * spec.scale).collect())
+            .collect();
         a = Some(add(&ad, &u));
     }
     let z = add(&states[spec.scope], a.as_ref().unwrap());
@@ -193,7 +206,9 @@ fn every_point_matches_the_reference_and_round_trips() {
     let bb = tiny_backbone();
     let (n, d, batch) = (bb.tokens(), bb.hidden_dim, 2);
     let mut init = Init::new(7);
-    let states_host: Vec<HostTensor> = (0..=bb.layers).map(|_| init.normal(&[batch, n, d], 1.0)).collect();
+    let states_host: Vec<HostTensor> = (0..=bb.layers)
+        .map(|_| init.normal(&[batch, n, d], 1.0))
+        .collect();
     let dir = std::env::temp_dir().join(format!("cryptpeft-space-{}", std::process::id()));
     let mut checked = 0;
     for attention in [
@@ -207,14 +222,26 @@ fn every_point_matches_the_reference_and_round_trips() {
             for norm in [NormKind::LayerNorm, NormKind::Affine, NormKind::None] {
                 let blocks = if activation == Activation::Gelu { 2 } else { 1 };
                 let scope = 1 + checked % bb.layers;
-                let spec = AdapterSpec { scope, heads: 2, rank: 8, blocks, attention, activation, norm, scale: 0.5 };
+                let spec = AdapterSpec {
+                    scope,
+                    heads: 2,
+                    rank: 8,
+                    blocks,
+                    attention,
+                    activation,
+                    norm,
+                    scale: 0.5,
+                };
                 let model = OwcModel::init(&spec, &bb, 5, None, checked as u64, &device).unwrap();
                 // Randomize everything (the init zeroes `up` and sets running stats to 0/1).
                 let mut file = model.export();
                 for (name, t) in file.tensors.iter_mut() {
                     let v = init.normal(&t.shape, 0.15);
                     *t = if name.ends_with("running_var") {
-                        HostTensor::new(t.shape.clone(), v.data.iter().map(|x| 0.5 + x.abs()).collect())
+                        HostTensor::new(
+                            t.shape.clone(),
+                            v.data.iter().map(|x| 0.5 + x.abs()).collect(),
+                        )
                     } else {
                         v
                     };
@@ -223,27 +250,48 @@ fn every_point_matches_the_reference_and_round_trips() {
                 file.save(&path).unwrap();
                 let model = OwcModel::load(&path, &device).unwrap();
                 let first = bb.layers - scope;
-                let states: Vec<_> = states_host[first..].iter().map(|h| h.to_tensor::<3>(&device)).collect();
+                let states: Vec<_> = states_host[first..]
+                    .iter()
+                    .map(|h| h.to_tensor::<3>(&device))
+                    .collect();
                 let got = HostTensor::from_tensor(&model.forward(&states));
                 for bi in 0..batch {
                     let per: Vec<M> = states_host[first..]
                         .iter()
                         .map(|h| {
-                            (0..n).map(|t| (0..d).map(|c| h.data[(bi * n + t) * d + c] as f64).collect()).collect()
+                            (0..n)
+                                .map(|t| {
+                                    (0..d)
+                                        .map(|c| h.data[(bi * n + t) * d + c] as f64)
+                                        .collect()
+                                })
+                                .collect()
                         })
                         .collect();
                     let want = reference(&file, &spec, &per, bb.norm_eps);
                     for (c, w) in want.iter().enumerate() {
                         let g = got.data[bi * 5 + c] as f64;
                         let tol = 1e-4 * w.abs().max(1.0);
-                        assert!((g - w).abs() <= tol, "{}: logit {c}: {g} vs {w}", spec.label());
+                        assert!(
+                            (g - w).abs() <= tol,
+                            "{}: logit {c}: {g} vs {w}",
+                            spec.label()
+                        );
                     }
                 }
                 // Names: exactly what the spec implies.
                 let has = |k: &str| file.tensors.keys().any(|n| n.contains(k));
-                assert_eq!(has("token_mix"), attention == AttentionKind::LinAtten, "{}", spec.label());
+                assert_eq!(
+                    has("token_mix"),
+                    attention == AttentionKind::LinAtten,
+                    "{}",
+                    spec.label()
+                );
                 assert_eq!(has("attn.qkv"), attention != AttentionKind::None);
-                assert_eq!(has("norm1"), attention != AttentionKind::None && norm != NormKind::None);
+                assert_eq!(
+                    has("norm1"),
+                    attention != AttentionKind::None && norm != NormKind::None
+                );
                 assert_eq!(has("running_mean"), norm == NormKind::Affine);
                 assert_eq!(has("final_norm"), norm != NormKind::None);
                 // Checkpoint round trip is bit-exact.
@@ -268,12 +316,17 @@ fn bad_checkpoints_are_rejected_with_the_path() {
     let p = dir.join("missing.safetensors");
     f.save(&p).unwrap();
     let e = OwcModel::load(&p, &device).unwrap_err().to_string();
-    assert!(e.contains("missing.safetensors") && e.contains("adapter.0.up.bias"), "{e}");
+    assert!(
+        e.contains("missing.safetensors") && e.contains("adapter.0.up.bias"),
+        "{e}"
+    );
     let p2 = dir.join("garbage.safetensors");
     std::fs::write(&p2, b"not a safetensors file").unwrap();
     let e = OwcModel::load(&p2, &device).unwrap_err().to_string();
     assert!(e.contains("garbage.safetensors"), "{e}");
-    let e = OwcModel::load(Path::new("/nonexistent/x.safetensors"), &device).unwrap_err().to_string();
+    let e = OwcModel::load(Path::new("/nonexistent/x.safetensors"), &device)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/x.safetensors"), "{e}");
     std::fs::remove_dir_all(dir).ok();
 }
