@@ -52,7 +52,18 @@ fn triple(a: Vec<u64>, b: Vec<u64>, c: Vec<u64>, rng: &mut Prg) -> [Triple; 2] {
     let (a0, a1) = share(a, rng);
     let (b0, b1) = share(b, rng);
     let (c0, c1) = share(c, rng);
-    [Triple { a: a0, b: b0, c: c0 }, Triple { a: a1, b: b1, c: c1 }]
+    [
+        Triple {
+            a: a0,
+            b: b0,
+            c: c0,
+        },
+        Triple {
+            a: a1,
+            b: b1,
+            c: c1,
+        },
+    ]
 }
 
 /// Element-wise triple, `a` of `a_cols` (1 = broadcast) and `b` of `cols` columns.
@@ -74,7 +85,12 @@ pub fn cmp_material(n: usize, rng: &mut Prg) -> [CmpMat; 2] {
         .map(|(&ri, &seed)| {
             let b = ri >> 63;
             let sign = 1u64.wrapping_sub(2 * b);
-            dcf::gen(ri & LOW63, [sign, sign.wrapping_mul(ri)], dcf::DOMAIN_BITS, &mut Prg::new(seed))
+            dcf::gen(
+                ri & LOW63,
+                [sign, sign.wrapping_mul(ri)],
+                dcf::DOMAIN_BITS,
+                &mut Prg::new(seed),
+            )
         })
         .collect();
     let b: Vec<u64> = r.iter().map(|x| x >> 63).collect();
@@ -83,11 +99,30 @@ pub fn cmp_material(n: usize, rng: &mut Prg) -> [CmpMat; 2] {
     let (b0, b1) = share(b, rng);
     let (br0, br1) = share(br, rng);
     let (k0, k1): (Vec<_>, Vec<_>) = keys.into_iter().map(|[a, b]| (a, b)).unzip();
-    [CmpMat { r: r0, b: b0, br: br0, keys: k0 }, CmpMat { r: r1, b: b1, br: br1, keys: k1 }]
+    [
+        CmpMat {
+            r: r0,
+            b: b0,
+            br: br0,
+            keys: k0,
+        },
+        CmpMat {
+            r: r1,
+            b: b1,
+            br: br1,
+            keys: k1,
+        },
+    ]
 }
 
 /// Operand shapes `(m, k, n)` of each head's product in a `HeadMatMul`.
-pub fn head_shapes(plan: &SecurePlan, a: WireId, b: WireId, heads: usize, kind: HeadProduct) -> (usize, usize, usize) {
+pub fn head_shapes(
+    plan: &SecurePlan,
+    a: WireId,
+    b: WireId,
+    heads: usize,
+    kind: HeadProduct,
+) -> (usize, usize, usize) {
     let (wa, wb) = (&plan.wires[a], &plan.wires[b]);
     match kind {
         HeadProduct::Scores => (wa.rows, wa.cols / heads, wb.rows),
@@ -102,8 +137,18 @@ pub fn layernorm_mults(p: &InvSqrtParams) -> usize {
 }
 
 /// Generates both parties' material for one session of `plan`.
-pub fn generate(plan: &SecurePlan, masks: &ModelMasks, session: u64, rng: &mut Prg) -> [Material; 2] {
-    let mut out = [0u8, 1].map(|party| Material { session, plan_digest: plan.digest(), party, steps: Vec::new() });
+pub fn generate(
+    plan: &SecurePlan,
+    masks: &ModelMasks,
+    session: u64,
+    rng: &mut Prg,
+) -> [Material; 2] {
+    let mut out = [0u8, 1].map(|party| Material {
+        session,
+        plan_digest: plan.digest(),
+        party,
+        steps: Vec::new(),
+    });
     let mut open_masks: Vec<Vec<u64>> = vec![Vec::new(); plan.openings.len()];
     for step in &plan.steps {
         let [m0, m1] = match step {
@@ -117,7 +162,11 @@ pub fn generate(plan: &SecurePlan, masks: &ModelMasks, session: u64, rng: &mut P
                 for t in terms {
                     if let Term::Private { open, weight, cls } = t {
                         let (r, c) = plan.opening_shape(*open);
-                        let a = if *cls { ring::first_row(&open_masks[*open], c) } else { open_masks[*open].clone() };
+                        let a = if *cls {
+                            ring::first_row(&open_masks[*open], c)
+                        } else {
+                            open_masks[*open].clone()
+                        };
                         let rows = if *cls { 1 } else { r };
                         let ws = plan.weights[*weight];
                         let b = masks.weight_mask(*weight, ws.rows * ws.cols);
@@ -128,7 +177,9 @@ pub fn generate(plan: &SecurePlan, masks: &ModelMasks, session: u64, rng: &mut P
                 }
                 [StepMat::Linear(s0), StepMat::Linear(s1)]
             }
-            Step::HeadMatMul { a, b, heads, kind, .. } => {
+            Step::HeadMatMul {
+                a, b, heads, kind, ..
+            } => {
                 let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
                 let (mut t0, mut t1) = (Vec::new(), Vec::new());
                 for _ in 0..*heads {
@@ -147,7 +198,11 @@ pub fn generate(plan: &SecurePlan, masks: &ModelMasks, session: u64, rng: &mut P
                 [StepMat::Relu(c0), StepMat::Relu(c1)]
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
-                let (rows, d, c) = (plan.wires[*x].rows, plan.wires[*x].cols, plan.wires[*z].cols);
+                let (rows, d, c) = (
+                    plan.wires[*x].rows,
+                    plan.wires[*x].cols,
+                    plan.wires[*z].cols,
+                );
                 let sq = rng.gen(rows * d);
                 let sq2 = ring::mul_bcast(&sq, d, &sq, d, rows);
                 let [s0, s1] = triple(sq, Vec::new(), sq2, rng);
@@ -160,8 +215,16 @@ pub fn generate(plan: &SecurePlan, masks: &ModelMasks, session: u64, rng: &mut P
                     t1.push(p1);
                 }
                 [
-                    StepMat::LayerNorm { square: s0, cmp: c0, mults: t0 },
-                    StepMat::LayerNorm { square: s1, cmp: c1, mults: t1 },
+                    StepMat::LayerNorm {
+                        square: s0,
+                        cmp: c0,
+                        mults: t0,
+                    },
+                    StepMat::LayerNorm {
+                        square: s1,
+                        cmp: c1,
+                        mults: t1,
+                    },
                 ]
             }
             Step::Slice { .. } | Step::Reveal { .. } => [StepMat::Nothing, StepMat::Nothing],

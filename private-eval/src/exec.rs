@@ -60,12 +60,19 @@ impl ServerKeys {
             .mats
             .iter()
             .zip(&masked)
-            .map(|(m, &mk)| m.data.iter().map(|&v| if mk { fx.encode(v) } else { fx.encode2(v) }).collect())
+            .map(|(m, &mk)| {
+                m.data
+                    .iter()
+                    .map(|&v| if mk { fx.encode(v) } else { fx.encode2(v) })
+                    .collect()
+            })
             .collect();
         let b = masked
             .iter()
             .enumerate()
-            .map(|(i, &mk)| mk.then(|| masks.weight_mask(i, plan.weights[i].rows * plan.weights[i].cols)))
+            .map(|(i, &mk)| {
+                mk.then(|| masks.weight_mask(i, plan.weights[i].rows * plan.weights[i].cols))
+            })
             .collect();
         Self { w, b }
     }
@@ -116,12 +123,15 @@ impl ClientKeys {
 
 /// Server: sends `E` to the client (once per model and client).
 pub fn server_setup(keys: &ServerKeys, chan: &mut dyn Channel) -> Result<(), ExecError> {
-    chan.send_u64s(MsgKind::Setup, &keys.setup_message()).map_err(ExecError::Setup)
+    chan.send_u64s(MsgKind::Setup, &keys.setup_message())
+        .map_err(ExecError::Setup)
 }
 
 /// Client: receives `E`.
 pub fn client_setup(plan: &SecurePlan, chan: &mut dyn Channel) -> Result<ClientKeys, ExecError> {
-    let msg = chan.recv_u64s(MsgKind::Setup, ClientKeys::setup_len(plan)).map_err(ExecError::Setup)?;
+    let msg = chan
+        .recv_u64s(MsgKind::Setup, ClientKeys::setup_len(plan))
+        .map_err(ExecError::Setup)?;
     Ok(ClientKeys::from_message(plan, &msg))
 }
 
@@ -146,7 +156,9 @@ type StepResult<T> = Result<T, TransportError>;
 
 impl Party<'_> {
     fn share(&self, w: WireId) -> &[u64] {
-        self.shares[w].as_deref().expect("plan computes wires before use")
+        self.shares[w]
+            .as_deref()
+            .expect("plan computes wires before use")
     }
 
     fn rows_of(&self, w: WireId, rows: Rows) -> Vec<u64> {
@@ -198,7 +210,10 @@ impl Party<'_> {
             let e = &open[at..at + a.len()];
             let f = &open[at + a.len()..at + a.len() + b.len()];
             at += a.len() + b.len();
-            let mut z = ring::add(&ring::mul_bcast(e, ac, &t.b, bc, rows), &ring::mul_bcast(&t.a, ac, f, bc, rows));
+            let mut z = ring::add(
+                &ring::mul_bcast(e, ac, &t.b, bc, rows),
+                &ring::mul_bcast(&t.a, ac, f, bc, rows),
+            );
             ring::add_assign(&mut z, &t.c);
             if self.p == 0 {
                 ring::add_assign(&mut z, &ring::mul_bcast(e, ac, f, bc, rows));
@@ -212,9 +227,23 @@ impl Party<'_> {
     /// from one opening `c = v + r` and the DCF keys: for `v - t = (c - t) - r`,
     /// `msb(v - t) = msb(c - t) xor msb(r) xor [(c - t) mod 2^63 < r mod 2^63]`, and the
     /// key's payload also gives `u * r` so `d * v = d * c - d * r` needs no extra round.
-    fn compare(&self, chan: &mut dyn Channel, v: &[u64], thresholds: &[u64], m: &CmpMat) -> StepResult<Vec<Vec<(u64, u64)>>> {
+    fn compare(
+        &self,
+        chan: &mut dyn Channel,
+        v: &[u64],
+        thresholds: &[u64],
+        m: &CmpMat,
+    ) -> StepResult<Vec<Vec<(u64, u64)>>> {
         let c = self.open_both(chan, ring::add(v, &m.r))?;
-        let points: Vec<Vec<u64>> = c.iter().map(|&ci| thresholds.iter().map(|&t| ci.wrapping_sub(t) & LOW63).collect()).collect();
+        let points: Vec<Vec<u64>> = c
+            .iter()
+            .map(|&ci| {
+                thresholds
+                    .iter()
+                    .map(|&t| ci.wrapping_sub(t) & LOW63)
+                    .collect()
+            })
+            .collect();
         let evals = DcfKey::eval_batch(&m.keys, &points);
         Ok(c.iter()
             .enumerate()
@@ -228,7 +257,9 @@ impl Party<'_> {
                         let u = m.b[i].wrapping_add(y[0]);
                         let ur = m.br[i].wrapping_add(y[1]);
                         let d = self.konst(1 - a).wrapping_sub(sign.wrapping_mul(u));
-                        let dr = (1 - a).wrapping_mul(m.r[i]).wrapping_sub(sign.wrapping_mul(ur));
+                        let dr = (1 - a)
+                            .wrapping_mul(m.r[i])
+                            .wrapping_sub(sign.wrapping_mul(ur));
                         (d, d.wrapping_mul(ci).wrapping_sub(dr))
                     })
                     .collect()
@@ -236,39 +267,60 @@ impl Party<'_> {
             .collect())
     }
 
-    fn step(&mut self, chan: &mut dyn Channel, step: &Step, mat: StepMat) -> Result<Option<Vec<u64>>, ExecError> {
+    fn step(
+        &mut self,
+        chan: &mut dyn Channel,
+        step: &Step,
+        mat: StepMat,
+    ) -> Result<Option<Vec<u64>>, ExecError> {
         let bad = |what: &str| ExecError::Material(format!("{} step expects {what}", step.name()));
         match step {
             Step::Open { open } => {
                 let op = &self.plan.openings[*open];
                 if self.p == CLIENT {
-                    let StepMat::Mask(mask) = mat else { return Err(bad("a mask")) };
+                    let StepMat::Mask(mask) = mat else {
+                        return Err(bad("a mask"));
+                    };
                     let x = self.rows_of(op.wire, op.rows);
                     if mask.len() != x.len() {
                         return Err(bad("a mask of the opening's size"));
                     }
-                    chan.send_u64s(MsgKind::Open, &ring::sub(&x, &mask)).map_err(|e| self.terr(step, e))?;
+                    chan.send_u64s(MsgKind::Open, &ring::sub(&x, &mask))
+                        .map_err(|e| self.terr(step, e))?;
                 } else {
                     let (r, c) = self.plan.opening_shape(*open);
-                    let m = chan.recv_u64s(MsgKind::Open, r * c).map_err(|e| self.terr(step, e))?;
+                    let m = chan
+                        .recv_u64s(MsgKind::Open, r * c)
+                        .map_err(|e| self.terr(step, e))?;
                     self.opened[*open] = Some(m);
                 }
             }
             Step::Linear { out, terms, bias } => {
-                let StepMat::Linear(ab) = mat else { return Err(bad("linear correlations")) };
+                let StepMat::Linear(ab) = mat else {
+                    return Err(bad("linear correlations"));
+                };
                 let w = &self.plan.wires[*out];
                 let mut acc = vec![0u64; w.rows * w.cols];
                 let mut ab = ab.into_iter();
                 for t in terms {
                     match t {
                         Term::Public { wire, rows, coef } => {
-                            ring::add_assign(&mut acc, &ring::scale(&self.rows_of(*wire, *rows), self.fx.encode(*coef)));
+                            ring::add_assign(
+                                &mut acc,
+                                &ring::scale(&self.rows_of(*wire, *rows), self.fx.encode(*coef)),
+                            );
                         }
                         Term::Private { open, weight, cls } => {
                             let op = &self.plan.openings[*open];
                             let ws = self.plan.weights[*weight];
-                            let rows = if *cls { 1 } else { op.rows.count(self.plan.wires[op.wire].rows) };
-                            let corr = ab.next().ok_or_else(|| bad("one correlation per private term"))?;
+                            let rows = if *cls {
+                                1
+                            } else {
+                                op.rows.count(self.plan.wires[op.wire].rows)
+                            };
+                            let corr = ab
+                                .next()
+                                .ok_or_else(|| bad("one correlation per private term"))?;
                             if corr.len() != rows * ws.cols {
                                 return Err(bad("correlations of the term's shape"));
                             }
@@ -278,15 +330,25 @@ impl Party<'_> {
                                 Keys::Client(k) => {
                                     let x = cut(self.rows_of(op.wire, op.rows));
                                     let e = k.e[*weight].as_ref().expect("masked weight");
-                                    ring::add_assign(&mut acc, &matmul(&x, e, rows, ws.rows, ws.cols));
+                                    ring::add_assign(
+                                        &mut acc,
+                                        &matmul(&x, e, rows, ws.rows, ws.cols),
+                                    );
                                 }
                                 Keys::Server(k) => {
-                                    let m = cut(self.opened[*open].clone().expect("opened before use"));
+                                    let m =
+                                        cut(self.opened[*open].clone().expect("opened before use"));
                                     let b = k.b[*weight].as_ref().expect("masked weight");
-                                    ring::add_assign(&mut acc, &matmul(&m, b, rows, ws.rows, ws.cols));
+                                    ring::add_assign(
+                                        &mut acc,
+                                        &matmul(&m, b, rows, ws.rows, ws.cols),
+                                    );
                                     if !self.zero[op.wire] {
                                         let x = cut(self.rows_of(op.wire, op.rows));
-                                        ring::add_assign(&mut acc, &matmul(&x, &k.w[*weight], rows, ws.rows, ws.cols));
+                                        ring::add_assign(
+                                            &mut acc,
+                                            &matmul(&x, &k.w[*weight], rows, ws.rows, ws.cols),
+                                        );
                                     }
                                 }
                             }
@@ -301,17 +363,37 @@ impl Party<'_> {
                 self.shares[*out] = Some(self.trunc(acc));
             }
             Step::Slice { out, x, from, to } => {
-                let g = Grid { rows: self.plan.wires[*x].rows, cols: self.plan.wires[*x].cols, data: self.share(*x).to_vec() };
+                let g = Grid {
+                    rows: self.plan.wires[*x].rows,
+                    cols: self.plan.wires[*x].cols,
+                    data: self.share(*x).to_vec(),
+                };
                 self.shares[*out] = Some(g.cols_range(*from, *to).data);
                 self.zero[*out] = self.zero[*x];
             }
-            Step::HeadMatMul { out, a, b, heads, kind } => {
-                let StepMat::Beaver(triples) = mat else { return Err(bad("Beaver triples")) };
+            Step::HeadMatMul {
+                out,
+                a,
+                b,
+                heads,
+                kind,
+            } => {
+                let StepMat::Beaver(triples) = mat else {
+                    return Err(bad("Beaver triples"));
+                };
                 let (m, k, n) = head_shapes(self.plan, *a, *b, *heads, *kind);
-                if triples.len() != *heads || triples.iter().any(|t| t.a.len() != m * k || t.b.len() != k * n || t.c.len() != m * n) {
+                if triples.len() != *heads
+                    || triples
+                        .iter()
+                        .any(|t| t.a.len() != m * k || t.b.len() != k * n || t.c.len() != m * n)
+                {
                     return Err(bad("one triple per head of the product's shape"));
                 }
-                let grid = |w: WireId| Grid { rows: self.plan.wires[w].rows, cols: self.plan.wires[w].cols, data: self.share(w).to_vec() };
+                let grid = |w: WireId| Grid {
+                    rows: self.plan.wires[w].rows,
+                    cols: self.plan.wires[w].cols,
+                    data: self.share(w).to_vec(),
+                };
                 let ops = head_operands(*kind, *heads, &grid(*a), &grid(*b));
                 let mut msg = Vec::new();
                 for ((x, y), t) in ops.iter().zip(&triples) {
@@ -331,32 +413,53 @@ impl Party<'_> {
                         if self.p == 0 {
                             ring::add_assign(&mut z, &matmul(e, f, m, k, n));
                         }
-                        Grid { rows: m, cols: n, data: self.trunc(z) }
+                        Grid {
+                            rows: m,
+                            cols: n,
+                            data: self.trunc(z),
+                        }
                     })
                     .collect();
                 self.shares[*out] = Some(head_assemble(*kind, parts).data);
             }
             Step::Relu { out, x } => {
-                let StepMat::Relu(cmp) = mat else { return Err(bad("comparison material")) };
+                let StepMat::Relu(cmp) = mat else {
+                    return Err(bad("comparison material"));
+                };
                 let v = self.share(*x).to_vec();
                 check_cmp(&cmp, v.len()).map_err(|w| bad(&w))?;
-                let res = self.compare(chan, &v, &[0], &cmp).map_err(|e| self.terr(step, e))?;
+                let res = self
+                    .compare(chan, &v, &[0], &cmp)
+                    .map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(res.into_iter().map(|r| r[0].1).collect());
             }
-            Step::LayerNorm { out, x, z, eps, inv_sqrt } => {
-                let StepMat::LayerNorm { square, cmp, mults } = mat else { return Err(bad("LayerNorm material")) };
-                let res = self.layernorm(chan, *x, *z, *eps, inv_sqrt, square, cmp, mults).map_err(|e| match e {
-                    LnError::T(e) => self.terr(step, e),
-                    LnError::M(w) => bad(&w),
-                })?;
+            Step::LayerNorm {
+                out,
+                x,
+                z,
+                eps,
+                inv_sqrt,
+            } => {
+                let StepMat::LayerNorm { square, cmp, mults } = mat else {
+                    return Err(bad("LayerNorm material"));
+                };
+                let res = self
+                    .layernorm(chan, *x, *z, *eps, inv_sqrt, square, cmp, mults)
+                    .map_err(|e| match e {
+                        LnError::T(e) => self.terr(step, e),
+                        LnError::M(w) => bad(&w),
+                    })?;
                 self.shares[*out] = Some(res);
             }
             Step::Reveal { wire } => {
                 let s = self.share(*wire).to_vec();
                 if self.p == SERVER {
-                    chan.send_u64s(MsgKind::Reveal, &s).map_err(|e| self.terr(step, e))?;
+                    chan.send_u64s(MsgKind::Reveal, &s)
+                        .map_err(|e| self.terr(step, e))?;
                 } else {
-                    let theirs = chan.recv_u64s(MsgKind::Reveal, s.len()).map_err(|e| self.terr(step, e))?;
+                    let theirs = chan
+                        .recv_u64s(MsgKind::Reveal, s.len())
+                        .map_err(|e| self.terr(step, e))?;
                     return Ok(Some(ring::add(&s, &theirs)));
                 }
             }
@@ -376,18 +479,34 @@ impl Party<'_> {
         cmp: CmpMat,
         mults: Vec<Triple>,
     ) -> Result<Vec<u64>, LnError> {
-        let (rows, d, c) = (self.plan.wires[x].rows, self.plan.wires[x].cols, self.plan.wires[z].cols);
-        if square.a.len() != rows * d || square.c.len() != rows * d || mults.len() != crate::dealer::layernorm_mults(params) {
-            return Err(LnError::M("square and product triples of the norm's shape".into()));
+        let (rows, d, c) = (
+            self.plan.wires[x].rows,
+            self.plan.wires[x].cols,
+            self.plan.wires[z].cols,
+        );
+        if square.a.len() != rows * d
+            || square.c.len() != rows * d
+            || mults.len() != crate::dealer::layernorm_mults(params)
+        {
+            return Err(LnError::M(
+                "square and product triples of the norm's shape".into(),
+            ));
         }
         check_cmp(&cmp, rows).map_err(LnError::M)?;
         // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input.
         let xs = self.share(x);
         let e = self.open_both(chan, ring::sub(xs, &square.a))?;
-        let mut sq: Vec<u64> = e.iter().zip(&square.a).map(|(e, a)| 2u64.wrapping_mul(e.wrapping_mul(*a))).collect();
+        let mut sq: Vec<u64> = e
+            .iter()
+            .zip(&square.a)
+            .map(|(e, a)| 2u64.wrapping_mul(e.wrapping_mul(*a)))
+            .collect();
         ring::add_assign(&mut sq, &square.c);
         if self.p == 0 {
-            ring::add_assign(&mut sq, &e.iter().map(|e| e.wrapping_mul(*e)).collect::<Vec<_>>());
+            ring::add_assign(
+                &mut sq,
+                &e.iter().map(|e| e.wrapping_mul(*e)).collect::<Vec<_>>(),
+            );
         }
         let mut v = ring::row_sums(&self.trunc(sq), d);
         let eps_enc = self.konst(self.fx.encode(eps));
@@ -402,7 +521,9 @@ impl Party<'_> {
             .zip(&bits)
             .map(|(&vi, row)| {
                 let (a0, s0) = segs[0];
-                let mut acc = self.konst(self.fx.encode2(a0)).wrapping_add(vi.wrapping_mul(self.fx.encode(s0)));
+                let mut acc = self
+                    .konst(self.fx.encode2(a0))
+                    .wrapping_add(vi.wrapping_mul(self.fx.encode(s0)));
                 for (k, &(d, dv)) in row.iter().enumerate() {
                     let (da, ds) = (segs[k + 1].0 - segs[k].0, segs[k + 1].1 - segs[k].1);
                     acc = acc
@@ -416,21 +537,52 @@ impl Party<'_> {
         // Newton: y <- y (3 - v y^2) / 2, as p = v y, q = p y, y = y (1.5 - q / 2).
         let mut t = mults.iter();
         for _ in 0..params.newton {
-            let p = self.mul_many(chan, &[(&v, 1, &y, 1, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0);
-            let q = self.mul_many(chan, &[(&p, 1, &y, 1, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0);
+            let p = self
+                .mul_many(
+                    chan,
+                    &[(&v, 1, &y, 1, rows)],
+                    std::slice::from_ref(t.next().unwrap()),
+                )?
+                .remove(0);
+            let q = self
+                .mul_many(
+                    chan,
+                    &[(&p, 1, &y, 1, rows)],
+                    std::slice::from_ref(t.next().unwrap()),
+                )?
+                .remove(0);
             let w: Vec<u64> = q
                 .iter()
-                .map(|qi| self.konst(self.fx.encode2(1.5)).wrapping_sub(qi.wrapping_mul(self.fx.encode(0.5))))
+                .map(|qi| {
+                    self.konst(self.fx.encode2(1.5))
+                        .wrapping_sub(qi.wrapping_mul(self.fx.encode(0.5)))
+                })
                 .collect();
             let w = self.trunc(w);
-            y = self.mul_many(chan, &[(&y, 1, &w, 1, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0);
+            y = self
+                .mul_many(
+                    chan,
+                    &[(&y, 1, &w, 1, rows)],
+                    std::slice::from_ref(t.next().unwrap()),
+                )?
+                .remove(0);
         }
         let zs = self.share(z);
-        Ok(self.mul_many(chan, &[(&y, 1, zs, c, rows)], std::slice::from_ref(t.next().unwrap()))?.remove(0))
+        Ok(self
+            .mul_many(
+                chan,
+                &[(&y, 1, zs, c, rows)],
+                std::slice::from_ref(t.next().unwrap()),
+            )?
+            .remove(0))
     }
 
     fn terr(&self, step: &Step, e: TransportError) -> ExecError {
-        ExecError::Transport { index: usize::MAX, name: step.name(), source: e }
+        ExecError::Transport {
+            index: usize::MAX,
+            name: step.name(),
+            source: e,
+        }
     }
 }
 
@@ -488,7 +640,17 @@ pub fn run(
         Keys::Client(_) => CLIENT,
         Keys::Server(_) => SERVER,
     };
-    if material.party as usize != p || material.plan_digest != plan.digest() || material.steps.len() != plan.steps.len() {
+    if material.session != chan.session() {
+        return Err(ExecError::Material(format!(
+            "material is bound to session {:016x}, this channel runs session {:016x}",
+            material.session,
+            chan.session()
+        )));
+    }
+    if material.party as usize != p
+        || material.plan_digest != plan.digest()
+        || material.steps.len() != plan.steps.len()
+    {
         return Err(ExecError::Material(format!(
             "material for party {} / plan {:x} with {} steps, expected party {p} / plan {:x} with {} steps",
             material.party,
@@ -512,13 +674,26 @@ pub fn run(
         if let WireKind::ClientInput { hidden: k } = w.kind {
             party.zero[i] = true;
             party.shares[i] = Some(if p == CLIENT {
-                let h = hidden.ok_or_else(|| ExecError::Input("the client needs hidden states".into()))?;
-                let m = h.get(k).ok_or_else(|| ExecError::Input(format!("hidden state {k} missing: got {} of {}", h.len(), plan.inputs)))?;
+                let h = hidden
+                    .ok_or_else(|| ExecError::Input("the client needs hidden states".into()))?;
+                let m = h.get(k).ok_or_else(|| {
+                    ExecError::Input(format!(
+                        "hidden state {k} missing: got {} of {}",
+                        h.len(),
+                        plan.inputs
+                    ))
+                })?;
                 if (m.rows, m.cols) != (w.rows, w.cols) {
-                    return Err(ExecError::Input(format!("hidden state {k} is {}x{}, the plan needs {}x{}", m.rows, m.cols, w.rows, w.cols)));
+                    return Err(ExecError::Input(format!(
+                        "hidden state {k} is {}x{}, the plan needs {}x{}",
+                        m.rows, m.cols, w.rows, w.cols
+                    )));
                 }
                 if let Some(j) = m.data.iter().position(|v| !v.is_finite() || v.abs() > 1e6) {
-                    return Err(ExecError::Input(format!("hidden state {k} element {j} is {} (must be finite, |x| <= 1e6)", m.data[j])));
+                    return Err(ExecError::Input(format!(
+                        "hidden state {k} element {j} is {} (must be finite, |x| <= 1e6)",
+                        m.data[j]
+                    )));
                 }
                 fx.encode_all(&m.data)
             } else {
@@ -531,7 +706,11 @@ pub fn run(
     for (index, (step, mat)) in plan.steps.iter().zip(material.steps).enumerate() {
         let (before, t0) = (chan.stats(), Instant::now());
         let revealed = party.step(chan, step, mat).map_err(|e| match e {
-            ExecError::Transport { name, source, .. } => ExecError::Transport { index, name, source },
+            ExecError::Transport { name, source, .. } => ExecError::Transport {
+                index,
+                name,
+                source,
+            },
             other => other,
         })?;
         if let Some(v) = revealed {
@@ -546,5 +725,8 @@ pub fn run(
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
-    Ok(RunOutput { logits, steps: traces })
+    Ok(RunOutput {
+        logits,
+        steps: traces,
+    })
 }

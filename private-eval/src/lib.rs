@@ -1,9 +1,12 @@
 //! Secure two-party evaluation of OWC adapters with a dealer.
 
+pub mod bench;
+pub mod comm;
 pub mod dcf;
 pub mod dealer;
 pub mod exec;
 pub mod fixed;
+pub mod hidden;
 pub mod local;
 pub mod lower;
 pub mod material;
@@ -12,7 +15,8 @@ pub mod model;
 pub mod plain;
 pub mod plan;
 pub mod prg;
-pub mod ring;
 pub mod reference;
+pub mod ring;
+pub mod roles;
 pub mod tensor;
 pub mod transport;

@@ -28,7 +28,10 @@ pub struct LowerOptions {
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        Self { frac_bits: 16, inv_sqrt: InvSqrtParams::default() }
+        Self {
+            frac_bits: 16,
+            inv_sqrt: InvSqrtParams::default(),
+        }
     }
 }
 
@@ -61,7 +64,15 @@ impl Form {
         Form {
             rows: rows.count(w.rows),
             cols: w.cols,
-            terms: vec![FTerm { wire: id, rows, map: Map::Scalar { coef: 1.0, from: 0, to: w.cols } }],
+            terms: vec![FTerm {
+                wire: id,
+                rows,
+                map: Map::Scalar {
+                    coef: 1.0,
+                    from: 0,
+                    to: w.cols,
+                },
+            }],
             bias: vec![0.0; w.cols],
         }
     }
@@ -76,13 +87,20 @@ impl Form {
                 wire: t.wire,
                 rows: t.rows,
                 map: Map::Matrix(match &t.map {
-                    Map::Scalar { coef, from, .. } => m.map(|v| v * coef).pad_rows(*from, wires[t.wire].cols),
+                    Map::Scalar { coef, from, .. } => {
+                        m.map(|v| v * coef).pad_rows(*from, wires[t.wire].cols)
+                    }
                     Map::Matrix(a) => a.matmul(m),
                 }),
             })
             .collect();
         let bias = Mat::new(1, self.cols, self.bias.clone()).matmul(m).data;
-        Form { rows: self.rows, cols: m.cols, terms, bias }
+        Form {
+            rows: self.rows,
+            cols: m.cols,
+            terms,
+            bias,
+        }
     }
 
     fn plus_bias(mut self, b: &[f64]) -> Form {
@@ -112,12 +130,21 @@ impl Form {
                 wire: t.wire,
                 rows: t.rows,
                 map: match &t.map {
-                    Map::Scalar { coef, from: f, .. } => Map::Scalar { coef: *coef, from: f + from, to: f + to },
+                    Map::Scalar { coef, from: f, .. } => Map::Scalar {
+                        coef: *coef,
+                        from: f + from,
+                        to: f + to,
+                    },
                     Map::Matrix(m) => Map::Matrix(m.cols_range(from, to)),
                 },
             })
             .collect();
-        Form { rows: self.rows, cols: to - from, terms, bias: self.bias[from..to].to_vec() }
+        Form {
+            rows: self.rows,
+            cols: to - from,
+            terms,
+            bias: self.bias[from..to].to_vec(),
+        }
     }
 
     /// Only the CLS row.
@@ -129,7 +156,11 @@ impl Form {
     }
 
     fn add(&self, other: &Form) -> Form {
-        assert_eq!((self.rows, self.cols), (other.rows, other.cols), "form shape mismatch");
+        assert_eq!(
+            (self.rows, self.cols),
+            (other.rows, other.cols),
+            "form shape mismatch"
+        );
         let mut terms = self.terms.clone();
         for t in &other.terms {
             let same = terms.iter_mut().find(|u| {
@@ -137,7 +168,10 @@ impl Form {
                     && u.rows == t.rows
                     && match (&u.map, &t.map) {
                         (Map::Matrix(_), Map::Matrix(_)) => true,
-                        (Map::Scalar { from: a, to: b, .. }, Map::Scalar { from: c, to: d, .. }) => (a, b) == (c, d),
+                        (
+                            Map::Scalar { from: a, to: b, .. },
+                            Map::Scalar { from: c, to: d, .. },
+                        ) => (a, b) == (c, d),
                         _ => false,
                     }
             });
@@ -150,8 +184,18 @@ impl Form {
                 None => terms.push(t.clone()),
             }
         }
-        let bias = self.bias.iter().zip(&other.bias).map(|(a, b)| a + b).collect();
-        Form { rows: self.rows, cols: self.cols, terms, bias }
+        let bias = self
+            .bias
+            .iter()
+            .zip(&other.bias)
+            .map(|(a, b)| a + b)
+            .collect();
+        Form {
+            rows: self.rows,
+            cols: self.cols,
+            terms,
+            bias,
+        }
     }
 }
 
@@ -167,7 +211,12 @@ struct Lowering {
 
 impl Lowering {
     fn wire(&mut self, name: &str, rows: usize, cols: usize, kind: WireKind) -> WireId {
-        self.wires.push(Wire { name: name.into(), rows, cols, kind });
+        self.wires.push(Wire {
+            name: name.into(),
+            rows,
+            cols,
+            kind,
+        });
         self.wires.len() - 1
     }
 
@@ -204,7 +253,12 @@ impl Lowering {
     /// Computes a form's value as a new shared wire (or returns the wire it already is).
     fn materialize(&mut self, f: &Form, name: &str) -> WireId {
         let f = self.lift_scalar_slices(f);
-        if let [FTerm { wire, rows, map: Map::Scalar { coef, .. } }] = f.terms.as_slice() {
+        if let [FTerm {
+            wire,
+            rows,
+            map: Map::Scalar { coef, .. },
+        }] = f.terms.as_slice()
+        {
             let w = &self.wires[*wire];
             if *coef == 1.0 && rows.count(w.rows) == f.rows && f.bias.iter().all(|&b| b == 0.0) {
                 return *wire;
@@ -213,7 +267,11 @@ impl Lowering {
         let mut terms = Vec::new();
         for t in &f.terms {
             match &t.map {
-                Map::Scalar { coef, .. } => terms.push(Term::Public { wire: t.wire, rows: t.rows, coef: *coef }),
+                Map::Scalar { coef, .. } => terms.push(Term::Public {
+                    wire: t.wire,
+                    rows: t.rows,
+                    coef: *coef,
+                }),
                 Map::Matrix(m) => {
                     let (open, cls) = self.open(t.wire, t.rows);
                     let weight = self.weight(m.clone());
@@ -239,10 +297,24 @@ impl Lowering {
             if let Map::Scalar { coef, from, to } = t.map {
                 let w = self.wires[t.wire].clone();
                 if (from, to) != (0, w.cols) {
-                    let id = self.wire(&format!("{}[{from}..{to}]", w.name), w.rows, to - from, WireKind::Shared);
-                    self.body.push(Step::Slice { out: id, x: t.wire, from, to });
+                    let id = self.wire(
+                        &format!("{}[{from}..{to}]", w.name),
+                        w.rows,
+                        to - from,
+                        WireKind::Shared,
+                    );
+                    self.body.push(Step::Slice {
+                        out: id,
+                        x: t.wire,
+                        from,
+                        to,
+                    });
                     t.wire = id;
-                    t.map = Map::Scalar { coef, from: 0, to: to - from };
+                    t.map = Map::Scalar {
+                        coef,
+                        from: 0,
+                        to: to - from,
+                    };
                 }
             }
         }
@@ -252,11 +324,14 @@ impl Lowering {
     /// `Norm(x) * W + b` with `W` = `[in, out]`.
     fn norm_linear(&mut self, x: &Form, norm: &Norm, w: &Mat, b: &[f64], name: &str) -> Form {
         match norm.as_affine(x.cols) {
-            Some((a, c)) => x.right_mul(&Mat::diag(&a).matmul(w), &self.wires).plus_bias(
-                &Mat::new(1, c.len(), c).matmul(w).data,
-            ).plus_bias(b),
+            Some((a, c)) => x
+                .right_mul(&Mat::diag(&a).matmul(w), &self.wires)
+                .plus_bias(&Mat::new(1, c.len(), c).matmul(w).data)
+                .plus_bias(b),
             None => {
-                let Norm::LayerNorm { gamma, beta, eps } = norm else { unreachable!() };
+                let Norm::LayerNorm { gamma, beta, eps } = norm else {
+                    unreachable!()
+                };
                 // The centred input scaled by 1/sqrt(d), folded exactly into the weights, so
                 // the variance is a plain sum of squares (no fixed-point 1/d).
                 let centre = Mat::centering(x.cols).map(|v| v / (x.cols as f64).sqrt());
@@ -266,7 +341,13 @@ impl Lowering {
                 let z = x.right_mul(&fold, &self.wires);
                 let zw = self.materialize(&z, &format!("{name}.ln_z"));
                 let out = self.wire(&format!("{name}.ln_out"), x.rows, w.cols, WireKind::Shared);
-                self.body.push(Step::LayerNorm { out, x: xw, z: zw, eps: *eps, inv_sqrt: self.opts.inv_sqrt });
+                self.body.push(Step::LayerNorm {
+                    out,
+                    x: xw,
+                    z: zw,
+                    eps: *eps,
+                    inv_sqrt: self.opts.inv_sqrt,
+                });
                 let beta_w = Mat::new(1, beta.len(), beta.clone()).matmul(w).data;
                 self.form(out, Rows::All).plus_bias(&beta_w).plus_bias(b)
             }
@@ -275,17 +356,31 @@ impl Lowering {
 }
 
 /// Lowers a model to its plan and the server's folded weights.
-pub fn lower(model: &OwcModel, opts: LowerOptions) -> Result<(SecurePlan, PlanWeights), LowerError> {
+pub fn lower(
+    model: &OwcModel,
+    opts: LowerOptions,
+) -> Result<(SecurePlan, PlanWeights), LowerError> {
     let spec = &model.spec;
     match spec.attention {
         AttentionKind::LinAtten | AttentionKind::None => {}
-        other => return Err(LowerError::Unsupported { what: format!("attention `{other}`") }),
+        other => {
+            return Err(LowerError::Unsupported {
+                what: format!("attention `{other}`"),
+            })
+        }
     }
     if spec.activation != Activation::Relu {
-        return Err(LowerError::Unsupported { what: format!("activation `{}`", spec.activation) });
+        return Err(LowerError::Unsupported {
+            what: format!("activation `{}`", spec.activation),
+        });
     }
     let _ = NormKind::LayerNorm; // every norm kind is supported
-    let (n, d, r, h) = (model.backbone.tokens(), model.backbone.hidden_dim, spec.rank, spec.heads);
+    let (n, d, r, h) = (
+        model.backbone.tokens(),
+        model.backbone.hidden_dim,
+        spec.rank,
+        spec.heads,
+    );
     let dh = r / h;
     let mut lw = Lowering {
         opts,
@@ -297,7 +392,14 @@ pub fn lower(model: &OwcModel, opts: LowerOptions) -> Result<(SecurePlan, PlanWe
         body: Vec::new(),
     };
     let hidden: Vec<WireId> = (0..=spec.scope)
-        .map(|i| lw.wire(&format!("hidden.{i}"), n, d, WireKind::ClientInput { hidden: i }))
+        .map(|i| {
+            lw.wire(
+                &format!("hidden.{i}"),
+                n,
+                d,
+                WireKind::ClientInput { hidden: i },
+            )
+        })
         .collect();
     let mut a: Option<Form> = None;
     for (j, ad) in model.adapters.iter().enumerate() {
@@ -308,50 +410,113 @@ pub fn lower(model: &OwcModel, opts: LowerOptions) -> Result<(SecurePlan, PlanWe
             None => x,
         };
         let p = format!("adapter.{j}");
-        let mut y = u.right_mul(&ad.down.weight.transpose(), &lw.wires).plus_bias(&ad.down.bias);
+        let mut y = u
+            .right_mul(&ad.down.weight.transpose(), &lw.wires)
+            .plus_bias(&ad.down.bias);
         for (bi, blk) in ad.blocks.iter().enumerate() {
             let cls_only = last && bi + 1 == ad.blocks.len();
             let bp = format!("{p}.block.{bi}");
             if let Some(at) = &blk.attn {
-                let qkv = lw.norm_linear(&y, &blk.norm1, &at.qkv.transpose(), &vec![0.0; 3 * r], &format!("{bp}.attn"));
+                let qkv = lw.norm_linear(
+                    &y,
+                    &blk.norm1,
+                    &at.qkv.transpose(),
+                    &vec![0.0; 3 * r],
+                    &format!("{bp}.attn"),
+                );
                 let mut q = qkv.cols(0, r).scale(1.0 / (dh as f64).sqrt());
                 if cls_only {
                     q = q.cls();
                 }
-                let q = lw.materialize(&q, &format!("{bp}.q"));
+                // Keys and values need every row: materialized first, so the CLS query
+                // reuses their all-rows openings.
                 let k = lw.materialize(&qkv.cols(r, 2 * r), &format!("{bp}.k"));
                 let v = lw.materialize(&qkv.cols(2 * r, 3 * r), &format!("{bp}.v"));
+                let q = lw.materialize(&q, &format!("{bp}.q"));
                 let rq = lw.wires[q].rows;
                 let s = lw.wire(&format!("{bp}.scores"), h * rq, n, WireKind::Shared);
-                lw.body.push(Step::HeadMatMul { out: s, a: q, b: k, heads: h, kind: HeadProduct::Scores });
-                let tm = at.token_mix.as_ref().expect("LinAtten has a token-mixing map");
-                let pf = lw.form(s, Rows::All).right_mul(&tm.weight.transpose(), &lw.wires).plus_bias(&tm.bias);
+                lw.body.push(Step::HeadMatMul {
+                    out: s,
+                    a: q,
+                    b: k,
+                    heads: h,
+                    kind: HeadProduct::Scores,
+                });
+                let tm = at
+                    .token_mix
+                    .as_ref()
+                    .expect("LinAtten has a token-mixing map");
+                let pf = lw
+                    .form(s, Rows::All)
+                    .right_mul(&tm.weight.transpose(), &lw.wires)
+                    .plus_bias(&tm.bias);
                 let pw = lw.materialize(&pf, &format!("{bp}.mixed"));
                 let o = lw.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
-                lw.body.push(Step::HeadMatMul { out: o, a: pw, b: v, heads: h, kind: HeadProduct::Mix });
+                lw.body.push(Step::HeadMatMul {
+                    out: o,
+                    a: pw,
+                    b: v,
+                    heads: h,
+                    kind: HeadProduct::Mix,
+                });
                 if cls_only {
                     y = y.cls();
                 }
-                let proj = lw.form(o, Rows::All).right_mul(&at.proj.weight.transpose(), &lw.wires).plus_bias(&at.proj.bias);
+                let proj = lw
+                    .form(o, Rows::All)
+                    .right_mul(&at.proj.weight.transpose(), &lw.wires)
+                    .plus_bias(&at.proj.bias);
                 y = y.add(&proj);
             } else if cls_only {
                 y = y.cls();
             }
-            let hf = lw.norm_linear(&y, &blk.norm2, &blk.fc1.weight.transpose(), &blk.fc1.bias, &format!("{bp}.mlp"));
+            let hf = lw.norm_linear(
+                &y,
+                &blk.norm2,
+                &blk.fc1.weight.transpose(),
+                &blk.fc1.bias,
+                &format!("{bp}.mlp"),
+            );
             let hw = lw.materialize(&hf, &format!("{bp}.fc1"));
-            let g = lw.wire(&format!("{bp}.relu"), lw.wires[hw].rows, r, WireKind::Shared);
+            let g = lw.wire(
+                &format!("{bp}.relu"),
+                lw.wires[hw].rows,
+                r,
+                WireKind::Shared,
+            );
             lw.body.push(Step::Relu { out: g, x: hw });
-            let fc2 = lw.form(g, Rows::All).right_mul(&blk.fc2.weight.transpose(), &lw.wires).plus_bias(&blk.fc2.bias);
+            let fc2 = lw
+                .form(g, Rows::All)
+                .right_mul(&blk.fc2.weight.transpose(), &lw.wires)
+                .plus_bias(&blk.fc2.bias);
             y = y.add(&fc2);
         }
-        let out = y.right_mul(&ad.up.weight.transpose(), &lw.wires).plus_bias(&ad.up.bias).scale(spec.scale);
+        let out = y
+            .right_mul(&ad.up.weight.transpose(), &lw.wires)
+            .plus_bias(&ad.up.bias)
+            .scale(spec.scale);
         a = Some(out.add(&if last { u.cls() } else { u }));
     }
-    let z = lw.form(hidden[spec.scope], Rows::Cls).add(a.as_ref().expect("scope >= 1"));
-    let logits = lw.norm_linear(&z, &model.final_norm, &model.head.weight.transpose(), &model.head.bias, "head");
+    let z = lw
+        .form(hidden[spec.scope], Rows::Cls)
+        .add(a.as_ref().expect("scope >= 1"));
+    let logits = lw.norm_linear(
+        &z,
+        &model.final_norm,
+        &model.head.weight.transpose(),
+        &model.head.bias,
+        "head",
+    );
     let lwire = lw.materialize(&logits, "logits");
     lw.body.push(Step::Reveal { wire: lwire });
-    let weights = lw.weights.iter().map(|m| WeightShape { rows: m.rows, cols: m.cols }).collect();
+    let weights = lw
+        .weights
+        .iter()
+        .map(|m| WeightShape {
+            rows: m.rows,
+            cols: m.cols,
+        })
+        .collect();
     let mut steps = lw.prologue;
     steps.extend(lw.body);
     Ok((

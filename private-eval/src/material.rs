@@ -35,7 +35,11 @@ pub enum StepMat {
     Beaver(Vec<Triple>),
     Relu(CmpMat),
     /// Square triple (`b` unused), comparison material, then the multiplication triples.
-    LayerNorm { square: Triple, cmp: CmpMat, mults: Vec<Triple> },
+    LayerNorm {
+        square: Triple,
+        cmp: CmpMat,
+        mults: Vec<Triple>,
+    },
 }
 
 /// One party's material for one session.
@@ -94,7 +98,10 @@ impl Reader<'_> {
     fn len(&mut self, unit: usize) -> Result<usize, MaterialError> {
         let n = self.u64()? as usize;
         if n.checked_mul(unit).is_none_or(|b| b > self.0.len()) {
-            return Err(MaterialError(format!("length {n} exceeds the {} bytes left", self.0.len())));
+            return Err(MaterialError(format!(
+                "length {n} exceeds the {} bytes left",
+                self.0.len()
+            )));
         }
         Ok(n)
     }
@@ -103,7 +110,11 @@ impl Reader<'_> {
         (0..n).map(|_| self.u64()).collect()
     }
     fn triple(&mut self) -> Result<Triple, MaterialError> {
-        Ok(Triple { a: self.vec()?, b: self.vec()?, c: self.vec()? })
+        Ok(Triple {
+            a: self.vec()?,
+            b: self.vec()?,
+            c: self.vec()?,
+        })
     }
     fn cmp(&mut self) -> Result<CmpMat, MaterialError> {
         let (r, b, br) = (self.vec()?, self.vec()?, self.vec()?);
@@ -198,7 +209,12 @@ impl Material {
         if !r.0.is_empty() {
             return Err(MaterialError(format!("{} trailing bytes", r.0.len())));
         }
-        Ok(Self { session, plan_digest, party: party as u8, steps })
+        Ok(Self {
+            session,
+            plan_digest,
+            party: party as u8,
+            steps,
+        })
     }
 }
 

@@ -41,8 +41,18 @@ pub struct Linear {
 /// A norm as its parameters; affine (BatchNorm at inference) keeps its running stats.
 #[derive(Debug, Clone)]
 pub enum Norm {
-    LayerNorm { gamma: Vec<f64>, beta: Vec<f64>, eps: f64 },
-    Affine { weight: Vec<f64>, bias: Vec<f64>, mean: Vec<f64>, var: Vec<f64>, eps: f64 },
+    LayerNorm {
+        gamma: Vec<f64>,
+        beta: Vec<f64>,
+        eps: f64,
+    },
+    Affine {
+        weight: Vec<f64>,
+        bias: Vec<f64>,
+        mean: Vec<f64>,
+        var: Vec<f64>,
+        eps: f64,
+    },
     None,
 }
 
@@ -50,9 +60,24 @@ impl Norm {
     /// The affine map `x * a + c` of a BatchNorm-style norm (None for LayerNorm).
     pub fn as_affine(&self, width: usize) -> Option<(Vec<f64>, Vec<f64>)> {
         match self {
-            Norm::Affine { weight, bias, mean, var, eps } => {
-                let a: Vec<f64> = weight.iter().zip(var).map(|(w, v)| w / (v + eps).sqrt()).collect();
-                let c = bias.iter().zip(mean).zip(&a).map(|((b, m), a)| b - m * a).collect();
+            Norm::Affine {
+                weight,
+                bias,
+                mean,
+                var,
+                eps,
+            } => {
+                let a: Vec<f64> = weight
+                    .iter()
+                    .zip(var)
+                    .map(|(w, v)| w / (v + eps).sqrt())
+                    .collect();
+                let c = bias
+                    .iter()
+                    .zip(mean)
+                    .zip(&a)
+                    .map(|((b, m), a)| b - m * a)
+                    .collect();
                 Some((a, c))
             }
             Norm::None => Some((vec![1.0; width], vec![0.0; width])),
@@ -104,7 +129,9 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn view(&self, name: &str) -> Result<TensorView<'a>, CheckpointError> {
-        self.st.tensor(name).map_err(|_| CheckpointError::Missing { name: name.into() })
+        self.st
+            .tensor(name)
+            .map_err(|_| CheckpointError::Missing { name: name.into() })
     }
 
     fn get(&self, name: &str, want: &[usize]) -> Result<Vec<f64>, CheckpointError> {
@@ -147,10 +174,20 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn norm(&self, prefix: &str, kind: NormKind, d: usize, eps: f64) -> Result<Norm, CheckpointError> {
+    fn norm(
+        &self,
+        prefix: &str,
+        kind: NormKind,
+        d: usize,
+        eps: f64,
+    ) -> Result<Norm, CheckpointError> {
         let g = |s: &str| self.get(&format!("{prefix}.{s}"), &[d]);
         Ok(match kind {
-            NormKind::LayerNorm => Norm::LayerNorm { gamma: g("weight")?, beta: g("bias")?, eps },
+            NormKind::LayerNorm => Norm::LayerNorm {
+                gamma: g("weight")?,
+                beta: g("bias")?,
+                eps,
+            },
             NormKind::Affine => Norm::Affine {
                 weight: g("weight")?,
                 bias: g("bias")?,
@@ -205,20 +242,35 @@ impl OwcModel {
 
     /// Reads the tensors of `spec` from a safetensors buffer (also used for the golden
     /// fixtures, whose metadata has another layout).
-    pub fn from_tensors(bytes: &[u8], spec: AdapterSpec, backbone: BackboneSpec) -> Result<Self, CheckpointError> {
-        backbone.validate().map_err(|e| CheckpointError::Metadata(e.to_string()))?;
-        spec.validate(backbone.layers).map_err(|e| CheckpointError::Metadata(e.to_string()))?;
+    pub fn from_tensors(
+        bytes: &[u8],
+        spec: AdapterSpec,
+        backbone: BackboneSpec,
+    ) -> Result<Self, CheckpointError> {
+        backbone
+            .validate()
+            .map_err(|e| CheckpointError::Metadata(e.to_string()))?;
+        spec.validate(backbone.layers)
+            .map_err(|e| CheckpointError::Metadata(e.to_string()))?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::File {
             path: String::new(),
             why: format!("not a safetensors file: {e}"),
         })?;
         let rd = Reader { st };
-        let (d, r, n, eps) = (backbone.hidden_dim, spec.rank, backbone.tokens(), backbone.norm_eps);
+        let (d, r, n, eps) = (
+            backbone.hidden_dim,
+            spec.rank,
+            backbone.tokens(),
+            backbone.norm_eps,
+        );
         let head_view = rd.view("head.weight")?;
-        let classes = *head_view.shape().first().ok_or_else(|| CheckpointError::Tensor {
-            name: "head.weight".into(),
-            why: "has no dimensions".into(),
-        })?;
+        let classes = *head_view
+            .shape()
+            .first()
+            .ok_or_else(|| CheckpointError::Tensor {
+                name: "head.weight".into(),
+                why: "has no dimensions".into(),
+            })?;
         let mut adapters = Vec::new();
         for j in 0..spec.scope {
             let p = format!("adapter.{j}");
@@ -273,7 +325,11 @@ impl OwcModel {
             out.push((name, shape, v.iter().map(|&x| x as f32).collect()));
         };
         fn lin(put: &mut impl FnMut(String, Vec<usize>, &[f64]), p: &str, l: &Linear) {
-            put(format!("{p}.weight"), vec![l.weight.rows, l.weight.cols], &l.weight.data);
+            put(
+                format!("{p}.weight"),
+                vec![l.weight.rows, l.weight.cols],
+                &l.weight.data,
+            );
             put(format!("{p}.bias"), vec![l.bias.len()], &l.bias);
         }
         fn norm(put: &mut impl FnMut(String, Vec<usize>, &[f64]), p: &str, n: &Norm) {
@@ -282,8 +338,19 @@ impl OwcModel {
                     put(format!("{p}.weight"), vec![gamma.len()], gamma);
                     put(format!("{p}.bias"), vec![beta.len()], beta);
                 }
-                Norm::Affine { weight, bias, mean, var, .. } => {
-                    for (s, v) in [("weight", weight), ("bias", bias), ("running_mean", mean), ("running_var", var)] {
+                Norm::Affine {
+                    weight,
+                    bias,
+                    mean,
+                    var,
+                    ..
+                } => {
+                    for (s, v) in [
+                        ("weight", weight),
+                        ("bias", bias),
+                        ("running_mean", mean),
+                        ("running_var", var),
+                    ] {
                         put(format!("{p}.{s}"), vec![v.len()], v);
                     }
                 }
@@ -298,7 +365,11 @@ impl OwcModel {
                 norm(&mut put, &format!("{bp}.norm1"), &blk.norm1);
                 norm(&mut put, &format!("{bp}.norm2"), &blk.norm2);
                 if let Some(at) = &blk.attn {
-                    put(format!("{bp}.attn.qkv.weight"), vec![at.qkv.rows, at.qkv.cols], &at.qkv.data);
+                    put(
+                        format!("{bp}.attn.qkv.weight"),
+                        vec![at.qkv.rows, at.qkv.cols],
+                        &at.qkv.data,
+                    );
                     if let Some(tm) = &at.token_mix {
                         lin(&mut put, &format!("{bp}.attn.token_mix"), tm);
                     }
@@ -322,12 +393,23 @@ impl OwcModel {
             .collect();
         let views: Vec<(String, TensorView)> = bytes
             .iter()
-            .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("consistent view")))
+            .map(|(n, s, b)| {
+                (
+                    n.clone(),
+                    TensorView::new(Dtype::F32, s.clone(), b).expect("consistent view"),
+                )
+            })
             .collect();
         let meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
-            ("adapter_spec".to_string(), serde_json::to_string(&self.spec).unwrap()),
-            ("backbone".to_string(), serde_json::to_string(&self.backbone).unwrap()),
+            (
+                "adapter_spec".to_string(),
+                serde_json::to_string(&self.spec).unwrap(),
+            ),
+            (
+                "backbone".to_string(),
+                serde_json::to_string(&self.backbone).unwrap(),
+            ),
         ]);
         safetensors::serialize(views, Some(meta)).expect("serializable tensors")
     }
@@ -337,13 +419,21 @@ impl OwcModel {
     pub fn random(spec: AdapterSpec, backbone: BackboneSpec, classes: usize, seed: u64) -> Self {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let (d, r, n, eps) = (backbone.hidden_dim, spec.rank, backbone.tokens(), backbone.norm_eps);
+        let (d, r, n, eps) = (
+            backbone.hidden_dim,
+            spec.rank,
+            backbone.tokens(),
+            backbone.norm_eps,
+        );
         let mut uni = |len: usize, bound: f64| -> Vec<f64> {
             (0..len).map(|_| rng.random_range(-bound..bound)).collect()
         };
         let mut lin = |out: usize, inp: usize| {
             let bound = 1.0 / (inp as f64).sqrt();
-            Linear { weight: Mat::new(out, inp, uni(out * inp, bound)), bias: uni(out, bound) }
+            Linear {
+                weight: Mat::new(out, inp, uni(out * inp, bound)),
+                bias: uni(out, bound),
+            }
         };
         let mut rng2 = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
         let mut norm = |w: usize| match spec.norm {
@@ -368,7 +458,8 @@ impl OwcModel {
                     .map(|_| {
                         let attn = (spec.attention != AttentionKind::None).then(|| Attention {
                             qkv: lin(3 * r, r).weight,
-                            token_mix: (spec.attention == AttentionKind::LinAtten).then(|| lin(n, n)),
+                            token_mix: (spec.attention == AttentionKind::LinAtten)
+                                .then(|| lin(n, n)),
                             proj: lin(r, r),
                         });
                         Block {
@@ -383,6 +474,13 @@ impl OwcModel {
                 up: lin(d, r),
             })
             .collect();
-        Self { final_norm: norm(d), head: lin(classes, d), spec, backbone, classes, adapters }
+        Self {
+            final_norm: norm(d),
+            head: lin(classes, d),
+            spec,
+            backbone,
+            classes,
+            adapters,
+        }
     }
 }

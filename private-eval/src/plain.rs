@@ -13,14 +13,25 @@ pub fn select_rows(m: &Mat, rows: Rows) -> Mat {
 }
 
 /// Head-wise operands of a `HeadMatMul`: `(A_i, B_i)` with `A_i B_i` the i-th product.
-pub fn head_operands<T: Clone>(kind: HeadProduct, heads: usize, a: &Grid<T>, b: &Grid<T>) -> Vec<(Grid<T>, Grid<T>)> {
+pub fn head_operands<T: Clone>(
+    kind: HeadProduct,
+    heads: usize,
+    a: &Grid<T>,
+    b: &Grid<T>,
+) -> Vec<(Grid<T>, Grid<T>)> {
     let dh = b.cols / heads;
     (0..heads)
         .map(|i| match kind {
-            HeadProduct::Scores => (a.cols_range(i * dh, (i + 1) * dh), b.cols_range(i * dh, (i + 1) * dh).transpose()),
+            HeadProduct::Scores => (
+                a.cols_range(i * dh, (i + 1) * dh),
+                b.cols_range(i * dh, (i + 1) * dh).transpose(),
+            ),
             HeadProduct::Mix => {
                 let rq = a.rows / heads;
-                (a.rows_range(i * rq, (i + 1) * rq), b.cols_range(i * dh, (i + 1) * dh))
+                (
+                    a.rows_range(i * rq, (i + 1) * rq),
+                    b.cols_range(i * dh, (i + 1) * dh),
+                )
             }
         })
         .collect()
@@ -32,7 +43,11 @@ pub fn head_assemble<T: Clone + Default>(kind: HeadProduct, parts: Vec<Grid<T>>)
         HeadProduct::Scores => {
             let cols = parts[0].cols;
             let rows = parts.iter().map(|p| p.rows).sum();
-            Grid { rows, cols, data: parts.into_iter().flat_map(|p| p.data).collect() }
+            Grid {
+                rows,
+                cols,
+                data: parts.into_iter().flat_map(|p| p.data).collect(),
+            }
         }
         HeadProduct::Mix => {
             let rows = parts[0].rows;
@@ -41,7 +56,8 @@ pub fn head_assemble<T: Clone + Default>(kind: HeadProduct, parts: Vec<Grid<T>>)
             let mut data = vec![T::default(); rows * cols];
             for (i, p) in parts.iter().enumerate() {
                 for r in 0..rows {
-                    data[r * cols + i * dh..r * cols + (i + 1) * dh].clone_from_slice(&p.data[r * dh..(r + 1) * dh]);
+                    data[r * cols + i * dh..r * cols + (i + 1) * dh]
+                        .clone_from_slice(&p.data[r * dh..(r + 1) * dh]);
                 }
             }
             Grid { rows, cols, data }
@@ -59,14 +75,22 @@ pub struct Grid<T> {
 
 impl<T: Clone> Grid<T> {
     pub fn rows_range(&self, from: usize, to: usize) -> Grid<T> {
-        Grid { rows: to - from, cols: self.cols, data: self.data[from * self.cols..to * self.cols].to_vec() }
+        Grid {
+            rows: to - from,
+            cols: self.cols,
+            data: self.data[from * self.cols..to * self.cols].to_vec(),
+        }
     }
     pub fn cols_range(&self, from: usize, to: usize) -> Grid<T> {
         let mut data = Vec::with_capacity(self.rows * (to - from));
         for r in 0..self.rows {
             data.extend_from_slice(&self.data[r * self.cols + from..r * self.cols + to]);
         }
-        Grid { rows: self.rows, cols: to - from, data }
+        Grid {
+            rows: self.rows,
+            cols: to - from,
+            data,
+        }
     }
     pub fn transpose(&self) -> Grid<T> {
         let mut data = Vec::with_capacity(self.data.len());
@@ -75,12 +99,20 @@ impl<T: Clone> Grid<T> {
                 data.push(self.data[r * self.cols + c].clone());
             }
         }
-        Grid { rows: self.cols, cols: self.rows, data }
+        Grid {
+            rows: self.cols,
+            cols: self.rows,
+            data,
+        }
     }
 }
 
 fn to_grid(m: &Mat) -> Grid<f64> {
-    Grid { rows: m.rows, cols: m.cols, data: m.data.clone() }
+    Grid {
+        rows: m.rows,
+        cols: m.cols,
+        data: m.data.clone(),
+    }
 }
 fn to_mat(g: Grid<f64>) -> Mat {
     Mat::new(g.rows, g.cols, g.data)
@@ -94,17 +126,24 @@ pub fn eval(plan: &SecurePlan, weights: &PlanWeights, hidden: &[Mat]) -> Vec<f64
             vals[i] = Some(hidden[k].clone());
         }
     }
-    let get = |vals: &Vec<Option<Mat>>, w: WireId| vals[w].clone().expect("wire computed before use");
+    let get =
+        |vals: &Vec<Option<Mat>>, w: WireId| vals[w].clone().expect("wire computed before use");
     let mut out = Vec::new();
     for step in &plan.steps {
         match step {
             Step::Open { .. } => {}
-            Step::Linear { out: o, terms, bias } => {
+            Step::Linear {
+                out: o,
+                terms,
+                bias,
+            } => {
                 let w = &plan.wires[*o];
                 let mut acc = Mat::zeros(w.rows, w.cols);
                 for t in terms {
                     let part = match t {
-                        Term::Public { wire, rows, coef } => select_rows(&get(&vals, *wire), *rows).map(|v| v * coef),
+                        Term::Public { wire, rows, coef } => {
+                            select_rows(&get(&vals, *wire), *rows).map(|v| v * coef)
+                        }
                         Term::Private { open, weight, cls } => {
                             let op = &plan.openings[*open];
                             let mut x = select_rows(&get(&vals, op.wire), op.rows);
@@ -121,21 +160,41 @@ pub fn eval(plan: &SecurePlan, weights: &PlanWeights, hidden: &[Mat]) -> Vec<f64
                 }
                 vals[*o] = Some(acc);
             }
-            Step::Slice { out: o, x, from, to } => vals[*o] = Some(get(&vals, *x).cols_range(*from, *to)),
-            Step::HeadMatMul { out: o, a, b, heads, kind } => {
-                let parts = head_operands(*kind, *heads, &to_grid(&get(&vals, *a)), &to_grid(&get(&vals, *b)))
-                    .into_iter()
-                    .map(|(x, y)| to_grid(&to_mat(x).matmul(&to_mat(y))))
-                    .collect();
+            Step::Slice {
+                out: o,
+                x,
+                from,
+                to,
+            } => vals[*o] = Some(get(&vals, *x).cols_range(*from, *to)),
+            Step::HeadMatMul {
+                out: o,
+                a,
+                b,
+                heads,
+                kind,
+            } => {
+                let parts = head_operands(
+                    *kind,
+                    *heads,
+                    &to_grid(&get(&vals, *a)),
+                    &to_grid(&get(&vals, *b)),
+                )
+                .into_iter()
+                .map(|(x, y)| to_grid(&to_mat(x).matmul(&to_mat(y))))
+                .collect();
                 vals[*o] = Some(to_mat(head_assemble(*kind, parts)));
             }
             Step::Relu { out: o, x } => vals[*o] = Some(get(&vals, *x).map(|v| v.max(0.0))),
-            Step::LayerNorm { out: o, x, z, eps, .. } => {
+            Step::LayerNorm {
+                out: o, x, z, eps, ..
+            } => {
                 let (x, mut zv) = (get(&vals, *x), get(&vals, *z));
                 for r in 0..x.rows {
                     let var = x.row(r).iter().map(|v| v * v).sum::<f64>();
                     let inv = 1.0 / (var + eps).sqrt();
-                    zv.data[r * zv.cols..(r + 1) * zv.cols].iter_mut().for_each(|v| *v *= inv);
+                    zv.data[r * zv.cols..(r + 1) * zv.cols]
+                        .iter_mut()
+                        .for_each(|v| *v *= inv);
                 }
                 vals[*o] = Some(zv);
             }

@@ -59,7 +59,11 @@ pub enum Term {
     Public { wire: WireId, rows: Rows, coef: f64 },
     /// `wire[rows] * W` with `W` the server's weight, from an opening of the wire;
     /// `cls` takes only row 0 of an all-rows opening.
-    Private { open: OpenId, weight: WeightId, cls: bool },
+    Private {
+        open: OpenId,
+        weight: WeightId,
+        cls: bool,
+    },
 }
 
 /// Shape of a server-private weight matrix `W` (`x * W`, `[inputs, outputs]`).
@@ -90,7 +94,12 @@ pub struct InvSqrtParams {
 
 impl Default for InvSqrtParams {
     fn default() -> Self {
-        Self { min_exp: -8, max_exp: 20, per_octave: 8, newton: 1 }
+        Self {
+            min_exp: -8,
+            max_exp: 20,
+            per_octave: 8,
+            newton: 1,
+        }
     }
 }
 
@@ -108,17 +117,38 @@ pub enum Step {
     /// Client sends its share of `wire[rows]` minus a dealer mask (one one-way message).
     Open { open: OpenId },
     /// Local: `out = truncate(sum of terms) + bias`.
-    Linear { out: WireId, terms: Vec<Term>, bias: Option<WeightId> },
+    Linear {
+        out: WireId,
+        terms: Vec<Term>,
+        bias: Option<WeightId>,
+    },
     /// Beaver products per head, both operands opened in one simultaneous exchange.
-    HeadMatMul { out: WireId, a: WireId, b: WireId, heads: usize, kind: HeadProduct },
+    HeadMatMul {
+        out: WireId,
+        a: WireId,
+        b: WireId,
+        heads: usize,
+        kind: HeadProduct,
+    },
     /// ReLU by a DCF key: one simultaneous exchange of masked shares.
     Relu { out: WireId, x: WireId },
     /// `out = z / sqrt(sum_j x_j^2 + eps)` per row, where `x` is the LayerNorm input
     /// centred and scaled by `1/sqrt(d)` (so the sum is the variance) and `z` the following
     /// linear map of the centred input (gamma folded into it).
-    LayerNorm { out: WireId, x: WireId, z: WireId, eps: f64, inv_sqrt: InvSqrtParams },
+    LayerNorm {
+        out: WireId,
+        x: WireId,
+        z: WireId,
+        eps: f64,
+        inv_sqrt: InvSqrtParams,
+    },
     /// Local: columns `from..to` of `x`.
-    Slice { out: WireId, x: WireId, from: usize, to: usize },
+    Slice {
+        out: WireId,
+        x: WireId,
+        from: usize,
+        to: usize,
+    },
     /// Server sends its share; only the client learns the value.
     Reveal { wire: WireId },
 }
@@ -128,8 +158,14 @@ impl Step {
         match self {
             Step::Open { .. } => "open",
             Step::Linear { .. } => "linear",
-            Step::HeadMatMul { kind: HeadProduct::Scores, .. } => "matmul-scores",
-            Step::HeadMatMul { kind: HeadProduct::Mix, .. } => "matmul-mix",
+            Step::HeadMatMul {
+                kind: HeadProduct::Scores,
+                ..
+            } => "matmul-scores",
+            Step::HeadMatMul {
+                kind: HeadProduct::Mix,
+                ..
+            } => "matmul-mix",
             Step::Relu { .. } => "relu",
             Step::LayerNorm { .. } => "layernorm",
             Step::Slice { .. } => "slice",
@@ -165,8 +201,12 @@ impl SecurePlan {
                 let (r, c) = self.opening_shape(*open);
                 format!("{r}x{c}")
             }
-            Step::Linear { out, .. } | Step::Relu { out, .. } | Step::Slice { out, .. } => wire(*out),
-            Step::HeadMatMul { a, b, heads, .. } => format!("{}x({}*{})", heads, wire(*a), wire(*b)),
+            Step::Linear { out, .. } | Step::Relu { out, .. } | Step::Slice { out, .. } => {
+                wire(*out)
+            }
+            Step::HeadMatMul { a, b, heads, .. } => {
+                format!("{}x({}*{})", heads, wire(*a), wire(*b))
+            }
             Step::LayerNorm { z, .. } => wire(*z),
             Step::Reveal { wire: w } => wire(*w),
         }
@@ -176,7 +216,9 @@ impl SecurePlan {
     pub fn digest(&self) -> u64 {
         let json = serde_json::to_vec(self).expect("plan serializes");
         // FNV-1a: not a security boundary, just an agreement check.
-        json.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+        json.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        })
     }
 }
 

@@ -61,7 +61,11 @@ fn mix_scores(kind: AttentionKind, s: &Mat) -> Mat {
             AttentionKind::TwoQuad => row.iter_mut().for_each(|v| *v = (*v + 5.0).powi(2)),
             _ => unreachable!("LinAtten and None have no row normalization"),
         }
-        let eps = if kind == AttentionKind::ReluSoftmax { 1e-6 } else { 0.0 };
+        let eps = if kind == AttentionKind::ReluSoftmax {
+            1e-6
+        } else {
+            0.0
+        };
         let sum: f64 = row.iter().sum::<f64>() + eps;
         row.iter_mut().for_each(|v| *v /= sum);
     }
@@ -78,7 +82,9 @@ fn block_forward(model: &OwcModel, blk: &Block, y: &Mat) -> Mat {
         let qkv = x.linear(&at.qkv, None);
         let mut heads = Vec::with_capacity(h);
         for i in 0..h {
-            let q = qkv.cols_range(i * dh, (i + 1) * dh).map(|v| v / (dh as f64).sqrt());
+            let q = qkv
+                .cols_range(i * dh, (i + 1) * dh)
+                .map(|v| v / (dh as f64).sqrt());
             let k = qkv.cols_range(r + i * dh, r + (i + 1) * dh);
             let v = qkv.cols_range(2 * r + i * dh, 2 * r + (i + 1) * dh);
             let s = q.matmul(&k.transpose());
@@ -97,7 +103,9 @@ fn block_forward(model: &OwcModel, blk: &Block, y: &Mat) -> Mat {
         y = y.add(&cat.linear(&at.proj.weight, Some(&at.proj.bias)));
     }
     let x = apply_norm(&blk.norm2, &y);
-    let hid = x.linear(&blk.fc1.weight, Some(&blk.fc1.bias)).map(|v| activate(spec.activation, v));
+    let hid = x
+        .linear(&blk.fc1.weight, Some(&blk.fc1.bias))
+        .map(|v| activate(spec.activation, v));
     y.add(&hid.linear(&blk.fc2.weight, Some(&blk.fc2.bias)))
 }
 
@@ -116,11 +124,15 @@ pub fn forward(model: &OwcModel, hidden: &[Mat]) -> Vec<f64> {
         for blk in &ad.blocks {
             y = block_forward(model, blk, &y);
         }
-        let out = y.linear(&ad.up.weight, Some(&ad.up.bias)).map(|v| v * model.spec.scale);
+        let out = y
+            .linear(&ad.up.weight, Some(&ad.up.bias))
+            .map(|v| v * model.spec.scale);
         a = Some(out.add(&u));
     }
     let z = hidden[s].add(a.as_ref().expect("scope >= 1"));
     let cls = z.rows_range(0, 1);
     let normed = apply_norm(&model.final_norm, &cls);
-    normed.linear(&model.head.weight, Some(&model.head.bias)).data
+    normed
+        .linear(&model.head.weight, Some(&model.head.bias))
+        .data
 }

@@ -15,7 +15,9 @@ pub fn sub(a: &[u64], b: &[u64]) -> Vec<u64> {
 
 pub fn add_assign(a: &mut [u64], b: &[u64]) {
     assert_eq!(a.len(), b.len());
-    a.iter_mut().zip(b).for_each(|(x, y)| *x = x.wrapping_add(*y));
+    a.iter_mut()
+        .zip(b)
+        .for_each(|(x, y)| *x = x.wrapping_add(*y));
 }
 
 pub fn scale(a: &[u64], c: u64) -> Vec<u64> {
@@ -43,7 +45,9 @@ pub fn mul_bcast(a: &[u64], a_cols: usize, b: &[u64], b_cols: usize, rows: usize
 
 /// Sums each row of a `rows x cols` matrix.
 pub fn row_sums(a: &[u64], cols: usize) -> Vec<u64> {
-    a.chunks(cols).map(|r| r.iter().fold(0u64, |s, v| s.wrapping_add(*v))).collect()
+    a.chunks(cols)
+        .map(|r| r.iter().fold(0u64, |s, v| s.wrapping_add(*v)))
+        .collect()
 }
 
 /// Rows `0..1` or all rows of a row-major matrix.

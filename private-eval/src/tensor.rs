@@ -9,7 +9,11 @@ pub struct Mat {
 
 impl Mat {
     pub fn new(rows: usize, cols: usize, data: Vec<f64>) -> Self {
-        assert_eq!(data.len(), rows * cols, "matrix data does not match its shape");
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "matrix data does not match its shape"
+        );
         Self { rows, cols, data }
     }
 
@@ -116,12 +120,20 @@ impl Mat {
         Mat::new(
             self.rows,
             self.cols,
-            self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)).collect(),
+            self.data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
         )
     }
 
     pub fn map(&self, f: impl Fn(f64) -> f64) -> Mat {
-        Mat::new(self.rows, self.cols, self.data.iter().map(|&a| f(a)).collect())
+        Mat::new(
+            self.rows,
+            self.cols,
+            self.data.iter().map(|&a| f(a)).collect(),
+        )
     }
 
     /// Adds `b` to every row.

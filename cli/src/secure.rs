@@ -1,0 +1,287 @@
+//! Subcommands of the secure evaluator: the three roles and their benchmarks.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use private_eval::{bench, hidden, lower, model::OwcModel, roles, transport};
+
+type Res = Result<(), String>;
+
+#[derive(Args)]
+pub struct NetArgs {
+    /// Network profile of the client-server link: none, lan, wan, custom:mbit=..,delay_ms=..
+    #[arg(long, default_value = "none")]
+    network: NetworkProfile,
+    /// Seconds to wait for any message before failing.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+}
+
+impl NetArgs {
+    fn config(&self) -> roles::RoleConfig {
+        let mut c = roles::RoleConfig {
+            network: self.network.clone(),
+            ..Default::default()
+        };
+        c.transport.read_timeout = Duration::from_secs_f64(self.timeout);
+        c
+    }
+}
+
+#[derive(Args)]
+pub struct DealerArgs {
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    listen: String,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn dealer(a: DealerArgs) -> Res {
+    let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
+    eprintln!("dealer: listening on {}", a.listen);
+    roles::run_dealer(l, a.net.config(), || false).map_err(|e| e.to_string())
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    listen: String,
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    dealer: String,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn serve(a: ServeArgs) -> Res {
+    let model = OwcModel::load(&a.checkpoint).map_err(|e| e.to_string())?;
+    let (plan, weights) = lower::lower(&model, Default::default())
+        .map_err(|e| format!("{}: {e}", a.checkpoint.display()))?;
+    let server =
+        roles::Server::new(plan, &weights, &a.dealer, a.net.config()).map_err(|e| e.to_string())?;
+    let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
+    eprintln!(
+        "server: {} ({}) listening on {}",
+        a.checkpoint.display(),
+        model.spec.label(),
+        a.listen
+    );
+    server.serve(l, || false).map_err(|e| e.to_string())
+}
+
+#[derive(Args)]
+pub struct InferArgs {
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    server: String,
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    dealer: String,
+    /// safetensors with `hidden.0 .. hidden.s` (`[N, d]`): the states entering layers L-s..L-1 and x_L.
+    #[arg(long)]
+    hidden_states: PathBuf,
+    /// Number of hidden states in the file (scope + 1); by default as many as the file has.
+    #[arg(long)]
+    count: Option<usize>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+fn count_hidden(path: &std::path::Path) -> Result<usize, String> {
+    (0..64)
+        .take_while(|&i| hidden::load(path, i + 1).is_ok())
+        .count()
+        .checked_sub(0)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{}: no readable hidden.0 tensor", path.display()))
+}
+
+pub fn infer(a: InferArgs) -> Res {
+    let count = match a.count {
+        Some(c) => c,
+        None => count_hidden(&a.hidden_states)?,
+    };
+    let h = hidden::load(&a.hidden_states, count)?;
+    let r =
+        roles::run_client(&a.server, &a.dealer, &h, &a.net.config()).map_err(|e| e.to_string())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+    } else {
+        println!(
+            "logits: {:?}",
+            r.logits
+                .iter()
+                .map(|v| (v * 1e4).round() / 1e4)
+                .collect::<Vec<_>>()
+        );
+        println!("predicted class: {}", r.predicted);
+        println!(
+            "online: {} bytes ({} client->server, {} server->client), {} rounds, {:.4} s; offline (dealer): {} bytes, {:.4} s; setup: {} bytes",
+            r.online_bytes, r.online_bytes_sent, r.online_bytes_received, r.rounds, r.online_s, r.offline_bytes, r.offline_s, r.setup_bytes
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Adapter as h=..,r=..,s=..[,k=..,attention=..,norm=..,scale=..]
+    #[arg(long, default_value = "h=1,r=300,s=1")]
+    adapter: AdapterSpec,
+    #[arg(long, default_value = "vit-b16")]
+    backbone: String,
+    #[arg(long)]
+    norm: Option<NormKind>,
+    #[arg(long)]
+    attention: Option<AttentionKind>,
+    #[arg(long)]
+    blocks: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    classes: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl ModelArgs {
+    fn model(&self) -> Result<OwcModel, String> {
+        let mut spec = self.adapter.clone();
+        if let Some(n) = self.norm {
+            spec.norm = n;
+        }
+        if let Some(at) = self.attention {
+            spec.attention = at;
+        }
+        if let Some(k) = self.blocks {
+            spec.blocks = k;
+        }
+        let bb = BackboneSpec::by_name(&self.backbone).map_err(|e| e.to_string())?;
+        spec.validate(bb.layers).map_err(|e| e.to_string())?;
+        Ok(OwcModel::random(spec, bb, self.classes, self.seed))
+    }
+}
+
+#[derive(Args)]
+pub struct BenchSecureArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, default_value = "wan")]
+    network: NetworkProfile,
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bench_secure(a: BenchSecureArgs) -> Res {
+    let model = a.model.model()?;
+    let h = hidden::random(
+        model.spec.scope + 1,
+        model.backbone.tokens(),
+        model.backbone.hidden_dim,
+        a.model.seed ^ 0x41,
+    );
+    let r = bench::bench_secure(&model, &h, a.network, a.repeat).map_err(|e| e.to_string())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+    } else {
+        println!(
+            "{:<14} {:>16} {:>12} {:>7} {:>10}",
+            "step", "shape", "bytes", "rounds", "seconds"
+        );
+        for s in &r.steps {
+            println!(
+                "{:<14} {:>16} {:>12} {:>7} {:>10.5}",
+                s.name, s.shape, s.bytes, s.rounds, s.seconds
+            );
+        }
+        println!(
+            "{} {} {}: online {} B, {} rounds, median {:.4} s over {}; offline {} B ({:.3} s); max |logit err| {:.2e}",
+            r.adapter, r.backbone, r.network, r.online_bytes, r.rounds, r.online_s, r.repeat, r.offline_bytes, r.offline_s, r.max_abs_logit_err
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchProtocolsArgs {
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    #[arg(long, default_value = "results/protocols.csv")]
+    out: PathBuf,
+}
+
+pub fn bench_protocols(a: BenchProtocolsArgs) -> Res {
+    let mut rows = Vec::new();
+    for net in ["none", "lan", "wan"] {
+        let profile: NetworkProfile = net.parse().unwrap();
+        for p in bench::PROTOCOLS {
+            let r = bench::bench_protocol(p, &profile, a.repeat).map_err(|e| e.to_string())?;
+            println!(
+                "{:<14} {:<14} {:<5} {:>10} B ({:>6.2} B/value) {:>2} rounds {:>9.5} s",
+                r.protocol,
+                r.shape,
+                r.network,
+                r.online_bytes,
+                r.bytes_per_value,
+                r.rounds,
+                r.median_s
+            );
+            rows.push(r);
+        }
+    }
+    let mut f = std::fs::File::create(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    writeln!(
+        f,
+        "protocol,shape,network,online_bytes,bytes_per_value,rounds,median_s"
+    )
+    .map_err(|e| e.to_string())?;
+    for r in rows {
+        writeln!(
+            f,
+            "{},{},{},{},{:.3},{},{:.6}",
+            r.protocol, r.shape, r.network, r.online_bytes, r.bytes_per_value, r.rounds, r.median_s
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RandomCheckpointArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn random_checkpoint(a: RandomCheckpointArgs) -> Res {
+    let m = a.model.model()?;
+    std::fs::write(&a.out, m.to_bytes()).map_err(|e| format!("{}: {e}", a.out.display()))
+}
+
+#[derive(Args)]
+pub struct RandomHiddenArgs {
+    /// Checkpoint whose spec sets the shapes.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub fn random_hidden(a: RandomHiddenArgs) -> Res {
+    let m = OwcModel::load(&a.checkpoint).map_err(|e| e.to_string())?;
+    let h = hidden::random(
+        m.spec.scope + 1,
+        m.backbone.tokens(),
+        m.backbone.hidden_dim,
+        a.seed,
+    );
+    hidden::save(&a.out, &h)
+}

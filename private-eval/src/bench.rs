@@ -1,0 +1,342 @@
+//! Benchmarks: the three roles over loopback TCP (`bench-secure`) and single protocols
+//! at ViT-B/16 shapes (`bench-protocols`).
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cryptpeft_types::NetworkProfile;
+use serde::Serialize;
+
+use crate::exec::StepTrace;
+use crate::local;
+use crate::lower::{self, LowerOptions};
+use crate::model::OwcModel;
+use crate::plan::*;
+use crate::reference;
+use crate::roles::{self, RoleConfig, RoleError, Server};
+use crate::tensor::Mat;
+use crate::transport::{self, FramedChannel, TransportConfig};
+
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SecureBench {
+    pub adapter: String,
+    pub backbone: String,
+    pub network: String,
+    pub repeat: usize,
+    pub online_bytes: u64,
+    pub online_bytes_client_to_server: u64,
+    pub online_bytes_server_to_client: u64,
+    pub offline_bytes: u64,
+    pub setup_bytes: u64,
+    pub rounds: u64,
+    pub online_s: f64,
+    pub online_s_all: Vec<f64>,
+    pub offline_s: f64,
+    pub max_abs_logit_err: f64,
+    pub steps: Vec<StepTrace>,
+}
+
+fn bind() -> Result<(TcpListener, String), RoleError> {
+    let l = transport::listen("127.0.0.1:0").map_err(|e| RoleError::Protocol(e.to_string()))?;
+    let addr = l
+        .local_addr()
+        .map_err(|e| RoleError::Protocol(e.to_string()))?
+        .to_string();
+    Ok((l, addr))
+}
+
+/// Runs dealer, server and client (threads of this process, real TCP on loopback),
+/// `repeat` inferences, each a fresh session; checks every result against the reference.
+pub fn bench_secure(
+    model: &OwcModel,
+    hidden: &[Mat],
+    network: NetworkProfile,
+    repeat: usize,
+) -> Result<SecureBench, RoleError> {
+    let (plan, weights) = lower::lower(model, LowerOptions::default())
+        .map_err(|e| RoleError::Protocol(e.to_string()))?;
+    let want = reference::forward(model, hidden);
+    let config = RoleConfig {
+        network: network.clone(),
+        ..RoleConfig::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (dl, daddr) = bind()?;
+    let (sl, saddr) = bind()?;
+    std::thread::scope(|s| {
+        let st = stop.clone();
+        let dcfg = config.clone();
+        s.spawn(move || roles::run_dealer(dl, dcfg, || st.load(Ordering::Relaxed)));
+        let st = stop.clone();
+        let scfg = config.clone();
+        let daddr2 = daddr.clone();
+        let server = s.spawn(move || -> Result<(), RoleError> {
+            let server = Server::new(plan, &weights, &daddr2, scfg)?;
+            server.serve(sl, || st.load(Ordering::Relaxed))
+        });
+        let result = (|| -> Result<Vec<roles::ClientReport>, RoleError> {
+            let mut reports = Vec::new();
+            for _ in 0..repeat.max(1) {
+                reports.push(roles::run_client(&saddr, &daddr, hidden, &config)?);
+            }
+            Ok(reports)
+        })();
+        stop.store(true, Ordering::Relaxed);
+        server.join().expect("server thread")?;
+        let reports: Vec<roles::ClientReport> = result?;
+        let err = reports
+            .iter()
+            .flat_map(|r| r.logits.iter().zip(&want).map(|(a, b)| (a - b).abs()))
+            .fold(0.0, f64::max);
+        let mut online: Vec<f64> = reports.iter().map(|r| r.online_s).collect();
+        let all = online.clone();
+        let mut offline: Vec<f64> = reports.iter().map(|r| r.offline_s).collect();
+        let mid = reports.len() / 2;
+        let r = &reports[mid];
+        Ok(SecureBench {
+            adapter: model.spec.label(),
+            backbone: model.backbone.name.clone(),
+            network: network.name.clone(),
+            repeat: reports.len(),
+            online_bytes: r.online_bytes,
+            online_bytes_client_to_server: r.online_bytes_sent,
+            online_bytes_server_to_client: r.online_bytes_received,
+            offline_bytes: r.offline_bytes,
+            setup_bytes: r.setup_bytes,
+            rounds: r.rounds,
+            online_s: median(&mut online),
+            online_s_all: all,
+            offline_s: median(&mut offline),
+            max_abs_logit_err: err,
+            steps: r.steps.clone(),
+        })
+    })
+}
+
+/// One row of `results/protocols.csv`.
+#[derive(Debug, Serialize, Clone)]
+pub struct ProtocolRow {
+    pub protocol: String,
+    pub shape: String,
+    pub network: String,
+    pub online_bytes: u64,
+    pub bytes_per_value: f64,
+    pub rounds: u64,
+    pub median_s: f64,
+}
+
+/// A one-protocol plan: the client's input `[n, d]`, a public linear step that turns it
+/// into a shared wire where needed, then the protocol under test (the last step).
+fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
+    let wire = |name: &str, rows, cols, kind| Wire {
+        name: name.into(),
+        rows,
+        cols,
+        kind,
+    };
+    let client = WireKind::ClientInput { hidden: 0 };
+    let shared = WireKind::Shared;
+    let mut rng = 7u64;
+    let mut rand_mat = |r: usize, c: usize, scale: f64| {
+        Mat::new(
+            r,
+            c,
+            (0..r * c)
+                .map(|_| {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 2.0 * scale
+                })
+                .collect(),
+        )
+    };
+    let public = |w| Step::Linear {
+        out: w + 1,
+        terms: vec![Term::Public {
+            wire: w,
+            rows: Rows::All,
+            coef: 1.0,
+        }],
+        bias: None,
+    };
+    let plan = |wires, openings, weights, steps| SecurePlan {
+        wires,
+        openings,
+        weights,
+        steps,
+        inputs: 1,
+        frac_bits: 16,
+    };
+    match name {
+        "relu" => {
+            let (n, c) = (197, 300);
+            let p = plan(
+                vec![
+                    wire("x", n, c, client),
+                    wire("xs", n, c, shared),
+                    wire("y", n, c, shared),
+                ],
+                vec![],
+                vec![],
+                vec![public(0), Step::Relu { out: 2, x: 1 }],
+            );
+            (
+                p,
+                PlanWeights { mats: vec![] },
+                vec![rand_mat(n, c, 2.0)],
+                n * c,
+            )
+        }
+        "matmul" => {
+            let (n, r) = (197, 300);
+            let p = plan(
+                vec![
+                    wire("q", n, 2 * r, client),
+                    wire("qs", n, 2 * r, shared),
+                    wire("a", n, r, shared),
+                    wire("b", n, r, shared),
+                    wire("s", n, n, shared),
+                ],
+                vec![],
+                vec![],
+                vec![
+                    public(0),
+                    Step::Slice {
+                        out: 2,
+                        x: 1,
+                        from: 0,
+                        to: r,
+                    },
+                    Step::Slice {
+                        out: 3,
+                        x: 1,
+                        from: r,
+                        to: 2 * r,
+                    },
+                    Step::HeadMatMul {
+                        out: 4,
+                        a: 2,
+                        b: 3,
+                        heads: 1,
+                        kind: HeadProduct::Scores,
+                    },
+                ],
+            );
+            (
+                p,
+                PlanWeights { mats: vec![] },
+                vec![rand_mat(n, 2 * r, 0.3)],
+                n * n,
+            )
+        }
+        "linear-client" | "linear-shared" => {
+            let (n, d, r) = (197, 768, 300);
+            let w = rand_mat(d, r, 1.0 / (d as f64).sqrt());
+            let src = if name == "linear-client" { 0 } else { 1 };
+            let p = plan(
+                vec![
+                    wire("x", n, d, client),
+                    wire("xs", n, d, shared),
+                    wire("y", n, r, shared),
+                ],
+                vec![Opening {
+                    wire: src,
+                    rows: Rows::All,
+                }],
+                vec![WeightShape { rows: d, cols: r }],
+                vec![
+                    public(0),
+                    Step::Open { open: 0 },
+                    Step::Linear {
+                        out: 2,
+                        terms: vec![Term::Private {
+                            open: 0,
+                            weight: 0,
+                            cls: false,
+                        }],
+                        bias: None,
+                    },
+                ],
+            );
+            (
+                p,
+                PlanWeights { mats: vec![w] },
+                vec![rand_mat(n, d, 1.0)],
+                n * d,
+            )
+        }
+        other => panic!("unknown protocol {other}"),
+    }
+}
+
+pub const PROTOCOLS: [&str; 4] = ["relu", "matmul", "linear-shared", "linear-client"];
+
+/// Times one protocol over loopback TCP: bytes and rounds of its steps (the opening
+/// and the local linear step together for the linear protocols), median seconds.
+pub fn bench_protocol(
+    name: &str,
+    network: &NetworkProfile,
+    repeat: usize,
+) -> Result<ProtocolRow, RoleError> {
+    let (plan, weights, hidden, values) = protocol_plan(name);
+    let first = if name.starts_with("linear") {
+        1
+    } else {
+        plan.steps.len() - 1
+    };
+    let mut secs = Vec::new();
+    let mut row = None;
+    for i in 0..repeat.max(1) {
+        let (l, addr) = bind()?;
+        let cfg = TransportConfig {
+            read_timeout: Duration::from_secs(60),
+            ..TransportConfig::default()
+        };
+        let (c, s) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| {
+                transport::accept(&l, 0, network.clone(), cfg.clone(), Duration::from_secs(10))
+            });
+            let c = transport::connect(
+                &addr,
+                0,
+                network.clone(),
+                cfg.clone(),
+                Duration::from_secs(10),
+            );
+            (c, h.join().expect("accept thread"))
+        });
+        let (c, s): (FramedChannel<_>, FramedChannel<_>) = (
+            c.map_err(|e| RoleError::Protocol(e.to_string()))?,
+            s.map_err(|e| RoleError::Protocol(e.to_string()))?,
+        );
+        let inf = local::infer(&plan, &weights, &hidden, c, s, 1000 + i as u128)?;
+        let steps = &inf.steps[first..];
+        secs.push(steps.iter().map(|t| t.seconds).sum());
+        let bytes: u64 = steps.iter().map(|t| t.bytes).sum();
+        row = Some(ProtocolRow {
+            protocol: name.into(),
+            shape: plan.step_shape(plan.steps.last().unwrap()),
+            network: network.name.clone(),
+            online_bytes: bytes,
+            bytes_per_value: bytes as f64 / values as f64,
+            rounds: steps.iter().map(|t| t.rounds).sum(),
+            median_s: 0.0,
+        });
+    }
+    let mut row = row.expect("at least one run");
+    row.median_s = median(&mut secs);
+    Ok(row)
+}

@@ -1,0 +1,296 @@
+//! What each plan step puts on the wire, stated next to the protocols (see
+//! [`crate::exec`]) so the cost model prices exactly what the executor sends, and the
+//! exact length of the dealer material ([`crate::material`]) a plan consumes.
+//!
+//! | step | frames (payload in ring elements of 8 bytes) |
+//! | --- | --- |
+//! | `Open` | client -> server: the opened rows x cols |
+//! | `Linear`, `Slice` | none (local) |
+//! | `HeadMatMul` | both at once: per head `m*k + k*n` (masked operands) |
+//! | `Relu` | both at once: one masked value per input |
+//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` (final scaling) |
+//! | `Reveal` | server -> client: the wire |
+//!
+//! Every frame adds [`HEADER_LEN`] bytes. Rounds follow the transport's rule (see
+//! [`crate::transport::Channel`]): each end keeps the largest depth it has received;
+//! a frame carries that plus one; in a simultaneous exchange each party sends before
+//! it receives. [`simulate`] replays the plan under that rule.
+
+use serde::Serialize;
+
+use crate::dcf;
+use crate::dealer::{head_shapes, layernorm_mults, masked_weights};
+use crate::plan::*;
+use crate::transport::HEADER_LEN;
+
+/// A party of the online phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Party {
+    Client,
+    Server,
+}
+
+impl Party {
+    pub fn index(self) -> usize {
+        match self {
+            Party::Client => 0,
+            Party::Server => 1,
+        }
+    }
+}
+
+/// One frame of a step. Frames of the same `wave` are sent by their parties before
+/// either receives the other's (a simultaneous exchange); waves run in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Msg {
+    pub from: Party,
+    pub payload_bytes: u64,
+    pub wave: u32,
+}
+
+impl Msg {
+    /// Bytes on the wire, header included.
+    pub fn wire_bytes(&self) -> u64 {
+        self.payload_bytes + HEADER_LEN as u64
+    }
+}
+
+const ELEM: u64 = 8;
+
+fn both(wave: u32, elems: usize) -> [Msg; 2] {
+    let payload_bytes = elems as u64 * ELEM;
+    [Party::Client, Party::Server].map(|from| Msg {
+        from,
+        payload_bytes,
+        wave,
+    })
+}
+
+/// The frames `step` sends, in order.
+pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
+    match step {
+        Step::Open { open } => {
+            let (r, c) = plan.opening_shape(*open);
+            vec![Msg {
+                from: Party::Client,
+                payload_bytes: (r * c) as u64 * ELEM,
+                wave: 0,
+            }]
+        }
+        Step::Linear { .. } | Step::Slice { .. } => Vec::new(),
+        Step::HeadMatMul {
+            a, b, heads, kind, ..
+        } => {
+            let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
+            both(0, heads * (m * k + k * n)).to_vec()
+        }
+        Step::Relu { x, .. } => {
+            let w = &plan.wires[*x];
+            both(0, w.rows * w.cols).to_vec()
+        }
+        Step::LayerNorm { x, z, inv_sqrt, .. } => {
+            let (rows, d, c) = (
+                plan.wires[*x].rows,
+                plan.wires[*x].cols,
+                plan.wires[*z].cols,
+            );
+            let mut out = Vec::new();
+            out.extend(both(0, rows * d));
+            out.extend(both(1, rows));
+            let mults = layernorm_mults(inv_sqrt);
+            for i in 0..mults {
+                let elems = if i + 1 == mults {
+                    rows + rows * c
+                } else {
+                    2 * rows
+                };
+                out.extend(both(2 + i as u32, elems));
+            }
+            out
+        }
+        Step::Reveal { wire } => {
+            let w = &plan.wires[*wire];
+            vec![Msg {
+                from: Party::Server,
+                payload_bytes: (w.rows * w.cols) as u64 * ELEM,
+                wave: 0,
+            }]
+        }
+    }
+}
+
+/// A frame with the depth the transport stamps on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    pub msg: Msg,
+    pub depth: u64,
+}
+
+/// Communication of one step as the client's channel counts it (both directions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepComm {
+    pub frames: Vec<Frame>,
+    /// Bytes on the wire, both directions, headers included.
+    pub bytes: u64,
+    /// Rounds this step adds to the running maximum depth.
+    pub rounds: u64,
+}
+
+/// Online communication of a whole plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comm {
+    pub steps: Vec<StepComm>,
+    pub bytes: u64,
+    pub bytes_client_to_server: u64,
+    pub bytes_server_to_client: u64,
+    pub frames: u64,
+    pub rounds: u64,
+}
+
+/// Replays the plan's frames under the transport's depth rule. Every frame of a step is
+/// received within the step by the other party, so the client's channel sees all of
+/// them: `bytes` and `rounds` are what `Stats` reports on the client end after the
+/// synchronizing exchange that ends setup.
+pub fn simulate(plan: &SecurePlan) -> Comm {
+    let mut seen = [0u64; 2];
+    let mut max_depth = 0u64;
+    let mut steps = Vec::with_capacity(plan.steps.len());
+    let (mut c2s, mut s2c, mut frames) = (0u64, 0u64, 0u64);
+    for step in &plan.steps {
+        let msgs = step_messages(plan, step);
+        let before = max_depth;
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut bytes = 0;
+        let mut i = 0;
+        while i < msgs.len() {
+            let wave = msgs[i].wave;
+            let j = i + msgs[i..].iter().take_while(|m| m.wave == wave).count();
+            // Everyone in the wave sends first (with what it has seen so far) ...
+            let sent: Vec<Frame> = msgs[i..j]
+                .iter()
+                .map(|m| Frame {
+                    msg: *m,
+                    depth: seen[m.from.index()] + 1,
+                })
+                .collect();
+            // ... then receives the peer's frame.
+            for f in &sent {
+                let to = 1 - f.msg.from.index();
+                seen[to] = seen[to].max(f.depth);
+                max_depth = max_depth.max(f.depth);
+                bytes += f.msg.wire_bytes();
+                frames += 1;
+                match f.msg.from {
+                    Party::Client => c2s += f.msg.wire_bytes(),
+                    Party::Server => s2c += f.msg.wire_bytes(),
+                }
+            }
+            out.extend(sent);
+            i = j;
+        }
+        steps.push(StepComm {
+            frames: out,
+            bytes,
+            rounds: max_depth - before,
+        });
+    }
+    Comm {
+        steps,
+        bytes: c2s + s2c,
+        bytes_client_to_server: c2s,
+        bytes_server_to_client: s2c,
+        frames,
+        rounds: max_depth,
+    }
+}
+
+/// Payload bytes of the setup message `E = W - B` (server to client, once per model;
+/// not online).
+pub fn setup_bytes(plan: &SecurePlan) -> u64 {
+    masked_weights(plan)
+        .iter()
+        .zip(&plan.weights)
+        .filter(|(m, _)| **m)
+        .map(|(_, s)| (s.rows * s.cols) as u64 * ELEM)
+        .sum::<u64>()
+        + HEADER_LEN as u64
+}
+
+fn vec_bytes(elems: usize) -> u64 {
+    8 + elems as u64 * ELEM
+}
+
+fn triple_bytes(a: usize, b: usize, c: usize) -> u64 {
+    vec_bytes(a) + vec_bytes(b) + vec_bytes(c)
+}
+
+fn cmp_bytes(n: usize) -> u64 {
+    3 * vec_bytes(n) + 16 + n as u64 * crate::material::CMP_KEY_BYTES as u64
+}
+
+/// Length of `party`'s [`Material::to_bytes`](crate::material::Material::to_bytes) for
+/// one session of `plan`, computed from the shapes (the encoding is deterministic).
+pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
+    let _ = dcf::DOMAIN_BITS; // CMP_KEY_BYTES is the key size on this domain
+    let mut total = 4 * 8;
+    for step in &plan.steps {
+        total += 8; // tag
+        total += match step {
+            Step::Open { open } => match party {
+                Party::Client => {
+                    let (r, c) = plan.opening_shape(*open);
+                    vec_bytes(r * c)
+                }
+                Party::Server => 0,
+            },
+            Step::Linear { terms, .. } => {
+                8 + terms
+                    .iter()
+                    .filter_map(|t| match t {
+                        Term::Private { open, weight, cls } => {
+                            let (r, _) = plan.opening_shape(*open);
+                            let rows = if *cls { 1 } else { r };
+                            Some(vec_bytes(rows * plan.weights[*weight].cols))
+                        }
+                        Term::Public { .. } => None,
+                    })
+                    .sum::<u64>()
+            }
+            Step::HeadMatMul {
+                a, b, heads, kind, ..
+            } => {
+                let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
+                8 + *heads as u64 * triple_bytes(m * k, k * n, m * n)
+            }
+            Step::Relu { x, .. } => cmp_bytes(plan.wires[*x].rows * plan.wires[*x].cols),
+            Step::LayerNorm { x, z, inv_sqrt, .. } => {
+                let (rows, d, c) = (
+                    plan.wires[*x].rows,
+                    plan.wires[*x].cols,
+                    plan.wires[*z].cols,
+                );
+                let mults = layernorm_mults(inv_sqrt);
+                triple_bytes(rows * d, 0, rows * d)
+                    + cmp_bytes(rows)
+                    + 8
+                    + (0..mults)
+                        .map(|i| {
+                            if i + 1 == mults {
+                                triple_bytes(rows, rows * c, rows * c)
+                            } else {
+                                triple_bytes(rows, rows, rows)
+                            }
+                        })
+                        .sum::<u64>()
+            }
+            Step::Slice { .. } | Step::Reveal { .. } => 0,
+        };
+    }
+    total
+}
+
+/// Offline bytes of one session as the in-process harness reports them
+/// ([`crate::local::Inference::offline_bytes`]): both parties' encoded material.
+pub fn offline_bytes(plan: &SecurePlan) -> u64 {
+    material_bytes(plan, Party::Client) + material_bytes(plan, Party::Server)
+}

@@ -1,0 +1,444 @@
+//! The deployed service: a dealer, a server and a client, each its own process,
+//! talking over TCP. The dealer registers models (it learns only the public plan),
+//! then hands each party its half of a session's material exactly once. The server
+//! holds the checkpoint; the client holds the hidden states and learns the logits.
+//!
+//! Handshakes: every connection starts on session 0; the client picks a random
+//! session id, announces it in its `Hello`, and both ends switch to it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cryptpeft_types::NetworkProfile;
+use serde::{Deserialize, Serialize};
+
+use crate::dealer::{self, ModelMasks};
+use crate::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
+use crate::local::sync;
+use crate::material::Material;
+use crate::model::OwcModel;
+use crate::plan::{PlanWeights, SecurePlan};
+use crate::prg::Prg;
+use crate::tensor::Mat;
+use crate::transport::{
+    self, Channel, ChannelExt, FramedChannel, MsgKind, Stats, TransportConfig, TransportError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error("{context}: {source}")]
+    Transport {
+        context: String,
+        #[source]
+        source: TransportError,
+    },
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+fn ctx(context: impl Into<String>) -> impl FnOnce(TransportError) -> RoleError {
+    let context = context.into();
+    move |source| RoleError::Transport { context, source }
+}
+
+/// How long a role waits for a peer to connect or answer.
+#[derive(Debug, Clone)]
+pub struct RoleConfig {
+    pub transport: TransportConfig,
+    pub connect_wait: Duration,
+    /// Shaping of the client-server link (each side shapes what it sends).
+    pub network: NetworkProfile,
+}
+
+impl Default for RoleConfig {
+    fn default() -> Self {
+        Self {
+            transport: TransportConfig::default(),
+            connect_wait: Duration::from_secs(10),
+            network: NetworkProfile::none(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum DealerRequest {
+    /// Server: register a plan; the reply carries the model id and the weight-mask seed.
+    Register { plan: SecurePlan },
+    /// Either party: its half of a session's material.
+    Material { model: u64, session: u64, party: u8 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Registered {
+    model: u64,
+    seed: u128,
+}
+
+#[derive(Default)]
+struct DealerState {
+    models: HashMap<u64, (SecurePlan, ModelMasks)>,
+    /// Generated halves waiting for the other party.
+    pending: HashMap<u64, (u8, Material)>,
+    /// Sessions whose material has been handed out completely (or in part).
+    served: HashSet<(u64, u8)>,
+}
+
+/// Runs the dealer on `listener` until `stop` returns true (checked between connections).
+pub fn run_dealer(
+    listener: TcpListener,
+    config: RoleConfig,
+    stop: impl Fn() -> bool,
+) -> Result<(), RoleError> {
+    let state = Arc::new(Mutex::new(DealerState::default()));
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| RoleError::Protocol(format!("listener: {e}")))?;
+    while !stop() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).ok();
+                let state = state.clone();
+                let cfg = config.transport.clone();
+                std::thread::spawn(move || {
+                    let Ok(mut chan) = FramedChannel::tcp(stream, 0, NetworkProfile::none(), cfg)
+                    else {
+                        return;
+                    };
+                    if let Err(e) = serve_dealer_request(&mut chan, &state) {
+                        chan.abort(&e.to_string());
+                        eprintln!("dealer: {e}");
+                    }
+                    let _ = chan.close();
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(RoleError::Protocol(format!("dealer accept: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+fn serve_dealer_request(
+    chan: &mut impl Channel,
+    state: &Mutex<DealerState>,
+) -> Result<(), RoleError> {
+    let req = chan
+        .recv(MsgKind::MaterialRequest)
+        .map_err(ctx("dealer waiting for a request"))?;
+    let req: DealerRequest = serde_json::from_slice(&req)
+        .map_err(|e| RoleError::Protocol(format!("malformed dealer request: {e}")))?;
+    match req {
+        DealerRequest::Register { plan } => {
+            let seed = Prg::os_seed();
+            let model: u64 = rand::random();
+            state
+                .lock()
+                .unwrap()
+                .models
+                .insert(model, (plan, ModelMasks { seed }));
+            let reply = serde_json::to_vec(&Registered { model, seed }).unwrap();
+            chan.send(MsgKind::Material, &reply)
+                .map_err(ctx("dealer replying to a registration"))?;
+        }
+        DealerRequest::Material {
+            model,
+            session,
+            party,
+        } => {
+            if party > 1 {
+                return Err(RoleError::Protocol(format!("party {party} does not exist")));
+            }
+            let half = {
+                let mut st = state.lock().unwrap();
+                if st.served.contains(&(session, party)) {
+                    return Err(RoleError::Protocol(format!(
+                        "material for session {session:016x} party {party} was already handed out; dealer material is single-use"
+                    )));
+                }
+                let half = match st.pending.remove(&session) {
+                    Some((p, m)) if p == party => m,
+                    Some(other) => {
+                        st.pending.insert(session, other);
+                        return Err(RoleError::Protocol(format!(
+                            "session {session:016x}: party {party} asked twice"
+                        )));
+                    }
+                    None => {
+                        let (plan, masks) = st.models.get(&model).cloned().ok_or_else(|| {
+                            RoleError::Protocol(format!(
+                                "unknown model {model:016x}: the server must register first"
+                            ))
+                        })?;
+                        drop(st);
+                        let [m0, m1] =
+                            dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
+                        let (mine, other) = if party == 0 { (m0, m1) } else { (m1, m0) };
+                        st = state.lock().unwrap();
+                        st.pending.insert(session, (1 - party, other));
+                        mine
+                    }
+                };
+                st.served.insert((session, party));
+                half
+            };
+            chan.send(MsgKind::Material, &half.to_bytes())
+                .map_err(ctx("dealer sending material"))?;
+        }
+    }
+    chan.flush().map_err(ctx("dealer flushing"))?;
+    Ok(())
+}
+
+fn dealer_call(
+    addr: &str,
+    req: &DealerRequest,
+    config: &RoleConfig,
+) -> Result<(Vec<u8>, u64), RoleError> {
+    let mut chan = transport::connect(
+        addr,
+        0,
+        NetworkProfile::none(),
+        config.transport.clone(),
+        config.connect_wait,
+    )
+    .map_err(ctx(format!("connecting to the dealer at {addr}")))?;
+    chan.send(MsgKind::MaterialRequest, &serde_json::to_vec(req).unwrap())
+        .map_err(ctx("asking the dealer"))?;
+    let reply = chan
+        .recv(MsgKind::Material)
+        .map_err(ctx("waiting for the dealer"))?;
+    let bytes = chan.stats().total_bytes();
+    Ok((reply, bytes))
+}
+
+/// Fetches this party's material for a session; returns it and the bytes exchanged.
+pub fn fetch_material(
+    dealer: &str,
+    model: u64,
+    session: u64,
+    party: u8,
+    config: &RoleConfig,
+) -> Result<(Material, u64), RoleError> {
+    let (bytes, n) = dealer_call(
+        dealer,
+        &DealerRequest::Material {
+            model,
+            session,
+            party,
+        },
+        config,
+    )?;
+    let m = Material::from_bytes(&bytes).map_err(|e| RoleError::Protocol(e.to_string()))?;
+    if m.session != session || m.party != party {
+        return Err(RoleError::Protocol(
+            "the dealer sent material for another session or party".into(),
+        ));
+    }
+    Ok((m, n))
+}
+
+/// A server ready to answer clients: its plan, weights and registration with the dealer.
+pub struct Server {
+    plan: SecurePlan,
+    keys: ServerKeys,
+    model: u64,
+    dealer: String,
+    config: RoleConfig,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    session: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SpecMsg {
+    model: u64,
+    plan: SecurePlan,
+    classes: usize,
+}
+
+impl Server {
+    /// Registers the plan with the dealer and prepares the weight masks.
+    pub fn new(
+        plan: SecurePlan,
+        weights: &PlanWeights,
+        dealer: &str,
+        config: RoleConfig,
+    ) -> Result<Self, RoleError> {
+        let (reply, _) = dealer_call(
+            dealer,
+            &DealerRequest::Register { plan: plan.clone() },
+            &config,
+        )?;
+        let reg: Registered = serde_json::from_slice(&reply)
+            .map_err(|e| RoleError::Protocol(format!("dealer registration reply: {e}")))?;
+        let keys = ServerKeys::new(&plan, weights, &ModelMasks { seed: reg.seed });
+        Ok(Self {
+            plan,
+            keys,
+            model: reg.model,
+            dealer: dealer.to_string(),
+            config,
+        })
+    }
+
+    /// Answers one client connection: spec, setup, then the online phase.
+    pub fn handle(&self, mut chan: impl Channel) -> Result<u64, RoleError> {
+        let hello = chan
+            .recv(MsgKind::Hello)
+            .map_err(ctx("server waiting for the client's hello"))?;
+        let hello: Hello = serde_json::from_slice(&hello)
+            .map_err(|e| RoleError::Protocol(format!("malformed hello: {e}")))?;
+        chan.set_session(hello.session);
+        let classes = self.plan.wires.last().map_or(0, |w| w.cols);
+        let spec = serde_json::to_vec(&SpecMsg {
+            model: self.model,
+            plan: self.plan.clone(),
+            classes,
+        })
+        .unwrap();
+        chan.send(MsgKind::Spec, &spec)
+            .map_err(ctx("server sending the plan"))?;
+        exec::server_setup(&self.keys, &mut chan)?;
+        let (material, _) =
+            fetch_material(&self.dealer, self.model, hello.session, 1, &self.config)?;
+        sync(&mut chan)?;
+        exec::run(
+            &self.plan,
+            Keys::Server(&self.keys),
+            material,
+            None,
+            &mut chan,
+        )?;
+        chan.flush().map_err(ctx("server flushing"))?;
+        Ok(hello.session)
+    }
+
+    /// Serves clients one after another until `stop` returns true.
+    pub fn serve(&self, listener: TcpListener, stop: impl Fn() -> bool) -> Result<(), RoleError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| RoleError::Protocol(format!("listener: {e}")))?;
+        while !stop() {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    stream.set_nonblocking(false).ok();
+                    let chan = FramedChannel::tcp(
+                        stream,
+                        0,
+                        self.config.network.clone(),
+                        self.config.transport.clone(),
+                    )
+                    .map_err(ctx("server accepting"))?;
+                    match self.handle(chan) {
+                        Ok(s) => eprintln!("server: session {s:016x} with {peer} done"),
+                        Err(e) => eprintln!("server: client {peer}: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(RoleError::Protocol(format!("server accept: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the client prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientReport {
+    pub logits: Vec<f64>,
+    pub predicted: usize,
+    pub online_bytes: u64,
+    pub online_bytes_sent: u64,
+    pub online_bytes_received: u64,
+    pub rounds: u64,
+    pub online_s: f64,
+    pub offline_bytes: u64,
+    pub offline_s: f64,
+    pub setup_bytes: u64,
+    pub steps: Vec<StepTrace>,
+}
+
+/// The client: connects to the server and the dealer, runs one inference.
+pub fn run_client(
+    server: &str,
+    dealer: &str,
+    hidden: &[Mat],
+    config: &RoleConfig,
+) -> Result<ClientReport, RoleError> {
+    let session: u64 = rand::random::<u64>() | 1;
+    let mut chan = transport::connect(
+        server,
+        0,
+        config.network.clone(),
+        config.transport.clone(),
+        config.connect_wait,
+    )
+    .map_err(ctx(format!("connecting to the server at {server}")))?;
+    chan.send(
+        MsgKind::Hello,
+        &serde_json::to_vec(&Hello { session }).unwrap(),
+    )
+    .map_err(ctx("client hello"))?;
+    chan.set_session(session);
+    let spec = chan
+        .recv(MsgKind::Spec)
+        .map_err(ctx("client waiting for the plan"))?;
+    let spec: SpecMsg = serde_json::from_slice(&spec)
+        .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
+    let keys = exec::client_setup(&spec.plan, &mut chan)?;
+    let setup_bytes = chan.stats().total_bytes();
+    let t_off = Instant::now();
+    let (material, offline_bytes) = fetch_material(dealer, spec.model, session, 0, config)?;
+    let offline_s = t_off.elapsed().as_secs_f64();
+    sync(&mut chan)?;
+    let before: Stats = chan.stats();
+    let t = Instant::now();
+    let out = exec::run(
+        &spec.plan,
+        Keys::Client(&keys),
+        material,
+        Some(hidden),
+        &mut chan,
+    )?;
+    let online_s = t.elapsed().as_secs_f64();
+    let online = chan.stats() - before;
+    let logits = out
+        .logits
+        .ok_or_else(|| RoleError::Protocol("the plan revealed nothing".into()))?;
+    let predicted = logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i);
+    Ok(ClientReport {
+        logits,
+        predicted,
+        online_bytes: online.total_bytes(),
+        online_bytes_sent: online.bytes_sent,
+        online_bytes_received: online.bytes_received,
+        rounds: online.rounds,
+        online_s,
+        offline_bytes,
+        offline_s,
+        setup_bytes,
+        steps: out.steps,
+    })
+}
+
+/// Loads a model and lowers it: what `serve` does before registering.
+pub fn load_server_model(
+    model: &OwcModel,
+    opts: crate::lower::LowerOptions,
+) -> Result<(SecurePlan, PlanWeights), RoleError> {
+    crate::lower::lower(model, opts).map_err(|e| RoleError::Protocol(e.to_string()))
+}
