@@ -1,0 +1,1 @@
+//! Analytic prices of baselines (filled below).

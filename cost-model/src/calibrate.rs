@@ -1,0 +1,184 @@
+//! Microbenchmarks that measure [`Constants`] on this machine (a few seconds). Each
+//! figure is the median of repeated runs of the executor's own primitives.
+
+use std::time::{Duration, Instant};
+
+use cryptpeft_types::NetworkProfile;
+use private_eval::dcf::{self, DcfKey};
+use private_eval::matmul::{matmul, Kernel};
+use private_eval::prg::Prg;
+use private_eval::ring;
+use private_eval::transport::{
+    bytes_to_u64s, memory_pair, u64s_to_bytes, Channel, ChannelExt, MsgKind,
+};
+
+use crate::constants::Constants;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// Median seconds of `f` over `reps` runs (after one warm-up).
+fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
+    std::hint::black_box(f());
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn single_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
+        .install(f)
+}
+
+/// This CPU's model name and the pool size.
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cpu}; {} rayon threads; ring kernel {}",
+        rayon::current_num_threads(),
+        Kernel::detect().name()
+    )
+}
+
+/// Runs the microbenchmarks (a few seconds) and returns this machine's constants.
+pub fn calibrate() -> Constants {
+    let machine = machine_description();
+    let mut rng = Prg::new(7);
+    let threads = rayon::current_num_threads();
+    let kernel = Kernel::detect();
+    let matmul_tile = match kernel {
+        Kernel::Avx512 => [8, 16],
+        Kernel::Avx2 => [4, 4],
+        Kernel::Portable => [4, 8],
+    };
+    // Ring matmul: a tiny call, an 8-row call (packing-dominated) and a large one.
+    let (k, n) = (768, 304);
+    let a = rng.gen(200 * k);
+    let b = rng.gen(k * n);
+    let call = time(200, || matmul(&a[..1], &b[..1], 1, 1, 1));
+    let t8 = time(30, || matmul(&a[..8 * k], &b, 8, k, n));
+    let t200 = time(15, || matmul(&a, &b, 200, k, n));
+    let (ops8, ops200) = (2.0 * (8 * k * n) as f64, 2.0 * (200 * k * n) as f64);
+    let matmul_gops = (ops200 - ops8) / (t200 - t8).max(1e-9) / 1e9;
+    let pack = (t8 - call - ops8 / (matmul_gops * 1e9)).max(1e-7);
+    let matmul_pack_per_s = (k * n) as f64 / pack;
+
+    // DCF: keys at one point each (ReLU) and one key at many points (LayerNorm), one thread.
+    let keys: Vec<DcfKey> = (0..256)
+        .map(|_| dcf::gen(rng.next_u64() >> 1, [1, 2], dcf::DOMAIN_BITS, &mut rng)[0].clone())
+        .collect();
+    let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
+    let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts)));
+    let dcf_evals_per_s = 256.0 / t_eval;
+    let many: Vec<u64> = (0..224).map(|_| rng.next_u64() >> 1).collect();
+    let t_many = single_thread(|| {
+        time(9, || {
+            keys[..8]
+                .iter()
+                .map(|k| k.eval_many(&many))
+                .collect::<Vec<_>>()
+        })
+    });
+    let dcf_multi_evals_per_s = (8 * 224) as f64 / t_many;
+    // Dealer's comparison material (keys and shares), whole pool.
+    let t_gen = time(5, || {
+        private_eval::dealer::cmp_material(1024, &mut Prg::new(3))
+    });
+    let dcf_keygen_per_s = 1024.0 / t_gen;
+
+    // Element-wise ring work, one thread: add, sub, copy and truncate on 1M elements.
+    let m = 1 << 20;
+    let x = rng.gen(m);
+    let y = rng.gen(m);
+    let fx = private_eval::fixed::Fixed::new(16);
+    let t_elem = time(15, || {
+        let mut s = ring::sub(&x, &y);
+        ring::add_assign(&mut s, &x);
+        let mut c = s.to_vec();
+        fx.truncate_shares(&mut c, 1);
+        c
+    });
+    let elementwise_per_s = 4.0 * m as f64 / t_elem;
+    // Byte conversion (both directions), one thread.
+    let t_ser = time(15, || bytes_to_u64s(&u64s_to_bytes(&x)));
+    let serialize_bytes_per_s = 2.0 * 8.0 * m as f64 / t_ser;
+    let prg_words_per_s = m as f64 / time(9, || Prg::new(5).gen(m));
+
+    // Local socket pair, profile none: a large frame one way, then tiny ping-pongs.
+    let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(30));
+    let big = 4 << 20;
+    let payload = vec![7u8; big];
+    let reps = 9;
+    let (t_big, t_ping) = std::thread::scope(|s| {
+        let echo = s.spawn(move || {
+            for _ in 0..reps + 1 {
+                let m = c1.recv(MsgKind::Open).unwrap();
+                c1.send(MsgKind::Open, &m[..8]).unwrap();
+            }
+            for _ in 0..201 {
+                let m = c1.recv_u64s(MsgKind::Open, 1).unwrap();
+                c1.send_u64s(MsgKind::Open, &m).unwrap();
+            }
+            c1.flush().unwrap();
+        });
+        let mut big_t = Vec::new();
+        for i in 0..reps + 1 {
+            let t = Instant::now();
+            c0.send(MsgKind::Open, &payload).unwrap();
+            c0.recv(MsgKind::Open).unwrap();
+            if i > 0 {
+                big_t.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let mut ping = Vec::new();
+        for i in 0..201 {
+            let t = Instant::now();
+            c0.send_u64s(MsgKind::Open, &[i]).unwrap();
+            c0.recv_u64s(MsgKind::Open, 1).unwrap();
+            if i > 0 {
+                ping.push(t.elapsed().as_secs_f64());
+            }
+        }
+        echo.join().unwrap();
+        (median(big_t), median(ping))
+    });
+    let frame_latency_s = t_ping / 2.0;
+    let socket_bytes_per_s = big as f64 / (t_big - t_ping).max(1e-7);
+
+    Constants {
+        machine,
+        threads,
+        matmul_gops,
+        matmul_call_s: call,
+        matmul_tile,
+        matmul_pack_per_s,
+        dcf_evals_per_s,
+        dcf_multi_evals_per_s,
+        dcf_keygen_per_s,
+        elementwise_per_s,
+        serialize_bytes_per_s,
+        socket_bytes_per_s,
+        frame_latency_s,
+        step_overhead_s: 2e-6,
+        prg_words_per_s,
+    }
+}

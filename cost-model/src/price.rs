@@ -1,0 +1,570 @@
+//! Prices a [`SecurePlan`] under a network profile.
+//!
+//! * Bytes and rounds come from [`private_eval::comm`]: the frames each step sends, as
+//!   the executor sends them, replayed under the transport's depth rule. They are exact.
+//! * Offline bytes: both parties' encoded dealer material
+//!   ([`private_eval::comm::offline_bytes`]), exactly what `local::infer` reports.
+//! * Time: a discrete-event simulation of the two parties walking the plan in the
+//!   executor's order. Each party alternates local work (priced from per-operation
+//!   [`Constants`]) with sends (which return at once, as the transport queues them) and
+//!   receives (which wait for the frame). Each direction is its own link: a frame
+//!   occupies it for `bytes * 8 / bandwidth`, then arrives one one-way delay later, plus
+//!   the local socket's copy time and a per-frame latency. With
+//!   [`Deployment::SharedMachine`] (how `local::infer` and this repository's
+//!   benchmarks run) both parties' work shares the cores: whole-pool work (large
+//!   matmuls, DCF batches) of both parties at once runs at half speed each. The
+//!   predicted online time is the client's, from the start of `exec::run` to the
+//!   revealed logits, like `Inference::online_s`; setup (`E = W - B`) is not online.
+
+use std::fmt::Write as _;
+
+use cryptpeft_types::NetworkProfile;
+use private_eval::comm::{self, Party};
+use private_eval::dealer::{head_shapes, layernorm_mults};
+use private_eval::plan::*;
+use serde::Serialize;
+
+use crate::constants::Constants;
+
+/// Where the two parties run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Deployment {
+    /// Both parties on one machine sharing its cores (the in-process harness).
+    #[default]
+    SharedMachine,
+    /// Each party on its own machine with the calibrated cores.
+    SeparateMachines,
+}
+
+/// Cost of one plan step, as the client's channel and clock see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepCost {
+    pub name: &'static str,
+    pub shape: String,
+    /// Online bytes on the wire, both directions, headers included.
+    pub bytes: u64,
+    pub rounds: u64,
+    /// Predicted seconds on the client's clock (its work plus waiting).
+    pub seconds: f64,
+    /// The client's own compute in the step (seconds at full speed).
+    pub client_compute_s: f64,
+    /// The server's own compute in the step.
+    pub server_compute_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostReport {
+    pub network: String,
+    /// Online bytes, both directions, frame headers included (`Stats::total_bytes`).
+    pub online_bytes: u64,
+    pub online_bytes_client_to_server: u64,
+    pub online_bytes_server_to_client: u64,
+    pub online_frames: u64,
+    /// Both parties' encoded dealer material for one session.
+    pub offline_bytes: u64,
+    /// The once-per-model setup message `E = W - B` (not online), header included.
+    pub setup_bytes: u64,
+    pub rounds: u64,
+    /// Event-simulated online seconds (overlap of compute, links and delays).
+    pub predicted_online_s: f64,
+    /// The additive decomposition, for explanation: client + server compute (no
+    /// overlap), bytes over the bandwidth, rounds x one-way delay.
+    pub compute_s: f64,
+    pub transfer_s: f64,
+    pub latency_s: f64,
+    /// Predicted dealer seconds for one session's material (offline).
+    pub predicted_offline_s: f64,
+    pub steps: Vec<StepCost>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    secs: f64,
+    par: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    Work(Work),
+    Send(usize),
+    Recv(usize),
+    /// Records the time (client: step boundaries).
+    Mark,
+}
+
+struct Pricer<'a> {
+    c: &'a Constants,
+    acts: [Vec<Act>; 2],
+    compute: [f64; 2],
+}
+
+impl Pricer<'_> {
+    fn work(&mut self, p: usize, secs: f64, par: bool) {
+        if secs > 0.0 {
+            self.compute[p] += secs;
+            self.acts[p].push(Act::Work(Work { secs, par }));
+        }
+    }
+    fn elem(&mut self, p: usize, n: f64) {
+        self.work(p, n / self.c.elementwise_per_s, false);
+    }
+    /// The ring GEMM pads `m` and `n` to its micro-tile, packs `B` on
+    /// every call, and spreads both over the pool.
+    fn matmul(&mut self, p: usize, m: usize, k: usize, n: usize) {
+        let c = self.c;
+        let [tm, tn] = c.matmul_tile;
+        let (mp, np) = (m.div_ceil(tm) * tm, n.div_ceil(tn) * tn);
+        let secs = c.matmul_call_s
+            + 2.0 * (mp * k * np) as f64 / (c.matmul_gops * 1e9)
+            + (k * np) as f64 / c.matmul_pack_per_s;
+        self.work(p, secs, true);
+    }
+    fn ser(&mut self, p: usize, bytes: u64) {
+        self.work(p, bytes as f64 / self.c.serialize_bytes_per_s, false);
+    }
+    /// DCF evaluations: `keys` keys at `points` points each (`eval_batch` splits keys
+    /// over the pool in chunks of at least 64).
+    fn dcf(&mut self, p: usize, keys: usize, points: usize) {
+        let rate = if points > 1 {
+            self.c.dcf_multi_evals_per_s
+        } else {
+            self.c.dcf_evals_per_s
+        };
+        let secs = (keys * points) as f64 / rate;
+        if keys >= 128 {
+            self.work(p, secs / self.c.threads as f64, true);
+        } else {
+            self.work(p, secs, false);
+        }
+    }
+    /// A simultaneous exchange of `elems` ring elements per party (frames `f0`, `f1`).
+    fn exchange(&mut self, elems: usize, frames: [usize; 2]) {
+        let bytes = elems as u64 * 8;
+        for p in 0..2 {
+            self.elem(p, elems as f64); // x - mask
+            self.ser(p, bytes);
+            self.acts[p].push(Act::Send(frames[p]));
+            self.acts[p].push(Act::Recv(frames[1 - p]));
+            self.ser(p, bytes);
+            self.elem(p, elems as f64); // mine + theirs
+        }
+    }
+    fn compare(&mut self, values: usize, thresholds: usize, frames: [usize; 2]) {
+        for p in 0..2 {
+            self.elem(p, values as f64);
+        }
+        self.exchange(values, frames);
+        for p in 0..2 {
+            self.elem(p, (values * thresholds) as f64);
+            self.dcf(p, values, thresholds);
+            self.elem(p, 8.0 * (values * thresholds) as f64);
+        }
+    }
+}
+
+fn zero_wires(plan: &SecurePlan) -> Vec<bool> {
+    let mut z: Vec<bool> = plan
+        .wires
+        .iter()
+        .map(|w| matches!(w.kind, WireKind::ClientInput { .. }))
+        .collect();
+    for s in &plan.steps {
+        if let Step::Slice { out, x, .. } = s {
+            z[*out] = z[*x];
+        }
+    }
+    z
+}
+
+fn size(plan: &SecurePlan, w: WireId) -> usize {
+    plan.wires[w].rows * plan.wires[w].cols
+}
+
+/// Prices `plan` under `profile` with the shared-machine deployment.
+pub fn cost(plan: &SecurePlan, profile: &NetworkProfile, constants: &Constants) -> CostReport {
+    cost_with(plan, profile, constants, Deployment::SharedMachine)
+}
+
+pub fn cost_with(
+    plan: &SecurePlan,
+    profile: &NetworkProfile,
+    c: &Constants,
+    deployment: Deployment,
+) -> CostReport {
+    let comm = comm::simulate(plan);
+    let zero = zero_wires(plan);
+    let mut pr = Pricer {
+        c,
+        acts: [Vec::new(), Vec::new()],
+        compute: [0.0; 2],
+    };
+    // Client prologue inside `exec::run`: check and encode the hidden states.
+    let inputs: usize = plan
+        .wires
+        .iter()
+        .filter(|w| matches!(w.kind, WireKind::ClientInput { .. }))
+        .map(|w| w.rows * w.cols)
+        .sum();
+    pr.elem(0, 3.0 * inputs as f64);
+    pr.acts[0].push(Act::Mark);
+    let mut step_compute = Vec::with_capacity(plan.steps.len());
+    let mut frame_base = 0usize;
+    for (step, sc) in plan.steps.iter().zip(&comm.steps) {
+        let before = pr.compute;
+        let f = |i: usize| frame_base + i;
+        match step {
+            Step::Open { open } => {
+                let (r, cols) = plan.opening_shape(*open);
+                let n = r * cols;
+                pr.elem(0, 2.0 * n as f64);
+                pr.ser(0, n as u64 * 8);
+                pr.acts[0].push(Act::Send(f(0)));
+                pr.acts[1].push(Act::Recv(f(0)));
+                pr.ser(1, n as u64 * 8);
+            }
+            Step::Linear { out, terms, bias } => {
+                let n_out = size(plan, *out) as f64;
+                for p in 0..2 {
+                    pr.elem(p, 2.0 * n_out); // accumulator, truncation
+                    if bias.is_some() && p == 1 {
+                        pr.elem(p, n_out);
+                    }
+                }
+                for t in terms {
+                    match t {
+                        Term::Public { .. } => {
+                            for p in 0..2 {
+                                pr.elem(p, 3.0 * n_out);
+                            }
+                        }
+                        Term::Private { open, weight, cls } => {
+                            let (r, _) = plan.opening_shape(*open);
+                            let rows = if *cls { 1 } else { r };
+                            let ws = plan.weights[*weight];
+                            let wire = plan.openings[*open].wire;
+                            let copies = (r * plan.wires[wire].cols) as f64;
+                            for p in 0..2 {
+                                pr.elem(p, copies + 2.0 * n_out);
+                                pr.matmul(p, rows, ws.rows, ws.cols);
+                            }
+                            if !zero[wire] {
+                                pr.elem(1, copies + n_out);
+                                pr.matmul(1, rows, ws.rows, ws.cols);
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Slice { out, x, .. } => {
+                let n = (size(plan, *x) + size(plan, *out)) as f64;
+                pr.elem(0, n);
+                pr.elem(1, n);
+            }
+            Step::HeadMatMul {
+                a, b, heads, kind, ..
+            } => {
+                let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
+                let ops = heads * (m * k + k * n);
+                for p in 0..2 {
+                    pr.elem(p, (size(plan, *a) + size(plan, *b) + ops) as f64);
+                }
+                pr.exchange(ops, [f(0), f(1)]);
+                for p in 0..2 {
+                    for _ in 0..*heads {
+                        for _ in 0..(if p == 0 { 3 } else { 2 }) {
+                            pr.matmul(p, m, k, n);
+                        }
+                        pr.elem(p, 5.0 * (m * n) as f64);
+                    }
+                    pr.elem(p, (heads * m * n) as f64);
+                }
+            }
+            Step::Relu { x, .. } => {
+                let n = size(plan, *x);
+                for p in 0..2 {
+                    pr.elem(p, n as f64);
+                }
+                pr.compare(n, 1, [f(0), f(1)]);
+                for p in 0..2 {
+                    pr.elem(p, n as f64);
+                }
+            }
+            Step::LayerNorm { x, z, inv_sqrt, .. } => {
+                let (rows, d, cz) = (
+                    plan.wires[*x].rows,
+                    plan.wires[*x].cols,
+                    plan.wires[*z].cols,
+                );
+                let t = inv_sqrt.thresholds().len();
+                pr.exchange(rows * d, [f(0), f(1)]);
+                for p in 0..2 {
+                    pr.elem(p, 7.0 * (rows * d) as f64);
+                }
+                pr.compare(rows, t, [f(2), f(3)]);
+                for p in 0..2 {
+                    pr.elem(p, 4.0 * (rows * t) as f64);
+                }
+                let mults = layernorm_mults(inv_sqrt);
+                for i in 0..mults {
+                    let last = i + 1 == mults;
+                    let elems = if last { rows + rows * cz } else { 2 * rows };
+                    pr.exchange(elems, [f(4 + 2 * i), f(5 + 2 * i)]);
+                    for p in 0..2 {
+                        pr.elem(p, 6.0 * if last { rows * cz } else { rows } as f64);
+                    }
+                }
+            }
+            Step::Reveal { wire } => {
+                let n = size(plan, *wire);
+                pr.elem(1, n as f64);
+                pr.ser(1, n as u64 * 8);
+                pr.acts[1].push(Act::Send(f(0)));
+                pr.elem(0, n as f64);
+                pr.acts[0].push(Act::Recv(f(0)));
+                pr.ser(0, n as u64 * 8);
+                pr.elem(0, 2.0 * n as f64);
+            }
+        }
+        for p in 0..2 {
+            pr.work(p, c.step_overhead_s, false);
+        }
+        pr.acts[0].push(Act::Mark);
+        step_compute.push([pr.compute[0] - before[0], pr.compute[1] - before[1]]);
+        frame_base += sc.frames.len();
+    }
+    let frames: Vec<(Party, u64)> = comm
+        .steps
+        .iter()
+        .flat_map(|s| s.frames.iter().map(|f| (f.msg.from, f.msg.wire_bytes())))
+        .collect();
+    debug_assert_eq!(frames.len(), frame_base);
+    let marks = simulate(&pr.acts, &frames, profile, c, deployment);
+    let steps: Vec<StepCost> = plan
+        .steps
+        .iter()
+        .zip(&comm.steps)
+        .enumerate()
+        .map(|(i, (step, sc))| StepCost {
+            name: step.name(),
+            shape: plan.step_shape(step),
+            bytes: sc.bytes,
+            rounds: sc.rounds,
+            seconds: marks[i + 1] - marks[i],
+            client_compute_s: step_compute[i][0],
+            server_compute_s: step_compute[i][1],
+        })
+        .collect();
+    CostReport {
+        network: profile.name.clone(),
+        online_bytes: comm.bytes,
+        online_bytes_client_to_server: comm.bytes_client_to_server,
+        online_bytes_server_to_client: comm.bytes_server_to_client,
+        online_frames: comm.frames,
+        offline_bytes: comm::offline_bytes(plan),
+        setup_bytes: comm::setup_bytes(plan),
+        rounds: comm.rounds,
+        predicted_online_s: *marks.last().unwrap_or(&0.0),
+        compute_s: pr.compute[0] + pr.compute[1],
+        transfer_s: profile.serialization_s(comm.bytes),
+        latency_s: comm.rounds as f64 * profile.one_way_delay_s,
+        predicted_offline_s: offline_seconds(plan, c),
+        steps,
+    }
+}
+
+/// Dealer time for one session: PRG output, the `A * B` products of linear
+/// correlations and Beaver triples, and DCF key generation.
+pub fn offline_seconds(plan: &SecurePlan, c: &Constants) -> f64 {
+    let mut words = 0f64;
+    let mut ops = 0f64;
+    let mut keys = 0f64;
+    for step in &plan.steps {
+        match step {
+            Step::Open { open } => {
+                let (r, cols) = plan.opening_shape(*open);
+                words += (r * cols) as f64;
+            }
+            Step::Linear { terms, .. } => {
+                for t in terms {
+                    if let Term::Private { open, weight, cls } = t {
+                        let (r, _) = plan.opening_shape(*open);
+                        let rows = if *cls { 1 } else { r };
+                        let ws = plan.weights[*weight];
+                        ops += 2.0 * (rows * ws.rows * ws.cols) as f64;
+                        words += (ws.rows * ws.cols + 2 * rows * ws.cols) as f64;
+                    }
+                }
+            }
+            Step::HeadMatMul {
+                a, b, heads, kind, ..
+            } => {
+                let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
+                ops += 2.0 * (heads * m * k * n) as f64;
+                words += 3.0 * (heads * (m * k + k * n + m * n)) as f64;
+            }
+            Step::Relu { x, .. } => {
+                let n = size(plan, *x) as f64;
+                keys += n;
+                words += 8.0 * n;
+            }
+            Step::LayerNorm { x, z, inv_sqrt, .. } => {
+                let (rows, d, cz) = (
+                    plan.wires[*x].rows,
+                    plan.wires[*x].cols,
+                    plan.wires[*z].cols,
+                );
+                keys += rows as f64;
+                words += (3 * rows * d + 8 * rows + layernorm_mults(inv_sqrt) * 3 * rows * (1 + cz))
+                    as f64;
+            }
+            Step::Slice { .. } | Step::Reveal { .. } => {}
+        }
+    }
+    words / c.prg_words_per_s + ops / (c.matmul_gops * 1e9) + keys / c.dcf_keygen_per_s
+}
+
+/// The event simulation; returns the client's marks (prologue end, then each step's end).
+fn simulate(
+    acts: &[Vec<Act>; 2],
+    frames: &[(Party, u64)],
+    profile: &NetworkProfile,
+    c: &Constants,
+    deployment: Deployment,
+) -> Vec<f64> {
+    let mut arrival: Vec<Option<f64>> = vec![None; frames.len()];
+    let mut link_free = [0f64; 2];
+    let mut pc = [0usize; 2];
+    let mut job: [Option<Work>; 2] = [None, None];
+    let mut marks = vec![0.0];
+    marks.clear();
+    let mut now = 0f64;
+    let threads = c.threads as f64;
+    loop {
+        // Run every zero-time action that can run now.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for p in 0..2 {
+                while job[p].is_none() && pc[p] < acts[p].len() {
+                    match acts[p][pc[p]] {
+                        Act::Work(w) => job[p] = Some(w),
+                        Act::Send(f) => {
+                            let (from, bytes) = frames[f];
+                            debug_assert_eq!(from.index(), p);
+                            let start = now.max(link_free[p]);
+                            link_free[p] = start + profile.serialization_s(bytes);
+                            arrival[f] = Some(
+                                link_free[p]
+                                    + profile.one_way_delay_s
+                                    + bytes as f64 / c.socket_bytes_per_s
+                                    + c.frame_latency_s,
+                            );
+                        }
+                        Act::Recv(f) => match arrival[f] {
+                            Some(a) if a <= now => {}
+                            _ => break,
+                        },
+                        Act::Mark => {
+                            if p == 0 {
+                                marks.push(now);
+                            }
+                        }
+                    }
+                    pc[p] += 1;
+                    progressed = true;
+                }
+            }
+        }
+        if job.iter().all(Option::is_none) && pc[0] >= acts[0].len() && pc[1] >= acts[1].len() {
+            break;
+        }
+        // Speed of the running work: shared cores, proportional to demand.
+        let demand: f64 = job
+            .iter()
+            .flatten()
+            .map(|w| if w.par { threads } else { 1.0 })
+            .sum();
+        let rate = match deployment {
+            Deployment::SharedMachine => (threads / demand).min(1.0),
+            Deployment::SeparateMachines => 1.0,
+        };
+        let mut next = f64::INFINITY;
+        for p in 0..2 {
+            if let Some(w) = job[p] {
+                next = next.min(now + w.secs / rate);
+            } else if pc[p] < acts[p].len() {
+                if let Act::Recv(f) = acts[p][pc[p]] {
+                    if let Some(a) = arrival[f] {
+                        next = next.min(a);
+                    }
+                }
+            }
+        }
+        assert!(
+            next.is_finite(),
+            "pricing deadlock: both parties wait (plan/frames mismatch)"
+        );
+        let dt = next - now;
+        for j in job.iter_mut() {
+            if let Some(w) = j {
+                w.secs -= dt * rate;
+                if w.secs <= 1e-15 + 1e-12 * dt {
+                    *j = None;
+                }
+            }
+        }
+        now = next;
+    }
+    marks
+}
+
+/// The per-step table, one line per step, and the totals.
+pub fn format_table(report: &CostReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>4}  {:<14} {:<22} {:>12} {:>6} {:>10} {:>10} {:>10}",
+        "#", "step", "shape", "bytes", "rounds", "ms", "client ms", "server ms"
+    );
+    for (i, st) in report.steps.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{:>4}  {:<14} {:<22} {:>12} {:>6} {:>10.3} {:>10.3} {:>10.3}",
+            i,
+            st.name,
+            st.shape,
+            st.bytes,
+            st.rounds,
+            st.seconds * 1e3,
+            st.client_compute_s * 1e3,
+            st.server_compute_s * 1e3
+        );
+    }
+    let _ = writeln!(
+        s,
+        "total ({}): online {} B in {} frames ({} client->server, {} server->client), {} rounds, predicted {:.2} ms",
+        report.network,
+        report.online_bytes,
+        report.online_frames,
+        report.online_bytes_client_to_server,
+        report.online_bytes_server_to_client,
+        report.rounds,
+        report.predicted_online_s * 1e3
+    );
+    let _ = writeln!(
+        s,
+        "  additive view: compute {:.2} ms (both parties) + transfer {:.2} ms + latency {:.2} ms; offline {} B (dealer ~{:.2} ms); setup {} B",
+        report.compute_s * 1e3,
+        report.transfer_s * 1e3,
+        report.latency_s * 1e3,
+        report.offline_bytes,
+        report.predicted_offline_s * 1e3,
+        report.setup_bytes
+    );
+    s
+}
+
+/// Prints [`format_table`] to stdout.
+pub fn print_table(report: &CostReport) {
+    print!("{}", format_table(report));
+}
