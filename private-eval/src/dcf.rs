@@ -91,14 +91,14 @@ fn bit(x: u64, level: usize, bits: usize) -> bool {
 
 /// Generates the two keys of `x < alpha ? beta : 0` on `bits`-bit inputs.
 pub fn gen(alpha: u64, beta: Payload, bits: usize, rng: &mut crate::prg::Prg) -> [DcfKey; 2] {
-    let aes = FixedKeyAes::default();
+    let aes = fixed_aes();
     let seeds = [rng.next_u128() & !1, rng.next_u128() & !1];
     let mut s = seeds;
     let mut t = [false, true];
     let mut v_alpha: Payload = [0, 0];
     let mut cws = Vec::with_capacity(bits);
     for level in 0..bits {
-        let e = expand_many(&aes, &s);
+        let e = expand_many(aes, &s);
         let a = bit(alpha, level, bits) as usize;
         let (keep, lose) = (a, 1 - a);
         let s_cw = e[0].s[lose] ^ e[1].s[lose];
@@ -125,7 +125,7 @@ pub fn gen(alpha: u64, beta: Payload, bits: usize, rng: &mut crate::prg::Prg) ->
             t[b] = e[b].t[keep] ^ (t[b] & t_cw[keep]);
         }
     }
-    let fin = final_convert(&aes, &s);
+    let fin = final_convert(aes, &s);
     let last = neg_if(sub(sub(fin[1], fin[0]), v_alpha), t[1]);
     [0u8, 1].map(|party| DcfKey {
         party,
@@ -140,53 +140,33 @@ impl DcfKey {
         self.cws.len()
     }
 
-    /// Evaluates many keys, each at its own list of points, in parallel: the output for
-    /// key `i` and point `j` is at `[i][j]`. Every key must have the same party and width.
+    /// Evaluates many keys, each at its own list of points: the output for key `i` and
+    /// point `j` is at `[i][j]`. All (key, point) pairs advance level by level in chunks,
+    /// so the fixed-key AES calls pipeline, and chunks run in parallel.
     pub fn eval_batch(keys: &[DcfKey], points: &[Vec<u64>]) -> Vec<Vec<Payload>> {
         assert_eq!(keys.len(), points.len());
-        keys.par_iter()
-            .zip(points.par_iter())
-            .with_min_len(64)
-            .map(|(k, xs)| k.eval_many(xs))
-            .collect()
-    }
-
-    /// Evaluates this key at every point in `xs`, levels processed together so the AES
-    /// calls pipeline.
-    pub fn eval_many(&self, xs: &[u64]) -> Vec<Payload> {
-        let aes = FixedKeyAes::default();
-        let bits = self.bits();
-        let neg = self.party == 1;
-        let mut s = vec![self.seed; xs.len()];
-        let mut t = vec![self.party == 1; xs.len()];
-        let mut out = vec![[0u64; 2]; xs.len()];
-        for (level, cw) in self.cws.iter().enumerate() {
-            let e = expand_many(&aes, &s);
-            for (j, &x) in xs.iter().enumerate() {
-                let dir = bit(x, level, bits) as usize;
-                let tj = t[j];
-                let mut sj = e[j].s[dir];
-                let mut tn = e[j].t[dir];
-                let mut v = e[j].v[dir];
-                if tj {
-                    sj ^= cw.s;
-                    tn ^= if dir == 0 { cw.t_left } else { cw.t_right };
-                    v = add(v, cw.v);
-                }
-                out[j] = add(out[j], neg_if(v, neg));
-                s[j] = sj;
-                t[j] = tn;
-            }
-        }
-        let fin = final_convert(&aes, &s);
-        for j in 0..xs.len() {
-            let mut v = fin[j];
-            if t[j] {
-                v = add(v, self.last);
-            }
-            out[j] = add(out[j], neg_if(v, neg));
+        let pairs: Vec<(usize, u64)> = points
+            .iter()
+            .enumerate()
+            .flat_map(|(i, xs)| xs.iter().map(move |&x| (i, x)))
+            .collect();
+        let flat: Vec<Payload> = pairs
+            .par_chunks(512)
+            .flat_map_iter(|chunk| eval_pairs(keys, chunk))
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        let mut at = 0;
+        for xs in points {
+            out.push(flat[at..at + xs.len()].to_vec());
+            at += xs.len();
         }
         out
+    }
+
+    /// Evaluates this key at every point in `xs`.
+    pub fn eval_many(&self, xs: &[u64]) -> Vec<Payload> {
+        let pairs: Vec<(usize, u64)> = xs.iter().map(|&x| (0, x)).collect();
+        eval_pairs(std::slice::from_ref(self), &pairs)
     }
 
     pub fn to_bytes(&self, out: &mut Vec<u8>) {
@@ -241,6 +221,51 @@ impl DcfKey {
             rest,
         ))
     }
+}
+
+/// Evaluates `(key index, point)` pairs level by level.
+fn eval_pairs(keys: &[DcfKey], pairs: &[(usize, u64)]) -> Vec<Payload> {
+    let aes = fixed_aes();
+    let Some(bits) = pairs.first().map(|&(i, _)| keys[i].bits()) else {
+        return Vec::new();
+    };
+    let mut s: Vec<u128> = pairs.iter().map(|&(i, _)| keys[i].seed).collect();
+    let mut t: Vec<bool> = pairs.iter().map(|&(i, _)| keys[i].party == 1).collect();
+    let mut out = vec![[0u64; 2]; pairs.len()];
+    for level in 0..bits {
+        let e = expand_many(aes, &s);
+        for (j, &(i, x)) in pairs.iter().enumerate() {
+            let k = &keys[i];
+            let cw = &k.cws[level];
+            let dir = bit(x, level, bits) as usize;
+            let mut sj = e[j].s[dir];
+            let mut tn = e[j].t[dir];
+            let mut v = e[j].v[dir];
+            if t[j] {
+                sj ^= cw.s;
+                tn ^= if dir == 0 { cw.t_left } else { cw.t_right };
+                v = add(v, cw.v);
+            }
+            out[j] = add(out[j], neg_if(v, k.party == 1));
+            s[j] = sj;
+            t[j] = tn;
+        }
+    }
+    let fin = final_convert(aes, &s);
+    for (j, &(i, _)) in pairs.iter().enumerate() {
+        let k = &keys[i];
+        let mut v = fin[j];
+        if t[j] {
+            v = add(v, k.last);
+        }
+        out[j] = add(out[j], neg_if(v, k.party == 1));
+    }
+    out
+}
+
+fn fixed_aes() -> &'static FixedKeyAes {
+    static AES: std::sync::OnceLock<FixedKeyAes> = std::sync::OnceLock::new();
+    AES.get_or_init(FixedKeyAes::default)
 }
 
 #[cfg(test)]
