@@ -82,23 +82,13 @@ pub fn calibrate() -> Constants {
     let pack = (t8 - call - ops8 / (matmul_gops * 1e9)).max(1e-7);
     let matmul_pack_per_s = (k * n) as f64 / pack;
 
-    // DCF: keys at one point each (ReLU) and one key at many points (LayerNorm), one thread.
+    // DCF: 256 keys at one point each, one thread.
     let keys: Vec<DcfKey> = (0..256)
         .map(|_| dcf::gen(rng.next_u64() >> 1, [1, 2], dcf::DOMAIN_BITS, &mut rng)[0].clone())
         .collect();
     let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
     let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts)));
     let dcf_evals_per_s = 256.0 / t_eval;
-    let many: Vec<u64> = (0..224).map(|_| rng.next_u64() >> 1).collect();
-    let t_many = single_thread(|| {
-        time(9, || {
-            keys[..8]
-                .iter()
-                .map(|k| k.eval_many(&many))
-                .collect::<Vec<_>>()
-        })
-    });
-    let dcf_multi_evals_per_s = (8 * 224) as f64 / t_many;
     // Dealer's comparison material (keys and shares), whole pool.
     let t_gen = time(5, || {
         private_eval::dealer::cmp_material(1024, &mut Prg::new(3))
@@ -172,7 +162,6 @@ pub fn calibrate() -> Constants {
         matmul_tile,
         matmul_pack_per_s,
         dcf_evals_per_s,
-        dcf_multi_evals_per_s,
         dcf_keygen_per_s,
         elementwise_per_s,
         serialize_bytes_per_s,

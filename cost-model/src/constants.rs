@@ -40,11 +40,8 @@ pub struct Constants {
     pub matmul_tile: [usize; 2],
     /// Elements of `B` packed per second (every call packs `k x n`), whole pool.
     pub matmul_pack_per_s: f64,
-    /// DCF evaluations per second of one key at one point each (`eval_batch` of many
-    /// keys, one thread).
+    /// DCF (key, point) evaluations per second on the 63-bit domain, one thread.
     pub dcf_evals_per_s: f64,
-    /// DCF evaluations per second of one key at many points (`eval_many`, one thread).
-    pub dcf_multi_evals_per_s: f64,
     /// DCF key pairs generated per second on the 63-bit domain, whole pool (offline).
     pub dcf_keygen_per_s: f64,
     /// Element-wise ring operations (add, sub, copy, truncate) per second, one thread.
@@ -114,7 +111,6 @@ impl Constants {
             ("matmul_gops", self.matmul_gops),
             ("matmul_pack_per_s", self.matmul_pack_per_s),
             ("dcf_evals_per_s", self.dcf_evals_per_s),
-            ("dcf_multi_evals_per_s", self.dcf_multi_evals_per_s),
             ("dcf_keygen_per_s", self.dcf_keygen_per_s),
             ("elementwise_per_s", self.elementwise_per_s),
             ("serialize_bytes_per_s", self.serialize_bytes_per_s),

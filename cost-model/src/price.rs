@@ -122,16 +122,12 @@ impl Pricer<'_> {
     fn ser(&mut self, p: usize, bytes: u64) {
         self.work(p, bytes as f64 / self.c.serialize_bytes_per_s, false);
     }
-    /// DCF evaluations: `keys` keys at `points` points each (`eval_batch` splits keys
-    /// over the pool in chunks of at least 64).
+    /// DCF evaluations of `keys` keys at `points` points each: `eval_batch` walks the
+    /// (key, point) pairs in chunks of 512 over the pool.
     fn dcf(&mut self, p: usize, keys: usize, points: usize) {
-        let rate = if points > 1 {
-            self.c.dcf_multi_evals_per_s
-        } else {
-            self.c.dcf_evals_per_s
-        };
-        let secs = (keys * points) as f64 / rate;
-        if keys >= 128 {
+        let pairs = keys * points;
+        let secs = pairs as f64 / self.c.dcf_evals_per_s;
+        if pairs > 512 {
             self.work(p, secs / self.c.threads as f64, true);
         } else {
             self.work(p, secs, false);

@@ -5,19 +5,39 @@ use std::time::Duration;
 
 use cryptpeft_cost_model::{cost, plan_shape_only, Constants};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
-use private_eval::{local, lower, model::OwcModel, plan::InvSqrtParams, tensor::Mat, transport::memory_pair};
+use private_eval::{
+    local, lower, model::OwcModel, plan::InvSqrtParams, tensor::Mat, transport::memory_pair,
+};
 use rand::{Rng, SeedableRng};
 
 fn backbone(rng: &mut impl Rng) -> BackboneSpec {
     let patch = 4;
     let side = rng.random_range(1..=3) * patch;
     let d = [8, 12, 16][rng.random_range(0..3)];
-    BackboneSpec { name: "test".into(), image_size: side, patch_size: patch, channels: 3, hidden_dim: d, layers: 4, heads: 2, mlp_dim: 2 * d, norm_eps: 1e-6 }
+    BackboneSpec {
+        name: "test".into(),
+        image_size: side,
+        patch_size: patch,
+        channels: 3,
+        hidden_dim: d,
+        layers: 4,
+        heads: 2,
+        mlp_dim: 2 * d,
+        norm_eps: 1e-6,
+    }
 }
 
 fn hidden(spec: &AdapterSpec, bb: &BackboneSpec, rng: &mut impl Rng) -> Vec<Mat> {
     (0..=spec.scope)
-        .map(|_| Mat::new(bb.tokens(), bb.hidden_dim, (0..bb.tokens() * bb.hidden_dim).map(|_| rng.random_range(-2.0..2.0)).collect()))
+        .map(|_| {
+            Mat::new(
+                bb.tokens(),
+                bb.hidden_dim,
+                (0..bb.tokens() * bb.hidden_dim)
+                    .map(|_| rng.random_range(-2.0..2.0))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -35,36 +55,82 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let norm = [NormKind::Affine, NormKind::LayerNorm, NormKind::None][rng.random_range(0..3)];
         let blocks = rng.random_range(1..=2);
         let classes = rng.random_range(2..=7);
-        let spec = AdapterSpec { scope: s, heads: h, rank: r, blocks, attention, norm, ..AdapterSpec::paper(h, r, s) };
+        let spec = AdapterSpec {
+            scope: s,
+            heads: h,
+            rank: r,
+            blocks,
+            attention,
+            norm,
+            ..AdapterSpec::paper(h, r, s)
+        };
         let model = OwcModel::random(spec.clone(), bb.clone(), classes, case);
         let mut opts = lower::LowerOptions::default();
         if rng.random_bool(0.3) {
-            opts.inv_sqrt = InvSqrtParams { min_exp: -6, max_exp: 12, per_octave: 4, newton: rng.random_range(0..=2) };
+            opts.inv_sqrt = InvSqrtParams {
+                min_exp: -6,
+                max_exp: 12,
+                per_octave: 4,
+                newton: rng.random_range(0..=2),
+            };
         }
         let (plan, w) = lower::lower(&model, opts).unwrap();
         let x = hidden(&spec, &bb, &mut rng);
         let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, sv, case as u128).unwrap();
         let report = cost(&plan, &NetworkProfile::none(), &consts);
-        let label = format!("case {case}: {} on N={} d={}", spec.label(), bb.tokens(), bb.hidden_dim);
-        assert_eq!(report.online_bytes, got.online.total_bytes(), "{label}: online bytes");
-        assert_eq!(report.online_bytes_client_to_server, got.online.bytes_sent, "{label}: client->server bytes");
-        assert_eq!(report.online_bytes_server_to_client, got.online.bytes_received, "{label}: server->client bytes");
-        assert_eq!(report.online_frames, got.online.frames_sent + got.online.frames_received, "{label}: frames");
+        let label = format!(
+            "case {case}: {} on N={} d={}",
+            spec.label(),
+            bb.tokens(),
+            bb.hidden_dim
+        );
+        assert_eq!(
+            report.online_bytes,
+            got.online.total_bytes(),
+            "{label}: online bytes"
+        );
+        assert_eq!(
+            report.online_bytes_client_to_server, got.online.bytes_sent,
+            "{label}: client->server bytes"
+        );
+        assert_eq!(
+            report.online_bytes_server_to_client, got.online.bytes_received,
+            "{label}: server->client bytes"
+        );
+        assert_eq!(
+            report.online_frames,
+            got.online.frames_sent + got.online.frames_received,
+            "{label}: frames"
+        );
         assert_eq!(report.rounds, got.online.rounds, "{label}: rounds");
-        assert_eq!(report.offline_bytes, got.offline_bytes, "{label}: offline bytes");
+        assert_eq!(
+            report.offline_bytes, got.offline_bytes,
+            "{label}: offline bytes"
+        );
         assert_eq!(report.steps.len(), got.steps.len());
         for (i, (p, m)) in report.steps.iter().zip(&got.steps).enumerate() {
             assert_eq!((p.name, &p.shape), (m.name, &m.shape), "{label}: step {i}");
-            assert_eq!((p.bytes, p.rounds), (m.bytes, m.rounds), "{label}: step {i} ({}) bytes/rounds", p.name);
+            assert_eq!(
+                (p.bytes, p.rounds),
+                (m.bytes, m.rounds),
+                "{label}: step {i} ({}) bytes/rounds",
+                p.name
+            );
         }
         // The shape-only path gives the same plan when the options are the defaults.
         if opts.inv_sqrt == InvSqrtParams::default() {
             let shape = plan_shape_only(&spec, &bb, classes).unwrap();
             assert_eq!(shape.steps, plan.steps, "{label}: shape-only plan steps");
             assert_eq!(shape.wires, plan.wires, "{label}: shape-only plan wires");
-            assert_eq!(shape.openings, plan.openings, "{label}: shape-only plan openings");
-            assert_eq!(shape.weights, plan.weights, "{label}: shape-only plan weights");
+            assert_eq!(
+                shape.openings, plan.openings,
+                "{label}: shape-only plan openings"
+            );
+            assert_eq!(
+                shape.weights, plan.weights,
+                "{label}: shape-only plan weights"
+            );
         }
         checked += 1;
     }
