@@ -139,7 +139,7 @@ pub struct ProtocolRow {
 
 /// A one-protocol plan: the client's input `[n, d]`, a public linear step that turns it
 /// into a shared wire where needed, then the protocol under test (the last step).
-fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
+pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
     let wire = |name: &str, rows, cols, kind| Wire {
         name: name.into(),
         rows,

@@ -183,11 +183,8 @@ impl Party<'_> {
         }
     }
 
-    /// Both parties send `x_i - mask_i` for every operand and open the differences.
     fn open_both(&self, chan: &mut dyn Channel, mine: Vec<u64>) -> StepResult<Vec<u64>> {
-        chan.send_u64s(MsgKind::Open, &mine)?;
-        let theirs = chan.recv_u64s(MsgKind::Open, mine.len())?;
-        Ok(ring::add(&mine, &theirs))
+        open_both(chan, mine)
     }
 
     /// Element-wise Beaver products `a_i * b_i` (a side with 1 column broadcasts), all
@@ -223,10 +220,6 @@ impl Party<'_> {
         Ok(out)
     }
 
-    /// Shares of `d = [v >= t]` and `d * v` for each public threshold `t` (encoded),
-    /// from one opening `c = v + r` and the DCF keys: for `v - t = (c - t) - r`,
-    /// `msb(v - t) = msb(c - t) xor msb(r) xor [(c - t) mod 2^63 < r mod 2^63]`, and the
-    /// key's payload also gives `u * r` so `d * v = d * c - d * r` needs no extra round.
     fn compare(
         &self,
         chan: &mut dyn Channel,
@@ -234,37 +227,7 @@ impl Party<'_> {
         thresholds: &[u64],
         m: &CmpMat,
     ) -> StepResult<Vec<Vec<(u64, u64)>>> {
-        let c = self.open_both(chan, ring::add(v, &m.r))?;
-        let points: Vec<Vec<u64>> = c
-            .iter()
-            .map(|&ci| {
-                thresholds
-                    .iter()
-                    .map(|&t| ci.wrapping_sub(t) & LOW63)
-                    .collect()
-            })
-            .collect();
-        let evals = DcfKey::eval_batch(&m.keys, &points);
-        Ok(c.iter()
-            .enumerate()
-            .map(|(i, &ci)| {
-                thresholds
-                    .iter()
-                    .zip(&evals[i])
-                    .map(|(&t, y)| {
-                        let a = ci.wrapping_sub(t) >> 63;
-                        let sign = 1u64.wrapping_sub(2 * a);
-                        let u = m.b[i].wrapping_add(y[0]);
-                        let ur = m.br[i].wrapping_add(y[1]);
-                        let d = self.konst(1 - a).wrapping_sub(sign.wrapping_mul(u));
-                        let dr = (1 - a)
-                            .wrapping_mul(m.r[i])
-                            .wrapping_sub(sign.wrapping_mul(ur));
-                        (d, d.wrapping_mul(ci).wrapping_sub(dr))
-                    })
-                    .collect()
-            })
-            .collect())
+        compare(self.p, chan, v, thresholds, m)
     }
 
     fn step(
@@ -586,6 +549,58 @@ impl Party<'_> {
     }
 }
 
+/// Both parties send `x_i - mask_i` for every operand and open the differences.
+pub fn open_both(chan: &mut dyn Channel, mine: Vec<u64>) -> Result<Vec<u64>, TransportError> {
+    chan.send_u64s(MsgKind::Open, &mine)?;
+    let theirs = chan.recv_u64s(MsgKind::Open, mine.len())?;
+    Ok(ring::add(&mine, &theirs))
+}
+
+/// Shares of `d = [v >= t]` and `d * v` for each public threshold `t` (encoded),
+/// from one opening `c = v + r` and the DCF keys: for `v - t = (c - t) - r`,
+/// `msb(v - t) = msb(c - t) xor msb(r) xor [(c - t) mod 2^63 < r mod 2^63]`, and the
+/// key's payload also gives `u * r` so `d * v = d * c - d * r` needs no extra round.
+pub fn compare(
+    p: usize,
+    chan: &mut dyn Channel,
+    v: &[u64],
+    thresholds: &[u64],
+    m: &CmpMat,
+) -> Result<Vec<Vec<(u64, u64)>>, TransportError> {
+    let c = open_both(chan, ring::add(v, &m.r))?;
+    let points: Vec<Vec<u64>> = c
+        .iter()
+        .map(|&ci| {
+            thresholds
+                .iter()
+                .map(|&t| ci.wrapping_sub(t) & LOW63)
+                .collect()
+        })
+        .collect();
+    let evals = DcfKey::eval_batch(&m.keys, &points);
+    Ok(c.iter()
+        .enumerate()
+        .map(|(i, &ci)| {
+            thresholds
+                .iter()
+                .zip(&evals[i])
+                .map(|(&t, y)| {
+                    let a = ci.wrapping_sub(t) >> 63;
+                    let sign = 1u64.wrapping_sub(2 * a);
+                    let u = m.b[i].wrapping_add(y[0]);
+                    let ur = m.br[i].wrapping_add(y[1]);
+                    let d = (if p == 0 { 1 - a } else { 0 }).wrapping_sub(sign.wrapping_mul(u));
+                    let dr = (1 - a)
+                        .wrapping_mul(m.r[i])
+                        .wrapping_sub(sign.wrapping_mul(ur));
+                    (d, d.wrapping_mul(ci).wrapping_sub(dr))
+                })
+                .collect()
+        })
+        .collect())
+}
+
+
 enum LnError {
     T(TransportError),
     M(String),
@@ -729,4 +744,38 @@ pub fn run(
         logits,
         steps: traces,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dealer::cmp_material;
+    use crate::prg::Prg;
+    use crate::transport::memory_pair;
+    use cryptpeft_types::NetworkProfile;
+    use std::time::Duration;
+
+    /// ReLU on raw ring values, shared at random: exact everywhere, including 0, +-1 ulp
+    /// and the ends of the signed range.
+    #[test]
+    fn relu_is_exact_on_edge_values() {
+        let mut xs: Vec<u64> = vec![0, 1, u64::MAX, (1 << 63) - 1, 1 << 63, (1 << 63) + 1, (1 << 63) - 2, 65536, 65536u64.wrapping_neg()];
+        let mut rng = Prg::new(9);
+        xs.extend(rng.gen(200));
+        let s0 = rng.gen(xs.len());
+        let s1 = ring::sub(&xs, &s0);
+        let [m0, m1] = cmp_material(xs.len(), &mut rng);
+        let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
+        let (y0, y1) = std::thread::scope(|s| {
+            let h = s.spawn(move || compare(1, &mut c1, &s1, &[0], &m1).unwrap());
+            (compare(0, &mut c0, &s0, &[0], &m0).unwrap(), h.join().unwrap())
+        });
+        for (i, &x) in xs.iter().enumerate() {
+            let d = y0[i][0].0.wrapping_add(y1[i][0].0);
+            let relu = y0[i][0].1.wrapping_add(y1[i][0].1);
+            let want = if (x as i64) >= 0 { x } else { 0 };
+            assert_eq!(d, ((x as i64) >= 0) as u64, "DReLU of {x:#x}");
+            assert_eq!(relu, want, "ReLU of {x:#x}");
+        }
+    }
 }

@@ -289,6 +289,11 @@ impl Server {
         })
     }
 
+    /// The id the dealer gave this model.
+    pub fn model_id(&self) -> u64 {
+        self.model
+    }
+
     /// Answers one client connection: spec, setup, then the online phase.
     pub fn handle(&self, mut chan: impl Channel) -> Result<u64, RoleError> {
         let hello = chan

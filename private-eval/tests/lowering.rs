@@ -5,13 +5,31 @@ use private_eval::{lower, model::OwcModel, plain, reference, tensor::Mat};
 use rand::{Rng, SeedableRng};
 
 pub fn small_backbone() -> BackboneSpec {
-    BackboneSpec { name: "test".into(), image_size: 12, patch_size: 4, channels: 3, hidden_dim: 16, layers: 4, heads: 2, mlp_dim: 32, norm_eps: 1e-6 }
+    BackboneSpec {
+        name: "test".into(),
+        image_size: 12,
+        patch_size: 4,
+        channels: 3,
+        hidden_dim: 16,
+        layers: 4,
+        heads: 2,
+        mlp_dim: 32,
+        norm_eps: 1e-6,
+    }
 }
 
 fn hidden(spec: &AdapterSpec, bb: &BackboneSpec, seed: u64) -> Vec<Mat> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..=spec.scope)
-        .map(|_| Mat::new(bb.tokens(), bb.hidden_dim, (0..bb.tokens() * bb.hidden_dim).map(|_| rng.random_range(-2.0..2.0)).collect()))
+        .map(|_| {
+            Mat::new(
+                bb.tokens(),
+                bb.hidden_dim,
+                (0..bb.tokens() * bb.hidden_dim)
+                    .map(|_| rng.random_range(-2.0..2.0))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -25,13 +43,25 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                 for s in 1..=3 {
                     for k in 1..=2 {
                         seed += 1;
-                        let spec = AdapterSpec { scope: s, heads: h, rank: r, blocks: k, attention, norm, ..AdapterSpec::paper(h, r, s) };
+                        let spec = AdapterSpec {
+                            scope: s,
+                            heads: h,
+                            rank: r,
+                            blocks: k,
+                            attention,
+                            norm,
+                            ..AdapterSpec::paper(h, r, s)
+                        };
                         let model = OwcModel::random(spec.clone(), bb.clone(), 5, seed);
                         let (plan, w) = lower::lower(&model, Default::default()).unwrap();
                         let x = hidden(&spec, &bb, seed);
                         let want = reference::forward(&model, &x);
                         let got = plain::eval(&plan, &w, &x);
-                        let err = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                        let err = want
+                            .iter()
+                            .zip(&got)
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0.0, f64::max);
                         assert!(err < 1e-9, "{}: err {err}", spec.label());
                     }
                 }

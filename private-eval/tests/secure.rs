@@ -7,13 +7,31 @@ use private_eval::{local, lower, model::OwcModel, reference, tensor::Mat, transp
 use rand::{Rng, SeedableRng};
 
 fn small_backbone() -> BackboneSpec {
-    BackboneSpec { name: "test".into(), image_size: 12, patch_size: 4, channels: 3, hidden_dim: 16, layers: 4, heads: 2, mlp_dim: 32, norm_eps: 1e-6 }
+    BackboneSpec {
+        name: "test".into(),
+        image_size: 12,
+        patch_size: 4,
+        channels: 3,
+        hidden_dim: 16,
+        layers: 4,
+        heads: 2,
+        mlp_dim: 32,
+        norm_eps: 1e-6,
+    }
 }
 
 fn hidden(spec: &AdapterSpec, bb: &BackboneSpec, seed: u64) -> Vec<Mat> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..=spec.scope)
-        .map(|_| Mat::new(bb.tokens(), bb.hidden_dim, (0..bb.tokens() * bb.hidden_dim).map(|_| rng.random_range(-2.0..2.0)).collect()))
+        .map(|_| {
+            Mat::new(
+                bb.tokens(),
+                bb.hidden_dim,
+                (0..bb.tokens() * bb.hidden_dim)
+                    .map(|_| rng.random_range(-2.0..2.0))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -32,16 +50,33 @@ fn secure_logits_match_reference_for_random_specs() {
                 for k in 1..=2 {
                     seed += 1;
                     let (h, r) = if seed % 2 == 0 { (2, 8) } else { (1, 4) };
-                    let spec = AdapterSpec { scope: s, heads: h, rank: r, blocks: k, attention, norm, ..AdapterSpec::paper(h, r, s) };
+                    let spec = AdapterSpec {
+                        scope: s,
+                        heads: h,
+                        rank: r,
+                        blocks: k,
+                        attention,
+                        norm,
+                        ..AdapterSpec::paper(h, r, s)
+                    };
                     let model = OwcModel::random(spec.clone(), bb.clone(), 5, seed);
                     let (plan, w) = lower::lower(&model, Default::default()).unwrap();
                     let x = hidden(&spec, &bb, seed);
                     let want = reference::forward(&model, &x);
                     let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
                     let got = local::infer(&plan, &w, &x, c, sv, seed as u128).unwrap();
-                    let err = want.iter().zip(&got.logits).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                    let err = want
+                        .iter()
+                        .zip(&got.logits)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
                     worst = worst.max(err);
-                    assert!(err <= BOUND, "{}: secure vs reference max abs err {err}\n want {want:?}\n got {:?}", spec.label(), got.logits);
+                    assert!(
+                        err <= BOUND,
+                        "{}: secure vs reference max abs err {err}\n want {want:?}\n got {:?}",
+                        spec.label(),
+                        got.logits
+                    );
                 }
             }
         }

@@ -1,0 +1,178 @@
+//! Closed-form costs, single-use material, masked transcripts, checkpoint errors.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
+use private_eval::bench::protocol_plan;
+use private_eval::model::{CheckpointError, OwcModel};
+use private_eval::transport::{memory_pair, Channel, MsgKind, Stats, TransportError, HEADER_LEN};
+use private_eval::{fixed::Fixed, hidden, local, lower, roles, transport};
+
+const H: u64 = HEADER_LEN as u64;
+
+fn run(name: &str) -> local::Inference {
+    let (plan, w, x, _) = protocol_plan(name);
+    let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
+    local::infer(&plan, &w, &x, c, s, 5).unwrap()
+}
+
+#[test]
+fn accounting_matches_closed_forms() {
+    // ReLU on n values: both parties send n masked ring elements at once; 1 round.
+    let n = 197 * 300;
+    let relu = run("relu");
+    let last = relu.steps.last().unwrap();
+    assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * n), 1));
+    // Beaver product [197x300] x [300x197]: both open A - X and B - Y at once; 1 round.
+    let mm = run("matmul");
+    let last = mm.steps.last().unwrap();
+    assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * 2 * 197 * 300), 1));
+    // Server-weight linear on client-plaintext or shared input: one one-way message of the
+    // input's size, then local work.
+    for name in ["linear-client", "linear-shared"] {
+        let lin = run(name);
+        let (open, local) = (&lin.steps[1], &lin.steps[2]);
+        assert_eq!((open.bytes, open.rounds), (H + 8 * 197 * 768, 1), "{name}");
+        assert_eq!((local.bytes, local.rounds), (0, 0), "{name}");
+        assert_eq!(lin.online.bytes_received, 0, "{name}: the client receives nothing");
+    }
+}
+
+#[test]
+fn protocol_results_are_correct() {
+    for name in ["relu", "matmul", "linear-client", "linear-shared"] {
+        let (plan, w, x, _) = protocol_plan(name);
+        let mut plan = plan;
+        let out = plan.steps.last().map(|s| match s {
+            private_eval::plan::Step::Relu { out, .. } | private_eval::plan::Step::HeadMatMul { out, .. } | private_eval::plan::Step::Linear { out, .. } => *out,
+            _ => unreachable!(),
+        });
+        plan.steps.push(private_eval::plan::Step::Reveal { wire: out.unwrap() });
+        let want = private_eval::plain::eval(&plan, &w, &x);
+        let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
+        let got = local::infer(&plan, &w, &x, c, s, 11).unwrap().logits;
+        let err = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        // Inputs and weights carry 2^-17 rounding; products one truncation ulp.
+        assert!(err < 2e-3, "{name}: max abs err {err}");
+    }
+}
+
+/// Records every payload a channel receives.
+struct Recording<C> {
+    inner: C,
+    log: Arc<Mutex<Vec<(MsgKind, Vec<u8>)>>>,
+}
+
+impl<C: Channel> Channel for Recording<C> {
+    fn send(&mut self, kind: MsgKind, payload: &[u8]) -> Result<(), TransportError> {
+        self.inner.send(kind, payload)
+    }
+    fn recv(&mut self, kind: MsgKind) -> Result<Vec<u8>, TransportError> {
+        let p = self.inner.recv(kind)?;
+        self.log.lock().unwrap().push((kind, p.clone()));
+        Ok(p)
+    }
+    fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+    fn reset_rounds(&mut self) {
+        self.inner.reset_rounds()
+    }
+    fn session(&self) -> u64 {
+        self.inner.session()
+    }
+    fn set_session(&mut self, id: u64) {
+        self.inner.set_session(id)
+    }
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.inner.flush()
+    }
+}
+
+fn small() -> BackboneSpec {
+    BackboneSpec { name: "t".into(), image_size: 12, patch_size: 4, channels: 3, hidden_dim: 16, layers: 4, heads: 2, mlp_dim: 32, norm_eps: 1e-6 }
+}
+
+#[test]
+fn server_transcript_is_masked_and_fresh() {
+    let model = OwcModel::random(AdapterSpec::paper(2, 8, 2), small(), 5, 3);
+    let (plan, w) = lower::lower(&model, Default::default()).unwrap();
+    let x = hidden::random(3, 10, 16, 4);
+    let fx = Fixed::default();
+    let plain: Vec<u64> = x.iter().flat_map(|m| fx.encode_all(&m.data)).collect();
+    let mut transcripts = Vec::new();
+    for seed in [1u128, 2] {
+        let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let s = Recording { inner: s, log: log.clone() };
+        let c = Recording { inner: c, log: Arc::new(Mutex::new(Vec::new())) };
+        local::infer(&plan, &w, &x, c, s, seed).unwrap();
+        let words: Vec<u64> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k == MsgKind::Open)
+            .flat_map(|(_, p)| p.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect::<Vec<_>>())
+            .collect();
+        // No received word equals an encoded hidden value (beyond chance: the plaintext
+        // has a few hundred distinct small words, a masked word is uniform in 2^64).
+        let hits = words.iter().filter(|w| plain.contains(w)).count();
+        assert_eq!(hits, 0, "the server received plaintext hidden-state words");
+        assert!(words.len() > plain.len() / 2);
+        transcripts.push(words);
+    }
+    let same = transcripts[0].iter().zip(&transcripts[1]).filter(|(a, b)| a == b).count();
+    assert_eq!(same, 0, "two runs on the same input must give unrelated transcripts");
+}
+
+#[test]
+fn dealer_refuses_reused_material() {
+    let model = OwcModel::random(AdapterSpec::paper(1, 4, 1), small(), 3, 1);
+    let (plan, w) = lower::lower(&model, Default::default()).unwrap();
+    let dl = transport::listen("127.0.0.1:0").unwrap();
+    let daddr = dl.local_addr().unwrap().to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let cfg = roles::RoleConfig::default();
+    let h = std::thread::spawn({
+        let cfg = cfg.clone();
+        move || roles::run_dealer(dl, cfg, || st.load(std::sync::atomic::Ordering::Relaxed))
+    });
+    let server = roles::Server::new(plan, &w, &daddr, cfg.clone());
+    assert!(server.is_ok());
+    // Register to learn a model id through the public API: the server did; ask for a
+    // session of an unknown model first.
+    let err = roles::fetch_material(&daddr, 42, 7, 0, &cfg).unwrap_err().to_string();
+    assert!(err.contains("unknown model"), "{err}");
+    let model_id = server.unwrap().model_id();
+    roles::fetch_material(&daddr, model_id, 7, 0, &cfg).unwrap();
+    let err = roles::fetch_material(&daddr, model_id, 7, 0, &cfg).unwrap_err().to_string();
+    assert!(err.contains("single-use"), "{err}");
+    roles::fetch_material(&daddr, model_id, 7, 1, &cfg).unwrap();
+    let err = roles::fetch_material(&daddr, model_id, 7, 1, &cfg).unwrap_err().to_string();
+    assert!(err.contains("single-use"), "{err}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap().unwrap();
+}
+
+#[test]
+fn checkpoint_errors_name_the_tensor() {
+    let model = OwcModel::random(AdapterSpec::paper(2, 8, 2), small(), 5, 3);
+    let good = model.to_bytes();
+    assert!(OwcModel::from_bytes(&good).is_ok());
+    // Drop a tensor.
+    let mut m2 = model.clone();
+    m2.adapters[1].blocks[0].attn.as_mut().unwrap().token_mix = None;
+    match OwcModel::from_bytes(&m2.to_bytes()) {
+        Err(CheckpointError::Missing { name }) => assert_eq!(name, "adapter.1.block.0.attn.token_mix.weight"),
+        other => panic!("expected a missing tensor, got {other:?}"),
+    }
+    // Misshape one.
+    let mut m3 = model.clone();
+    m3.adapters[0].up.bias.pop();
+    let err = OwcModel::from_bytes(&m3.to_bytes()).unwrap_err().to_string();
+    assert!(err.contains("adapter.0.up.bias") && err.contains("[15]") && err.contains("[16]"), "{err}");
+    // Not a safetensors file at all.
+    assert!(OwcModel::from_bytes(b"garbage").unwrap_err().to_string().contains("not a safetensors file"));
+}
