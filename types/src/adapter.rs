@@ -110,7 +110,10 @@ impl AdapterSpec {
         if self.rank % self.heads != 0 {
             return Err(field(
                 "r",
-                format!("rank {} is not divisible by heads {}", self.rank, self.heads),
+                format!(
+                    "rank {} is not divisible by heads {}",
+                    self.rank, self.heads
+                ),
             ));
         }
         if self.scope == 0 || self.scope > layers {
@@ -237,6 +240,8 @@ mod tests {
         assert_eq!(s, AdapterSpec::paper(1, 300, 1));
         let back: AdapterSpec = serde_yaml::from_str(&serde_yaml::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
-        assert!(serde_yaml::from_str::<AdapterSpec>("scope: 1\nheads: 1\nrank: 3\nbogus: 1\n").is_err());
+        assert!(
+            serde_yaml::from_str::<AdapterSpec>("scope: 1\nheads: 1\nrank: 3\nbogus: 1\n").is_err()
+        );
     }
 }

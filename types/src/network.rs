@@ -72,7 +72,10 @@ impl FromStr for NetworkProfile {
             "wan" => Ok(Self::wan()),
             _ => {
                 let body = s.strip_prefix("custom:").ok_or_else(|| {
-                    field("network", format!("`{s}` is not none, lan, wan or custom:mbit=..,delay_ms=.."))
+                    field(
+                        "network",
+                        format!("`{s}` is not none, lan, wan or custom:mbit=..,delay_ms=.."),
+                    )
                 })?;
                 let mut p = Self {
                     name: s.to_string(),
@@ -110,7 +113,10 @@ mod tests {
 
     #[test]
     fn named_and_custom_profiles() {
-        assert_eq!("wan".parse::<NetworkProfile>().unwrap().one_way_delay_s, 4e-3);
+        assert_eq!(
+            "wan".parse::<NetworkProfile>().unwrap().one_way_delay_s,
+            4e-3
+        );
         let c: NetworkProfile = "custom:mbit=100,delay_ms=10".parse().unwrap();
         assert_eq!(c.bandwidth_bps, Some(1e8));
         assert!((c.serialization_s(1_000_000) - 0.08).abs() < 1e-12);
