@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cryptpeft_cost_model::{cost, plan_shape_only, Constants};
+use cryptpeft_cost_model::{cost, shape::plan_shape_only_with, Constants};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
 use private_eval::{
     local, lower, model::OwcModel, plan::InvSqrtParams, tensor::Mat, transport::memory_pair,
@@ -118,9 +118,9 @@ fn bytes_and_rounds_match_the_executor_exactly() {
                 p.name
             );
         }
-        // The shape-only path gives the same plan when the options are the defaults.
-        if opts.inv_sqrt == InvSqrtParams::default() {
-            let shape = plan_shape_only(&spec, &bb, classes).unwrap();
+        // The shape-only path (no weights) gives the same plan.
+        {
+            let shape = plan_shape_only_with(&spec, &bb, classes, opts).unwrap();
             assert_eq!(shape.steps, plan.steps, "{label}: shape-only plan steps");
             assert_eq!(shape.wires, plan.wires, "{label}: shape-only plan wires");
             assert_eq!(
