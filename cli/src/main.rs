@@ -1,5 +1,6 @@
 //! `cryptpeft`: one command for every role and tool of the toolkit.
 
+mod experiments;
 mod secure;
 
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ enum Cmd {
     BenchSecure(secure::BenchSecureArgs),
     /// Microbenchmark each protocol at ViT-B/16 shapes under none, lan, wan.
     BenchProtocols(secure::BenchProtocolsArgs),
+    /// Measure the paper's 20 selected configurations securely (lan, wan; affine, LayerNorm).
+    PaperConfigs(experiments::PaperConfigsArgs),
     /// Write a checkpoint with random weights of trained-like scale.
     RandomCheckpoint(secure::RandomCheckpointArgs),
     /// Write random hidden states for a checkpoint (a stand-in for the client's backbone).
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Infer(a) => secure::infer(a),
         Cmd::BenchSecure(a) => secure::bench_secure(a),
         Cmd::BenchProtocols(a) => secure::bench_protocols(a),
+        Cmd::PaperConfigs(a) => experiments::paper_configs(a),
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),
         Cmd::RandomHidden(a) => secure::random_hidden(a),
     };

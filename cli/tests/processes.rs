@@ -15,29 +15,71 @@ impl Drop for Kill {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn(args: &[&str]) -> Kill {
-    Kill(Command::new(BIN).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+    Kill(
+        Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Kill, Kill, String, String, String) {
     let ckpt = dir.join("adapter.safetensors");
     let hid = dir.join("hidden.safetensors");
     let st = Command::new(BIN)
-        .args(["random-checkpoint", "--adapter", adapter, "--backbone", "vit-mini", "--classes", "5", "--out"])
+        .args([
+            "random-checkpoint",
+            "--adapter",
+            adapter,
+            "--backbone",
+            "vit-mini",
+            "--classes",
+            "5",
+            "--out",
+        ])
         .arg(&ckpt)
         .status()
         .unwrap();
     assert!(st.success());
-    let st = Command::new(BIN).args(["random-hidden", "--checkpoint"]).arg(&ckpt).arg("--out").arg(&hid).status().unwrap();
+    let st = Command::new(BIN)
+        .args(["random-hidden", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--out")
+        .arg(&hid)
+        .status()
+        .unwrap();
     assert!(st.success());
     let (dp, sp) = (free_port(), free_port());
     let (daddr, saddr) = (format!("127.0.0.1:{dp}"), format!("127.0.0.1:{sp}"));
     let dealer = spawn(&["dealer", "--listen", &daddr]);
-    let server = spawn(&["serve", "--checkpoint", ckpt.to_str().unwrap(), "--listen", &saddr, "--dealer", &daddr, "--network", net]);
-    (dealer, server, daddr, saddr, hid.to_str().unwrap().to_string())
+    let server = spawn(&[
+        "serve",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--listen",
+        &saddr,
+        "--dealer",
+        &daddr,
+        "--network",
+        net,
+    ]);
+    (
+        dealer,
+        server,
+        daddr,
+        saddr,
+        hid.to_str().unwrap().to_string(),
+    )
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
@@ -51,10 +93,25 @@ fn three_processes_run_an_inference() {
     let dir = tempdir("ok");
     let (_d, _s, daddr, saddr, hid) = setup(&dir, "h=2,r=8,s=2", "lan");
     let out = Command::new(BIN)
-        .args(["infer", "--server", &saddr, "--dealer", &daddr, "--hidden-states", &hid, "--network", "lan", "--json"])
+        .args([
+            "infer",
+            "--server",
+            &saddr,
+            "--dealer",
+            &daddr,
+            "--hidden-states",
+            &hid,
+            "--network",
+            "lan",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["logits"].as_array().unwrap().len(), 5);
     assert!(r["rounds"].as_u64().unwrap() >= 8);
@@ -68,7 +125,19 @@ fn killed_server_makes_the_client_fail_clearly() {
     let (_d, mut server, daddr, saddr, hid) = setup(&dir, "h=1,r=8,s=2", net);
     let t0 = Instant::now();
     let client = Command::new(BIN)
-        .args(["infer", "--server", &saddr, "--dealer", &daddr, "--hidden-states", &hid, "--network", net, "--timeout", "5"])
+        .args([
+            "infer",
+            "--server",
+            &saddr,
+            "--dealer",
+            &daddr,
+            "--hidden-states",
+            &hid,
+            "--network",
+            net,
+            "--timeout",
+            "5",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,9 +146,22 @@ fn killed_server_makes_the_client_fail_clearly() {
     server.0.kill().unwrap();
     let out = client.wait_with_output().unwrap();
     let took = t0.elapsed();
-    eprintln!("client after {took:?}: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "client after {took:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "client must fail; stdout: {}", String::from_utf8_lossy(&out.stdout));
-    assert!(err.contains("error:") && (err.contains("closed") || err.contains("timed out")), "unclear message: {err}");
-    assert!(took < Duration::from_secs(12), "client took {took:?} to notice");
+    assert!(
+        !out.status.success(),
+        "client must fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("error:") && (err.contains("closed") || err.contains("timed out")),
+        "unclear message: {err}"
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "client took {took:?} to notice"
+    );
 }

@@ -143,8 +143,10 @@ pub fn generate(
     session: u64,
     rng: &mut Prg,
 ) -> [Material; 2] {
+    let pair = rng.next_u64();
     let mut out = [0u8, 1].map(|party| Material {
         session,
+        pair,
         plan_digest: plan.digest(),
         party,
         steps: Vec::new(),

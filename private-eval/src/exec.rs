@@ -600,7 +600,6 @@ pub fn compare(
         .collect())
 }
 
-
 enum LnError {
     T(TransportError),
     M(String),
@@ -759,7 +758,17 @@ mod tests {
     /// and the ends of the signed range.
     #[test]
     fn relu_is_exact_on_edge_values() {
-        let mut xs: Vec<u64> = vec![0, 1, u64::MAX, (1 << 63) - 1, 1 << 63, (1 << 63) + 1, (1 << 63) - 2, 65536, 65536u64.wrapping_neg()];
+        let mut xs: Vec<u64> = vec![
+            0,
+            1,
+            u64::MAX,
+            (1 << 63) - 1,
+            1 << 63,
+            (1 << 63) + 1,
+            (1 << 63) - 2,
+            65536,
+            65536u64.wrapping_neg(),
+        ];
         let mut rng = Prg::new(9);
         xs.extend(rng.gen(200));
         let s0 = rng.gen(xs.len());
@@ -768,7 +777,10 @@ mod tests {
         let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
         let (y0, y1) = std::thread::scope(|s| {
             let h = s.spawn(move || compare(1, &mut c1, &s1, &[0], &m1).unwrap());
-            (compare(0, &mut c0, &s0, &[0], &m0).unwrap(), h.join().unwrap())
+            (
+                compare(0, &mut c0, &s0, &[0], &m0).unwrap(),
+                h.join().unwrap(),
+            )
         });
         for (i, &x) in xs.iter().enumerate() {
             let d = y0[i][0].0.wrapping_add(y1[i][0].0);

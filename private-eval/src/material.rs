@@ -46,6 +46,9 @@ pub enum StepMat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Material {
     pub session: u64,
+    /// Random id shared by the two halves of one generation: the parties compare it
+    /// before the online phase, so halves of different generations never mix.
+    pub pair: u64,
     pub plan_digest: u64,
     pub party: u8,
     pub steps: Vec<StepMat>,
@@ -137,6 +140,7 @@ impl Material {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer(Vec::new());
         w.u64(self.session);
+        w.u64(self.pair);
         w.u64(self.plan_digest);
         w.u64(self.party as u64);
         w.u64(self.steps.len() as u64);
@@ -176,6 +180,7 @@ impl Material {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MaterialError> {
         let mut r = Reader(bytes);
         let session = r.u64()?;
+        let pair = r.u64()?;
         let plan_digest = r.u64()?;
         let party = r.u64()?;
         if party > 1 {
@@ -211,6 +216,7 @@ impl Material {
         }
         Ok(Self {
             session,
+            pair,
             plan_digest,
             party: party as u8,
             steps,

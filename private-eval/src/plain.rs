@@ -120,6 +120,33 @@ fn to_mat(g: Grid<f64>) -> Mat {
 
 /// Evaluates the plan in f64 and returns the revealed logits.
 pub fn eval(plan: &SecurePlan, weights: &PlanWeights, hidden: &[Mat]) -> Vec<f64> {
+    eval_wires(plan, weights, hidden).0
+}
+
+/// Each wire's name and largest absolute value in a plaintext run.
+pub fn wire_magnitudes(
+    plan: &SecurePlan,
+    weights: &PlanWeights,
+    hidden: &[Mat],
+) -> Vec<(String, f64)> {
+    let (_, vals) = eval_wires(plan, weights, hidden);
+    plan.wires
+        .iter()
+        .zip(vals)
+        .map(|(w, v)| {
+            (
+                w.name.clone(),
+                v.map_or(0.0, |m| m.data.iter().fold(0.0, |a: f64, b| a.max(b.abs()))),
+            )
+        })
+        .collect()
+}
+
+fn eval_wires(
+    plan: &SecurePlan,
+    weights: &PlanWeights,
+    hidden: &[Mat],
+) -> (Vec<f64>, Vec<Option<Mat>>) {
     let mut vals: Vec<Option<Mat>> = vec![None; plan.wires.len()];
     for (i, w) in plan.wires.iter().enumerate() {
         if let WireKind::ClientInput { hidden: k } = w.kind {
@@ -201,5 +228,5 @@ pub fn eval(plan: &SecurePlan, weights: &PlanWeights, hidden: &[Mat]) -> Vec<f64
             Step::Reveal { wire } => out = get(&vals, *wire).data,
         }
     }
-    out
+    (out, vals)
 }

@@ -170,16 +170,16 @@ fn serve_dealer_request(
                         )));
                     }
                     None => {
+                        // Generated under the lock: the other party's request must find
+                        // this session's other half, never start a second generation.
                         let (plan, masks) = st.models.get(&model).cloned().ok_or_else(|| {
                             RoleError::Protocol(format!(
                                 "unknown model {model:016x}: the server must register first"
                             ))
                         })?;
-                        drop(st);
                         let [m0, m1] =
                             dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
                         let (mine, other) = if party == 0 { (m0, m1) } else { (m1, m0) };
-                        st = state.lock().unwrap();
                         st.pending.insert(session, (1 - party, other));
                         mine
                     }
@@ -314,7 +314,7 @@ impl Server {
         exec::server_setup(&self.keys, &mut chan)?;
         let (material, _) =
             fetch_material(&self.dealer, self.model, hello.session, 1, &self.config)?;
-        sync(&mut chan)?;
+        sync(&mut chan, material.pair)?;
         exec::run(
             &self.plan,
             Keys::Server(&self.keys),
@@ -405,7 +405,7 @@ pub fn run_client(
     let t_off = Instant::now();
     let (material, offline_bytes) = fetch_material(dealer, spec.model, session, 0, config)?;
     let offline_s = t_off.elapsed().as_secs_f64();
-    sync(&mut chan)?;
+    sync(&mut chan, material.pair)?;
     let before: Stats = chan.stats();
     let t = Instant::now();
     let out = exec::run(

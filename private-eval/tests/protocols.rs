@@ -35,7 +35,10 @@ fn accounting_matches_closed_forms() {
         let (open, local) = (&lin.steps[1], &lin.steps[2]);
         assert_eq!((open.bytes, open.rounds), (H + 8 * 197 * 768, 1), "{name}");
         assert_eq!((local.bytes, local.rounds), (0, 0), "{name}");
-        assert_eq!(lin.online.bytes_received, 0, "{name}: the client receives nothing");
+        assert_eq!(
+            lin.online.bytes_received, 0,
+            "{name}: the client receives nothing"
+        );
     }
 }
 
@@ -45,14 +48,21 @@ fn protocol_results_are_correct() {
         let (plan, w, x, _) = protocol_plan(name);
         let mut plan = plan;
         let out = plan.steps.last().map(|s| match s {
-            private_eval::plan::Step::Relu { out, .. } | private_eval::plan::Step::HeadMatMul { out, .. } | private_eval::plan::Step::Linear { out, .. } => *out,
+            private_eval::plan::Step::Relu { out, .. }
+            | private_eval::plan::Step::HeadMatMul { out, .. }
+            | private_eval::plan::Step::Linear { out, .. } => *out,
             _ => unreachable!(),
         });
-        plan.steps.push(private_eval::plan::Step::Reveal { wire: out.unwrap() });
+        plan.steps
+            .push(private_eval::plan::Step::Reveal { wire: out.unwrap() });
         let want = private_eval::plain::eval(&plan, &w, &x);
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, s, 11).unwrap().logits;
-        let err = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let err = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         // Inputs and weights carry 2^-17 rounding; products one truncation ulp.
         assert!(err < 2e-3, "{name}: max abs err {err}");
     }
@@ -91,7 +101,17 @@ impl<C: Channel> Channel for Recording<C> {
 }
 
 fn small() -> BackboneSpec {
-    BackboneSpec { name: "t".into(), image_size: 12, patch_size: 4, channels: 3, hidden_dim: 16, layers: 4, heads: 2, mlp_dim: 32, norm_eps: 1e-6 }
+    BackboneSpec {
+        name: "t".into(),
+        image_size: 12,
+        patch_size: 4,
+        channels: 3,
+        hidden_dim: 16,
+        layers: 4,
+        heads: 2,
+        mlp_dim: 32,
+        norm_eps: 1e-6,
+    }
 }
 
 #[test]
@@ -105,15 +125,25 @@ fn server_transcript_is_masked_and_fresh() {
     for seed in [1u128, 2] {
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let s = Recording { inner: s, log: log.clone() };
-        let c = Recording { inner: c, log: Arc::new(Mutex::new(Vec::new())) };
+        let s = Recording {
+            inner: s,
+            log: log.clone(),
+        };
+        let c = Recording {
+            inner: c,
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
         local::infer(&plan, &w, &x, c, s, seed).unwrap();
         let words: Vec<u64> = log
             .lock()
             .unwrap()
             .iter()
             .filter(|(k, _)| *k == MsgKind::Open)
-            .flat_map(|(_, p)| p.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect::<Vec<_>>())
+            .flat_map(|(_, p)| {
+                p.chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         // No received word equals an encoded hidden value (beyond chance: the plaintext
         // has a few hundred distinct small words, a masked word is uniform in 2^64).
@@ -122,8 +152,15 @@ fn server_transcript_is_masked_and_fresh() {
         assert!(words.len() > plain.len() / 2);
         transcripts.push(words);
     }
-    let same = transcripts[0].iter().zip(&transcripts[1]).filter(|(a, b)| a == b).count();
-    assert_eq!(same, 0, "two runs on the same input must give unrelated transcripts");
+    let same = transcripts[0]
+        .iter()
+        .zip(&transcripts[1])
+        .filter(|(a, b)| a == b)
+        .count();
+    assert_eq!(
+        same, 0,
+        "two runs on the same input must give unrelated transcripts"
+    );
 }
 
 #[test]
@@ -143,14 +180,37 @@ fn dealer_refuses_reused_material() {
     assert!(server.is_ok());
     // Register to learn a model id through the public API: the server did; ask for a
     // session of an unknown model first.
-    let err = roles::fetch_material(&daddr, 42, 7, 0, &cfg).unwrap_err().to_string();
+    let err = roles::fetch_material(&daddr, 42, 7, 0, &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown model"), "{err}");
     let model_id = server.unwrap().model_id();
+    // Both parties asking at once get the two halves of one generation.
+    for session in 100..110u64 {
+        let (a, b) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                roles::fetch_material(&daddr, model_id, session, 1, &cfg)
+                    .unwrap()
+                    .0
+            });
+            (
+                roles::fetch_material(&daddr, model_id, session, 0, &cfg)
+                    .unwrap()
+                    .0,
+                h.join().unwrap(),
+            )
+        });
+        assert_eq!(a.pair, b.pair, "halves of different generations");
+    }
     roles::fetch_material(&daddr, model_id, 7, 0, &cfg).unwrap();
-    let err = roles::fetch_material(&daddr, model_id, 7, 0, &cfg).unwrap_err().to_string();
+    let err = roles::fetch_material(&daddr, model_id, 7, 0, &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("single-use"), "{err}");
     roles::fetch_material(&daddr, model_id, 7, 1, &cfg).unwrap();
-    let err = roles::fetch_material(&daddr, model_id, 7, 1, &cfg).unwrap_err().to_string();
+    let err = roles::fetch_material(&daddr, model_id, 7, 1, &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("single-use"), "{err}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     h.join().unwrap().unwrap();
@@ -165,14 +225,24 @@ fn checkpoint_errors_name_the_tensor() {
     let mut m2 = model.clone();
     m2.adapters[1].blocks[0].attn.as_mut().unwrap().token_mix = None;
     match OwcModel::from_bytes(&m2.to_bytes()) {
-        Err(CheckpointError::Missing { name }) => assert_eq!(name, "adapter.1.block.0.attn.token_mix.weight"),
+        Err(CheckpointError::Missing { name }) => {
+            assert_eq!(name, "adapter.1.block.0.attn.token_mix.weight")
+        }
         other => panic!("expected a missing tensor, got {other:?}"),
     }
     // Misshape one.
     let mut m3 = model.clone();
     m3.adapters[0].up.bias.pop();
-    let err = OwcModel::from_bytes(&m3.to_bytes()).unwrap_err().to_string();
-    assert!(err.contains("adapter.0.up.bias") && err.contains("[15]") && err.contains("[16]"), "{err}");
+    let err = OwcModel::from_bytes(&m3.to_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("adapter.0.up.bias") && err.contains("[15]") && err.contains("[16]"),
+        "{err}"
+    );
     // Not a safetensors file at all.
-    assert!(OwcModel::from_bytes(b"garbage").unwrap_err().to_string().contains("not a safetensors file"));
+    assert!(OwcModel::from_bytes(b"garbage")
+        .unwrap_err()
+        .to_string()
+        .contains("not a safetensors file"));
 }
