@@ -45,10 +45,16 @@ fn main() {
     let runs: usize = arg("--runs").map_or(3, |v| v.parse().expect("--runs N"));
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = arg("--out").unwrap_or_else(|| format!("{root}/results/cost_validation.csv"));
-    let consts = match arg("--constants") {
-        Some(p) => Constants::load(p).expect("loading constants"),
-        None => Constants::shipped(),
+    // `--calibrate`: measure the constants now, under the same machine load as the runs.
+    let consts = if args.iter().any(|a| a == "--calibrate") {
+        cryptpeft_cost_model::calibrate()
+    } else {
+        match arg("--constants") {
+            Some(p) => Constants::load(p).expect("loading constants"),
+            None => Constants::shipped(),
+        }
     };
+    let calibrated = args.iter().any(|a| a == "--calibrate");
     let only: Option<usize> = arg("--only").map(|v| v.parse().unwrap());
     let bb = BackboneSpec::vit_b16();
     use AttentionKind::{LinAtten, None as NoAttn};
@@ -76,7 +82,8 @@ fn main() {
         .unwrap_or_default();
     let mut csv = String::new();
     csv.push_str(&format!(
-        "# cargo run --release -p cryptpeft-cost-model --example validate -- --runs {runs}; commit {commit}; constants: {}\n",
+        "# cargo run --release -p cryptpeft-cost-model --example validate -- --runs {runs}{}; commit {commit}; constants: {}\n",
+        if calibrated { " --calibrate" } else { "" },
         consts.machine
     ));
     csv.push_str("spec,network,predicted_s,measured_s,rel_err,runs,online_bytes,measured_bytes,rounds,measured_rounds,lower_ms,shape_plan_ms,price_us\n");

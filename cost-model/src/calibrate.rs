@@ -82,13 +82,21 @@ pub fn calibrate() -> Constants {
     let pack = (t8 - call - ops8 / (matmul_gops * 1e9)).max(1e-7);
     let matmul_pack_per_s = (k * n) as f64 / pack;
 
-    // DCF: 256 keys at one point each, one thread.
+    // DCF: 256 keys at one point each, one thread (cache-resident keys) ...
     let keys: Vec<DcfKey> = (0..256)
         .map(|_| dcf::gen(rng.next_u64() >> 1, [1, 2], dcf::DOMAIN_BITS, &mut rng)[0].clone())
         .collect();
     let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
     let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts)));
     let dcf_evals_per_s = 256.0 / t_eval;
+    // ... and a ReLU-sized batch of distinct keys (about 50 MB of keys), whole pool.
+    let big_n = 24_000;
+    let big_keys: Vec<DcfKey> = private_eval::dealer::cmp_material(big_n, &mut Prg::new(9))[0]
+        .keys
+        .clone();
+    let big_pts: Vec<Vec<u64>> = (0..big_n).map(|_| vec![rng.next_u64() >> 1]).collect();
+    let t_big_eval = time(5, || DcfKey::eval_batch(&big_keys, &big_pts));
+    let dcf_batch_evals_per_s = big_n as f64 / t_big_eval;
     // Dealer's comparison material (keys and shares), whole pool.
     let t_gen = time(5, || {
         private_eval::dealer::cmp_material(1024, &mut Prg::new(3))
@@ -162,6 +170,7 @@ pub fn calibrate() -> Constants {
         matmul_tile,
         matmul_pack_per_s,
         dcf_evals_per_s,
+        dcf_batch_evals_per_s,
         dcf_keygen_per_s,
         elementwise_per_s,
         serialize_bytes_per_s,

@@ -42,6 +42,9 @@ pub struct Constants {
     pub matmul_pack_per_s: f64,
     /// DCF (key, point) evaluations per second on the 63-bit domain, one thread.
     pub dcf_evals_per_s: f64,
+    /// DCF evaluations per second of a large batch of distinct keys at one point each
+    /// (a ReLU layer: keys stream from memory), whole pool.
+    pub dcf_batch_evals_per_s: f64,
     /// DCF key pairs generated per second on the 63-bit domain, whole pool (offline).
     pub dcf_keygen_per_s: f64,
     /// Element-wise ring operations (add, sub, copy, truncate) per second, one thread.
@@ -111,6 +114,7 @@ impl Constants {
             ("matmul_gops", self.matmul_gops),
             ("matmul_pack_per_s", self.matmul_pack_per_s),
             ("dcf_evals_per_s", self.dcf_evals_per_s),
+            ("dcf_batch_evals_per_s", self.dcf_batch_evals_per_s),
             ("dcf_keygen_per_s", self.dcf_keygen_per_s),
             ("elementwise_per_s", self.elementwise_per_s),
             ("serialize_bytes_per_s", self.serialize_bytes_per_s),

@@ -126,13 +126,20 @@ impl Pricer<'_> {
     /// (key, point) pairs in chunks of 512 over the pool.
     fn dcf(&mut self, p: usize, keys: usize, points: usize) {
         let pairs = keys * points;
-        let secs = pairs as f64 / self.c.dcf_evals_per_s;
-        if pairs > 512 {
-            self.work(p, secs / self.c.threads as f64, true);
+        if pairs <= 512 {
+            self.work(p, pairs as f64 / self.c.dcf_evals_per_s, false);
+        } else if keys >= 4096 {
+            // Many distinct keys: memory-bound, measured as such.
+            self.work(p, pairs as f64 / self.c.dcf_batch_evals_per_s, true);
         } else {
-            self.work(p, secs, false);
+            self.work(
+                p,
+                pairs as f64 / self.c.dcf_evals_per_s / self.c.threads as f64,
+                true,
+            );
         }
     }
+
     /// A simultaneous exchange of `elems` ring elements per party (frames `f0`, `f1`).
     fn exchange(&mut self, elems: usize, frames: [usize; 2]) {
         let bytes = elems as u64 * 8;

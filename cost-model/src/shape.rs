@@ -386,9 +386,9 @@ pub fn plan_shape_only_with(
         .collect();
     let dh = r / h;
     let mut a: Option<Form> = None;
-    for j in 0..spec.scope {
+    for (j, &hj) in hidden[..spec.scope].iter().enumerate() {
         let last = j + 1 == spec.scope;
-        let x = lw.form(hidden[j], Rows::All);
+        let x = lw.form(hj, Rows::All);
         let u = match &a {
             Some(a) => x.add(a),
             None => x,

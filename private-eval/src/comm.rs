@@ -18,7 +18,6 @@
 
 use serde::Serialize;
 
-use crate::dcf;
 use crate::dealer::{head_shapes, layernorm_mults, masked_weights};
 use crate::plan::*;
 use crate::transport::HEADER_LEN;
@@ -231,8 +230,8 @@ fn cmp_bytes(n: usize) -> u64 {
 /// Length of `party`'s [`Material::to_bytes`](crate::material::Material::to_bytes) for
 /// one session of `plan`, computed from the shapes (the encoding is deterministic).
 pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
-    let _ = dcf::DOMAIN_BITS; // CMP_KEY_BYTES is the key size on this domain
-    let mut total = 4 * 8;
+    // Header: session, pair id, plan digest, party, step count.
+    let mut total = 5 * 8;
     for step in &plan.steps {
         total += 8; // tag
         total += match step {
