@@ -117,12 +117,28 @@ impl Linear {
         }
     }
 
+    /// Flattens the leading axes so the product is one GEMM (the ndarray backend runs a
+    /// batched matmul as many small ones).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(
-            x,
-            self.weight.val().transpose(),
-            self.bias.as_ref().map(|b| b.val()),
-        )
+        Self::apply(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+
+    /// `x W^T + b` for a given `W: [out, in]`.
+    pub fn apply<const D: usize>(
+        x: Tensor<D>,
+        weight: Tensor<2>,
+        bias: Option<Tensor<1>>,
+    ) -> Tensor<D> {
+        let mut dims = x.dims();
+        let d_out = weight.dims()[0];
+        let rows: usize = dims[..D - 1].iter().product();
+        let x2: Tensor<2> = x.reshape([rows, dims[D - 1]]);
+        let mut y = x2.matmul(weight.transpose());
+        if let Some(b) = bias {
+            y = y + b.unsqueeze::<2>();
+        }
+        dims[D - 1] = d_out;
+        y.reshape(dims)
     }
 }
 

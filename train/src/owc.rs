@@ -33,12 +33,29 @@ pub struct Attn {
 
 impl Attn {
     pub fn forward(&self, y: Tensor<3>) -> Tensor<3> {
+        self.forward_rows(y, false)
+    }
+
+    /// With `cls_only`, only token 0's output row is computed (`[B, 1, r]`): keys and values
+    /// still come from every token.
+    pub fn forward_rows(&self, y: Tensor<3>, cls_only: bool) -> Tensor<3> {
         let r = y.dims()[2];
-        let qkv = self.qkv.forward(y);
+        let w = self.qkv.weight.val();
+        let wq: Tensor<2> = w.clone().narrow(0, 0, r);
+        let wkv: Tensor<2> = w.narrow(0, r, 2 * r);
+        let yq = if cls_only {
+            y.clone().narrow(1, 0, 1)
+        } else {
+            y.clone()
+        };
         let dh = (r / self.heads) as f64;
-        let q = split_heads(qkv.clone().narrow(2, 0, r), self.heads).mul_scalar(dh.powf(-0.5));
-        let k = split_heads(qkv.clone().narrow(2, r, r), self.heads);
-        let v = split_heads(qkv.narrow(2, 2 * r, r), self.heads);
+        let q = split_heads(
+            Linear::apply(yq, wq, None).mul_scalar(dh.powf(-0.5)),
+            self.heads,
+        );
+        let kv = Linear::apply(y, wkv, None);
+        let k = split_heads(kv.clone().narrow(2, 0, r), self.heads);
+        let v = split_heads(kv.narrow(2, r, r), self.heads);
         let s = q.matmul(k.swap_dims(2, 3)); // [B, h, N, N]
         let p = match self.kind {
             AttentionKind::LinAtten => self
@@ -77,9 +94,15 @@ pub struct Block {
 
 impl Block {
     pub fn forward(&self, y: Tensor<3>) -> Tensor<3> {
+        self.forward_rows(y, false)
+    }
+
+    /// With `cls_only` the output is token 0's row only (`[B, 1, r]`).
+    pub fn forward_rows(&self, y: Tensor<3>, cls_only: bool) -> Tensor<3> {
+        let cls = |t: Tensor<3>| if cls_only { t.narrow(1, 0, 1) } else { t };
         let y = match &self.attn {
-            Some(a) => y.clone() + a.forward(self.norm1.forward(y)),
-            None => y,
+            Some(a) => cls(y.clone()) + a.forward_rows(self.norm1.forward(y), cls_only),
+            None => cls(y),
         };
         let h = self.fc1.forward(self.norm2.forward(y.clone()));
         let h = match self.activation {
@@ -102,9 +125,16 @@ pub struct Adapter {
 
 impl Adapter {
     pub fn forward(&self, u: Tensor<3>) -> Tensor<3> {
+        self.forward_rows(u, false)
+    }
+
+    /// With `cls_only` only token 0's row is computed (`[B, 1, d]`): the last block's query,
+    /// MLP and the up-projection run on one token (dead-token elimination, exact).
+    pub fn forward_rows(&self, u: Tensor<3>, cls_only: bool) -> Tensor<3> {
         let mut y = self.down.forward(u);
-        for b in &self.blocks {
-            y = b.forward(y);
+        let k = self.blocks.len();
+        for (i, b) in self.blocks.iter().enumerate() {
+            y = b.forward_rows(y, cls_only && i + 1 == k);
         }
         self.up.forward(y).mul_scalar(self.scale)
     }
@@ -201,15 +231,22 @@ impl OwcModel {
     pub fn forward(&self, states: &[Tensor<3>]) -> Tensor<2> {
         let s = self.spec.scope;
         assert_eq!(states.len(), s + 1, "need x_(L-s) .. x_L");
+        // Only token 0 of z reaches the head: the last adapter computes its CLS row only
+        // (exact; see `Adapter::forward_rows`).
+        let cls = |t: &Tensor<3>| t.clone().narrow(1, 0, 1);
         let mut a: Option<Tensor<3>> = None;
-        for (adapter, x) in self.adapters.iter().zip(states) {
+        for (j, (adapter, x)) in self.adapters.iter().zip(states).enumerate() {
             let u = match a {
                 Some(a) => a + x.clone(),
                 None => x.clone(),
             };
-            a = Some(adapter.forward(u.clone()) + u);
+            a = Some(if j + 1 == s {
+                adapter.forward_rows(u.clone(), true) + cls(&u)
+            } else {
+                adapter.forward(u.clone()) + u
+            });
         }
-        let x_l = states[s].clone();
+        let x_l = cls(&states[s]);
         let z = match a {
             Some(a) => x_l + a,
             None => x_l,
@@ -217,11 +254,13 @@ impl OwcModel {
         self.classify(z)
     }
 
-    /// `Head(FinalNorm(z)[token 0])`.
+    /// `Head(FinalNorm(z)[token 0])`; `z` may hold token 0 only (`[B, 1, d]`). In training an
+    /// affine final norm takes its batch statistics over the rows it is given (token 0,
+    /// from `forward`), the rows it is applied to at inference.
     pub fn classify(&self, z: Tensor<3>) -> Tensor<2> {
-        let z = self.final_norm.forward(z);
         let [b, _, d] = z.dims();
-        self.head.forward(z.narrow(1, 0, 1).reshape([b, d]))
+        let z = self.final_norm.forward(z.narrow(1, 0, 1));
+        self.head.forward(z.reshape([b, d]))
     }
 
     /// The checkpoint: tensors named as in `fixtures/owc_adapter_*.safetensors`, plus
