@@ -1,8 +1,12 @@
 //! Accuracy of every method on both downstream tasks of the tiny public backbone
-//! (Fashion-MNIST classes 5-9, digits), written as CSV to stdout.
+//! (Fashion-MNIST classes 5-9, digits), as CSV on stdout (one row per finished run).
 //!
-//! `cargo run --release -p cryptpeft-train --example accuracy_table -- BACKBONE.safetensors EPOCHS MAX_TRAIN [CACHE_DIR]`
+//! ```text
+//! cargo run --release -p cryptpeft-train --example accuracy_table -- \
+//!     BACKBONE.safetensors FM_EPOCHS FM_MAX_TRAIN DIGITS_EPOCHS [CACHE_DIR]
+//! ```
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use cryptpeft_train::data::{DataConfig, DatasetKind};
@@ -10,65 +14,79 @@ use cryptpeft_train::{train_adapter, Method, TrainConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let backbone = PathBuf::from(
-        args.get(1)
-            .expect("usage: accuracy_table BACKBONE EPOCHS MAX_TRAIN [CACHE_DIR]"),
-    );
-    let epochs: usize = args
-        .get(2)
-        .map(|s| s.parse().expect("EPOCHS"))
-        .unwrap_or(10);
-    let max_train: usize = args
-        .get(3)
-        .map(|s| s.parse().expect("MAX_TRAIN"))
-        .unwrap_or(5000);
-    let cache_dir = args.get(4).map(PathBuf::from);
+    let usage = "usage: accuracy_table BACKBONE FM_EPOCHS FM_MAX_TRAIN DIGITS_EPOCHS [CACHE_DIR]";
+    let backbone = PathBuf::from(args.get(1).expect(usage));
+    let num = |i: usize| -> usize { args.get(i).expect(usage).parse().expect(usage) };
+    let (fm_epochs, fm_max, digits_epochs) = (num(2), num(3), num(4));
+    let cache_dir = args.get(5).map(PathBuf::from);
     let mut fm = DataConfig::new(DatasetKind::FashionMnist).with_classes(&[5, 6, 7, 8, 9]);
-    fm.max_train = Some(max_train);
+    fm.max_train = Some(fm_max);
     let digits = DataConfig::new(DatasetKind::Digits);
-    let mut methods = vec![
-        Method::LinearProbe,
-        Method::Sft { layers: 1 },
-        Method::Sft { layers: 2 },
-        Method::Lora { rank: 8 },
-        Method::Adaptformer { rank: 16 },
-        Method::Full,
+    let mut methods: Vec<(Method, usize)> = vec![
+        (Method::LinearProbe, 0),
+        (Method::Sft { layers: 1 }, 0),
+        (Method::Sft { layers: 2 }, 0),
+        (Method::Lora { rank: 8 }, 0),
+        (Method::Adaptformer { rank: 16 }, 0),
+        (Method::Full, 0),
     ];
     for s in [
+        "h=1,r=16,s=1",
         "h=1,r=32,s=1",
         "h=2,r=32,s=2",
         "h=4,r=64,s=2",
         "h=2,r=64,s=3",
         "h=2,r=32,s=2,norm=layernorm",
+        "h=2,r=32,s=2,attention=softmax",
     ] {
-        methods.push(Method::Owc {
-            spec: s.parse().expect("spec"),
-        });
+        methods.push((
+            Method::Owc {
+                spec: s.parse().expect("spec"),
+            },
+            0,
+        ));
     }
+    // Augmented views in the cache (accuracy and disk cost of caching augmentation).
+    methods.push((
+        Method::Owc {
+            spec: "h=2,r=32,s=2".parse().expect("spec"),
+        },
+        4,
+    ));
     println!(
-        "task,method,trainable_params,train_images,test_images,epochs,test_accuracy,mean_epoch_s"
+        "task,method,views,trainable_params,train_images,test_images,epochs,test_accuracy,mean_epoch_s,cache_train_bytes"
     );
-    for (task, data) in [("fashion-mnist-5-9", &fm), ("digits", &digits)] {
-        for m in &methods {
+    for (task, data, epochs) in [
+        ("fashion-mnist-5-9", &fm, fm_epochs),
+        ("digits", &digits, digits_epochs),
+    ] {
+        for (m, views) in &methods {
             let mut cfg = TrainConfig::new(Some(backbone.clone()), data.clone(), m.clone());
             cfg.epochs = epochs;
             cfg.progress = false;
+            cfg.views = *views;
             cfg.cache_dir = cache_dir.clone();
-            cfg.cache_scope = Some(3);
-            if matches!(m, Method::Lora { .. } | Method::Adaptformer { .. }) {
-                cfg.cache_scope = None;
+            if let Method::Owc { .. } = m {
+                cfg.cache_scope = Some(3);
             }
-            let r = train_adapter(&cfg).expect("training");
+            let r = match train_adapter(&cfg) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{task} {}: {e}", m.label());
+                    continue;
+                }
+            };
             println!(
-                "{task},{},{},{},{},{},{:.4},{:.3}",
+                "{task},{},{views},{},{},{},{epochs},{:.4},{:.3},{}",
                 r.method,
                 r.trainable_params,
                 r.train_images,
                 r.test_images,
-                epochs,
                 r.test_accuracy,
-                r.mean_epoch_seconds
+                r.mean_epoch_seconds,
+                r.cache_train.map(|c| c.bytes).unwrap_or(0)
             );
+            std::io::stdout().flush().ok();
         }
     }
 }
