@@ -117,3 +117,19 @@ fn yaml_config_with_defaults_and_errors() {
     let e = train_adapter(&bad).unwrap_err().to_string();
     assert!(e.contains("`r`"), "{e}");
 }
+
+#[test]
+fn augmented_views_multiply_the_cache() {
+    let mut c = config(Method::Owc {
+        spec: "h=1,r=8,s=1".parse().unwrap(),
+    });
+    c.epochs = 1;
+    let plain = train_adapter(&c).unwrap();
+    c.views = 3;
+    let aug = train_adapter(&c).unwrap();
+    let (p, a) = (plain.cache_train.unwrap(), aug.cache_train.unwrap());
+    assert_eq!(a.bytes, 3 * p.bytes);
+    assert_ne!(a.key, p.key);
+    assert_eq!(aug.train_images, plain.train_images);
+    assert!(aug.epochs[0].loss.is_finite());
+}
