@@ -3,7 +3,7 @@
 //! this process over a shaped local socket pair), exact bytes and rounds, and what
 //! pricing one candidate costs.
 //!
-//! `cargo run --release -p cryptpeft-cost-model --example validate -- [--runs 3] [--out results/cost_validation.csv] [--constants FILE]`
+//! `cargo run --release -p cryptpeft-cost-model --example validate -- [--runs 3] [--out results/cost_validation.csv] [--constants FILE | --calibrate | --calibrate-each] [--only I]`
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -46,7 +46,10 @@ fn main() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = arg("--out").unwrap_or_else(|| format!("{root}/results/cost_validation.csv"));
     // `--calibrate`: measure the constants now, under the same machine load as the runs.
-    let consts = if args.iter().any(|a| a == "--calibrate") {
+    // `--calibrate-each`: recalibrate before every spec (this machine is shared with
+    // other jobs whose load drifts within a run).
+    let each = args.iter().any(|a| a == "--calibrate-each");
+    let mut consts = if each || args.iter().any(|a| a == "--calibrate") {
         cryptpeft_cost_model::calibrate()
     } else {
         match arg("--constants") {
@@ -55,6 +58,13 @@ fn main() {
         }
     };
     let calibrated = args.iter().any(|a| a == "--calibrate");
+    let mode = if each {
+        " --calibrate-each"
+    } else if calibrated {
+        " --calibrate"
+    } else {
+        ""
+    };
     let only: Option<usize> = arg("--only").map(|v| v.parse().unwrap());
     let bb = BackboneSpec::vit_b16();
     use AttentionKind::{LinAtten, None as NoAttn};
@@ -72,6 +82,10 @@ fn main() {
         spec(4, 120, 2, Affine, NoAttn, 1),
         spec(2, 60, 1, Affine, LinAtten, 2),
         spec(6, 300, 6, Affine, LinAtten, 1),
+        spec(1, 60, 1, Affine, LinAtten, 1),
+        spec(3, 180, 1, Affine, LinAtten, 1),
+        spec(4, 240, 1, LayerNorm, LinAtten, 1),
+        spec(1, 120, 3, Affine, LinAtten, 1),
     ];
     let nets = [NetworkProfile::lan(), NetworkProfile::wan()];
     let commit = std::process::Command::new("git")
@@ -83,7 +97,7 @@ fn main() {
     let mut csv = String::new();
     csv.push_str(&format!(
         "# cargo run --release -p cryptpeft-cost-model --example validate -- --runs {runs}{}; commit {commit}; constants: {}\n",
-        if calibrated { " --calibrate" } else { "" },
+        mode,
         consts.machine
     ));
     csv.push_str("spec,network,predicted_s,measured_s,rel_err,runs,online_bytes,measured_bytes,rounds,measured_rounds,lower_ms,shape_plan_ms,price_us\n");
@@ -93,6 +107,9 @@ fn main() {
     for (i, sp) in specs.iter().enumerate() {
         if only.is_some_and(|o| o != i) {
             continue;
+        }
+        if each && i > 0 {
+            consts = cryptpeft_cost_model::calibrate();
         }
         let model = OwcModel::random(sp.clone(), bb.clone(), 100, 1000 + i as u64);
         let t = Instant::now();
@@ -114,8 +131,20 @@ fn main() {
                 )
             })
             .collect();
-        for net in &nets {
-            // Pricing cost: median over repetitions of `cost` on a ready plan.
+        // Runs alternate between the networks, so both see the same machine load.
+        let mut times = vec![Vec::new(); nets.len()];
+        let mut measured = vec![None; nets.len()];
+        for run in 0..runs {
+            for (ni, net) in nets.iter().enumerate() {
+                let (c, s) = memory_pair(net.clone(), Duration::from_secs(120));
+                let got = local::infer(&plan, &w, &hidden, c, s, (run + 7) as u128)
+                    .expect("secure inference");
+                times[ni].push(got.online_s);
+                measured[ni] = Some(got);
+            }
+        }
+        for (ni, net) in nets.iter().enumerate() {
+            // Pricing cost: mean over repetitions of `cost` on a ready plan.
             let reps = 200;
             let t = Instant::now();
             for _ in 0..reps {
@@ -123,23 +152,14 @@ fn main() {
             }
             let price_us = t.elapsed().as_secs_f64() / reps as f64 * 1e6;
             let report = cost(&plan, net, &consts);
-            let mut times = Vec::new();
-            let mut measured = None;
-            for run in 0..runs {
-                let (c, s) = memory_pair(net.clone(), Duration::from_secs(120));
-                let got = local::infer(&plan, &w, &hidden, c, s, (run + 7) as u128)
-                    .expect("secure inference");
-                times.push(got.online_s);
-                measured = Some(got);
-            }
-            let got = measured.expect("at least one run");
-            let m = median(times);
+            let got = measured[ni].take().expect("at least one run");
+            let m = median(times[ni].clone());
             let rel = (report.predicted_online_s - m) / m;
             worst = worst.max(rel.abs());
             total += 1;
             within += (rel.abs() <= 0.15) as usize;
             let line = format!(
-                "{},{},{:.6},{:.6},{:.4},{},{},{},{},{},{:.2},{:.2},{:.1}\n",
+                "{},{},{:.6},{:.6},{:.4},{},{},{},{},{},{:.2},{:.3},{:.1}\n",
                 sp.label(),
                 net.name,
                 report.predicted_online_s,

@@ -180,3 +180,19 @@ pub fn calibrate() -> Constants {
         prg_words_per_s,
     }
 }
+
+/// Calibrates and writes the constants to `path` as YAML (with a header naming the
+/// machine and date), returning them.
+pub fn calibrate_to(
+    path: impl AsRef<std::path::Path>,
+) -> Result<Constants, crate::constants::ConstantsError> {
+    let c = calibrate();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    c.save(
+        path,
+        &format!("Cost-model constants from cryptpeft_cost_model::calibrate() (unix time {secs})."),
+    )?;
+    Ok(c)
+}

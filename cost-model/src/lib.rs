@@ -15,7 +15,7 @@ pub mod paper;
 pub mod price;
 pub mod shape;
 
-pub use calibrate::calibrate;
+pub use calibrate::{calibrate, calibrate_to};
 pub use constants::Constants;
 pub use paper::{paper_linear, PaperNetwork};
 pub use price::{cost, cost_with, format_table, print_table, CostReport, Deployment, StepCost};
