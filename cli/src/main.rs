@@ -1,5 +1,7 @@
 //! `cryptpeft`: one command for every role and tool of the toolkit.
 
+#[cfg(feature = "train")]
+mod demo;
 mod experiments;
 mod secure;
 
@@ -20,6 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Train an adapter, export it, and classify test images privately (the main job).
+    #[cfg(feature = "train")]
+    Demo(demo::DemoArgs),
+    /// Fine-tune an adapter (or a baseline) from YAML or flags.
+    #[cfg(feature = "train")]
+    Train(demo::TrainArgs),
     /// Run the dealer that hands out correlated randomness.
     Dealer(secure::DealerArgs),
     /// Serve a checkpoint to clients.
@@ -41,6 +49,10 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        #[cfg(feature = "train")]
+        Cmd::Demo(a) => demo::demo(a),
+        #[cfg(feature = "train")]
+        Cmd::Train(a) => demo::train(a),
         Cmd::Dealer(a) => secure::dealer(a),
         Cmd::Serve(a) => secure::serve(a),
         Cmd::Infer(a) => secure::infer(a),

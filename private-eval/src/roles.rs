@@ -295,7 +295,16 @@ impl Server {
     }
 
     /// Answers one client connection: spec, setup, then the online phase.
+    /// On failure the client is told why (an `Abort` frame) before the connection drops.
     pub fn handle(&self, mut chan: impl Channel) -> Result<u64, RoleError> {
+        let r = self.handle_inner(&mut chan);
+        if let Err(e) = &r {
+            chan.abort(&format!("server: {e}"));
+        }
+        r
+    }
+
+    fn handle_inner<C: Channel>(&self, chan: &mut C) -> Result<u64, RoleError> {
         let hello = chan
             .recv(MsgKind::Hello)
             .map_err(ctx("server waiting for the client's hello"))?;
@@ -311,17 +320,11 @@ impl Server {
         .unwrap();
         chan.send(MsgKind::Spec, &spec)
             .map_err(ctx("server sending the plan"))?;
-        exec::server_setup(&self.keys, &mut chan)?;
+        exec::server_setup(&self.keys, chan)?;
         let (material, _) =
             fetch_material(&self.dealer, self.model, hello.session, 1, &self.config)?;
-        sync(&mut chan, material.pair)?;
-        exec::run(
-            &self.plan,
-            Keys::Server(&self.keys),
-            material,
-            None,
-            &mut chan,
-        )?;
+        sync(chan, material.pair)?;
+        exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan)?;
         chan.flush().map_err(ctx("server flushing"))?;
         Ok(hello.session)
     }
@@ -389,6 +392,20 @@ pub fn run_client(
         config.connect_wait,
     )
     .map_err(ctx(format!("connecting to the server at {server}")))?;
+    let r = client_session(&mut chan, session, dealer, hidden, config);
+    if let Err(e) = &r {
+        chan.abort(&format!("client: {e}"));
+    }
+    r
+}
+
+fn client_session<C: Channel>(
+    chan: &mut C,
+    session: u64,
+    dealer: &str,
+    hidden: &[Mat],
+    config: &RoleConfig,
+) -> Result<ClientReport, RoleError> {
     chan.send(
         MsgKind::Hello,
         &serde_json::to_vec(&Hello { session }).unwrap(),
@@ -400,12 +417,12 @@ pub fn run_client(
         .map_err(ctx("client waiting for the plan"))?;
     let spec: SpecMsg = serde_json::from_slice(&spec)
         .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
-    let keys = exec::client_setup(&spec.plan, &mut chan)?;
+    let keys = exec::client_setup(&spec.plan, chan)?;
     let setup_bytes = chan.stats().total_bytes();
     let t_off = Instant::now();
     let (material, offline_bytes) = fetch_material(dealer, spec.model, session, 0, config)?;
     let offline_s = t_off.elapsed().as_secs_f64();
-    sync(&mut chan, material.pair)?;
+    sync(chan, material.pair)?;
     let before: Stats = chan.stats();
     let t = Instant::now();
     let out = exec::run(
@@ -413,7 +430,7 @@ pub fn run_client(
         Keys::Client(&keys),
         material,
         Some(hidden),
-        &mut chan,
+        chan,
     )?;
     let online_s = t.elapsed().as_secs_f64();
     let online = chan.stats() - before;

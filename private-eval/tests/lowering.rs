@@ -63,6 +63,11 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                             .map(|(a, b)| (a - b).abs())
                             .fold(0.0, f64::max);
                         assert!(err < 1e-9, "{}: err {err}", spec.label());
+                        // The plan travels as JSON to the client and the dealer: it must
+                        // come back bit-identical, or the material's digest check fails.
+                        let back: private_eval::plan::SecurePlan =
+                            serde_json::from_slice(&serde_json::to_vec(&plan).unwrap()).unwrap();
+                        assert_eq!(back.digest(), plan.digest(), "{}", spec.label());
                     }
                 }
             }

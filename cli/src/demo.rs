@@ -1,0 +1,219 @@
+//! `train` and `demo`: the accuracy half, and the whole pipeline on the embedded default.
+//! The demo fine-tunes an OWC adapter on the digits set over the committed tiny public
+//! backbone, exports it, then serves it with a dealer and classifies test images
+//! privately: the client runs the backbone in plaintext and only the adapter runs under
+//! MPC. Secure predictions are compared with the plaintext model's.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Args;
+use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
+use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
+use cryptpeft_train::{backbone::Vit, cpu};
+use cryptpeft_types::{AdapterSpec, NetworkProfile};
+use private_eval::{model::OwcModel, reference, roles, tensor::Mat, transport};
+
+type Res = Result<(), String>;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// YAML training configuration (see train/README.md); flags below are ignored with it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Backbone safetensors (torchvision layout).
+    #[arg(long, default_value = "train/assets/vit_mini_fmnist04.safetensors")]
+    backbone: PathBuf,
+    /// digits, fashion-mnist, cifar10, cifar100
+    #[arg(long, default_value = "digits")]
+    dataset: String,
+    /// Keep only these classes, e.g. 5,6,7,8,9.
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<u32>>,
+    #[arg(long, default_value = "h=1,r=32,s=1")]
+    adapter: AdapterSpec,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn dataset(name: &str) -> Result<DatasetKind, String> {
+    serde_yaml::from_str(name)
+        .map_err(|_| format!("unknown dataset `{name}` (digits, fashion-mnist, cifar10, cifar100)"))
+}
+
+fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
+    if let Some(p) = &a.config {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        return TrainConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", p.display()));
+    }
+    let mut data = DataConfig::new(dataset(&a.dataset)?);
+    data.classes = a.classes.clone();
+    let mut c = TrainConfig::new(
+        Some(a.backbone.clone()),
+        data,
+        Method::Owc {
+            spec: a.adapter.clone(),
+        },
+    );
+    c.epochs = a.epochs;
+    c.checkpoint = a.checkpoint.clone();
+    c.seed = a.seed;
+    Ok(c)
+}
+
+pub fn train(a: TrainArgs) -> Res {
+    let report = train_adapter(&config(&a)?).map_err(|e| e.to_string())?;
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Test images to classify privately.
+    #[arg(long, default_value_t = 20)]
+    images: usize,
+    #[arg(long, default_value = "lan")]
+    network: NetworkProfile,
+    #[arg(long, default_value = "target/demo")]
+    out: PathBuf,
+}
+
+pub fn demo(mut a: DemoArgs) -> Res {
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let ckpt = a.out.join("adapter.safetensors");
+    a.train.checkpoint = Some(ckpt.clone());
+    let cfg = config(&a.train)?;
+    eprintln!(
+        "1/3 training {} on {} over {}",
+        cfg.method.label(),
+        a.train.dataset,
+        a.train.backbone.display()
+    );
+    let report = train_adapter(&cfg).map_err(|e| e.to_string())?;
+    println!(
+        "plaintext test accuracy: {:.2}% ({} test images)",
+        100.0 * report.test_accuracy,
+        report.test_images
+    );
+
+    eprintln!(
+        "2/3 client: backbone in plaintext on {} test images",
+        a.images
+    );
+    let device = cpu();
+    let vit =
+        Vit::load(&cfg.backbone.clone().unwrap(), None, &device).map_err(|e| e.to_string())?;
+    let model = OwcModel::load(&ckpt).map_err(|e| e.to_string())?;
+    let test = cfg
+        .data
+        .load(Split::Test, cfg.seed)
+        .map_err(|e| e.to_string())?;
+    let n = a.images.min(test.len());
+    let test = test.select(&(0..n).collect::<Vec<_>>());
+    let bb = &model.backbone;
+    let pixels = Preprocess::new(bb.image_size, bb.channels, &cfg.data).apply_set(&test, None);
+    let images = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(pixels, [n, bb.channels, bb.image_size, bb.image_size]),
+        &device,
+    );
+    let states = vit.hidden_states(images);
+    let first = bb.layers - model.spec.scope;
+    let per_image: Vec<Vec<Mat>> = (0..n)
+        .map(|i| {
+            states[first..]
+                .iter()
+                .map(|t| {
+                    let one = t.clone().narrow(0, i, 1);
+                    let v: Vec<f32> = one.into_data().try_to_vec::<f32>().expect("f32 states");
+                    Mat::new(
+                        bb.tokens(),
+                        bb.hidden_dim,
+                        v.into_iter().map(f64::from).collect(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+
+    eprintln!(
+        "3/3 private inference: dealer, server and client over loopback TCP ({})",
+        a.network
+    );
+    let (plan, weights) =
+        private_eval::lower::lower(&model, Default::default()).map_err(|e| e.to_string())?;
+    let config = roles::RoleConfig {
+        network: a.network.clone(),
+        ..Default::default()
+    };
+    let dl = transport::listen("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let sl = transport::listen("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let (daddr, saddr) = (
+        dl.local_addr().unwrap().to_string(),
+        sl.local_addr().unwrap().to_string(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let result = std::thread::scope(|s| {
+        let (st, cfg2) = (stop.clone(), config.clone());
+        s.spawn(move || roles::run_dealer(dl, cfg2, || st.load(Ordering::Relaxed)));
+        let (st, cfg2, d2) = (stop.clone(), config.clone(), daddr.clone());
+        let server = s.spawn(move || -> Result<(), String> {
+            let srv = roles::Server::new(plan, &weights, &d2, cfg2).map_err(|e| e.to_string())?;
+            srv.serve(sl, || st.load(Ordering::Relaxed))
+                .map_err(|e| e.to_string())
+        });
+        let out = (|| -> Result<Vec<roles::ClientReport>, String> {
+            per_image
+                .iter()
+                .map(|h| roles::run_client(&saddr, &daddr, h, &config).map_err(|e| e.to_string()))
+                .collect()
+        })();
+        stop.store(true, Ordering::Relaxed);
+        server.join().expect("server thread")?;
+        out
+    })?;
+    let argmax = |v: &[f64]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
+    };
+    let (mut agree, mut correct, mut err) = (0, 0, 0.0f64);
+    for (i, r) in result.iter().enumerate() {
+        let plain = reference::forward(&model, &per_image[i]);
+        agree += (argmax(&plain) == r.predicted) as usize;
+        correct += (r.predicted == test.labels[i] as usize) as usize;
+        err = err.max(
+            plain
+                .iter()
+                .zip(&r.logits)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max),
+        );
+    }
+    let mut online: Vec<f64> = result.iter().map(|r| r.online_s).collect();
+    let r0 = &result[0];
+    println!(
+        "private accuracy on {n} test images: {:.2}% ({correct}/{n})",
+        100.0 * correct as f64 / n as f64
+    );
+    println!(
+        "secure vs plaintext: {agree}/{n} predictions agree, max |logit difference| {err:.2e}"
+    );
+    println!(
+        "per inference ({}): online {} bytes, {} rounds, median {:.4} s; offline (dealer) {} bytes",
+        a.network,
+        r0.online_bytes,
+        r0.rounds,
+        private_eval::bench::median(&mut online),
+        r0.offline_bytes
+    );
+    println!("checkpoint: {}", ckpt.display());
+    Ok(())
+}

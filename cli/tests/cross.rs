@@ -1,0 +1,72 @@
+//! Burn's forward on an exported checkpoint gives the secure evaluator's plaintext
+//! reference logits (and the secure logits), for several points of the space.
+#![cfg(feature = "train")]
+
+use burn::tensor::{Tensor, TensorData};
+use cryptpeft_train::{cpu, owc::OwcModel as BurnOwc};
+use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use private_eval::{hidden, local, lower, model::OwcModel, reference, transport::memory_pair};
+
+#[test]
+fn burn_forward_equals_reference_on_exported_checkpoints() {
+    let device = cpu();
+    let bb = BackboneSpec::vit_tiny_fixture();
+    let dir = std::env::temp_dir().join(format!("cryptpeft-cross-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seed = 0;
+    for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
+        for attention in [AttentionKind::LinAtten, AttentionKind::None] {
+            for (s, k) in [(1, 1), (2, 2)] {
+                seed += 1;
+                let spec = AdapterSpec {
+                    scope: s,
+                    blocks: k,
+                    attention,
+                    norm,
+                    ..AdapterSpec::paper(2, 8, s)
+                };
+                let burn_model = BurnOwc::init(&spec, &bb, 10, None, seed, &device).unwrap();
+                let path = dir.join(format!("{}.safetensors", spec.label()));
+                burn_model.save(&path).unwrap();
+                let model = OwcModel::load(&path).unwrap();
+                let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, seed);
+                let states: Vec<Tensor<3>> = x
+                    .iter()
+                    .map(|m| {
+                        let v: Vec<f32> = m.data.iter().map(|&v| v as f32).collect();
+                        Tensor::from_data(TensorData::new(v, [1, m.rows, m.cols]), &device)
+                    })
+                    .collect();
+                let got: Vec<f32> = burn_model.forward(&states).into_data().to_vec().unwrap();
+                let want = reference::forward(&model, &x);
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    err <= 1e-4,
+                    "{}: burn vs reference max abs err {err}",
+                    spec.label()
+                );
+                // And the secure evaluator on the same checkpoint.
+                let (plan, w) = lower::lower(&model, Default::default()).unwrap();
+                let (c, sv) =
+                    memory_pair(NetworkProfile::none(), std::time::Duration::from_secs(10));
+                let secure = local::infer(&plan, &w, &x, c, sv, seed as u128)
+                    .unwrap()
+                    .logits;
+                let err = secure
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    err <= 0.01,
+                    "{}: secure vs reference max abs err {err}",
+                    spec.label()
+                );
+            }
+        }
+    }
+}
