@@ -93,7 +93,7 @@ impl Acc<'_> {
         let rate = if n >= 4096 {
             self.c.dcf_batch_evals_per_s
         } else {
-            self.c.dcf_evals_per_s * self.c.threads as f64
+            self.c.dcf_pool_evals_per_s
         };
         self.compute += 2.0 * pairs / rate;
         self.elem(10.0 * pairs);

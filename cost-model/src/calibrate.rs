@@ -89,6 +89,13 @@ pub fn calibrate() -> Constants {
     let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
     let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts)));
     let dcf_evals_per_s = 256.0 / t_eval;
+    // ... a LayerNorm-sized batch (197 keys at 224 points each), whole pool ...
+    let ln_pts: Vec<Vec<u64>> = (0..197)
+        .map(|_| (0..224).map(|_| rng.next_u64() >> 1).collect())
+        .collect();
+    let ln_keys: Vec<DcfKey> = (0..197).map(|i| keys[i % keys.len()].clone()).collect();
+    let t_ln = time(7, || DcfKey::eval_batch(&ln_keys, &ln_pts));
+    let dcf_pool_evals_per_s = (197 * 224) as f64 / t_ln;
     // ... and a ReLU-sized batch of distinct keys (about 50 MB of keys), whole pool.
     let big_n = 24_000;
     let big_keys: Vec<DcfKey> = private_eval::dealer::cmp_material(big_n, &mut Prg::new(9))[0]
@@ -171,6 +178,7 @@ pub fn calibrate() -> Constants {
         matmul_pack_per_s,
         dcf_evals_per_s,
         dcf_batch_evals_per_s,
+        dcf_pool_evals_per_s,
         dcf_keygen_per_s,
         elementwise_per_s,
         serialize_bytes_per_s,

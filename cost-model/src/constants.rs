@@ -45,6 +45,9 @@ pub struct Constants {
     /// DCF evaluations per second of a large batch of distinct keys at one point each
     /// (a ReLU layer: keys stream from memory), whole pool.
     pub dcf_batch_evals_per_s: f64,
+    /// DCF evaluations per second of a few keys at many points each (LayerNorm's
+    /// thresholds: keys stay in cache), whole pool.
+    pub dcf_pool_evals_per_s: f64,
     /// DCF key pairs generated per second on the 63-bit domain, whole pool (offline).
     pub dcf_keygen_per_s: f64,
     /// Element-wise ring operations (add, sub, copy, truncate) per second, one thread.
@@ -115,6 +118,7 @@ impl Constants {
             ("matmul_pack_per_s", self.matmul_pack_per_s),
             ("dcf_evals_per_s", self.dcf_evals_per_s),
             ("dcf_batch_evals_per_s", self.dcf_batch_evals_per_s),
+            ("dcf_pool_evals_per_s", self.dcf_pool_evals_per_s),
             ("dcf_keygen_per_s", self.dcf_keygen_per_s),
             ("elementwise_per_s", self.elementwise_per_s),
             ("serialize_bytes_per_s", self.serialize_bytes_per_s),

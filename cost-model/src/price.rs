@@ -132,11 +132,8 @@ impl Pricer<'_> {
             // Many distinct keys: memory-bound, measured as such.
             self.work(p, pairs as f64 / self.c.dcf_batch_evals_per_s, true);
         } else {
-            self.work(
-                p,
-                pairs as f64 / self.c.dcf_evals_per_s / self.c.threads as f64,
-                true,
-            );
+            // A few keys at many points (LayerNorm's thresholds), measured as such.
+            self.work(p, pairs as f64 / self.c.dcf_pool_evals_per_s, true);
         }
     }
 
