@@ -77,7 +77,7 @@ pub struct DemoArgs {
     #[command(flatten)]
     train: TrainArgs,
     /// Test images to classify privately.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 100)]
     images: usize,
     #[arg(long, default_value = "lan")]
     network: NetworkProfile,
@@ -168,12 +168,10 @@ pub fn demo(mut a: DemoArgs) -> Res {
             srv.serve(sl, || st.load(Ordering::Relaxed))
                 .map_err(|e| e.to_string())
         });
-        let out = (|| -> Result<Vec<roles::ClientReport>, String> {
-            per_image
-                .iter()
-                .map(|h| roles::run_client(&saddr, &daddr, h, &config).map_err(|e| e.to_string()))
-                .collect()
-        })();
+        let out: Result<Vec<roles::ClientReport>, String> = per_image
+            .iter()
+            .map(|h| roles::run_client(&saddr, &daddr, h, &config).map_err(|e| e.to_string()))
+            .collect();
         stop.store(true, Ordering::Relaxed);
         server.join().expect("server thread")?;
         out

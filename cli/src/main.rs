@@ -1,5 +1,6 @@
 //! `cryptpeft`: one command for every role and tool of the toolkit.
 
+mod cost;
 #[cfg(feature = "train")]
 mod demo;
 mod experiments;
@@ -28,6 +29,10 @@ enum Cmd {
     /// Fine-tune an adapter (or a baseline) from YAML or flags.
     #[cfg(feature = "train")]
     Train(demo::TrainArgs),
+    /// Price an adapter's plan: bytes, rounds, predicted seconds per step.
+    Cost(cost::CostArgs),
+    /// Measure this machine's per-operation throughputs for the cost model.
+    Calibrate(cost::CalibrateArgs),
     /// Run the dealer that hands out correlated randomness.
     Dealer(secure::DealerArgs),
     /// Serve a checkpoint to clients.
@@ -53,6 +58,8 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => demo::demo(a),
         #[cfg(feature = "train")]
         Cmd::Train(a) => demo::train(a),
+        Cmd::Cost(a) => cost::run(a),
+        Cmd::Calibrate(a) => cost::calibrate(a),
         Cmd::Dealer(a) => secure::dealer(a),
         Cmd::Serve(a) => secure::serve(a),
         Cmd::Infer(a) => secure::infer(a),

@@ -37,7 +37,11 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
                         Tensor::from_data(TensorData::new(v, [1, m.rows, m.cols]), &device)
                     })
                     .collect();
-                let got: Vec<f32> = burn_model.forward(&states).into_data().to_vec().unwrap();
+                let got: Vec<f32> = burn_model
+                    .forward(&states)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
                 let want = reference::forward(&model, &x);
                 let err = got
                     .iter()

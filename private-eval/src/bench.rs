@@ -86,13 +86,9 @@ pub fn bench_secure(
             let server = Server::new(plan, &weights, &daddr2, scfg)?;
             server.serve(sl, || st.load(Ordering::Relaxed))
         });
-        let result = (|| -> Result<Vec<roles::ClientReport>, RoleError> {
-            let mut reports = Vec::new();
-            for _ in 0..repeat.max(1) {
-                reports.push(roles::run_client(&saddr, &daddr, hidden, &config)?);
-            }
-            Ok(reports)
-        })();
+        let result: Result<Vec<roles::ClientReport>, RoleError> = (0..repeat.max(1))
+            .map(|_| roles::run_client(&saddr, &daddr, hidden, &config))
+            .collect();
         stop.store(true, Ordering::Relaxed);
         server.join().expect("server thread")?;
         let reports: Vec<roles::ClientReport> = result?;

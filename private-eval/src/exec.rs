@@ -154,6 +154,9 @@ struct Party<'a> {
 
 type StepResult<T> = Result<T, TransportError>;
 
+/// An element-wise product `a * b`: `(a, a_cols, b, b_cols, rows)`, a 1-column side broadcast.
+type MulOp<'a> = (&'a [u64], usize, &'a [u64], usize, usize);
+
 impl Party<'_> {
     fn share(&self, w: WireId) -> &[u64] {
         self.shares[w]
@@ -192,7 +195,7 @@ impl Party<'_> {
     fn mul_many(
         &self,
         chan: &mut dyn Channel,
-        ops: &[(&[u64], usize, &[u64], usize, usize)],
+        ops: &[MulOp<'_>],
         triples: &[Triple],
     ) -> StepResult<Vec<Vec<u64>>> {
         let mut msg = Vec::new();

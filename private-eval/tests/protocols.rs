@@ -69,9 +69,11 @@ fn protocol_results_are_correct() {
 }
 
 /// Records every payload a channel receives.
+type Log = Arc<Mutex<Vec<(MsgKind, Vec<u8>)>>>;
+
 struct Recording<C> {
     inner: C,
-    log: Arc<Mutex<Vec<(MsgKind, Vec<u8>)>>>,
+    log: Log,
 }
 
 impl<C: Channel> Channel for Recording<C> {

@@ -107,7 +107,7 @@ impl AdapterSpec {
         if self.heads == 0 {
             return Err(field("h", "heads must be positive"));
         }
-        if self.rank % self.heads != 0 {
+        if !self.rank.is_multiple_of(self.heads) {
             return Err(field(
                 "r",
                 format!(

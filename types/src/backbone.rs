@@ -85,10 +85,10 @@ impl BackboneSpec {
     }
 
     pub fn validate(&self) -> Result<(), SpecError> {
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(field("patch_size", "must divide image_size"));
         }
-        if self.heads == 0 || self.hidden_dim % self.heads != 0 {
+        if self.heads == 0 || !self.hidden_dim.is_multiple_of(self.heads) {
             return Err(field("heads", "must divide hidden_dim"));
         }
         if self.layers == 0 {

@@ -1,0 +1,115 @@
+//! `cost` and `calibrate`: the analytic model's price of the plan the evaluator runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use cryptpeft_cost_model::{
+    baselines, calibrate_to, cost, format_table, paper_linear, plan_shape_only, Constants,
+    PaperNetwork,
+};
+use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Model {
+    /// This project's model: exact bytes and rounds, simulated time.
+    Plan,
+    /// The paper's fitted linear surrogate (lan and wan only).
+    PaperLinear,
+}
+
+#[derive(Args)]
+pub struct CostArgs {
+    #[arg(long, default_value = "h=1,r=300,s=1")]
+    adapter: AdapterSpec,
+    #[arg(long, default_value = "vit-b16")]
+    backbone: String,
+    #[arg(long, default_value = "wan")]
+    network: NetworkProfile,
+    #[arg(long)]
+    norm: Option<NormKind>,
+    #[arg(long)]
+    attention: Option<AttentionKind>,
+    #[arg(long)]
+    blocks: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    classes: usize,
+    #[arg(long, value_enum, default_value = "plan")]
+    model: Model,
+    /// Constants from `cryptpeft calibrate` (default: the shipped file).
+    #[arg(long)]
+    constants: Option<PathBuf>,
+    /// Also price the baselines (SFT last 1/2 layers, LoRA, AdaptFormer) on this backbone.
+    #[arg(long)]
+    baselines: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: CostArgs) -> Result<(), String> {
+    let mut spec = a.adapter.clone();
+    if let Some(n) = a.norm {
+        spec.norm = n;
+    }
+    if let Some(at) = a.attention {
+        spec.attention = at;
+    }
+    if let Some(k) = a.blocks {
+        spec.blocks = k;
+    }
+    let bb = BackboneSpec::by_name(&a.backbone).map_err(|e| e.to_string())?;
+    spec.validate(bb.layers).map_err(|e| e.to_string())?;
+    if let Model::PaperLinear = a.model {
+        let net = PaperNetwork::from_profile(&a.network)
+            .ok_or("the paper's surrogate exists for lan and wan only")?;
+        let s = paper_linear(spec.heads, spec.rank, spec.scope, net);
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({ "model": "paper-linear", "predicted_online_s": s })
+            );
+        } else {
+            println!("paper-linear {} {}: {s:.4} s", spec.label(), a.network);
+        }
+        return Ok(());
+    }
+    let constants = match &a.constants {
+        Some(p) => Constants::load(p).map_err(|e| e.to_string())?,
+        None => Constants::shipped(),
+    };
+    let plan = plan_shape_only(&spec, &bb, a.classes).map_err(|e| e.to_string())?;
+    let report = cost(&plan, &a.network, &constants);
+    let base = a
+        .baselines
+        .then(|| baselines::all(&bb, a.classes, &a.network, &constants));
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "adapter": report, "baselines": base })
+            )
+            .unwrap()
+        );
+    } else {
+        print!("{}", format_table(&report));
+        for b in base.unwrap_or_default() {
+            println!(
+                "{:<28} {:>14} B {:>5} rounds {:>9.3} s",
+                b.name, b.online_bytes, b.rounds, b.predicted_online_s
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    #[arg(long, default_value = "cost-constants.yaml")]
+    out: PathBuf,
+}
+
+pub fn calibrate(a: CalibrateArgs) -> Result<(), String> {
+    let c = calibrate_to(&a.out).map_err(|e| e.to_string())?;
+    print!("{}", c.to_yaml());
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
