@@ -263,3 +263,76 @@ pub fn progress_bar(len: u64, what: &str, show: bool) -> ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptpeft_types::BackboneSpec;
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let device = crate::cpu();
+        let vit = Vit::init(&BackboneSpec::vit_tiny_fixture(), 2, 0, &device);
+        let set = ImageSet {
+            images: vec![0.5; 2 * 3 * 4 * 4],
+            labels: vec![0, 1],
+            channels: 3,
+            height: 4,
+            width: 4,
+        };
+        let pre = Preprocess {
+            image_size: 32,
+            channels: 3,
+            mean: vec![0.5],
+            std: vec![0.5],
+        };
+        let req = |vit_id, set, pre, first, views, seed| {
+            CacheRequest {
+                vit: &vit,
+                vit_id,
+                set,
+                describe: "test",
+                pre,
+                first,
+                views,
+                seed,
+                dir: None,
+                progress: false,
+            }
+            .key()
+        };
+        let base = req("a", &set, &pre, 1, 0, 0);
+        assert_eq!(
+            base,
+            req("a", &set, &pre, 1, 0, 9),
+            "seed is irrelevant without views"
+        );
+        assert_ne!(base, req("b", &set, &pre, 1, 0, 0));
+        assert_ne!(base, req("a", &set, &pre, 2, 0, 0));
+        assert_ne!(base, req("a", &set, &pre, 1, 2, 0));
+        assert_ne!(req("a", &set, &pre, 1, 2, 0), req("a", &set, &pre, 1, 2, 1));
+        let mut other = set.clone();
+        other.images[5] = 0.25;
+        assert_ne!(base, req("a", &other, &pre, 1, 0, 0));
+        let mut p2 = pre.clone();
+        p2.std = vec![0.25];
+        assert_ne!(base, req("a", &set, &p2, 1, 0, 0));
+        let (f, info) = CacheRequest {
+            vit: &vit,
+            vit_id: "a",
+            set: &set,
+            describe: "test",
+            pre: &pre,
+            first: 1,
+            views: 0,
+            seed: 0,
+            dir: None,
+            progress: false,
+        }
+        .get(&device)
+        .unwrap();
+        assert!(!info.hit);
+        assert_eq!(f.states.len(), 3);
+        assert_eq!(f.states[0].shape, vec![2, 17, 32]);
+    }
+}
