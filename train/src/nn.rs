@@ -142,8 +142,8 @@ impl Linear {
     }
 }
 
-/// LayerNorm over the last axis (written out: burn 0.22.1's fused layer norm loses its
-/// autodiff tape when its input is not tracked).
+/// LayerNorm over the last axis, written out with tensor ops (biased variance, like
+/// PyTorch).
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     pub gamma: Param<Tensor<1>>,
