@@ -38,7 +38,10 @@ pub struct SecureBench {
     pub online_bytes: u64,
     pub online_bytes_client_to_server: u64,
     pub online_bytes_server_to_client: u64,
+    /// Dealer traffic of both parties per inference.
     pub offline_bytes: u64,
+    pub offline_bytes_client: u64,
+    /// `E = W - B` sent once per model and client (neither online nor dealer traffic).
     pub setup_bytes: u64,
     pub rounds: u64,
     pub online_s: f64,
@@ -75,22 +78,28 @@ pub fn bench_secure(
     let stop = Arc::new(AtomicBool::new(false));
     let (dl, daddr) = bind()?;
     let (sl, saddr) = bind()?;
-    std::thread::scope(|s| {
+    let st = stop.clone();
+    let dcfg = config.clone();
+    let dealer =
+        std::thread::spawn(move || roles::run_dealer(dl, dcfg, || st.load(Ordering::Relaxed)));
+    let server = Server::new(plan, &weights, &daddr, config.clone());
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = dealer.join();
+            return Err(e);
+        }
+    };
+    let out = std::thread::scope(|s| {
         let st = stop.clone();
-        let dcfg = config.clone();
-        s.spawn(move || roles::run_dealer(dl, dcfg, || st.load(Ordering::Relaxed)));
-        let st = stop.clone();
-        let scfg = config.clone();
-        let daddr2 = daddr.clone();
-        let server = s.spawn(move || -> Result<(), RoleError> {
-            let server = Server::new(plan, &weights, &daddr2, scfg)?;
-            server.serve(sl, || st.load(Ordering::Relaxed))
-        });
+        let srv = &server;
+        let serving = s.spawn(move || srv.serve(sl, || st.load(Ordering::Relaxed)));
         let result: Result<Vec<roles::ClientReport>, RoleError> = (0..repeat.max(1))
             .map(|_| roles::run_client(&saddr, &daddr, hidden, &config))
             .collect();
         stop.store(true, Ordering::Relaxed);
-        server.join().expect("server thread")?;
+        serving.join().expect("server thread")?;
         let reports: Vec<roles::ClientReport> = result?;
         let err = reports
             .iter()
@@ -109,7 +118,9 @@ pub fn bench_secure(
             online_bytes: r.online_bytes,
             online_bytes_client_to_server: r.online_bytes_sent,
             online_bytes_server_to_client: r.online_bytes_received,
-            offline_bytes: r.offline_bytes,
+            // Both parties' dealer traffic per inference.
+            offline_bytes: r.offline_bytes + server.dealer_bytes() / reports.len() as u64,
+            offline_bytes_client: r.offline_bytes,
             setup_bytes: r.setup_bytes,
             rounds: r.rounds,
             online_s: median(&mut online),
@@ -118,7 +129,10 @@ pub fn bench_secure(
             max_abs_logit_err: err,
             steps: r.steps.clone(),
         })
-    })
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = dealer.join();
+    out
 }
 
 /// One row of `results/protocols.csv`.

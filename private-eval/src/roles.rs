@@ -250,6 +250,8 @@ pub struct Server {
     model: u64,
     dealer: String,
     config: RoleConfig,
+    /// Bytes exchanged with the dealer for sessions so far (the server's offline traffic).
+    dealer_bytes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -286,7 +288,13 @@ impl Server {
             model: reg.model,
             dealer: dealer.to_string(),
             config,
+            dealer_bytes: Default::default(),
         })
+    }
+
+    /// Total bytes exchanged with the dealer for sessions so far.
+    pub fn dealer_bytes(&self) -> u64 {
+        self.dealer_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The id the dealer gave this model.
@@ -321,8 +329,10 @@ impl Server {
         chan.send(MsgKind::Spec, &spec)
             .map_err(ctx("server sending the plan"))?;
         exec::server_setup(&self.keys, chan)?;
-        let (material, _) =
+        let (material, n) =
             fetch_material(&self.dealer, self.model, hello.session, 1, &self.config)?;
+        self.dealer_bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         sync(chan, material.pair)?;
         exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan)?;
         chan.flush().map_err(ctx("server flushing"))?;

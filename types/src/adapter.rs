@@ -10,11 +10,13 @@ use crate::{parse_kv, parse_num};
 #[serde(rename_all = "kebab-case")]
 pub enum AttentionKind {
     /// The paper's LinAtten: a learned `[N, N]` map over the key axis replaces softmax.
+    #[serde(rename = "linatten", alias = "lin-atten")]
     LinAtten,
     Softmax,
     /// MPCViT's ReLU-softmax: `relu(S) / sum(relu(S))`.
     ReluSoftmax,
     /// MPCFormer's 2Quad: `(S + c)^2 / sum((S + c)^2)`.
+    #[serde(rename = "2quad", alias = "two-quad")]
     TwoQuad,
     /// No attention sub-layer.
     None,
@@ -33,6 +35,7 @@ pub enum Activation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NormKind {
+    #[serde(rename = "layernorm", alias = "layer-norm")]
     LayerNorm,
     /// BatchNorm with running statistics: an affine map at inference.
     Affine,
@@ -232,6 +235,25 @@ mod tests {
         assert!(err.to_string().contains("`s`"), "{err}");
         let err = AdapterSpec::paper(1, 60, 13).validate(12).unwrap_err();
         assert!(err.to_string().contains("`s`"), "{err}");
+    }
+
+    #[test]
+    fn serde_names_match_the_cli_and_fixture_spelling() {
+        for a in [
+            AttentionKind::LinAtten,
+            AttentionKind::Softmax,
+            AttentionKind::ReluSoftmax,
+            AttentionKind::TwoQuad,
+            AttentionKind::None,
+        ] {
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{a}\""));
+        }
+        assert_eq!(
+            serde_json::to_string(&NormKind::LayerNorm).unwrap(),
+            "\"layernorm\""
+        );
+        let old: AttentionKind = serde_json::from_str("\"lin-atten\"").unwrap();
+        assert_eq!(old, AttentionKind::LinAtten);
     }
 
     #[test]
