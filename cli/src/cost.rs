@@ -82,13 +82,12 @@ pub fn run(a: CostArgs) -> Result<(), String> {
         .baselines
         .then(|| baselines::all(&bb, a.classes, &a.network, &constants));
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "adapter": report, "baselines": base })
-            )
-            .unwrap()
-        );
+        // The report's fields at the top level; baselines beside them when asked for.
+        let mut v = serde_json::to_value(&report).unwrap();
+        if let Some(b) = base {
+            v["baselines"] = serde_json::to_value(b).unwrap();
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
     } else {
         print!("{}", format_table(&report));
         for b in base.unwrap_or_default() {

@@ -165,3 +165,57 @@ fn killed_server_makes_the_client_fail_clearly() {
         "client took {took:?} to notice"
     );
 }
+
+#[test]
+fn cost_json_has_the_totals_and_the_paper_model_answers() {
+    let out = Command::new(BIN)
+        .args([
+            "cost",
+            "--adapter",
+            "h=1,r=300,s=1",
+            "--backbone",
+            "vit-b16",
+            "--network",
+            "wan",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in [
+        "online_bytes",
+        "offline_bytes",
+        "rounds",
+        "predicted_online_s",
+        "steps",
+    ] {
+        assert!(!v[k].is_null(), "missing {k}");
+    }
+    assert_eq!(v["rounds"].as_u64(), Some(8));
+    let out = Command::new(BIN)
+        .args([
+            "cost",
+            "--adapter",
+            "h=1,r=300,s=1",
+            "--network",
+            "wan",
+            "--model",
+            "paper-linear",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = v["predicted_online_s"].as_f64().unwrap();
+    assert!((s - ((0.03828 + 0.00465 * 300.0 + 0.48139) + 0.3212)).abs() < 1e-9);
+    let out = Command::new(BIN)
+        .args(["cost", "--adapter", "h=7,r=300,s=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("`r`"));
+}
