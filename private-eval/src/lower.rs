@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use cryptpeft_types::{Activation, AttentionKind, NormKind};
+use cryptpeft_types::{Activation, AttentionKind};
 
 use crate::model::{Norm, OwcModel};
 use crate::plan::*;
@@ -50,13 +50,33 @@ struct FTerm {
     map: Map,
 }
 
-/// An affine function of wires: `sum_t map_t(wire_t[rows_t]) + bias` (bias per column).
+/// An affine function of wires: `sum_t map_t(wire_t[rows_t]) + bias`; the bias is a
+/// `1 x cols` row, `None` where no bias reaches the form (decided by structure, not by
+/// value, so that lowering shapes alone gives the same plan).
 #[derive(Debug, Clone)]
 struct Form {
     rows: usize,
     cols: usize,
     terms: Vec<FTerm>,
-    bias: Vec<f64>,
+    bias: Option<Mat>,
+}
+
+/// A vector as a `1 x n` row; an empty vector is a symbolic one (a weightless model).
+fn row(v: &[f64], n: usize) -> Mat {
+    if v.is_empty() {
+        Mat::symbolic(1, n)
+    } else {
+        Mat::new(1, n, v.to_vec())
+    }
+}
+
+/// `diag(v)`, symbolic for an empty `v`.
+fn diag(v: &[f64], n: usize) -> Mat {
+    if v.is_empty() {
+        Mat::symbolic(n, n)
+    } else {
+        Mat::diag(v)
+    }
 }
 
 impl Form {
@@ -73,7 +93,7 @@ impl Form {
                     to: w.cols,
                 },
             }],
-            bias: vec![0.0; w.cols],
+            bias: None,
         }
     }
 
@@ -94,7 +114,7 @@ impl Form {
                 }),
             })
             .collect();
-        let bias = Mat::new(1, self.cols, self.bias.clone()).matmul(m).data;
+        let bias = self.bias.as_ref().map(|b| b.matmul(m));
         Form {
             rows: self.rows,
             cols: m.cols,
@@ -103,10 +123,11 @@ impl Form {
         }
     }
 
-    fn plus_bias(mut self, b: &[f64]) -> Form {
-        for (x, y) in self.bias.iter_mut().zip(b) {
-            *x += y;
-        }
+    fn plus_bias(mut self, b: Mat) -> Form {
+        self.bias = Some(match self.bias {
+            Some(a) => a.add(&b),
+            None => b,
+        });
         self
     }
 
@@ -117,7 +138,7 @@ impl Form {
                 Map::Matrix(m) => *m = m.map(|v| v * c),
             }
         }
-        self.bias.iter_mut().for_each(|b| *b *= c);
+        self.bias = self.bias.map(|b| b.map(|v| v * c));
         self
     }
 
@@ -143,7 +164,7 @@ impl Form {
             rows: self.rows,
             cols: to - from,
             terms,
-            bias: self.bias[from..to].to_vec(),
+            bias: self.bias.as_ref().map(|b| b.cols_range(from, to)),
         }
     }
 
@@ -184,12 +205,10 @@ impl Form {
                 None => terms.push(t.clone()),
             }
         }
-        let bias = self
-            .bias
-            .iter()
-            .zip(&other.bias)
-            .map(|(a, b)| a + b)
-            .collect();
+        let bias = match (&self.bias, &other.bias) {
+            (Some(a), Some(b)) => Some(a.add(b)),
+            (a, b) => a.clone().or(b.clone()),
+        };
         Form {
             rows: self.rows,
             cols: self.cols,
@@ -201,6 +220,8 @@ impl Form {
 
 struct Lowering {
     opts: LowerOptions,
+    /// Lowering shapes alone (a weightless model, see `OwcModel::symbolic`).
+    symbolic: bool,
     wires: Vec<Wire>,
     openings: Vec<Opening>,
     opened: HashMap<(WireId, Rows), OpenId>,
@@ -260,7 +281,7 @@ impl Lowering {
         }] = f.terms.as_slice()
         {
             let w = &self.wires[*wire];
-            if *coef == 1.0 && rows.count(w.rows) == f.rows && f.bias.iter().all(|&b| b == 0.0) {
+            if *coef == 1.0 && rows.count(w.rows) == f.rows && f.bias.is_none() {
                 return *wire;
             }
         }
@@ -279,11 +300,7 @@ impl Lowering {
                 }
             }
         }
-        let bias = f
-            .bias
-            .iter()
-            .any(|&b| b != 0.0)
-            .then(|| self.weight(Mat::new(1, f.cols, f.bias.clone())));
+        let bias = f.bias.clone().map(|b| self.weight(b));
         let out = self.wire(name, f.rows, f.cols, WireKind::Shared);
         self.body.push(Step::Linear { out, terms, bias });
         out
@@ -321,23 +338,45 @@ impl Lowering {
         out
     }
 
+    /// `I - 11^T / n`, symbolic when lowering shapes alone.
+    fn centering(&self, n: usize) -> Mat {
+        if self.symbolic {
+            Mat::symbolic(n, n)
+        } else {
+            Mat::centering(n)
+        }
+    }
+
     /// `Norm(x) * W + b` with `W` = `[in, out]`.
-    fn norm_linear(&mut self, x: &Form, norm: &Norm, w: &Mat, b: &[f64], name: &str) -> Form {
-        match norm.as_affine(x.cols) {
-            Some((a, c)) => x
-                .right_mul(&Mat::diag(&a).matmul(w), &self.wires)
-                .plus_bias(&Mat::new(1, c.len(), c).matmul(w).data)
-                .plus_bias(b),
-            None => {
-                let Norm::LayerNorm { gamma, beta, eps } = norm else {
-                    unreachable!()
-                };
+    fn norm_linear(
+        &mut self,
+        x: &Form,
+        norm: &Norm,
+        w: &Mat,
+        b: Option<&[f64]>,
+        name: &str,
+    ) -> Form {
+        let n = x.cols;
+        let with_b = |f: Form| match b {
+            Some(b) => f.plus_bias(row(b, w.cols)),
+            None => f,
+        };
+        match norm {
+            Norm::None => with_b(x.right_mul(w, &self.wires)),
+            Norm::Affine { .. } => {
+                let (a, c) = norm.as_affine(n).expect("affine norm");
+                with_b(
+                    x.right_mul(&diag(&a, n).matmul(w), &self.wires)
+                        .plus_bias(row(&c, n).matmul(w)),
+                )
+            }
+            Norm::LayerNorm { gamma, beta, eps } => {
                 // The centred input scaled by 1/sqrt(d), folded exactly into the weights, so
                 // the variance is a plain sum of squares (no fixed-point 1/d).
-                let centre = Mat::centering(x.cols).map(|v| v / (x.cols as f64).sqrt());
+                let centre = self.centering(n).map(|v| v / (n as f64).sqrt());
                 let xs = x.right_mul(&centre, &self.wires);
                 let xw = self.materialize(&xs, &format!("{name}.ln_in"));
-                let fold = Mat::centering(x.cols).matmul(&Mat::diag(gamma)).matmul(w);
+                let fold = self.centering(n).matmul(&diag(gamma, n)).matmul(w);
                 let z = x.right_mul(&fold, &self.wires);
                 let zw = self.materialize(&z, &format!("{name}.ln_z"));
                 let out = self.wire(&format!("{name}.ln_out"), x.rows, w.cols, WireKind::Shared);
@@ -348,8 +387,7 @@ impl Lowering {
                     eps: *eps,
                     inv_sqrt: self.opts.inv_sqrt,
                 });
-                let beta_w = Mat::new(1, beta.len(), beta.clone()).matmul(w).data;
-                self.form(out, Rows::All).plus_bias(&beta_w).plus_bias(b)
+                with_b(self.form(out, Rows::All).plus_bias(row(beta, n).matmul(w)))
             }
         }
     }
@@ -374,7 +412,6 @@ pub fn lower(
             what: format!("activation `{}`", spec.activation),
         });
     }
-    let _ = NormKind::LayerNorm; // every norm kind is supported
     let (n, d, r, h) = (
         model.backbone.tokens(),
         model.backbone.hidden_dim,
@@ -384,6 +421,7 @@ pub fn lower(
     let dh = r / h;
     let mut lw = Lowering {
         opts,
+        symbolic: model.head.weight.is_symbolic(),
         wires: Vec::new(),
         openings: Vec::new(),
         opened: HashMap::new(),
@@ -412,7 +450,7 @@ pub fn lower(
         let p = format!("adapter.{j}");
         let mut y = u
             .right_mul(&ad.down.weight.transpose(), &lw.wires)
-            .plus_bias(&ad.down.bias);
+            .plus_bias(row(&ad.down.bias, r));
         for (bi, blk) in ad.blocks.iter().enumerate() {
             let cls_only = last && bi + 1 == ad.blocks.len();
             let bp = format!("{p}.block.{bi}");
@@ -421,7 +459,7 @@ pub fn lower(
                     &y,
                     &blk.norm1,
                     &at.qkv.transpose(),
-                    &vec![0.0; 3 * r],
+                    None,
                     &format!("{bp}.attn"),
                 );
                 let mut q = qkv.cols(0, r).scale(1.0 / (dh as f64).sqrt());
@@ -449,7 +487,7 @@ pub fn lower(
                 let pf = lw
                     .form(s, Rows::All)
                     .right_mul(&tm.weight.transpose(), &lw.wires)
-                    .plus_bias(&tm.bias);
+                    .plus_bias(row(&tm.bias, n));
                 let pw = lw.materialize(&pf, &format!("{bp}.mixed"));
                 let o = lw.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
                 lw.body.push(Step::HeadMatMul {
@@ -465,7 +503,7 @@ pub fn lower(
                 let proj = lw
                     .form(o, Rows::All)
                     .right_mul(&at.proj.weight.transpose(), &lw.wires)
-                    .plus_bias(&at.proj.bias);
+                    .plus_bias(row(&at.proj.bias, r));
                 y = y.add(&proj);
             } else if cls_only {
                 y = y.cls();
@@ -474,7 +512,7 @@ pub fn lower(
                 &y,
                 &blk.norm2,
                 &blk.fc1.weight.transpose(),
-                &blk.fc1.bias,
+                Some(&blk.fc1.bias),
                 &format!("{bp}.mlp"),
             );
             let hw = lw.materialize(&hf, &format!("{bp}.fc1"));
@@ -488,12 +526,12 @@ pub fn lower(
             let fc2 = lw
                 .form(g, Rows::All)
                 .right_mul(&blk.fc2.weight.transpose(), &lw.wires)
-                .plus_bias(&blk.fc2.bias);
+                .plus_bias(row(&blk.fc2.bias, r));
             y = y.add(&fc2);
         }
         let out = y
             .right_mul(&ad.up.weight.transpose(), &lw.wires)
-            .plus_bias(&ad.up.bias)
+            .plus_bias(row(&ad.up.bias, d))
             .scale(spec.scale);
         a = Some(out.add(&if last { u.cls() } else { u }));
     }
@@ -504,7 +542,7 @@ pub fn lower(
         &z,
         &model.final_norm,
         &model.head.weight.transpose(),
-        &model.head.bias,
+        Some(&model.head.bias),
         "head",
     );
     let lwire = lw.materialize(&logits, "logits");

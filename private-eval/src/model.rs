@@ -414,6 +414,68 @@ impl OwcModel {
         safetensors::serialize(views, Some(meta)).expect("serializable tensors")
     }
 
+    /// A weightless model of `spec`: every matrix symbolic, every vector empty. Lowering it
+    /// gives the plan (shapes, steps, openings) of any model of this spec, in microseconds;
+    /// the cost model prices candidates this way.
+    pub fn symbolic(spec: AdapterSpec, backbone: BackboneSpec, classes: usize) -> Self {
+        let (d, r, n, eps) = (
+            backbone.hidden_dim,
+            spec.rank,
+            backbone.tokens(),
+            backbone.norm_eps,
+        );
+        let lin = |out: usize, inp: usize| Linear {
+            weight: Mat::symbolic(out, inp),
+            bias: Vec::new(),
+        };
+        let norm = || match spec.norm {
+            NormKind::LayerNorm => Norm::LayerNorm {
+                gamma: Vec::new(),
+                beta: Vec::new(),
+                eps,
+            },
+            NormKind::Affine => Norm::Affine {
+                weight: Vec::new(),
+                bias: Vec::new(),
+                mean: Vec::new(),
+                var: Vec::new(),
+                eps,
+            },
+            NormKind::None => Norm::None,
+        };
+        let adapters = (0..spec.scope)
+            .map(|_| Adapter {
+                down: lin(r, d),
+                blocks: (0..spec.blocks)
+                    .map(|_| {
+                        let attn = (spec.attention != AttentionKind::None).then(|| Attention {
+                            qkv: Mat::symbolic(3 * r, r),
+                            token_mix: (spec.attention == AttentionKind::LinAtten)
+                                .then(|| lin(n, n)),
+                            proj: lin(r, r),
+                        });
+                        Block {
+                            norm1: if attn.is_some() { norm() } else { Norm::None },
+                            attn,
+                            norm2: norm(),
+                            fc1: lin(r, r),
+                            fc2: lin(r, r),
+                        }
+                    })
+                    .collect(),
+                up: lin(d, r),
+            })
+            .collect();
+        Self {
+            final_norm: norm(),
+            head: lin(classes, d),
+            spec,
+            backbone,
+            classes,
+            adapters,
+        }
+    }
+
     /// Random weights of trained-like scale (Kaiming-uniform linears, norms near identity),
     /// for benchmarks and tests.
     pub fn random(spec: AdapterSpec, backbone: BackboneSpec, classes: usize, seed: u64) -> Self {

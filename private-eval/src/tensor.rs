@@ -1,4 +1,6 @@
 //! A minimal row-major f64 matrix for the plaintext side: weights, folding, reference.
+//! A *symbolic* matrix has a shape and no values: lowering a spec without weights (to
+//! price it) runs the very same folding code on shapes alone.
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mat {
@@ -15,6 +17,19 @@ impl Mat {
             "matrix data does not match its shape"
         );
         Self { rows, cols, data }
+    }
+
+    /// A shape without values.
+    pub fn symbolic(rows: usize, cols: usize) -> Self {
+        Self {
+            rows,
+            cols,
+            data: Vec::new(),
+        }
+    }
+
+    pub fn is_symbolic(&self) -> bool {
+        self.data.is_empty() && self.rows * self.cols > 0
     }
 
     pub fn zeros(rows: usize, cols: usize) -> Self {
@@ -51,6 +66,9 @@ impl Mat {
     }
 
     pub fn rows_range(&self, from: usize, to: usize) -> Mat {
+        if self.is_symbolic() {
+            return Mat::symbolic(to - from, self.cols);
+        }
         Mat::new(
             to - from,
             self.cols,
@@ -59,6 +77,9 @@ impl Mat {
     }
 
     pub fn cols_range(&self, from: usize, to: usize) -> Mat {
+        if self.is_symbolic() {
+            return Mat::symbolic(self.rows, to - from);
+        }
         let mut out = Vec::with_capacity(self.rows * (to - from));
         for i in 0..self.rows {
             out.extend_from_slice(&self.row(i)[from..to]);
@@ -67,6 +88,9 @@ impl Mat {
     }
 
     pub fn transpose(&self) -> Mat {
+        if self.is_symbolic() {
+            return Mat::symbolic(self.cols, self.rows);
+        }
         let mut out = Mat::zeros(self.cols, self.rows);
         for i in 0..self.rows {
             for j in 0..self.cols {
@@ -78,6 +102,9 @@ impl Mat {
 
     pub fn matmul(&self, other: &Mat) -> Mat {
         assert_eq!(self.cols, other.rows, "matmul shape mismatch");
+        if self.is_symbolic() || other.is_symbolic() {
+            return Mat::symbolic(self.rows, other.cols);
+        }
         let mut out = Mat::zeros(self.rows, other.cols);
         if self.rows == 0 || other.cols == 0 || self.cols == 0 {
             return out;
@@ -106,6 +133,9 @@ impl Mat {
 
     /// Zero-pads the rows of `self` so it acts on columns `from..` of a `width`-wide input.
     pub fn pad_rows(&self, from: usize, width: usize) -> Mat {
+        if self.is_symbolic() {
+            return Mat::symbolic(width, self.cols);
+        }
         let mut out = Mat::zeros(width, self.cols);
         out.data[from * self.cols..(from + self.rows) * self.cols].copy_from_slice(&self.data);
         out
@@ -117,6 +147,9 @@ impl Mat {
     }
 
     pub fn zip(&self, other: &Mat, f: impl Fn(f64, f64) -> f64) -> Mat {
+        if self.is_symbolic() || other.is_symbolic() {
+            return Mat::symbolic(self.rows, self.cols);
+        }
         Mat::new(
             self.rows,
             self.cols,
@@ -129,6 +162,9 @@ impl Mat {
     }
 
     pub fn map(&self, f: impl Fn(f64) -> f64) -> Mat {
+        if self.is_symbolic() {
+            return self.clone();
+        }
         Mat::new(
             self.rows,
             self.cols,
