@@ -69,7 +69,10 @@ fn pricing_a_vit_b16_candidate_is_fast() {
     let c = Constants::shipped();
     for spec in [
         AdapterSpec::paper(6, 300, 6),
-        AdapterSpec { norm: cryptpeft_types::NormKind::LayerNorm, ..AdapterSpec::paper(6, 300, 6) },
+        AdapterSpec {
+            norm: cryptpeft_types::NormKind::LayerNorm,
+            ..AdapterSpec::paper(6, 300, 6)
+        },
     ] {
         let t = std::time::Instant::now();
         let reps = 50;
