@@ -205,7 +205,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
         "secure vs plaintext: {agree}/{n} predictions agree, max |logit difference| {err:.2e}"
     );
     println!(
-        "per inference ({}): online {} bytes, {} rounds, median {:.4} s; offline (dealer) {} bytes",
+        "per inference ({}): online {} bytes, {} rounds, median {:.4} s; offline (dealer to client) {} bytes",
         a.network,
         r0.online_bytes,
         r0.rounds,

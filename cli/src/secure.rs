@@ -120,7 +120,7 @@ pub fn infer(a: InferArgs) -> Res {
         );
         println!("predicted class: {}", r.predicted);
         println!(
-            "online: {} bytes ({} client->server, {} server->client), {} rounds, {:.4} s; offline (dealer): {} bytes, {:.4} s; setup: {} bytes",
+            "online: {} bytes ({} client->server, {} server->client), {} rounds, {:.4} s; offline (dealer to client): {} bytes, {:.4} s; setup: {} bytes",
             r.online_bytes, r.online_bytes_sent, r.online_bytes_received, r.rounds, r.online_s, r.offline_bytes, r.offline_s, r.setup_bytes
         );
     }
