@@ -7,7 +7,9 @@ use cryptpeft_cost_model::{
     baselines, calibrate_to, cost, format_table, paper_linear, plan_shape_only, Constants,
     PaperNetwork,
 };
-use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use cryptpeft_types::NetworkProfile;
+
+use crate::secure::ModelArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Model {
@@ -19,20 +21,10 @@ pub enum Model {
 
 #[derive(Args)]
 pub struct CostArgs {
-    #[arg(long, default_value = "h=1,r=300,s=1")]
-    adapter: AdapterSpec,
-    #[arg(long, default_value = "vit-b16")]
-    backbone: String,
+    #[command(flatten)]
+    model_args: ModelArgs,
     #[arg(long, default_value = "wan")]
     network: NetworkProfile,
-    #[arg(long)]
-    norm: Option<NormKind>,
-    #[arg(long)]
-    attention: Option<AttentionKind>,
-    #[arg(long)]
-    blocks: Option<usize>,
-    #[arg(long, default_value_t = 100)]
-    classes: usize,
     #[arg(long, value_enum, default_value = "plan")]
     model: Model,
     /// Constants from `cryptpeft calibrate` (default: the shipped file).
@@ -46,18 +38,7 @@ pub struct CostArgs {
 }
 
 pub fn run(a: CostArgs) -> Result<(), String> {
-    let mut spec = a.adapter.clone();
-    if let Some(n) = a.norm {
-        spec.norm = n;
-    }
-    if let Some(at) = a.attention {
-        spec.attention = at;
-    }
-    if let Some(k) = a.blocks {
-        spec.blocks = k;
-    }
-    let bb = BackboneSpec::by_name(&a.backbone).map_err(|e| e.to_string())?;
-    spec.validate(bb.layers).map_err(|e| e.to_string())?;
+    let (spec, bb) = a.model_args.spec()?;
     if let Model::PaperLinear = a.model {
         let net = PaperNetwork::from_profile(&a.network)
             .ok_or("the paper's surrogate exists for lan and wan only")?;
@@ -76,11 +57,11 @@ pub fn run(a: CostArgs) -> Result<(), String> {
         Some(p) => Constants::load(p).map_err(|e| e.to_string())?,
         None => Constants::shipped(),
     };
-    let plan = plan_shape_only(&spec, &bb, a.classes).map_err(|e| e.to_string())?;
+    let plan = plan_shape_only(&spec, &bb, a.model_args.classes).map_err(|e| e.to_string())?;
     let report = cost(&plan, &a.network, &constants);
     let base = a
         .baselines
-        .then(|| baselines::all(&bb, a.classes, &a.network, &constants));
+        .then(|| baselines::all(&bb, a.model_args.classes, &a.network, &constants));
     if a.json {
         // The report's fields at the top level; baselines beside them when asked for.
         let mut v = serde_json::to_value(&report).unwrap();

@@ -141,13 +141,15 @@ pub struct ModelArgs {
     #[arg(long)]
     blocks: Option<usize>,
     #[arg(long, default_value_t = 100)]
-    classes: usize,
+    pub classes: usize,
+    /// Seed of the random weights (benchmarks and test checkpoints).
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
 
 impl ModelArgs {
-    fn model(&self) -> Result<OwcModel, String> {
+    /// The adapter with the flag overrides applied, validated against the backbone.
+    pub fn spec(&self) -> Result<(AdapterSpec, BackboneSpec), String> {
         let mut spec = self.adapter.clone();
         if let Some(n) = self.norm {
             spec.norm = n;
@@ -160,6 +162,11 @@ impl ModelArgs {
         }
         let bb = BackboneSpec::by_name(&self.backbone).map_err(|e| e.to_string())?;
         spec.validate(bb.layers).map_err(|e| e.to_string())?;
+        Ok((spec, bb))
+    }
+
+    fn model(&self) -> Result<OwcModel, String> {
+        let (spec, bb) = self.spec()?;
         Ok(OwcModel::random(spec, bb, self.classes, self.seed))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cryptpeft_cost_model::{cost, shape::plan_shape_only_with, Constants};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
 use private_eval::{
-    local, lower, model::OwcModel, plan::InvSqrtParams, tensor::Mat, transport::memory_pair,
+    hidden, local, lower, model::OwcModel, plan::InvSqrtParams, transport::memory_pair,
 };
 use rand::{Rng, SeedableRng};
 
@@ -25,20 +25,6 @@ fn backbone(rng: &mut impl Rng) -> BackboneSpec {
         mlp_dim: 2 * d,
         norm_eps: 1e-6,
     }
-}
-
-fn hidden(spec: &AdapterSpec, bb: &BackboneSpec, rng: &mut impl Rng) -> Vec<Mat> {
-    (0..=spec.scope)
-        .map(|_| {
-            Mat::new(
-                bb.tokens(),
-                bb.hidden_dim,
-                (0..bb.tokens() * bb.hidden_dim)
-                    .map(|_| rng.random_range(-2.0..2.0))
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -75,7 +61,7 @@ fn bytes_and_rounds_match_the_executor_exactly() {
             };
         }
         let (plan, w) = lower::lower(&model, opts).unwrap();
-        let x = hidden(&spec, &bb, &mut rng);
+        let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, rng.random());
         let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, sv, case as u128).unwrap();
         let report = cost(&plan, &NetworkProfile::none(), &consts);

@@ -1,41 +1,11 @@
 //! The lowered plan, run in plaintext, computes the reference model's logits.
 
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NormKind};
-use private_eval::{lower, model::OwcModel, plain, reference, tensor::Mat};
-use rand::{Rng, SeedableRng};
-
-pub fn small_backbone() -> BackboneSpec {
-    BackboneSpec {
-        name: "test".into(),
-        image_size: 12,
-        patch_size: 4,
-        channels: 3,
-        hidden_dim: 16,
-        layers: 4,
-        heads: 2,
-        mlp_dim: 32,
-        norm_eps: 1e-6,
-    }
-}
-
-fn hidden(spec: &AdapterSpec, bb: &BackboneSpec, seed: u64) -> Vec<Mat> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..=spec.scope)
-        .map(|_| {
-            Mat::new(
-                bb.tokens(),
-                bb.hidden_dim,
-                (0..bb.tokens() * bb.hidden_dim)
-                    .map(|_| rng.random_range(-2.0..2.0))
-                    .collect(),
-            )
-        })
-        .collect()
-}
+use private_eval::{hidden, lower, model::OwcModel, plain, reference};
 
 #[test]
 fn plaintext_plan_matches_reference_for_many_specs() {
-    let bb = small_backbone();
+    let bb = BackboneSpec::test_small();
     let mut seed = 0;
     for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
         for attention in [AttentionKind::LinAtten, AttentionKind::None] {
@@ -54,7 +24,7 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                         };
                         let model = OwcModel::random(spec.clone(), bb.clone(), 5, seed);
                         let (plan, w) = lower::lower(&model, Default::default()).unwrap();
-                        let x = hidden(&spec, &bb, seed);
+                        let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, seed);
                         let want = reference::forward(&model, &x);
                         let got = plain::eval(&plan, &w, &x);
                         let err = want

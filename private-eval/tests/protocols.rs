@@ -102,23 +102,14 @@ impl<C: Channel> Channel for Recording<C> {
     }
 }
 
-fn small() -> BackboneSpec {
-    BackboneSpec {
-        name: "t".into(),
-        image_size: 12,
-        patch_size: 4,
-        channels: 3,
-        hidden_dim: 16,
-        layers: 4,
-        heads: 2,
-        mlp_dim: 32,
-        norm_eps: 1e-6,
-    }
-}
-
 #[test]
 fn server_transcript_is_masked_and_fresh() {
-    let model = OwcModel::random(AdapterSpec::paper(2, 8, 2), small(), 5, 3);
+    let model = OwcModel::random(
+        AdapterSpec::paper(2, 8, 2),
+        BackboneSpec::test_small(),
+        5,
+        3,
+    );
     let (plan, w) = lower::lower(&model, Default::default()).unwrap();
     let x = hidden::random(3, 10, 16, 4);
     let fx = Fixed::default();
@@ -167,7 +158,12 @@ fn server_transcript_is_masked_and_fresh() {
 
 #[test]
 fn dealer_refuses_reused_material() {
-    let model = OwcModel::random(AdapterSpec::paper(1, 4, 1), small(), 3, 1);
+    let model = OwcModel::random(
+        AdapterSpec::paper(1, 4, 1),
+        BackboneSpec::test_small(),
+        3,
+        1,
+    );
     let (plan, w) = lower::lower(&model, Default::default()).unwrap();
     let dl = transport::listen("127.0.0.1:0").unwrap();
     let daddr = dl.local_addr().unwrap().to_string();
@@ -220,7 +216,12 @@ fn dealer_refuses_reused_material() {
 
 #[test]
 fn checkpoint_errors_name_the_tensor() {
-    let model = OwcModel::random(AdapterSpec::paper(2, 8, 2), small(), 5, 3);
+    let model = OwcModel::random(
+        AdapterSpec::paper(2, 8, 2),
+        BackboneSpec::test_small(),
+        5,
+        3,
+    );
     let good = model.to_bytes();
     assert!(OwcModel::from_bytes(&good).is_ok());
     // Drop a tensor.

@@ -3,37 +3,7 @@
 use std::time::Duration;
 
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
-use private_eval::{local, lower, model::OwcModel, reference, tensor::Mat, transport::memory_pair};
-use rand::{Rng, SeedableRng};
-
-fn small_backbone() -> BackboneSpec {
-    BackboneSpec {
-        name: "test".into(),
-        image_size: 12,
-        patch_size: 4,
-        channels: 3,
-        hidden_dim: 16,
-        layers: 4,
-        heads: 2,
-        mlp_dim: 32,
-        norm_eps: 1e-6,
-    }
-}
-
-fn hidden(spec: &AdapterSpec, bb: &BackboneSpec, seed: u64) -> Vec<Mat> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..=spec.scope)
-        .map(|_| {
-            Mat::new(
-                bb.tokens(),
-                bb.hidden_dim,
-                (0..bb.tokens() * bb.hidden_dim)
-                    .map(|_| rng.random_range(-2.0..2.0))
-                    .collect(),
-            )
-        })
-        .collect()
-}
+use private_eval::{hidden, local, lower, model::OwcModel, reference, transport::memory_pair};
 
 /// Fixed point with 16 fractional bits: weights and inputs carry 2^-17 rounding, every
 /// product a truncation of 1 ulp; through a few layers this stays far below 0.01.
@@ -41,7 +11,7 @@ const BOUND: f64 = 0.01;
 
 #[test]
 fn secure_logits_match_reference_for_random_specs() {
-    let bb = small_backbone();
+    let bb = BackboneSpec::test_small();
     let mut seed = 100;
     let mut worst: f64 = 0.0;
     for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
@@ -61,7 +31,7 @@ fn secure_logits_match_reference_for_random_specs() {
                     };
                     let model = OwcModel::random(spec.clone(), bb.clone(), 5, seed);
                     let (plan, w) = lower::lower(&model, Default::default()).unwrap();
-                    let x = hidden(&spec, &bb, seed);
+                    let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, seed);
                     let want = reference::forward(&model, &x);
                     let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
                     let got = local::infer(&plan, &w, &x, c, sv, seed as u128).unwrap();

@@ -71,6 +71,21 @@ impl BackboneSpec {
         }
     }
 
+    /// A 10-token, 16-wide, 4-layer shape for fast tests.
+    pub fn test_small() -> Self {
+        Self {
+            name: "test-small".into(),
+            image_size: 12,
+            patch_size: 4,
+            channels: 3,
+            hidden_dim: 16,
+            layers: 4,
+            heads: 2,
+            mlp_dim: 32,
+            norm_eps: 1e-6,
+        }
+    }
+
     /// Looks a backbone up by name.
     pub fn by_name(name: &str) -> Result<Self, SpecError> {
         match name {
