@@ -232,24 +232,15 @@ fn eval_pairs(keys: &[DcfKey], pairs: &[(usize, u64)]) -> Vec<Payload> {
     let mut s: Vec<u128> = pairs.iter().map(|&(i, _)| keys[i].seed).collect();
     let mut t: Vec<bool> = pairs.iter().map(|&(i, _)| keys[i].party == 1).collect();
     let mut out = vec![[0u64; 2]; pairs.len()];
-    // Evaluation follows one path: per level only the taken side's seed block
-    // `h(s ^ dir)` and payload block `h(s ^ (2 + dir))` are needed (half of `expand`).
-    let mut blocks = vec![0u128; 2 * pairs.len()];
     for level in 0..bits {
-        for (j, &(_, x)) in pairs.iter().enumerate() {
-            let dir = bit(x, level, bits) as u128;
-            blocks[2 * j] = s[j] ^ dir;
-            blocks[2 * j + 1] = s[j] ^ (2 + dir);
-        }
-        aes.hash_in_place(&mut blocks);
+        let e = expand_many(aes, &s);
         for (j, &(i, x)) in pairs.iter().enumerate() {
             let k = &keys[i];
             let cw = &k.cws[level];
             let dir = bit(x, level, bits) as usize;
-            let (sb, vb) = (blocks[2 * j], blocks[2 * j + 1]);
-            let mut sj = sb & !1;
-            let mut tn = sb & 1 == 1;
-            let mut v = convert(vb);
+            let mut sj = e[j].s[dir];
+            let mut tn = e[j].t[dir];
+            let mut v = e[j].v[dir];
             if t[j] {
                 sj ^= cw.s;
                 tn ^= if dir == 0 { cw.t_left } else { cw.t_right };

@@ -79,18 +79,15 @@ impl Default for FixedKeyAes {
 }
 
 impl FixedKeyAes {
-    /// Hashes every block in place: `x -> AES_k(x) xor x` (stack chunks, no allocation).
+    /// Hashes every block in place: `x -> AES_k(x) xor x`.
     pub fn hash_in_place(&self, xs: &mut [u128]) {
-        let mut blocks = [GenericArray::default(); 64];
-        for chunk in xs.chunks_mut(64) {
-            let blocks = &mut blocks[..chunk.len()];
-            for (b, x) in blocks.iter_mut().zip(chunk.iter()) {
-                *b = x.to_le_bytes().into();
-            }
-            self.cipher.encrypt_blocks(blocks);
-            for (x, b) in chunk.iter_mut().zip(blocks.iter()) {
-                *x ^= u128::from_le_bytes((*b).into());
-            }
+        let mut blocks: Vec<_> = xs
+            .iter()
+            .map(|x| GenericArray::from(x.to_le_bytes()))
+            .collect();
+        self.cipher.encrypt_blocks(&mut blocks);
+        for (x, b) in xs.iter_mut().zip(&blocks) {
+            *x ^= u128::from_le_bytes((*b).into());
         }
     }
 }
