@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use safetensors::{Dtype, SafeTensors};
 
 use crate::tensor::Mat;
 
@@ -51,30 +51,18 @@ pub fn load(path: &Path, count: usize) -> Result<Vec<Mat>, String> {
 }
 
 pub fn save(path: &Path, hidden: &[Mat]) -> Result<(), String> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = hidden
+    let tensors = hidden
         .iter()
         .enumerate()
         .map(|(i, m)| {
             (
                 format!("hidden.{i}"),
                 vec![m.rows, m.cols],
-                m.data
-                    .iter()
-                    .flat_map(|&v| (v as f32).to_le_bytes())
-                    .collect(),
+                m.data.iter().map(|&v| v as f32).collect(),
             )
         })
         .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).expect("consistent view"),
-            )
-        })
-        .collect();
-    let out = safetensors::serialize(views, Some(HashMap::new())).map_err(|e| e.to_string())?;
+    let out = crate::model::f32_safetensors(tensors, HashMap::new());
     std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))
 }
 

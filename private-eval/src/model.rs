@@ -386,20 +386,6 @@ impl OwcModel {
 
     /// Serializes in the checkpoint format.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let tensors = self.tensors();
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-            .into_iter()
-            .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-            .collect();
-        let views: Vec<(String, TensorView)> = bytes
-            .iter()
-            .map(|(n, s, b)| {
-                (
-                    n.clone(),
-                    TensorView::new(Dtype::F32, s.clone(), b).expect("consistent view"),
-                )
-            })
-            .collect();
         let meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             (
@@ -411,7 +397,7 @@ impl OwcModel {
                 serde_json::to_string(&self.backbone).unwrap(),
             ),
         ]);
-        safetensors::serialize(views, Some(meta)).expect("serializable tensors")
+        f32_safetensors(self.tensors(), meta)
     }
 
     /// A weightless model of `spec`: every matrix symbolic, every vector empty. Lowering it
@@ -545,4 +531,25 @@ impl OwcModel {
             adapters,
         }
     }
+}
+
+/// Writes `(name, shape, values)` tensors as an F32 safetensors buffer with `meta`.
+pub fn f32_safetensors(
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    meta: HashMap<String, String>,
+) -> Vec<u8> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("shape matches the data"),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, Some(meta)).expect("F32 tensors with consistent shapes serialize")
 }
