@@ -404,17 +404,12 @@ impl OwcModel {
     /// gives the plan (shapes, steps, openings) of any model of this spec, in microseconds;
     /// the cost model prices candidates this way.
     pub fn symbolic(spec: AdapterSpec, backbone: BackboneSpec, classes: usize) -> Self {
-        let (d, r, n, eps) = (
-            backbone.hidden_dim,
-            spec.rank,
-            backbone.tokens(),
-            backbone.norm_eps,
-        );
+        let (kind, eps) = (spec.norm, backbone.norm_eps);
         let lin = |out: usize, inp: usize| Linear {
             weight: Mat::symbolic(out, inp),
             bias: Vec::new(),
         };
-        let norm = || match spec.norm {
+        let norm = move |_: usize| match kind {
             NormKind::LayerNorm => Norm::LayerNorm {
                 gamma: Vec::new(),
                 beta: Vec::new(),
@@ -429,37 +424,7 @@ impl OwcModel {
             },
             NormKind::None => Norm::None,
         };
-        let adapters = (0..spec.scope)
-            .map(|_| Adapter {
-                down: lin(r, d),
-                blocks: (0..spec.blocks)
-                    .map(|_| {
-                        let attn = (spec.attention != AttentionKind::None).then(|| Attention {
-                            qkv: Mat::symbolic(3 * r, r),
-                            token_mix: (spec.attention == AttentionKind::LinAtten)
-                                .then(|| lin(n, n)),
-                            proj: lin(r, r),
-                        });
-                        Block {
-                            norm1: if attn.is_some() { norm() } else { Norm::None },
-                            attn,
-                            norm2: norm(),
-                            fc1: lin(r, r),
-                            fc2: lin(r, r),
-                        }
-                    })
-                    .collect(),
-                up: lin(d, r),
-            })
-            .collect();
-        Self {
-            final_norm: norm(),
-            head: lin(classes, d),
-            spec,
-            backbone,
-            classes,
-            adapters,
-        }
+        Self::build(spec, backbone, classes, lin, norm)
     }
 
     /// Random weights of trained-like scale (Kaiming-uniform linears, norms near identity),
@@ -467,16 +432,11 @@ impl OwcModel {
     pub fn random(spec: AdapterSpec, backbone: BackboneSpec, classes: usize, seed: u64) -> Self {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let (d, r, n, eps) = (
-            backbone.hidden_dim,
-            spec.rank,
-            backbone.tokens(),
-            backbone.norm_eps,
-        );
+        let (kind, eps) = (spec.norm, backbone.norm_eps);
         let mut uni = |len: usize, bound: f64| -> Vec<f64> {
             (0..len).map(|_| rng.random_range(-bound..bound)).collect()
         };
-        let mut lin = |out: usize, inp: usize| {
+        let lin = |out: usize, inp: usize| {
             let bound = 1.0 / (inp as f64).sqrt();
             Linear {
                 weight: Mat::new(out, inp, uni(out * inp, bound)),
@@ -484,7 +444,7 @@ impl OwcModel {
             }
         };
         let mut rng2 = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
-        let mut norm = |w: usize| match spec.norm {
+        let norm = move |w: usize| match kind {
             NormKind::LayerNorm => Norm::LayerNorm {
                 gamma: (0..w).map(|_| rng2.random_range(0.8..1.2)).collect(),
                 beta: (0..w).map(|_| rng2.random_range(-0.1..0.1)).collect(),
@@ -499,6 +459,19 @@ impl OwcModel {
             },
             NormKind::None => Norm::None,
         };
+        Self::build(spec, backbone, classes, lin, norm)
+    }
+
+    /// Assembles a model of `spec` from a linear-layer maker (`out`, `in`) and a norm
+    /// maker (width), called in a fixed order so seeded weights are reproducible.
+    fn build(
+        spec: AdapterSpec,
+        backbone: BackboneSpec,
+        classes: usize,
+        mut lin: impl FnMut(usize, usize) -> Linear,
+        mut norm: impl FnMut(usize) -> Norm,
+    ) -> Self {
+        let (d, r, n) = (backbone.hidden_dim, spec.rank, backbone.tokens());
         let adapters = (0..spec.scope)
             .map(|_| Adapter {
                 down: lin(r, d),
