@@ -20,7 +20,10 @@ pub mod train;
 
 pub use burn;
 pub use error::{Result, TrainError};
-pub use train::{train_adapter, EpochStats, Method, OptimizerConfig, TrainConfig, TrainReport};
+pub use train::{
+    final_norm_init, fit_owc, owc_accuracy, train_adapter, EpochStats, Method, OptimizerConfig,
+    TrainConfig, TrainReport,
+};
 
 /// The default CPU device (ndarray backend, as DESIGN.md section 4 asks; burn 0.22 marks it
 /// deprecated in favour of `flex`).

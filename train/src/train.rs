@@ -655,15 +655,7 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
     let mut checkpoint = None;
     let (trainable_params, epochs) = match &config.method {
         Method::Owc { spec } => {
-            let g = HostTensor::from_tensor(&vit.ln.ln.as_ref().expect("layer norm").gamma.val());
-            let b = vit
-                .ln
-                .ln
-                .as_ref()
-                .and_then(|l| l.beta.as_ref())
-                .expect("bias")
-                .val();
-            let b = HostTensor::from_tensor(&b);
+            let (g, b) = final_norm_init(&vit);
             let model = OwcModel::init(spec, &vit.spec, classes, Some((&g, &b)), seed, &device)?;
             let p = count_trainable(&model);
             let (model, stats) = fit(model, &train_src, &test_src, from, config, &device);
@@ -734,4 +726,74 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
         checkpoint,
         seconds_total: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The backbone's pretrained final LayerNorm (weight, bias): an OWC model's final norm
+/// starts from it (DESIGN.md section 1).
+pub fn final_norm_init(vit: &Vit) -> (HostTensor, HostTensor) {
+    let ln = vit.ln.ln.as_ref().expect("a ViT ends with a LayerNorm");
+    let g = HostTensor::from_tensor(&ln.gamma.val());
+    let b = HostTensor::from_tensor(&ln.beta.as_ref().expect("LayerNorm bias").val());
+    (g, b)
+}
+
+/// Trains an OWC adapter on cached features and scores it on `val` after each epoch
+/// (the search's inner loop: no backbone, no data loading). The recipe (epochs, batch,
+/// optimizer, schedule, seed, progress) comes from `config`; its data and method are
+/// ignored. Returns the trained model for inference and the per-epoch figures, whose
+/// `test_accuracy` is the accuracy on `val`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_owc(
+    spec: &AdapterSpec,
+    backbone: &BackboneSpec,
+    final_norm: (&HostTensor, &HostTensor),
+    classes: usize,
+    train: &FeatureSet,
+    val: &FeatureSet,
+    config: &TrainConfig,
+) -> Result<(OwcModel, Vec<EpochStats>)> {
+    if config.epochs == 0 || config.batch_size == 0 {
+        return Err(TrainError::Config(
+            "epochs and batch_size must be positive".into(),
+        ));
+    }
+    let first = backbone.layers - spec.scope.min(backbone.layers);
+    if train.first > first || val.first > first {
+        return Err(TrainError::Config(format!(
+            "the feature cache starts at x_{}, scope {} needs x_{first}",
+            train.first.max(val.first),
+            spec.scope
+        )));
+    }
+    let device = config.device.device()?.autodiff();
+    let seed = config.seed.wrapping_add(1);
+    let model = OwcModel::init(spec, backbone, classes, Some(final_norm), seed, &device)?;
+    let (model, stats) = fit(
+        model,
+        &Source::Cached(train),
+        &Source::Cached(val),
+        Some(first),
+        config,
+        &device,
+    );
+    Ok((model.valid(), stats))
+}
+
+/// Accuracy of a trained OWC model on cached features (batches of 200).
+pub fn owc_accuracy(model: &OwcModel, feats: &FeatureSet) -> Result<f64> {
+    let device = model.head.weight.val().device();
+    let first = model.first_state();
+    if feats.first > first {
+        return Err(TrainError::Config(format!(
+            "the feature cache starts at x_{}, the model reads x_{first}",
+            feats.first
+        )));
+    }
+    Ok(evaluate(
+        model,
+        &Source::Cached(feats),
+        Some(first),
+        200,
+        &device,
+    ))
 }

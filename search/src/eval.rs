@@ -1,0 +1,173 @@
+//! Accuracy: the backbone runs once per space into the feature cache (train part,
+//! validation part carved from the training split, test split), shared by every
+//! candidate and every worker; each candidate trains on the cache alone.
+
+use std::path::{Path, PathBuf};
+
+use cryptpeft_train::backbone::Vit;
+use cryptpeft_train::cache::{file_sha256, CacheRequest, FeatureSet};
+use cryptpeft_train::data::{ImageSet, Preprocess, Split};
+use cryptpeft_train::owc::OwcModel;
+use cryptpeft_train::st::HostTensor;
+use cryptpeft_train::{cpu, fit_owc, owc_accuracy, Method, TrainConfig};
+use cryptpeft_types::{AdapterSpec, BackboneSpec};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::fault;
+use crate::space::SpaceFile;
+
+/// The cached features of a space and what training needs besides.
+pub struct Features {
+    pub backbone: BackboneSpec,
+    pub final_norm: (HostTensor, HostTensor),
+    pub classes: usize,
+    pub train: FeatureSet,
+    pub val: FeatureSet,
+    pub test: FeatureSet,
+}
+
+/// Splits `set` into (train, validation) with a seeded shuffle.
+fn carve(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
+    let mut idx: Vec<usize> = (0..set.len()).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7a11d));
+    let n_val = ((set.len() as f64 * fraction).round() as usize).clamp(1, set.len() - 1);
+    let (val, train) = idx.split_at(n_val);
+    let (mut train, mut val) = (train.to_vec(), val.to_vec());
+    train.sort_unstable();
+    val.sort_unstable();
+    (set.select(&train), set.select(&val))
+}
+
+/// The shape of the space's backbone.
+pub fn backbone_spec(space: &SpaceFile) -> Result<BackboneSpec> {
+    Ok(load_backbone(space)?.spec)
+}
+
+fn load_backbone(space: &SpaceFile) -> Result<Vit> {
+    let path = space.backbone_path();
+    Vit::load(&path, None, &cpu()).map_err(|e| Error::Other(format!("backbone: {e}")))
+}
+
+/// Builds (or loads) the feature cache under `dir`, holding a file lock so that workers
+/// starting together compute it once.
+pub fn features(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Features> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let lock_path = dir.join("lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    let vit = load_backbone(space)?;
+    let vit_id = file_sha256(&space.backbone_path())?;
+    let spec = vit.spec.clone();
+    let max_scope = *space.genes.scope.iter().max().expect("checked non-empty");
+    let first = spec.layers - max_scope.min(spec.layers);
+    let pre = Preprocess::new(spec.image_size, spec.channels, &space.data);
+    let all = space.data.load(Split::Train, space.seed)?;
+    let test = space.data.load(Split::Test, space.seed)?;
+    let classes = space.data.num_classes();
+    if let Some(bad) = all
+        .labels
+        .iter()
+        .chain(&test.labels)
+        .find(|&&l| l as usize >= classes)
+    {
+        return Err(Error::Other(format!(
+            "data: label {bad} >= {classes} classes; set `data.classes`"
+        )));
+    }
+    if all.len() < 2 {
+        return Err(Error::Other("data: fewer than 2 training images".into()));
+    }
+    let (train, val) = carve(&all, space.validation, space.seed);
+    let describe = |part: &str| {
+        format!(
+            "search {part} {:?} validation {}",
+            space.data, space.validation
+        )
+    };
+    let device = cpu();
+    let get = |set: &ImageSet, part: &str| -> Result<FeatureSet> {
+        let d = describe(part);
+        let req = CacheRequest {
+            vit: &vit,
+            vit_id: &vit_id,
+            set,
+            describe: &d,
+            pre: &pre,
+            first,
+            views: 0,
+            seed: space.seed,
+            dir: Some(dir),
+            progress,
+        };
+        let (f, _) = req.get(&device)?;
+        Ok(f)
+    };
+    let train = get(&train, "train")?;
+    fault::point("cache");
+    let val = get(&val, "validation")?;
+    let test = get(&test, "test")?;
+    drop(lock);
+    Ok(Features {
+        final_norm: cryptpeft_train::final_norm_init(&vit),
+        backbone: spec,
+        classes,
+        train,
+        val,
+        test,
+    })
+}
+
+/// The trainer's recipe for one candidate at `epochs`.
+pub fn recipe(space: &SpaceFile, spec: &AdapterSpec, epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::new(None, space.data.clone(), Method::Owc { spec: spec.clone() });
+    c.epochs = epochs;
+    c.batch_size = space.fidelity.batch_size;
+    c.optimizer = space.fidelity.optimizer.clone();
+    c.seed = space.seed;
+    c.progress = false;
+    c
+}
+
+/// Trains one candidate; writes its checkpoint to `checkpoint` (atomically) and returns
+/// its validation accuracy.
+pub fn train(
+    feats: &Features,
+    space: &SpaceFile,
+    spec: &AdapterSpec,
+    epochs: usize,
+    checkpoint: &Path,
+) -> Result<f64> {
+    let (g, b) = (&feats.final_norm.0, &feats.final_norm.1);
+    let (model, stats) = fit_owc(
+        spec,
+        &feats.backbone,
+        (g, b),
+        feats.classes,
+        &feats.train,
+        &feats.val,
+        &recipe(space, spec, epochs),
+    )?;
+    let acc = stats.last().map_or(0.0, |s| s.test_accuracy);
+    if !acc.is_finite() {
+        return Err(Error::Other(format!(
+            "{}: accuracy is not finite",
+            spec.label()
+        )));
+    }
+    model.save(checkpoint)?;
+    Ok(acc)
+}
+
+/// Test accuracy of an exported checkpoint (measured once, for front members).
+pub fn test_accuracy(feats: &Features, checkpoint: &Path) -> Result<f64> {
+    let model = OwcModel::load(checkpoint, &cpu())?;
+    Ok(owc_accuracy(&model, &feats.test)?)
+}
+
+/// Where trial `number`'s checkpoint lives.
+pub fn trial_checkpoint(run_dir: &Path, number: u64) -> PathBuf {
+    run_dir.join("trials").join(format!("{number}.safetensors"))
+}

@@ -1,0 +1,27 @@
+//! CryptPEFT's search (DESIGN.md section 5): give it a space, get back the adapters worth
+//! deploying for each network, as tables, pictures and checkpoints `cryptpeft serve` loads.
+//!
+//! - [`space`]: the space file; [`genes`]: its valid configurations.
+//! - [`strategy`]: NSGA-II, the paper's REINFORCE controller, random, grid.
+//! - [`study`]: trials in SQLite (kill-safe, shared by workers); [`run`]: a worker.
+//! - [`eval`]: the feature cache and training; [`price`]: the cost model's prices.
+//! - [`pareto`], [`report`], [`plot`]: fronts, tables, pictures; [`verify`]: measured runs.
+//! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style).
+
+pub mod cli;
+pub mod error;
+pub mod eval;
+pub mod fault;
+pub mod genes;
+pub mod pareto;
+pub mod plot;
+pub mod price;
+pub mod replay;
+pub mod report;
+pub mod run;
+pub mod space;
+pub mod strategy;
+pub mod study;
+pub mod verify;
+
+pub use error::{Error, Result};

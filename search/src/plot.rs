@@ -1,0 +1,272 @@
+//! Pictures: each profile's candidates with the front drawn and labelled, and the
+//! hypervolume over evaluations; PNG and SVG, with a font shipped in the crate so they
+//! render the same on any machine.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::pareto::Point;
+use crate::run::Study;
+use crate::study::Trial;
+
+/// DejaVu Sans (Bitstream Vera license; see `assets/README.md`).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (1100, 700);
+const PALETTE: [RGBColor; 4] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+fn font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+type Drawn = std::result::Result<(), String>;
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Draws into `<stem>.png` and `<stem>.svg`, each written atomically.
+fn both(
+    stem: &Path,
+    png: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Drawn,
+    svg: impl Fn(DrawingArea<SVGBackend, Shift>) -> Drawn,
+) -> Result<()> {
+    font();
+    for ext in ["png", "svg"] {
+        let tmp = stem.with_extension(format!("tmp.{ext}"));
+        let fin = stem.with_extension(ext);
+        let drawn = match ext {
+            "png" => png(BitMapBackend::new(&tmp, SIZE).into_drawing_area()),
+            _ => svg(SVGBackend::new(&tmp, SIZE).into_drawing_area()),
+        };
+        drawn.map_err(|e| Error::Other(format!("{}: {e}", fin.display())))?;
+        std::fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
+    }
+    Ok(())
+}
+
+/// The front plot of profile `p`: every candidate (grey; crosses break a constraint),
+/// the front as a staircase with its members labelled by spec.
+pub fn pareto(
+    stem: &Path,
+    title: &str,
+    pts: &[Point],
+    trials: &[Trial],
+    front: &[usize],
+    study: &Study,
+    p: usize,
+) -> Result<()> {
+    let name = &study.space.networks[p];
+    let budget = study.space.constraints.latency_s.get(name).copied();
+    let floor = study.space.constraints.min_accuracy;
+    both(
+        stem,
+        |a| draw_pareto(a, title, pts, trials, front, budget, floor),
+        |a| draw_pareto(a, title, pts, trials, front, budget, floor),
+    )
+}
+
+fn draw_pareto<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    pts: &[Point],
+    trials: &[Trial],
+    front: &[usize],
+    budget: Option<f64>,
+    floor: Option<f64>,
+) -> Drawn {
+    root.fill(&WHITE).map_err(s)?;
+    let ms = |p: &Point| 1e3 * p.seconds;
+    let pct = |p: &Point| 100.0 * p.accuracy;
+    let x_max = pts.iter().map(ms).fold(1e-6, f64::max) * 1.2;
+    let y_lo = pts.iter().map(pct).fold(100.0, f64::min);
+    let y_lo = (y_lo - 3.0).max(0.0).floor();
+    let y_hi = (pts.iter().map(pct).fold(0.0, f64::max) + 3.0)
+        .min(100.0)
+        .ceil();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, y_lo..y_hi.max(y_lo + 1.0))
+        .map_err(s)?;
+    chart
+        .configure_mesh()
+        .x_desc("predicted online latency per inference (ms)")
+        .y_desc("validation accuracy (%)")
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(s)?;
+    let grey = RGBColor(140, 140, 140);
+    let (ok, bad): (Vec<&Point>, Vec<&Point>) = pts.iter().partition(|p| p.violation == 0.0);
+    chart
+        .draw_series(
+            ok.iter()
+                .map(|p| Circle::new((ms(p), pct(p)), 4, grey.mix(0.7).filled())),
+        )
+        .map_err(s)?
+        .label(format!("candidates ({})", pts.len()))
+        .legend(move |(x, y)| Circle::new((x, y), 4, grey.filled()));
+    if !bad.is_empty() {
+        chart
+            .draw_series(
+                bad.iter()
+                    .map(|p| Cross::new((ms(p), pct(p)), 4, grey.stroke_width(1))),
+            )
+            .map_err(s)?
+            .label(format!("break a constraint ({})", bad.len()))
+            .legend(move |(x, y)| Cross::new((x, y), 4, grey));
+    }
+    let red = PALETTE[0];
+    let mut stair = Vec::new();
+    for (k, &i) in front.iter().enumerate() {
+        stair.push((ms(&pts[i]), pct(&pts[i])));
+        if let Some(&j) = front.get(k + 1) {
+            stair.push((ms(&pts[j]), pct(&pts[i])));
+        }
+    }
+    chart
+        .draw_series(LineSeries::new(stair, red.stroke_width(2)))
+        .map_err(s)?
+        .label(format!("Pareto front ({})", front.len()))
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x - 10, y), (x + 10, y)], red.stroke_width(2))
+        });
+    chart
+        .draw_series(front.iter().map(|&i| {
+            EmptyElement::at((ms(&pts[i]), pct(&pts[i])))
+                + Circle::new((0, 0), 6, red.filled())
+                + Text::new(trials[i].config.clone(), (8, 6), ("sans-serif", 14))
+        }))
+        .map_err(s)?;
+    let blue = PALETTE[1];
+    if let Some(b) = budget {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(1e3 * b, y_lo), (1e3 * b, y_hi)],
+                blue.stroke_width(1),
+            ))
+            .map_err(s)?
+            .label(format!("latency budget {:.1} ms", 1e3 * b))
+            .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], blue));
+    }
+    if let Some(f) = floor {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, 100.0 * f), (x_max, 100.0 * f)],
+                blue.stroke_width(1),
+            ))
+            .map_err(s)?
+            .label(format!("accuracy floor {:.1}%", 100.0 * f))
+            .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], blue));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(s)?;
+    root.present().map_err(s)
+}
+
+/// Hypervolume (fraction of the normalised objective square) after each evaluation.
+pub fn hypervolume(
+    stem: &Path,
+    name: &str,
+    curves: &[Vec<f64>],
+    profiles: &[String],
+) -> Result<()> {
+    let title = format!("{name}: hypervolume of the evaluated candidates");
+    let xy: Vec<Vec<(f64, f64)>> = curves
+        .iter()
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as f64, *v))
+                .collect()
+        })
+        .collect();
+    lines(stem, &title, "evaluations", "hypervolume", &xy, profiles)
+}
+
+/// One line per name through `curves[k]`'s `(x, y)` points.
+pub fn lines(
+    stem: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    curves: &[Vec<(f64, f64)>],
+    names: &[String],
+) -> Result<()> {
+    both(
+        stem,
+        |a| draw_curves(a, title, x_desc, y_desc, curves, names),
+        |a| draw_curves(a, title, x_desc, y_desc, curves, names),
+    )
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    curves: &[Vec<(f64, f64)>],
+    names: &[String],
+) -> Drawn {
+    root.fill(&WHITE).map_err(s)?;
+    let all = || curves.iter().flatten();
+    let x_lo = all().map(|p| p.0).fold(f64::INFINITY, f64::min).min(1.0);
+    let x_hi = all().map(|p| p.0).fold(x_lo + 1.0, f64::max);
+    let y_hi = all().map(|p| p.1).fold(0.0, f64::max).max(1e-6) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_lo..x_hi, 0.0..y_hi)
+        .map_err(s)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(s)?;
+    for (k, (c, label)) in curves.iter().zip(names).enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(c.iter().copied(), color.stroke_width(2)))
+            .map_err(s)?
+            .label(label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(s)?;
+    root.present().map_err(s)
+}

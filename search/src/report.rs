@@ -1,0 +1,502 @@
+//! Outputs of a study, rebuilt from the study alone (`cryptpeft-search report DIR`):
+//! every candidate, the front per profile, the hypervolume over evaluations, plots,
+//! a checkpoint per front member, and `summary.md`. Every file is written atomically.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::eval;
+use crate::fault;
+use crate::genes::GENES;
+use crate::pareto::{front, hypervolume, Point};
+use crate::plot;
+use crate::run::{point_of, write_atomic, Study};
+use crate::study::{State, Storage, Trial};
+use crate::verify::{self, Measured};
+
+/// One front member on one profile.
+#[derive(Debug, Clone)]
+pub struct FrontRow {
+    pub trial: Trial,
+    pub seconds: f64,
+    pub checkpoint: PathBuf,
+    pub measured: Option<Measured>,
+}
+
+/// The front of one profile.
+#[derive(Debug, Clone)]
+pub struct Front {
+    pub profile: String,
+    pub rows: Vec<FrontRow>,
+    pub plot_png: PathBuf,
+}
+
+/// What [`write`] produced.
+#[derive(Debug)]
+pub struct Outputs {
+    pub dir: PathBuf,
+    pub fronts: Vec<Front>,
+    pub evaluated: usize,
+    pub summary: PathBuf,
+}
+
+/// A profile name fit for a file name (`custom:mbit=100,delay_ms=20` ->
+/// `custom-mbit-100-delay_ms-20`).
+pub fn file_name(profile: &str) -> String {
+    profile
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The trials fronts are drawn from: complete, at the highest rung any reached.
+fn finalists(trials: &[Trial]) -> Vec<Trial> {
+    let top = trials
+        .iter()
+        .filter(|t| t.state == State::Complete)
+        .map(|t| t.epochs)
+        .max();
+    trials
+        .iter()
+        .filter(|t| t.state == State::Complete && Some(t.epochs) == top)
+        .cloned()
+        .collect()
+}
+
+fn points(study: &Study, trials: &[Trial], profile: usize) -> Vec<Point> {
+    trials
+        .iter()
+        .map(|t| {
+            let mut p = point_of(&study.space, &t.price.seconds, t.val_accuracy);
+            p.seconds = t.price.seconds[profile];
+            p
+        })
+        .collect()
+}
+
+/// Writes every output of the study into its directory.
+pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
+    let dir = &study.dir;
+    let profiles = study.space.networks.clone();
+    let mut fronts_idx = Vec::new();
+    let finals = finalists(&study.store.trials()?);
+    for p in 0..profiles.len() {
+        fronts_idx.push(front(&points(study, &finals, p)));
+    }
+    // Test accuracy: once, for front members only (selection never saw it).
+    let mut members: Vec<usize> = fronts_idx.iter().flatten().copied().collect();
+    members.sort_unstable();
+    members.dedup();
+    for &i in &members {
+        let t = &finals[i];
+        if t.test_accuracy.is_none() {
+            let ckpt = eval::trial_checkpoint(dir, t.number);
+            let acc = eval::test_accuracy(&study.features, &ckpt)?;
+            study.store.set_test_accuracy(t.number, acc)?;
+        }
+    }
+    let trials = study.store.trials()?;
+    let finals = finalists(&trials);
+    // Checkpoints of the front members, named by spec.
+    let adapters = dir.join("adapters");
+    std::fs::create_dir_all(&adapters).map_err(|e| Error::io(&adapters, e))?;
+    for &i in &members {
+        let t = &finals[i];
+        let from = eval::trial_checkpoint(dir, t.number);
+        let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
+        write_atomic(&adapter_path(dir, t), &bytes)?;
+    }
+    write_table(&candidates(study, &trials)?, &dir.join("candidates"), true)?;
+    fault::point("output");
+    let mut fronts = Vec::new();
+    for (p, name) in profiles.iter().enumerate() {
+        let pts = points(study, &finals, p);
+        let rows: Vec<FrontRow> = fronts_idx[p]
+            .iter()
+            .map(|&i| FrontRow {
+                trial: finals[i].clone(),
+                seconds: pts[i].seconds,
+                checkpoint: adapter_path(dir, &finals[i]),
+                measured: None,
+            })
+            .collect();
+        let rows = if verify {
+            let profile = &study.pricer.profiles()[p];
+            rows.into_iter()
+                .map(|mut r| {
+                    if progress {
+                        eprintln!("verifying {} on {name}", r.trial.config);
+                    }
+                    r.measured = Some(verify::measure(study, &r.checkpoint, profile)?);
+                    Ok(r)
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            rows
+        };
+        let stem = dir.join(format!("pareto_{}", file_name(name)));
+        write_table(&front_table(&rows)?, &stem, false)?;
+        let title = format!(
+            "{}: {} (predicted online latency, {name})",
+            study.space.name, study.space.strategy
+        );
+        plot::pareto(&stem, &title, &pts, &finals, &fronts_idx[p], study, p)?;
+        fronts.push(Front {
+            profile: name.clone(),
+            rows,
+            plot_png: stem.with_extension("png"),
+        });
+    }
+    let hv = hypervolume_table(study, &trials)?;
+    write_table(&hv.0, &dir.join("hypervolume"), false)?;
+    plot::hypervolume(
+        &dir.join("hypervolume"),
+        &study.space.name,
+        &hv.1,
+        &profiles,
+    )?;
+    let summary = dir.join("summary.md");
+    write_atomic(&summary, summary_md(study, &trials, &fronts).as_bytes())?;
+    Ok(Outputs {
+        dir: dir.clone(),
+        evaluated: trials.iter().filter(|t| t.state == State::Complete).count(),
+        fronts,
+        summary,
+    })
+}
+
+fn adapter_path(dir: &Path, t: &Trial) -> PathBuf {
+    dir.join("adapters")
+        .join(format!("{}.safetensors", t.config))
+}
+
+fn write_table(df: &DataFrame, stem: &Path, parquet: bool) -> Result<()> {
+    let mut df = df.clone();
+    let csv = stem.with_extension("csv");
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf)
+        .finish(&mut df)
+        .map_err(|e| Error::Other(format!("{}: {e}", csv.display())))?;
+    write_atomic(&csv, &buf)?;
+    if parquet {
+        let pq = stem.with_extension("parquet");
+        let mut buf = Vec::new();
+        ParquetWriter::new(&mut buf)
+            .finish(&mut df)
+            .map_err(|e| Error::Other(format!("{}: {e}", pq.display())))?;
+        write_atomic(&pq, &buf)?;
+    }
+    Ok(())
+}
+
+fn df(cols: Vec<Column>) -> Result<DataFrame> {
+    DataFrame::new_infer_height(cols).map_err(|e| Error::Other(format!("table: {e}")))
+}
+
+/// Every trial: genes, fidelity, accuracy, costs per profile, training seconds.
+fn candidates(study: &Study, trials: &[Trial]) -> Result<DataFrame> {
+    let specs: Vec<_> = trials
+        .iter()
+        .map(|t| study.genomes.spec(&t.genome))
+        .collect();
+    let mut cols = vec![
+        Column::new(
+            "trial".into(),
+            trials.iter().map(|t| t.number).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "state".into(),
+            trials
+                .iter()
+                .map(|t| format!("{:?}", t.state).to_lowercase())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "config".into(),
+            trials.iter().map(|t| t.config.clone()).collect::<Vec<_>>(),
+        ),
+    ];
+    let gene_col = |k: usize| -> Column {
+        let name = GENES[k];
+        match k {
+            0..=3 => Column::new(
+                name.into(),
+                specs
+                    .iter()
+                    .map(|s| [s.heads, s.rank, s.scope, s.blocks][k] as u64)
+                    .collect::<Vec<_>>(),
+            ),
+            7 => Column::new(
+                name.into(),
+                specs.iter().map(|s| s.scale).collect::<Vec<_>>(),
+            ),
+            _ => Column::new(
+                name.into(),
+                specs
+                    .iter()
+                    .map(|s| match k {
+                        4 => s.attention.to_string(),
+                        5 => s.norm.to_string(),
+                        _ => s.activation.to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    };
+    cols.extend((0..GENES.len()).map(gene_col));
+    cols.extend([
+        Column::new(
+            "epochs".into(),
+            trials.iter().map(|t| t.epochs as u64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "val_accuracy".into(),
+            trials.iter().map(|t| t.val_accuracy).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "test_accuracy".into(),
+            trials.iter().map(|t| t.test_accuracy).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "train_seconds".into(),
+            trials.iter().map(|t| t.train_seconds).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "online_bytes".into(),
+            trials
+                .iter()
+                .map(|t| t.price.online_bytes)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "rounds".into(),
+            trials.iter().map(|t| t.price.rounds).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "offline_bytes".into(),
+            trials
+                .iter()
+                .map(|t| t.price.offline_bytes)
+                .collect::<Vec<_>>(),
+        ),
+    ]);
+    for (p, name) in study.space.networks.iter().enumerate() {
+        cols.push(Column::new(
+            format!("seconds_{}", file_name(name)).into(),
+            trials
+                .iter()
+                .map(|t| t.price.seconds[p])
+                .collect::<Vec<_>>(),
+        ));
+    }
+    df(cols)
+}
+
+fn front_table(rows: &[FrontRow]) -> Result<DataFrame> {
+    let t = |f: &dyn Fn(&FrontRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    let mut cols = vec![
+        Column::new(
+            "trial".into(),
+            rows.iter().map(|r| r.trial.number).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "config".into(),
+            rows.iter()
+                .map(|r| r.trial.config.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "val_accuracy".into(),
+            t(&|r| r.trial.val_accuracy.unwrap_or(f64::NAN)),
+        ),
+        Column::new(
+            "test_accuracy".into(),
+            t(&|r| r.trial.test_accuracy.unwrap_or(f64::NAN)),
+        ),
+        Column::new("predicted_online_s".into(), t(&|r| r.seconds)),
+        Column::new(
+            "online_bytes".into(),
+            rows.iter()
+                .map(|r| r.trial.price.online_bytes)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "rounds".into(),
+            rows.iter()
+                .map(|r| r.trial.price.rounds)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "offline_bytes".into(),
+            rows.iter()
+                .map(|r| r.trial.price.offline_bytes)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "checkpoint".into(),
+            rows.iter()
+                .map(|r| {
+                    r.checkpoint
+                        .file_name()
+                        .map(|f| format!("adapters/{}", f.to_string_lossy()))
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    if rows.iter().all(|r| r.measured.is_some()) && !rows.is_empty() {
+        let m = |f: &dyn Fn(&Measured) -> f64| {
+            rows.iter()
+                .map(|r| f(r.measured.as_ref().expect("all measured")))
+                .collect::<Vec<f64>>()
+        };
+        cols.extend([
+            Column::new("measured_online_s".into(), m(&|m| m.online_s)),
+            Column::new(
+                "measured_online_bytes".into(),
+                rows.iter()
+                    .map(|r| r.measured.as_ref().map_or(0, |m| m.online_bytes))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "measured_rounds".into(),
+                rows.iter()
+                    .map(|r| r.measured.as_ref().map_or(0, |m| m.rounds))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("max_abs_logit_err".into(), m(&|m| m.max_abs_logit_err)),
+        ]);
+    }
+    df(cols)
+}
+
+/// Hypervolume per profile after each completed trial, against the space's slowest
+/// configuration on that profile. Returns the table and the curves.
+fn hypervolume_table(study: &Study, trials: &[Trial]) -> Result<(DataFrame, Vec<Vec<f64>>)> {
+    let done: Vec<Trial> = trials
+        .iter()
+        .filter(|t| t.state == State::Complete)
+        .cloned()
+        .collect();
+    let mut cols = vec![Column::new(
+        "evaluations".into(),
+        (1..=done.len() as u64).collect::<Vec<_>>(),
+    )];
+    let mut curves = Vec::new();
+    for (p, name) in study.space.networks.iter().enumerate() {
+        let reference = reference_seconds(study, p);
+        let pts = points(study, &done, p);
+        let curve: Vec<f64> = (1..=pts.len())
+            .map(|k| hypervolume(&pts[..k], reference))
+            .collect();
+        cols.push(Column::new(
+            format!("hypervolume_{}", file_name(name)).into(),
+            curve.clone(),
+        ));
+        curves.push(curve);
+    }
+    Ok((df(cols)?, curves))
+}
+
+/// The slowest valid configuration's predicted seconds on profile `p` (DESIGN.md
+/// section 5's hypervolume reference).
+pub fn reference_seconds(study: &Study, p: usize) -> f64 {
+    study
+        .genomes
+        .valid()
+        .iter()
+        .map(|g| study.pricer.price(&study.genomes.spec(g)).seconds[p])
+        .fold(0.0, f64::max)
+}
+
+fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
+    let s = &study.space;
+    let mut md = String::new();
+    let count = |st: State| trials.iter().filter(|t| t.state == st).count();
+    let _ = writeln!(
+        md,
+        "# Search `{}`: {} over {} valid configurations\n",
+        s.name,
+        s.strategy,
+        study.genomes.valid().len()
+    );
+    let _ = writeln!(
+        md,
+        "{} trials: {} complete, {} pruned, {} failed, {} running. Backbone `{}`, dataset {:?}, \
+         validation {:.0}% of the training split, seed {}. Costs predicted by the cost model \
+         with constants measured on: {}.\n",
+        trials.len(),
+        count(State::Complete),
+        count(State::Pruned),
+        count(State::Failed),
+        count(State::Running),
+        s.backbone,
+        s.data.dataset,
+        100.0 * s.validation,
+        s.seed,
+        study.pricer.constants().machine
+    );
+    for f in fronts {
+        let file = file_name(&f.profile);
+        let _ = writeln!(
+            md,
+            "## Front on `{}`\n\n![front {}](pareto_{file}.png)\n",
+            f.profile, f.profile
+        );
+        let measured = f.rows.iter().any(|r| r.measured.is_some());
+        let _ = write!(
+            md,
+            "| adapter | val acc | test acc | predicted ms | online MB | rounds | offline MB |"
+        );
+        if measured {
+            let _ = write!(
+                md,
+                " measured ms | measured MB | measured rounds | max logit err |"
+            );
+        }
+        let _ = writeln!(md, " checkpoint |");
+        let _ = writeln!(md, "|{}", "---|".repeat(if measured { 12 } else { 8 }));
+        for r in &f.rows {
+            let t = &r.trial;
+            let _ = write!(
+                md,
+                "| {} | {:.2}% | {:.2}% | {:.2} | {:.3} | {} | {:.3} |",
+                t.config,
+                100.0 * t.val_accuracy.unwrap_or(f64::NAN),
+                100.0 * t.test_accuracy.unwrap_or(f64::NAN),
+                1e3 * r.seconds,
+                t.price.online_bytes as f64 / 1e6,
+                t.price.rounds,
+                t.price.offline_bytes as f64 / 1e6
+            );
+            if let Some(m) = &r.measured {
+                let _ = write!(
+                    md,
+                    " {:.2} | {:.3} | {} | {:.1e} |",
+                    1e3 * m.online_s,
+                    m.online_bytes as f64 / 1e6,
+                    m.rounds,
+                    m.max_abs_logit_err
+                );
+            }
+            let _ = writeln!(md, " `adapters/{}.safetensors` |", t.config);
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md, "## Hypervolume\n\n![hypervolume](hypervolume.png)\n");
+    let _ = writeln!(
+        md,
+        "Every trial is in `candidates.csv` / `.parquet`; fronts in `pareto_<profile>.csv`; \
+         the study in `study.sqlite` (`cryptpeft-search report DIR` rebuilds these files)."
+    );
+    md
+}
