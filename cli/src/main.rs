@@ -23,6 +23,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Search adapters: Pareto fronts of accuracy against private latency per network
+    /// (the same as `cryptpeft-search`; the toolkit's main job).
+    #[cfg(feature = "train")]
+    Search(cryptpeft_search::cli::SearchArgs),
     /// Train an adapter, export it, and classify test images privately (the main job).
     #[cfg(feature = "train")]
     Demo(demo::DemoArgs),
@@ -54,6 +58,8 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        #[cfg(feature = "train")]
+        Cmd::Search(a) => cryptpeft_search::cli::main(a).map_err(|e| e.to_string()),
         #[cfg(feature = "train")]
         Cmd::Demo(a) => demo::demo(a),
         #[cfg(feature = "train")]

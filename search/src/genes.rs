@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use cryptpeft_cost_model::plan_shape_only;
-use cryptpeft_types::{AdapterSpec, BackboneSpec};
+use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec};
 
 use crate::error::{Error, Result};
 use crate::space::Genes;
@@ -38,6 +38,13 @@ pub struct Space {
     /// Invalid combinations: how many, and a few distinct reasons.
     pub invalid: usize,
     pub invalid_reasons: Vec<String>,
+}
+
+/// Why a genome repeats another one's model, if it does: without attention the heads
+/// gene has no effect, so only its first choice is kept.
+fn redundant(spec: &AdapterSpec, g: &Genome) -> Option<String> {
+    (spec.attention == AttentionKind::None && g[0] != 0)
+        .then(|| "heads have no effect without attention (the first choice stands for all)".into())
 }
 
 impl Space {
@@ -76,9 +83,9 @@ impl Space {
                 rest /= arity[k];
             }
             let spec = space.spec(&g);
-            let check = spec
-                .validate(backbone.layers)
-                .map_err(|e| e.to_string())
+            let check = redundant(&spec, &g)
+                .map_or(Ok(()), Err)
+                .and_then(|_| spec.validate(backbone.layers).map_err(|e| e.to_string()))
                 .and_then(|_| {
                     plan_shape_only(&spec, backbone, classes)
                         .map(|_| ())
@@ -157,7 +164,6 @@ impl Space {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cryptpeft_types::AttentionKind;
 
     #[test]
     fn invalid_points_are_left_out_with_a_reason() {

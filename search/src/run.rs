@@ -58,6 +58,11 @@ pub fn study_path(dir: &Path) -> PathBuf {
 /// Opens the study in `dir` for `space` (creating it), checks that an existing study is
 /// of the same space, fixes its cost-model constants, and builds the feature cache.
 pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
+    // Everything that can be checked without the study is checked first, so that a bad
+    // input never creates or touches one.
+    let backbone = eval::backbone_spec(&space)?;
+    let classes = space.data.num_classes();
+    let genomes = Space::new(&space.genes, &backbone, classes)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let store = SqliteStudy::open(&study_path(dir))?;
     let identity = space.identity();
@@ -72,9 +77,6 @@ pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
     }
     let constants = study_constants(&space, &store, progress)?;
     write_atomic(&dir.join("constants.yaml"), constants.to_yaml().as_bytes())?;
-    let backbone = eval::backbone_spec(&space)?;
-    let classes = space.data.num_classes();
-    let genomes = Space::new(&space.genes, &backbone, classes)?;
     let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
     let features = eval::features(&space, &dir.join("cache"), progress)?;
     let mut reinforce = space.reinforce.clone();

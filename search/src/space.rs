@@ -476,7 +476,8 @@ mod tests {
 
     #[test]
     fn bad_choice_names_the_gene() {
-        let text = DEFAULT_SPACE.replace("norm: [affine, layernorm]", "norm: [affine, bogus]");
+        let text =
+            DEFAULT_SPACE.replace("norm: [affine, layernorm, none]", "norm: [affine, bogus]");
         let e = SpaceFile::parse(&text, "x.yaml").unwrap_err().to_string();
         assert!(e.contains("bogus") && e.contains("line"), "{e}");
     }

@@ -83,3 +83,174 @@ pub fn propose(kind: StrategyKind, ctx: &Ctx, history: &[Record]) -> Step {
         StrategyKind::Grid => simple::grid(ctx, history),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::Genes;
+    use cryptpeft_types::{Activation, AttentionKind, BackboneSpec, NormKind};
+
+    /// Accuracy grows with rank and scope, latency with rank, heads and scope.
+    struct Toy<'a>(&'a Space);
+    impl Objectives for Toy<'_> {
+        fn point(&self, g: &Genome, accuracy: Option<f64>) -> Point {
+            let s = self.0.spec(g);
+            Point {
+                accuracy: accuracy.unwrap_or(0.0),
+                seconds: 1.0 + (s.rank * s.scope) as f64 / 10.0 + s.heads as f64,
+                violation: 0.0,
+            }
+        }
+        fn latency_of(&self, spec: &AdapterSpec) -> Option<f64> {
+            Some(1.0 + (spec.rank * spec.scope) as f64 / 10.0 + spec.heads as f64)
+        }
+    }
+
+    fn toy_accuracy(space: &Space, g: &Genome) -> f64 {
+        let s = space.spec(g);
+        1.0 - 1.0 / (1.0 + (s.rank * s.scope) as f64 / 8.0 + s.heads as f64 / 4.0)
+    }
+
+    fn space() -> Space {
+        let genes = Genes {
+            heads: vec![1, 2, 4],
+            rank: vec![4, 8, 16],
+            scope: vec![1, 2, 3],
+            blocks: vec![1],
+            attention: vec![AttentionKind::LinAtten],
+            norm: vec![NormKind::Affine, NormKind::None],
+            activation: vec![Activation::Relu],
+            scale: vec![0.5],
+        };
+        Space::new(&genes, &BackboneSpec::test_small(), 3).unwrap()
+    }
+
+    /// Runs `kind` to exhaustion (or `limit` proposals), answering from the toy table.
+    fn drive(kind: StrategyKind, space: &Space, seed: u64, limit: usize) -> Vec<Record> {
+        let toy = Toy(space);
+        let rc = ReinforceConfig::default();
+        let ctx = Ctx {
+            space,
+            seed,
+            population: 6,
+            reinforce: &rc,
+            objectives: &toy,
+        };
+        let mut h = Vec::new();
+        while h.len() < limit {
+            match propose(kind, &ctx, &h) {
+                Step::Evaluate(g) => h.push(Record {
+                    genome: g,
+                    outcome: Outcome::Accuracy(toy_accuracy(space, &g)),
+                }),
+                Step::Skip(g) => h.push(Record {
+                    genome: g,
+                    outcome: Outcome::Skipped,
+                }),
+                Step::Wait => panic!("nothing is pending"),
+                Step::Done => break,
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn no_strategy_proposes_a_configuration_twice_and_all_stay_valid() {
+        let space = space();
+        let n = space.valid().len();
+        for kind in [
+            StrategyKind::Nsga2,
+            StrategyKind::Random,
+            StrategyKind::Grid,
+        ] {
+            let h = drive(kind, &space, 1, 10 * n);
+            assert_eq!(h.len(), n, "{kind} should exhaust the space exactly once");
+            let set: std::collections::HashSet<_> = h.iter().map(|r| r.genome).collect();
+            assert_eq!(set.len(), n);
+        }
+        let h = drive(StrategyKind::Reinforce, &space, 1, 10 * n);
+        let set: std::collections::HashSet<_> = h.iter().map(|r| r.genome).collect();
+        assert_eq!(
+            set.len(),
+            h.len(),
+            "the controller re-records a configuration"
+        );
+        assert!(h.iter().all(|r| space.is_valid(&r.genome)));
+    }
+
+    #[test]
+    fn proposals_depend_only_on_seed_and_history() {
+        let space = space();
+        for kind in [
+            StrategyKind::Nsga2,
+            StrategyKind::Reinforce,
+            StrategyKind::Random,
+        ] {
+            assert_eq!(
+                drive(kind, &space, 7, 20),
+                drive(kind, &space, 7, 20),
+                "{kind}"
+            );
+            assert_ne!(
+                drive(kind, &space, 7, 20),
+                drive(kind, &space, 8, 20),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn nsga2_waits_for_the_previous_generation() {
+        let space = space();
+        let toy = Toy(&space);
+        let rc = ReinforceConfig::default();
+        let ctx = Ctx {
+            space: &space,
+            seed: 0,
+            population: 2,
+            reinforce: &rc,
+            objectives: &toy,
+        };
+        let mut h = drive(StrategyKind::Nsga2, &space, 0, 2);
+        h[1].outcome = Outcome::Pending;
+        assert_eq!(propose(StrategyKind::Nsga2, &ctx, &h), Step::Wait);
+    }
+
+    #[test]
+    fn the_controller_skips_candidates_over_the_latency_target() {
+        let space = space();
+        let toy = Toy(&space);
+        let rc = ReinforceConfig {
+            latency_target_s: Some(4.0),
+            ..ReinforceConfig::default()
+        };
+        let ctx = Ctx {
+            space: &space,
+            seed: 3,
+            population: 6,
+            reinforce: &rc,
+            objectives: &toy,
+        };
+        let mut h = Vec::new();
+        for _ in 0..40 {
+            match propose(StrategyKind::Reinforce, &ctx, &h) {
+                Step::Evaluate(g) => {
+                    assert!(toy.point(&g, None).seconds <= 4.0);
+                    h.push(Record {
+                        genome: g,
+                        outcome: Outcome::Accuracy(0.5),
+                    })
+                }
+                Step::Skip(g) => {
+                    assert!(toy.point(&g, None).seconds > 4.0);
+                    h.push(Record {
+                        genome: g,
+                        outcome: Outcome::Skipped,
+                    })
+                }
+                _ => break,
+            }
+        }
+        assert!(h.iter().any(|r| r.outcome == Outcome::Skipped));
+    }
+}

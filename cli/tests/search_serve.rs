@@ -1,0 +1,171 @@
+//! A front member exported by the search, served by `cryptpeft serve` and queried by
+//! `cryptpeft infer` with the backbone's hidden states of real test images, predicts
+//! the plaintext model's class on every image.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use burn::tensor::{Tensor, TensorData};
+use cryptpeft_train::backbone::Vit;
+use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
+use cryptpeft_train::{cpu, owc};
+use private_eval::tensor::Mat;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cryptpeft");
+const IMAGES: usize = 6;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+fn spawn(args: &[&str]) -> Kill {
+    Kill(
+        Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_listening(addr: &str) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const SPACE: &str = "name: serve-test
+backbone: vit-mini
+data:
+  dataset: digits
+  max_train: 300
+validation: 0.25
+genes:
+  heads: [1, 2]
+  rank: [8, 16]
+  scope: [1, 2]
+fidelity:
+  epochs: 3
+networks: [lan]
+population: 3
+budget:
+  evaluations: 5
+constants: shipped
+";
+
+/// The most accurate member of the lan front.
+fn searched_adapter(dir: &Path) -> std::path::PathBuf {
+    let space = dir.join("space.yaml");
+    std::fs::write(&space, SPACE).unwrap();
+    let out = dir.join("run");
+    let o = Command::new(BIN)
+        .args(["search", "-q", "--space"])
+        .arg(&space)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let front = std::fs::read_to_string(out.join("pareto_lan.csv")).unwrap();
+    let last = front.lines().last().unwrap();
+    out.join(last.rsplit(',').next().unwrap())
+}
+
+#[test]
+fn a_searched_adapter_serves_real_images_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = searched_adapter(tmp.path());
+    let device = cpu();
+    let model = owc::OwcModel::load(&ckpt, &device).unwrap();
+    let bb = model.backbone.clone();
+    let vit = Vit::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../train/assets/vit_mini_fmnist04.safetensors"),
+        None,
+        &device,
+    )
+    .unwrap();
+    let data = DataConfig::new(DatasetKind::Digits);
+    let test = data.load(Split::Test, 0).unwrap();
+    let test = test.select(&(0..IMAGES).collect::<Vec<_>>());
+    let pixels = Preprocess::new(bb.image_size, bb.channels, &data).apply_set(&test, None);
+    let images = Tensor::<4>::from_data(
+        TensorData::new(pixels, [IMAGES, bb.channels, bb.image_size, bb.image_size]),
+        &device,
+    );
+    let states = vit.hidden_states(images);
+    let first = bb.layers - model.spec.scope;
+    let plain: Vec<usize> = {
+        let logits = model.forward(&states[first..]);
+        let v: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
+        v.chunks(model.classes())
+            .map(|r| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
+            .collect()
+    };
+
+    let (daddr, saddr) = (free_addr(), free_addr());
+    let _dealer = spawn(&["dealer", "--listen", &daddr]);
+    wait_listening(&daddr);
+    let _server = spawn(&[
+        "serve",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--listen",
+        &saddr,
+        "--dealer",
+        &daddr,
+    ]);
+    wait_listening(&saddr);
+    for (i, &want) in plain.iter().enumerate() {
+        let hidden: Vec<Mat> = states[first..]
+            .iter()
+            .map(|t| {
+                let v: Vec<f32> = t
+                    .clone()
+                    .narrow(0, i, 1)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+                Mat::new(
+                    bb.tokens(),
+                    bb.hidden_dim,
+                    v.into_iter().map(f64::from).collect(),
+                )
+            })
+            .collect();
+        let file = tmp.path().join(format!("hidden{i}.safetensors"));
+        private_eval::hidden::save(&file, &hidden).unwrap();
+        let o = Command::new(BIN)
+            .args([
+                "infer",
+                "--server",
+                &saddr,
+                "--dealer",
+                &daddr,
+                "--json",
+                "--hidden-states",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["predicted"].as_u64().unwrap() as usize, want, "image {i}");
+    }
+}

@@ -1,0 +1,133 @@
+//! Kill-safety: SIGKILL at five moments, then resume; every configuration evaluated
+//! exactly once, none lost, the fronts equal to an uninterrupted run's. And two workers
+//! on one study split the budget between them.
+
+mod common;
+
+use std::collections::HashSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use cryptpeft_search::study::State;
+
+const BUDGET: usize = 6;
+
+/// The uninterrupted run every other run is compared with.
+fn reference() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, out) = DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let space = write_space(tmp.path(), &tiny_space(3, BUDGET, 2));
+        let out = tmp.path().join("run");
+        let o = search(&space, &out, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (tmp, out)
+    });
+    out
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The study holds the budget, each configuration once, all complete, and the fronts
+/// and the candidates' results equal the reference's.
+fn assert_same_as_reference(out: &Path) {
+    let t = trials(out);
+    assert_eq!(t.len(), BUDGET, "{t:#?}");
+    assert!(t.iter().all(|t| t.state == State::Complete), "{t:#?}");
+    let configs: HashSet<&str> = t.iter().map(|t| t.config.as_str()).collect();
+    assert_eq!(configs.len(), BUDGET, "a configuration was evaluated twice");
+    let r = trials(reference());
+    let key = |t: &[cryptpeft_search::study::Trial]| -> Vec<(String, Option<f64>)> {
+        t.iter()
+            .map(|t| (t.config.clone(), t.val_accuracy))
+            .collect()
+    };
+    assert_eq!(key(&t), key(&r), "trials differ from the uninterrupted run");
+    for f in ["pareto_lan.csv", "pareto_wan.csv"] {
+        assert_eq!(read(&out.join(f)), read(&reference().join(f)), "{f}");
+    }
+    for f in [
+        "candidates.parquet",
+        "pareto_wan.png",
+        "pareto_wan.svg",
+        "hypervolume.png",
+        "summary.md",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    for line in read(&out.join("pareto_wan.csv")).lines().skip(1) {
+        let ckpt = line.rsplit(',').next().unwrap();
+        assert!(out.join(ckpt).is_file(), "{ckpt} missing");
+    }
+}
+
+fn kill_then_resume(point: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = write_space(tmp.path(), &tiny_space(3, BUDGET, 2));
+    let out = tmp.path().join("run");
+    let o = search(&space, &out, Some(point));
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "not killed at {point}: {}",
+        stderr(&o)
+    );
+    let o = search(&space, &out, None);
+    assert!(o.status.success(), "resume after {point}: {}", stderr(&o));
+    assert_same_as_reference(&out);
+}
+
+#[test]
+fn killed_during_cache_build() {
+    kill_then_resume("cache");
+}
+
+#[test]
+fn killed_mid_training() {
+    kill_then_resume("train:2");
+}
+
+#[test]
+fn killed_between_trials() {
+    kill_then_resume("between:4");
+}
+
+#[test]
+fn killed_during_a_commit() {
+    kill_then_resume("commit:3");
+}
+
+#[test]
+fn killed_while_writing_outputs() {
+    kill_then_resume("output");
+}
+
+#[test]
+fn two_workers_share_one_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = write_space(tmp.path(), &tiny_space(3, BUDGET, 2));
+    let out = tmp.path().join("run");
+    let spawn = || {
+        std::process::Command::new(BIN)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(&out)
+            .arg("-q")
+            .env_remove(cryptpeft_search::fault::VAR)
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let t = trials(&out);
+    let workers: HashSet<&str> = t.iter().map(|t| t.worker.as_str()).collect();
+    assert_eq!(workers.len(), 2, "one worker did everything: {t:#?}");
+    // Disjoint (no configuration twice), union = the budget, fronts as one worker's.
+    assert_same_as_reference(&out);
+}
