@@ -104,6 +104,16 @@ impl Space {
                 }
             }
         }
+        // Trials are keyed by label: two configurations may not share one.
+        let mut labels = HashMap::new();
+        for g in &space.valid {
+            if let Some(other) = labels.insert(space.spec(g).label(), *g) {
+                return Err(Error::Other(format!(
+                    "two configurations share the label `{}` ({other:?}, {g:?}); repeated choices?",
+                    space.spec(g).label()
+                )));
+            }
+        }
         if space.valid.is_empty() {
             return Err(Error::Other(format!(
                 "no valid configuration in the space ({})",

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -56,6 +57,52 @@ fn both(
     Ok(())
 }
 
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white canvas with title, axes and their descriptions.
+fn frame<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    light: RGBColor,
+) -> std::result::Result<Chart<'a, DB>, String> {
+    root.fill(&WHITE).map_err(s)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(s)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .light_line_style(light)
+        .draw()
+        .map_err(s)?;
+    Ok(chart)
+}
+
+/// The legend, then the file.
+fn finish<'a, DB: DrawingBackend + 'a>(
+    mut chart: Chart<'a, DB>,
+    root: &'a DrawingArea<DB, Shift>,
+) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(s)?;
+    root.present().map_err(s)
+}
+
 /// The front plot of profile `p`: every candidate (grey; crosses break a constraint),
 /// the front as a staircase with its members labelled by spec.
 pub fn pareto(
@@ -86,7 +133,6 @@ fn draw_pareto<DB: DrawingBackend>(
     budget: Option<f64>,
     floor: Option<f64>,
 ) -> Drawn {
-    root.fill(&WHITE).map_err(s)?;
     let ms = |p: &Point| 1e3 * p.seconds;
     let pct = |p: &Point| 100.0 * p.accuracy;
     let x_max = pts.iter().map(ms).fold(1e-6, f64::max) * 1.2;
@@ -95,22 +141,16 @@ fn draw_pareto<DB: DrawingBackend>(
     let y_hi = (pts.iter().map(pct).fold(0.0, f64::max) + 3.0)
         .min(100.0)
         .ceil();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_max, y_lo..y_hi.max(y_lo + 1.0))
-        .map_err(s)?;
-    chart
-        .configure_mesh()
-        .x_desc("predicted online latency per inference (ms)")
-        .y_desc("validation accuracy (%)")
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(s)?;
+    let mut chart = frame(
+        &root,
+        title,
+        (0.0..x_max, y_lo..y_hi.max(y_lo + 1.0)),
+        (
+            "predicted online latency per inference (ms)",
+            "validation accuracy (%)",
+        ),
+        WHITE,
+    )?;
     let grey = RGBColor(140, 140, 140);
     let (ok, bad): (Vec<&Point>, Vec<&Point>) = pts.iter().partition(|p| p.violation == 0.0);
     chart
@@ -174,15 +214,7 @@ fn draw_pareto<DB: DrawingBackend>(
             .label(format!("accuracy floor {:.1}%", 100.0 * f))
             .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], blue));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(s)?;
-    root.present().map_err(s)
+    finish(chart, &root)
 }
 
 /// Hypervolume (fraction of the normalised objective square) after each evaluation.
@@ -229,27 +261,17 @@ fn draw_curves<DB: DrawingBackend>(
     curves: &[Vec<(f64, f64)>],
     names: &[String],
 ) -> Drawn {
-    root.fill(&WHITE).map_err(s)?;
     let all = || curves.iter().flatten();
     let x_lo = all().map(|p| p.0).fold(f64::INFINITY, f64::min).min(1.0);
     let x_hi = all().map(|p| p.0).fold(x_lo + 1.0, f64::max);
     let y_hi = all().map(|p| p.1).fold(0.0, f64::max).max(1e-6) * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x_lo..x_hi, 0.0..y_hi)
-        .map_err(s)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(s)?;
+    let mut chart = frame(
+        &root,
+        title,
+        (x_lo..x_hi, 0.0..y_hi),
+        (x_desc, y_desc),
+        RGBColor(235, 235, 235),
+    )?;
     for (k, (c, label)) in curves.iter().zip(names).enumerate() {
         let color = PALETTE[k % PALETTE.len()];
         chart
@@ -260,13 +282,5 @@ fn draw_curves<DB: DrawingBackend>(
                 PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(s)?;
-    root.present().map_err(s)
+    finish(chart, &root)
 }

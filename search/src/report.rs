@@ -112,8 +112,13 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     for &i in &members {
         let t = &finals[i];
         let from = eval::trial_checkpoint(dir, t.number);
-        let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
-        write_atomic(&adapter_path(dir, t), &bytes)?;
+        let to = adapter_path(dir, t);
+        match std::fs::read(&from) {
+            Ok(bytes) => write_atomic(&to, &bytes)?,
+            // A study copied without its trials/ keeps the exported checkpoints.
+            Err(_) if to.is_file() => {}
+            Err(e) => return Err(Error::io(&from, e)),
+        }
     }
     write_table(&candidates(study, &trials)?, &dir.join("candidates"), true)?;
     fault::point("output");

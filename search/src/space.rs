@@ -356,7 +356,7 @@ impl SpaceFile {
                     format!("`{name}` is not one of `networks`"),
                 ));
             }
-            if !(*v > 0.0) {
+            if v.is_nan() || *v <= 0.0 {
                 return Err(bad(
                     &["constraints", "latency_s", name],
                     format!("{v} must be positive"),
@@ -378,7 +378,7 @@ impl SpaceFile {
             return Err(bad(&["budget", "evaluations"], "must be positive".into()));
         }
         if let Some(m) = self.budget.minutes {
-            if !(m > 0.0) {
+            if m.is_nan() || m <= 0.0 {
                 return Err(bad(&["budget", "minutes"], format!("{m} must be positive")));
             }
         }

@@ -77,7 +77,7 @@ pub struct NewTrial {
 #[derive(Debug)]
 pub enum Claim {
     /// Train this trial (new, or taken over from a dead worker).
-    Run(Trial),
+    Run(Box<Trial>),
     /// A skipped configuration was recorded; ask again.
     Recorded,
     /// Others are computing what the next proposal needs; ask again later.
@@ -297,7 +297,7 @@ impl Storage for SqliteStudy {
             tx.commit()?;
             let mut tr = tr.clone();
             tr.worker = worker.to_string();
-            return Ok(Claim::Run(tr));
+            return Ok(Claim::Run(Box::new(tr)));
         }
         let list: Vec<Trial> = trials.into_iter().map(|(t, _)| t).collect();
         let new = match propose(&list) {
@@ -330,7 +330,7 @@ impl Storage for SqliteStudy {
         if new.skip {
             return Ok(Claim::Recorded);
         }
-        Ok(Claim::Run(Trial {
+        Ok(Claim::Run(Box::new(Trial {
             number,
             genome: new.genome,
             config: new.config,
@@ -342,7 +342,7 @@ impl Storage for SqliteStudy {
             test_accuracy: None,
             train_seconds: None,
             message: None,
-        }))
+        })))
     }
 
     fn heartbeat(&self, number: u64, worker: &str) -> Result<()> {

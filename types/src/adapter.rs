@@ -134,20 +134,28 @@ impl AdapterSpec {
         Ok(())
     }
 
-    /// Short label such as `h1-r300-s1` (plus non-default kinds), for file names and tables.
+    /// Short label such as `h1-r300-s1` (plus non-default kinds and scale), for file
+    /// names and tables; distinct specs get distinct labels.
     pub fn label(&self) -> String {
         let mut s = format!("h{}-r{}-s{}", self.heads, self.rank, self.scope);
         if self.blocks != 1 {
             s += &format!("-k{}", self.blocks);
         }
-        if self.attention != AttentionKind::LinAtten {
-            s += &format!("-{}", self.attention);
+        match self.attention {
+            AttentionKind::LinAtten => {}
+            AttentionKind::None => s += "-noattn",
+            a => s += &format!("-{a}"),
         }
         if self.activation != Activation::Relu {
             s += &format!("-{}", self.activation);
         }
-        if self.norm != NormKind::Affine {
-            s += &format!("-{}", self.norm);
+        match self.norm {
+            NormKind::Affine => {}
+            NormKind::None => s += "-nonorm",
+            n => s += &format!("-{n}"),
+        }
+        if self.scale != 0.5 {
+            s += &format!("-x{}", self.scale);
         }
         s
     }
@@ -235,6 +243,31 @@ mod tests {
         assert!(err.to_string().contains("`s`"), "{err}");
         let err = AdapterSpec::paper(1, 60, 13).validate(12).unwrap_err();
         assert!(err.to_string().contains("`s`"), "{err}");
+    }
+
+    #[test]
+    fn labels_tell_specs_apart() {
+        let mut a = AdapterSpec::paper(1, 8, 1);
+        a.attention = AttentionKind::None;
+        let mut b = AdapterSpec::paper(1, 8, 1);
+        b.norm = NormKind::None;
+        let mut c = AdapterSpec::paper(1, 8, 1);
+        c.scale = 0.25;
+        let labels = [
+            a.label(),
+            b.label(),
+            c.label(),
+            AdapterSpec::paper(1, 8, 1).label(),
+        ];
+        assert_eq!(
+            labels,
+            [
+                "h1-r8-s1-noattn",
+                "h1-r8-s1-nonorm",
+                "h1-r8-s1-x0.25",
+                "h1-r8-s1"
+            ]
+        );
     }
 
     #[test]
