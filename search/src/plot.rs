@@ -187,10 +187,12 @@ fn draw_pareto<DB: DrawingBackend>(
             PathElement::new(vec![(x - 10, y), (x + 10, y)], red.stroke_width(2))
         });
     chart
-        .draw_series(front.iter().map(|&i| {
+        .draw_series(front.iter().enumerate().map(|(k, &i)| {
+            // Neighbours on the staircase alternate above and below their point.
+            let dy = if k % 2 == 0 { 6 } else { -20 };
             EmptyElement::at((ms(&pts[i]), pct(&pts[i])))
                 + Circle::new((0, 0), 6, red.filled())
-                + Text::new(trials[i].config.clone(), (8, 6), ("sans-serif", 14))
+                + Text::new(trials[i].config.clone(), (8, dy), ("sans-serif", 14))
         }))
         .map_err(s)?;
     let blue = PALETTE[1];

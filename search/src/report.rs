@@ -171,6 +171,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     )?;
     let summary = dir.join("summary.md");
     write_atomic(&summary, summary_md(study, &trials, &fronts).as_bytes())?;
+    study.store.checkpoint()?;
     Ok(Outputs {
         dir: dir.clone(),
         evaluated: trials.iter().filter(|t| t.state == State::Complete).count(),

@@ -195,6 +195,14 @@ impl SqliteStudy {
         })
     }
 
+    /// Folds the write-ahead log into the database file, so that the file alone (as
+    /// committed or copied) holds the whole study.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.err(e))
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> Error {
         Error::Study {
             path: self.path.clone(),
