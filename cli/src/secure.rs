@@ -37,12 +37,37 @@ pub struct DealerArgs {
     listen: String,
     #[command(flatten)]
     net: NetArgs,
+    /// Largest dealer material (MB, both parties) one session of a registered plan may need.
+    #[arg(long, default_value_t = 2048.0)]
+    max_session_mb: f64,
+    /// Seconds a generated half waits for its party before it is dropped.
+    #[arg(long, default_value_t = 60.0)]
+    pending_ttl: f64,
+    /// Sessions with material waiting, per client address.
+    #[arg(long, default_value_t = 16)]
+    max_pending_per_client: usize,
+    /// Sessions with material waiting, in total.
+    #[arg(long, default_value_t = 256)]
+    max_pending: usize,
 }
 
 pub fn dealer(a: DealerArgs) -> Res {
+    for (name, v) in [("--max-session-mb", a.max_session_mb), ("--pending-ttl", a.pending_ttl)] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(format!("{name} {v}: must be a positive number"));
+        }
+    }
     let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
     eprintln!("dealer: listening on {}", a.listen);
-    roles::run_dealer(l, a.net.config(), || false).map_err(|e| e.to_string())
+    let mut config = a.net.config();
+    config.dealer = roles::DealerLimits {
+        max_session_bytes: (a.max_session_mb * 1e6) as u64,
+        pending_ttl: Duration::from_secs_f64(a.pending_ttl),
+        max_pending_per_peer: a.max_pending_per_client,
+        max_pending_total: a.max_pending,
+        ..Default::default()
+    };
+    roles::run_dealer(l, config, || false).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]

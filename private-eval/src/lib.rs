@@ -4,6 +4,7 @@ pub mod bench;
 pub mod comm;
 pub mod dcf;
 pub mod dealer;
+pub mod dealer_service;
 pub mod exec;
 pub mod fixed;
 pub mod hidden;

@@ -6,21 +6,19 @@
 //! Handshakes: every connection starts on session 0; the client picks a random
 //! session id, announces it in its `Hello`, and both ends switch to it.
 
-use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
 use serde::{Deserialize, Serialize};
 
-use crate::dealer::{self, ModelMasks};
+use crate::dealer::ModelMasks;
+pub use crate::dealer_service::{run_dealer, DealerLimits};
 use crate::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
 use crate::local::sync;
 use crate::material::Material;
 use crate::model::OwcModel;
 use crate::plan::{PlanWeights, SecurePlan};
-use crate::prg::Prg;
 use crate::tensor::Mat;
 use crate::transport::{
     self, Channel, ChannelExt, FramedChannel, MsgKind, Stats, TransportConfig, TransportError,
@@ -40,7 +38,7 @@ pub enum RoleError {
     Protocol(String),
 }
 
-fn ctx(context: impl Into<String>) -> impl FnOnce(TransportError) -> RoleError {
+pub(crate) fn ctx(context: impl Into<String>) -> impl FnOnce(TransportError) -> RoleError {
     let context = context.into();
     move |source| RoleError::Transport { context, source }
 }
@@ -52,6 +50,8 @@ pub struct RoleConfig {
     pub connect_wait: Duration,
     /// Shaping of the client-server link (each side shapes what it sends).
     pub network: NetworkProfile,
+    /// What the dealer accepts (used by the dealer only).
+    pub dealer: DealerLimits,
 }
 
 impl Default for RoleConfig {
@@ -60,12 +60,13 @@ impl Default for RoleConfig {
             transport: TransportConfig::default(),
             connect_wait: Duration::from_secs(10),
             network: NetworkProfile::none(),
+            dealer: DealerLimits::default(),
         }
     }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum DealerRequest {
+pub(crate) enum DealerRequest {
     /// Server: register a plan; the reply carries the model id and the weight-mask seed.
     Register { plan: SecurePlan },
     /// Either party: its half of a session's material.
@@ -73,126 +74,9 @@ enum DealerRequest {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Registered {
-    model: u64,
-    seed: u128,
-}
-
-#[derive(Default)]
-struct DealerState {
-    models: HashMap<u64, (SecurePlan, ModelMasks)>,
-    /// Generated halves waiting for the other party.
-    pending: HashMap<u64, (u8, Material)>,
-    /// Sessions whose material has been handed out completely (or in part).
-    served: HashSet<(u64, u8)>,
-}
-
-/// Runs the dealer on `listener` until `stop` returns true (checked between connections).
-pub fn run_dealer(
-    listener: TcpListener,
-    config: RoleConfig,
-    stop: impl Fn() -> bool,
-) -> Result<(), RoleError> {
-    let state = Arc::new(Mutex::new(DealerState::default()));
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| RoleError::Protocol(format!("listener: {e}")))?;
-    while !stop() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).ok();
-                let state = state.clone();
-                let cfg = config.transport.clone();
-                std::thread::spawn(move || {
-                    let Ok(mut chan) = FramedChannel::tcp(stream, 0, NetworkProfile::none(), cfg)
-                    else {
-                        return;
-                    };
-                    if let Err(e) = serve_dealer_request(&mut chan, &state) {
-                        chan.abort(&e.to_string());
-                        eprintln!("dealer: {e}");
-                    }
-                    let _ = chan.close();
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => return Err(RoleError::Protocol(format!("dealer accept: {e}"))),
-        }
-    }
-    Ok(())
-}
-
-fn serve_dealer_request(
-    chan: &mut impl Channel,
-    state: &Mutex<DealerState>,
-) -> Result<(), RoleError> {
-    let req = chan
-        .recv(MsgKind::MaterialRequest)
-        .map_err(ctx("dealer waiting for a request"))?;
-    let req: DealerRequest = serde_json::from_slice(&req)
-        .map_err(|e| RoleError::Protocol(format!("malformed dealer request: {e}")))?;
-    match req {
-        DealerRequest::Register { plan } => {
-            let seed = Prg::os_seed();
-            let model: u64 = rand::random();
-            state
-                .lock()
-                .unwrap()
-                .models
-                .insert(model, (plan, ModelMasks { seed }));
-            let reply = serde_json::to_vec(&Registered { model, seed }).unwrap();
-            chan.send(MsgKind::Material, &reply)
-                .map_err(ctx("dealer replying to a registration"))?;
-        }
-        DealerRequest::Material {
-            model,
-            session,
-            party,
-        } => {
-            if party > 1 {
-                return Err(RoleError::Protocol(format!("party {party} does not exist")));
-            }
-            let half = {
-                let mut st = state.lock().unwrap();
-                if st.served.contains(&(session, party)) {
-                    return Err(RoleError::Protocol(format!(
-                        "material for session {session:016x} party {party} was already handed out; dealer material is single-use"
-                    )));
-                }
-                let half = match st.pending.remove(&session) {
-                    Some((p, m)) if p == party => m,
-                    Some(other) => {
-                        st.pending.insert(session, other);
-                        return Err(RoleError::Protocol(format!(
-                            "session {session:016x}: party {party} asked twice"
-                        )));
-                    }
-                    None => {
-                        // Generated under the lock: the other party's request must find
-                        // this session's other half, never start a second generation.
-                        let (plan, masks) = st.models.get(&model).cloned().ok_or_else(|| {
-                            RoleError::Protocol(format!(
-                                "unknown model {model:016x}: the server must register first"
-                            ))
-                        })?;
-                        let [m0, m1] =
-                            dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
-                        let (mine, other) = if party == 0 { (m0, m1) } else { (m1, m0) };
-                        st.pending.insert(session, (1 - party, other));
-                        mine
-                    }
-                };
-                st.served.insert((session, party));
-                half
-            };
-            chan.send(MsgKind::Material, &half.to_bytes())
-                .map_err(ctx("dealer sending material"))?;
-        }
-    }
-    chan.flush().map_err(ctx("dealer flushing"))?;
-    Ok(())
+pub(crate) struct Registered {
+    pub(crate) model: u64,
+    pub(crate) seed: u128,
 }
 
 fn dealer_call(

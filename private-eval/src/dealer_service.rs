@@ -1,0 +1,278 @@
+//! The dealer as a network service, with limits so that no peer can exhaust it: a
+//! registered plan is sized before it is accepted; a session's material is generated
+//! outside the global lock (sessions of different clients proceed in parallel);
+//! a half whose twin is never fetched expires; pending sessions are capped per client
+//! address and in total, and a request over a cap is answered "busy", never an
+//! out-of-memory kill.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, TcpListener};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use cryptpeft_types::NetworkProfile;
+
+use crate::comm;
+use crate::dealer::{self, ModelMasks};
+use crate::material::Material;
+use crate::plan::SecurePlan;
+use crate::prg::Prg;
+use crate::roles::{ctx, DealerRequest, Registered, RoleConfig, RoleError};
+use crate::transport::{Channel, ChannelExt, FramedChannel, MsgKind};
+
+/// What one dealer accepts.
+#[derive(Debug, Clone)]
+pub struct DealerLimits {
+    /// Largest material (both parties' halves, encoded) one session of a registered plan
+    /// may need.
+    pub max_session_bytes: u64,
+    /// Largest wire (rows x cols) of a registered plan.
+    pub max_wire_elems: usize,
+    /// Registered models at most.
+    pub max_models: usize,
+    /// A generated half not fetched within this time is dropped.
+    pub pending_ttl: Duration,
+    /// Sessions with material waiting, per client address and in total.
+    pub max_pending_per_peer: usize,
+    pub max_pending_total: usize,
+}
+
+impl Default for DealerLimits {
+    fn default() -> Self {
+        Self {
+            max_session_bytes: 2 << 30,
+            max_wire_elems: 64 << 20,
+            max_models: 256,
+            pending_ttl: Duration::from_secs(60),
+            max_pending_per_peer: 16,
+            max_pending_total: 256,
+        }
+    }
+}
+
+/// The two halves of a session, filled in by whichever request generates them.
+#[derive(Default)]
+struct Halves {
+    ready: Mutex<Option<[Option<Material>; 2]>>,
+    cv: Condvar,
+}
+
+struct Pending {
+    model: u64,
+    peer: IpAddr,
+    created: Instant,
+    halves: Arc<Halves>,
+    taken: [bool; 2],
+}
+
+#[derive(Default)]
+struct State {
+    models: HashMap<u64, (SecurePlan, ModelMasks)>,
+    pending: HashMap<u64, Pending>,
+    /// (session, party) halves handed out or expired, with when: single use. Entries
+    /// older than ten TTLs are forgotten (a replayed id then gets fresh material).
+    served: HashMap<(u64, u8), Instant>,
+}
+
+impl State {
+    fn sweep(&mut self, ttl: Duration) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.created) > ttl)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in expired {
+            self.pending.remove(&s);
+            self.served.insert((s, 0), now);
+            self.served.insert((s, 1), now);
+        }
+        self.served.retain(|_, t| now.duration_since(*t) < ttl * 10);
+    }
+}
+
+/// Runs the dealer on `listener` until `stop` returns true (checked between connections).
+pub fn run_dealer(
+    listener: TcpListener,
+    config: RoleConfig,
+    stop: impl Fn() -> bool,
+) -> Result<(), RoleError> {
+    let state = Arc::new(Mutex::new(State::default()));
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| RoleError::Protocol(format!("listener: {e}")))?;
+    while !stop() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                stream.set_nonblocking(false).ok();
+                let state = state.clone();
+                let cfg = config.clone();
+                std::thread::spawn(move || {
+                    let Ok(mut chan) =
+                        FramedChannel::tcp(stream, 0, NetworkProfile::none(), cfg.transport.clone())
+                    else {
+                        return;
+                    };
+                    if let Err(e) = serve_request(&mut chan, &state, &cfg.dealer, peer.ip()) {
+                        chan.abort(&e.to_string());
+                        eprintln!("dealer: {peer}: {e}");
+                    }
+                    let _ = chan.close();
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(RoleError::Protocol(format!("dealer accept: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Checks a plan's size before the dealer accepts it.
+fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError> {
+    for (i, w) in plan.wires.iter().enumerate() {
+        let elems = w.rows.checked_mul(w.cols).unwrap_or(usize::MAX);
+        if elems > limits.max_wire_elems {
+            return Err(RoleError::Protocol(format!(
+                "plan refused: wire {i} is {} x {}, more than {} elements",
+                w.rows, w.cols, limits.max_wire_elems
+            )));
+        }
+    }
+    // A malformed plan (dangling wire ids) must not take the dealer down.
+    let bytes = std::panic::catch_unwind(|| comm::offline_bytes(plan))
+        .map_err(|_| RoleError::Protocol("plan refused: malformed (inconsistent wires)".into()))?;
+    if bytes > limits.max_session_bytes {
+        return Err(RoleError::Protocol(format!(
+            "plan refused: one session needs {bytes} bytes of dealer material, more than {}",
+            limits.max_session_bytes
+        )));
+    }
+    Ok(())
+}
+
+fn busy(what: String) -> RoleError {
+    RoleError::Protocol(format!("dealer busy: {what}; try again later"))
+}
+
+fn serve_request(
+    chan: &mut impl Channel,
+    state: &Mutex<State>,
+    limits: &DealerLimits,
+    peer: IpAddr,
+) -> Result<(), RoleError> {
+    let req = chan
+        .recv(MsgKind::MaterialRequest)
+        .map_err(ctx("dealer waiting for a request"))?;
+    let req: DealerRequest = serde_json::from_slice(&req)
+        .map_err(|e| RoleError::Protocol(format!("malformed dealer request: {e}")))?;
+    let reply = match req {
+        DealerRequest::Register { plan } => {
+            check_plan(&plan, limits)?;
+            let seed = Prg::os_seed();
+            let model: u64 = rand::random();
+            let mut st = state.lock().expect("dealer state");
+            if st.models.len() >= limits.max_models {
+                return Err(busy(format!("{} models registered", st.models.len())));
+            }
+            st.models.insert(model, (plan, ModelMasks { seed }));
+            serde_json::to_vec(&Registered { model, seed }).expect("registration reply")
+        }
+        DealerRequest::Material {
+            model,
+            session,
+            party,
+        } => material(state, limits, peer, model, session, party)?.to_bytes(),
+    };
+    chan.send(MsgKind::Material, &reply)
+        .map_err(ctx("dealer replying"))?;
+    chan.flush().map_err(ctx("dealer flushing"))?;
+    Ok(())
+}
+
+/// One party's half of a session: the first request of a session generates both halves
+/// (outside the global lock); the second finds its half waiting.
+fn material(
+    state: &Mutex<State>,
+    limits: &DealerLimits,
+    peer: IpAddr,
+    model: u64,
+    session: u64,
+    party: u8,
+) -> Result<Material, RoleError> {
+    if party > 1 {
+        return Err(RoleError::Protocol(format!("party {party} does not exist")));
+    }
+    let p = party as usize;
+    let (halves, generate) = {
+        let mut st = state.lock().expect("dealer state");
+        st.sweep(limits.pending_ttl);
+        if st.served.contains_key(&(session, party)) {
+            return Err(RoleError::Protocol(format!(
+                "material for session {session:016x} party {party} was already handed out or expired; dealer material is single-use"
+            )));
+        }
+        let generate = match st.pending.get(&session) {
+            Some(pend) if pend.model != model => {
+                return Err(RoleError::Protocol(format!(
+                    "session {session:016x} belongs to another model"
+                )))
+            }
+            Some(_) => None,
+            None => {
+                if st.pending.len() >= limits.max_pending_total {
+                    return Err(busy(format!("{} sessions pending", st.pending.len())));
+                }
+                let mine = st.pending.values().filter(|q| q.peer == peer).count();
+                if mine >= limits.max_pending_per_peer {
+                    return Err(busy(format!("{mine} sessions of {peer} pending")));
+                }
+                let (plan, masks) = st.models.get(&model).cloned().ok_or_else(|| {
+                    RoleError::Protocol(format!(
+                        "unknown model {model:016x}: the server must register first"
+                    ))
+                })?;
+                st.pending.insert(
+                    session,
+                    Pending {
+                        model,
+                        peer,
+                        created: Instant::now(),
+                        halves: Arc::default(),
+                        taken: [false; 2],
+                    },
+                );
+                Some((plan, masks))
+            }
+        };
+        st.served.insert((session, party), Instant::now());
+        let pend = st.pending.get_mut(&session).expect("just checked");
+        pend.taken[p] = true;
+        (pend.halves.clone(), generate)
+    };
+    if let Some((plan, masks)) = generate {
+        let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
+        *halves.ready.lock().expect("halves") = Some([Some(m0), Some(m1)]);
+        halves.cv.notify_all();
+    }
+    let mine = {
+        let ready = halves.ready.lock().expect("halves");
+        let (mut ready, timeout) = halves
+            .cv
+            .wait_timeout_while(ready, limits.pending_ttl, |r| r.is_none())
+            .expect("halves");
+        if timeout.timed_out() {
+            return Err(RoleError::Protocol(format!(
+                "session {session:016x}: material generation did not finish"
+            )));
+        }
+        ready.as_mut().expect("ready")[p].take().expect("taken once")
+    };
+    let mut st = state.lock().expect("dealer state");
+    if st.pending.get(&session).is_some_and(|q| q.taken == [true; 2]) {
+        st.pending.remove(&session);
+    }
+    Ok(mine)
+}

@@ -1,0 +1,110 @@
+//! The dealer cannot be drained or exhausted: oversized plans are refused at
+//! registration, pending sessions are capped per client and expire, and concurrent
+//! sessions get matching halves (generation runs outside the global lock).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cryptpeft_types::{AdapterSpec, BackboneSpec};
+use private_eval::lower::lower;
+use private_eval::model::OwcModel;
+use private_eval::roles::{fetch_material, run_dealer, DealerLimits, RoleConfig, Server};
+use private_eval::transport;
+
+struct Dealer {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    config: RoleConfig,
+}
+
+impl Drop for Dealer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn dealer(limits: DealerLimits) -> Dealer {
+    let l = transport::listen("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = RoleConfig {
+        dealer: limits,
+        ..RoleConfig::default()
+    };
+    let (st, cfg) = (stop.clone(), config.clone());
+    std::thread::spawn(move || run_dealer(l, cfg, || st.load(Ordering::Relaxed)));
+    Dealer { addr, stop, config }
+}
+
+fn register(d: &Dealer) -> Result<Server, String> {
+    let model = OwcModel::random(
+        AdapterSpec::paper(1, 8, 2),
+        BackboneSpec::test_small(),
+        3,
+        1,
+    );
+    let (plan, weights) = lower(&model, Default::default()).unwrap();
+    Server::new(plan, &weights, &d.addr, d.config.clone()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn oversized_plans_are_refused_at_registration() {
+    let d = dealer(DealerLimits {
+        max_session_bytes: 1000,
+        ..DealerLimits::default()
+    });
+    let e = register(&d).err().expect("refused");
+    assert!(e.contains("plan refused") && e.contains("more than 1000"), "{e}");
+    let d = dealer(DealerLimits {
+        max_wire_elems: 10,
+        ..DealerLimits::default()
+    });
+    let e = register(&d).err().expect("refused");
+    assert!(e.contains("plan refused") && e.contains("more than 10 elements"), "{e}");
+}
+
+#[test]
+fn pending_sessions_are_capped_per_client_and_expire() {
+    let d = dealer(DealerLimits {
+        max_pending_per_peer: 2,
+        pending_ttl: Duration::from_millis(300),
+        ..DealerLimits::default()
+    });
+    let server = register(&d).unwrap();
+    let m = server.model_id();
+    let get = |session: u64, party: u8| fetch_material(&d.addr, m, session, party, &d.config);
+    get(1, 0).unwrap();
+    get(2, 0).unwrap();
+    let e = get(3, 0).err().expect("over the cap").to_string();
+    assert!(e.contains("dealer busy"), "{e}");
+    std::thread::sleep(Duration::from_millis(400));
+    // Sessions 1 and 2 expired: their twins are gone and room is back.
+    get(4, 0).unwrap();
+    let e = get(1, 1).err().expect("expired").to_string();
+    assert!(e.contains("expired"), "{e}");
+    let e = get(4, 0).err().expect("single use").to_string();
+    assert!(e.contains("already handed out"), "{e}");
+}
+
+#[test]
+fn concurrent_sessions_get_matching_halves() {
+    let d = dealer(DealerLimits::default());
+    let server = register(&d).unwrap();
+    let m = server.model_id();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (10..18u64)
+            .flat_map(|session| [(session, 0u8), (session, 1u8)])
+            .map(|(session, party)| {
+                let (addr, cfg) = (&d.addr, &d.config);
+                s.spawn(move || fetch_material(addr, m, session, party, cfg).unwrap().0)
+            })
+            .collect();
+        let halves: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        for pair in halves.chunks(2) {
+            assert_eq!(pair[0].session, pair[1].session);
+            assert_eq!((pair[0].party, pair[1].party), (0, 1));
+            assert_eq!(pair[0].pair, pair[1].pair, "halves of different generations");
+        }
+    });
+}
