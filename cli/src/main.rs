@@ -17,6 +17,10 @@ use clap::{Parser, Subcommand};
     about = "Private inference with one-way (OWC) adapters"
 )]
 struct Cli {
+    /// More output on stderr: -v one line per session (server, client), -vv every
+    /// dealer request.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -57,6 +61,14 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(match cli.verbose {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            _ => log::LevelFilter::Debug,
+        })
+        .format_timestamp_millis()
+        .init();
     let result = match cli.cmd {
         #[cfg(feature = "train")]
         Cmd::Search(a) => cryptpeft_search::cli::main(a).map_err(|e| e.to_string()),

@@ -52,7 +52,10 @@ pub struct DealerArgs {
 }
 
 pub fn dealer(a: DealerArgs) -> Res {
-    for (name, v) in [("--max-session-mb", a.max_session_mb), ("--pending-ttl", a.pending_ttl)] {
+    for (name, v) in [
+        ("--max-session-mb", a.max_session_mb),
+        ("--pending-ttl", a.pending_ttl),
+    ] {
         if !(v.is_finite() && v > 0.0) {
             return Err(format!("{name} {v}: must be a positive number"));
         }

@@ -109,14 +109,20 @@ pub fn run_dealer(
                 let state = state.clone();
                 let cfg = config.clone();
                 std::thread::spawn(move || {
-                    let Ok(mut chan) =
-                        FramedChannel::tcp(stream, 0, NetworkProfile::none(), cfg.transport.clone())
-                    else {
+                    let Ok(mut chan) = FramedChannel::tcp(
+                        stream,
+                        0,
+                        NetworkProfile::none(),
+                        cfg.transport.clone(),
+                    ) else {
                         return;
                     };
-                    if let Err(e) = serve_request(&mut chan, &state, &cfg.dealer, peer.ip()) {
-                        chan.abort(&e.to_string());
-                        eprintln!("dealer: {peer}: {e}");
+                    match serve_request(&mut chan, &state, &cfg.dealer, peer.ip()) {
+                        Ok(what) => log::debug!("dealer: {peer}: {what}"),
+                        Err(e) => {
+                            chan.abort(&e.to_string());
+                            log::warn!("dealer: {peer}: {e}");
+                        }
                     }
                     let _ = chan.close();
                 });
@@ -162,13 +168,13 @@ fn serve_request(
     state: &Mutex<State>,
     limits: &DealerLimits,
     peer: IpAddr,
-) -> Result<(), RoleError> {
+) -> Result<String, RoleError> {
     let req = chan
         .recv(MsgKind::MaterialRequest)
         .map_err(ctx("dealer waiting for a request"))?;
     let req: DealerRequest = serde_json::from_slice(&req)
         .map_err(|e| RoleError::Protocol(format!("malformed dealer request: {e}")))?;
-    let reply = match req {
+    let (reply, what) = match req {
         DealerRequest::Register { plan } => {
             check_plan(&plan, limits)?;
             let seed = Prg::os_seed();
@@ -178,18 +184,23 @@ fn serve_request(
                 return Err(busy(format!("{} models registered", st.models.len())));
             }
             st.models.insert(model, (plan, ModelMasks { seed }));
-            serde_json::to_vec(&Registered { model, seed }).expect("registration reply")
+            let reply =
+                serde_json::to_vec(&Registered { model, seed }).expect("registration reply");
+            (reply, format!("registered model {model:016x}"))
         }
         DealerRequest::Material {
             model,
             session,
             party,
-        } => material(state, limits, peer, model, session, party)?.to_bytes(),
+        } => (
+            material(state, limits, peer, model, session, party)?.to_bytes(),
+            format!("session {session:016x} party {party}"),
+        ),
     };
     chan.send(MsgKind::Material, &reply)
         .map_err(ctx("dealer replying"))?;
     chan.flush().map_err(ctx("dealer flushing"))?;
-    Ok(())
+    Ok(what)
 }
 
 /// One party's half of a session: the first request of a session generates both halves
@@ -268,10 +279,16 @@ fn material(
                 "session {session:016x}: material generation did not finish"
             )));
         }
-        ready.as_mut().expect("ready")[p].take().expect("taken once")
+        ready.as_mut().expect("ready")[p]
+            .take()
+            .expect("taken once")
     };
     let mut st = state.lock().expect("dealer state");
-    if st.pending.get(&session).is_some_and(|q| q.taken == [true; 2]) {
+    if st
+        .pending
+        .get(&session)
+        .is_some_and(|q| q.taken == [true; 2])
+    {
         st.pending.remove(&session);
     }
     Ok(mine)

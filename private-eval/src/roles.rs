@@ -240,8 +240,8 @@ impl Server {
                     )
                     .map_err(ctx("server accepting"))?;
                     match self.handle(chan) {
-                        Ok(s) => eprintln!("server: session {s:016x} with {peer} done"),
-                        Err(e) => eprintln!("server: client {peer}: {e}"),
+                        Ok(s) => log::info!("server: session {s:016x} with {peer} done"),
+                        Err(e) => log::warn!("server: client {peer}: {e}"),
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

@@ -55,13 +55,19 @@ fn oversized_plans_are_refused_at_registration() {
         ..DealerLimits::default()
     });
     let e = register(&d).err().expect("refused");
-    assert!(e.contains("plan refused") && e.contains("more than 1000"), "{e}");
+    assert!(
+        e.contains("plan refused") && e.contains("more than 1000"),
+        "{e}"
+    );
     let d = dealer(DealerLimits {
         max_wire_elems: 10,
         ..DealerLimits::default()
     });
     let e = register(&d).err().expect("refused");
-    assert!(e.contains("plan refused") && e.contains("more than 10 elements"), "{e}");
+    assert!(
+        e.contains("plan refused") && e.contains("more than 10 elements"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -104,7 +110,10 @@ fn concurrent_sessions_get_matching_halves() {
         for pair in halves.chunks(2) {
             assert_eq!(pair[0].session, pair[1].session);
             assert_eq!((pair[0].party, pair[1].party), (0, 1));
-            assert_eq!(pair[0].pair, pair[1].pair, "halves of different generations");
+            assert_eq!(
+                pair[0].pair, pair[1].pair,
+                "halves of different generations"
+            );
         }
     });
 }
