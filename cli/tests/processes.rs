@@ -1,37 +1,12 @@
 //! The three roles as separate processes on loopback: a full inference, and a server
 //! killed mid-inference making the client fail with a clear message within its timeout.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cryptpeft");
+mod common;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(args: &[&str]) -> Kill {
-    Kill(
-        Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
+use common::{free_addr, spawn, Kill, BIN};
 
 fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Kill, Kill, String, String, String) {
     let ckpt = dir.join("adapter.safetensors");
@@ -59,8 +34,7 @@ fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Kill, Kill, String
         .status()
         .unwrap();
     assert!(st.success());
-    let (dp, sp) = (free_port(), free_port());
-    let (daddr, saddr) = (format!("127.0.0.1:{dp}"), format!("127.0.0.1:{sp}"));
+    let (daddr, saddr) = (free_addr(), free_addr());
     let dealer = spawn(&["dealer", "--listen", &daddr]);
     let server = spawn(&[
         "serve",

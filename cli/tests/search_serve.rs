@@ -2,9 +2,10 @@
 //! `cryptpeft infer` with the backbone's hidden states of real test images, predicts
 //! the plaintext model's class on every image.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use burn::tensor::{Tensor, TensorData};
 use cryptpeft_train::backbone::Vit;
@@ -12,43 +13,9 @@ use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
 use cryptpeft_train::{cpu, owc};
 use private_eval::tensor::Mat;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cryptpeft");
+use common::{free_addr, spawn, wait_listening, BIN};
+
 const IMAGES: usize = 6;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-fn spawn(args: &[&str]) -> Kill {
-    Kill(
-        Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_listening(addr: &str) {
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "{addr} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 const SPACE: &str = "name: serve-test
 backbone: vit-mini

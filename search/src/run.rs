@@ -351,13 +351,14 @@ pub fn run(space: SpaceFile, dir: &Path, verify: bool, progress: bool) -> Result
     loop {
         let trials = study.store.trials()?;
         bar.set_position(spent(&trials).min(budget) as u64);
-        bar.set_message(best_so_far(&study, &trials));
+        let best = best_so_far(&study, &trials);
         fault::point("between");
         let claim = study
             .store
             .claim(&worker, &mut |t| propose(&study, t, deadline))?;
         match claim {
             Claim::Run(trial) => {
+                bar.set_message(format!("training {}  {best}", trial.config));
                 run_trial(&study, &worker, &trial)?;
                 trained += 1;
             }
