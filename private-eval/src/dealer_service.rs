@@ -139,7 +139,7 @@ pub fn run_dealer(
 /// Checks a plan's size before the dealer accepts it.
 fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError> {
     for (i, w) in plan.wires.iter().enumerate() {
-        let elems = w.rows.checked_mul(w.cols).unwrap_or(usize::MAX);
+        let elems = w.rows.saturating_mul(w.cols);
         if elems > limits.max_wire_elems {
             return Err(RoleError::Protocol(format!(
                 "plan refused: wire {i} is {} x {}, more than {} elements",

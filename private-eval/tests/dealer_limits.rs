@@ -48,13 +48,21 @@ fn register(d: &Dealer) -> Result<Server, String> {
     Server::new(plan, &weights, &d.addr, d.config.clone()).map_err(|e| e.to_string())
 }
 
+/// The error of a request that must fail.
+fn refused<T>(r: Result<T, impl std::fmt::Display>) -> String {
+    match r {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[test]
 fn oversized_plans_are_refused_at_registration() {
     let d = dealer(DealerLimits {
         max_session_bytes: 1000,
         ..DealerLimits::default()
     });
-    let e = register(&d).err().expect("refused");
+    let e = refused(register(&d));
     assert!(
         e.contains("plan refused") && e.contains("more than 1000"),
         "{e}"
@@ -63,7 +71,7 @@ fn oversized_plans_are_refused_at_registration() {
         max_wire_elems: 10,
         ..DealerLimits::default()
     });
-    let e = register(&d).err().expect("refused");
+    let e = refused(register(&d));
     assert!(
         e.contains("plan refused") && e.contains("more than 10 elements"),
         "{e}"
@@ -82,14 +90,14 @@ fn pending_sessions_are_capped_per_client_and_expire() {
     let get = |session: u64, party: u8| fetch_material(&d.addr, m, session, party, &d.config);
     get(1, 0).unwrap();
     get(2, 0).unwrap();
-    let e = get(3, 0).err().expect("over the cap").to_string();
+    let e = refused(get(3, 0));
     assert!(e.contains("dealer busy"), "{e}");
     std::thread::sleep(Duration::from_millis(400));
     // Sessions 1 and 2 expired: their twins are gone and room is back.
     get(4, 0).unwrap();
-    let e = get(1, 1).err().expect("expired").to_string();
+    let e = refused(get(1, 1));
     assert!(e.contains("expired"), "{e}");
-    let e = get(4, 0).err().expect("single use").to_string();
+    let e = refused(get(4, 0));
     assert!(e.contains("already handed out"), "{e}");
 }
 
