@@ -80,6 +80,7 @@ pub fn features(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Feature
     if all.len() < 2 {
         return Err(Error::Other("data: fewer than 2 training images".into()));
     }
+    check_memory(&spec, first, all.len() + test.len())?;
     let (train, val) = carve(&all, space.validation, space.seed);
     let describe = |part: &str| {
         format!(
@@ -120,6 +121,30 @@ pub fn features(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Feature
     })
 }
 
+/// Refuses a cache that cannot fit in memory (the features are held in RAM while the
+/// search trains), before computing any of it.
+fn check_memory(spec: &BackboneSpec, first: usize, images: usize) -> Result<()> {
+    let states = spec.layers + 1 - first;
+    let need = (images * states * spec.tokens() * spec.hidden_dim * 4) as f64;
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024.0)
+    });
+    match available {
+        Some(avail) if need > 0.8 * avail => Err(Error::Other(format!(
+            "the feature cache needs {:.1} GB in memory ({images} images x {states} hidden states \
+             of {} x {}), {:.1} GB are available; lower data.max_train / data.max_test or the \
+             largest scope",
+            need / 1e9,
+            spec.tokens(),
+            spec.hidden_dim,
+            avail / 1e9
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The trainer's recipe for one candidate at `epochs`.
 pub fn recipe(space: &SpaceFile, spec: &AdapterSpec, epochs: usize) -> TrainConfig {
     let mut c = TrainConfig::new(None, space.data.clone(), Method::Owc { spec: spec.clone() });
@@ -141,15 +166,28 @@ pub fn train(
     checkpoint: &Path,
 ) -> Result<f64> {
     let (g, b) = (&feats.final_norm.0, &feats.final_norm.1);
-    let (model, stats) = fit_owc(
-        spec,
-        &feats.backbone,
-        (g, b),
-        feats.classes,
-        &feats.train,
-        &feats.val,
-        &recipe(space, spec, epochs),
-    )?;
+    let recipe = recipe(space, spec, epochs);
+    // A panic inside the trainer fails this trial, not the study.
+    let fit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fit_owc(
+            spec,
+            &feats.backbone,
+            (g, b),
+            feats.classes,
+            &feats.train,
+            &feats.val,
+            &recipe,
+        )
+    }))
+    .map_err(|p| {
+        let why = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into());
+        Error::Other(format!("{}: training panicked: {why}", spec.label()))
+    })?;
+    let (model, stats) = fit?;
     let acc = stats.last().map_or(0.0, |s| s.test_accuracy);
     if !acc.is_finite() {
         return Err(Error::Other(format!(
@@ -170,4 +208,21 @@ pub fn test_accuracy(feats: &Features, checkpoint: &Path) -> Result<f64> {
 /// Where trial `number`'s checkpoint lives.
 pub fn trial_checkpoint(run_dir: &Path, number: u64) -> PathBuf {
     run_dir.join("trials").join(format!("{number}.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_larger_than_memory_is_refused_up_front() {
+        let e = check_memory(&BackboneSpec::vit_b16(), 6, 10_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("feature cache needs") && e.contains("max_train"),
+            "{e}"
+        );
+        check_memory(&BackboneSpec::vit_mini(), 0, 2000).unwrap();
+    }
 }

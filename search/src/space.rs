@@ -475,6 +475,18 @@ mod tests {
     }
 
     #[test]
+    fn the_paper_space_is_well_formed() {
+        // Its weights and data are the user's to bring, so only the format is checked.
+        let text = include_str!("../../experiments/spaces/paper-vit-b16.yaml");
+        let s: SpaceFile = serde_yaml::from_str(text).unwrap();
+        assert_eq!(s.genes.heads, [1, 2, 4, 6, 10, 12]);
+        assert_eq!(s.genes.rank.len() * s.genes.scope.len(), 30);
+        assert_eq!(s.constraints.latency_s.get("wan"), Some(&2.7));
+        let e = SpaceFile::parse(text, "paper").unwrap_err().to_string();
+        assert!(e.contains("`backbone`") && e.contains("vit_b_16"), "{e}");
+    }
+
+    #[test]
     fn bad_choice_names_the_gene() {
         let text =
             DEFAULT_SPACE.replace("norm: [affine, layernorm, none]", "norm: [affine, bogus]");
