@@ -67,7 +67,8 @@ struct Pending {
 
 #[derive(Default)]
 struct State {
-    models: HashMap<u64, (SecurePlan, ModelMasks)>,
+    /// Each model's plan, weight masks and the token of the server that registered it.
+    models: HashMap<u64, (SecurePlan, ModelMasks, u128)>,
     pending: HashMap<u64, Pending>,
     /// (session, party) halves handed out or expired, with when: single use. Entries
     /// older than ten TTLs are forgotten (a replayed id then gets fresh material).
@@ -183,17 +184,19 @@ fn serve_request(
             if st.models.len() >= limits.max_models {
                 return Err(busy(format!("{} models registered", st.models.len())));
             }
-            st.models.insert(model, (plan, ModelMasks { seed }));
+            let token = Prg::os_seed();
+            st.models.insert(model, (plan, ModelMasks { seed }, token));
             let reply =
-                serde_json::to_vec(&Registered { model, seed }).expect("registration reply");
+                serde_json::to_vec(&Registered { model, seed, token }).expect("registration reply");
             (reply, format!("registered model {model:016x}"))
         }
         DealerRequest::Material {
             model,
             session,
             party,
+            token,
         } => (
-            material(state, limits, peer, model, session, party)?.to_bytes(),
+            material(state, limits, peer, model, session, party, token)?.to_bytes(),
             format!("session {session:016x} party {party}"),
         ),
     };
@@ -212,6 +215,7 @@ fn material(
     model: u64,
     session: u64,
     party: u8,
+    token: Option<u128>,
 ) -> Result<Material, RoleError> {
     if party > 1 {
         return Err(RoleError::Protocol(format!("party {party} does not exist")));
@@ -220,6 +224,17 @@ fn material(
     let (halves, generate) = {
         let mut st = state.lock().expect("dealer state");
         st.sweep(limits.pending_ttl);
+        let (plan, masks, owner) = st.models.get(&model).cloned().ok_or_else(|| {
+            RoleError::Protocol(format!(
+                "unknown model {model:016x}: the server must register first"
+            ))
+        })?;
+        // Party 1's half, with the client's own, would reveal the weight masks.
+        if party == 1 && token.is_none_or(|t| (t ^ owner) != 0) {
+            return Err(RoleError::Protocol(format!(
+                "party 1's material of model {model:016x} goes only to the server that registered it"
+            )));
+        }
         if st.served.contains_key(&(session, party)) {
             return Err(RoleError::Protocol(format!(
                 "material for session {session:016x} party {party} was already handed out or expired; dealer material is single-use"
@@ -240,11 +255,6 @@ fn material(
                 if mine >= limits.max_pending_per_peer {
                     return Err(busy(format!("{mine} sessions of {peer} pending")));
                 }
-                let (plan, masks) = st.models.get(&model).cloned().ok_or_else(|| {
-                    RoleError::Protocol(format!(
-                        "unknown model {model:016x}: the server must register first"
-                    ))
-                })?;
                 st.pending.insert(
                     session,
                     Pending {

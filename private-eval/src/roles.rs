@@ -69,14 +69,31 @@ impl Default for RoleConfig {
 pub(crate) enum DealerRequest {
     /// Server: register a plan; the reply carries the model id and the weight-mask seed.
     Register { plan: SecurePlan },
-    /// Either party: its half of a session's material.
-    Material { model: u64, session: u64, party: u8 },
+    /// Either party: its half of a session's material. Party 1's half needs the token
+    /// the dealer gave the registering server.
+    Material {
+        model: u64,
+        session: u64,
+        party: u8,
+        #[serde(default)]
+        token: Option<u128>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Registered {
     pub(crate) model: u64,
     pub(crate) seed: u128,
+    /// Entitles the registering server, and only it, to party 1's halves of this model.
+    pub(crate) token: u128,
+}
+
+/// Who asks the dealer for a session's material: the client (party 0) or the server
+/// that registered the model (party 1, proven by the dealer's token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requester {
+    Client,
+    Server { token: u128 },
 }
 
 fn dealer_call(
@@ -106,15 +123,20 @@ pub fn fetch_material(
     dealer: &str,
     model: u64,
     session: u64,
-    party: u8,
+    who: Requester,
     config: &RoleConfig,
 ) -> Result<(Material, u64), RoleError> {
+    let (party, token) = match who {
+        Requester::Client => (0, None),
+        Requester::Server { token } => (1, Some(token)),
+    };
     let (bytes, n) = dealer_call(
         dealer,
         &DealerRequest::Material {
             model,
             session,
             party,
+            token,
         },
         config,
     )?;
@@ -132,6 +154,8 @@ pub struct Server {
     plan: SecurePlan,
     keys: ServerKeys,
     model: u64,
+    /// The dealer's proof that this server registered `model`; never leaves for clients.
+    token: u128,
     dealer: String,
     config: RoleConfig,
     /// Bytes exchanged with the dealer for sessions so far (the server's offline traffic).
@@ -170,6 +194,7 @@ impl Server {
             plan,
             keys,
             model: reg.model,
+            token: reg.token,
             dealer: dealer.to_string(),
             config,
             dealer_bytes: Default::default(),
@@ -184,6 +209,15 @@ impl Server {
     /// The id the dealer gave this model.
     pub fn model_id(&self) -> u64 {
         self.model
+    }
+
+    /// Fetches this server's half (party 1) of a session from the dealer.
+    pub fn material(&self, session: u64) -> Result<(Material, u64), RoleError> {
+        let who = Requester::Server { token: self.token };
+        let (m, n) = fetch_material(&self.dealer, self.model, session, who, &self.config)?;
+        self.dealer_bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        Ok((m, n))
     }
 
     /// Answers one client connection: spec, setup, then the online phase.
@@ -213,10 +247,7 @@ impl Server {
         chan.send(MsgKind::Spec, &spec)
             .map_err(ctx("server sending the plan"))?;
         exec::server_setup(&self.keys, chan)?;
-        let (material, n) =
-            fetch_material(&self.dealer, self.model, hello.session, 1, &self.config)?;
-        self.dealer_bytes
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let (material, _) = self.material(hello.session)?;
         sync(chan, material.pair)?;
         exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan)?;
         chan.flush().map_err(ctx("server flushing"))?;
@@ -314,7 +345,8 @@ fn client_session<C: Channel>(
     let keys = exec::client_setup(&spec.plan, chan)?;
     let setup_bytes = chan.stats().total_bytes();
     let t_off = Instant::now();
-    let (material, offline_bytes) = fetch_material(dealer, spec.model, session, 0, config)?;
+    let (material, offline_bytes) =
+        fetch_material(dealer, spec.model, session, Requester::Client, config)?;
     let offline_s = t_off.elapsed().as_secs_f64();
     sync(chan, material.pair)?;
     let before: Stats = chan.stats();

@@ -9,7 +9,9 @@ use std::time::Duration;
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
 use private_eval::lower::lower;
 use private_eval::model::OwcModel;
-use private_eval::roles::{fetch_material, run_dealer, DealerLimits, RoleConfig, Server};
+use private_eval::roles::{
+    fetch_material, run_dealer, DealerLimits, Requester, RoleConfig, Server,
+};
 use private_eval::transport;
 
 struct Dealer {
@@ -87,7 +89,10 @@ fn pending_sessions_are_capped_per_client_and_expire() {
     });
     let server = register(&d).unwrap();
     let m = server.model_id();
-    let get = |session: u64, party: u8| fetch_material(&d.addr, m, session, party, &d.config);
+    let get = |session: u64, party: u8| match party {
+        0 => fetch_material(&d.addr, m, session, Requester::Client, &d.config),
+        _ => server.material(session),
+    };
     get(1, 0).unwrap();
     get(2, 0).unwrap();
     let e = refused(get(3, 0));
@@ -110,8 +115,15 @@ fn concurrent_sessions_get_matching_halves() {
         let hs: Vec<_> = (10..18u64)
             .flat_map(|session| [(session, 0u8), (session, 1u8)])
             .map(|(session, party)| {
-                let (addr, cfg) = (&d.addr, &d.config);
-                s.spawn(move || fetch_material(addr, m, session, party, cfg).unwrap().0)
+                let (addr, cfg, server) = (&d.addr, &d.config, &server);
+                s.spawn(move || match party {
+                    0 => {
+                        fetch_material(addr, m, session, Requester::Client, cfg)
+                            .unwrap()
+                            .0
+                    }
+                    _ => server.material(session).unwrap().0,
+                })
             })
             .collect();
         let halves: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();

@@ -6,6 +6,7 @@ use std::time::Duration;
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
 use private_eval::bench::protocol_plan;
 use private_eval::model::{CheckpointError, OwcModel};
+use private_eval::roles::Requester::Client;
 use private_eval::transport::{memory_pair, Channel, MsgKind, Stats, TransportError, HEADER_LEN};
 use private_eval::{fixed::Fixed, hidden, local, lower, roles, transport};
 
@@ -174,25 +175,30 @@ fn dealer_refuses_reused_material() {
         let cfg = cfg.clone();
         move || roles::run_dealer(dl, cfg, || st.load(std::sync::atomic::Ordering::Relaxed))
     });
-    let server = roles::Server::new(plan, &w, &daddr, cfg.clone());
-    assert!(server.is_ok());
+    let server = roles::Server::new(plan, &w, &daddr, cfg.clone()).unwrap();
     // Register to learn a model id through the public API: the server did; ask for a
     // session of an unknown model first.
-    let err = roles::fetch_material(&daddr, 42, 7, 0, &cfg)
+    let err = roles::fetch_material(&daddr, 42, 7, Client, &cfg)
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown model"), "{err}");
-    let model_id = server.unwrap().model_id();
+    let model_id = server.model_id();
+    // Party 1's half goes to the registering server only (with the client's own half it
+    // would reveal the weight masks).
+    let forged = roles::Requester::Server { token: 0 };
+    let err = roles::fetch_material(&daddr, model_id, 5, forged, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("only to the server that registered it"),
+        "{err}"
+    );
     // Both parties asking at once get the two halves of one generation.
     for session in 100..110u64 {
         let (a, b) = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                roles::fetch_material(&daddr, model_id, session, 1, &cfg)
-                    .unwrap()
-                    .0
-            });
+            let h = s.spawn(|| server.material(session).unwrap().0);
             (
-                roles::fetch_material(&daddr, model_id, session, 0, &cfg)
+                roles::fetch_material(&daddr, model_id, session, Client, &cfg)
                     .unwrap()
                     .0,
                 h.join().unwrap(),
@@ -200,15 +206,13 @@ fn dealer_refuses_reused_material() {
         });
         assert_eq!(a.pair, b.pair, "halves of different generations");
     }
-    roles::fetch_material(&daddr, model_id, 7, 0, &cfg).unwrap();
-    let err = roles::fetch_material(&daddr, model_id, 7, 0, &cfg)
+    roles::fetch_material(&daddr, model_id, 7, Client, &cfg).unwrap();
+    let err = roles::fetch_material(&daddr, model_id, 7, Client, &cfg)
         .unwrap_err()
         .to_string();
     assert!(err.contains("single-use"), "{err}");
-    roles::fetch_material(&daddr, model_id, 7, 1, &cfg).unwrap();
-    let err = roles::fetch_material(&daddr, model_id, 7, 1, &cfg)
-        .unwrap_err()
-        .to_string();
+    server.material(7).unwrap();
+    let err = server.material(7).unwrap_err().to_string();
     assert!(err.contains("single-use"), "{err}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     h.join().unwrap().unwrap();
