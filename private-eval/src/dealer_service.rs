@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ pub struct DealerLimits {
     /// Sessions with material waiting, per client address and in total.
     pub max_pending_per_peer: usize,
     pub max_pending_total: usize,
+    /// Connections served at once (one thread each); more are told "busy" and closed.
+    pub max_connections: usize,
 }
 
 impl Default for DealerLimits {
@@ -46,6 +49,7 @@ impl Default for DealerLimits {
             pending_ttl: Duration::from_secs(60),
             max_pending_per_peer: 16,
             max_pending_total: 256,
+            max_connections: 128,
         }
     }
 }
@@ -100,6 +104,7 @@ pub fn run_dealer(
     stop: impl Fn() -> bool,
 ) -> Result<(), RoleError> {
     let state = Arc::new(Mutex::new(State::default()));
+    let active = Arc::new(AtomicUsize::new(0));
     listener
         .set_nonblocking(true)
         .map_err(|e| RoleError::Protocol(format!("listener: {e}")))?;
@@ -107,17 +112,22 @@ pub fn run_dealer(
         match listener.accept() {
             Ok((stream, peer)) => {
                 stream.set_nonblocking(false).ok();
+                let Ok(mut chan) =
+                    FramedChannel::tcp(stream, 0, NetworkProfile::none(), config.transport.clone())
+                else {
+                    continue;
+                };
+                let Some(slot) = Slot::take(&active, config.dealer.max_connections) else {
+                    // Refused here, without a thread: a flood cannot multiply them.
+                    let n = config.dealer.max_connections;
+                    chan.abort(&busy(format!("{n} connections open")).to_string());
+                    log::warn!("dealer: {peer}: refused, {n} connections open");
+                    continue;
+                };
                 let state = state.clone();
                 let cfg = config.clone();
                 std::thread::spawn(move || {
-                    let Ok(mut chan) = FramedChannel::tcp(
-                        stream,
-                        0,
-                        NetworkProfile::none(),
-                        cfg.transport.clone(),
-                    ) else {
-                        return;
-                    };
+                    let _slot = slot;
                     match serve_request(&mut chan, &state, &cfg.dealer, peer.ip()) {
                         Ok(what) => log::debug!("dealer: {peer}: {what}"),
                         Err(e) => {
@@ -135,6 +145,23 @@ pub fn run_dealer(
         }
     }
     Ok(())
+}
+
+/// One of the dealer's connection slots, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        let prev = active.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(active.clone());
+        (prev < max).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Checks a plan's size before the dealer accepts it.

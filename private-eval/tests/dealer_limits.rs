@@ -137,3 +137,23 @@ fn concurrent_sessions_get_matching_halves() {
         }
     });
 }
+
+#[test]
+fn connections_beyond_the_cap_are_told_busy() {
+    let d = dealer(DealerLimits {
+        max_connections: 2,
+        ..DealerLimits::default()
+    });
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&d.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let e = refused(register(&d));
+    assert!(
+        e.contains("dealer busy") && e.contains("2 connections"),
+        "{e}"
+    );
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    register(&d).unwrap();
+}
