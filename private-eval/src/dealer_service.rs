@@ -19,7 +19,7 @@ use crate::material::Material;
 use crate::plan::SecurePlan;
 use crate::prg::Prg;
 use crate::roles::{ctx, DealerRequest, Registered, RoleConfig, RoleError};
-use crate::transport::{Channel, ChannelExt, FramedChannel, MsgKind};
+use crate::transport::{serve_connections, Channel, ChannelExt, FramedChannel, MsgKind};
 
 /// What one dealer accepts.
 #[derive(Debug, Clone)]
@@ -105,46 +105,34 @@ pub fn run_dealer(
 ) -> Result<(), RoleError> {
     let state = Arc::new(Mutex::new(State::default()));
     let active = Arc::new(AtomicUsize::new(0));
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| RoleError::Protocol(format!("listener: {e}")))?;
-    while !stop() {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                stream.set_nonblocking(false).ok();
-                let Ok(mut chan) =
-                    FramedChannel::tcp(stream, 0, NetworkProfile::none(), config.transport.clone())
-                else {
-                    continue;
-                };
-                let Some(slot) = Slot::take(&active, config.dealer.max_connections) else {
-                    // Refused here, without a thread: a flood cannot multiply them.
-                    let n = config.dealer.max_connections;
-                    chan.abort(&busy(format!("{n} connections open")).to_string());
-                    log::warn!("dealer: {peer}: refused, {n} connections open");
-                    continue;
-                };
-                let state = state.clone();
-                let cfg = config.clone();
-                std::thread::spawn(move || {
-                    let _slot = slot;
-                    match serve_request(&mut chan, &state, &cfg.dealer, peer.ip()) {
-                        Ok(what) => log::debug!("dealer: {peer}: {what}"),
-                        Err(e) => {
-                            chan.abort(&e.to_string());
-                            log::warn!("dealer: {peer}: {e}");
-                        }
-                    }
-                    let _ = chan.close();
-                });
+    serve_connections(&listener, stop, |stream, peer| {
+        let Ok(mut chan) =
+            FramedChannel::tcp(stream, 0, NetworkProfile::none(), config.transport.clone())
+        else {
+            return;
+        };
+        let Some(slot) = Slot::take(&active, config.dealer.max_connections) else {
+            // Refused here, without a thread: a flood cannot multiply them.
+            let n = config.dealer.max_connections;
+            chan.abort(&busy(format!("{n} connections open")).to_string());
+            log::warn!("dealer: {peer}: refused, {n} connections open");
+            return;
+        };
+        let state = state.clone();
+        let cfg = config.clone();
+        std::thread::spawn(move || {
+            let _slot = slot;
+            match serve_request(&mut chan, &state, &cfg.dealer, peer.ip()) {
+                Ok(what) => log::debug!("dealer: {peer}: {what}"),
+                Err(e) => {
+                    chan.abort(&e.to_string());
+                    log::warn!("dealer: {peer}: {e}");
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => return Err(RoleError::Protocol(format!("dealer accept: {e}"))),
-        }
-    }
-    Ok(())
+            let _ = chan.close();
+        });
+    })
+    .map_err(ctx("dealer"))
 }
 
 /// One of the dealer's connection slots, given back when dropped.

@@ -256,32 +256,22 @@ impl Server {
 
     /// Serves clients one after another until `stop` returns true.
     pub fn serve(&self, listener: TcpListener, stop: impl Fn() -> bool) -> Result<(), RoleError> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| RoleError::Protocol(format!("listener: {e}")))?;
-        while !stop() {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    stream.set_nonblocking(false).ok();
-                    let chan = FramedChannel::tcp(
-                        stream,
-                        0,
-                        self.config.network.clone(),
-                        self.config.transport.clone(),
-                    )
-                    .map_err(ctx("server accepting"))?;
-                    match self.handle(chan) {
-                        Ok(s) => log::info!("server: session {s:016x} with {peer} done"),
-                        Err(e) => log::warn!("server: client {peer}: {e}"),
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => return Err(RoleError::Protocol(format!("server accept: {e}"))),
+        transport::serve_connections(&listener, stop, |stream, peer| {
+            let chan = match FramedChannel::tcp(
+                stream,
+                0,
+                self.config.network.clone(),
+                self.config.transport.clone(),
+            ) {
+                Ok(c) => c,
+                Err(e) => return log::warn!("server: client {peer}: {e}"),
+            };
+            match self.handle(chan) {
+                Ok(s) => log::info!("server: session {s:016x} with {peer} done"),
+                Err(e) => log::warn!("server: client {peer}: {e}"),
             }
-        }
-        Ok(())
+        })
+        .map_err(ctx("server"))
     }
 }
 

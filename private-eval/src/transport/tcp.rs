@@ -1,6 +1,6 @@
 //! TCP set-up: connect with retries (the peer may start later), listen, accept.
 
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
@@ -97,4 +97,34 @@ pub fn accept(
     };
     stream.set_nonblocking(false).map_err(io)?;
     FramedChannel::tcp(stream, session, profile, config)
+}
+
+/// Accepts connections until `stop` returns true (checked every 20 ms while idle) and
+/// hands each blocking stream to `serve`, which decides whether to spawn.
+pub fn serve_connections(
+    listener: &TcpListener,
+    stop: impl Fn() -> bool,
+    mut serve: impl FnMut(TcpStream, SocketAddr),
+) -> Result<(), TransportError> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let io = |e| TransportError::io(format!("accepting on {addr}"), e);
+    listener.set_nonblocking(true).map_err(io)?;
+    while !stop() {
+        match listener.accept() {
+            // A stream that cannot be made blocking is dropped; the service goes on.
+            Ok((stream, peer)) => {
+                if stream.set_nonblocking(false).is_ok() {
+                    serve(stream, peer);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(())
 }
