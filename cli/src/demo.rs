@@ -161,7 +161,9 @@ pub fn demo(mut a: DemoArgs) -> Res {
     let stop = Arc::new(AtomicBool::new(false));
     let result = std::thread::scope(|s| {
         let (st, cfg2) = (stop.clone(), config.clone());
-        s.spawn(move || roles::run_dealer(dl, cfg2, || st.load(Ordering::Relaxed)));
+        s.spawn(move || {
+            private_eval::dealer_service::run_dealer(dl, cfg2, || st.load(Ordering::Relaxed))
+        });
         let (st, cfg2, d2) = (stop.clone(), config.clone(), daddr.clone());
         let server = s.spawn(move || -> Result<(), String> {
             let srv = roles::Server::new(plan, &weights, &d2, cfg2).map_err(|e| e.to_string())?;

@@ -70,7 +70,7 @@ pub fn dealer(a: DealerArgs) -> Res {
         max_pending_total: a.max_pending,
         ..Default::default()
     };
-    roles::run_dealer(l, config, || false).map_err(|e| e.to_string())
+    private_eval::dealer_service::run_dealer(l, config, || false).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]

@@ -80,8 +80,9 @@ pub fn bench_secure(
     let (sl, saddr) = bind()?;
     let st = stop.clone();
     let dcfg = config.clone();
-    let dealer =
-        std::thread::spawn(move || roles::run_dealer(dl, dcfg, || st.load(Ordering::Relaxed)));
+    let dealer = std::thread::spawn(move || {
+        crate::dealer_service::run_dealer(dl, dcfg, || st.load(Ordering::Relaxed))
+    });
     let server = Server::new(plan, &weights, &daddr, config.clone());
     let server = match server {
         Ok(s) => s,

@@ -18,41 +18,8 @@ use crate::dealer::{self, ModelMasks};
 use crate::material::Material;
 use crate::plan::SecurePlan;
 use crate::prg::Prg;
-use crate::roles::{ctx, DealerRequest, Registered, RoleConfig, RoleError};
+use crate::roles::{ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError};
 use crate::transport::{serve_connections, Channel, ChannelExt, FramedChannel, MsgKind};
-
-/// What one dealer accepts.
-#[derive(Debug, Clone)]
-pub struct DealerLimits {
-    /// Largest material (both parties' halves, encoded) one session of a registered plan
-    /// may need.
-    pub max_session_bytes: u64,
-    /// Largest wire (rows x cols) of a registered plan.
-    pub max_wire_elems: usize,
-    /// Registered models at most.
-    pub max_models: usize,
-    /// A generated half not fetched within this time is dropped.
-    pub pending_ttl: Duration,
-    /// Sessions with material waiting, per client address and in total.
-    pub max_pending_per_peer: usize,
-    pub max_pending_total: usize,
-    /// Connections served at once (one thread each); more are told "busy" and closed.
-    pub max_connections: usize,
-}
-
-impl Default for DealerLimits {
-    fn default() -> Self {
-        Self {
-            max_session_bytes: 2 << 30,
-            max_wire_elems: 64 << 20,
-            max_models: 256,
-            pending_ttl: Duration::from_secs(60),
-            max_pending_per_peer: 16,
-            max_pending_total: 256,
-            max_connections: 128,
-        }
-    }
-}
 
 /// The two halves of a session, filled in by whichever request generates them.
 #[derive(Default)]

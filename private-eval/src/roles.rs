@@ -13,7 +13,6 @@ use cryptpeft_types::NetworkProfile;
 use serde::{Deserialize, Serialize};
 
 use crate::dealer::ModelMasks;
-pub use crate::dealer_service::{run_dealer, DealerLimits};
 use crate::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
 use crate::local::sync;
 use crate::material::Material;
@@ -61,6 +60,39 @@ impl Default for RoleConfig {
             connect_wait: Duration::from_secs(10),
             network: NetworkProfile::none(),
             dealer: DealerLimits::default(),
+        }
+    }
+}
+
+/// What one dealer accepts.
+#[derive(Debug, Clone)]
+pub struct DealerLimits {
+    /// Largest material (both parties' halves, encoded) one session of a registered plan
+    /// may need.
+    pub max_session_bytes: u64,
+    /// Largest wire (rows x cols) of a registered plan.
+    pub max_wire_elems: usize,
+    /// Registered models at most.
+    pub max_models: usize,
+    /// A generated half not fetched within this time is dropped.
+    pub pending_ttl: Duration,
+    /// Sessions with material waiting, per client address and in total.
+    pub max_pending_per_peer: usize,
+    pub max_pending_total: usize,
+    /// Connections served at once (one thread each); more are told "busy" and closed.
+    pub max_connections: usize,
+}
+
+impl Default for DealerLimits {
+    fn default() -> Self {
+        Self {
+            max_session_bytes: 2 << 30,
+            max_wire_elems: 64 << 20,
+            max_models: 256,
+            pending_ttl: Duration::from_secs(60),
+            max_pending_per_peer: 16,
+            max_pending_total: 256,
+            max_connections: 128,
         }
     }
 }

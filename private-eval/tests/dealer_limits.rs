@@ -9,9 +9,7 @@ use std::time::Duration;
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
 use private_eval::lower::lower;
 use private_eval::model::OwcModel;
-use private_eval::roles::{
-    fetch_material, run_dealer, DealerLimits, Requester, RoleConfig, Server,
-};
+use private_eval::roles::{fetch_material, DealerLimits, Requester, RoleConfig, Server};
 use private_eval::transport;
 
 struct Dealer {
@@ -35,7 +33,9 @@ fn dealer(limits: DealerLimits) -> Dealer {
         ..RoleConfig::default()
     };
     let (st, cfg) = (stop.clone(), config.clone());
-    std::thread::spawn(move || run_dealer(l, cfg, || st.load(Ordering::Relaxed)));
+    std::thread::spawn(move || {
+        private_eval::dealer_service::run_dealer(l, cfg, || st.load(Ordering::Relaxed))
+    });
     Dealer { addr, stop, config }
 }
 

@@ -173,7 +173,11 @@ fn dealer_refuses_reused_material() {
     let cfg = roles::RoleConfig::default();
     let h = std::thread::spawn({
         let cfg = cfg.clone();
-        move || roles::run_dealer(dl, cfg, || st.load(std::sync::atomic::Ordering::Relaxed))
+        move || {
+            private_eval::dealer_service::run_dealer(dl, cfg, || {
+                st.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        }
     });
     let server = roles::Server::new(plan, &w, &daddr, cfg.clone()).unwrap();
     // Register to learn a model id through the public API: the server did; ask for a

@@ -7,9 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::{Error, Result};
 use crate::replay::{self, STRATEGIES};
 use crate::report::Outputs;
-use crate::run::{self, study_path};
+use crate::run;
 use crate::space::{SpaceFile, StrategyKind, DEFAULT_SPACE};
-use crate::study::{SqliteStudy, Storage};
+use crate::study::{self, study_path, SqliteStudy, Storage};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -153,7 +153,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
         }
         Some(Cmd::Report { dir, verify, quiet }) => {
             let s = stored_space(&dir)?;
-            let study = run::open(s, &dir, !quiet)?;
+            let study = study::open(s, &dir, !quiet)?;
             print_fronts(&crate::report::write(&study, verify, !quiet)?);
             Ok(())
         }
@@ -164,7 +164,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
             out,
         }) => {
             let s = stored_space(&table)?;
-            let study = run::open(s, &table, true)?;
+            let study = study::open(s, &table, true)?;
             let rows = replay::replay(&study, &STRATEGIES, seeds, &budgets)?;
             let out = out.unwrap_or_else(|| table.join("replay"));
             let title = format!(

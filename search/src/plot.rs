@@ -11,7 +11,7 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::pareto::Point;
-use crate::run::Study;
+use crate::study::Study;
 use crate::study::Trial;
 
 /// DejaVu Sans (Bitstream Vera license; see `assets/README.md`).

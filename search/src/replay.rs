@@ -13,9 +13,9 @@ use crate::genes::Genome;
 use crate::pareto::{hypervolume, Point};
 use crate::plot;
 use crate::report::reference_seconds;
-use crate::run::{write_atomic, Study};
 use crate::space::StrategyKind;
 use crate::strategy::{propose, Objectives, Outcome, Record, Step};
+use crate::study::{write_atomic, Study};
 use crate::study::{State, Storage};
 
 /// One replay: strategy, seed, budget, evaluations used, hypervolume fraction.

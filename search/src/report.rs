@@ -13,7 +13,7 @@ use crate::fault;
 use crate::genes::GENES;
 use crate::pareto::{front, hypervolume, Point};
 use crate::plot;
-use crate::run::{point_of, write_atomic, Study};
+use crate::study::{point_of, write_atomic, Study};
 use crate::study::{State, Storage, Trial};
 use crate::verify::{self, Measured};
 

@@ -7,21 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cryptpeft_cost_model::{calibrate, cost, plan_shape_only, Constants};
-use cryptpeft_types::AdapterSpec;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::error::{Error, Result};
-use crate::eval::{self, Features};
+use crate::error::Result;
+use crate::eval;
 use crate::fault;
-use crate::genes::{Genome, Space};
+use crate::genes::Genome;
 use crate::pareto::{ranks, Point};
-use crate::price::Pricer;
 use crate::report;
-use crate::space::{ReinforceConfig, SpaceFile};
-use crate::strategy::{self, Ctx, Objectives, Outcome, Record, Step};
+use crate::space::SpaceFile;
+use crate::strategy::{self, Objectives, Outcome, Record, Step};
 use crate::study::{
-    worker_name, Claim, NewTrial, Proposal, SqliteStudy, State, Storage, Trial, HEARTBEAT_EVERY,
+    open, study_path, worker_name, Claim, NewTrial, Proposal, SqliteStudy, State, Storage, Study,
+    Trial, HEARTBEAT_EVERY,
 };
 
 /// Set by Ctrl-C: finish the trial in hand, record it, stop.
@@ -36,155 +34,6 @@ pub fn install_ctrlc() {
         }
         eprintln!("\nstopping after the current trial (Ctrl-C again to stop now)");
     });
-}
-
-/// Everything a worker or a report needs about one study.
-pub struct Study {
-    pub space: SpaceFile,
-    pub dir: PathBuf,
-    pub store: SqliteStudy,
-    pub genomes: Space,
-    pub pricer: Pricer,
-    pub features: Features,
-    /// The controller's settings, its latency target defaulting to the selection
-    /// profile's latency budget.
-    pub reinforce: ReinforceConfig,
-}
-
-pub fn study_path(dir: &Path) -> PathBuf {
-    dir.join("study.sqlite")
-}
-
-/// Opens the study in `dir` for `space` (creating it), checks that an existing study is
-/// of the same space, fixes its cost-model constants, and builds the feature cache.
-pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
-    // Everything that can be checked without the study is checked first, so that a bad
-    // input never creates or touches one.
-    let backbone = eval::backbone_spec(&space)?;
-    let classes = space.data.num_classes();
-    let genomes = Space::new(&space.genes, &backbone, classes)?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let store = SqliteStudy::open(&study_path(dir))?;
-    let identity = space.identity();
-    let stored = store.meta_or_insert("space", &identity)?;
-    if stored != identity {
-        return Err(Error::Study {
-            path: study_path(dir),
-            problem: "holds a study of a different space; give another --out, or the same space \
-                      (only `budget` may change)"
-                .into(),
-        });
-    }
-    let constants = study_constants(&space, &store, progress)?;
-    write_atomic(&dir.join("constants.yaml"), constants.to_yaml().as_bytes())?;
-    let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
-    let features = eval::features(&space, &dir.join("cache"), progress)?;
-    let mut reinforce = space.reinforce.clone();
-    if reinforce.latency_target_s.is_none() {
-        let name = &space.networks[space.select_index()];
-        reinforce.latency_target_s = space.constraints.latency_s.get(name).copied();
-    }
-    Ok(Study {
-        reinforce,
-        space,
-        dir: dir.to_path_buf(),
-        store,
-        genomes,
-        pricer,
-        features,
-    })
-}
-
-/// The study's constants: fixed at its first run (calibrated on this machine unless the
-/// space says otherwise) and kept with it, so every worker and resume prices alike.
-fn study_constants(space: &SpaceFile, store: &SqliteStudy, progress: bool) -> Result<Constants> {
-    let text = match store.meta("constants")? {
-        Some(t) => t,
-        None => {
-            let c = match space.constants.as_str() {
-                "calibrate" => {
-                    if progress {
-                        eprintln!("calibrating the cost model on this machine (a few seconds)");
-                    }
-                    calibrate()
-                }
-                "shipped" => {
-                    eprintln!(
-                        "warning: pricing with the shipped cost-model constants, measured on \
-                         another machine; predicted seconds may not hold here"
-                    );
-                    Constants::shipped()
-                }
-                path => {
-                    Constants::load(path).map_err(|e| Error::Other(format!("constants: {e}")))?
-                }
-            };
-            store.meta_or_insert("constants", &c.to_yaml())?
-        }
-    };
-    Constants::from_yaml(&text).map_err(|e| Error::Other(format!("stored constants: {e}")))
-}
-
-/// Writes a file atomically (temporary file, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-impl Objectives for Study {
-    fn point(&self, g: &Genome, accuracy: Option<f64>) -> Point {
-        let spec = self.genomes.spec(g);
-        let price = self.pricer.price(&spec);
-        point_of(&self.space, &price.seconds, accuracy)
-    }
-
-    fn latency_of(&self, spec: &AdapterSpec) -> Option<f64> {
-        spec.validate(self.features.backbone.layers).ok()?;
-        let plan = plan_shape_only(spec, &self.features.backbone, self.features.classes).ok()?;
-        let profile = &self.pricer.profiles()[self.space.select_index()];
-        Some(cost(&plan, profile, self.pricer.constants()).predicted_online_s)
-    }
-}
-
-impl Study {
-    /// The strategies' view of this study, with seed `seed`.
-    pub fn ctx(&self, seed: u64) -> Ctx<'_> {
-        Ctx {
-            space: &self.genomes,
-            seed,
-            population: self.space.population,
-            reinforce: &self.reinforce,
-            objectives: self,
-        }
-    }
-
-    /// Trainings the budget allows (default: every valid configuration once per rung 0).
-    pub fn budget(&self) -> usize {
-        self.space
-            .budget
-            .evaluations
-            .unwrap_or(self.genomes.valid().len())
-    }
-}
-
-/// The point of a candidate with per-profile `seconds` (constraints: every profile's
-/// latency budget, relative excess; the accuracy floor, absolute shortfall).
-pub fn point_of(space: &SpaceFile, seconds: &[f64], accuracy: Option<f64>) -> Point {
-    let mut violation = 0.0;
-    for (p, name) in space.networks.iter().enumerate() {
-        if let Some(b) = space.constraints.latency_s.get(name) {
-            violation += (seconds[p] / b - 1.0).max(0.0);
-        }
-    }
-    if let (Some(floor), Some(a)) = (space.constraints.min_accuracy, accuracy) {
-        violation += (floor - a).max(0.0);
-    }
-    Point {
-        accuracy: accuracy.unwrap_or(0.0),
-        seconds: seconds[space.select_index()],
-        violation,
-    }
 }
 
 /// The strategy's view of the trials: the first rung, in proposal order.

@@ -11,7 +11,7 @@ use private_eval::tensor::Mat;
 
 use crate::error::{Error, Result};
 use crate::eval::Features;
-use crate::run::Study;
+use crate::study::Study;
 
 /// Inferences per front member (the median is reported).
 const REPEAT: usize = 3;
