@@ -83,14 +83,24 @@ pub struct ServeArgs {
     dealer: String,
     #[command(flatten)]
     net: NetArgs,
+    /// Client sessions run at once; more are told the server is busy.
+    #[arg(long, default_value_t = 8)]
+    max_sessions: usize,
 }
 
 pub fn serve(a: ServeArgs) -> Res {
     let model = OwcModel::load(&a.checkpoint).map_err(|e| e.to_string())?;
     let (plan, weights) = lower::lower(&model, Default::default())
         .map_err(|e| format!("{}: {e}", a.checkpoint.display()))?;
+    if a.max_sessions == 0 {
+        return Err("--max-sessions must be at least 1".into());
+    }
+    let config = roles::RoleConfig {
+        max_sessions: a.max_sessions,
+        ..a.net.config()
+    };
     let server =
-        roles::Server::new(plan, &weights, &a.dealer, a.net.config()).map_err(|e| e.to_string())?;
+        roles::Server::new(plan, &weights, &a.dealer, config).map_err(|e| e.to_string())?;
     let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
     eprintln!(
         "server: {} ({}) listening on {}",

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use crate::material::Material;
 use crate::plan::SecurePlan;
 use crate::prg::Prg;
 use crate::roles::{ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError};
-use crate::transport::{serve_connections, Channel, ChannelExt, FramedChannel, MsgKind};
+use crate::transport::{serve_connections, Channel, ChannelExt, FramedChannel, MsgKind, Slots};
 
 /// The two halves of a session, filled in by whichever request generates them.
 #[derive(Default)]
@@ -71,14 +70,14 @@ pub fn run_dealer(
     stop: impl Fn() -> bool,
 ) -> Result<(), RoleError> {
     let state = Arc::new(Mutex::new(State::default()));
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Slots::new(config.dealer.max_connections);
     serve_connections(&listener, stop, |stream, peer| {
         let Ok(mut chan) =
             FramedChannel::tcp(stream, 0, NetworkProfile::none(), config.transport.clone())
         else {
             return;
         };
-        let Some(slot) = Slot::take(&active, config.dealer.max_connections) else {
+        let Some(slot) = slots.take() else {
             // Refused here, without a thread: a flood cannot multiply them.
             let n = config.dealer.max_connections;
             chan.abort(&busy(format!("{n} connections open")).to_string());
@@ -100,23 +99,6 @@ pub fn run_dealer(
         });
     })
     .map_err(ctx("dealer"))
-}
-
-/// One of the dealer's connection slots, given back when dropped.
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        let prev = active.fetch_add(1, Ordering::SeqCst);
-        let slot = Slot(active.clone());
-        (prev < max).then_some(slot)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Checks a plan's size before the dealer accepts it.

@@ -51,6 +51,8 @@ pub struct RoleConfig {
     pub network: NetworkProfile,
     /// What the dealer accepts (used by the dealer only).
     pub dealer: DealerLimits,
+    /// Client sessions a server runs at once (one thread each); more are told "busy".
+    pub max_sessions: usize,
 }
 
 impl Default for RoleConfig {
@@ -60,6 +62,7 @@ impl Default for RoleConfig {
             connect_wait: Duration::from_secs(10),
             network: NetworkProfile::none(),
             dealer: DealerLimits::default(),
+            max_sessions: 8,
         }
     }
 }
@@ -286,22 +289,35 @@ impl Server {
         Ok(hello.session)
     }
 
-    /// Serves clients one after another until `stop` returns true.
+    /// Serves clients, up to `max_sessions` at once, until `stop` returns true.
     pub fn serve(&self, listener: TcpListener, stop: impl Fn() -> bool) -> Result<(), RoleError> {
-        transport::serve_connections(&listener, stop, |stream, peer| {
-            let chan = match FramedChannel::tcp(
-                stream,
-                0,
-                self.config.network.clone(),
-                self.config.transport.clone(),
-            ) {
-                Ok(c) => c,
-                Err(e) => return log::warn!("server: client {peer}: {e}"),
-            };
-            match self.handle(chan) {
-                Ok(s) => log::info!("server: session {s:016x} with {peer} done"),
-                Err(e) => log::warn!("server: client {peer}: {e}"),
-            }
+        let slots = transport::Slots::new(self.config.max_sessions);
+        std::thread::scope(|s| {
+            transport::serve_connections(&listener, stop, |stream, peer| {
+                let mut chan = match FramedChannel::tcp(
+                    stream,
+                    0,
+                    self.config.network.clone(),
+                    self.config.transport.clone(),
+                ) {
+                    Ok(c) => c,
+                    Err(e) => return log::warn!("server: client {peer}: {e}"),
+                };
+                let Some(slot) = slots.take() else {
+                    let n = self.config.max_sessions;
+                    chan.abort(&format!(
+                        "server busy: {n} sessions running; try again later"
+                    ));
+                    return log::warn!("server: client {peer}: refused, {n} sessions running");
+                };
+                s.spawn(move || {
+                    let _slot = slot;
+                    match self.handle(chan) {
+                        Ok(s) => log::info!("server: session {s:016x} with {peer} done"),
+                        Err(e) => log::warn!("server: client {peer}: {e}"),
+                    }
+                });
+            })
         })
         .map_err(ctx("server"))
     }

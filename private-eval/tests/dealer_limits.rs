@@ -157,3 +157,44 @@ fn connections_beyond_the_cap_are_told_busy() {
     std::thread::sleep(Duration::from_millis(300));
     register(&d).unwrap();
 }
+
+#[test]
+fn server_sessions_beyond_the_cap_are_told_busy() {
+    let d = dealer(DealerLimits::default());
+    let spec = AdapterSpec::paper(1, 8, 2);
+    let model = OwcModel::random(spec, BackboneSpec::test_small(), 3, 1);
+    let (plan, weights) = lower(&model, Default::default()).unwrap();
+    let config = RoleConfig {
+        max_sessions: 1,
+        ..d.config.clone()
+    };
+    let server = Server::new(plan, &weights, &d.addr, config.clone()).unwrap();
+    let l = transport::listen("127.0.0.1:0").unwrap();
+    let saddr = l.local_addr().unwrap().to_string();
+    let hidden = private_eval::hidden::random(3, 10, 16, 4);
+    let stop = AtomicBool::new(false);
+    /// Stops the server however the test ends, so the scope can join it.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| server.serve(l, || stop.load(Ordering::Relaxed)).unwrap());
+        let _stop = StopOnDrop(&stop);
+        // An idle connection holds the only session.
+        let idle = std::net::TcpStream::connect(&saddr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let e = refused(private_eval::roles::run_client(
+            &saddr, &d.addr, &hidden, &config,
+        ));
+        assert!(e.contains("server busy"), "{e}");
+        drop(idle);
+        std::thread::sleep(Duration::from_millis(300));
+        // Two clients one after the other once the slot is free.
+        for _ in 0..2 {
+            private_eval::roles::run_client(&saddr, &d.addr, &hidden, &config).unwrap();
+        }
+    });
+}

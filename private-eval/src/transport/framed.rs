@@ -157,7 +157,9 @@ impl<S: Stream> FramedChannel<S> {
         }
         let kind = MsgKind::try_from(header.kind)
             .map_err(|byte| TransportError::UnknownKind { byte, expected })?;
-        if header.session != self.session {
+        // An abort concerns the connection: a peer that refuses before the session
+        // switch (a busy server) still gets its reason through.
+        if header.session != self.session && kind != MsgKind::Abort {
             return Err(TransportError::WrongSession {
                 expected: self.session,
                 got: header.session,

@@ -35,7 +35,7 @@ pub use frame::{MsgKind, HEADER_LEN};
 pub use framed::{memory_pair, try_memory_pair, FramedChannel, TransportConfig};
 pub use stats::Stats;
 pub use stream::Stream;
-pub use tcp::{accept, connect, listen, serve_connections};
+pub use tcp::{accept, connect, listen, serve_connections, Slot, Slots};
 
 #[cfg(test)]
 mod tests;

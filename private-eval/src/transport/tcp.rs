@@ -1,6 +1,8 @@
 //! TCP set-up: connect with retries (the peer may start later), listen, accept.
 
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
@@ -127,4 +129,36 @@ pub fn serve_connections(
         }
     }
     Ok(())
+}
+
+/// A cap on connections served at once: a service takes a slot per connection and
+/// refuses the connection when none is left.
+#[derive(Clone)]
+pub struct Slots {
+    active: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// A taken slot, given back when dropped.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slots {
+    pub fn new(max: usize) -> Self {
+        Self {
+            active: Arc::default(),
+            max,
+        }
+    }
+
+    pub fn take(&self) -> Option<Slot> {
+        let prev = self.active.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(self.active.clone());
+        (prev < self.max).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
