@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_addr, spawn, Kill, BIN};
+use common::{dealer_and_server, Kill, BIN};
 
 fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Kill, Kill, String, String, String) {
     let ckpt = dir.join("adapter.safetensors");
@@ -34,19 +34,7 @@ fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Kill, Kill, String
         .status()
         .unwrap();
     assert!(st.success());
-    let (daddr, saddr) = (free_addr(), free_addr());
-    let dealer = spawn(&["dealer", "--listen", &daddr]);
-    let server = spawn(&[
-        "serve",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--listen",
-        &saddr,
-        "--dealer",
-        &daddr,
-        "--network",
-        net,
-    ]);
+    let (dealer, server, daddr, saddr) = dealer_and_server(&ckpt, &["--network", net]);
     (
         dealer,
         server,

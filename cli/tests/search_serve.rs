@@ -13,7 +13,7 @@ use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
 use cryptpeft_train::{cpu, owc};
 use private_eval::tensor::Mat;
 
-use common::{free_addr, spawn, wait_listening, BIN};
+use common::{dealer_and_server, BIN};
 
 const IMAGES: usize = 6;
 
@@ -86,19 +86,7 @@ fn a_searched_adapter_serves_real_images_exactly() {
             .collect()
     };
 
-    let (daddr, saddr) = (free_addr(), free_addr());
-    let _dealer = spawn(&["dealer", "--listen", &daddr]);
-    wait_listening(&daddr);
-    let _server = spawn(&[
-        "serve",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--listen",
-        &saddr,
-        "--dealer",
-        &daddr,
-    ]);
-    wait_listening(&saddr);
+    let (_dealer, _server, daddr, saddr) = dealer_and_server(&ckpt, &[]);
     for (i, &want) in plain.iter().enumerate() {
         let hidden: Vec<Mat> = states[first..]
             .iter()

@@ -41,24 +41,19 @@ fn carve(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
     (set.select(&train), set.select(&val))
 }
 
-/// The shape of the space's backbone.
-pub fn backbone_spec(space: &SpaceFile) -> Result<BackboneSpec> {
-    Ok(load_backbone(space)?.spec)
-}
-
-fn load_backbone(space: &SpaceFile) -> Result<Vit> {
+/// The space's backbone (frozen, on the CPU).
+pub fn load_backbone(space: &SpaceFile) -> Result<Vit> {
     let path = space.backbone_path();
     Vit::load(&path, None, &cpu()).map_err(|e| Error::Other(format!("backbone: {e}")))
 }
 
 /// Builds (or loads) the feature cache under `dir`, holding a file lock so that workers
 /// starting together compute it once.
-pub fn features(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Features> {
+pub fn features(space: &SpaceFile, vit: &Vit, dir: &Path, progress: bool) -> Result<Features> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let lock_path = dir.join("lock");
     let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
     lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-    let vit = load_backbone(space)?;
     let vit_id = file_sha256(&space.backbone_path())?;
     let spec = vit.spec.clone();
     let max_scope = *space.genes.scope.iter().max().expect("checked non-empty");
@@ -92,7 +87,7 @@ pub fn features(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Feature
     let get = |set: &ImageSet, part: &str| -> Result<FeatureSet> {
         let d = describe(part);
         let req = CacheRequest {
-            vit: &vit,
+            vit,
             vit_id: &vit_id,
             set,
             describe: &d,
@@ -112,7 +107,7 @@ pub fn features(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Feature
     let test = get(&test, "test")?;
     drop(lock);
     Ok(Features {
-        final_norm: cryptpeft_train::final_norm_init(&vit),
+        final_norm: cryptpeft_train::final_norm_init(vit),
         backbone: spec,
         classes,
         train,

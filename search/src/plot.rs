@@ -45,7 +45,8 @@ fn both(
 ) -> Result<()> {
     font();
     for ext in ["png", "svg"] {
-        let tmp = stem.with_extension(format!("tmp.{ext}"));
+        // Per process, like `write_atomic`; the backend reads the format off the extension.
+        let tmp = stem.with_extension(format!("{}.tmp.{ext}", std::process::id()));
         let fin = stem.with_extension(ext);
         let drawn = match ext {
             "png" => png(BitMapBackend::new(&tmp, SIZE).into_drawing_area()),

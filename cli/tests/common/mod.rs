@@ -34,6 +34,30 @@ pub fn spawn(args: &[&str]) -> Kill {
     )
 }
 
+/// Starts a dealer and a server of `checkpoint` (with `extra` flags) on free ports and
+/// waits until both listen; returns them with their addresses.
+pub fn dealer_and_server(
+    checkpoint: &std::path::Path,
+    extra: &[&str],
+) -> (Kill, Kill, String, String) {
+    let (daddr, saddr) = (free_addr(), free_addr());
+    let dealer = spawn(&["dealer", "--listen", &daddr]);
+    wait_listening(&daddr);
+    let mut args = vec![
+        "serve",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--listen",
+        &saddr,
+        "--dealer",
+        &daddr,
+    ];
+    args.extend_from_slice(extra);
+    let server = spawn(&args);
+    wait_listening(&saddr);
+    (dealer, server, daddr, saddr)
+}
+
 /// Waits (at most 30 s) until something accepts connections on `addr`.
 pub fn wait_listening(addr: &str) {
     let t0 = Instant::now();

@@ -43,7 +43,8 @@ pub fn study_path(dir: &Path) -> PathBuf {
 pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
     // Everything that can be checked without the study is checked first, so that a bad
     // input never creates or touches one.
-    let backbone = eval::backbone_spec(&space)?;
+    let vit = eval::load_backbone(&space)?;
+    let backbone = vit.spec.clone();
     let classes = space.data.num_classes();
     let genomes = Space::new(&space.genes, &backbone, classes)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -61,7 +62,7 @@ pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
     let constants = study_constants(&space, &store, progress)?;
     write_atomic(&dir.join("constants.yaml"), constants.to_yaml().as_bytes())?;
     let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
-    let features = eval::features(&space, &dir.join("cache"), progress)?;
+    let features = eval::features(&space, &vit, &dir.join("cache"), progress)?;
     let mut reinforce = space.reinforce.clone();
     if reinforce.latency_target_s.is_none() {
         let name = &space.networks[space.select_index()];
@@ -109,8 +110,9 @@ fn study_constants(space: &SpaceFile, store: &SqliteStudy, progress: bool) -> Re
 }
 
 /// Writes a file atomically (temporary file, then rename).
+/// The temporary name is per process: workers finishing together each write whole files.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
