@@ -82,10 +82,18 @@ fn frame<'a, DB: DrawingBackend>(
         .y_desc(y_desc)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
+        .x_label_formatter(&|v| trim(*v))
+        .y_label_formatter(&|v| trim(*v))
         .light_line_style(light)
         .draw()
         .map_err(s)?;
     Ok(chart)
+}
+
+/// A tick label without trailing zeros (`10`, `0.95`).
+fn trim(v: f64) -> String {
+    let t = format!("{v:.3}");
+    t.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The legend, then the file.
@@ -237,7 +245,14 @@ pub fn hypervolume(
                 .collect()
         })
         .collect();
-    lines(stem, &title, "evaluations", "hypervolume", &xy, profiles)
+    lines(
+        stem,
+        &title,
+        "evaluations",
+        "hypervolume (accuracy x normalised latency)",
+        &xy,
+        profiles,
+    )
 }
 
 /// One line per name through `curves[k]`'s `(x, y)` points.
@@ -267,11 +282,15 @@ fn draw_curves<DB: DrawingBackend>(
     let all = || curves.iter().flatten();
     let x_lo = all().map(|p| p.0).fold(f64::INFINITY, f64::min).min(1.0);
     let x_hi = all().map(|p| p.0).fold(x_lo + 1.0, f64::max);
-    let y_hi = all().map(|p| p.1).fold(0.0, f64::max).max(1e-6) * 1.1;
+    // The y axis spans the data (with a margin), so close curves stay apart.
+    let y_min = all().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let y_max = all().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((y_max - y_min) * 0.1).max(0.01);
+    let (y_lo, y_hi) = ((y_min - pad).max(0.0), y_max + pad);
     let mut chart = frame(
         &root,
         title,
-        (x_lo..x_hi, 0.0..y_hi),
+        (x_lo..x_hi, y_lo..y_hi),
         (x_desc, y_desc),
         RGBColor(235, 235, 235),
     )?;
