@@ -4,6 +4,13 @@
 //! a half whose twin is never fetched expires; pending sessions are capped per client
 //! address and in total, and a request over a cap is answered "busy", never an
 //! out-of-memory kill.
+//!
+//! Who gets what: only a peer with a certificate from the deployment's CA (under
+//! TLS) may register a model, and party 1's halves of that model go only to that
+//! same certificate holding the registration token. A session is opened by the
+//! request for party 0's half, which is handed to the opener in the same reply; a
+//! session id that exists already is refused, so nobody else (the server included)
+//! ever gets party 0's half of a session the client opened.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
@@ -18,7 +25,8 @@ use crate::material::Material;
 use crate::plan::SecurePlan;
 use crate::prg::Prg;
 use crate::roles::{ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError};
-use crate::transport::{serve_connections, Channel, ChannelExt, FramedChannel, MsgKind, Slots};
+use crate::security::Fingerprint;
+use crate::transport::{serve_connections, Admit, Channel, ChannelExt, Gate, MsgKind};
 
 /// The two halves of a session, filled in by whichever request generates them.
 #[derive(Default)]
@@ -35,10 +43,19 @@ struct Pending {
     taken: [bool; 2],
 }
 
+/// A registered model and who may act as its server.
+#[derive(Clone)]
+struct Model {
+    plan: SecurePlan,
+    masks: ModelMasks,
+    token: u128,
+    /// The registering server's certificate (None on an insecure dealer).
+    owner: Option<Fingerprint>,
+}
+
 #[derive(Default)]
 struct State {
-    /// Each model's plan, weight masks and the token of the server that registered it.
-    models: HashMap<u64, (SecurePlan, ModelMasks, u128)>,
+    models: HashMap<u64, Model>,
     pending: HashMap<u64, Pending>,
     /// (session, party) halves handed out or expired, with when: single use. Entries
     /// older than ten TTLs are forgotten (a replayed id then gets fresh material).
@@ -70,25 +87,29 @@ pub fn run_dealer(
     stop: impl Fn() -> bool,
 ) -> Result<(), RoleError> {
     let state = Arc::new(Mutex::new(State::default()));
-    let slots = Slots::new(config.dealer.max_connections);
+    let gate = Gate::new(config.dealer.max_connections);
     serve_connections(&listener, stop, |stream, peer| {
-        let Ok(mut chan) =
-            FramedChannel::tcp(stream, 0, NetworkProfile::none(), config.transport.clone())
-        else {
-            return;
+        let Some(admit) = gate.admit() else {
+            return log::warn!("dealer: {peer}: dropped, no connection slot left");
         };
-        let Some(slot) = slots.take() else {
-            // Refused here, without a thread: a flood cannot multiply them.
-            let n = config.dealer.max_connections;
-            chan.abort(&busy(format!("{n} connections open")).to_string());
-            log::warn!("dealer: {peer}: refused, {n} connections open");
-            return;
-        };
-        let state = state.clone();
-        let cfg = config.clone();
+        let (state, cfg) = (state.clone(), config.clone());
         std::thread::spawn(move || {
-            let _slot = slot;
-            match serve_request(&mut chan, &state, &cfg.dealer, peer.ip()) {
+            let (mut chan, who) = match cfg.security.accept(
+                stream,
+                &peer.to_string(),
+                NetworkProfile::none(),
+                cfg.transport.clone(),
+            ) {
+                Ok(c) => c,
+                Err(e) => return log::warn!("dealer: {peer}: {e}"),
+            };
+            if let Admit::Refuse(_) = admit {
+                let n = cfg.dealer.max_connections;
+                chan.abort(&busy(format!("{n} connections open")).to_string());
+                return log::warn!("dealer: {peer}: refused, {n} connections open");
+            }
+            let tls = cfg.security.is_tls();
+            match serve_request(&mut chan, &state, &cfg.dealer, peer.ip(), tls, who) {
                 Ok(what) => log::debug!("dealer: {peer}: {what}"),
                 Err(e) => {
                     chan.abort(&e.to_string());
@@ -96,6 +117,7 @@ pub fn run_dealer(
                 }
             }
             let _ = chan.close();
+            drop(admit);
         });
     })
     .map_err(ctx("dealer"))
@@ -133,6 +155,8 @@ fn serve_request(
     state: &Mutex<State>,
     limits: &DealerLimits,
     peer: IpAddr,
+    tls: bool,
+    who: Option<Fingerprint>,
 ) -> Result<String, RoleError> {
     let req = chan
         .recv(MsgKind::MaterialRequest)
@@ -141,6 +165,11 @@ fn serve_request(
         .map_err(|e| RoleError::Protocol(format!("malformed dealer request: {e}")))?;
     let (reply, what) = match req {
         DealerRequest::Register { plan } => {
+            if tls && who.is_none() {
+                return Err(RoleError::Protocol(
+                    "registration refused: only a server with a certificate from the deployment's CA may register a model".into(),
+                ));
+            }
             check_plan(&plan, limits)?;
             let seed = Prg::os_seed();
             let model: u64 = rand::random();
@@ -149,7 +178,13 @@ fn serve_request(
                 return Err(busy(format!("{} models registered", st.models.len())));
             }
             let token = Prg::os_seed();
-            st.models.insert(model, (plan, ModelMasks { seed }, token));
+            let entry = Model {
+                plan,
+                masks: ModelMasks { seed },
+                token,
+                owner: who,
+            };
+            st.models.insert(model, entry);
             let reply =
                 serde_json::to_vec(&Registered { model, seed, token }).expect("registration reply");
             (reply, format!("registered model {model:016x}"))
@@ -160,7 +195,7 @@ fn serve_request(
             party,
             token,
         } => (
-            material(state, limits, peer, model, session, party, token)?.to_bytes(),
+            material(state, limits, peer, who, model, session, party, token)?.to_bytes(),
             format!("session {session:016x} party {party}"),
         ),
     };
@@ -170,12 +205,14 @@ fn serve_request(
     Ok(what)
 }
 
-/// One party's half of a session: the first request of a session generates both halves
-/// (outside the global lock); the second finds its half waiting.
+/// One party's half of a session. Party 0's request opens the session and generates
+/// both halves (outside the global lock); party 1's finds its half waiting.
+#[allow(clippy::too_many_arguments)]
 fn material(
     state: &Mutex<State>,
     limits: &DealerLimits,
     peer: IpAddr,
+    who: Option<Fingerprint>,
     model: u64,
     session: u64,
     party: u8,
@@ -185,33 +222,42 @@ fn material(
         return Err(RoleError::Protocol(format!("party {party} does not exist")));
     }
     let p = party as usize;
+    let refuse = |msg: String| Err(RoleError::Protocol(msg));
     let (halves, generate) = {
         let mut st = state.lock().expect("dealer state");
         st.sweep(limits.pending_ttl);
-        let (plan, masks, owner) = st.models.get(&model).cloned().ok_or_else(|| {
+        let m = st.models.get(&model).cloned().ok_or_else(|| {
             RoleError::Protocol(format!(
                 "unknown model {model:016x}: the server must register first"
             ))
         })?;
         // Party 1's half, with the client's own, would reveal the weight masks.
-        if party == 1 && token.is_none_or(|t| (t ^ owner) != 0) {
-            return Err(RoleError::Protocol(format!(
+        if party == 1 && (token.is_none_or(|t| (t ^ m.token) != 0) || who != m.owner) {
+            return refuse(format!(
                 "party 1's material of model {model:016x} goes only to the server that registered it"
-            )));
+            ));
         }
         if st.served.contains_key(&(session, party)) {
-            return Err(RoleError::Protocol(format!(
+            return refuse(format!(
                 "material for session {session:016x} party {party} was already handed out or expired; dealer material is single-use"
-            )));
+            ));
         }
-        let generate = match st.pending.get(&session) {
-            Some(pend) if pend.model != model => {
-                return Err(RoleError::Protocol(format!(
-                    "session {session:016x} belongs to another model"
-                )))
+        let generate = match (party, st.pending.get(&session)) {
+            (0, Some(_)) => {
+                return refuse(format!(
+                    "session {session:016x} exists already; a client opens a fresh session id"
+                ))
             }
-            Some(_) => None,
-            None => {
+            (_, Some(pend)) if pend.model != model => {
+                return refuse(format!("session {session:016x} belongs to another model"))
+            }
+            (_, Some(_)) => None,
+            (1, None) => {
+                return refuse(format!(
+                    "unknown session {session:016x}: the client opens it first"
+                ))
+            }
+            (_, None) => {
                 if st.pending.len() >= limits.max_pending_total {
                     return Err(busy(format!("{} sessions pending", st.pending.len())));
                 }
@@ -229,7 +275,7 @@ fn material(
                         taken: [false; 2],
                     },
                 );
-                Some((plan, masks))
+                Some((m.plan, m.masks))
             }
         };
         st.served.insert((session, party), Instant::now());

@@ -3,8 +3,14 @@
 //! then hands each party its half of a session's material exactly once. The server
 //! holds the checkpoint; the client holds the hidden states and learns the logits.
 //!
-//! Handshakes: every connection starts on session 0; the client picks a random
-//! session id, announces it in its `Hello`, and both ends switch to it.
+//! Every link is TLS 1.3 unless [`Security::Insecure`] is chosen (see
+//! [`crate::security`]: who authenticates whom).
+//!
+//! Handshakes: every connection starts on session 0. The client says `Hello`, the
+//! server answers with the plan and the setup; the client then opens a session at
+//! the dealer under a fresh random id (getting party 0's half), and only then
+//! announces the id to the server (`Session`); both ends switch to it, and the
+//! server fetches party 1's half.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -18,10 +24,9 @@ use crate::local::sync;
 use crate::material::Material;
 use crate::model::OwcModel;
 use crate::plan::{PlanWeights, SecurePlan};
+use crate::security::Security;
 use crate::tensor::Mat;
-use crate::transport::{
-    self, Channel, ChannelExt, FramedChannel, MsgKind, Stats, TransportConfig, TransportError,
-};
+use crate::transport::{self, Admit, Channel, ChannelExt, MsgKind, Stats, TransportConfig, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
@@ -53,6 +58,9 @@ pub struct RoleConfig {
     pub dealer: DealerLimits,
     /// Client sessions a server runs at once (one thread each); more are told "busy".
     pub max_sessions: usize,
+    /// This role's TLS settings, or plaintext. Each role has its own: in one process
+    /// the three roles take three configs.
+    pub security: Security,
 }
 
 impl Default for RoleConfig {
@@ -63,6 +71,7 @@ impl Default for RoleConfig {
             network: NetworkProfile::none(),
             dealer: DealerLimits::default(),
             max_sessions: 8,
+            security: Security::Insecure,
         }
     }
 }
@@ -136,14 +145,16 @@ fn dealer_call(
     req: &DealerRequest,
     config: &RoleConfig,
 ) -> Result<(Vec<u8>, u64), RoleError> {
-    let mut chan = transport::connect(
-        addr,
-        0,
-        NetworkProfile::none(),
-        config.transport.clone(),
-        config.connect_wait,
-    )
-    .map_err(ctx(format!("connecting to the dealer at {addr}")))?;
+    let mut chan = config
+        .security
+        .connect(
+            addr,
+            0,
+            NetworkProfile::none(),
+            config.transport.clone(),
+            config.connect_wait,
+        )
+        .map_err(ctx(format!("connecting to the dealer at {addr}")))?;
     chan.send(MsgKind::MaterialRequest, &serde_json::to_vec(req).unwrap())
         .map_err(ctx("asking the dealer"))?;
     let reply = chan
@@ -197,8 +208,13 @@ pub struct Server {
     dealer_bytes: std::sync::atomic::AtomicU64,
 }
 
+/// The client's first message (room for a protocol version later).
 #[derive(Debug, Serialize, Deserialize)]
-struct Hello {
+struct Hello {}
+
+/// The session the client opened at the dealer.
+#[derive(Debug, Serialize, Deserialize)]
+struct SessionMsg {
     session: u64,
 }
 
@@ -269,9 +285,8 @@ impl Server {
         let hello = chan
             .recv(MsgKind::Hello)
             .map_err(ctx("server waiting for the client's hello"))?;
-        let hello: Hello = serde_json::from_slice(&hello)
+        let _: Hello = serde_json::from_slice(&hello)
             .map_err(|e| RoleError::Protocol(format!("malformed hello: {e}")))?;
-        chan.set_session(hello.session);
         let classes = self.plan.wires.last().map_or(0, |w| w.cols);
         let spec = serde_json::to_vec(&SpecMsg {
             model: self.model,
@@ -282,40 +297,52 @@ impl Server {
         chan.send(MsgKind::Spec, &spec)
             .map_err(ctx("server sending the plan"))?;
         exec::server_setup(&self.keys, chan)?;
-        let (material, _) = self.material(hello.session)?;
+        let session = chan
+            .recv(MsgKind::Session)
+            .map_err(ctx("server waiting for the client's session"))?;
+        let SessionMsg { session } = serde_json::from_slice(&session)
+            .map_err(|e| RoleError::Protocol(format!("malformed session message: {e}")))?;
+        chan.set_session(session);
+        let (material, _) = self.material(session)?;
         sync(chan, material.pair)?;
         exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan)?;
         chan.flush().map_err(ctx("server flushing"))?;
-        Ok(hello.session)
+        Ok(session)
     }
 
-    /// Serves clients, up to `max_sessions` at once, until `stop` returns true.
+    /// Serves clients, up to `max_sessions` at once, until `stop` returns true. Each
+    /// connection gets its own thread, where the TLS handshake runs too.
     pub fn serve(&self, listener: TcpListener, stop: impl Fn() -> bool) -> Result<(), RoleError> {
-        let slots = transport::Slots::new(self.config.max_sessions);
+        let gate = transport::Gate::new(self.config.max_sessions);
+        let cfg = &self.config;
         std::thread::scope(|s| {
             transport::serve_connections(&listener, stop, |stream, peer| {
-                let mut chan = match FramedChannel::tcp(
-                    stream,
-                    0,
-                    self.config.network.clone(),
-                    self.config.transport.clone(),
-                ) {
-                    Ok(c) => c,
-                    Err(e) => return log::warn!("server: client {peer}: {e}"),
-                };
-                let Some(slot) = slots.take() else {
-                    let n = self.config.max_sessions;
-                    chan.abort(&format!(
-                        "server busy: {n} sessions running; try again later"
-                    ));
-                    return log::warn!("server: client {peer}: refused, {n} sessions running");
+                let Some(admit) = gate.admit() else {
+                    return log::warn!("server: client {peer}: dropped, no slot left");
                 };
                 s.spawn(move || {
-                    let _slot = slot;
+                    let accepted = cfg.security.accept(
+                        stream,
+                        &peer.to_string(),
+                        cfg.network.clone(),
+                        cfg.transport.clone(),
+                    );
+                    let mut chan = match accepted {
+                        Ok((c, _)) => c,
+                        Err(e) => return log::warn!("server: client {peer}: {e}"),
+                    };
+                    if let Admit::Refuse(_) = admit {
+                        let n = cfg.max_sessions;
+                        chan.abort(&format!(
+                            "server busy: {n} sessions running; try again later"
+                        ));
+                        return log::warn!("server: client {peer}: refused, {n} sessions running");
+                    }
                     match self.handle(chan) {
                         Ok(s) => log::info!("server: session {s:016x} with {peer} done"),
                         Err(e) => log::warn!("server: client {peer}: {e}"),
                     }
+                    drop(admit);
                 });
             })
         })
@@ -346,16 +373,17 @@ pub fn run_client(
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
-    let session: u64 = rand::random::<u64>() | 1;
-    let mut chan = transport::connect(
-        server,
-        0,
-        config.network.clone(),
-        config.transport.clone(),
-        config.connect_wait,
-    )
-    .map_err(ctx(format!("connecting to the server at {server}")))?;
-    let r = client_session(&mut chan, session, dealer, hidden, config);
+    let mut chan = config
+        .security
+        .connect(
+            server,
+            0,
+            config.network.clone(),
+            config.transport.clone(),
+            config.connect_wait,
+        )
+        .map_err(ctx(format!("connecting to the server at {server}")))?;
+    let r = client_session(&mut chan, dealer, hidden, config);
     if let Err(e) = &r {
         chan.abort(&format!("client: {e}"));
     }
@@ -364,17 +392,12 @@ pub fn run_client(
 
 fn client_session<C: Channel>(
     chan: &mut C,
-    session: u64,
     dealer: &str,
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
-    chan.send(
-        MsgKind::Hello,
-        &serde_json::to_vec(&Hello { session }).unwrap(),
-    )
-    .map_err(ctx("client hello"))?;
-    chan.set_session(session);
+    chan.send(MsgKind::Hello, &serde_json::to_vec(&Hello {}).unwrap())
+        .map_err(ctx("client hello"))?;
     let spec = chan
         .recv(MsgKind::Spec)
         .map_err(ctx("client waiting for the plan"))?;
@@ -382,10 +405,16 @@ fn client_session<C: Channel>(
         .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
     let keys = exec::client_setup(&spec.plan, chan)?;
     let setup_bytes = chan.stats().total_bytes();
+    // The session is opened at the dealer before anyone else learns its id.
+    let session: u64 = rand::random::<u64>() | 1;
     let t_off = Instant::now();
     let (material, offline_bytes) =
         fetch_material(dealer, spec.model, session, Requester::Client, config)?;
     let offline_s = t_off.elapsed().as_secs_f64();
+    let msg = serde_json::to_vec(&SessionMsg { session }).unwrap();
+    chan.send(MsgKind::Session, &msg)
+        .map_err(ctx("client announcing its session"))?;
+    chan.set_session(session);
     sync(chan, material.pair)?;
     let before: Stats = chan.stats();
     let t = Instant::now();

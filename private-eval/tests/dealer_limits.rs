@@ -104,6 +104,9 @@ fn pending_sessions_are_capped_per_client_and_expire() {
     assert!(e.contains("expired"), "{e}");
     let e = refused(get(4, 0));
     assert!(e.contains("already handed out"), "{e}");
+    // The server never gets party 0's half, nor party 1's before the client opened.
+    let e = refused(get(4, 1).and(get(5, 1)));
+    assert!(e.contains("the client opens it first"), "{e}");
 }
 
 #[test]
@@ -111,22 +114,19 @@ fn concurrent_sessions_get_matching_halves() {
     let d = dealer(DealerLimits::default());
     let server = register(&d).unwrap();
     let m = server.model_id();
+    // Sessions of different clients at once; within one, the client opens it first.
     std::thread::scope(|s| {
         let hs: Vec<_> = (10..18u64)
-            .flat_map(|session| [(session, 0u8), (session, 1u8)])
-            .map(|(session, party)| {
+            .map(|session| {
                 let (addr, cfg, server) = (&d.addr, &d.config, &server);
-                s.spawn(move || match party {
-                    0 => {
-                        fetch_material(addr, m, session, Requester::Client, cfg)
-                            .unwrap()
-                            .0
-                    }
-                    _ => server.material(session).unwrap().0,
+                s.spawn(move || {
+                    let (mine, _) =
+                        fetch_material(addr, m, session, Requester::Client, cfg).unwrap();
+                    [mine, server.material(session).unwrap().0]
                 })
             })
             .collect();
-        let halves: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        let halves: Vec<_> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
         for pair in halves.chunks(2) {
             assert_eq!(pair[0].session, pair[1].session);
             assert_eq!((pair[0].party, pair[1].party), (0, 1));

@@ -42,6 +42,12 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS handshake with {peer} failed: {source}")]
+    Handshake {
+        peer: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no peer connected to {addr} within {waited:?}")]
     AcceptTimeout { addr: String, waited: Duration },
     #[error("channel unusable after an earlier error: {0}")]

@@ -19,6 +19,8 @@ pub enum MsgKind {
     Material = 7,
     /// Payload: a UTF-8 reason; the receiver reports it as `PeerAborted`.
     Abort = 8,
+    /// The session id the client opened at the dealer.
+    Session = 9,
 }
 
 impl TryFrom<u8> for MsgKind {
@@ -35,6 +37,7 @@ impl TryFrom<u8> for MsgKind {
             6 => MsgKind::MaterialRequest,
             7 => MsgKind::Material,
             8 => MsgKind::Abort,
+            9 => MsgKind::Session,
             other => return Err(other),
         })
     }
@@ -107,10 +110,10 @@ mod tests {
 
     #[test]
     fn kind_bytes() {
-        for b in 1..=8u8 {
+        for b in 1..=9u8 {
             assert_eq!(MsgKind::try_from(b).unwrap() as u8, b);
         }
         assert_eq!(MsgKind::try_from(0), Err(0));
-        assert_eq!(MsgKind::try_from(9), Err(9));
+        assert_eq!(MsgKind::try_from(10), Err(10));
     }
 }

@@ -93,6 +93,11 @@ impl<S: Stream> FramedChannel<S> {
         &self.config
     }
 
+    /// The underlying stream (e.g. to read a TLS link's wire counters).
+    pub fn stream(&self) -> &S {
+        &self.reader
+    }
+
     /// Flushes, then closes our sending direction (the peer reads EOF).
     pub fn close(mut self) -> Result<(), TransportError> {
         let r = Channel::flush(&mut self);

@@ -1,5 +1,5 @@
 //! Two-party transport: length-prefixed frames with a kind, a session id and a
-//! round depth over TCP (or a Unix socket pair in tests), with read timeouts,
+//! round depth over TCP (plain or TLS 1.3; a Unix socket pair in tests), with read timeouts,
 //! a frame size limit checked before allocation, network shaping applied
 //! inside the transport, and byte/round accounting.
 //!
@@ -19,6 +19,7 @@
 //! * [`shaping`]: the writer thread that applies bandwidth and delay.
 //! * [`stats`]: [`Stats`] counters.
 //! * [`tcp`]: connect / listen / accept.
+//! * [`tls`]: TLS 1.3 under a channel, and [`Link`], a plain or TLS socket.
 
 pub mod channel;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod shaping;
 pub mod stats;
 pub mod stream;
 pub mod tcp;
+pub mod tls;
 
 pub use channel::{bytes_to_u64s, u64s_to_bytes, Channel, ChannelExt};
 pub use error::TransportError;
@@ -35,7 +37,8 @@ pub use frame::{MsgKind, HEADER_LEN};
 pub use framed::{memory_pair, try_memory_pair, FramedChannel, TransportConfig};
 pub use stats::Stats;
 pub use stream::Stream;
-pub use tcp::{accept, connect, listen, serve_connections, Slot, Slots};
+pub use tcp::{accept, connect, dial, listen, serve_connections, Admit, Gate, Slot, Slots};
+pub use tls::{Link, TlsStream, WireBytes};
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,12 @@ pub fn connect(
     config: TransportConfig,
     wait: Duration,
 ) -> Result<FramedChannel<TcpStream>, TransportError> {
+    FramedChannel::tcp(dial(addr, wait)?, session, profile, config)
+}
+
+/// Opens a TCP connection to `addr` (`TCP_NODELAY` set: frames are written whole),
+/// retrying every 50 ms for up to `wait`: the peer may start later.
+pub fn dial(addr: &str, wait: Duration) -> Result<TcpStream, TransportError> {
     let start = Instant::now();
     loop {
         let attempt = addr
@@ -52,7 +58,12 @@ pub fn connect(
                 TcpStream::connect_timeout(&sa, left.max(RETRY_EVERY))
             });
         match attempt {
-            Ok(stream) => return FramedChannel::tcp(stream, session, profile, config),
+            Ok(stream) => {
+                stream
+                    .set_nodelay(true)
+                    .map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;
+                return Ok(stream);
+            }
             Err(e) if start.elapsed() >= wait => {
                 return Err(TransportError::Connect {
                     addr: addr.to_string(),
@@ -160,5 +171,38 @@ impl Slots {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Admission of a new connection: served while slots last; past that, a few more
+/// are taken only to be told "busy" (under TLS that needs a handshake, so a
+/// thread), and the rest are dropped unanswered.
+pub struct Gate {
+    serving: Slots,
+    refusing: Slots,
+}
+
+/// What to do with an admitted connection; the slot is held until dropped.
+pub enum Admit {
+    Serve(Slot),
+    Refuse(Slot),
+}
+
+/// Connections at once that are only told "busy".
+const REFUSALS: usize = 4;
+
+impl Gate {
+    pub fn new(max: usize) -> Self {
+        Self {
+            serving: Slots::new(max),
+            refusing: Slots::new(REFUSALS),
+        }
+    }
+
+    pub fn admit(&self) -> Option<Admit> {
+        match self.serving.take() {
+            Some(s) => Some(Admit::Serve(s)),
+            None => self.refusing.take().map(Admit::Refuse),
+        }
     }
 }

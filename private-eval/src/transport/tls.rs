@@ -1,0 +1,288 @@
+//! TLS 1.3 (rustls) under a [`FramedChannel`](super::FramedChannel).
+//!
+//! The channel reads on the caller's thread and writes from its shaping thread,
+//! each with its own handle on the socket. rustls keeps one state per connection,
+//! so both handles share it behind a mutex, held only while records are
+//! encrypted or decrypted, never while a socket blocks: a reader waiting for the
+//! peer does not stop the writer. Only the writer's handle writes to the
+//! socket after the handshake, so records leave in the order rustls made them.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+
+use super::stream::Stream;
+
+/// Plaintext handed to rustls per `write` call: bounds the ciphertext buffered
+/// at once, whatever the frame size.
+const WRITE_CHUNK: usize = 64 << 10;
+/// Ciphertext read from the socket at once.
+const READ_CHUNK: usize = 32 << 10;
+
+/// Bytes on the wire (records, handshake included), to price what TLS adds.
+#[derive(Debug, Default)]
+pub struct WireBytes {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+impl WireBytes {
+    pub fn total(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed) + self.received.load(Ordering::Relaxed)
+    }
+}
+
+/// The socket during the handshake, counted.
+struct Counted<'a> {
+    sock: &'a mut TcpStream,
+    wire: &'a WireBytes,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.wire.received.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.sock.write(buf)?;
+        self.wire.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+/// One end of an established TLS connection over TCP.
+pub struct TlsStream {
+    sock: TcpStream,
+    conn: Arc<Mutex<rustls::Connection>>,
+    wire: Arc<WireBytes>,
+    /// Ciphertext read from the socket that rustls has not taken yet.
+    pending: Vec<u8>,
+}
+
+impl TlsStream {
+    /// Runs the handshake on `sock` (bounded by the socket's timeouts, which the
+    /// caller sets) and returns the stream with the peer's end-entity certificate,
+    /// if it presented one (rustls has verified it by then).
+    pub fn handshake(
+        mut sock: TcpStream,
+        conn: impl Into<rustls::Connection>,
+    ) -> io::Result<(Self, Option<CertificateDer<'static>>)> {
+        let mut conn = conn.into();
+        let wire = Arc::new(WireBytes::default());
+        let mut io = Counted {
+            sock: &mut sock,
+            wire: &wire,
+        };
+        while conn.is_handshaking() {
+            conn.complete_io(&mut io)?;
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut io)?;
+        }
+        let peer = conn
+            .peer_certificates()
+            .and_then(|chain| chain.first().cloned());
+        let stream = TlsStream {
+            sock,
+            conn: Arc::new(Mutex::new(conn)),
+            wire,
+            pending: Vec::new(),
+        };
+        Ok((stream, peer))
+    }
+
+    /// Bytes this connection has put on and taken off the wire so far.
+    pub fn wire(&self) -> &WireBytes {
+        &self.wire
+    }
+
+    fn lock(&self) -> MutexGuard<'_, rustls::Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes out whatever records rustls has queued (encrypted data, alerts).
+    fn drain(&mut self) -> io::Result<()> {
+        let mut out = Vec::new();
+        {
+            let mut c = self.lock();
+            while c.wants_write() {
+                c.write_tls(&mut out)?;
+            }
+        }
+        self.sock.write_all(&out)?;
+        self.wire.sent.fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Hands buffered ciphertext to rustls and decrypts it; false if none was taken.
+    fn feed(&mut self) -> io::Result<bool> {
+        if self.pending.is_empty() {
+            return Ok(false);
+        }
+        let mut c = self.lock();
+        let mut rd = &self.pending[..];
+        let n = c.read_tls(&mut rd)?;
+        c.process_new_packets()
+            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        drop(c);
+        self.pending.drain(..n);
+        Ok(n > 0)
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.lock().reader().read(buf) {
+                // Ok(0) only after the peer's close_notify: a clean end.
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                // A TCP end without close_notify (UnexpectedEof): possibly truncated.
+                Err(e) => return Err(e),
+            }
+            if self.feed()? {
+                continue;
+            }
+            let mut chunk = [0u8; READ_CHUNK];
+            let n = self.sock.read(&mut chunk)?;
+            self.wire.received.fetch_add(n as u64, Ordering::Relaxed);
+            if n == 0 {
+                // Tell rustls the transport ended; its reader then says how.
+                let mut c = self.lock();
+                c.read_tls(&mut &[][..])?;
+                c.process_new_packets()
+                    .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+                drop(c);
+                return self.lock().reader().read(buf);
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let take = buf.len().min(WRITE_CHUNK);
+        let n = self.lock().writer().write(&buf[..take])?;
+        self.drain()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.lock().writer().flush()?;
+        self.drain()?;
+        self.sock.flush()
+    }
+}
+
+impl Stream for TlsStream {
+    /// A second handle on the same connection: one handle reads, one writes.
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(TlsStream {
+            sock: self.sock.try_clone()?,
+            conn: Arc::clone(&self.conn),
+            wire: Arc::clone(&self.wire),
+            pending: Vec::new(),
+        })
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.sock.set_write_timeout(t)
+    }
+    /// Sends close_notify, so the peer can tell a clean end from a cut connection.
+    fn shutdown_write(&self) -> io::Result<()> {
+        let mut out = Vec::new();
+        {
+            let mut c = self.lock();
+            c.send_close_notify();
+            while c.wants_write() {
+                c.write_tls(&mut out)?;
+            }
+        }
+        (&self.sock).write_all(&out)?;
+        self.wire.sent.fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.sock.shutdown(Shutdown::Write)
+    }
+}
+
+/// A connected socket, plain or under TLS: what the roles' channels run over.
+pub enum Link {
+    /// Plaintext TCP: only behind an explicit `--insecure`.
+    Plain(TcpStream),
+    Tls(TlsStream),
+}
+
+impl Link {
+    /// Bytes on the wire including TLS overhead (None for plaintext, where they
+    /// equal the channel's frame bytes).
+    pub fn wire(&self) -> Option<&WireBytes> {
+        match self {
+            Link::Plain(_) => None,
+            Link::Tls(s) => Some(s.wire()),
+        }
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Stream for Link {
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Link::Plain(s) => Link::Plain(s.try_clone()?),
+            Link::Tls(s) => Link::Tls(Stream::try_clone(s)?),
+        })
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.set_read_timeout(t),
+            Link::Tls(s) => Stream::set_read_timeout(s, t),
+        }
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.set_write_timeout(t),
+            Link::Tls(s) => Stream::set_write_timeout(s, t),
+        }
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => Stream::shutdown_write(s),
+            Link::Tls(s) => s.shutdown_write(),
+        }
+    }
+}
