@@ -13,6 +13,7 @@ use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
 use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_train::{backbone::Vit, cpu};
 use cryptpeft_types::{AdapterSpec, NetworkProfile};
+use private_eval::security::Role;
 use private_eval::{model::OwcModel, reference, roles, tensor::Mat, transport};
 
 type Res = Result<(), String>;
@@ -143,15 +144,20 @@ pub fn demo(mut a: DemoArgs) -> Res {
         .collect();
 
     eprintln!(
-        "3/3 private inference: dealer, server and client over loopback TCP ({})",
+        "3/3 private inference: dealer, server and client over loopback TLS ({})",
         a.network
     );
     let (plan, weights) =
         private_eval::lower::lower(&model, Default::default()).map_err(|e| e.to_string())?;
-    let config = roles::RoleConfig {
+    // TLS on every link, with a throwaway CA made for this run.
+    let keys = private_eval::keys::Deployment::generate(&["127.0.0.1".into()], 1)
+        .map_err(|e| e.to_string())?;
+    let role = |r| roles::RoleConfig {
         network: a.network.clone(),
+        security: keys.security(r),
         ..Default::default()
     };
+    let config = role(Role::Client);
     let dl = transport::listen("127.0.0.1:0").map_err(|e| e.to_string())?;
     let sl = transport::listen("127.0.0.1:0").map_err(|e| e.to_string())?;
     let (daddr, saddr) = (
@@ -160,11 +166,11 @@ pub fn demo(mut a: DemoArgs) -> Res {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let result = std::thread::scope(|s| {
-        let (st, cfg2) = (stop.clone(), config.clone());
+        let (st, cfg2) = (stop.clone(), role(Role::Dealer));
         s.spawn(move || {
             private_eval::dealer_service::run_dealer(dl, cfg2, || st.load(Ordering::Relaxed))
         });
-        let (st, cfg2, d2) = (stop.clone(), config.clone(), daddr.clone());
+        let (st, cfg2, d2) = (stop.clone(), role(Role::Server), daddr.clone());
         let server = s.spawn(move || -> Result<(), String> {
             let srv = roles::Server::new(plan, &weights, &d2, cfg2).map_err(|e| e.to_string())?;
             srv.serve(sl, || st.load(Ordering::Relaxed))

@@ -43,6 +43,8 @@ enum Cmd {
     Calibrate(cost::CalibrateArgs),
     /// Run the dealer that hands out correlated randomness.
     Dealer(secure::DealerArgs),
+    /// Make a deployment's CA and the dealer's and servers' TLS certificates.
+    Keys(secure::KeysArgs),
     /// Serve a checkpoint to clients.
     Serve(secure::ServeArgs),
     /// Run one private inference as the client.
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Cost(a) => cost::run(a),
         Cmd::Calibrate(a) => cost::calibrate(a),
         Cmd::Dealer(a) => secure::dealer(a),
+        Cmd::Keys(a) => secure::keys(a),
         Cmd::Serve(a) => secure::serve(a),
         Cmd::Infer(a) => secure::infer(a),
         Cmd::BenchSecure(a) => secure::bench_secure(a),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use private_eval::keys::Deployment;
+use private_eval::security::{Role, Security};
 use private_eval::{bench, hidden, lower, model::OwcModel, roles, transport};
 
 type Res = Result<(), String>;
@@ -18,17 +20,67 @@ pub struct NetArgs {
     /// Seconds to wait for any message before failing.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Directory from `cryptpeft keys`: `ca.pem`, and this role's certificate and key
+    /// (`dealer.*`, `server.*`; a client needs only `ca.pem`).
+    #[arg(long, value_name = "DIR", required_unless_present = "insecure")]
+    tls: Option<PathBuf>,
+    /// Plaintext TCP, for benchmarks on a trusted machine: anyone on the network then
+    /// reads the client's input and can take the server's weights.
+    #[arg(long, conflicts_with = "tls")]
+    insecure: bool,
 }
 
 impl NetArgs {
-    fn config(&self) -> roles::RoleConfig {
+    fn config(&self, role: Role) -> Result<roles::RoleConfig, String> {
+        let security = match &self.tls {
+            Some(dir) => Security::from_dir(dir, role).map_err(|e| e.to_string())?,
+            None => Security::Insecure,
+        };
         let mut c = roles::RoleConfig {
             network: self.network.clone(),
+            security,
             ..Default::default()
         };
         c.transport.read_timeout = Duration::from_secs_f64(self.timeout);
-        c
+        Ok(c)
     }
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    /// Where to write ca.pem/.key, dealer.pem/.key, server.pem/.key (server-2.* ...).
+    #[arg(long, default_value = "keys")]
+    out: PathBuf,
+    /// Names or IP addresses the dealer and servers are dialled at (repeat the flag).
+    #[arg(long = "host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+    hosts: Vec<String>,
+    /// Server certificates to issue (one per server machine).
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
+}
+
+/// Writes a deployment's CA and certificates.
+pub fn keys(a: KeysArgs) -> Res {
+    if a.servers == 0 {
+        return Err("--servers must be at least 1".into());
+    }
+    if a.out.join("ca.key").exists() {
+        return Err(format!(
+            "{}: holds a CA already; new keys would lock out every machine using it (choose another --out)",
+            a.out.display()
+        ));
+    }
+    let dep = Deployment::generate(&a.hosts, a.servers).map_err(|e| e.to_string())?;
+    dep.write(&a.out)
+        .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    eprintln!(
+        "wrote a CA, a dealer and {} server certificate(s) for {} to {}: copy ca.pem to clients, \
+         dealer.* to the dealer, server.* to the server; keep ca.key offline",
+        a.servers,
+        a.hosts.join(", "),
+        a.out.display()
+    );
+    Ok(())
 }
 
 #[derive(Args)]
@@ -62,7 +114,7 @@ pub fn dealer(a: DealerArgs) -> Res {
     }
     let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
     eprintln!("dealer: listening on {}", a.listen);
-    let mut config = a.net.config();
+    let mut config = a.net.config(Role::Dealer)?;
     config.dealer = roles::DealerLimits {
         max_session_bytes: (a.max_session_mb * 1e6) as u64,
         pending_ttl: Duration::from_secs_f64(a.pending_ttl),
@@ -97,7 +149,7 @@ pub fn serve(a: ServeArgs) -> Res {
     }
     let config = roles::RoleConfig {
         max_sessions: a.max_sessions,
-        ..a.net.config()
+        ..a.net.config(Role::Server)?
     };
     let server =
         roles::Server::new(plan, &weights, &a.dealer, config).map_err(|e| e.to_string())?;
@@ -144,8 +196,8 @@ pub fn infer(a: InferArgs) -> Res {
         None => count_hidden(&a.hidden_states)?,
     };
     let h = hidden::load(&a.hidden_states, count)?;
-    let r =
-        roles::run_client(&a.server, &a.dealer, &h, &a.net.config()).map_err(|e| e.to_string())?;
+    let config = a.net.config(Role::Client)?;
+    let r = roles::run_client(&a.server, &a.dealer, &h, &config).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
     } else {
@@ -219,6 +271,10 @@ pub struct BenchSecureArgs {
     repeat: usize,
     #[arg(long)]
     json: bool,
+    /// Plaintext links (the protocol's own bytes, as the cost model prices them)
+    /// instead of TLS.
+    #[arg(long)]
+    insecure: bool,
 }
 
 pub fn bench_secure(a: BenchSecureArgs) -> Res {
@@ -229,7 +285,8 @@ pub fn bench_secure(a: BenchSecureArgs) -> Res {
         model.backbone.hidden_dim,
         a.model.seed ^ 0x41,
     );
-    let r = bench::bench_secure(&model, &h, a.network, a.repeat).map_err(|e| e.to_string())?;
+    let r = bench::bench_secure(&model, &h, a.network, a.repeat, !a.insecure)
+        .map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
     } else {
@@ -247,6 +304,15 @@ pub fn bench_secure(a: BenchSecureArgs) -> Res {
             "{} {} {}: online {} B, {} rounds, median {:.4} s over {}; offline {} B ({:.3} s); max |logit err| {:.2e}",
             r.adapter, r.backbone, r.network, r.online_bytes, r.rounds, r.online_s, r.repeat, r.offline_bytes, r.offline_s, r.max_abs_logit_err
         );
+        if r.tls {
+            println!(
+                "TLS: {} B online on the wire (+{} B of records), handshake {} B, connect {:.4} s",
+                r.online_wire_bytes,
+                r.online_wire_bytes - r.online_bytes,
+                r.handshake_bytes,
+                r.connect_s
+            );
+        }
     }
     Ok(())
 }

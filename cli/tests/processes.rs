@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{dealer_and_server, Kill, BIN};
+use common::{dealer_and_server, Roles, BIN};
 
-fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Kill, Kill, String, String, String) {
+fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Roles, String) {
     let ckpt = dir.join("adapter.safetensors");
     let hid = dir.join("hidden.safetensors");
     let st = Command::new(BIN)
@@ -34,14 +34,8 @@ fn setup(dir: &std::path::Path, adapter: &str, net: &str) -> (Kill, Kill, String
         .status()
         .unwrap();
     assert!(st.success());
-    let (dealer, server, daddr, saddr) = dealer_and_server(&ckpt, &["--network", net]);
-    (
-        dealer,
-        server,
-        daddr,
-        saddr,
-        hid.to_str().unwrap().to_string(),
-    )
+    let roles = dealer_and_server(&ckpt, &["--network", net]);
+    (roles, hid.to_str().unwrap().to_string())
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
@@ -53,14 +47,16 @@ fn tempdir(name: &str) -> std::path::PathBuf {
 #[test]
 fn three_processes_run_an_inference() {
     let dir = tempdir("ok");
-    let (_d, _s, daddr, saddr, hid) = setup(&dir, "h=2,r=8,s=2", "lan");
+    let (roles, hid) = setup(&dir, "h=2,r=8,s=2", "lan");
     let out = Command::new(BIN)
         .args([
             "infer",
             "--server",
-            &saddr,
+            &roles.saddr,
             "--dealer",
-            &daddr,
+            &roles.daddr,
+            "--tls",
+            &roles.keys,
             "--hidden-states",
             &hid,
             "--network",
@@ -84,15 +80,17 @@ fn killed_server_makes_the_client_fail_clearly() {
     let dir = tempdir("kill");
     // A slow link (200 ms one way) so the inference is still running when the server dies.
     let net = "custom:mbit=100,delay_ms=200";
-    let (_d, mut server, daddr, saddr, hid) = setup(&dir, "h=1,r=8,s=2", net);
+    let (mut roles, hid) = setup(&dir, "h=1,r=8,s=2", net);
     let t0 = Instant::now();
     let client = Command::new(BIN)
         .args([
             "infer",
             "--server",
-            &saddr,
+            &roles.saddr,
             "--dealer",
-            &daddr,
+            &roles.daddr,
+            "--tls",
+            &roles.keys,
             "--hidden-states",
             &hid,
             "--network",
@@ -105,7 +103,7 @@ fn killed_server_makes_the_client_fail_clearly() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    server.0.kill().unwrap();
+    roles.server.0.kill().unwrap();
     let out = client.wait_with_output().unwrap();
     let took = t0.elapsed();
     eprintln!(

@@ -86,7 +86,7 @@ fn a_searched_adapter_serves_real_images_exactly() {
             .collect()
     };
 
-    let (_dealer, _server, daddr, saddr) = dealer_and_server(&ckpt, &[]);
+    let roles = dealer_and_server(&ckpt, &[]);
     for (i, &want) in plain.iter().enumerate() {
         let hidden: Vec<Mat> = states[first..]
             .iter()
@@ -110,9 +110,11 @@ fn a_searched_adapter_serves_real_images_exactly() {
             .args([
                 "infer",
                 "--server",
-                &saddr,
+                &roles.saddr,
                 "--dealer",
-                &daddr,
+                &roles.daddr,
+                "--tls",
+                &roles.keys,
                 "--json",
                 "--hidden-states",
             ])

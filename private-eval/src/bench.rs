@@ -10,12 +10,14 @@ use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
 
 use crate::exec::StepTrace;
+use crate::keys::Deployment;
 use crate::local;
 use crate::lower::{self, LowerOptions};
 use crate::model::OwcModel;
 use crate::plan::*;
 use crate::reference;
 use crate::roles::{self, RoleConfig, RoleError, Server};
+use crate::security::{Role, Security};
 use crate::tensor::Mat;
 use crate::transport::{self, FramedChannel, TransportConfig};
 
@@ -48,6 +50,14 @@ pub struct SecureBench {
     pub online_s_all: Vec<f64>,
     pub offline_s: f64,
     pub max_abs_logit_err: f64,
+    /// Links under TLS (a throwaway CA per run) or plaintext.
+    pub tls: bool,
+    /// Online bytes on the wire, TLS records included.
+    pub online_wire_bytes: u64,
+    /// The client-server TLS handshake, both directions (once per connection).
+    pub handshake_bytes: u64,
+    /// Median time to connect to the server (TCP, and TLS shaped like the link).
+    pub connect_s: f64,
     pub steps: Vec<StepTrace>,
 }
 
@@ -60,30 +70,41 @@ fn bind() -> Result<(TcpListener, String), RoleError> {
     Ok((l, addr))
 }
 
-/// Runs dealer, server and client (threads of this process, real TCP on loopback),
-/// `repeat` inferences, each a fresh session; checks every result against the reference.
+/// Runs dealer, server and client (threads of this process, real TCP on loopback,
+/// under TLS if `tls`), `repeat` inferences, each a fresh session and connection;
+/// checks every result against the reference.
 pub fn bench_secure(
     model: &OwcModel,
     hidden: &[Mat],
     network: NetworkProfile,
     repeat: usize,
+    tls: bool,
 ) -> Result<SecureBench, RoleError> {
     let (plan, weights) = lower::lower(model, LowerOptions::default())
         .map_err(|e| RoleError::Protocol(e.to_string()))?;
     let want = reference::forward(model, hidden);
-    let config = RoleConfig {
+    let keys = match tls {
+        true => Some(
+            Deployment::generate(&["127.0.0.1".into()], 1)
+                .map_err(|e| RoleError::Protocol(format!("making certificates: {e}")))?,
+        ),
+        false => None,
+    };
+    let role = |r| RoleConfig {
         network: network.clone(),
+        security: keys.as_ref().map_or(Security::Insecure, |k| k.security(r)),
         ..RoleConfig::default()
     };
+    let config = role(Role::Client);
     let stop = Arc::new(AtomicBool::new(false));
     let (dl, daddr) = bind()?;
     let (sl, saddr) = bind()?;
     let st = stop.clone();
-    let dcfg = config.clone();
+    let dcfg = role(Role::Dealer);
     let dealer = std::thread::spawn(move || {
         crate::dealer_service::run_dealer(dl, dcfg, || st.load(Ordering::Relaxed))
     });
-    let server = Server::new(plan, &weights, &daddr, config.clone());
+    let server = Server::new(plan, &weights, &daddr, role(Role::Server));
     let server = match server {
         Ok(s) => s,
         Err(e) => {
@@ -109,6 +130,7 @@ pub fn bench_secure(
         let mut online: Vec<f64> = reports.iter().map(|r| r.online_s).collect();
         let all = online.clone();
         let mut offline: Vec<f64> = reports.iter().map(|r| r.offline_s).collect();
+        let mut connect: Vec<f64> = reports.iter().map(|r| r.connect_s).collect();
         let mid = reports.len() / 2;
         let r = &reports[mid];
         Ok(SecureBench {
@@ -128,6 +150,10 @@ pub fn bench_secure(
             online_s_all: all,
             offline_s: median(&mut offline),
             max_abs_logit_err: err,
+            tls,
+            online_wire_bytes: r.online_wire_bytes,
+            handshake_bytes: r.handshake_bytes,
+            connect_s: median(&mut connect),
             steps: r.steps.clone(),
         })
     });

@@ -313,3 +313,47 @@ fn material(
     }
     Ok(mine)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lower::lower;
+    use crate::model::OwcModel;
+    use cryptpeft_types::{AdapterSpec, BackboneSpec};
+
+    #[test]
+    fn party_one_needs_the_owners_certificate_and_token() {
+        let model = OwcModel::random(
+            AdapterSpec::paper(1, 8, 2),
+            BackboneSpec::test_small(),
+            3,
+            1,
+        );
+        let (plan, _) = lower(&model, Default::default()).unwrap();
+        let (owner, other) = ([1u8; 32], [2u8; 32]);
+        let state = Mutex::new(State::default());
+        state.lock().unwrap().models.insert(
+            5,
+            Model {
+                plan,
+                masks: ModelMasks { seed: 9 },
+                token: 77,
+                owner: Some(owner),
+            },
+        );
+        let limits = DealerLimits::default();
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let get = |who, party, token| material(&state, &limits, ip, who, 5, 3, party, token);
+        get(None, 0, None).unwrap();
+        // A leaked token is not enough, nor the certificate without it.
+        for (who, token) in [
+            (Some(other), Some(77)),
+            (None, Some(77)),
+            (Some(owner), Some(78)),
+        ] {
+            let e = get(who, 1, token).unwrap_err().to_string();
+            assert!(e.contains("only to the server that registered it"), "{e}");
+        }
+        get(Some(owner), 1, Some(77)).unwrap();
+    }
+}

@@ -24,13 +24,14 @@ pub struct Pair {
 pub struct Deployment {
     pub ca: Pair,
     pub dealer: Pair,
-    pub server: Pair,
+    /// One certificate per server machine; each registers its own models.
+    pub servers: Vec<Pair>,
 }
 
 impl Deployment {
-    /// A fresh CA, and dealer and server certificates valid for `hosts` (names or
-    /// IP addresses the clients dial).
-    pub fn generate(hosts: &[String]) -> Result<Self, rcgen::Error> {
+    /// A fresh CA, a dealer certificate and `servers` server certificates, all valid
+    /// for `hosts` (names or IP addresses the clients dial).
+    pub fn generate(hosts: &[String], servers: usize) -> Result<Self, rcgen::Error> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca_params
@@ -55,8 +56,15 @@ impl Deployment {
         use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
         Ok(Deployment {
             dealer: leaf("cryptpeft dealer", vec![ServerAuth])?,
-            // The server is also the dealer's TLS client: that is how it proves itself.
-            server: leaf("cryptpeft server", vec![ServerAuth, ClientAuth])?,
+            // A server is also the dealer's TLS client: that is how it proves itself.
+            servers: (1..=servers.max(1))
+                .map(|i| {
+                    leaf(
+                        &format!("cryptpeft server {i}"),
+                        vec![ServerAuth, ClientAuth],
+                    )
+                })
+                .collect::<Result<_, _>>()?,
             ca: Pair {
                 cert_pem: ca.pem(),
                 key_pem: ca_key_pem,
@@ -65,21 +73,36 @@ impl Deployment {
     }
 
     /// Writes `ca.pem`, `ca.key`, `dealer.pem`, `dealer.key`, `server.pem`,
-    /// `server.key` into `dir` (private keys readable by the owner only).
+    /// `server.key` (then `server-2.pem`, ... for more servers) into `dir`; private
+    /// keys are readable by the owner only.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        for (stem, pair) in [("ca", &self.ca), ("dealer", &self.dealer), ("server", &self.server)] {
+        let servers = self.servers.iter().enumerate().map(|(i, p)| match i {
+            0 => ("server".to_string(), p),
+            _ => (format!("server-{}", i + 1), p),
+        });
+        let all = [
+            ("ca".to_string(), &self.ca),
+            ("dealer".to_string(), &self.dealer),
+        ];
+        for (stem, pair) in all.into_iter().chain(servers) {
             std::fs::write(dir.join(format!("{stem}.pem")), &pair.cert_pem)?;
             write_private(&dir.join(format!("{stem}.key")), &pair.key_pem)?;
         }
         Ok(())
     }
 
-    /// The settings of one role, straight from memory.
+    /// The settings of one role, straight from memory (the first server's for
+    /// `Role::Server`).
     pub fn security(&self, role: Role) -> Security {
+        self.security_of(role, 0)
+    }
+
+    /// The settings of server `i` (or of the dealer or a client).
+    pub fn security_of(&self, role: Role, i: usize) -> Security {
         let own = match role {
             Role::Dealer => Some(&self.dealer),
-            Role::Server => Some(&self.server),
+            Role::Server => Some(&self.servers[i]),
             Role::Client => None,
         };
         let pem = |p: &Pair| {

@@ -26,7 +26,10 @@ use crate::model::OwcModel;
 use crate::plan::{PlanWeights, SecurePlan};
 use crate::security::Security;
 use crate::tensor::Mat;
-use crate::transport::{self, Admit, Channel, ChannelExt, MsgKind, Stats, TransportConfig, TransportError};
+use crate::transport::{
+    self, Admit, Channel, ChannelExt, FramedChannel, Link, MsgKind, Stats, TransportConfig,
+    TransportError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
@@ -140,6 +143,14 @@ pub enum Requester {
     Server { token: u128 },
 }
 
+/// A plaintext end talking to a TLS peer sees it hang up at once; say why that may be.
+fn tls_hint(config: &RoleConfig) -> &'static str {
+    match config.security {
+        Security::Insecure => " (a TLS peer hangs up on an --insecure one)",
+        Security::Tls(_) => "",
+    }
+}
+
 fn dealer_call(
     addr: &str,
     req: &DealerRequest,
@@ -159,7 +170,7 @@ fn dealer_call(
         .map_err(ctx("asking the dealer"))?;
     let reply = chan
         .recv(MsgKind::Material)
-        .map_err(ctx("waiting for the dealer"))?;
+        .map_err(ctx(format!("waiting for the dealer{}", tls_hint(config))))?;
     let bytes = chan.stats().total_bytes();
     Ok((reply, bytes))
 }
@@ -363,6 +374,13 @@ pub struct ClientReport {
     pub offline_bytes: u64,
     pub offline_s: f64,
     pub setup_bytes: u64,
+    /// Bytes on the wire of the online phase, TLS records included (equal to
+    /// `online_bytes` on a plaintext link).
+    pub online_wire_bytes: u64,
+    /// TLS handshake bytes with the server, both directions (0 on a plaintext link).
+    pub handshake_bytes: u64,
+    /// Connecting to the server: TCP, and the TLS handshake shaped like the link.
+    pub connect_s: f64,
     pub steps: Vec<StepTrace>,
 }
 
@@ -373,6 +391,7 @@ pub fn run_client(
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
+    let t = Instant::now();
     let mut chan = config
         .security
         .connect(
@@ -383,24 +402,27 @@ pub fn run_client(
             config.connect_wait,
         )
         .map_err(ctx(format!("connecting to the server at {server}")))?;
-    let r = client_session(&mut chan, dealer, hidden, config);
+    let connect_s = t.elapsed().as_secs_f64();
+    let r =
+        client_session(&mut chan, dealer, hidden, config).map(|r| ClientReport { connect_s, ..r });
     if let Err(e) = &r {
         chan.abort(&format!("client: {e}"));
     }
     r
 }
 
-fn client_session<C: Channel>(
-    chan: &mut C,
+fn client_session(
+    chan: &mut FramedChannel<Link>,
     dealer: &str,
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
     chan.send(MsgKind::Hello, &serde_json::to_vec(&Hello {}).unwrap())
         .map_err(ctx("client hello"))?;
-    let spec = chan
-        .recv(MsgKind::Spec)
-        .map_err(ctx("client waiting for the plan"))?;
+    let spec = chan.recv(MsgKind::Spec).map_err(ctx(format!(
+        "client waiting for the plan{}",
+        tls_hint(config)
+    )))?;
     let spec: SpecMsg = serde_json::from_slice(&spec)
         .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
     let keys = exec::client_setup(&spec.plan, chan)?;
@@ -416,7 +438,10 @@ fn client_session<C: Channel>(
         .map_err(ctx("client announcing its session"))?;
     chan.set_session(session);
     sync(chan, material.pair)?;
+    let wire = |chan: &FramedChannel<Link>| chan.stream().wire().map(|w| w.total());
+    let handshake_bytes = wire(chan).unwrap_or(0);
     let before: Stats = chan.stats();
+    let wire_before = wire(chan);
     let t = Instant::now();
     let out = exec::run(
         &spec.plan,
@@ -427,6 +452,10 @@ fn client_session<C: Channel>(
     )?;
     let online_s = t.elapsed().as_secs_f64();
     let online = chan.stats() - before;
+    let online_wire_bytes = match (wire_before, wire(chan)) {
+        (Some(a), Some(b)) => b - a,
+        _ => online.total_bytes(),
+    };
     let logits = out
         .logits
         .ok_or_else(|| RoleError::Protocol("the plan revealed nothing".into()))?;
@@ -446,6 +475,9 @@ fn client_session<C: Channel>(
         offline_bytes,
         offline_s,
         setup_bytes,
+        online_wire_bytes,
+        handshake_bytes,
+        connect_s: 0.0,
         steps: out.steps,
     })
 }

@@ -21,9 +21,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, Server
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::transport::{
-    self, FramedChannel, Link, TlsStream, TransportConfig, TransportError,
-};
+use crate::transport::{self, FramedChannel, Link, TlsStream, TransportConfig, TransportError};
 
 /// SHA-256 of a peer's verified end-entity certificate: who it is.
 pub type Fingerprint = [u8; 32];
@@ -201,8 +199,8 @@ impl Security {
                 let conn = ClientConnection::new(tls.client.clone(), name)
                     .map_err(|e| handshake_error(addr, std::io::Error::other(e)))?;
                 set_timeouts(&sock, config.read_timeout, addr)?;
-                let (stream, _) =
-                    TlsStream::handshake(sock, conn).map_err(|e| handshake_error(addr, e))?;
+                let (stream, _) = TlsStream::handshake(sock, conn, &profile)
+                    .map_err(|e| handshake_error(addr, e))?;
                 Link::Tls(stream)
             }
         };
@@ -230,8 +228,8 @@ impl Security {
                 let conn = ServerConnection::new(server)
                     .map_err(|e| handshake_error(peer, std::io::Error::other(e)))?;
                 set_timeouts(&sock, config.read_timeout, peer)?;
-                let (stream, cert) =
-                    TlsStream::handshake(sock, conn).map_err(|e| handshake_error(peer, e))?;
+                let (stream, cert) = TlsStream::handshake(sock, conn, &profile)
+                    .map_err(|e| handshake_error(peer, e))?;
                 (Link::Tls(stream), cert.map(|c| fingerprint(&c)))
             }
         };

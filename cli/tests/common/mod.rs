@@ -34,14 +34,31 @@ pub fn spawn(args: &[&str]) -> Kill {
     )
 }
 
-/// Starts a dealer and a server of `checkpoint` (with `extra` flags) on free ports and
-/// waits until both listen; returns them with their addresses.
-pub fn dealer_and_server(
-    checkpoint: &std::path::Path,
-    extra: &[&str],
-) -> (Kill, Kill, String, String) {
+/// A dealer and a server running as processes, with the keys directory a client
+/// passes as `--tls`.
+pub struct Roles {
+    pub dealer: Kill,
+    pub server: Kill,
+    pub daddr: String,
+    pub saddr: String,
+    pub keys: String,
+}
+
+/// Makes a deployment's keys next to `checkpoint` (`cryptpeft keys`), starts a dealer
+/// and a server of `checkpoint` (with `extra` flags) under TLS on free ports, and waits
+/// until both listen.
+pub fn dealer_and_server(checkpoint: &std::path::Path, extra: &[&str]) -> Roles {
+    let keys = checkpoint.with_extension("keys");
+    let _ = std::fs::remove_dir_all(&keys);
+    let keys = keys.to_str().unwrap().to_string();
+    let st = Command::new(BIN)
+        .args(["keys", "--out", &keys, "--host", "127.0.0.1"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "cryptpeft keys failed");
     let (daddr, saddr) = (free_addr(), free_addr());
-    let dealer = spawn(&["dealer", "--listen", &daddr]);
+    let dealer = spawn(&["dealer", "--listen", &daddr, "--tls", &keys]);
     wait_listening(&daddr);
     let mut args = vec![
         "serve",
@@ -51,11 +68,19 @@ pub fn dealer_and_server(
         &saddr,
         "--dealer",
         &daddr,
+        "--tls",
+        &keys,
     ];
     args.extend_from_slice(extra);
     let server = spawn(&args);
     wait_listening(&saddr);
-    (dealer, server, daddr, saddr)
+    Roles {
+        dealer,
+        server,
+        daddr,
+        saddr,
+        keys,
+    }
 }
 
 /// Waits (at most 30 s) until something accepts connections on `addr`.

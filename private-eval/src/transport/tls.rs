@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use cryptpeft_types::NetworkProfile;
 use rustls_pki_types::CertificateDer;
 
 use super::stream::Stream;
@@ -36,22 +37,34 @@ impl WireBytes {
     }
 }
 
-/// The socket during the handshake, counted.
+/// The socket during the handshake, counted and shaped: the handshake runs before
+/// the channel's shaping thread exists, so each flight (the writes between two
+/// reads) pays the link's one-way delay here, and every write its serialization.
 struct Counted<'a> {
     sock: &'a mut TcpStream,
     wire: &'a WireBytes,
+    profile: &'a NetworkProfile,
+    new_flight: bool,
 }
 
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.sock.read(buf)?;
         self.wire.received.fetch_add(n as u64, Ordering::Relaxed);
+        self.new_flight = true;
         Ok(n)
     }
 }
 
 impl Write for Counted<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut wait = self.profile.serialization_s(buf.len() as u64);
+        if std::mem::take(&mut self.new_flight) {
+            wait += self.profile.one_way_delay_s;
+        }
+        if wait > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
         let n = self.sock.write(buf)?;
         self.wire.sent.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -72,17 +85,20 @@ pub struct TlsStream {
 
 impl TlsStream {
     /// Runs the handshake on `sock` (bounded by the socket's timeouts, which the
-    /// caller sets) and returns the stream with the peer's end-entity certificate,
-    /// if it presented one (rustls has verified it by then).
+    /// caller sets; shaped by `profile`) and returns the stream with the peer's
+    /// end-entity certificate, if it presented one (rustls has verified it by then).
     pub fn handshake(
         mut sock: TcpStream,
         conn: impl Into<rustls::Connection>,
+        profile: &NetworkProfile,
     ) -> io::Result<(Self, Option<CertificateDer<'static>>)> {
         let mut conn = conn.into();
         let wire = Arc::new(WireBytes::default());
         let mut io = Counted {
             sock: &mut sock,
             wire: &wire,
+            profile,
+            new_flight: true,
         };
         while conn.is_handshaking() {
             conn.complete_io(&mut io)?;
@@ -121,7 +137,9 @@ impl TlsStream {
             }
         }
         self.sock.write_all(&out)?;
-        self.wire.sent.fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.wire
+            .sent
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -133,12 +151,24 @@ impl TlsStream {
         let mut c = self.lock();
         let mut rd = &self.pending[..];
         let n = c.read_tls(&mut rd)?;
-        c.process_new_packets()
-            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        c.process_new_packets().map_err(tls_error)?;
         drop(c);
         self.pending.drain(..n);
         Ok(n > 0)
     }
+}
+
+/// A TLS failure after the handshake, said so that a refused certificate reads as one:
+/// under TLS 1.3 the server checks the client's certificate after the client's
+/// side of the handshake is done, so the client learns of it on its first read.
+fn tls_error(e: rustls::Error) -> io::Error {
+    let msg = match &e {
+        rustls::Error::AlertReceived(alert) => format!(
+            "the peer ended the TLS session with alert {alert:?} (it may have refused our certificate)"
+        ),
+        _ => format!("TLS: {e}"),
+    };
+    io::Error::new(ErrorKind::InvalidData, msg)
 }
 
 impl Read for TlsStream {
@@ -161,8 +191,7 @@ impl Read for TlsStream {
                 // Tell rustls the transport ended; its reader then says how.
                 let mut c = self.lock();
                 c.read_tls(&mut &[][..])?;
-                c.process_new_packets()
-                    .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+                c.process_new_packets().map_err(tls_error)?;
                 drop(c);
                 return self.lock().reader().read(buf);
             }
@@ -213,7 +242,9 @@ impl Stream for TlsStream {
             }
         }
         (&self.sock).write_all(&out)?;
-        self.wire.sent.fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.wire
+            .sent
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         self.sock.shutdown(Shutdown::Write)
     }
 }
