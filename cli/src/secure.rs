@@ -101,12 +101,16 @@ pub struct DealerArgs {
     /// Sessions with material waiting, in total.
     #[arg(long, default_value_t = 256)]
     max_pending: usize,
+    /// Material held for waiting sessions (MB): bounds the dealer's memory.
+    #[arg(long, default_value_t = 4096.0)]
+    max_pending_mb: f64,
 }
 
 pub fn dealer(a: DealerArgs) -> Res {
     for (name, v) in [
         ("--max-session-mb", a.max_session_mb),
         ("--pending-ttl", a.pending_ttl),
+        ("--max-pending-mb", a.max_pending_mb),
     ] {
         if !(v.is_finite() && v > 0.0) {
             return Err(format!("{name} {v}: must be a positive number"));
@@ -120,6 +124,7 @@ pub fn dealer(a: DealerArgs) -> Res {
         pending_ttl: Duration::from_secs_f64(a.pending_ttl),
         max_pending_per_peer: a.max_pending_per_client,
         max_pending_total: a.max_pending,
+        max_pending_bytes: (a.max_pending_mb * 1e6) as u64,
         ..Default::default()
     };
     private_eval::dealer_service::run_dealer(l, config, || false).map_err(|e| e.to_string())

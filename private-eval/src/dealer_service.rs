@@ -37,6 +37,7 @@ struct Halves {
 
 struct Pending {
     model: u64,
+    bytes: u64,
     peer: IpAddr,
     created: Instant,
     halves: Arc<Halves>,
@@ -51,6 +52,8 @@ struct Model {
     token: u128,
     /// The registering server's certificate (None on an insecure dealer).
     owner: Option<Fingerprint>,
+    /// Both halves of one session, encoded.
+    session_bytes: u64,
 }
 
 #[derive(Default)]
@@ -123,8 +126,8 @@ pub fn run_dealer(
     .map_err(ctx("dealer"))
 }
 
-/// Checks a plan's size before the dealer accepts it.
-fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError> {
+/// Checks a plan's size before the dealer accepts it; returns a session's material bytes.
+fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<u64, RoleError> {
     for (i, w) in plan.wires.iter().enumerate() {
         let elems = w.rows.saturating_mul(w.cols);
         if elems > limits.max_wire_elems {
@@ -143,7 +146,7 @@ fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError>
             limits.max_session_bytes
         )));
     }
-    Ok(())
+    Ok(bytes)
 }
 
 fn busy(what: String) -> RoleError {
@@ -170,7 +173,7 @@ fn serve_request(
                     "registration refused: only a server with a certificate from the deployment's CA may register a model".into(),
                 ));
             }
-            check_plan(&plan, limits)?;
+            let session_bytes = check_plan(&plan, limits)?;
             let seed = Prg::os_seed();
             let model: u64 = rand::random();
             let mut st = state.lock().expect("dealer state");
@@ -183,6 +186,7 @@ fn serve_request(
                 masks: ModelMasks { seed },
                 token,
                 owner: who,
+                session_bytes,
             };
             st.models.insert(model, entry);
             let reply =
@@ -265,10 +269,15 @@ fn material(
                 if mine >= limits.max_pending_per_peer {
                     return Err(busy(format!("{mine} sessions of {peer} pending")));
                 }
+                let held: u64 = st.pending.values().map(|q| q.bytes).sum();
+                if held + m.session_bytes > limits.max_pending_bytes {
+                    return Err(busy(format!("{} MB of material pending", held / 1_000_000)));
+                }
                 st.pending.insert(
                     session,
                     Pending {
                         model,
+                        bytes: m.session_bytes,
                         peer,
                         created: Instant::now(),
                         halves: Arc::default(),
@@ -339,6 +348,7 @@ mod tests {
                 masks: ModelMasks { seed: 9 },
                 token: 77,
                 owner: Some(owner),
+                session_bytes: 1,
             },
         );
         let limits = DealerLimits::default();

@@ -27,8 +27,7 @@ use crate::plan::{PlanWeights, SecurePlan};
 use crate::security::Security;
 use crate::tensor::Mat;
 use crate::transport::{
-    self, Admit, Channel, ChannelExt, FramedChannel, Link, MsgKind, Stats, TransportConfig,
-    TransportError,
+    self, Admit, Channel, ChannelExt, MsgKind, Stats, TransportConfig, TransportError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +93,8 @@ pub struct DealerLimits {
     /// Sessions with material waiting, per client address and in total.
     pub max_pending_per_peer: usize,
     pub max_pending_total: usize,
+    /// Material held for pending sessions, in bytes: bounds the dealer's memory.
+    pub max_pending_bytes: u64,
     /// Connections served at once (one thread each); more are told "busy" and closed.
     pub max_connections: usize,
 }
@@ -107,6 +108,7 @@ impl Default for DealerLimits {
             pending_ttl: Duration::from_secs(60),
             max_pending_per_peer: 16,
             max_pending_total: 256,
+            max_pending_bytes: 4 << 30,
             max_connections: 128,
         }
     }
@@ -403,20 +405,31 @@ pub fn run_client(
         )
         .map_err(ctx(format!("connecting to the server at {server}")))?;
     let connect_s = t.elapsed().as_secs_f64();
-    let r =
-        client_session(&mut chan, dealer, hidden, config).map(|r| ClientReport { connect_s, ..r });
+    run_client_over(&mut chan, dealer, hidden, config).map(|r| ClientReport { connect_s, ..r })
+}
+
+/// One inference over a connected channel (`run_client` connects first); on failure
+/// the server is told why.
+pub fn run_client_over<C: Channel>(
+    chan: &mut C,
+    dealer: &str,
+    hidden: &[Mat],
+    config: &RoleConfig,
+) -> Result<ClientReport, RoleError> {
+    let r = client_session(chan, dealer, hidden, config);
     if let Err(e) = &r {
         chan.abort(&format!("client: {e}"));
     }
     r
 }
 
-fn client_session(
-    chan: &mut FramedChannel<Link>,
+fn client_session<C: Channel>(
+    chan: &mut C,
     dealer: &str,
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
+    let handshake_bytes = chan.wire_bytes().unwrap_or(0);
     chan.send(MsgKind::Hello, &serde_json::to_vec(&Hello {}).unwrap())
         .map_err(ctx("client hello"))?;
     let spec = chan.recv(MsgKind::Spec).map_err(ctx(format!(
@@ -438,10 +451,8 @@ fn client_session(
         .map_err(ctx("client announcing its session"))?;
     chan.set_session(session);
     sync(chan, material.pair)?;
-    let wire = |chan: &FramedChannel<Link>| chan.stream().wire().map(|w| w.total());
-    let handshake_bytes = wire(chan).unwrap_or(0);
     let before: Stats = chan.stats();
-    let wire_before = wire(chan);
+    let wire_before = chan.wire_bytes();
     let t = Instant::now();
     let out = exec::run(
         &spec.plan,
@@ -452,7 +463,7 @@ fn client_session(
     )?;
     let online_s = t.elapsed().as_secs_f64();
     let online = chan.stats() - before;
-    let online_wire_bytes = match (wire_before, wire(chan)) {
+    let online_wire_bytes = match (wire_before, chan.wire_bytes()) {
         (Some(a), Some(b)) => b - a,
         _ => online.total_bytes(),
     };

@@ -143,9 +143,11 @@ impl Tls {
                 } else {
                     builder.with_no_client_auth()
                 };
-                let config = builder
+                let mut config = builder
                     .with_single_cert(chain, key)
                     .map_err(|e| format!("certificate and key: {e}"))?;
+                // Every connection handshakes afresh: no resumption tickets to send.
+                config.send_tls13_tickets = 0;
                 Some(Arc::new(config))
             }
         };

@@ -198,3 +198,28 @@ fn server_sessions_beyond_the_cap_are_told_busy() {
         }
     });
 }
+
+#[test]
+fn pending_material_is_capped_in_bytes() {
+    let model = OwcModel::random(
+        AdapterSpec::paper(1, 8, 2),
+        BackboneSpec::test_small(),
+        3,
+        1,
+    );
+    let (plan, _) = lower(&model, Default::default()).unwrap();
+    let one = private_eval::comm::offline_bytes(&plan);
+    let d = dealer(DealerLimits {
+        max_pending_bytes: one * 3 / 2,
+        ..DealerLimits::default()
+    });
+    let server = register(&d).unwrap();
+    let m = server.model_id();
+    let open = |session| fetch_material(&d.addr, m, session, Requester::Client, &d.config);
+    open(1).unwrap();
+    let e = refused(open(2));
+    assert!(e.contains("dealer busy") && e.contains("of material pending"), "{e}");
+    // The server takes its half: the session is done and its bytes are free again.
+    server.material(1).unwrap();
+    open(3).unwrap();
+}

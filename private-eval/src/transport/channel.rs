@@ -37,6 +37,11 @@ pub trait Channel: Send {
     fn flush(&mut self) -> Result<(), TransportError> {
         Ok(())
     }
+    /// Bytes on the wire so far where they differ from the frames' (TLS records,
+    /// handshake included); None on a plaintext link.
+    fn wire_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<C: Channel + ?Sized> Channel for Box<C> {
@@ -60,6 +65,9 @@ impl<C: Channel + ?Sized> Channel for Box<C> {
     }
     fn flush(&mut self) -> Result<(), TransportError> {
         (**self).flush()
+    }
+    fn wire_bytes(&self) -> Option<u64> {
+        (**self).wire_bytes()
     }
 }
 

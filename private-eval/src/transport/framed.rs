@@ -93,11 +93,6 @@ impl<S: Stream> FramedChannel<S> {
         &self.config
     }
 
-    /// The underlying stream (e.g. to read a TLS link's wire counters).
-    pub fn stream(&self) -> &S {
-        &self.reader
-    }
-
     /// Flushes, then closes our sending direction (the peer reads EOF).
     pub fn close(mut self) -> Result<(), TransportError> {
         let r = Channel::flush(&mut self);
@@ -252,6 +247,10 @@ impl<S: Stream> Channel for FramedChannel<S> {
     fn flush(&mut self) -> Result<(), TransportError> {
         let r = self.usable().and_then(|()| self.writer.flush());
         self.mark(r)
+    }
+
+    fn wire_bytes(&self) -> Option<u64> {
+        self.reader.wire_bytes()
     }
 }
 

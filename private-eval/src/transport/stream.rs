@@ -13,6 +13,10 @@ pub trait Stream: Read + Write + Send + Sized + 'static {
     fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
     /// Tells the peer no more bytes follow (it then reads EOF).
     fn shutdown_write(&self) -> io::Result<()>;
+    /// Bytes on the wire so far, where they differ from the frames' (TLS records).
+    fn wire_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Stream for TcpStream {

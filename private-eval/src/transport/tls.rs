@@ -316,4 +316,7 @@ impl Stream for Link {
             Link::Tls(s) => s.shutdown_write(),
         }
     }
+    fn wire_bytes(&self) -> Option<u64> {
+        self.wire().map(WireBytes::total)
+    }
 }
