@@ -18,13 +18,16 @@ use private_eval::{model::OwcModel, reference, roles, tensor::Mat, transport};
 
 type Res = Result<(), String>;
 
+/// The committed tiny public backbone, relative to the repository root.
+const DEFAULT_BACKBONE: &str = "train/assets/vit_mini_fmnist04.safetensors";
+
 #[derive(Args)]
 pub struct TrainArgs {
     /// YAML training configuration (see train/README.md); flags below are ignored with it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Backbone safetensors (torchvision layout).
-    #[arg(long, default_value = "train/assets/vit_mini_fmnist04.safetensors")]
+    #[arg(long, default_value = DEFAULT_BACKBONE)]
     backbone: PathBuf,
     /// digits, fashion-mnist, cifar10, cifar100
     #[arg(long, default_value = "digits")]
@@ -108,40 +111,10 @@ pub fn demo(mut a: DemoArgs) -> Res {
         "2/3 client: backbone in plaintext on {} test images",
         a.images
     );
-    let device = cpu();
-    let vit =
-        Vit::load(&cfg.backbone.clone().unwrap(), None, &device).map_err(|e| e.to_string())?;
     let model = OwcModel::load(&ckpt).map_err(|e| e.to_string())?;
-    let test = cfg
-        .data
-        .load(Split::Test, cfg.seed)
-        .map_err(|e| e.to_string())?;
-    let n = a.images.min(test.len());
-    let test = test.select(&(0..n).collect::<Vec<_>>());
-    let bb = &model.backbone;
-    let pixels = Preprocess::new(bb.image_size, bb.channels, &cfg.data).apply_set(&test, None);
-    let images = burn::tensor::Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(pixels, [n, bb.channels, bb.image_size, bb.image_size]),
-        &device,
-    );
-    let states = vit.hidden_states(images);
-    let first = bb.layers - model.spec.scope;
-    let per_image: Vec<Vec<Mat>> = (0..n)
-        .map(|i| {
-            states[first..]
-                .iter()
-                .map(|t| {
-                    let one = t.clone().narrow(0, i, 1);
-                    let v: Vec<f32> = one.into_data().try_to_vec::<f32>().expect("f32 states");
-                    Mat::new(
-                        bb.tokens(),
-                        bb.hidden_dim,
-                        v.into_iter().map(f64::from).collect(),
-                    )
-                })
-                .collect()
-        })
-        .collect();
+    let backbone = cfg.backbone.clone().unwrap();
+    let (per_image, labels) = hidden_states(&backbone, &cfg.data, cfg.seed, &model, a.images)?;
+    let n = per_image.len();
 
     eprintln!(
         "3/3 private inference: dealer, server and client over loopback TLS ({})",
@@ -194,7 +167,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
     for (i, r) in result.iter().enumerate() {
         let plain = reference::forward(&model, &per_image[i]);
         agree += (argmax(&plain) == r.predicted) as usize;
-        correct += (r.predicted == test.labels[i] as usize) as usize;
+        correct += (r.predicted == labels[i] as usize) as usize;
         err = err.max(
             plain
                 .iter()
@@ -222,4 +195,56 @@ pub fn demo(mut a: DemoArgs) -> Res {
     );
     println!("checkpoint: {}", ckpt.display());
     Ok(())
+}
+
+/// What the client computes in plaintext: the hidden states entering the adapter's
+/// scope for the first `n` test images of `data`, through the backbone at `backbone`;
+/// with the images' labels.
+pub fn hidden_states(
+    backbone: &std::path::Path,
+    data: &DataConfig,
+    seed: u64,
+    model: &OwcModel,
+    n: usize,
+) -> Result<(Vec<Vec<Mat>>, Vec<u32>), String> {
+    let device = cpu();
+    let vit = Vit::load(backbone, None, &device).map_err(|e| e.to_string())?;
+    let test = data.load(Split::Test, seed).map_err(|e| e.to_string())?;
+    let n = n.min(test.len());
+    let test = test.select(&(0..n).collect::<Vec<_>>());
+    let bb = &model.backbone;
+    let pixels = Preprocess::new(bb.image_size, bb.channels, data).apply_set(&test, None);
+    let images = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(pixels, [n, bb.channels, bb.image_size, bb.image_size]),
+        &device,
+    );
+    let states = vit.hidden_states(images);
+    let first = bb.layers - model.spec.scope;
+    let per_image = (0..n)
+        .map(|i| {
+            states[first..]
+                .iter()
+                .map(|t| {
+                    let one = t.clone().narrow(0, i, 1);
+                    let v: Vec<f32> = one.into_data().try_to_vec::<f32>().expect("f32 states");
+                    Mat::new(
+                        bb.tokens(),
+                        bb.hidden_dim,
+                        v.into_iter().map(f64::from).collect(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    Ok((per_image, test.labels.clone()))
+}
+
+/// Hidden states of digits test images through the shipped backbone.
+pub fn digits_hidden_states(
+    model: &OwcModel,
+    n: usize,
+) -> Result<(Vec<Vec<Mat>>, Vec<u32>), String> {
+    let data = DataConfig::new(dataset("digits")?);
+    let backbone = std::path::Path::new(DEFAULT_BACKBONE);
+    hidden_states(backbone, &data, 0, model, n)
 }

@@ -4,6 +4,7 @@ mod cost;
 #[cfg(feature = "train")]
 mod demo;
 mod experiments;
+mod load;
 mod secure;
 
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ enum Cmd {
     Serve(secure::ServeArgs),
     /// Run one private inference as the client.
     Infer(secure::InferArgs),
+    /// Many concurrent clients against a dealer and a server process: failures,
+    /// wrong predictions, throughput, peak memory; then with clients abandoning.
+    LoadTest(load::LoadArgs),
     /// Run dealer, server and client over loopback TCP on random weights and report costs.
     BenchSecure(secure::BenchSecureArgs),
     /// Microbenchmark each protocol at ViT-B/16 shapes under none, lan, wan.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => secure::serve(a),
         Cmd::Infer(a) => secure::infer(a),
         Cmd::BenchSecure(a) => secure::bench_secure(a),
+        Cmd::LoadTest(a) => load::load_test(a),
         Cmd::BenchProtocols(a) => secure::bench_protocols(a),
         Cmd::PaperConfigs(a) => experiments::paper_configs(a),
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),

@@ -260,7 +260,7 @@ impl ModelArgs {
         Ok((spec, bb))
     }
 
-    fn model(&self) -> Result<OwcModel, String> {
+    pub fn model(&self) -> Result<OwcModel, String> {
         let (spec, bb) = self.spec()?;
         Ok(OwcModel::random(spec, bb, self.classes, self.seed))
     }

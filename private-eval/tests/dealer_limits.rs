@@ -218,7 +218,10 @@ fn pending_material_is_capped_in_bytes() {
     let open = |session| fetch_material(&d.addr, m, session, Requester::Client, &d.config);
     open(1).unwrap();
     let e = refused(open(2));
-    assert!(e.contains("dealer busy") && e.contains("of material pending"), "{e}");
+    assert!(
+        e.contains("dealer busy") && e.contains("of material pending"),
+        "{e}"
+    );
     // The server takes its half: the session is done and its bytes are free again.
     server.material(1).unwrap();
     open(3).unwrap();
