@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use cryptpeft_cost_model::{
-    baselines, calibrate_to, cost, format_table, paper_linear, plan_shape_only, Constants,
+    baselines, calibrate_to, cost, format_table, paper_linear, plan_shape_only_with, Constants,
     PaperNetwork,
 };
 use cryptpeft_types::NetworkProfile;
@@ -57,7 +57,8 @@ pub fn run(a: CostArgs) -> Result<(), String> {
         Some(p) => Constants::load(p).map_err(|e| e.to_string())?,
         None => Constants::shipped(),
     };
-    let plan = plan_shape_only(&spec, &bb, a.model_args.classes).map_err(|e| e.to_string())?;
+    let plan = plan_shape_only_with(&spec, &bb, a.model_args.classes, a.model_args.lower())
+        .map_err(|e| e.to_string())?;
     let report = cost(&plan, &a.network, &constants);
     let base = a
         .baselines

@@ -55,8 +55,15 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                     let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
                     for net in ["lan", "wan"] {
                         let profile: NetworkProfile = net.parse().unwrap();
-                        let b = bench::bench_secure(&model, &x, profile, a.repeat, false)
-                            .map_err(|e| e.to_string())?;
+                        let b = bench::bench_secure(
+                            &model,
+                            &x,
+                            profile,
+                            a.repeat,
+                            false,
+                            Default::default(),
+                        )
+                        .map_err(|e| e.to_string())?;
                         let line = format!(
                             "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{:.4},{:.4},{:.2e}",
                             b.online_bytes, b.offline_bytes, b.rounds, b.online_s, b.offline_s, b.max_abs_logit_err

@@ -89,6 +89,9 @@ struct Report {
     phases: Vec<Phase>,
 }
 
+/// One honest client's inference: which input, the result, seconds end to end.
+type Outcome = (usize, Result<ClientReport, String>, f64);
+
 /// A child process killed when dropped.
 struct Proc(Child);
 
@@ -282,7 +285,7 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
     let next = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
     let abandoned = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<ClientReport, String>, f64)>> = Mutex::default();
+    let results: Mutex<Vec<Outcome>> = Mutex::default();
     let (dealer_peak, server_peak) = (Mutex::new(0f64), Mutex::new(0f64));
     let bar = ProgressBar::new(a.inferences as u64).with_style(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} {per_sec} eta {eta}")

@@ -143,12 +143,20 @@ pub struct ServeArgs {
     /// Client sessions run at once; more are told the server is busy.
     #[arg(long, default_value_t = 8)]
     max_sessions: usize,
+    /// Local truncation (one round per layer cheaper, wrong with a small probability
+    /// per value) instead of exact truncation with the dealer.
+    #[arg(long)]
+    local_truncation: bool,
 }
 
 pub fn serve(a: ServeArgs) -> Res {
     let model = OwcModel::load(&a.checkpoint).map_err(|e| e.to_string())?;
-    let (plan, weights) = lower::lower(&model, Default::default())
-        .map_err(|e| format!("{}: {e}", a.checkpoint.display()))?;
+    let opts = lower::LowerOptions {
+        exact_truncation: !a.local_truncation,
+        ..Default::default()
+    };
+    let (plan, weights) =
+        lower::lower(&model, opts).map_err(|e| format!("{}: {e}", a.checkpoint.display()))?;
     if a.max_sessions == 0 {
         return Err("--max-sessions must be at least 1".into());
     }
@@ -240,6 +248,10 @@ pub struct ModelArgs {
     /// Seed of the random weights (benchmarks and test checkpoints).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Local truncation (one round per layer cheaper, wrong with a small probability
+    /// per value) instead of exact truncation with the dealer.
+    #[arg(long)]
+    local_truncation: bool,
 }
 
 impl ModelArgs {
@@ -258,6 +270,14 @@ impl ModelArgs {
         let bb = BackboneSpec::by_name(&self.backbone).map_err(|e| e.to_string())?;
         spec.validate(bb.layers).map_err(|e| e.to_string())?;
         Ok((spec, bb))
+    }
+
+    /// Lowering options from the flags.
+    pub fn lower(&self) -> lower::LowerOptions {
+        lower::LowerOptions {
+            exact_truncation: !self.local_truncation,
+            ..Default::default()
+        }
     }
 
     pub fn model(&self) -> Result<OwcModel, String> {
@@ -290,8 +310,15 @@ pub fn bench_secure(a: BenchSecureArgs) -> Res {
         model.backbone.hidden_dim,
         a.model.seed ^ 0x41,
     );
-    let r = bench::bench_secure(&model, &h, a.network, a.repeat, !a.insecure)
-        .map_err(|e| e.to_string())?;
+    let r = bench::bench_secure(
+        &model,
+        &h,
+        a.network,
+        a.repeat,
+        !a.insecure,
+        a.model.lower(),
+    )
+    .map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
     } else {

@@ -156,6 +156,21 @@ fn cost_json_has_the_totals_and_the_paper_model_answers() {
     ] {
         assert!(!v[k].is_null(), "missing {k}");
     }
+    // Exact truncation costs 4 rounds over the paper's 8 (local truncation).
+    assert_eq!(v["rounds"].as_u64(), Some(12));
+    let out = Command::new(BIN)
+        .args([
+            "cost",
+            "--adapter",
+            "h=1,r=300,s=1",
+            "--network",
+            "wan",
+            "--local-truncation",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rounds"].as_u64(), Some(8));
     let out = Command::new(BIN)
         .args([

@@ -19,4 +19,4 @@ pub use calibrate::{calibrate, calibrate_to};
 pub use constants::Constants;
 pub use paper::{paper_linear, PaperNetwork};
 pub use price::{cost, cost_with, format_table, print_table, CostReport, Deployment, StepCost};
-pub use shape::plan_shape_only;
+pub use shape::{plan_shape_only, plan_shape_only_with};

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 use cryptpeft_types::NetworkProfile;
 use private_eval::comm::{self, Party};
-use private_eval::dealer::{head_shapes, layernorm_mults};
+use private_eval::dealer::{head_shapes, layernorm_mults, layernorm_truncs, truncate_len};
 use private_eval::plan::*;
 use serde::Serialize;
 
@@ -147,6 +147,19 @@ impl Pricer<'_> {
             self.acts[p].push(Act::Recv(frames[1 - p]));
             self.ser(p, bytes);
             self.elem(p, elems as f64); // mine + theirs
+        }
+    }
+    /// An exact truncation of `n` values ([`private_eval::trunc`]): top bits, one
+    /// exchange of masked bits, the correction.
+    fn truncate(&mut self, n: usize, bits: u32, frames: [usize; 2]) {
+        let bytes = (n * private_eval::trunc::wire_bytes(bits)) as u64;
+        for p in 0..2 {
+            self.elem(p, 3.0 * n as f64);
+            self.ser(p, bytes);
+            self.acts[p].push(Act::Send(frames[p]));
+            self.acts[p].push(Act::Recv(frames[1 - p]));
+            self.ser(p, bytes);
+            self.elem(p, 4.0 * n as f64);
         }
     }
     fn compare(&mut self, values: usize, thresholds: usize, frames: [usize; 2]) {
@@ -296,26 +309,56 @@ pub fn cost_with(
                     plan.wires[*z].cols,
                 );
                 let t = inv_sqrt.thresholds().len();
-                pr.exchange(rows * d, [f(0), f(1)]);
+                // Frames in exec's order, exact truncations (if any) between exchanges.
+                let mut k = 0;
+                let mut next = || {
+                    k += 2;
+                    [f(k - 2), f(k - 1)]
+                };
+                let mut truncs = layernorm_truncs(plan, rows, cz, inv_sqrt).into_iter();
+                let bits = plan.frac_bits;
+                pr.exchange(rows * d, next());
                 for p in 0..2 {
                     pr.elem(p, 7.0 * (rows * d) as f64);
                 }
-                pr.compare(rows, t, [f(2), f(3)]);
+                if let Some(n) = truncs.next() {
+                    pr.truncate(n, bits, next());
+                }
+                pr.compare(rows, t, next());
                 for p in 0..2 {
                     pr.elem(p, 4.0 * (rows * t) as f64);
+                }
+                if let Some(n) = truncs.next() {
+                    pr.truncate(n, bits, next());
                 }
                 let mults = layernorm_mults(inv_sqrt);
                 for i in 0..mults {
                     let last = i + 1 == mults;
                     let elems = if last { rows + rows * cz } else { 2 * rows };
-                    pr.exchange(elems, [f(4 + 2 * i), f(5 + 2 * i)]);
+                    pr.exchange(elems, next());
                     for p in 0..2 {
                         pr.elem(p, 6.0 * if last { rows * cz } else { rows } as f64);
                     }
+                    let after = if i % 3 == 1 && !last { 2 } else { 1 };
+                    for _ in 0..after {
+                        if let Some(n) = truncs.next() {
+                            pr.truncate(n, bits, next());
+                        }
+                    }
                 }
             }
-            Step::Reveal { wire } => {
+            Step::Truncate { wires } => {
+                let n = truncate_len(plan, wires);
+                for p in 0..2 {
+                    pr.elem(p, 2.0 * n as f64); // gather and scatter the wires
+                }
+                pr.truncate(n, plan.frac_bits, [f(0), f(1)]);
+            }
+            Step::Reveal { wire, raw } => {
                 let n = size(plan, *wire);
+                if *raw {
+                    pr.elem(0, n as f64);
+                }
                 pr.elem(1, n as f64);
                 pr.ser(1, n as u64 * 8);
                 pr.acts[1].push(Act::Send(f(0)));
@@ -416,7 +459,10 @@ pub fn offline_seconds(plan: &SecurePlan, c: &Constants) -> f64 {
                 keys += rows as f64;
                 words += (3 * rows * d + 8 * rows + layernorm_mults(inv_sqrt) * 3 * rows * (1 + cz))
                     as f64;
+                let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt).iter().sum();
+                words += 5.0 * truncs as f64;
             }
+            Step::Truncate { wires } => words += 5.0 * truncate_len(plan, wires) as f64,
             Step::Slice { .. } | Step::Reveal { .. } => {}
         }
     }

@@ -51,7 +51,10 @@ fn bytes_and_rounds_match_the_executor_exactly() {
             ..AdapterSpec::paper(h, r, s)
         };
         let model = OwcModel::random(spec.clone(), bb.clone(), classes, case);
-        let mut opts = lower::LowerOptions::default();
+        let mut opts = lower::LowerOptions {
+            exact_truncation: rng.random_bool(0.7),
+            ..Default::default()
+        };
         if rng.random_bool(0.3) {
             opts.inv_sqrt = InvSqrtParams {
                 min_exp: -6,

@@ -71,7 +71,8 @@ fn bind() -> Result<(TcpListener, String), RoleError> {
 }
 
 /// Runs dealer, server and client (threads of this process, real TCP on loopback,
-/// under TLS if `tls`), `repeat` inferences, each a fresh session and connection;
+/// under TLS if `tls`; the plan lowered with `opts`), `repeat` inferences, each a
+/// fresh session and connection;
 /// checks every result against the reference.
 pub fn bench_secure(
     model: &OwcModel,
@@ -79,9 +80,10 @@ pub fn bench_secure(
     network: NetworkProfile,
     repeat: usize,
     tls: bool,
+    opts: LowerOptions,
 ) -> Result<SecureBench, RoleError> {
-    let (plan, weights) = lower::lower(model, LowerOptions::default())
-        .map_err(|e| RoleError::Protocol(e.to_string()))?;
+    let (plan, weights) =
+        lower::lower(model, opts).map_err(|e| RoleError::Protocol(e.to_string()))?;
     let want = reference::forward(model, hidden);
     let keys = match tls {
         true => Some(
@@ -216,6 +218,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         steps,
         inputs: 1,
         frac_bits: 16,
+        exact_truncation: false,
     };
     match name {
         "relu" => {

@@ -9,7 +9,11 @@
 //! | `HeadMatMul` | both at once: per head `m*k + k*n` (masked operands) |
 //! | `Relu` | both at once: one masked value per input |
 //! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` (final scaling) |
+//! | `Truncate` | both at once: one masked bit per value, `ceil(f/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
+//!
+//! Under exact truncation a `LayerNorm` also truncates exactly after each of its
+//! exchanges but the comparison: one more wave each (see [`crate::trunc`]).
 //!
 //! Every frame adds [`HEADER_LEN`] bytes. Rounds follow the transport's rule (see
 //! [`crate::transport::Channel`]): each end keeps the largest depth it has received;
@@ -18,7 +22,7 @@
 
 use serde::Serialize;
 
-use crate::dealer::{head_shapes, layernorm_mults, masked_weights};
+use crate::dealer::{head_shapes, layernorm_mults, layernorm_truncs, masked_weights, truncate_len};
 use crate::plan::*;
 use crate::transport::HEADER_LEN;
 
@@ -55,6 +59,16 @@ impl Msg {
 }
 
 const ELEM: u64 = 8;
+
+/// One exact truncation of `n` values: both parties send a masked bit per value.
+fn trunc_msgs(plan: &SecurePlan, n: usize) -> [Msg; 2] {
+    let payload_bytes = (n * crate::trunc::wire_bytes(plan.frac_bits)) as u64;
+    [Party::Client, Party::Server].map(|from| Msg {
+        from,
+        payload_bytes,
+        wave: 0,
+    })
+}
 
 fn both(wave: u32, elems: usize) -> [Msg; 2] {
     let payload_bytes = elems as u64 * ELEM;
@@ -93,21 +107,44 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                 plan.wires[*x].cols,
                 plan.wires[*z].cols,
             );
-            let mut out = Vec::new();
-            out.extend(both(0, rows * d));
-            out.extend(both(1, rows));
+            // Exchanges in exec's order; under exact truncation one follows the sums of
+            // squares, the initial estimate and every product, and Newton's second
+            // product is followed by two (`q`, then `w = 1.5 - q / 2`).
+            let mut waves: Vec<[Msg; 2]> = Vec::new();
+            let mut truncs = layernorm_truncs(plan, rows, c, inv_sqrt).into_iter();
+            let mut trunc = |waves: &mut Vec<[Msg; 2]>| {
+                if let Some(n) = truncs.next() {
+                    waves.push(trunc_msgs(plan, n));
+                }
+            };
+            waves.push(both(0, rows * d));
+            trunc(&mut waves);
+            waves.push(both(0, rows));
+            trunc(&mut waves);
             let mults = layernorm_mults(inv_sqrt);
             for i in 0..mults {
-                let elems = if i + 1 == mults {
-                    rows + rows * c
-                } else {
-                    2 * rows
-                };
-                out.extend(both(2 + i as u32, elems));
+                let last = i + 1 == mults;
+                let elems = if last { rows + rows * c } else { 2 * rows };
+                waves.push(both(0, elems));
+                trunc(&mut waves);
+                // Newton's `w = 1.5 - q / 2` is truncated after the second product.
+                if i % 3 == 1 && !last {
+                    trunc(&mut waves);
+                }
             }
-            out
+            waves
+                .into_iter()
+                .enumerate()
+                .flat_map(|(k, w)| {
+                    w.map(|m| Msg {
+                        wave: k as u32,
+                        ..m
+                    })
+                })
+                .collect()
         }
-        Step::Reveal { wire } => {
+        Step::Truncate { wires } => trunc_msgs(plan, truncate_len(plan, wires)).to_vec(),
+        Step::Reveal { wire, .. } => {
             let w = &plan.wires[*wire];
             vec![Msg {
                 from: Party::Server,
@@ -223,6 +260,10 @@ fn triple_bytes(a: usize, b: usize, c: usize) -> u64 {
     vec_bytes(a) + vec_bytes(b) + vec_bytes(c)
 }
 
+fn trunc_bytes(n: usize) -> u64 {
+    2 * vec_bytes(n)
+}
+
 fn cmp_bytes(n: usize) -> u64 {
     3 * vec_bytes(n) + 16 + n as u64 * crate::material::CMP_KEY_BYTES as u64
 }
@@ -269,9 +310,12 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                     plan.wires[*z].cols,
                 );
                 let mults = layernorm_mults(inv_sqrt);
+                let truncs = layernorm_truncs(plan, rows, c, inv_sqrt);
                 triple_bytes(rows * d, 0, rows * d)
                     + cmp_bytes(rows)
                     + 8
+                    + 8
+                    + truncs.iter().map(|n| trunc_bytes(*n)).sum::<u64>()
                     + (0..mults)
                         .map(|i| {
                             if i + 1 == mults {
@@ -282,6 +326,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                         })
                         .sum::<u64>()
             }
+            Step::Truncate { wires } => trunc_bytes(truncate_len(plan, wires)),
             Step::Slice { .. } | Step::Reveal { .. } => 0,
         };
     }

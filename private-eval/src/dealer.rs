@@ -11,6 +11,7 @@ use crate::matmul::matmul;
 use crate::plan::*;
 use crate::prg::{FixedKeyAes, Prg};
 use crate::ring::{self, LOW63};
+use crate::trunc;
 
 /// The per-model weight masks `B_w`, derived from a seed the dealer and server share.
 #[derive(Debug, Clone, Copy)]
@@ -136,6 +137,27 @@ pub fn layernorm_mults(p: &InvSqrtParams) -> usize {
     3 * p.newton as usize + 1
 }
 
+/// Values of each exact truncation inside a LayerNorm of `rows` rows and `c` output
+/// columns, in order: the variances, the initial inverse square roots, four per Newton
+/// iteration, the output. None under local truncation.
+pub fn layernorm_truncs(plan: &SecurePlan, rows: usize, c: usize, p: &InvSqrtParams) -> Vec<usize> {
+    if !plan.exact_truncation {
+        return Vec::new();
+    }
+    let mut v = vec![rows, rows];
+    v.extend(std::iter::repeat_n(rows, 4 * p.newton as usize));
+    v.push(rows * c);
+    v
+}
+
+/// Values a `Truncate` step truncates.
+pub fn truncate_len(plan: &SecurePlan, wires: &[WireId]) -> usize {
+    wires
+        .iter()
+        .map(|w| plan.wires[*w].rows * plan.wires[*w].cols)
+        .sum()
+}
+
 /// Generates both parties' material for one session of `plan`.
 pub fn generate(
     plan: &SecurePlan,
@@ -216,18 +238,30 @@ pub fn generate(
                     t0.push(p0);
                     t1.push(p1);
                 }
+                let (mut r0, mut r1) = (Vec::new(), Vec::new());
+                for n in layernorm_truncs(plan, rows, c, inv_sqrt) {
+                    let [a, b] = trunc::dealer(n, plan.frac_bits, rng);
+                    r0.push(a);
+                    r1.push(b);
+                }
                 [
                     StepMat::LayerNorm {
                         square: s0,
                         cmp: c0,
                         mults: t0,
+                        truncs: r0,
                     },
                     StepMat::LayerNorm {
                         square: s1,
                         cmp: c1,
                         mults: t1,
+                        truncs: r1,
                     },
                 ]
+            }
+            Step::Truncate { wires } => {
+                let [a, b] = trunc::dealer(truncate_len(plan, wires), plan.frac_bits, rng);
+                [StepMat::Truncate(a), StepMat::Truncate(b)]
             }
             Step::Slice { .. } | Step::Reveal { .. } => [StepMat::Nothing, StepMat::Nothing],
         };

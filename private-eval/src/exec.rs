@@ -7,13 +7,14 @@ use std::time::Instant;
 use crate::dcf::DcfKey;
 use crate::dealer::{head_shapes, masked_weights, ModelMasks};
 use crate::fixed::Fixed;
-use crate::material::{CmpMat, Material, StepMat, Triple};
+use crate::material::{CmpMat, Material, StepMat, Triple, TruncMat};
 use crate::matmul::matmul;
 use crate::plain::{head_assemble, head_operands, Grid};
 use crate::plan::*;
 use crate::ring::{self, LOW63};
 use crate::tensor::Mat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
+use crate::trunc;
 
 pub const CLIENT: usize = 0;
 pub const SERVER: usize = 1;
@@ -177,6 +178,32 @@ impl Party<'_> {
         v
     }
 
+    /// Truncation where a step's output is final: local, or left at `2f` for a later
+    /// `Truncate` step under exact truncation.
+    fn trunc_out(&self, v: Vec<u64>) -> Vec<u64> {
+        match self.plan.exact_truncation {
+            true => v,
+            false => self.trunc(v),
+        }
+    }
+
+    /// Truncation inside a step: local, or exact with the next of `mats`.
+    fn trunc_now(
+        &self,
+        chan: &mut dyn Channel,
+        v: Vec<u64>,
+        mats: &mut std::slice::Iter<'_, TruncMat>,
+    ) -> Result<Vec<u64>, LnError> {
+        if !self.plan.exact_truncation {
+            return Ok(self.trunc(v));
+        }
+        let m = mats
+            .next()
+            .filter(|m| m.mask.len() == v.len() && m.gamma.len() == v.len())
+            .ok_or_else(|| LnError::M(format!("truncation material for {} values", v.len())))?;
+        Ok(trunc::truncate(chan, self.p, &v, m, self.fx.frac_bits)?)
+    }
+
     /// Party 0 adds public constants.
     fn konst(&self, c: u64) -> u64 {
         if self.p == 0 {
@@ -191,7 +218,7 @@ impl Party<'_> {
     }
 
     /// Element-wise Beaver products `a_i * b_i` (a side with 1 column broadcasts), all
-    /// opened in one exchange; results at `2f` are truncated to `f`.
+    /// opened in one exchange; results at `2f` (the caller truncates).
     fn mul_many(
         &self,
         chan: &mut dyn Channel,
@@ -218,7 +245,7 @@ impl Party<'_> {
             if self.p == 0 {
                 ring::add_assign(&mut z, &ring::mul_bcast(e, ac, f, bc, rows));
             }
-            out.push(self.trunc(z));
+            out.push(z);
         }
         Ok(out)
     }
@@ -326,7 +353,7 @@ impl Party<'_> {
                         ring::add_assign(row, &k.w[*b]);
                     }
                 }
-                self.shares[*out] = Some(self.trunc(acc));
+                self.shares[*out] = Some(self.trunc_out(acc));
             }
             Step::Slice { out, x, from, to } => {
                 let g = Grid {
@@ -382,7 +409,7 @@ impl Party<'_> {
                         Grid {
                             rows: m,
                             cols: n,
-                            data: self.trunc(z),
+                            data: self.trunc_out(z),
                         }
                     })
                     .collect();
@@ -406,18 +433,41 @@ impl Party<'_> {
                 eps,
                 inv_sqrt,
             } => {
-                let StepMat::LayerNorm { square, cmp, mults } = mat else {
+                let StepMat::LayerNorm {
+                    square,
+                    cmp,
+                    mults,
+                    truncs,
+                } = mat
+                else {
                     return Err(bad("LayerNorm material"));
                 };
                 let res = self
-                    .layernorm(chan, *x, *z, *eps, inv_sqrt, square, cmp, mults)
+                    .layernorm(chan, *x, *z, *eps, inv_sqrt, square, cmp, mults, truncs)
                     .map_err(|e| match e {
                         LnError::T(e) => self.terr(step, e),
                         LnError::M(w) => bad(&w),
                     })?;
                 self.shares[*out] = Some(res);
             }
-            Step::Reveal { wire } => {
+            Step::Truncate { wires } => {
+                let StepMat::Truncate(m) = mat else {
+                    return Err(bad("truncation material"));
+                };
+                let all: Vec<u64> = wires.iter().flat_map(|w| self.share(*w).to_vec()).collect();
+                if m.mask.len() != all.len() || m.gamma.len() != all.len() {
+                    return Err(bad("truncation material for every listed value"));
+                }
+                let t = trunc::truncate(chan, self.p, &all, &m, self.fx.frac_bits)
+                    .map_err(|e| self.terr(step, e))?;
+                let mut at = 0;
+                for w in wires {
+                    let n = self.plan.wires[*w].rows * self.plan.wires[*w].cols;
+                    self.shares[*w] = Some(t[at..at + n].to_vec());
+                    at += n;
+                }
+            }
+            Step::Reveal { wire, raw } => {
                 let s = self.share(*wire).to_vec();
                 if self.p == SERVER {
                     chan.send_u64s(MsgKind::Reveal, &s)
@@ -426,7 +476,13 @@ impl Party<'_> {
                     let theirs = chan
                         .recv_u64s(MsgKind::Reveal, s.len())
                         .map_err(|e| self.terr(step, e))?;
-                    return Ok(Some(ring::add(&s, &theirs)));
+                    let mut v = ring::add(&s, &theirs);
+                    if *raw {
+                        // Truncated in the clear: exact.
+                        v.iter_mut()
+                            .for_each(|x| *x = ((*x as i64) >> self.fx.frac_bits) as u64);
+                    }
+                    return Ok(Some(v));
                 }
             }
         }
@@ -444,7 +500,9 @@ impl Party<'_> {
         square: Triple,
         cmp: CmpMat,
         mults: Vec<Triple>,
+        truncs: Vec<TruncMat>,
     ) -> Result<Vec<u64>, LnError> {
+        let mut tm = truncs.iter();
         let (rows, d, c) = (
             self.plan.wires[x].rows,
             self.plan.wires[x].cols,
@@ -474,7 +532,7 @@ impl Party<'_> {
                 &e.iter().map(|e| e.wrapping_mul(*e)).collect::<Vec<_>>(),
             );
         }
-        let mut v = ring::row_sums(&self.trunc(sq), d);
+        let mut v = self.trunc_now(chan, ring::row_sums(&sq, d), &mut tm)?;
         let eps_enc = self.konst(self.fx.encode(eps));
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
         // Initial 1/sqrt(v): piecewise linear between geometric thresholds, from one opening.
@@ -499,7 +557,7 @@ impl Party<'_> {
                 acc
             })
             .collect();
-        y = self.trunc(y);
+        y = self.trunc_now(chan, y, &mut tm)?;
         // Newton: y <- y (3 - v y^2) / 2, as p = v y, q = p y, y = y (1.5 - q / 2).
         let mut t = mults.iter();
         for _ in 0..params.newton {
@@ -510,6 +568,7 @@ impl Party<'_> {
                     std::slice::from_ref(t.next().unwrap()),
                 )?
                 .remove(0);
+            let p = self.trunc_now(chan, p, &mut tm)?;
             let q = self
                 .mul_many(
                     chan,
@@ -517,6 +576,7 @@ impl Party<'_> {
                     std::slice::from_ref(t.next().unwrap()),
                 )?
                 .remove(0);
+            let q = self.trunc_now(chan, q, &mut tm)?;
             let w: Vec<u64> = q
                 .iter()
                 .map(|qi| {
@@ -524,7 +584,7 @@ impl Party<'_> {
                         .wrapping_sub(qi.wrapping_mul(self.fx.encode(0.5)))
                 })
                 .collect();
-            let w = self.trunc(w);
+            let w = self.trunc_now(chan, w, &mut tm)?;
             y = self
                 .mul_many(
                     chan,
@@ -532,15 +592,17 @@ impl Party<'_> {
                     std::slice::from_ref(t.next().unwrap()),
                 )?
                 .remove(0);
+            y = self.trunc_now(chan, y, &mut tm)?;
         }
         let zs = self.share(z);
-        Ok(self
+        let out = self
             .mul_many(
                 chan,
                 &[(&y, 1, zs, c, rows)],
                 std::slice::from_ref(t.next().unwrap()),
             )?
-            .remove(0))
+            .remove(0);
+        self.trunc_now(chan, out, &mut tm)
     }
 
     fn terr(&self, step: &Step, e: TransportError) -> ExecError {

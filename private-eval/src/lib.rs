@@ -23,3 +23,4 @@ pub mod roles;
 pub mod security;
 pub mod tensor;
 pub mod transport;
+pub mod trunc;

@@ -24,6 +24,9 @@ pub enum LowerError {
 pub struct LowerOptions {
     pub frac_bits: u32,
     pub inv_sqrt: InvSqrtParams,
+    /// Exact truncation with the dealer (the default); false: local truncation, one
+    /// round per layer cheaper but wrong with a small probability per value.
+    pub exact_truncation: bool,
 }
 
 impl Default for LowerOptions {
@@ -31,8 +34,50 @@ impl Default for LowerOptions {
         Self {
             frac_bits: 16,
             inv_sqrt: InvSqrtParams::default(),
+            exact_truncation: true,
         }
     }
+}
+
+/// Under exact truncation: `Linear` and `HeadMatMul` outputs stay at `2f` bits, and
+/// every such wire is truncated, together with all others pending, just before the
+/// first step that reads it, so independent layers share one exchange. A revealed
+/// wire is truncated by the client in the clear instead.
+fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
+    let mut pending: Vec<WireId> = Vec::new();
+    let mut out = Vec::with_capacity(steps.len());
+    for mut step in steps {
+        let reads: Vec<WireId> = match &mut step {
+            Step::Open { open } => vec![openings[*open].wire],
+            Step::Linear { terms, .. } => terms
+                .iter()
+                .filter_map(|t| match t {
+                    Term::Public { wire, .. } => Some(*wire),
+                    Term::Private { .. } => None,
+                })
+                .collect(),
+            Step::HeadMatMul { a, b, .. } => vec![*a, *b],
+            Step::Relu { x, .. } | Step::Slice { x, .. } => vec![*x],
+            Step::LayerNorm { x, z, .. } => vec![*x, *z],
+            Step::Truncate { .. } => Vec::new(),
+            Step::Reveal { wire, raw } => {
+                *raw = pending.contains(wire);
+                pending.retain(|w| w != &*wire);
+                Vec::new()
+            }
+        };
+        if reads.iter().any(|w| pending.contains(w)) {
+            out.push(Step::Truncate {
+                wires: std::mem::take(&mut pending),
+            });
+        }
+        match &step {
+            Step::Linear { out: o, .. } | Step::HeadMatMul { out: o, .. } => pending.push(*o),
+            _ => {}
+        }
+        out.push(step);
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -546,7 +591,10 @@ pub fn lower(
         "head",
     );
     let lwire = lw.materialize(&logits, "logits");
-    lw.body.push(Step::Reveal { wire: lwire });
+    lw.body.push(Step::Reveal {
+        wire: lwire,
+        raw: false,
+    });
     let weights = lw
         .weights
         .iter()
@@ -557,6 +605,9 @@ pub fn lower(
         .collect();
     let mut steps = lw.prologue;
     steps.extend(lw.body);
+    if opts.exact_truncation {
+        steps = insert_truncations(steps, &lw.openings);
+    }
     Ok((
         SecurePlan {
             wires: lw.wires,
@@ -565,6 +616,7 @@ pub fn lower(
             steps,
             inputs: spec.scope + 1,
             frac_bits: opts.frac_bits,
+            exact_truncation: opts.exact_truncation,
         },
         PlanWeights { mats: lw.weights },
     ))

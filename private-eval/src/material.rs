@@ -23,6 +23,14 @@ pub struct CmpMat {
     pub keys: Vec<DcfKey>,
 }
 
+/// Material for exact truncation ([`crate::trunc`]): this party's bit mask (`alpha`
+/// or `beta`) and share of `alpha * beta`, all mod `2^f`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TruncMat {
+    pub mask: Vec<u64>,
+    pub gamma: Vec<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepMat {
     /// Steps without material, and the server's side of an opening.
@@ -34,12 +42,15 @@ pub enum StepMat {
     /// One triple per head.
     Beaver(Vec<Triple>),
     Relu(CmpMat),
-    /// Square triple (`b` unused), comparison material, then the multiplication triples.
+    /// Square triple (`b` unused), comparison material, the multiplication triples,
+    /// then one truncation per internal truncation (none under local truncation).
     LayerNorm {
         square: Triple,
         cmp: CmpMat,
         mults: Vec<Triple>,
+        truncs: Vec<TruncMat>,
     },
+    Truncate(TruncMat),
 }
 
 /// One party's material for one session.
@@ -74,6 +85,10 @@ impl Writer {
         self.vec(&t.a);
         self.vec(&t.b);
         self.vec(&t.c);
+    }
+    fn trunc(&mut self, t: &TruncMat) {
+        self.vec(&t.mask);
+        self.vec(&t.gamma);
     }
     fn cmp(&mut self, c: &CmpMat) {
         self.vec(&c.r);
@@ -117,6 +132,12 @@ impl Reader<'_> {
             a: self.vec()?,
             b: self.vec()?,
             c: self.vec()?,
+        })
+    }
+    fn trunc(&mut self) -> Result<TruncMat, MaterialError> {
+        Ok(TruncMat {
+            mask: self.vec()?,
+            gamma: self.vec()?,
         })
     }
     fn cmp(&mut self) -> Result<CmpMat, MaterialError> {
@@ -165,12 +186,23 @@ impl Material {
                     w.u64(4);
                     w.cmp(c);
                 }
-                StepMat::LayerNorm { square, cmp, mults } => {
+                StepMat::LayerNorm {
+                    square,
+                    cmp,
+                    mults,
+                    truncs,
+                } => {
                     w.u64(5);
                     w.triple(square);
                     w.cmp(cmp);
                     w.u64(mults.len() as u64);
                     mults.iter().for_each(|t| w.triple(t));
+                    w.u64(truncs.len() as u64);
+                    truncs.iter().for_each(|t| w.trunc(t));
+                }
+                StepMat::Truncate(t) => {
+                    w.u64(6);
+                    w.trunc(t);
                 }
             }
         }
@@ -206,8 +238,16 @@ impl Material {
                     let cmp = r.cmp()?;
                     let k = r.len(24)?;
                     let mults = (0..k).map(|_| r.triple()).collect::<Result<_, _>>()?;
-                    StepMat::LayerNorm { square, cmp, mults }
+                    let k = r.len(16)?;
+                    let truncs = (0..k).map(|_| r.trunc()).collect::<Result<_, _>>()?;
+                    StepMat::LayerNorm {
+                        square,
+                        cmp,
+                        mults,
+                        truncs,
+                    }
                 }
+                6 => StepMat::Truncate(r.trunc()?),
                 t => return Err(MaterialError(format!("unknown step tag {t}"))),
             });
         }

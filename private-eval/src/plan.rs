@@ -149,8 +149,17 @@ pub enum Step {
         from: usize,
         to: usize,
     },
-    /// Server sends its share; only the client learns the value.
-    Reveal { wire: WireId },
+    /// Exact truncation of wires at `2f` bits to `f` ([`crate::trunc`]), all in one
+    /// exchange; in place (under exact truncation, `Linear` and `HeadMatMul` leave
+    /// their outputs at `2f` until a `Truncate` lists them).
+    Truncate { wires: Vec<WireId> },
+    /// Server sends its share; only the client learns the value. `raw`: the wire is at
+    /// `2f` bits and the client truncates it in the clear.
+    Reveal {
+        wire: WireId,
+        #[serde(default)]
+        raw: bool,
+    },
 }
 
 impl Step {
@@ -169,6 +178,7 @@ impl Step {
             Step::Relu { .. } => "relu",
             Step::LayerNorm { .. } => "layernorm",
             Step::Slice { .. } => "slice",
+            Step::Truncate { .. } => "truncate",
             Step::Reveal { .. } => "reveal",
         }
     }
@@ -184,6 +194,10 @@ pub struct SecurePlan {
     /// Number of hidden states the client provides (`s + 1`), each `[N, d]`.
     pub inputs: usize,
     pub frac_bits: u32,
+    /// Truncation with the dealer, exact ([`crate::trunc`]), instead of local (which
+    /// fails with a small probability per value).
+    #[serde(default)]
+    pub exact_truncation: bool,
 }
 
 impl SecurePlan {
@@ -208,7 +222,14 @@ impl SecurePlan {
                 format!("{}x({}*{})", heads, wire(*a), wire(*b))
             }
             Step::LayerNorm { z, .. } => wire(*z),
-            Step::Reveal { wire: w } => wire(*w),
+            Step::Truncate { wires } => {
+                let n: usize = wires
+                    .iter()
+                    .map(|w| self.wires[*w].rows * self.wires[*w].cols)
+                    .sum();
+                format!("{n} values")
+            }
+            Step::Reveal { wire: w, .. } => wire(*w),
         }
     }
 

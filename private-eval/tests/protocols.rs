@@ -54,8 +54,10 @@ fn protocol_results_are_correct() {
             | private_eval::plan::Step::Linear { out, .. } => *out,
             _ => unreachable!(),
         });
-        plan.steps
-            .push(private_eval::plan::Step::Reveal { wire: out.unwrap() });
+        plan.steps.push(private_eval::plan::Step::Reveal {
+            wire: out.unwrap(),
+            raw: false,
+        });
         let want = private_eval::plain::eval(&plan, &w, &x);
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, s, 11).unwrap().logits;

@@ -285,6 +285,11 @@ fn draw_curves<DB: DrawingBackend>(
     // The y axis spans the data (with a margin), so close curves stay apart.
     let y_min = all().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let y_max = all().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    // No points (every candidate pruned): an empty chart over 0..1, not an infinite range.
+    let (y_min, y_max) = match y_min.is_finite() {
+        true => (y_min, y_max),
+        false => (0.0, 1.0),
+    };
     let pad = ((y_max - y_min) * 0.1).max(0.01);
     let (y_lo, y_hi) = ((y_min - pad).max(0.0), y_max + pad);
     let mut chart = frame(

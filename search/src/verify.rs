@@ -43,8 +43,15 @@ pub fn measure(study: &Study, checkpoint: &Path, profile: &NetworkProfile) -> Re
     let model = OwcModel::load(checkpoint)
         .map_err(|e| Error::Other(format!("{}: {e}", checkpoint.display())))?;
     let hidden = hidden_states(&study.features, model.spec.scope, 0);
-    let b = bench_secure(&model, &hidden, profile.clone(), REPEAT, false)
-        .map_err(|e| Error::Other(format!("verify {}: {e}", model.spec.label())))?;
+    let b = bench_secure(
+        &model,
+        &hidden,
+        profile.clone(),
+        REPEAT,
+        false,
+        Default::default(),
+    )
+    .map_err(|e| Error::Other(format!("verify {}: {e}", model.spec.label())))?;
     Ok(Measured {
         online_s: b.online_s,
         online_bytes: b.online_bytes,

@@ -43,7 +43,7 @@ fn the_controller_skips_slow_candidates_and_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let text = tiny_space(2, 4, 1).replace(
         "population: 3\n",
-        "population: 3\nstrategy: reinforce\nreinforce:\n  latency_target_s: 0.035\n",
+        "population: 3\nstrategy: reinforce\nreinforce:\n  latency_target_s: 0.06\n",
     );
     let space = write_space(tmp.path(), &text);
     let out = tmp.path().join("run");
@@ -53,13 +53,29 @@ fn the_controller_skips_slow_candidates_and_reports() {
     let wan = 1;
     for tr in &t {
         match tr.state {
-            State::Pruned => assert!(tr.price.seconds[wan] > 0.035),
-            State::Complete => assert!(tr.price.seconds[wan] <= 0.035),
+            State::Pruned => assert!(tr.price.seconds[wan] > 0.06),
+            State::Complete => assert!(tr.price.seconds[wan] <= 0.06),
             s => panic!("unexpected state {s:?}"),
         }
     }
     assert!(t.iter().any(|t| t.state == State::Complete));
     assert!(out.join("summary.md").is_file());
+}
+
+#[test]
+fn a_target_nothing_meets_ends_the_search_with_empty_fronts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tiny_space(2, 4, 1).replace(
+        "population: 3\n",
+        "population: 3\nstrategy: reinforce\nreinforce:\n  latency_target_s: 0.001\n",
+    );
+    let space = write_space(tmp.path(), &text);
+    let out = tmp.path().join("run");
+    let o = search(&space, &out, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = trials(&out);
+    assert!(!t.is_empty() && t.iter().all(|t| t.state == State::Pruned));
+    assert!(out.join("hypervolume.png").is_file());
 }
 
 #[test]
