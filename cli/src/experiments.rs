@@ -78,3 +78,77 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
     eprintln!("wrote {}", a.out.display());
     Ok(())
 }
+
+#[derive(Args)]
+pub struct SecurityCostArgs {
+    /// Adapters (h,r,s at ViT-B/16) to measure.
+    #[arg(long, value_delimiter = ';', default_value = "1,300,1;2,120,2")]
+    adapters: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "lan,wan")]
+    networks: Vec<NetworkProfile>,
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    #[arg(long, default_value = "results/security/cost.csv")]
+    out: PathBuf,
+}
+
+/// What security costs: each adapter under each network, plaintext links with local
+/// truncation (before) against TLS with exact truncation (now), and each change alone,
+/// all measured in one run with the three roles over loopback.
+pub fn security_cost(a: SecurityCostArgs) -> Result<(), String> {
+    let bb = BackboneSpec::vit_b16();
+    let mut lines = vec![
+        "h,r,s,network,links,truncation,online_bytes,online_wire_bytes,handshake_bytes,rounds,online_s,connect_s,offline_bytes,setup_bytes,max_abs_logit_err".to_string(),
+    ];
+    for adapter in &a.adapters {
+        let v: Vec<usize> = adapter
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse()
+                    .map_err(|e| format!("--adapters {adapter}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let [h, r, s] = v[..] else {
+            return Err(format!("--adapters {adapter}: want h,r,s"));
+        };
+        let spec = AdapterSpec::paper(h, r, s);
+        spec.validate(bb.layers).map_err(|e| e.to_string())?;
+        let model = OwcModel::random(spec, bb.clone(), 100, (h * 1000 + r * 10 + s) as u64);
+        let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
+        for profile in &a.networks {
+            for (tls, exact) in [(false, false), (true, false), (false, true), (true, true)] {
+                let opts = private_eval::lower::LowerOptions {
+                    exact_truncation: exact,
+                    ..Default::default()
+                };
+                let b = bench::bench_secure(&model, &x, profile.clone(), a.repeat, tls, opts)
+                    .map_err(|e| e.to_string())?;
+                let line = format!(
+                    "{h},{r},{s},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{:.2e}",
+                    profile.name,
+                    if tls { "tls" } else { "plain" },
+                    if exact { "exact" } else { "local" },
+                    b.online_bytes,
+                    b.online_wire_bytes,
+                    b.handshake_bytes,
+                    b.rounds,
+                    b.online_s,
+                    b.connect_s,
+                    b.offline_bytes,
+                    b.setup_bytes,
+                    b.max_abs_logit_err
+                );
+                println!("{line}");
+                lines.push(line);
+            }
+        }
+    }
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&a.out, lines.join("\n") + "\n")
+        .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}

@@ -16,6 +16,7 @@ use private_eval::keys::Deployment;
 use private_eval::model::OwcModel;
 use private_eval::roles::{self, ClientReport, RoleConfig};
 use private_eval::security::{Role, Security};
+use private_eval::setup_cache::SetupCache;
 use private_eval::tensor::Mat;
 use private_eval::transport::{Channel, MsgKind, Stats, TransportError};
 use private_eval::{bench, hidden, reference};
@@ -273,10 +274,12 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         true => Security::Insecure,
         false => Security::from_dir(&keys, Role::Client).map_err(|e| e.to_string())?,
     };
+    // Returning clients: each model's setup is downloaded once.
     let config = RoleConfig {
         network: a.network.clone(),
         security,
         connect_wait: Duration::from_secs(30),
+        setup_cache: Some(std::sync::Arc::new(SetupCache::in_memory())),
         ..RoleConfig::default()
     };
     // Frames of one whole session, to draw where an abandoning client stops.
@@ -410,7 +413,7 @@ fn session_ops(
         inner: Some(connect(server, config)?),
         left: usize::MAX,
     };
-    roles::run_client_over(&mut chan, dealer, input, config).map_err(|e| e.to_string())?;
+    roles::run_client_over(&mut chan, server, dealer, input, config).map_err(|e| e.to_string())?;
     Ok(usize::MAX - chan.left)
 }
 
@@ -441,7 +444,7 @@ fn abandoning_session(
         inner: Some(connect(server, config)?),
         left,
     };
-    roles::run_client_over(&mut chan, dealer, input, config)
+    roles::run_client_over(&mut chan, server, dealer, input, config)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

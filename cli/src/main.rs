@@ -59,6 +59,9 @@ enum Cmd {
     BenchProtocols(secure::BenchProtocolsArgs),
     /// Measure the paper's 20 selected configurations securely (lan, wan; affine, LayerNorm).
     PaperConfigs(experiments::PaperConfigsArgs),
+    /// What TLS and exact truncation cost: bytes, rounds, seconds beside plaintext links
+    /// with local truncation, for the paper's adapters on lan and wan.
+    SecurityCost(experiments::SecurityCostArgs),
     /// Write a checkpoint with random weights of trained-like scale.
     RandomCheckpoint(secure::RandomCheckpointArgs),
     /// Write random hidden states for a checkpoint (a stand-in for the client's backbone).
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Cmd::LoadTest(a) => load::load_test(a),
         Cmd::BenchProtocols(a) => secure::bench_protocols(a),
         Cmd::PaperConfigs(a) => experiments::paper_configs(a),
+        Cmd::SecurityCost(a) => experiments::security_cost(a),
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),
         Cmd::RandomHidden(a) => secure::random_hidden(a),
     };

@@ -8,6 +8,7 @@ use clap::Args;
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
 use private_eval::keys::Deployment;
 use private_eval::security::{Role, Security};
+use private_eval::setup_cache::SetupCache;
 use private_eval::{bench, hidden, lower, model::OwcModel, roles, transport};
 
 type Res = Result<(), String>;
@@ -192,6 +193,20 @@ pub struct InferArgs {
     json: bool,
     #[command(flatten)]
     net: NetArgs,
+    /// Where per-model setups are kept between runs (default: ~/.cache/cryptpeft/setup).
+    #[arg(long, value_name = "DIR")]
+    setup_cache: Option<PathBuf>,
+    /// Download the setup every time.
+    #[arg(long, conflicts_with = "setup_cache")]
+    no_setup_cache: bool,
+}
+
+/// The default setup cache: `$XDG_CACHE_HOME/cryptpeft/setup` or `~/.cache/...`.
+fn default_setup_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cryptpeft").join("setup"))
 }
 
 fn count_hidden(path: &std::path::Path) -> Result<usize, String> {
@@ -209,7 +224,14 @@ pub fn infer(a: InferArgs) -> Res {
         None => count_hidden(&a.hidden_states)?,
     };
     let h = hidden::load(&a.hidden_states, count)?;
-    let config = a.net.config(Role::Client)?;
+    let mut config = a.net.config(Role::Client)?;
+    if !a.no_setup_cache {
+        config.setup_cache = a
+            .setup_cache
+            .clone()
+            .or_else(default_setup_cache)
+            .map(|d| std::sync::Arc::new(SetupCache::in_dir(&d)));
+    }
     let r = roles::run_client(&a.server, &a.dealer, &h, &config).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
@@ -223,8 +245,9 @@ pub fn infer(a: InferArgs) -> Res {
         );
         println!("predicted class: {}", r.predicted);
         println!(
-            "online: {} bytes ({} client->server, {} server->client), {} rounds, {:.4} s; offline (dealer to client): {} bytes, {:.4} s; setup: {} bytes",
-            r.online_bytes, r.online_bytes_sent, r.online_bytes_received, r.rounds, r.online_s, r.offline_bytes, r.offline_s, r.setup_bytes
+            "online: {} bytes ({} client->server, {} server->client), {} rounds, {:.4} s; offline (dealer to client): {} bytes, {:.4} s; setup: {} bytes{}",
+            r.online_bytes, r.online_bytes_sent, r.online_bytes_received, r.rounds, r.online_s, r.offline_bytes, r.offline_s, r.setup_bytes,
+            if r.setup_cached { " (E from the cache)" } else { "" }
         );
     }
     Ok(())

@@ -128,12 +128,21 @@ pub fn server_setup(keys: &ServerKeys, chan: &mut dyn Channel) -> Result<(), Exe
         .map_err(ExecError::Setup)
 }
 
+/// Client: receives `E` (the raw message, to cache; see [`ClientKeys::from_message`]).
+pub fn client_setup_message(
+    plan: &SecurePlan,
+    chan: &mut dyn Channel,
+) -> Result<Vec<u64>, ExecError> {
+    chan.recv_u64s(MsgKind::Setup, ClientKeys::setup_len(plan))
+        .map_err(ExecError::Setup)
+}
+
 /// Client: receives `E`.
 pub fn client_setup(plan: &SecurePlan, chan: &mut dyn Channel) -> Result<ClientKeys, ExecError> {
-    let msg = chan
-        .recv_u64s(MsgKind::Setup, ClientKeys::setup_len(plan))
-        .map_err(ExecError::Setup)?;
-    Ok(ClientKeys::from_message(plan, &msg))
+    Ok(ClientKeys::from_message(
+        plan,
+        &client_setup_message(plan, chan)?,
+    ))
 }
 
 /// Either party's keys.

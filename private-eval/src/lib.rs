@@ -21,6 +21,7 @@ pub mod reference;
 pub mod ring;
 pub mod roles;
 pub mod security;
+pub mod setup_cache;
 pub mod tensor;
 pub mod transport;
 pub mod trunc;

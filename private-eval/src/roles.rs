@@ -25,6 +25,7 @@ use crate::material::Material;
 use crate::model::OwcModel;
 use crate::plan::{PlanWeights, SecurePlan};
 use crate::security::Security;
+use crate::setup_cache::{self, SharedSetupCache};
 use crate::tensor::Mat;
 use crate::transport::{
     self, Admit, Channel, ChannelExt, MsgKind, Stats, TransportConfig, TransportError,
@@ -63,6 +64,8 @@ pub struct RoleConfig {
     /// This role's TLS settings, or plaintext. Each role has its own: in one process
     /// the three roles take three configs.
     pub security: Security,
+    /// The client's cache of per-model setups (none: download every time).
+    pub setup_cache: Option<SharedSetupCache>,
 }
 
 impl Default for RoleConfig {
@@ -74,6 +77,7 @@ impl Default for RoleConfig {
             dealer: DealerLimits::default(),
             max_sessions: 8,
             security: Security::Insecure,
+            setup_cache: None,
         }
     }
 }
@@ -212,6 +216,9 @@ pub fn fetch_material(
 pub struct Server {
     plan: SecurePlan,
     keys: ServerKeys,
+    /// `E = W - B` and its digest, computed once.
+    setup: Vec<u64>,
+    setup_digest: String,
     model: u64,
     /// The dealer's proof that this server registered `model`; never leaves for clients.
     token: u128,
@@ -221,9 +228,12 @@ pub struct Server {
     dealer_bytes: std::sync::atomic::AtomicU64,
 }
 
-/// The client's first message (room for a protocol version later).
+/// The client's first message: the setup digest it holds for this server, if any.
 #[derive(Debug, Serialize, Deserialize)]
-struct Hello {}
+struct Hello {
+    #[serde(default)]
+    setup: Option<String>,
+}
 
 /// The session the client opened at the dealer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -236,6 +246,9 @@ struct SpecMsg {
     model: u64,
     plan: SecurePlan,
     classes: usize,
+    /// Digest of `E` ([`setup_cache::digest`]); `E` follows unless the client holds it.
+    setup_digest: String,
+    setup_sent: bool,
 }
 
 impl Server {
@@ -254,9 +267,13 @@ impl Server {
         let reg: Registered = serde_json::from_slice(&reply)
             .map_err(|e| RoleError::Protocol(format!("dealer registration reply: {e}")))?;
         let keys = ServerKeys::new(&plan, weights, &ModelMasks { seed: reg.seed });
+        let setup = keys.setup_message();
+        let setup_digest = setup_cache::digest(plan.digest(), &setup);
         Ok(Self {
             plan,
             keys,
+            setup,
+            setup_digest,
             model: reg.model,
             token: reg.token,
             dealer: dealer.to_string(),
@@ -298,18 +315,24 @@ impl Server {
         let hello = chan
             .recv(MsgKind::Hello)
             .map_err(ctx("server waiting for the client's hello"))?;
-        let _: Hello = serde_json::from_slice(&hello)
+        let hello: Hello = serde_json::from_slice(&hello)
             .map_err(|e| RoleError::Protocol(format!("malformed hello: {e}")))?;
         let classes = self.plan.wires.last().map_or(0, |w| w.cols);
+        let setup_sent = hello.setup.as_deref() != Some(self.setup_digest.as_str());
         let spec = serde_json::to_vec(&SpecMsg {
             model: self.model,
             plan: self.plan.clone(),
             classes,
+            setup_digest: self.setup_digest.clone(),
+            setup_sent,
         })
         .unwrap();
         chan.send(MsgKind::Spec, &spec)
             .map_err(ctx("server sending the plan"))?;
-        exec::server_setup(&self.keys, chan)?;
+        if setup_sent {
+            chan.send_u64s(MsgKind::Setup, &self.setup)
+                .map_err(|e| RoleError::Exec(ExecError::Setup(e)))?;
+        }
         let session = chan
             .recv(MsgKind::Session)
             .map_err(ctx("server waiting for the client's session"))?;
@@ -376,6 +399,8 @@ pub struct ClientReport {
     pub offline_bytes: u64,
     pub offline_s: f64,
     pub setup_bytes: u64,
+    /// The setup `E` came from the client's cache (not downloaded).
+    pub setup_cached: bool,
     /// Bytes on the wire of the online phase, TLS records included (equal to
     /// `online_bytes` on a plaintext link).
     pub online_wire_bytes: u64,
@@ -405,18 +430,20 @@ pub fn run_client(
         )
         .map_err(ctx(format!("connecting to the server at {server}")))?;
     let connect_s = t.elapsed().as_secs_f64();
-    run_client_over(&mut chan, dealer, hidden, config).map(|r| ClientReport { connect_s, ..r })
+    run_client_over(&mut chan, server, dealer, hidden, config)
+        .map(|r| ClientReport { connect_s, ..r })
 }
 
-/// One inference over a connected channel (`run_client` connects first); on failure
-/// the server is told why.
+/// One inference over a channel connected to `server` (`run_client` connects first);
+/// on failure the server is told why.
 pub fn run_client_over<C: Channel>(
     chan: &mut C,
+    server: &str,
     dealer: &str,
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
-    let r = client_session(chan, dealer, hidden, config);
+    let r = client_session(chan, server, dealer, hidden, config);
     if let Err(e) = &r {
         chan.abort(&format!("client: {e}"));
     }
@@ -425,12 +452,17 @@ pub fn run_client_over<C: Channel>(
 
 fn client_session<C: Channel>(
     chan: &mut C,
+    server: &str,
     dealer: &str,
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
     let handshake_bytes = chan.wire_bytes().unwrap_or(0);
-    chan.send(MsgKind::Hello, &serde_json::to_vec(&Hello {}).unwrap())
+    let cache = config.setup_cache.as_deref();
+    let hello = Hello {
+        setup: cache.and_then(|c| c.digest_for(server)),
+    };
+    chan.send(MsgKind::Hello, &serde_json::to_vec(&hello).unwrap())
         .map_err(ctx("client hello"))?;
     let spec = chan.recv(MsgKind::Spec).map_err(ctx(format!(
         "client waiting for the plan{}",
@@ -438,7 +470,30 @@ fn client_session<C: Channel>(
     )))?;
     let spec: SpecMsg = serde_json::from_slice(&spec)
         .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
-    let keys = exec::client_setup(&spec.plan, chan)?;
+    let plan_digest = spec.plan.digest();
+    let setup = if spec.setup_sent {
+        let msg = exec::client_setup_message(&spec.plan, chan)?;
+        if setup_cache::digest(plan_digest, &msg) != spec.setup_digest {
+            return Err(RoleError::Protocol(
+                "the server's setup does not match the digest it announced".into(),
+            ));
+        }
+        let msg = std::sync::Arc::new(msg);
+        if let Some(c) = cache {
+            c.put(server, &spec.setup_digest, msg.clone());
+        }
+        msg
+    } else {
+        cache
+            .and_then(|c| c.get(server, plan_digest, &spec.setup_digest))
+            .ok_or_else(|| {
+                RoleError::Protocol(
+                    "the server skipped the setup but the cached one does not match its digest"
+                        .into(),
+                )
+            })?
+    };
+    let keys = exec::ClientKeys::from_message(&spec.plan, &setup);
     let setup_bytes = chan.stats().total_bytes();
     // The session is opened at the dealer before anyone else learns its id.
     let session: u64 = rand::random::<u64>() | 1;
@@ -486,6 +541,7 @@ fn client_session<C: Channel>(
         offline_bytes,
         offline_s,
         setup_bytes,
+        setup_cached: !spec.setup_sent,
         online_wire_bytes,
         handshake_bytes,
         connect_s: 0.0,

@@ -13,6 +13,7 @@ use private_eval::lower::lower;
 use private_eval::model::OwcModel;
 use private_eval::roles::{fetch_material, run_client, Requester, RoleConfig, Server};
 use private_eval::security::{Role, Security, Tls};
+use private_eval::setup_cache::SetupCache;
 use private_eval::{hidden, reference, transport};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -323,4 +324,39 @@ fn only_the_registering_server_gets_party_one() {
     server.material(11).unwrap();
     let e = refused(server.material(11));
     assert!(e.contains("single-use"), "{e}");
+}
+
+#[test]
+fn a_returning_client_reuses_its_cached_setup() {
+    let dep = Deployment::generate(&hosts(), 1).unwrap();
+    let d = dealer(dep.security(Role::Dealer));
+    let server = register(&d.addr, dep.security(Role::Server)).unwrap();
+    let l = transport::listen("127.0.0.1:0").unwrap();
+    let saddr = l.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("cryptpeft-tls-cache-{}", std::process::id()));
+    let x = hidden::random(3, 10, 16, 4);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| server.serve(l, || stop.load(Ordering::Relaxed)).unwrap());
+        let client = |cache| RoleConfig {
+            setup_cache: Some(Arc::new(cache)),
+            ..config(dep.security(Role::Client))
+        };
+        let first = run_client(&saddr, &d.addr, &x, &client(SetupCache::in_dir(&dir))).unwrap();
+        // A new process: only the directory survives.
+        let again = run_client(&saddr, &d.addr, &x, &client(SetupCache::in_dir(&dir))).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        assert!(!first.setup_cached && again.setup_cached);
+        assert!(
+            again.setup_bytes * 5 < first.setup_bytes,
+            "{} vs {}",
+            again.setup_bytes,
+            first.setup_bytes
+        );
+        assert_eq!(first.logits.len(), again.logits.len());
+        for (a, b) in first.logits.iter().zip(&again.logits) {
+            assert!((a - b).abs() < 1e-2);
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
