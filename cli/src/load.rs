@@ -238,7 +238,8 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
     let net_arg = format!("{}", a.network);
     let dlog = s.dir.join(format!("dealer-{name}.log"));
     let slog = s.dir.join(format!("server-{name}.log"));
-    let clients = a.clients.to_string();
+    // Room for a finishing session's thread while its client already reconnects.
+    let sessions = (2 * a.clients).to_string();
     // Per-client caps count addresses, and every client here is 127.0.0.1.
     let mut dargs = vec![
         "dealer",
@@ -262,7 +263,7 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         "--dealer",
         &daddr,
         "--max-sessions",
-        &clients,
+        &sessions,
         "--network",
         &net_arg,
     ];
