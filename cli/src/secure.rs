@@ -23,7 +23,7 @@ pub struct NetArgs {
     timeout: f64,
     /// Directory from `cryptpeft keys`: `ca.pem`, and this role's certificate and key
     /// (`dealer.*`, `server.*`; a client needs only `ca.pem`).
-    #[arg(long, value_name = "DIR", required_unless_present = "insecure")]
+    #[arg(long, value_name = "DIR")]
     tls: Option<PathBuf>,
     /// Plaintext TCP, for benchmarks on a trusted machine: anyone on the network then
     /// reads the client's input and can take the server's weights.
@@ -33,9 +33,16 @@ pub struct NetArgs {
 
 impl NetArgs {
     fn config(&self, role: Role) -> Result<roles::RoleConfig, String> {
-        let security = match &self.tls {
-            Some(dir) => Security::from_dir(dir, role).map_err(|e| e.to_string())?,
-            None => Security::Insecure,
+        let security = match (&self.tls, self.insecure) {
+            (Some(dir), _) => Security::from_dir(dir, role).map_err(|e| e.to_string())?,
+            (None, true) => Security::Insecure,
+            (None, false) => {
+                return Err(
+                    "give --tls DIR (certificates from `cryptpeft keys`) or, for \
+                     benchmarks on a trusted machine, --insecure"
+                        .into(),
+                )
+            }
         };
         let mut c = roles::RoleConfig {
             network: self.network.clone(),
@@ -117,8 +124,6 @@ pub fn dealer(a: DealerArgs) -> Res {
             return Err(format!("{name} {v}: must be a positive number"));
         }
     }
-    let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
-    eprintln!("dealer: listening on {}", a.listen);
     let mut config = a.net.config(Role::Dealer)?;
     config.dealer = roles::DealerLimits {
         max_session_bytes: (a.max_session_mb * 1e6) as u64,
@@ -128,6 +133,8 @@ pub fn dealer(a: DealerArgs) -> Res {
         max_pending_bytes: (a.max_pending_mb * 1e6) as u64,
         ..Default::default()
     };
+    let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
+    eprintln!("dealer: listening on {}", a.listen);
     private_eval::dealer_service::run_dealer(l, config, || false).map_err(|e| e.to_string())
 }
 
