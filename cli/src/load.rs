@@ -411,27 +411,11 @@ fn session_ops(
     config: &RoleConfig,
 ) -> Result<usize, String> {
     let mut chan = Abandon {
-        inner: Some(connect(server, config)?),
+        inner: Some(roles::connect_server(server, config).map_err(|e| e.to_string())?),
         left: usize::MAX,
     };
     roles::run_client_over(&mut chan, server, dealer, input, config).map_err(|e| e.to_string())?;
     Ok(usize::MAX - chan.left)
-}
-
-fn connect(
-    server: &str,
-    config: &RoleConfig,
-) -> Result<private_eval::transport::FramedChannel<private_eval::transport::Link>, String> {
-    config
-        .security
-        .connect(
-            server,
-            0,
-            config.network.clone(),
-            config.transport.clone(),
-            config.connect_wait,
-        )
-        .map_err(|e| e.to_string())
 }
 
 fn abandoning_session(
@@ -442,7 +426,7 @@ fn abandoning_session(
     left: usize,
 ) -> Result<(), String> {
     let mut chan = Abandon {
-        inner: Some(connect(server, config)?),
+        inner: Some(roles::connect_server(server, config).map_err(|e| e.to_string())?),
         left,
     };
     roles::run_client_over(&mut chan, server, dealer, input, config)

@@ -28,7 +28,8 @@ use crate::security::Security;
 use crate::setup_cache::{self, SharedSetupCache};
 use crate::tensor::Mat;
 use crate::transport::{
-    self, Admit, Channel, ChannelExt, MsgKind, Stats, TransportConfig, TransportError,
+    self, Admit, Channel, ChannelExt, FramedChannel, Link, MsgKind, Stats, TransportConfig,
+    TransportError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -419,7 +420,16 @@ pub fn run_client(
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
     let t = Instant::now();
-    let mut chan = config
+    let mut chan = connect_server(server, config)?;
+    let connect_s = t.elapsed().as_secs_f64();
+    run_client_over(&mut chan, server, dealer, hidden, config)
+        .map(|r| ClientReport { connect_s, ..r })
+}
+
+/// The client's connection to `server`: TCP, then TLS unless insecure, shaped like
+/// the client-server link.
+pub fn connect_server(server: &str, config: &RoleConfig) -> Result<FramedChannel<Link>, RoleError> {
+    config
         .security
         .connect(
             server,
@@ -428,10 +438,7 @@ pub fn run_client(
             config.transport.clone(),
             config.connect_wait,
         )
-        .map_err(ctx(format!("connecting to the server at {server}")))?;
-    let connect_s = t.elapsed().as_secs_f64();
-    run_client_over(&mut chan, server, dealer, hidden, config)
-        .map(|r| ClientReport { connect_s, ..r })
+        .map_err(ctx(format!("connecting to the server at {server}")))
 }
 
 /// One inference over a channel connected to `server` (`run_client` connects first);
