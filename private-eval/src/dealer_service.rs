@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
 
-use crate::comm;
+use crate::comm::{self, Party};
 use crate::dealer::{self, ModelMasks};
 use crate::material::Material;
 use crate::plan::SecurePlan;
@@ -27,6 +27,9 @@ use crate::prg::Prg;
 use crate::roles::{ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError};
 use crate::security::Fingerprint;
 use crate::transport::{serve_connections, Admit, Channel, ChannelExt, Gate, MsgKind};
+
+/// Longest a server's request waits for its session's material to be generated.
+const GENERATION_WAIT: Duration = Duration::from_secs(300);
 
 /// The two halves of a session, filled in by whichever request generates them.
 #[derive(Default)]
@@ -37,11 +40,23 @@ struct Halves {
 
 struct Pending {
     model: u64,
-    bytes: u64,
+    half_bytes: [u64; 2],
     peer: IpAddr,
-    created: Instant,
+    /// When both halves were ready (None while generating): the TTL runs from here, so
+    /// a slow generation under load does not expire before anyone could fetch it.
+    ready_at: Option<Instant>,
     halves: Arc<Halves>,
     taken: [bool; 2],
+}
+
+impl Pending {
+    /// Bytes of the halves not handed out yet.
+    fn held(&self) -> u64 {
+        (0..2)
+            .filter(|&p| !self.taken[p])
+            .map(|p| self.half_bytes[p])
+            .sum()
+    }
 }
 
 /// A registered model and who may act as its server.
@@ -52,8 +67,8 @@ struct Model {
     token: u128,
     /// The registering server's certificate (None on an insecure dealer).
     owner: Option<Fingerprint>,
-    /// Both halves of one session, encoded.
-    session_bytes: u64,
+    /// Each party's half of one session, encoded.
+    half_bytes: [u64; 2],
 }
 
 #[derive(Default)]
@@ -71,7 +86,7 @@ impl State {
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| now.duration_since(p.created) > ttl)
+            .filter(|(_, p)| p.ready_at.is_some_and(|t| now.duration_since(t) > ttl))
             .map(|(s, _)| *s)
             .collect();
         for s in expired {
@@ -126,8 +141,8 @@ pub fn run_dealer(
     .map_err(ctx("dealer"))
 }
 
-/// Checks a plan's size before the dealer accepts it; returns a session's material bytes.
-fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<u64, RoleError> {
+/// Checks a plan's size before the dealer accepts it.
+fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError> {
     for (i, w) in plan.wires.iter().enumerate() {
         let elems = w.rows.saturating_mul(w.cols);
         if elems > limits.max_wire_elems {
@@ -146,7 +161,7 @@ fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<u64, RoleError
             limits.max_session_bytes
         )));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 fn busy(what: String) -> RoleError {
@@ -173,7 +188,8 @@ fn serve_request(
                     "registration refused: only a server with a certificate from the deployment's CA may register a model".into(),
                 ));
             }
-            let session_bytes = check_plan(&plan, limits)?;
+            check_plan(&plan, limits)?;
+            let half_bytes = [Party::Client, Party::Server].map(|p| comm::material_bytes(&plan, p));
             let seed = Prg::os_seed();
             let model: u64 = rand::random();
             let mut st = state.lock().expect("dealer state");
@@ -186,7 +202,7 @@ fn serve_request(
                 masks: ModelMasks { seed },
                 token,
                 owner: who,
-                session_bytes,
+                half_bytes,
             };
             st.models.insert(model, entry);
             let reply =
@@ -269,17 +285,17 @@ fn material(
                 if mine >= limits.max_pending_per_peer {
                     return Err(busy(format!("{mine} sessions of {peer} pending")));
                 }
-                let held: u64 = st.pending.values().map(|q| q.bytes).sum();
-                if held + m.session_bytes > limits.max_pending_bytes {
+                let held: u64 = st.pending.values().map(Pending::held).sum();
+                if held + m.half_bytes.iter().sum::<u64>() > limits.max_pending_bytes {
                     return Err(busy(format!("{} MB of material pending", held / 1_000_000)));
                 }
                 st.pending.insert(
                     session,
                     Pending {
                         model,
-                        bytes: m.session_bytes,
+                        half_bytes: m.half_bytes,
                         peer,
-                        created: Instant::now(),
+                        ready_at: None,
                         halves: Arc::default(),
                         taken: [false; 2],
                     },
@@ -296,12 +312,20 @@ fn material(
         let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
         *halves.ready.lock().expect("halves") = Some([Some(m0), Some(m1)]);
         halves.cv.notify_all();
+        if let Some(pend) = state
+            .lock()
+            .expect("dealer state")
+            .pending
+            .get_mut(&session)
+        {
+            pend.ready_at = Some(Instant::now());
+        }
     }
     let mine = {
         let ready = halves.ready.lock().expect("halves");
         let (mut ready, timeout) = halves
             .cv
-            .wait_timeout_while(ready, limits.pending_ttl, |r| r.is_none())
+            .wait_timeout_while(ready, GENERATION_WAIT, |r| r.is_none())
             .expect("halves");
         if timeout.timed_out() {
             return Err(RoleError::Protocol(format!(
@@ -348,7 +372,7 @@ mod tests {
                 masks: ModelMasks { seed: 9 },
                 token: 77,
                 owner: Some(owner),
-                session_bytes: 1,
+                half_bytes: [1, 1],
             },
         );
         let limits = DealerLimits::default();
