@@ -252,9 +252,17 @@ fn set_timeouts(sock: &TcpStream, t: Duration, peer: &str) -> Result<(), Transpo
 }
 
 fn handshake_error(peer: &str, source: std::io::Error) -> TransportError {
-    TransportError::Handshake {
-        peer: peer.to_string(),
-        source,
+    use std::io::ErrorKind::*;
+    match source.kind() {
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof => {
+            TransportError::PeerClosed {
+                during: format!("in the TLS handshake with {peer}"),
+            }
+        }
+        _ => TransportError::Handshake {
+            peer: peer.to_string(),
+            source,
+        },
     }
 }
 
