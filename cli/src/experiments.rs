@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile, NormKind};
+use private_eval::dealer::{
+    head_shapes, layernorm_mults, layernorm_truncs, private_terms, truncate_len,
+};
+use private_eval::plan::{SecurePlan, Step};
 use private_eval::{bench, hidden, model::OwcModel};
 use serde::Deserialize;
 
@@ -34,7 +38,8 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
         serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", a.configs.display()))?;
     let mut f = std::fs::File::create(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let w = |f: &mut std::fs::File, line: String| writeln!(f, "{line}").map_err(|e| e.to_string());
-    w(&mut f, "selected_for,priority,dataset,h,r,s,norm,network,online_bytes,offline_bytes,rounds,online_s,offline_s,max_abs_logit_err".into())?;
+    w(&mut f, "selected_for,priority,dataset,h,r,s,norm,network,online_bytes,offline_bytes_before,offline_bytes,rounds,online_s,offline_s,predicted_offline_s,max_abs_logit_err".into())?;
+    let constants = cryptpeft_cost_model::Constants::shipped();
     let bb = BackboneSpec::vit_b16();
     for (sel_net, by_priority) in &pc.configs {
         for (priority, by_dataset) in by_priority {
@@ -58,15 +63,19 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                         let b = bench::bench_secure(
                             &model,
                             &x,
-                            profile,
+                            profile.clone(),
                             a.repeat,
                             false,
                             Default::default(),
                         )
                         .map_err(|e| e.to_string())?;
+                        let (plan, _) = private_eval::lower::lower(&model, Default::default())
+                            .map_err(|e| e.to_string())?;
+                        let predicted =
+                            cryptpeft_cost_model::offline_seconds(&plan, &constants, &profile);
                         let line = format!(
-                            "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{:.4},{:.4},{:.2e}",
-                            b.online_bytes, b.offline_bytes, b.rounds, b.online_s, b.offline_s, b.max_abs_logit_err
+                            "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{},{:.4},{:.4},{:.4},{:.2e}",
+                            b.online_bytes, previous_offline_bytes(&plan), b.offline_bytes, b.rounds, b.online_s, b.offline_s, predicted, b.max_abs_logit_err
                         );
                         println!("{line}");
                         w(&mut f, line)?;
@@ -77,6 +86,60 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
     }
     eprintln!("wrote {}", a.out.display());
     Ok(())
+}
+
+/// Dealer material of `plan` in the previous release's encoding (commit 3e5ce99:
+/// every vector sent with a length, ReLU keys on 63 bits with two-element payloads,
+/// 2,112 bytes each), both parties, as that release's `cost` reports it: the
+/// "before" column of `paper-configs`.
+fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
+    let vec = |n: usize| 8 + 8 * n as u64;
+    let triple = |a: usize, b: usize, c: usize| vec(a) + vec(b) + vec(c);
+    let cmp = |n: usize| 3 * vec(n) + 16 + n as u64 * 2112;
+    let trunc = |n: usize| 2 * vec(n);
+    let mut total = 2 * 40;
+    for step in &plan.steps {
+        let both = match step {
+            Step::Open { open } => {
+                let (r, c) = plan.opening_shape(*open);
+                total += vec(r * c);
+                0
+            }
+            Step::Linear { terms, .. } => 8 + private_terms(plan, terms).map(vec).sum::<u64>(),
+            Step::HeadMatMul {
+                a, b, heads, kind, ..
+            } => {
+                let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
+                8 + *heads as u64 * triple(m * k, k * n, m * n)
+            }
+            Step::Relu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
+            Step::LayerNorm { x, z, inv_sqrt, .. } => {
+                let (rows, d, c) = (
+                    plan.wires[*x].rows,
+                    plan.wires[*x].cols,
+                    plan.wires[*z].cols,
+                );
+                let mults = layernorm_mults(inv_sqrt);
+                triple(rows * d, 0, rows * d)
+                    + cmp(rows)
+                    + 16
+                    + layernorm_truncs(plan, rows, c, inv_sqrt)
+                        .iter()
+                        .map(|n| trunc(*n))
+                        .sum::<u64>()
+                    + (0..mults)
+                        .map(|i| match i + 1 == mults {
+                            true => triple(rows, rows * c, rows * c),
+                            false => triple(rows, rows, rows),
+                        })
+                        .sum::<u64>()
+            }
+            Step::Truncate { wires } => trunc(truncate_len(plan, wires)),
+            Step::Slice { .. } | Step::Reveal { .. } => 0,
+        };
+        total += 2 * (8 + both);
+    }
+    total
 }
 
 #[derive(Args)]

@@ -151,20 +151,38 @@ pub struct ServeArgs {
     /// Client sessions run at once; more are told the server is busy.
     #[arg(long, default_value_t = 8)]
     max_sessions: usize,
+    #[command(flatten)]
+    protocol: ProtocolArgs,
+}
+
+/// How the plan's protocols are set up (the server's choice; the client follows its plan).
+#[derive(Args, Clone)]
+pub struct ProtocolArgs {
     /// Local truncation (one round per layer cheaper, wrong with a small probability
     /// per value) instead of exact truncation with the dealer.
     #[arg(long)]
     local_truncation: bool,
+    /// Width of ReLU's comparison in bits: exact for inputs below 2^(bits-17) in
+    /// magnitude (f = 16); each bit costs about 2 bytes of dealer keys per value and party.
+    #[arg(long, default_value_t = lower::RELU_BITS)]
+    relu_bits: u32,
+}
+
+impl ProtocolArgs {
+    /// Lowering options from the flags.
+    pub fn lower(&self) -> lower::LowerOptions {
+        lower::LowerOptions {
+            exact_truncation: !self.local_truncation,
+            relu_bits: self.relu_bits,
+            ..Default::default()
+        }
+    }
 }
 
 pub fn serve(a: ServeArgs) -> Res {
     let model = OwcModel::load(&a.checkpoint).map_err(|e| e.to_string())?;
-    let opts = lower::LowerOptions {
-        exact_truncation: !a.local_truncation,
-        ..Default::default()
-    };
-    let (plan, weights) =
-        lower::lower(&model, opts).map_err(|e| format!("{}: {e}", a.checkpoint.display()))?;
+    let (plan, weights) = lower::lower(&model, a.protocol.lower())
+        .map_err(|e| format!("{}: {e}", a.checkpoint.display()))?;
     if a.max_sessions == 0 {
         return Err("--max-sessions must be at least 1".into());
     }
@@ -278,10 +296,8 @@ pub struct ModelArgs {
     /// Seed of the random weights (benchmarks and test checkpoints).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Local truncation (one round per layer cheaper, wrong with a small probability
-    /// per value) instead of exact truncation with the dealer.
-    #[arg(long)]
-    local_truncation: bool,
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
 }
 
 impl ModelArgs {
@@ -304,10 +320,7 @@ impl ModelArgs {
 
     /// Lowering options from the flags.
     pub fn lower(&self) -> lower::LowerOptions {
-        lower::LowerOptions {
-            exact_truncation: !self.local_truncation,
-            ..Default::default()
-        }
+        self.protocol.lower()
     }
 
     pub fn model(&self) -> Result<OwcModel, String> {

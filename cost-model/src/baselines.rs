@@ -90,12 +90,7 @@ impl Acc<'_> {
     fn compare(&mut self, n: usize, thresholds: usize) {
         self.exchange(n);
         let pairs = (n * thresholds) as f64;
-        let rate = if n >= 4096 {
-            self.c.dcf_batch_evals_per_s
-        } else {
-            self.c.dcf_pool_evals_per_s
-        };
-        self.compute += 2.0 * pairs / rate;
+        self.compute += 2.0 * pairs / self.c.dcf_pool_evals_per_s;
         self.elem(10.0 * pairs);
     }
     fn heads(&mut self, h: usize, m: usize, k: usize, n: usize) {

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
 use private_eval::dcf::{self, DcfKey};
+use private_eval::dealer::{cmp_material, relu_material};
+use private_eval::material::CMP_BITS;
 use private_eval::matmul::{matmul, Kernel};
 use private_eval::prg::Prg;
 use private_eval::ring;
@@ -82,33 +84,59 @@ pub fn calibrate() -> Constants {
     let pack = (t8 - call - ops8 / (matmul_gops * 1e9)).max(1e-7);
     let matmul_pack_per_s = (k * n) as f64 / pack;
 
-    // DCF: 256 keys at one point each, one thread (cache-resident keys) ...
-    let keys: Vec<DcfKey> = (0..256)
-        .map(|_| dcf::gen(rng.next_u64() >> 1, [1, 2], dcf::DOMAIN_BITS, &mut rng)[0].clone())
+    // LayerNorm's DCF: 256 keys at one point each, one thread (cache-resident keys) ...
+    let pair = |rng: &mut Prg| dcf::Pair([rng.next_u64(), rng.next_u64()]);
+    let keys: Vec<DcfKey<dcf::Pair>> = (0..256)
+        .map(|_| {
+            let (alpha, beta) = (rng.next_u64() >> 1, pair(&mut rng));
+            dcf::gen_keys(alpha, beta, CMP_BITS, &mut rng)[0].clone()
+        })
         .collect();
     let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
-    let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts)));
+    let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts, CMP_BITS)));
     let dcf_evals_per_s = 256.0 / t_eval;
     // ... a LayerNorm-sized batch (197 keys at 224 points each), whole pool ...
     let ln_pts: Vec<Vec<u64>> = (0..197)
         .map(|_| (0..224).map(|_| rng.next_u64() >> 1).collect())
         .collect();
-    let ln_keys: Vec<DcfKey> = (0..197).map(|i| keys[i % keys.len()].clone()).collect();
-    let t_ln = time(7, || DcfKey::eval_batch(&ln_keys, &ln_pts));
+    let ln_keys: Vec<_> = (0..197).map(|i| keys[i % keys.len()].clone()).collect();
+    let t_ln = time(7, || DcfKey::eval_batch(&ln_keys, &ln_pts, CMP_BITS));
     let dcf_pool_evals_per_s = (197 * 224) as f64 / t_ln;
-    // ... and a ReLU-sized batch of distinct keys (about 50 MB of keys), whole pool.
-    let big_n = 24_000;
-    let big_keys: Vec<DcfKey> = private_eval::dealer::cmp_material(big_n, &mut Prg::new(9))[0]
-        .keys
-        .clone();
-    let big_pts: Vec<Vec<u64>> = (0..big_n).map(|_| vec![rng.next_u64() >> 1]).collect();
-    let t_big_eval = time(5, || DcfKey::eval_batch(&big_keys, &big_pts));
-    let dcf_batch_evals_per_s = big_n as f64 / t_big_eval;
-    // Dealer's comparison material (keys and shares), whole pool.
-    let t_gen = time(5, || {
-        private_eval::dealer::cmp_material(1024, &mut Prg::new(3))
-    });
+    let t_gen = time(5, || cmp_material(1024, &mut Prg::new(3)));
     let dcf_keygen_per_s = 1024.0 / t_gen;
+    // ReLU's one-bit DCF: a large batch of distinct keys at two widths separates the
+    // per-value cost from the per-level one.
+    let big_n = 24_000;
+    let relu_t = |bits: u32, rng: &mut Prg| {
+        let keys = relu_material(big_n, bits, &mut Prg::new(9))[0].keys.clone();
+        let dom = (1u64 << (bits - 1)) - 1;
+        let pts: Vec<u64> = (0..big_n).map(|_| rng.next_u64() & dom).collect();
+        let t_eval = time(5, || DcfKey::eval_points(&keys, &pts, bits as usize - 1));
+        let t_gen = time(3, || relu_material(4096, bits, &mut Prg::new(3)));
+        (t_eval, t_gen)
+    };
+    let levels = |bits: u32| dcf::levels::<dcf::Bit>(bits as usize - 1) as f64;
+    let runs: Vec<(f64, f64, f64)> = [16u32, 32, 48, 64]
+        .into_iter()
+        .map(|b| {
+            let (e, g) = relu_t(b, &mut rng);
+            (levels(b), e, g)
+        })
+        .collect();
+    // Least squares of time against levels: slope per level, intercept per value.
+    let fit = |ys: &dyn Fn(&(f64, f64, f64)) -> f64| {
+        let n = runs.len() as f64;
+        let mx = runs.iter().map(|r| r.0).sum::<f64>() / n;
+        let my = runs.iter().map(ys).sum::<f64>() / n;
+        let sxy: f64 = runs.iter().map(|r| (r.0 - mx) * (ys(r) - my)).sum();
+        let sxx: f64 = runs.iter().map(|r| (r.0 - mx).powi(2)).sum();
+        let slope = (sxy / sxx).max(1e-12);
+        (slope, (my - slope * mx).max(1e-12))
+    };
+    let (per_level, per_value) = fit(&|r| r.1);
+    let relu_dcf_levels_per_s = big_n as f64 / per_level;
+    let relu_dcf_values_per_s = big_n as f64 / per_value;
+    let relu_keygen_levels_per_s = 4096.0 / fit(&|r| r.2).0;
 
     // Element-wise ring work, one thread: add, sub, copy and truncate on 1M elements.
     let m = 1 << 20;
@@ -177,9 +205,11 @@ pub fn calibrate() -> Constants {
         matmul_tile,
         matmul_pack_per_s,
         dcf_evals_per_s,
-        dcf_batch_evals_per_s,
         dcf_pool_evals_per_s,
         dcf_keygen_per_s,
+        relu_dcf_values_per_s,
+        relu_dcf_levels_per_s,
+        relu_keygen_levels_per_s,
         elementwise_per_s,
         serialize_bytes_per_s,
         socket_bytes_per_s,

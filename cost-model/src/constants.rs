@@ -40,16 +40,22 @@ pub struct Constants {
     pub matmul_tile: [usize; 2],
     /// Elements of `B` packed per second (every call packs `k x n`), whole pool.
     pub matmul_pack_per_s: f64,
-    /// DCF (key, point) evaluations per second on the 63-bit domain, one thread.
+    /// LayerNorm's DCF (two-element payload, 63-bit domain): (key, point) evaluations
+    /// per second, one thread.
     pub dcf_evals_per_s: f64,
-    /// DCF evaluations per second of a large batch of distinct keys at one point each
-    /// (a ReLU layer: keys stream from memory), whole pool.
-    pub dcf_batch_evals_per_s: f64,
-    /// DCF evaluations per second of a few keys at many points each (LayerNorm's
-    /// thresholds: keys stay in cache), whole pool.
+    /// The same for a few keys at many points each (LayerNorm's thresholds: keys stay
+    /// in cache), whole pool.
     pub dcf_pool_evals_per_s: f64,
-    /// DCF key pairs generated per second on the 63-bit domain, whole pool (offline).
+    /// LayerNorm's DCF key pairs generated per second, whole pool (offline).
     pub dcf_keygen_per_s: f64,
+    /// ReLU's one-bit DCF, one point per key, a large batch over the whole pool: time
+    /// per value is `1 / relu_dcf_values_per_s + levels / relu_dcf_levels_per_s` (the
+    /// per-value bookkeeping and leaf, then one hash per tree level).
+    pub relu_dcf_values_per_s: f64,
+    pub relu_dcf_levels_per_s: f64,
+    /// ReLU key generation: tree levels (both parties' children hashed) per second,
+    /// whole pool (offline).
+    pub relu_keygen_levels_per_s: f64,
     /// Element-wise ring operations (add, sub, copy, truncate) per second, one thread.
     pub elementwise_per_s: f64,
     /// Bytes per second of `u64` <-> bytes conversion and frame assembly, one thread.
@@ -117,7 +123,9 @@ impl Constants {
             ("matmul_gops", self.matmul_gops),
             ("matmul_pack_per_s", self.matmul_pack_per_s),
             ("dcf_evals_per_s", self.dcf_evals_per_s),
-            ("dcf_batch_evals_per_s", self.dcf_batch_evals_per_s),
+            ("relu_dcf_values_per_s", self.relu_dcf_values_per_s),
+            ("relu_dcf_levels_per_s", self.relu_dcf_levels_per_s),
+            ("relu_keygen_levels_per_s", self.relu_keygen_levels_per_s),
             ("dcf_pool_evals_per_s", self.dcf_pool_evals_per_s),
             ("dcf_keygen_per_s", self.dcf_keygen_per_s),
             ("elementwise_per_s", self.elementwise_per_s),

@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 
 use cryptpeft_types::NetworkProfile;
 use private_eval::comm::{self, Party};
+use private_eval::dcf;
 use private_eval::dealer::{head_shapes, layernorm_mults, layernorm_truncs, truncate_len};
 use private_eval::plan::*;
 use serde::Serialize;
@@ -72,8 +73,11 @@ pub struct CostReport {
     pub compute_s: f64,
     pub transfer_s: f64,
     pub latency_s: f64,
-    /// Predicted dealer seconds for one session's material (offline).
+    /// Predicted offline seconds for one session, [`offline_seconds`]: the dealer's
+    /// generation, then each half over a link like the online one, then its expansion.
     pub predicted_offline_s: f64,
+    /// The dealer's share of it.
+    pub offline_dealer_s: f64,
     pub steps: Vec<StepCost>,
 }
 
@@ -122,18 +126,35 @@ impl Pricer<'_> {
     fn ser(&mut self, p: usize, bytes: u64) {
         self.work(p, bytes as f64 / self.c.serialize_bytes_per_s, false);
     }
-    /// DCF evaluations of `keys` keys at `points` points each: `eval_batch` walks the
-    /// (key, point) pairs in chunks of 512 over the pool.
+    /// LayerNorm's DCF evaluations of `keys` keys at `points` points each:
+    /// `eval_batch` walks the (key, point) pairs in chunks of 1024 over the pool.
     fn dcf(&mut self, p: usize, keys: usize, points: usize) {
         let pairs = keys * points;
-        if pairs <= 512 {
+        if pairs <= 1024 {
             self.work(p, pairs as f64 / self.c.dcf_evals_per_s, false);
-        } else if keys >= 4096 {
-            // Many distinct keys: memory-bound, measured as such.
-            self.work(p, pairs as f64 / self.c.dcf_batch_evals_per_s, true);
         } else {
-            // A few keys at many points (LayerNorm's thresholds), measured as such.
             self.work(p, pairs as f64 / self.c.dcf_pool_evals_per_s, true);
+        }
+    }
+    /// ReLU of `n` values ([`private_eval::exec::relu`]): open `v + r`, the one-bit DCF
+    /// (one chunk of 1024 values runs on one thread), an exchange of packed bits, the
+    /// select.
+    fn relu(&mut self, n: usize, bits: u32, frames: [usize; 4]) {
+        for p in 0..2 {
+            self.elem(p, n as f64);
+        }
+        self.exchange(n, [frames[0], frames[1]]);
+        let dcf = relu_dcf_seconds(self.c, n, bits);
+        for p in 0..2 {
+            self.elem(p, 3.0 * n as f64);
+            if n <= 1024 {
+                self.work(p, dcf * self.c.threads as f64, false);
+            } else {
+                self.work(p, dcf, true);
+            }
+            self.acts[p].push(Act::Send(frames[2 + p]));
+            self.acts[p].push(Act::Recv(frames[3 - p]));
+            self.elem(p, 7.0 * n as f64);
         }
     }
 
@@ -173,6 +194,12 @@ impl Pricer<'_> {
             self.elem(p, 8.0 * (values * thresholds) as f64);
         }
     }
+}
+
+/// Whole-pool seconds of ReLU's one-bit DCF on `n` values of `bits` bits.
+pub fn relu_dcf_seconds(c: &Constants, n: usize, bits: u32) -> f64 {
+    let levels = dcf::levels::<dcf::Bit>(bits as usize - 1) as f64;
+    n as f64 * (1.0 / c.relu_dcf_values_per_s + levels / c.relu_dcf_levels_per_s)
 }
 
 fn zero_wires(plan: &SecurePlan) -> Vec<bool> {
@@ -292,15 +319,8 @@ pub fn cost_with(
                     pr.elem(p, (heads * m * n) as f64);
                 }
             }
-            Step::Relu { x, .. } => {
-                let n = size(plan, *x);
-                for p in 0..2 {
-                    pr.elem(p, n as f64);
-                }
-                pr.compare(n, 1, [f(0), f(1)]);
-                for p in 0..2 {
-                    pr.elem(p, n as f64);
-                }
+            Step::Relu { x, bits, .. } => {
+                pr.relu(size(plan, *x), *bits, [f(0), f(1), f(2), f(3)]);
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, cz) = (
@@ -410,17 +430,56 @@ pub fn cost_with(
         compute_s: pr.compute[0] + pr.compute[1],
         transfer_s: profile.serialization_s(comm.bytes),
         latency_s: comm.rounds as f64 * profile.one_way_delay_s,
-        predicted_offline_s: offline_seconds(plan, c),
+        predicted_offline_s: offline_seconds(plan, c, profile),
+        offline_dealer_s: dealer_seconds(plan, c),
         steps,
     }
 }
 
+/// Offline seconds of one session when the dealer sits across a link like `profile`:
+/// generation, the larger half's transfer (both go out at once, to different parties)
+/// and one delay, then the party's expansion (its own PRG draws, about half the
+/// dealer's, and reading the corrections).
+pub fn offline_seconds(plan: &SecurePlan, c: &Constants, profile: &NetworkProfile) -> f64 {
+    let halves = [Party::Client, Party::Server].map(|p| comm::material_bytes(plan, p));
+    let big = halves[0].max(halves[1]);
+    let dealer = dealer_seconds(plan, c);
+    let expand =
+        dealer_prg_words(plan) / 2.0 / c.prg_words_per_s + big as f64 / c.serialize_bytes_per_s;
+    dealer + profile.serialization_s(big) + profile.one_way_delay_s + expand
+}
+
 /// Dealer time for one session: PRG output, the `A * B` products of linear
 /// correlations and Beaver triples, and DCF key generation.
-pub fn offline_seconds(plan: &SecurePlan, c: &Constants) -> f64 {
+pub fn dealer_seconds(plan: &SecurePlan, c: &Constants) -> f64 {
+    let w = dealer_work(plan);
+    w.words / c.prg_words_per_s
+        + w.ops / (c.matmul_gops * 1e9)
+        + w.keys / c.dcf_keygen_per_s
+        + w.relu_levels / c.relu_keygen_levels_per_s
+}
+
+fn dealer_prg_words(plan: &SecurePlan) -> f64 {
+    dealer_work(plan).words
+}
+
+/// What the dealer computes for one session.
+struct DealerWork {
+    /// PRG words drawn (both halves) and touched.
+    words: f64,
+    /// Ring multiply-adds of the products.
+    ops: f64,
+    /// LayerNorm key pairs.
+    keys: f64,
+    /// ReLU key tree levels.
+    relu_levels: f64,
+}
+
+fn dealer_work(plan: &SecurePlan) -> DealerWork {
     let mut words = 0f64;
     let mut ops = 0f64;
     let mut keys = 0f64;
+    let mut relu_levels = 0f64;
     for step in &plan.steps {
         match step {
             Step::Open { open } => {
@@ -445,10 +504,10 @@ pub fn offline_seconds(plan: &SecurePlan, c: &Constants) -> f64 {
                 ops += 2.0 * (heads * m * k * n) as f64;
                 words += 3.0 * (heads * (m * k + k * n + m * n)) as f64;
             }
-            Step::Relu { x, .. } => {
+            Step::Relu { x, bits, .. } => {
                 let n = size(plan, *x) as f64;
-                keys += n;
-                words += 8.0 * n;
+                relu_levels += n * dcf::levels::<dcf::Bit>(*bits as usize - 1) as f64;
+                words += 9.0 * n;
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, cz) = (
@@ -466,7 +525,12 @@ pub fn offline_seconds(plan: &SecurePlan, c: &Constants) -> f64 {
             Step::Slice { .. } | Step::Reveal { .. } => {}
         }
     }
-    words / c.prg_words_per_s + ops / (c.matmul_gops * 1e9) + keys / c.dcf_keygen_per_s
+    DealerWork {
+        words,
+        ops,
+        keys,
+        relu_levels,
+    }
 }
 
 /// The event simulation; returns the client's marks (prologue end, then each step's end).
@@ -599,12 +663,13 @@ pub fn format_table(report: &CostReport) -> String {
     );
     let _ = writeln!(
         s,
-        "  additive view: compute {:.2} ms (both parties) + transfer {:.2} ms + latency {:.2} ms; offline {} B (dealer ~{:.2} ms); setup {} B",
+        "  additive view: compute {:.2} ms (both parties) + transfer {:.2} ms + latency {:.2} ms; offline {} B, ~{:.2} ms (dealer ~{:.2} ms); setup {} B",
         report.compute_s * 1e3,
         report.transfer_s * 1e3,
         report.latency_s * 1e3,
         report.offline_bytes,
         report.predicted_offline_s * 1e3,
+        report.offline_dealer_s * 1e3,
         report.setup_bytes
     );
     s

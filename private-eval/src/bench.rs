@@ -231,7 +231,14 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 ],
                 vec![],
                 vec![],
-                vec![public(0), Step::Relu { out: 2, x: 1 }],
+                vec![
+                    public(0),
+                    Step::Relu {
+                        out: 2,
+                        x: 1,
+                        bits: crate::lower::RELU_BITS,
+                    },
+                ],
             );
             (
                 p,

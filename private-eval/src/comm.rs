@@ -7,7 +7,7 @@
 //! | `Open` | client -> server: the opened rows x cols |
 //! | `Linear`, `Slice` | none (local) |
 //! | `HeadMatMul` | both at once: per head `m*k + k*n` (masked operands) |
-//! | `Relu` | both at once: one masked value per input |
+//! | `Relu` | both at once, in sequence: one masked value per input, then one masked bit per input (bytes, not ring elements) |
 //! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` (final scaling) |
 //! | `Truncate` | both at once: one masked bit per value, `ceil(f/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
@@ -22,7 +22,11 @@
 
 use serde::Serialize;
 
-use crate::dealer::{head_shapes, layernorm_mults, layernorm_truncs, masked_weights, truncate_len};
+use crate::dcf::{Bit, Cws, Pair};
+use crate::dealer::{
+    head_shapes, layernorm_mults, layernorm_truncs, masked_weights, private_terms, truncate_len,
+};
+use crate::material::{CMP_BITS, HEADER_BYTES};
 use crate::plan::*;
 use crate::transport::HEADER_LEN;
 
@@ -98,8 +102,14 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
             both(0, heads * (m * k + k * n)).to_vec()
         }
         Step::Relu { x, .. } => {
-            let w = &plan.wires[*x];
-            both(0, w.rows * w.cols).to_vec()
+            let n = plan.wires[*x].rows * plan.wires[*x].cols;
+            let mut msgs = both(0, n).to_vec();
+            msgs.extend([Party::Client, Party::Server].map(|from| Msg {
+                from,
+                payload_bytes: n.div_ceil(8) as u64,
+                wave: 1,
+            }));
+            msgs
         }
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
             let (rows, d, c) = (
@@ -252,57 +262,35 @@ pub fn setup_bytes(plan: &SecurePlan) -> u64 {
         + HEADER_LEN as u64
 }
 
-fn vec_bytes(elems: usize) -> u64 {
-    8 + elems as u64 * ELEM
-}
-
-fn triple_bytes(a: usize, b: usize, c: usize) -> u64 {
-    vec_bytes(a) + vec_bytes(b) + vec_bytes(c)
-}
-
-fn trunc_bytes(n: usize) -> u64 {
-    2 * vec_bytes(n)
-}
-
-fn cmp_bytes(n: usize) -> u64 {
-    3 * vec_bytes(n) + 16 + n as u64 * crate::material::CMP_KEY_BYTES as u64
-}
-
-/// Length of `party`'s [`Material::to_bytes`](crate::material::Material::to_bytes) for
-/// one session of `plan`, computed from the shapes (the encoding is deterministic).
+/// Length of `party`'s seeded half ([`Material::to_bytes`](crate::material::Material::to_bytes))
+/// for one session of `plan`, computed from the shapes: the header, then the
+/// corrections ([`crate::material::corrections`]): the server's shares of products,
+/// `ceil(f/8)` bytes per exact truncation, and the DCF correction words (both parties).
 pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
-    // Header: session, pair id, plan digest, party, step count.
-    let mut total = 5 * 8;
+    let server = party == Party::Server;
+    let ring = |n: usize| if server { 8 * n as u64 } else { 0 };
+    let low = |n: usize| {
+        if server {
+            (n * crate::trunc::wire_bytes(plan.frac_bits)) as u64
+        } else {
+            0
+        }
+    };
+    let mut total = HEADER_BYTES as u64;
     for step in &plan.steps {
-        total += 8; // tag
         total += match step {
-            Step::Open { open } => match party {
-                Party::Client => {
-                    let (r, c) = plan.opening_shape(*open);
-                    vec_bytes(r * c)
-                }
-                Party::Server => 0,
-            },
-            Step::Linear { terms, .. } => {
-                8 + terms
-                    .iter()
-                    .filter_map(|t| match t {
-                        Term::Private { open, weight, cls } => {
-                            let (r, _) = plan.opening_shape(*open);
-                            let rows = if *cls { 1 } else { r };
-                            Some(vec_bytes(rows * plan.weights[*weight].cols))
-                        }
-                        Term::Public { .. } => None,
-                    })
-                    .sum::<u64>()
-            }
+            Step::Open { .. } | Step::Slice { .. } | Step::Reveal { .. } => 0,
+            Step::Linear { terms, .. } => ring(private_terms(plan, terms).sum()),
             Step::HeadMatMul {
                 a, b, heads, kind, ..
             } => {
-                let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
-                8 + *heads as u64 * triple_bytes(m * k, k * n, m * n)
+                let (m, _, n) = head_shapes(plan, *a, *b, *heads, *kind);
+                ring(heads * m * n)
             }
-            Step::Relu { x, .. } => cmp_bytes(plan.wires[*x].rows * plan.wires[*x].cols),
+            Step::Relu { x, bits, .. } => {
+                let n = plan.wires[*x].rows * plan.wires[*x].cols;
+                ring(2 * n) + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64
+            }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, c) = (
                     plan.wires[*x].rows,
@@ -310,24 +298,12 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                     plan.wires[*z].cols,
                 );
                 let mults = layernorm_mults(inv_sqrt);
-                let truncs = layernorm_truncs(plan, rows, c, inv_sqrt);
-                triple_bytes(rows * d, 0, rows * d)
-                    + cmp_bytes(rows)
-                    + 8
-                    + 8
-                    + truncs.iter().map(|n| trunc_bytes(*n)).sum::<u64>()
-                    + (0..mults)
-                        .map(|i| {
-                            if i + 1 == mults {
-                                triple_bytes(rows, rows * c, rows * c)
-                            } else {
-                                triple_bytes(rows, rows, rows)
-                            }
-                        })
-                        .sum::<u64>()
+                let truncs: usize = layernorm_truncs(plan, rows, c, inv_sqrt).iter().sum();
+                ring(rows * d + 2 * rows + (mults - 1) * rows + rows * c)
+                    + low(truncs)
+                    + (rows * Cws::<Pair>::bytes(CMP_BITS)) as u64
             }
-            Step::Truncate { wires } => trunc_bytes(truncate_len(plan, wires)),
-            Step::Slice { .. } | Step::Reveal { .. } => 0,
+            Step::Truncate { wires } => low(truncate_len(plan, wires)),
         };
     }
     total

@@ -6,7 +6,9 @@
 use rayon::prelude::*;
 
 use crate::dcf;
-use crate::material::{CmpMat, Material, StepMat, Triple};
+use crate::material::{
+    draw, draw_cmp, draw_relu, CmpMat, Material, ReluMat, StepMat, Triple, CMP_BITS,
+};
 use crate::matmul::matmul;
 use crate::plan::*;
 use crate::prg::{FixedKeyAes, Prg};
@@ -43,77 +45,97 @@ pub fn masked_weights(plan: &SecurePlan) -> Vec<bool> {
     used
 }
 
-fn share(v: Vec<u64>, rng: &mut Prg) -> (Vec<u64>, Vec<u64>) {
-    let s0 = rng.gen(v.len());
-    let s1 = ring::sub(&v, &s0);
-    (s0, s1)
+/// Output lengths of a linear step's private terms, in term order.
+pub fn private_terms<'a>(
+    plan: &'a SecurePlan,
+    terms: &'a [Term],
+) -> impl Iterator<Item = usize> + 'a {
+    terms.iter().filter_map(move |t| match t {
+        Term::Private { open, weight, cls } => {
+            let rows = if *cls { 1 } else { plan.opening_shape(*open).0 };
+            Some(rows * plan.weights[*weight].cols)
+        }
+        Term::Public { .. } => None,
+    })
 }
 
-fn triple(a: Vec<u64>, b: Vec<u64>, c: Vec<u64>, rng: &mut Prg) -> [Triple; 2] {
-    let (a0, a1) = share(a, rng);
-    let (b0, b1) = share(b, rng);
-    let (c0, c1) = share(c, rng);
-    [
-        Triple {
-            a: a0,
-            b: b0,
-            c: c0,
-        },
-        Triple {
-            a: a1,
-            b: b1,
-            c: c1,
-        },
-    ]
+/// The server's share of a product `v`, given the client's drawn share.
+fn correct(v: &[u64], client: &[u64]) -> Vec<u64> {
+    ring::sub(v, client)
 }
 
-/// Element-wise triple, `a` of `a_cols` (1 = broadcast) and `b` of `cols` columns.
-fn elementwise(rows: usize, a_cols: usize, cols: usize, rng: &mut Prg) -> [Triple; 2] {
-    let a = rng.gen(rows * a_cols);
-    let b = rng.gen(rows * cols);
-    let c = ring::mul_bcast(&a, a_cols, &b, cols, rows);
-    triple(a, b, c, rng)
+/// Fills the server's `c` of element-wise or matrix triples: `c = a * b` with `a`, `b`
+/// the sums of both parties' drawn shares.
+fn fill_triple(t0: &Triple, t1: &mut Triple, product: impl Fn(&[u64], &[u64]) -> Vec<u64>) {
+    let a = ring::add(&t0.a, &t1.a);
+    let b = ring::add(&t0.b, &t1.b);
+    t1.c = correct(&product(&a, &b), &t0.c);
 }
 
-/// Comparison material for `n` masked values.
-pub fn cmp_material(n: usize, rng: &mut Prg) -> [CmpMat; 2] {
-    let r = rng.gen(n);
-    let seeds: Vec<u128> = (0..n).map(|_| rng.next_u128()).collect();
-    let keys: Vec<[dcf::DcfKey; 2]> = r
+/// ReLU's corrections: the DCF keys for `x < r mod 2^(bits-1)` and the server's shares
+/// of `rho` and `rho * r`, where `rho = rho'_0 xor rho'_1 xor msb_bits(r)`.
+fn fill_relu(m0: &mut ReluMat, m1: &mut ReluMat) {
+    let bits = m0.bits;
+    let domain = (1u64 << (bits - 1)) - 1;
+    let r = ring::add(&m0.r, &m1.r);
+    let cws: Vec<_> = r
         .par_iter()
-        .zip(seeds.par_iter())
+        .zip(m0.keys.par_iter().zip(&m1.keys))
         .with_min_len(64)
-        .map(|(&ri, &seed)| {
-            let b = ri >> 63;
-            let sign = 1u64.wrapping_sub(2 * b);
+        .map(|(&ri, (k0, k1))| {
             dcf::gen(
-                ri & LOW63,
-                [sign, sign.wrapping_mul(ri)],
-                dcf::DOMAIN_BITS,
-                &mut Prg::new(seed),
+                ri & domain,
+                dcf::Bit(true),
+                bits as usize - 1,
+                [k0.seed, k1.seed],
             )
         })
         .collect();
-    let b: Vec<u64> = r.iter().map(|x| x >> 63).collect();
-    let br: Vec<u64> = r.iter().zip(&b).map(|(x, b)| x.wrapping_mul(*b)).collect();
-    let (r0, r1) = share(r, rng);
-    let (b0, b1) = share(b, rng);
-    let (br0, br1) = share(br, rng);
-    let (k0, k1): (Vec<_>, Vec<_>) = keys.into_iter().map(|[a, b]| (a, b)).unzip();
-    [
-        CmpMat {
-            r: r0,
-            b: b0,
-            br: br0,
-            keys: k0,
-        },
-        CmpMat {
-            r: r1,
-            b: b1,
-            br: br1,
-            keys: k1,
-        },
-    ]
+    for (i, cws) in cws.into_iter().enumerate() {
+        let rho = (m0.rho[i] ^ m1.rho[i] ^ ((r[i] >> (bits - 1)) & 1 == 1)) as u64;
+        m1.rho_a[i] = rho.wrapping_sub(m0.rho_a[i]);
+        m1.rho_r[i] = rho.wrapping_mul(r[i]).wrapping_sub(m0.rho_r[i]);
+        m0.keys[i].cws = cws.clone();
+        m1.keys[i].cws = cws;
+    }
+}
+
+/// LayerNorm's comparison corrections: shares of `b = msb(r)` and `b r`, and the keys.
+fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
+    let r = ring::add(&m0.r, &m1.r);
+    let cws: Vec<_> = r
+        .par_iter()
+        .zip(m0.keys.par_iter().zip(&m1.keys))
+        .with_min_len(64)
+        .map(|(&ri, (k0, k1))| {
+            let sign = 1u64.wrapping_sub(2 * (ri >> 63));
+            let beta = dcf::Pair([sign, sign.wrapping_mul(ri)]);
+            dcf::gen(ri & LOW63, beta, CMP_BITS, [k0.seed, k1.seed])
+        })
+        .collect();
+    for (i, cws) in cws.into_iter().enumerate() {
+        let b = r[i] >> 63;
+        m1.b[i] = b.wrapping_sub(m0.b[i]);
+        m1.br[i] = b.wrapping_mul(r[i]).wrapping_sub(m0.br[i]);
+        m0.keys[i].cws = cws.clone();
+        m1.keys[i].cws = cws;
+    }
+}
+
+/// Both halves of ReLU material for `n` values (tests and benchmarks).
+pub fn relu_material(n: usize, bits: u32, rng: &mut Prg) -> [ReluMat; 2] {
+    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
+    let [mut m0, mut m1] = [0, 1].map(|p| draw_relu(&mut prgs[p as usize], p, n, bits));
+    fill_relu(&mut m0, &mut m1);
+    [m0, m1]
+}
+
+/// Both halves of LayerNorm comparison material for `n` values (tests and benchmarks).
+pub fn cmp_material(n: usize, rng: &mut Prg) -> [CmpMat; 2] {
+    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
+    let [mut m0, mut m1] = [0, 1].map(|p| draw_cmp(&mut prgs[p as usize], p, n));
+    fill_cmp(&mut m0, &mut m1);
+    [m0, m1]
 }
 
 /// Operand shapes `(m, k, n)` of each head's product in a `HeadMatMul`.
@@ -158,7 +180,8 @@ pub fn truncate_len(plan: &SecurePlan, wires: &[WireId]) -> usize {
         .sum()
 }
 
-/// Generates both parties' material for one session of `plan`.
+/// Generates both parties' material for one session of `plan`: each half's random
+/// parts drawn from its own seed ([`draw`]), then the corrections filled in.
 pub fn generate(
     plan: &SecurePlan,
     masks: &ModelMasks,
@@ -166,105 +189,91 @@ pub fn generate(
     rng: &mut Prg,
 ) -> [Material; 2] {
     let pair = rng.next_u64();
+    let seeds = [rng.next_u128(), rng.next_u128()];
+    let mut prgs = seeds.map(Prg::new);
     let mut out = [0u8, 1].map(|party| Material {
         session,
         pair,
         plan_digest: plan.digest(),
         party,
-        steps: Vec::new(),
+        seed: seeds[party as usize],
+        steps: Vec::with_capacity(plan.steps.len()),
     });
     let mut open_masks: Vec<Vec<u64>> = vec![Vec::new(); plan.openings.len()];
+    let f = plan.frac_bits;
     for step in &plan.steps {
-        let [m0, m1] = match step {
-            Step::Open { open } => {
-                let (r, c) = plan.opening_shape(*open);
-                open_masks[*open] = rng.gen(r * c);
-                [StepMat::Mask(open_masks[*open].clone()), StepMat::Nothing]
-            }
-            Step::Linear { terms, .. } => {
-                let (mut s0, mut s1) = (Vec::new(), Vec::new());
-                for t in terms {
-                    if let Term::Private { open, weight, cls } = t {
-                        let (r, c) = plan.opening_shape(*open);
-                        let a = if *cls {
-                            ring::first_row(&open_masks[*open], c)
-                        } else {
-                            open_masks[*open].clone()
-                        };
-                        let rows = if *cls { 1 } else { r };
-                        let ws = plan.weights[*weight];
-                        let b = masks.weight_mask(*weight, ws.rows * ws.cols);
-                        let (x0, x1) = share(matmul(&a, &b, rows, ws.rows, ws.cols), rng);
-                        s0.push(x0);
-                        s1.push(x1);
-                    }
+        let mut m0 = draw(plan, step, 0, &mut prgs[0]);
+        let mut m1 = draw(plan, step, 1, &mut prgs[1]);
+        match (step, &mut m0, &mut m1) {
+            (Step::Open { open }, StepMat::Mask(mask), _) => open_masks[*open] = mask.clone(),
+            (Step::Linear { terms, .. }, StepMat::Linear(s0), StepMat::Linear(s1)) => {
+                let private = terms.iter().filter_map(|t| match t {
+                    Term::Private { open, weight, cls } => Some((*open, *weight, *cls)),
+                    Term::Public { .. } => None,
+                });
+                for ((open, weight, cls), (x0, x1)) in private.zip(s0.iter().zip(s1.iter_mut())) {
+                    let (r, c) = plan.opening_shape(open);
+                    let a = if cls {
+                        ring::first_row(&open_masks[open], c)
+                    } else {
+                        open_masks[open].clone()
+                    };
+                    let rows = if cls { 1 } else { r };
+                    let ws = plan.weights[weight];
+                    let b = masks.weight_mask(weight, ws.rows * ws.cols);
+                    *x1 = correct(&matmul(&a, &b, rows, ws.rows, ws.cols), x0);
                 }
-                [StepMat::Linear(s0), StepMat::Linear(s1)]
             }
-            Step::HeadMatMul {
-                a, b, heads, kind, ..
-            } => {
+            (
+                Step::HeadMatMul {
+                    a, b, heads, kind, ..
+                },
+                StepMat::Beaver(t0),
+                StepMat::Beaver(t1),
+            ) => {
                 let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
-                let (mut t0, mut t1) = (Vec::new(), Vec::new());
-                for _ in 0..*heads {
-                    let x = rng.gen(m * k);
-                    let y = rng.gen(k * n);
-                    let z = matmul(&x, &y, m, k, n);
-                    let [p0, p1] = triple(x, y, z, rng);
-                    t0.push(p0);
-                    t1.push(p1);
+                for (t0, t1) in t0.iter().zip(t1.iter_mut()) {
+                    fill_triple(t0, t1, |a, b| matmul(a, b, m, k, n));
                 }
-                [StepMat::Beaver(t0), StepMat::Beaver(t1)]
             }
-            Step::Relu { x, .. } => {
-                let w = &plan.wires[*x];
-                let [c0, c1] = cmp_material(w.rows * w.cols, rng);
-                [StepMat::Relu(c0), StepMat::Relu(c1)]
-            }
-            Step::LayerNorm { x, z, inv_sqrt, .. } => {
+            (Step::Relu { .. }, StepMat::Relu(r0), StepMat::Relu(r1)) => fill_relu(r0, r1),
+            (
+                Step::LayerNorm { x, z, .. },
+                StepMat::LayerNorm {
+                    square: s0,
+                    cmp: c0,
+                    mults: p0,
+                    truncs: r0,
+                },
+                StepMat::LayerNorm {
+                    square: s1,
+                    cmp: c1,
+                    mults: p1,
+                    truncs: r1,
+                },
+            ) => {
                 let (rows, d, c) = (
                     plan.wires[*x].rows,
                     plan.wires[*x].cols,
                     plan.wires[*z].cols,
                 );
-                let sq = rng.gen(rows * d);
-                let sq2 = ring::mul_bcast(&sq, d, &sq, d, rows);
-                let [s0, s1] = triple(sq, Vec::new(), sq2, rng);
-                let [c0, c1] = cmp_material(rows, rng);
-                let (mut t0, mut t1) = (Vec::new(), Vec::new());
-                for i in 0..layernorm_mults(inv_sqrt) {
-                    let last = i + 1 == layernorm_mults(inv_sqrt);
-                    let [p0, p1] = elementwise(rows, 1, if last { c } else { 1 }, rng);
-                    t0.push(p0);
-                    t1.push(p1);
+                let a = ring::add(&s0.a, &s1.a);
+                s1.c = correct(&ring::mul_bcast(&a, d, &a, d, rows), &s0.c);
+                fill_cmp(c0, c1);
+                let last = p0.len().saturating_sub(1);
+                for (i, (t0, t1)) in p0.iter().zip(p1.iter_mut()).enumerate() {
+                    let cols = if i == last { c } else { 1 };
+                    fill_triple(t0, t1, |a, b| ring::mul_bcast(a, 1, b, cols, rows));
                 }
-                let (mut r0, mut r1) = (Vec::new(), Vec::new());
-                for n in layernorm_truncs(plan, rows, c, inv_sqrt) {
-                    let [a, b] = trunc::dealer(n, plan.frac_bits, rng);
-                    r0.push(a);
-                    r1.push(b);
+                for (t0, t1) in r0.iter().zip(r1.iter_mut()) {
+                    trunc::fill(t0, t1, f);
                 }
-                [
-                    StepMat::LayerNorm {
-                        square: s0,
-                        cmp: c0,
-                        mults: t0,
-                        truncs: r0,
-                    },
-                    StepMat::LayerNorm {
-                        square: s1,
-                        cmp: c1,
-                        mults: t1,
-                        truncs: r1,
-                    },
-                ]
             }
-            Step::Truncate { wires } => {
-                let [a, b] = trunc::dealer(truncate_len(plan, wires), plan.frac_bits, rng);
-                [StepMat::Truncate(a), StepMat::Truncate(b)]
+            (Step::Truncate { .. }, StepMat::Truncate(t0), StepMat::Truncate(t1)) => {
+                trunc::fill(t0, t1, f)
             }
-            Step::Slice { .. } | Step::Reveal { .. } => [StepMat::Nothing, StepMat::Nothing],
-        };
+            _ => {}
+        }
         out[0].steps.push(m0);
         out[1].steps.push(m1);
     }

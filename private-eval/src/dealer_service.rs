@@ -21,7 +21,6 @@ use cryptpeft_types::NetworkProfile;
 
 use crate::comm::{self, Party};
 use crate::dealer::{self, ModelMasks};
-use crate::material::Material;
 use crate::plan::SecurePlan;
 use crate::prg::Prg;
 use crate::roles::{ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError};
@@ -31,10 +30,10 @@ use crate::transport::{serve_connections, Admit, Channel, ChannelExt, Gate, MsgK
 /// Longest a server's request waits for its session's material to be generated.
 const GENERATION_WAIT: Duration = Duration::from_secs(300);
 
-/// The two halves of a session, filled in by whichever request generates them.
+/// The two seeded halves of a session, filled in by whichever request generates them.
 #[derive(Default)]
 struct Halves {
-    ready: Mutex<Option<[Option<Material>; 2]>>,
+    ready: Mutex<Option<[Option<Vec<u8>>; 2]>>,
     cv: Condvar,
 }
 
@@ -215,7 +214,7 @@ fn serve_request(
             party,
             token,
         } => (
-            material(state, limits, peer, who, model, session, party, token)?.to_bytes(),
+            material(state, limits, peer, who, model, session, party, token)?,
             format!("session {session:016x} party {party}"),
         ),
     };
@@ -237,7 +236,7 @@ fn material(
     session: u64,
     party: u8,
     token: Option<u128>,
-) -> Result<Material, RoleError> {
+) -> Result<Vec<u8>, RoleError> {
     if party > 1 {
         return Err(RoleError::Protocol(format!("party {party} does not exist")));
     }
@@ -310,7 +309,8 @@ fn material(
     };
     if let Some((plan, masks)) = generate {
         let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
-        *halves.ready.lock().expect("halves") = Some([Some(m0), Some(m1)]);
+        let halves_bytes = [Some(m0.to_bytes(&plan)), Some(m1.to_bytes(&plan))];
+        *halves.ready.lock().expect("halves") = Some(halves_bytes);
         halves.cv.notify_all();
         if let Some(pend) = state
             .lock()

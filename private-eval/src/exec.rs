@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::dcf::DcfKey;
 use crate::dealer::{head_shapes, masked_weights, ModelMasks};
 use crate::fixed::Fixed;
-use crate::material::{CmpMat, Material, StepMat, Triple, TruncMat};
+use crate::material::{CmpMat, Material, ReluMat, StepMat, Triple, TruncMat, CMP_BITS};
 use crate::matmul::matmul;
 use crate::plain::{head_assemble, head_operands, Grid};
 use crate::plan::*;
@@ -424,16 +424,14 @@ impl Party<'_> {
                     .collect();
                 self.shares[*out] = Some(head_assemble(*kind, parts).data);
             }
-            Step::Relu { out, x } => {
-                let StepMat::Relu(cmp) = mat else {
-                    return Err(bad("comparison material"));
+            Step::Relu { out, x, bits } => {
+                let StepMat::Relu(m) = mat else {
+                    return Err(bad("ReLU material"));
                 };
-                let v = self.share(*x).to_vec();
-                check_cmp(&cmp, v.len()).map_err(|w| bad(&w))?;
-                let res = self
-                    .compare(chan, &v, &[0], &cmp)
-                    .map_err(|e| self.terr(step, e))?;
-                self.shares[*out] = Some(res.into_iter().map(|r| r[0].1).collect());
+                let v = self.share(*x);
+                check_relu(&m, v.len(), *bits).map_err(|w| bad(&w))?;
+                let res = relu(self.p, chan, v, &m).map_err(|e| self.terr(step, e))?;
+                self.shares[*out] = Some(res);
             }
             Step::LayerNorm {
                 out,
@@ -630,6 +628,61 @@ pub fn open_both(chan: &mut dyn Channel, mine: Vec<u64>) -> Result<Vec<u64>, Tra
     Ok(ring::add(&mine, &theirs))
 }
 
+/// ReLU of shared `v` in two exchanges (a one-bit DCF, then a select). Open
+/// `c = v + r`; for `|v| < 2^(m-1)`, `d = [v >= 0] = 1 xor c_(m-1) xor r_(m-1) xor
+/// [c mod 2^(m-1) < r mod 2^(m-1)]`, and the DCF gives XOR shares of the bracket. Each
+/// party publishes its share of `d xor rho` (`rho` random: nothing leaks); with
+/// `delta = d xor rho` public, `d = delta + (1 - 2 delta) rho` and
+/// `d v = d c - (delta r + (1 - 2 delta) rho r)`, from the dealer's shares of `rho`
+/// and `rho r`. Exact, with zero failure probability, under the width bound.
+pub fn relu(
+    p: usize,
+    chan: &mut dyn Channel,
+    v: &[u64],
+    m: &ReluMat,
+) -> Result<Vec<u64>, TransportError> {
+    let top = m.bits - 1;
+    let c = open_both(chan, ring::add(v, &m.r))?;
+    let points: Vec<u64> = c.iter().map(|&ci| ci & ((1u64 << top) - 1)).collect();
+    let lt = DcfKey::eval_points(&m.keys, &points, top as usize);
+    let mine: Vec<bool> = (0..c.len())
+        .map(|i| lt[i].0 ^ m.rho[i] ^ (p == 0 && (c[i] >> top) & 1 == 0))
+        .collect();
+    chan.send(MsgKind::Open, &pack_bits(&mine))?;
+    let theirs = unpack_bits(&chan.recv(MsgKind::Open)?, c.len())?;
+    Ok((0..c.len())
+        .map(|i| {
+            let delta = (mine[i] ^ theirs[i]) as u64;
+            let flip = 1u64.wrapping_sub(2 * delta);
+            let d = (if p == 0 { delta } else { 0 }).wrapping_add(flip.wrapping_mul(m.rho_a[i]));
+            let dr = delta
+                .wrapping_mul(m.r[i])
+                .wrapping_add(flip.wrapping_mul(m.rho_r[i]));
+            d.wrapping_mul(c[i]).wrapping_sub(dr)
+        })
+        .collect())
+}
+
+/// Bits packed eight to a byte, least significant first.
+pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
+    let mut out = vec![0u8; bits.len().div_ceil(8)];
+    for (i, &b) in bits.iter().enumerate() {
+        out[i / 8] |= (b as u8) << (i % 8);
+    }
+    out
+}
+
+fn unpack_bits(bytes: &[u8], n: usize) -> Result<Vec<bool>, TransportError> {
+    if bytes.len() != n.div_ceil(8) {
+        return Err(TransportError::WrongLength {
+            kind: MsgKind::Open,
+            expected: n.div_ceil(8),
+            got: bytes.len(),
+        });
+    }
+    Ok((0..n).map(|i| (bytes[i / 8] >> (i % 8)) & 1 == 1).collect())
+}
+
 /// Shares of `d = [v >= t]` and `d * v` for each public threshold `t` (encoded),
 /// from one opening `c = v + r` and the DCF keys: for `v - t = (c - t) - r`,
 /// `msb(v - t) = msb(c - t) xor msb(r) xor [(c - t) mod 2^63 < r mod 2^63]`, and the
@@ -651,7 +704,7 @@ pub fn compare(
                 .collect()
         })
         .collect();
-    let evals = DcfKey::eval_batch(&m.keys, &points);
+    let evals = DcfKey::eval_batch(&m.keys, &points, CMP_BITS);
     Ok(c.iter()
         .enumerate()
         .map(|(i, &ci)| {
@@ -661,8 +714,8 @@ pub fn compare(
                 .map(|(&t, y)| {
                     let a = ci.wrapping_sub(t) >> 63;
                     let sign = 1u64.wrapping_sub(2 * a);
-                    let u = m.b[i].wrapping_add(y[0]);
-                    let ur = m.br[i].wrapping_add(y[1]);
+                    let u = m.b[i].wrapping_add(y.0[0]);
+                    let ur = m.br[i].wrapping_add(y.0[1]);
                     let d = (if p == 0 { 1 - a } else { 0 }).wrapping_sub(sign.wrapping_mul(u));
                     let dr = (1 - a)
                         .wrapping_mul(m.r[i])
@@ -683,6 +736,20 @@ impl From<TransportError> for LnError {
     fn from(e: TransportError) -> Self {
         LnError::T(e)
     }
+}
+
+fn check_relu(m: &ReluMat, n: usize, bits: u32) -> Result<(), String> {
+    let sizes = [
+        m.r.len(),
+        m.rho.len(),
+        m.rho_a.len(),
+        m.rho_r.len(),
+        m.keys.len(),
+    ];
+    if m.bits != bits || sizes.iter().any(|&s| s != n) {
+        return Err(format!("ReLU material for {n} values of {bits} bits"));
+    }
+    Ok(())
 }
 
 fn check_cmp(m: &CmpMat, n: usize) -> Result<(), String> {
@@ -822,46 +889,96 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dealer::cmp_material;
+    use crate::dealer::{cmp_material, relu_material};
     use crate::prg::Prg;
     use crate::transport::memory_pair;
     use cryptpeft_types::NetworkProfile;
     use std::time::Duration;
 
-    /// ReLU on raw ring values, shared at random: exact everywhere, including 0, +-1 ulp
-    /// and the ends of the signed range.
+    fn shared(xs: &[u64], rng: &mut Prg) -> (Vec<u64>, Vec<u64>) {
+        let s0 = rng.gen(xs.len());
+        let s1 = ring::sub(xs, &s0);
+        (s0, s1)
+    }
+
+    /// Both parties' outputs of `f` over a memory channel pair.
+    fn both<T: Send>(f: impl Fn(usize, &mut dyn Channel) -> T + Sync) -> (T, T) {
+        let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
+        std::thread::scope(|s| {
+            let h = s.spawn(|| f(1, &mut c1));
+            (f(0, &mut c0), h.join().unwrap())
+        })
+    }
+
+    /// ReLU on raw ring values, shared at random: exact everywhere within the width,
+    /// including 0, +-1 ulp, the ends of the width's range and inputs in the leaf block
+    /// of the mask (early termination).
     #[test]
     fn relu_is_exact_on_edge_values() {
-        let mut xs: Vec<u64> = vec![
-            0,
-            1,
-            u64::MAX,
-            (1 << 63) - 1,
-            1 << 63,
-            (1 << 63) + 1,
-            (1 << 63) - 2,
-            65536,
-            65536u64.wrapping_neg(),
-        ];
         let mut rng = Prg::new(9);
-        xs.extend(rng.gen(200));
-        let s0 = rng.gen(xs.len());
-        let s1 = ring::sub(&xs, &s0);
+        for bits in [32u32, 40, 64] {
+            let half = 1u64 << (bits - 1);
+            let mut xs: Vec<u64> = vec![0, 1, u64::MAX, 65536, 65536u64.wrapping_neg()];
+            xs.extend([
+                half - 1,
+                half - 2,
+                half.wrapping_neg(),
+                half.wrapping_neg() + 1,
+            ]);
+            xs.extend((0..300).map(|_| {
+                let v = rng.next_u64() >> (65 - bits);
+                if rng.next_u64() & 1 == 1 {
+                    v.wrapping_neg()
+                } else {
+                    v
+                }
+            }));
+            let [m0, m1] = relu_material(xs.len(), bits, &mut rng);
+            // Inputs whose masked value lands next to the mask (the DCF's edge).
+            let r: Vec<u64> = ring::add(&m0.r, &m1.r);
+            for (i, x) in xs.iter_mut().enumerate().skip(300) {
+                *x = (r[i] & 127).wrapping_neg().wrapping_add(i as u64 % 3);
+            }
+            let (s0, s1) = shared(&xs, &mut rng);
+            let (y0, y1) = both(|p, c| {
+                let (s, m) = if p == 0 { (&s0, &m0) } else { (&s1, &m1) };
+                relu(p, c, s, m).unwrap()
+            });
+            for (i, &x) in xs.iter().enumerate() {
+                let want = if (x as i64) >= 0 { x } else { 0 };
+                assert_eq!(
+                    y0[i].wrapping_add(y1[i]),
+                    want,
+                    "ReLU of {x:#x} at {bits} bits"
+                );
+            }
+        }
+    }
+
+    /// LayerNorm's one-round comparison against several thresholds.
+    #[test]
+    fn threshold_comparison_is_exact_on_edge_values() {
+        let mut rng = Prg::new(4);
+        let mut xs: Vec<u64> = vec![0, 1, u64::MAX, (1 << 63) - 1, 1 << 63, 65536];
+        xs.extend(rng.gen(100));
+        let ts = [0u64, 65536, 1 << 40];
         let [m0, m1] = cmp_material(xs.len(), &mut rng);
-        let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
-        let (y0, y1) = std::thread::scope(|s| {
-            let h = s.spawn(move || compare(1, &mut c1, &s1, &[0], &m1).unwrap());
-            (
-                compare(0, &mut c0, &s0, &[0], &m0).unwrap(),
-                h.join().unwrap(),
-            )
+        let (s0, s1) = shared(&xs, &mut rng);
+        let (y0, y1) = both(|p, c| {
+            let (s, m) = if p == 0 { (&s0, &m0) } else { (&s1, &m1) };
+            compare(p, c, s, &ts, m).unwrap()
         });
         for (i, &x) in xs.iter().enumerate() {
-            let d = y0[i][0].0.wrapping_add(y1[i][0].0);
-            let relu = y0[i][0].1.wrapping_add(y1[i][0].1);
-            let want = if (x as i64) >= 0 { x } else { 0 };
-            assert_eq!(d, ((x as i64) >= 0) as u64, "DReLU of {x:#x}");
-            assert_eq!(relu, want, "ReLU of {x:#x}");
+            for (k, &t) in ts.iter().enumerate() {
+                let ge = (x.wrapping_sub(t) as i64) >= 0;
+                assert_eq!(
+                    y0[i][k].0.wrapping_add(y1[i][k].0),
+                    ge as u64,
+                    "{x:#x} >= {t}"
+                );
+                let dv = y0[i][k].1.wrapping_add(y1[i][k].1);
+                assert_eq!(dv, if ge { x } else { 0 }, "d v for {x:#x}, {t}");
+            }
         }
     }
 }

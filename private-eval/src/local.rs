@@ -39,7 +39,7 @@ pub fn infer<C: Channel + 'static>(
         client_chan.session(),
         &mut Prg::new(seed ^ 0xdea1),
     );
-    let offline_bytes = (m0.to_bytes().len() + m1.to_bytes().len()) as u64;
+    let offline_bytes = (m0.to_bytes(plan).len() + m1.to_bytes(plan).len()) as u64;
     let offline_s = t0.elapsed().as_secs_f64();
     let server_keys = ServerKeys::new(plan, weights, &masks);
     std::thread::scope(|s| {

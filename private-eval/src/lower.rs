@@ -17,6 +17,8 @@ use crate::tensor::Mat;
 pub enum LowerError {
     #[error("{what} is not supported under MPC yet (supported: LinAtten or no attention, ReLU MLP, affine/LayerNorm/no norm)")]
     Unsupported { what: String },
+    #[error("ReLU width {bits} bits: must be between {min} (f + 2) and 64")]
+    ReluBits { bits: u32, min: u32 },
 }
 
 /// Options of the lowering.
@@ -27,7 +29,13 @@ pub struct LowerOptions {
     /// Exact truncation with the dealer (the default); false: local truncation, one
     /// round per layer cheaper but wrong with a small probability per value.
     pub exact_truncation: bool,
+    /// Width of ReLU's comparison: exact for inputs below `2^(relu_bits - 1 - frac_bits)`
+    /// in magnitude; each bit costs 2 bytes of dealer keys per value per party.
+    pub relu_bits: u32,
 }
+
+/// Default ReLU width at `f = 16`: inputs below `2^15` in magnitude.
+pub const RELU_BITS: u32 = 32;
 
 impl Default for LowerOptions {
     fn default() -> Self {
@@ -35,6 +43,7 @@ impl Default for LowerOptions {
             frac_bits: 16,
             inv_sqrt: InvSqrtParams::default(),
             exact_truncation: true,
+            relu_bits: RELU_BITS,
         }
     }
 }
@@ -444,6 +453,13 @@ pub fn lower(
     opts: LowerOptions,
 ) -> Result<(SecurePlan, PlanWeights), LowerError> {
     let spec = &model.spec;
+    let min = opts.frac_bits + 2;
+    if !(min..=64).contains(&opts.relu_bits) {
+        return Err(LowerError::ReluBits {
+            bits: opts.relu_bits,
+            min,
+        });
+    }
     match spec.attention {
         AttentionKind::LinAtten | AttentionKind::None => {}
         other => {
@@ -567,7 +583,11 @@ pub fn lower(
                 r,
                 WireKind::Shared,
             );
-            lw.body.push(Step::Relu { out: g, x: hw });
+            lw.body.push(Step::Relu {
+                out: g,
+                x: hw,
+                bits: lw.opts.relu_bits,
+            });
             let fc2 = lw
                 .form(g, Rows::All)
                 .right_mul(&blk.fc2.weight.transpose(), &lw.wires)

@@ -1,8 +1,18 @@
 //! Dealer material: the correlated randomness each step of a plan consumes, one party's
-//! half, bound to a session and a plan digest. Values are typed per step; the binary
-//! encoding checks every length so a malformed or mismatched stream is an error.
+//! half, bound to a session and a plan digest.
+//!
+//! A half travels seeded: a 128-bit seed the party expands with AES-CTR into everything
+//! random in its half (input masks, triple shares `a`, `b`, the client's shares of
+//! products, DCF root seeds, masking bits), followed by the corrections only the dealer
+//! can compute (the server's shares of products, DCF correction words for both). So a
+//! Beaver triple costs one vector (`c` for the server) instead of six, and an exact
+//! truncation 2 bytes instead of 32. [`draw`] is the one place that says what a half
+//! derives from its seed, and in which order; [`corrections`] lists what travels.
+//! Lengths come from the plan, so a malformed or mismatched stream is an error.
 
-use crate::dcf::{self, DcfKey};
+use crate::dcf::{Bit, Cws, DcfKey, Group, Pair};
+use crate::plan::{SecurePlan, Step};
+use crate::prg::Prg;
 
 /// One party's share of a Beaver triple `c = a * b` (matrix or element-wise).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -12,15 +22,28 @@ pub struct Triple {
     pub c: Vec<u64>,
 }
 
-/// Material for comparisons against a dealer mask `r` (ReLU and LayerNorm's
-/// thresholds): shares of `r`, of `b = msb(r)` and of `b * r`, and a DCF key for
-/// `x < r mod 2^63` with payload `((1 - 2b), (1 - 2b) r)`.
+/// ReLU material ([`crate::exec::relu`]): shares of the input mask `r`, an XOR share of
+/// the masking bit `rho' = rho xor msb(r)`, arithmetic shares of `rho` and of `rho * r`,
+/// and a DCF key for `x < r mod 2^(bits-1)` with one-bit output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReluMat {
+    pub bits: u32,
+    pub r: Vec<u64>,
+    pub rho: Vec<bool>,
+    pub rho_a: Vec<u64>,
+    pub rho_r: Vec<u64>,
+    pub keys: Vec<DcfKey<Bit>>,
+}
+
+/// Material for one-round comparisons against several thresholds (LayerNorm): shares of
+/// `r`, of `b = msb(r)` and of `b * r`, and a DCF key for `x < r mod 2^63` with payload
+/// `((1 - 2b), (1 - 2b) r)`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CmpMat {
     pub r: Vec<u64>,
     pub b: Vec<u64>,
     pub br: Vec<u64>,
-    pub keys: Vec<DcfKey>,
+    pub keys: Vec<DcfKey<Pair>>,
 }
 
 /// Material for exact truncation ([`crate::trunc`]): this party's bit mask (`alpha`
@@ -41,7 +64,7 @@ pub enum StepMat {
     Linear(Vec<Vec<u64>>),
     /// One triple per head.
     Beaver(Vec<Triple>),
-    Relu(CmpMat),
+    Relu(ReluMat),
     /// Square triple (`b` unused), comparison material, the multiplication triples,
     /// then one truncation per internal truncation (none under local truncation).
     LayerNorm {
@@ -53,7 +76,7 @@ pub enum StepMat {
     Truncate(TruncMat),
 }
 
-/// One party's material for one session.
+/// One party's material for one session, expanded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Material {
     pub session: u64,
@@ -62,6 +85,8 @@ pub struct Material {
     pub pair: u64,
     pub plan_digest: u64,
     pub party: u8,
+    /// What this half's random parts were drawn from.
+    pub seed: u128,
     pub steps: Vec<StepMat>,
 }
 
@@ -69,147 +94,299 @@ pub struct Material {
 #[error("malformed dealer material: {0}")]
 pub struct MaterialError(pub String);
 
-struct Writer(Vec<u8>);
+/// Bit-width of LayerNorm's comparisons (the whole ring but the sign).
+pub const CMP_BITS: usize = 63;
 
-impl Writer {
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+fn low(v: u64, bits: u32) -> u64 {
+    v & ((1u64 << bits) - 1)
+}
+
+fn bits_of(prg: &mut Prg, n: usize) -> Vec<bool> {
+    let words = prg.gen(n.div_ceil(64));
+    (0..n)
+        .map(|i| (words[i / 64] >> (i % 64)) & 1 == 1)
+        .collect()
+}
+
+/// Party 0 draws its share; party 1's is a correction (zeros until filled).
+fn share_or_zero(prg: &mut Prg, party: u8, n: usize) -> Vec<u64> {
+    if party == 0 {
+        prg.gen(n)
+    } else {
+        vec![0; n]
     }
-    fn vec(&mut self, v: &[u64]) {
-        self.u64(v.len() as u64);
-        for x in v {
-            self.u64(*x);
+}
+
+fn triple(prg: &mut Prg, party: u8, a: usize, b: usize, c: usize) -> Triple {
+    Triple {
+        a: prg.gen(a),
+        b: prg.gen(b),
+        c: share_or_zero(prg, party, c),
+    }
+}
+
+fn keys<G: Group>(prg: &mut Prg, party: u8, n: usize, empty: &Cws<G>) -> Vec<DcfKey<G>> {
+    (0..n)
+        .map(|_| DcfKey {
+            party,
+            seed: prg.next_u128(),
+            cws: empty.clone(),
+        })
+        .collect()
+}
+
+fn trunc(prg: &mut Prg, party: u8, n: usize, f: u32) -> TruncMat {
+    let mask = prg.gen(n).into_iter().map(|v| low(v, f)).collect();
+    let gamma = share_or_zero(prg, party, n)
+        .into_iter()
+        .map(|v| low(v, f))
+        .collect();
+    TruncMat { mask, gamma }
+}
+
+/// ReLU material for `n` values with its corrections zero.
+pub fn draw_relu(prg: &mut Prg, party: u8, n: usize, bits: u32) -> ReluMat {
+    ReluMat {
+        bits,
+        r: prg.gen(n),
+        rho: bits_of(prg, n),
+        rho_a: share_or_zero(prg, party, n),
+        rho_r: share_or_zero(prg, party, n),
+        keys: keys(prg, party, n, &Cws::empty()),
+    }
+}
+
+/// LayerNorm comparison material for `n` values with its corrections zero.
+pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize) -> CmpMat {
+    CmpMat {
+        r: prg.gen(n),
+        b: share_or_zero(prg, party, n),
+        br: share_or_zero(prg, party, n),
+        keys: keys(prg, party, n, &Cws::empty()),
+    }
+}
+
+/// Party `party`'s material for `step` with every random part drawn from `prg` and
+/// every correction zero: the dealer fills the corrections, a party reads them.
+pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat {
+    use crate::dealer::{head_shapes, layernorm_mults, layernorm_truncs, truncate_len};
+    let size = |w: usize| plan.wires[w].rows * plan.wires[w].cols;
+    match step {
+        Step::Open { open } => match party {
+            0 => {
+                let (r, c) = plan.opening_shape(*open);
+                StepMat::Mask(prg.gen(r * c))
+            }
+            _ => StepMat::Nothing,
+        },
+        Step::Linear { terms, .. } => StepMat::Linear(
+            crate::dealer::private_terms(plan, terms)
+                .map(|n| share_or_zero(prg, party, n))
+                .collect(),
+        ),
+        Step::HeadMatMul {
+            a, b, heads, kind, ..
+        } => {
+            let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
+            StepMat::Beaver(
+                (0..*heads)
+                    .map(|_| triple(prg, party, m * k, k * n, m * n))
+                    .collect(),
+            )
+        }
+        Step::Relu { x, bits, .. } => StepMat::Relu(draw_relu(prg, party, size(*x), *bits)),
+        Step::LayerNorm { x, z, inv_sqrt, .. } => {
+            let (rows, d, c) = (
+                plan.wires[*x].rows,
+                plan.wires[*x].cols,
+                plan.wires[*z].cols,
+            );
+            let square = triple(prg, party, rows * d, 0, rows * d);
+            let cmp = draw_cmp(prg, party, rows);
+            let n = layernorm_mults(inv_sqrt);
+            let mults = (0..n)
+                .map(|i| {
+                    let cols = if i + 1 == n { c } else { 1 };
+                    triple(prg, party, rows, rows * cols, rows * cols)
+                })
+                .collect();
+            let truncs = layernorm_truncs(plan, rows, c, inv_sqrt)
+                .into_iter()
+                .map(|n| trunc(prg, party, n, plan.frac_bits))
+                .collect();
+            StepMat::LayerNorm {
+                square,
+                cmp,
+                mults,
+                truncs,
+            }
+        }
+        Step::Truncate { wires } => {
+            StepMat::Truncate(trunc(prg, party, truncate_len(plan, wires), plan.frac_bits))
+        }
+        Step::Slice { .. } | Step::Reveal { .. } => StepMat::Nothing,
+    }
+}
+
+/// A correction field of a half, as it travels.
+pub enum Correction<'a> {
+    /// Full ring elements.
+    Ring(&'a mut [u64]),
+    /// Values mod `2^bits`, in `ceil(bits / 8)` bytes each.
+    Low(&'a mut [u64], u32),
+    BitKeys(&'a mut [DcfKey<Bit>], usize),
+    PairKeys(&'a mut [DcfKey<Pair>], usize),
+}
+
+/// The fields of `m` that travel for `party`, in order.
+pub fn corrections(m: &mut StepMat, party: u8, frac_bits: u32) -> Vec<Correction<'_>> {
+    use Correction::*;
+    let server = party == 1;
+    let mut out = Vec::new();
+    match m {
+        StepMat::Nothing | StepMat::Mask(_) => {}
+        StepMat::Linear(v) => {
+            if server {
+                out.extend(v.iter_mut().map(|x| Ring(x)));
+            }
+        }
+        StepMat::Beaver(ts) => {
+            if server {
+                out.extend(ts.iter_mut().map(|t| Ring(&mut t.c)));
+            }
+        }
+        StepMat::Relu(m) => {
+            if server {
+                out.push(Ring(&mut m.rho_a));
+                out.push(Ring(&mut m.rho_r));
+            }
+            out.push(BitKeys(&mut m.keys, m.bits as usize - 1));
+        }
+        StepMat::LayerNorm {
+            square,
+            cmp,
+            mults,
+            truncs,
+        } => {
+            if server {
+                out.push(Ring(&mut square.c));
+                out.push(Ring(&mut cmp.b));
+                out.push(Ring(&mut cmp.br));
+            }
+            out.push(PairKeys(&mut cmp.keys, CMP_BITS));
+            if server {
+                out.extend(mults.iter_mut().map(|t| Ring(&mut t.c)));
+                out.extend(truncs.iter_mut().map(|t| Low(&mut t.gamma, frac_bits)));
+            }
+        }
+        StepMat::Truncate(t) => {
+            if server {
+                out.push(Low(&mut t.gamma, frac_bits));
+            }
         }
     }
-    fn triple(&mut self, t: &Triple) {
-        self.vec(&t.a);
-        self.vec(&t.b);
-        self.vec(&t.c);
+    out
+}
+
+/// Bytes a correction field takes on the wire.
+pub fn correction_bytes(c: &Correction<'_>) -> usize {
+    match c {
+        Correction::Ring(v) => 8 * v.len(),
+        Correction::Low(v, bits) => v.len() * bits.div_ceil(8) as usize,
+        Correction::BitKeys(k, bits) => k.len() * Cws::<Bit>::bytes(*bits),
+        Correction::PairKeys(k, bits) => k.len() * Cws::<Pair>::bytes(*bits),
     }
-    fn trunc(&mut self, t: &TruncMat) {
-        self.vec(&t.mask);
-        self.vec(&t.gamma);
-    }
-    fn cmp(&mut self, c: &CmpMat) {
-        self.vec(&c.r);
-        self.vec(&c.b);
-        self.vec(&c.br);
-        self.u64(c.keys.len() as u64);
-        self.u64(c.keys.first().map_or(0, |k| k.bits()) as u64);
-        for k in &c.keys {
-            k.to_bytes(&mut self.0);
+}
+
+fn write(c: &Correction<'_>, out: &mut Vec<u8>) {
+    match c {
+        Correction::Ring(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Correction::Low(v, bits) => {
+            let w = bits.div_ceil(8) as usize;
+            v.iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()[..w]));
         }
+        Correction::BitKeys(k, _) => k.iter().for_each(|k| k.cws.write(out)),
+        Correction::PairKeys(k, _) => k.iter().for_each(|k| k.cws.write(out)),
     }
 }
 
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
-    fn u64(&mut self) -> Result<u64, MaterialError> {
-        if self.0.len() < 8 {
-            return Err(MaterialError("truncated".into()));
-        }
-        let (h, t) = self.0.split_at(8);
-        self.0 = t;
-        Ok(u64::from_le_bytes(h.try_into().unwrap()))
-    }
-    fn len(&mut self, unit: usize) -> Result<usize, MaterialError> {
-        let n = self.u64()? as usize;
-        if n.checked_mul(unit).is_none_or(|b| b > self.0.len()) {
+    fn take(&mut self, n: usize) -> Result<&[u8], MaterialError> {
+        if self.0.len() < n {
             return Err(MaterialError(format!(
-                "length {n} exceeds the {} bytes left",
+                "truncated: {n} bytes wanted, {} left",
                 self.0.len()
             )));
         }
-        Ok(n)
+        let (h, t) = self.0.split_at(n);
+        self.0 = t;
+        Ok(h)
     }
-    fn vec(&mut self) -> Result<Vec<u64>, MaterialError> {
-        let n = self.len(8)?;
-        (0..n).map(|_| self.u64()).collect()
+    fn u64(&mut self) -> Result<u64, MaterialError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
-    fn triple(&mut self) -> Result<Triple, MaterialError> {
-        Ok(Triple {
-            a: self.vec()?,
-            b: self.vec()?,
-            c: self.vec()?,
-        })
-    }
-    fn trunc(&mut self) -> Result<TruncMat, MaterialError> {
-        Ok(TruncMat {
-            mask: self.vec()?,
-            gamma: self.vec()?,
-        })
-    }
-    fn cmp(&mut self) -> Result<CmpMat, MaterialError> {
-        let (r, b, br) = (self.vec()?, self.vec()?, self.vec()?);
-        let n = self.len(1)?;
-        let bits = self.u64()? as usize;
-        if bits > 64 {
-            return Err(MaterialError(format!("DCF width {bits}")));
-        }
-        let mut keys = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (k, rest) = DcfKey::from_bytes(self.0, bits).map_err(MaterialError)?;
+    fn keys<G: Group>(&mut self, keys: &mut [DcfKey<G>], bits: usize) -> Result<(), MaterialError> {
+        for k in keys {
+            let (cws, rest) = Cws::read(self.0, bits).map_err(MaterialError)?;
+            k.cws = cws;
             self.0 = rest;
-            keys.push(k);
         }
-        Ok(CmpMat { r, b, br, keys })
+        Ok(())
+    }
+    fn read(&mut self, c: Correction<'_>) -> Result<(), MaterialError> {
+        match c {
+            Correction::Ring(v) => {
+                let b = self.take(8 * v.len())?;
+                for (x, c) in v.iter_mut().zip(b.chunks_exact(8)) {
+                    *x = u64::from_le_bytes(c.try_into().unwrap());
+                }
+            }
+            Correction::Low(v, bits) => {
+                let w = bits.div_ceil(8) as usize;
+                let b = self.take(w * v.len())?;
+                for (x, c) in v.iter_mut().zip(b.chunks_exact(w)) {
+                    let mut buf = [0u8; 8];
+                    buf[..w].copy_from_slice(c);
+                    *x = low(u64::from_le_bytes(buf), bits);
+                }
+            }
+            Correction::BitKeys(k, bits) => self.keys(k, bits)?,
+            Correction::PairKeys(k, bits) => self.keys(k, bits)?,
+        }
+        Ok(())
     }
 }
 
+/// Header: session, pair id, plan digest, party, then the 16-byte seed.
+pub const HEADER_BYTES: usize = 4 * 8 + 16;
+
 impl Material {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::new());
-        w.u64(self.session);
-        w.u64(self.pair);
-        w.u64(self.plan_digest);
-        w.u64(self.party as u64);
-        w.u64(self.steps.len() as u64);
+    /// The seeded encoding: the header, then the corrections of every step. The random
+    /// parts must have been drawn from `self.seed` by [`draw`] (the dealer's way).
+    pub fn to_bytes(&self, plan: &SecurePlan) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_BYTES);
+        for v in [self.session, self.pair, self.plan_digest, self.party as u64] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.seed.to_le_bytes());
         for s in &self.steps {
-            match s {
-                StepMat::Nothing => w.u64(0),
-                StepMat::Mask(m) => {
-                    w.u64(1);
-                    w.vec(m);
-                }
-                StepMat::Linear(v) => {
-                    w.u64(2);
-                    w.u64(v.len() as u64);
-                    v.iter().for_each(|x| w.vec(x));
-                }
-                StepMat::Beaver(ts) => {
-                    w.u64(3);
-                    w.u64(ts.len() as u64);
-                    ts.iter().for_each(|t| w.triple(t));
-                }
-                StepMat::Relu(c) => {
-                    w.u64(4);
-                    w.cmp(c);
-                }
-                StepMat::LayerNorm {
-                    square,
-                    cmp,
-                    mults,
-                    truncs,
-                } => {
-                    w.u64(5);
-                    w.triple(square);
-                    w.cmp(cmp);
-                    w.u64(mults.len() as u64);
-                    mults.iter().for_each(|t| w.triple(t));
-                    w.u64(truncs.len() as u64);
-                    truncs.iter().for_each(|t| w.trunc(t));
-                }
-                StepMat::Truncate(t) => {
-                    w.u64(6);
-                    w.trunc(t);
-                }
+            // Corrections borrow mutably (one visitor serves reading and writing).
+            let mut s = s.clone();
+            for c in corrections(&mut s, self.party, plan.frac_bits) {
+                write(&c, &mut out);
             }
         }
-        w.0
+        out
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MaterialError> {
+    /// Expands a seeded half of a session of `plan`: redraws its random parts and
+    /// reads the corrections.
+    pub fn from_bytes(plan: &SecurePlan, bytes: &[u8]) -> Result<Self, MaterialError> {
         let mut r = Reader(bytes);
         let session = r.u64()?;
         let pair = r.u64()?;
@@ -218,38 +395,21 @@ impl Material {
         if party > 1 {
             return Err(MaterialError(format!("party {party}")));
         }
-        let n = r.len(8)?;
-        let mut steps = Vec::with_capacity(n);
-        for _ in 0..n {
-            steps.push(match r.u64()? {
-                0 => StepMat::Nothing,
-                1 => StepMat::Mask(r.vec()?),
-                2 => {
-                    let k = r.len(8)?;
-                    StepMat::Linear((0..k).map(|_| r.vec()).collect::<Result<_, _>>()?)
-                }
-                3 => {
-                    let k = r.len(24)?;
-                    StepMat::Beaver((0..k).map(|_| r.triple()).collect::<Result<_, _>>()?)
-                }
-                4 => StepMat::Relu(r.cmp()?),
-                5 => {
-                    let square = r.triple()?;
-                    let cmp = r.cmp()?;
-                    let k = r.len(24)?;
-                    let mults = (0..k).map(|_| r.triple()).collect::<Result<_, _>>()?;
-                    let k = r.len(16)?;
-                    let truncs = (0..k).map(|_| r.trunc()).collect::<Result<_, _>>()?;
-                    StepMat::LayerNorm {
-                        square,
-                        cmp,
-                        mults,
-                        truncs,
-                    }
-                }
-                6 => StepMat::Truncate(r.trunc()?),
-                t => return Err(MaterialError(format!("unknown step tag {t}"))),
-            });
+        if plan_digest != plan.digest() {
+            return Err(MaterialError(
+                "material for another plan (digest differs)".into(),
+            ));
+        }
+        let seed = u128::from_le_bytes(r.take(16)?.try_into().unwrap());
+        let party = party as u8;
+        let mut prg = Prg::new(seed);
+        let mut steps = Vec::with_capacity(plan.steps.len());
+        for step in &plan.steps {
+            let mut m = draw(plan, step, party, &mut prg);
+            for c in corrections(&mut m, party, plan.frac_bits) {
+                r.read(c)?;
+            }
+            steps.push(m);
         }
         if !r.0.is_empty() {
             return Err(MaterialError(format!("{} trailing bytes", r.0.len())));
@@ -258,11 +418,9 @@ impl Material {
             session,
             pair,
             plan_digest,
-            party: party as u8,
+            party,
+            seed,
             steps,
         })
     }
 }
-
-/// Bytes of one DCF key on the comparison domain.
-pub const CMP_KEY_BYTES: usize = dcf::key_bytes(dcf::DOMAIN_BITS);

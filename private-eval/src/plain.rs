@@ -211,7 +211,7 @@ fn eval_wires(
                 .collect();
                 vals[*o] = Some(to_mat(head_assemble(*kind, parts)));
             }
-            Step::Relu { out: o, x } => vals[*o] = Some(get(&vals, *x).map(|v| v.max(0.0))),
+            Step::Relu { out: o, x, .. } => vals[*o] = Some(get(&vals, *x).map(|v| v.max(0.0))),
             Step::LayerNorm {
                 out: o, x, z, eps, ..
             } => {

@@ -130,8 +130,10 @@ pub enum Step {
         heads: usize,
         kind: HeadProduct,
     },
-    /// ReLU by a DCF key: one simultaneous exchange of masked shares.
-    Relu { out: WireId, x: WireId },
+    /// ReLU by a DCF key on the low `bits` bits of the masked input (exact for
+    /// `|x| < 2^(bits-1)` in the ring, see [`crate::exec`]): two simultaneous exchanges,
+    /// the masked shares, then one masked bit per value.
+    Relu { out: WireId, x: WireId, bits: u32 },
     /// `out = z / sqrt(sum_j x_j^2 + eps)` per row, where `x` is the LayerNorm input
     /// centred and scaled by `1/sqrt(d)` (so the sum is the variance) and `z` the following
     /// linear map of the centred input (gamma folded into it).

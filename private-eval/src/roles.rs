@@ -182,9 +182,11 @@ fn dealer_call(
     Ok((reply, bytes))
 }
 
-/// Fetches this party's material for a session; returns it and the bytes exchanged.
+/// Fetches this party's seeded half of a session and expands it; returns it and the
+/// bytes exchanged.
 pub fn fetch_material(
     dealer: &str,
+    plan: &SecurePlan,
     model: u64,
     session: u64,
     who: Requester,
@@ -204,7 +206,7 @@ pub fn fetch_material(
         },
         config,
     )?;
-    let m = Material::from_bytes(&bytes).map_err(|e| RoleError::Protocol(e.to_string()))?;
+    let m = Material::from_bytes(plan, &bytes).map_err(|e| RoleError::Protocol(e.to_string()))?;
     if m.session != session || m.party != party {
         return Err(RoleError::Protocol(
             "the dealer sent material for another session or party".into(),
@@ -288,6 +290,11 @@ impl Server {
         self.dealer_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The plan this server runs.
+    pub fn plan(&self) -> &SecurePlan {
+        &self.plan
+    }
+
     /// The id the dealer gave this model.
     pub fn model_id(&self) -> u64 {
         self.model
@@ -296,7 +303,14 @@ impl Server {
     /// Fetches this server's half (party 1) of a session from the dealer.
     pub fn material(&self, session: u64) -> Result<(Material, u64), RoleError> {
         let who = Requester::Server { token: self.token };
-        let (m, n) = fetch_material(&self.dealer, self.model, session, who, &self.config)?;
+        let (m, n) = fetch_material(
+            &self.dealer,
+            &self.plan,
+            self.model,
+            session,
+            who,
+            &self.config,
+        )?;
         self.dealer_bytes
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         Ok((m, n))
@@ -505,8 +519,14 @@ fn client_session<C: Channel>(
     // The session is opened at the dealer before anyone else learns its id.
     let session: u64 = rand::random::<u64>() | 1;
     let t_off = Instant::now();
-    let (material, offline_bytes) =
-        fetch_material(dealer, spec.model, session, Requester::Client, config)?;
+    let (material, offline_bytes) = fetch_material(
+        dealer,
+        &spec.plan,
+        spec.model,
+        session,
+        Requester::Client,
+        config,
+    )?;
     let offline_s = t_off.elapsed().as_secs_f64();
     let msg = serde_json::to_vec(&SessionMsg { session }).unwrap();
     chan.send(MsgKind::Session, &msg)

@@ -19,7 +19,6 @@
 //! sends each party two ring elements.
 
 use crate::material::TruncMat;
-use crate::prg::Prg;
 use crate::transport::{Channel, MsgKind, TransportError};
 
 /// The client's offset: `x + 2^62` has its top bit clear for `|x| < 2^62`.
@@ -49,27 +48,13 @@ fn local_part(share: u64, party: usize, bits: u32) -> (u64, u64) {
     (t, top)
 }
 
-/// The dealer's material for `n` truncations: `[client, server]`.
-pub fn dealer(n: usize, bits: u32, rng: &mut Prg) -> [TruncMat; 2] {
-    let alpha: Vec<u64> = rng.gen(n).into_iter().map(|v| low(v, bits)).collect();
-    let beta: Vec<u64> = rng.gen(n).into_iter().map(|v| low(v, bits)).collect();
-    let g0: Vec<u64> = rng.gen(n).into_iter().map(|v| low(v, bits)).collect();
-    let g1 = alpha
-        .iter()
-        .zip(&beta)
-        .zip(&g0)
-        .map(|((a, b), g)| low(a.wrapping_mul(*b).wrapping_sub(*g), bits))
-        .collect();
-    [
-        TruncMat {
-            mask: alpha,
-            gamma: g0,
-        },
-        TruncMat {
-            mask: beta,
-            gamma: g1,
-        },
-    ]
+/// The dealer's correction for drawn masks: the server's share of `alpha * beta` (mod
+/// `2^f`) given the client's mask and share and the server's mask.
+pub fn fill(client: &TruncMat, server: &mut TruncMat, bits: u32) {
+    for i in 0..client.mask.len() {
+        let ab = client.mask[i].wrapping_mul(server.mask[i]);
+        server.gamma[i] = low(ab.wrapping_sub(client.gamma[i]), bits);
+    }
 }
 
 fn pack(vals: &[u64], bits: u32) -> Vec<u8> {
@@ -139,13 +124,25 @@ pub fn truncate(
 mod tests {
     use super::*;
     use crate::fixed::{truncate_share_by, Fixed};
+    use crate::prg::Prg;
     use crate::transport::memory_pair;
     use cryptpeft_types::NetworkProfile;
     use std::time::Duration;
 
     /// Runs the exchange for `x` split as `(s0, x - s0)`, both parties in threads.
     fn run(shares0: Vec<u64>, shares1: Vec<u64>, bits: u32) -> Vec<u64> {
-        let [m0, m1] = dealer(shares0.len(), bits, &mut Prg::new(7));
+        let n = shares0.len();
+        let mut prg = Prg::new(7);
+        let mut draw = |gamma: bool| TruncMat {
+            mask: prg.gen(n).iter().map(|v| low(*v, bits)).collect(),
+            gamma: match gamma {
+                true => prg.gen(n).iter().map(|v| low(*v, bits)).collect(),
+                false => vec![0; n],
+            },
+        };
+        let m0 = draw(true);
+        let mut m1 = draw(false);
+        fill(&m0, &mut m1, bits);
         let (mut c, mut s) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
         let h = std::thread::spawn(move || truncate(&mut s, 1, &shares1, &m1, bits).unwrap());
         let t0 = truncate(&mut c, 0, &shares0, &m0, bits).unwrap();

@@ -90,7 +90,16 @@ fn pending_sessions_are_capped_per_client_and_expire() {
     let d = dealer(limits.clone());
     let server = register(&d).unwrap();
     let m = server.model_id();
-    let open = |session: u64| fetch_material(&d.addr, m, session, Requester::Client, &d.config);
+    let open = |session: u64| {
+        fetch_material(
+            &d.addr,
+            server.plan(),
+            m,
+            session,
+            Requester::Client,
+            &d.config,
+        )
+    };
     open(1).unwrap();
     open(2).unwrap();
     let e = refused(open(3));
@@ -111,7 +120,16 @@ fn pending_sessions_are_capped_per_client_and_expire() {
     });
     let server = register(&d).unwrap();
     let m = server.model_id();
-    let open = |session: u64| fetch_material(&d.addr, m, session, Requester::Client, &d.config);
+    let open = |session: u64| {
+        fetch_material(
+            &d.addr,
+            server.plan(),
+            m,
+            session,
+            Requester::Client,
+            &d.config,
+        )
+    };
     open(1).unwrap();
     open(2).unwrap();
     std::thread::sleep(Duration::from_millis(600));
@@ -132,7 +150,8 @@ fn concurrent_sessions_get_matching_halves() {
                 let (addr, cfg, server) = (&d.addr, &d.config, &server);
                 s.spawn(move || {
                     let (mine, _) =
-                        fetch_material(addr, m, session, Requester::Client, cfg).unwrap();
+                        fetch_material(addr, server.plan(), m, session, Requester::Client, cfg)
+                            .unwrap();
                     [mine, server.material(session).unwrap().0]
                 })
             })
@@ -228,7 +247,16 @@ fn pending_material_is_capped_in_bytes() {
     });
     let server = register(&d).unwrap();
     let m = server.model_id();
-    let open = |session| fetch_material(&d.addr, m, session, Requester::Client, &d.config);
+    let open = |session| {
+        fetch_material(
+            &d.addr,
+            server.plan(),
+            m,
+            session,
+            Requester::Client,
+            &d.config,
+        )
+    };
     open(1).unwrap();
     let e = refused(open(2));
     assert!(

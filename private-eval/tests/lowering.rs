@@ -44,3 +44,21 @@ fn plaintext_plan_matches_reference_for_many_specs() {
         }
     }
 }
+
+#[test]
+fn a_relu_width_outside_f_plus_2_to_64_is_refused() {
+    let model = OwcModel::random(
+        AdapterSpec::paper(1, 4, 1),
+        BackboneSpec::test_small(),
+        5,
+        1,
+    );
+    for bits in [17, 65] {
+        let opts = lower::LowerOptions {
+            relu_bits: bits,
+            ..Default::default()
+        };
+        let e = lower::lower(&model, opts).unwrap_err().to_string();
+        assert!(e.contains(&format!("ReLU width {bits}")), "{e}");
+    }
+}

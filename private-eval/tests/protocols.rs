@@ -20,11 +20,15 @@ fn run(name: &str) -> local::Inference {
 
 #[test]
 fn accounting_matches_closed_forms() {
-    // ReLU on n values: both parties send n masked ring elements at once; 1 round.
+    // ReLU on n values: both parties send n masked ring elements at once, then n
+    // masked bits at once; 2 rounds.
     let n = 197 * 300;
     let relu = run("relu");
     let last = relu.steps.last().unwrap();
-    assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * n), 1));
+    assert_eq!(
+        (last.bytes, last.rounds),
+        (2 * (H + 8 * n) + 2 * (H + n.div_ceil(8)), 2)
+    );
     // Beaver product [197x300] x [300x197]: both open A - X and B - Y at once; 1 round.
     let mm = run("matmul");
     let last = mm.steps.last().unwrap();
@@ -181,10 +185,10 @@ fn dealer_refuses_reused_material() {
             })
         }
     });
-    let server = roles::Server::new(plan, &w, &daddr, cfg.clone()).unwrap();
+    let server = roles::Server::new(plan.clone(), &w, &daddr, cfg.clone()).unwrap();
     // Register to learn a model id through the public API: the server did; ask for a
     // session of an unknown model first.
-    let err = roles::fetch_material(&daddr, 42, 7, Client, &cfg)
+    let err = roles::fetch_material(&daddr, &plan, 42, 7, Client, &cfg)
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown model"), "{err}");
@@ -192,7 +196,7 @@ fn dealer_refuses_reused_material() {
     // Party 1's half goes to the registering server only (with the client's own half it
     // would reveal the weight masks).
     let forged = roles::Requester::Server { token: 0 };
-    let err = roles::fetch_material(&daddr, model_id, 5, forged, &cfg)
+    let err = roles::fetch_material(&daddr, &plan, model_id, 5, forged, &cfg)
         .unwrap_err()
         .to_string();
     assert!(
@@ -201,19 +205,19 @@ fn dealer_refuses_reused_material() {
     );
     // The client opens a session; the server's half is of the same generation.
     for session in 100..110u64 {
-        let a = roles::fetch_material(&daddr, model_id, session, Client, &cfg)
+        let a = roles::fetch_material(&daddr, &plan, model_id, session, Client, &cfg)
             .unwrap()
             .0;
         let b = server.material(session).unwrap().0;
         assert_eq!(a.pair, b.pair, "halves of different generations");
     }
     // A session id that exists cannot be opened again (nobody else gets party 0's half).
-    let err = roles::fetch_material(&daddr, model_id, 100, Client, &cfg)
+    let err = roles::fetch_material(&daddr, &plan, model_id, 100, Client, &cfg)
         .unwrap_err()
         .to_string();
     assert!(err.contains("already handed out"), "{err}");
-    roles::fetch_material(&daddr, model_id, 7, Client, &cfg).unwrap();
-    let err = roles::fetch_material(&daddr, model_id, 7, Client, &cfg)
+    roles::fetch_material(&daddr, &plan, model_id, 7, Client, &cfg).unwrap();
+    let err = roles::fetch_material(&daddr, &plan, model_id, 7, Client, &cfg)
         .unwrap_err()
         .to_string();
     assert!(err.contains("single-use"), "{err}");

@@ -72,6 +72,10 @@ fn register(dealer: &str, security: Security) -> Result<Server, String> {
     Server::new(plan, &weights, dealer, config(security)).map_err(|e| e.to_string())
 }
 
+fn plan() -> private_eval::plan::SecurePlan {
+    lower(&model(), Default::default()).unwrap().0
+}
+
 fn certs(pem: &str) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
@@ -253,6 +257,7 @@ fn peers_without_a_valid_certificate_are_refused() {
     // A client trusting another CA does not accept the dealer.
     let e = refused(fetch_material(
         &d.addr,
+        &plan(),
         1,
         1,
         Requester::Client,
@@ -265,6 +270,7 @@ fn peers_without_a_valid_certificate_are_refused() {
     // A plaintext peer gets nothing: the dealer expects a TLS handshake.
     let e = refused(fetch_material(
         &d.addr,
+        &plan(),
         1,
         1,
         Requester::Client,
@@ -276,6 +282,7 @@ fn peers_without_a_valid_certificate_are_refused() {
     let d2 = dealer(elsewhere.security(Role::Dealer));
     let e = refused(fetch_material(
         &d2.addr,
+        &plan(),
         1,
         1,
         Requester::Client,
@@ -297,10 +304,11 @@ fn only_the_registering_server_gets_party_one() {
     assert!(e.contains("registration refused"), "{e}");
     let server = register(&d.addr, dep.security(Role::Server)).unwrap();
     let m = server.model_id();
-    fetch_material(&d.addr, m, 11, Requester::Client, &client).unwrap();
+    fetch_material(&d.addr, server.plan(), m, 11, Requester::Client, &client).unwrap();
     // A client asking for party 1's half (any token) is refused.
     let e = refused(fetch_material(
         &d.addr,
+        server.plan(),
         m,
         11,
         Requester::Server { token: 7 },
@@ -313,6 +321,7 @@ fn only_the_registering_server_gets_party_one() {
     let guess = Requester::Server { token: 7 };
     let e = refused(fetch_material(
         &d.addr,
+        server.plan(),
         m,
         11,
         guess,

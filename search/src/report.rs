@@ -76,7 +76,7 @@ fn points(study: &Study, trials: &[Trial], profile: usize) -> Vec<Point> {
     trials
         .iter()
         .map(|t| {
-            let mut p = point_of(&study.space, &t.price.seconds, t.val_accuracy);
+            let mut p = point_of(&study.space, &t.price, t.val_accuracy);
             p.seconds = t.price.seconds[profile];
             p
         })

@@ -120,6 +120,10 @@ pub struct Constraints {
     /// Validation-accuracy floor in `[0, 1]`.
     #[serde(default)]
     pub min_accuracy: Option<f64>,
+    /// Dealer material per inference (both parties), in MB: what a deployment moves
+    /// besides the online phase.
+    #[serde(default)]
+    pub offline_mb: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,6 +364,14 @@ impl SpaceFile {
                 return Err(bad(
                     &["constraints", "latency_s", name],
                     format!("{v} must be positive"),
+                ));
+            }
+        }
+        if let Some(mb) = self.constraints.offline_mb {
+            if mb.is_nan() || mb <= 0.0 {
+                return Err(bad(
+                    &["constraints", "offline_mb"],
+                    format!("{mb} must be positive"),
                 ));
             }
         }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::eval::{self, Features};
 use crate::genes::{Genome, Space};
 use crate::pareto::Point;
-use crate::price::Pricer;
+use crate::price::{Price, Pricer};
 use crate::space::{ReinforceConfig, SpaceFile};
 use crate::strategy::{Ctx, Objectives};
 
@@ -121,7 +121,7 @@ impl Objectives for Study {
     fn point(&self, g: &Genome, accuracy: Option<f64>) -> Point {
         let spec = self.genomes.spec(g);
         let price = self.pricer.price(&spec);
-        point_of(&self.space, &price.seconds, accuracy)
+        point_of(&self.space, &price, accuracy)
     }
 
     fn latency_of(&self, spec: &AdapterSpec) -> Option<f64> {
@@ -153,14 +153,19 @@ impl Study {
     }
 }
 
-/// The point of a candidate with per-profile `seconds` (constraints: every profile's
-/// latency budget, relative excess; the accuracy floor, absolute shortfall).
-pub fn point_of(space: &SpaceFile, seconds: &[f64], accuracy: Option<f64>) -> Point {
+/// The point of a candidate of `price` (constraints: every profile's latency budget
+/// and the dealer-material budget, relative excess; the accuracy floor, absolute
+/// shortfall).
+pub fn point_of(space: &SpaceFile, price: &Price, accuracy: Option<f64>) -> Point {
+    let seconds = &price.seconds;
     let mut violation = 0.0;
     for (p, name) in space.networks.iter().enumerate() {
         if let Some(b) = space.constraints.latency_s.get(name) {
             violation += (seconds[p] / b - 1.0).max(0.0);
         }
+    }
+    if let Some(mb) = space.constraints.offline_mb {
+        violation += (price.offline_bytes as f64 / (mb * 1e6) - 1.0).max(0.0);
     }
     if let (Some(floor), Some(a)) = (space.constraints.min_accuracy, accuracy) {
         violation += (floor - a).max(0.0);
@@ -169,5 +174,35 @@ pub fn point_of(space: &SpaceFile, seconds: &[f64], accuracy: Option<f64>) -> Po
         accuracy: accuracy.unwrap_or(0.0),
         seconds: seconds[space.select_index()],
         violation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::DEFAULT_SPACE;
+
+    #[test]
+    fn the_offline_budget_is_a_constraint() {
+        let with = |mb: &str| {
+            let text = format!("{DEFAULT_SPACE}constraints:\n  offline_mb: {mb}\n");
+            SpaceFile::parse(&text, "x.yaml").unwrap()
+        };
+        let price = Price {
+            online_bytes: 1,
+            rounds: 1,
+            offline_bytes: 30_000_000,
+            seconds: vec![0.1, 0.2],
+        };
+        assert_eq!(point_of(&with("40"), &price, Some(0.9)).violation, 0.0);
+        let p = point_of(&with("25"), &price, Some(0.9));
+        assert!((p.violation - 0.2).abs() < 1e-12, "{}", p.violation);
+        let e = SpaceFile::parse(
+            &format!("{DEFAULT_SPACE}constraints:\n  offline_mb: -1\n"),
+            "x.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("offline_mb"), "{e}");
     }
 }
