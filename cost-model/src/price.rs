@@ -21,7 +21,9 @@ use std::fmt::Write as _;
 use cryptpeft_types::NetworkProfile;
 use private_eval::comm::{self, Party};
 use private_eval::dcf;
-use private_eval::dealer::{head_shapes, layernorm_mults, layernorm_truncs, truncate_len};
+use private_eval::dealer::{
+    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, truncate_len, LnWave,
+};
 use private_eval::plan::*;
 use serde::Serialize;
 
@@ -328,42 +330,30 @@ pub fn cost_with(
                     plan.wires[*x].cols,
                     plan.wires[*z].cols,
                 );
-                let t = inv_sqrt.thresholds().len();
-                // Frames in exec's order, exact truncations (if any) between exchanges.
                 let mut k = 0;
-                let mut next = || {
+                for wave in layernorm_waves(plan, rows, d, cz, inv_sqrt) {
                     k += 2;
-                    [f(k - 2), f(k - 1)]
-                };
-                let mut truncs = layernorm_truncs(plan, rows, cz, inv_sqrt).into_iter();
-                let bits = plan.frac_bits;
-                pr.exchange(rows * d, next());
-                for p in 0..2 {
-                    pr.elem(p, 7.0 * (rows * d) as f64);
-                }
-                if let Some(n) = truncs.next() {
-                    pr.truncate(n, bits, next());
-                }
-                pr.compare(rows, t, next());
-                for p in 0..2 {
-                    pr.elem(p, 4.0 * (rows * t) as f64);
-                }
-                if let Some(n) = truncs.next() {
-                    pr.truncate(n, bits, next());
-                }
-                let mults = layernorm_mults(inv_sqrt);
-                for i in 0..mults {
-                    let last = i + 1 == mults;
-                    let elems = if last { rows + rows * cz } else { 2 * rows };
-                    pr.exchange(elems, next());
-                    for p in 0..2 {
-                        pr.elem(p, 6.0 * if last { rows * cz } else { rows } as f64);
-                    }
-                    let after = if i % 3 == 1 && !last { 2 } else { 1 };
-                    for _ in 0..after {
-                        if let Some(n) = truncs.next() {
-                            pr.truncate(n, bits, next());
+                    let frames = [f(k - 2), f(k - 1)];
+                    match wave {
+                        LnWave::Square(n) => {
+                            pr.exchange(n, frames);
+                            for p in 0..2 {
+                                pr.elem(p, 7.0 * n as f64);
+                            }
                         }
+                        LnWave::Compare { values, thresholds } => {
+                            pr.compare(values, thresholds, frames);
+                            for p in 0..2 {
+                                pr.elem(p, 4.0 * (values * thresholds) as f64);
+                            }
+                        }
+                        LnWave::Product { elems, out } => {
+                            pr.exchange(elems, frames);
+                            for p in 0..2 {
+                                pr.elem(p, 6.0 * out as f64);
+                            }
+                        }
+                        LnWave::Truncate(n) => pr.truncate(n, plan.frac_bits, frames),
                     }
                 }
             }

@@ -24,7 +24,8 @@ use serde::Serialize;
 
 use crate::dcf::{Bit, Cws, Pair};
 use crate::dealer::{
-    head_shapes, layernorm_mults, layernorm_truncs, masked_weights, private_terms, truncate_len,
+    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, masked_weights, private_terms,
+    truncate_len, LnWave,
 };
 use crate::material::{CMP_BITS, HEADER_BYTES};
 use crate::plan::*;
@@ -117,31 +118,15 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                 plan.wires[*x].cols,
                 plan.wires[*z].cols,
             );
-            // Exchanges in exec's order; under exact truncation one follows the sums of
-            // squares, the initial estimate and every product, and Newton's second
-            // product is followed by two (`q`, then `w = 1.5 - q / 2`).
-            let mut waves: Vec<[Msg; 2]> = Vec::new();
-            let mut truncs = layernorm_truncs(plan, rows, c, inv_sqrt).into_iter();
-            let mut trunc = |waves: &mut Vec<[Msg; 2]>| {
-                if let Some(n) = truncs.next() {
-                    waves.push(trunc_msgs(plan, n));
-                }
-            };
-            waves.push(both(0, rows * d));
-            trunc(&mut waves);
-            waves.push(both(0, rows));
-            trunc(&mut waves);
-            let mults = layernorm_mults(inv_sqrt);
-            for i in 0..mults {
-                let last = i + 1 == mults;
-                let elems = if last { rows + rows * c } else { 2 * rows };
-                waves.push(both(0, elems));
-                trunc(&mut waves);
-                // Newton's `w = 1.5 - q / 2` is truncated after the second product.
-                if i % 3 == 1 && !last {
-                    trunc(&mut waves);
-                }
-            }
+            let waves: Vec<[Msg; 2]> = layernorm_waves(plan, rows, d, c, inv_sqrt)
+                .into_iter()
+                .map(|w| match w {
+                    LnWave::Square(n)
+                    | LnWave::Compare { values: n, .. }
+                    | LnWave::Product { elems: n, .. } => both(0, n),
+                    LnWave::Truncate(n) => trunc_msgs(plan, n),
+                })
+                .collect();
             waves
                 .into_iter()
                 .enumerate()

@@ -159,6 +159,58 @@ pub fn layernorm_mults(p: &InvSqrtParams) -> usize {
     3 * p.newton as usize + 1
 }
 
+/// One exchange of a LayerNorm, in the executor's order ([`layernorm_waves`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LnWave {
+    /// The square's opening of `rows * d` values.
+    Square(usize),
+    /// The opening of `var + r`, then `values * thresholds` DCF evaluations.
+    Compare { values: usize, thresholds: usize },
+    /// A Beaver product opening `elems` values, with `out` outputs.
+    Product { elems: usize, out: usize },
+    /// An exact truncation of `n` values.
+    Truncate(usize),
+}
+
+/// Every exchange of a LayerNorm of `rows x d` input and `c` output columns in the
+/// executor's order: the square, the comparison, three products per Newton iteration,
+/// the final scaling; under exact truncation one truncation follows each but the
+/// comparison, and two follow Newton's second product (`q`, then `w = 1.5 - q / 2`).
+/// The one statement of this order for `comm` and the cost model.
+pub fn layernorm_waves(
+    plan: &SecurePlan,
+    rows: usize,
+    d: usize,
+    c: usize,
+    p: &InvSqrtParams,
+) -> Vec<LnWave> {
+    let mut truncs = layernorm_truncs(plan, rows, c, p).into_iter();
+    let mut out = vec![LnWave::Square(rows * d)];
+    out.extend(truncs.next().map(LnWave::Truncate));
+    out.push(LnWave::Compare {
+        values: rows,
+        thresholds: p.thresholds().len(),
+    });
+    out.extend(truncs.next().map(LnWave::Truncate));
+    let mults = layernorm_mults(p);
+    for i in 0..mults {
+        let last = i + 1 == mults;
+        out.push(match last {
+            true => LnWave::Product {
+                elems: rows + rows * c,
+                out: rows * c,
+            },
+            false => LnWave::Product {
+                elems: 2 * rows,
+                out: rows,
+            },
+        });
+        let after = if i % 3 == 1 && !last { 2 } else { 1 };
+        out.extend(truncs.by_ref().take(after).map(LnWave::Truncate));
+    }
+    out
+}
+
 /// Values of each exact truncation inside a LayerNorm of `rows` rows and `c` output
 /// columns, in order: the variances, the initial inverse square roots, four per Newton
 /// iteration, the output. None under local truncation.
