@@ -130,12 +130,12 @@ pub fn calibrate() -> Constants {
         let my = runs.iter().map(ys).sum::<f64>() / n;
         let sxy: f64 = runs.iter().map(|r| (r.0 - mx) * (ys(r) - my)).sum();
         let sxx: f64 = runs.iter().map(|r| (r.0 - mx).powi(2)).sum();
-        let slope = (sxy / sxx).max(1e-12);
-        (slope, (my - slope * mx).max(1e-12))
+        let slope = (sxy / sxx).max(1e-15);
+        (slope, (my - slope * mx).max(0.0))
     };
     let (per_level, per_value) = fit(&|r| r.1);
-    let relu_dcf_levels_per_s = big_n as f64 / per_level;
-    let relu_dcf_values_per_s = big_n as f64 / per_value;
+    let relu_dcf_level_s = per_level / big_n as f64;
+    let relu_dcf_value_s = per_value / big_n as f64;
     let relu_keygen_levels_per_s = 4096.0 / fit(&|r| r.2).0;
 
     // Element-wise ring work, one thread: add, sub, copy and truncate on 1M elements.
@@ -207,8 +207,8 @@ pub fn calibrate() -> Constants {
         dcf_evals_per_s,
         dcf_pool_evals_per_s,
         dcf_keygen_per_s,
-        relu_dcf_values_per_s,
-        relu_dcf_levels_per_s,
+        relu_dcf_value_s,
+        relu_dcf_level_s,
         relu_keygen_levels_per_s,
         elementwise_per_s,
         serialize_bytes_per_s,

@@ -201,7 +201,7 @@ impl Pricer<'_> {
 /// Whole-pool seconds of ReLU's one-bit DCF on `n` values of `bits` bits.
 pub fn relu_dcf_seconds(c: &Constants, n: usize, bits: u32) -> f64 {
     let levels = dcf::levels::<dcf::Bit>(bits as usize - 1) as f64;
-    n as f64 * (1.0 / c.relu_dcf_values_per_s + levels / c.relu_dcf_levels_per_s)
+    n as f64 * (c.relu_dcf_value_s + levels * c.relu_dcf_level_s)
 }
 
 fn zero_wires(plan: &SecurePlan) -> Vec<bool> {
