@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use cryptpeft_types::NetworkProfile;
 use private_eval::dcf::{self, DcfKey};
 use private_eval::dealer::{cmp_material, relu_material};
+use private_eval::exec::relu;
 use private_eval::material::CMP_BITS;
 use private_eval::matmul::{matmul, Kernel};
 use private_eval::prg::Prg;
@@ -104,16 +105,28 @@ pub fn calibrate() -> Constants {
     let dcf_pool_evals_per_s = (197 * 224) as f64 / t_ln;
     let t_gen = time(5, || cmp_material(1024, &mut Prg::new(3)));
     let dcf_keygen_per_s = 1024.0 / t_gen;
-    // ReLU's one-bit DCF: a large batch of distinct keys at two widths separates the
-    // per-value cost from the per-level one.
+    // ReLU: a large batch at four widths separates the per-value cost from the
+    // per-level one.
     let big_n = 24_000;
+    // The whole ReLU, both parties at once over a local pair (as they run here):
+    // masking, the opening, the DCF, the bit exchange and the select.
     let relu_t = |bits: u32, rng: &mut Prg| {
-        let keys = relu_material(big_n, bits, &mut Prg::new(9))[0].keys.clone();
-        let dom = (1u64 << (bits - 1)) - 1;
-        let pts: Vec<u64> = (0..big_n).map(|_| rng.next_u64() & dom).collect();
-        let t_eval = time(5, || DcfKey::eval_points(&keys, &pts, bits as usize - 1));
+        let [m0, m1] = relu_material(big_n, bits, &mut Prg::new(9));
+        let s0 = rng.gen(big_n);
+        let s1 = rng.gen(big_n);
+        let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(30));
+        let t_relu = std::thread::scope(|s| {
+            let peer = s.spawn(|| {
+                for _ in 0..6 {
+                    relu(1, &mut c1, &s1, &m1).unwrap();
+                }
+            });
+            let t = time(5, || relu(0, &mut c0, &s0, &m0).unwrap());
+            peer.join().unwrap();
+            t
+        });
         let t_gen = time(3, || relu_material(4096, bits, &mut Prg::new(3)));
-        (t_eval, t_gen)
+        (t_relu, t_gen)
     };
     let levels = |bits: u32| dcf::levels::<dcf::Bit>(bits as usize - 1) as f64;
     let runs: Vec<(f64, f64, f64)> = [16u32, 32, 48, 64]
@@ -134,8 +147,8 @@ pub fn calibrate() -> Constants {
         (slope, (my - slope * mx).max(0.0))
     };
     let (per_level, per_value) = fit(&|r| r.1);
-    let relu_dcf_level_s = per_level / big_n as f64;
-    let relu_dcf_value_s = per_value / big_n as f64;
+    let relu_level_s = per_level / big_n as f64;
+    let relu_value_s = per_value / big_n as f64;
     let relu_keygen_levels_per_s = 4096.0 / fit(&|r| r.2).0;
 
     // Element-wise ring work, one thread: add, sub, copy and truncate on 1M elements.
@@ -207,8 +220,8 @@ pub fn calibrate() -> Constants {
         dcf_evals_per_s,
         dcf_pool_evals_per_s,
         dcf_keygen_per_s,
-        relu_dcf_value_s,
-        relu_dcf_level_s,
+        relu_value_s,
+        relu_level_s,
         relu_keygen_levels_per_s,
         elementwise_per_s,
         serialize_bytes_per_s,

@@ -48,11 +48,12 @@ pub struct Constants {
     pub dcf_pool_evals_per_s: f64,
     /// LayerNorm's DCF key pairs generated per second, whole pool (offline).
     pub dcf_keygen_per_s: f64,
-    /// ReLU's one-bit DCF, one point per key, a large batch over the whole pool:
-    /// seconds per value are `relu_dcf_value_s + levels * relu_dcf_level_s` (the
-    /// per-value bookkeeping and leaf, then one hash per tree level).
-    pub relu_dcf_value_s: f64,
-    pub relu_dcf_level_s: f64,
+    /// ReLU of a large batch, both parties at once on this machine (each with the
+    /// pool) over a local pair: seconds per value are `relu_value_s + levels *
+    /// relu_level_s` (masking, opening, select and the DCF's per-value bookkeeping,
+    /// then one hash per tree level).
+    pub relu_value_s: f64,
+    pub relu_level_s: f64,
     /// ReLU key generation: tree levels (both parties' children hashed) per second,
     /// whole pool (offline).
     pub relu_keygen_levels_per_s: f64,
@@ -123,7 +124,7 @@ impl Constants {
             ("matmul_gops", self.matmul_gops),
             ("matmul_pack_per_s", self.matmul_pack_per_s),
             ("dcf_evals_per_s", self.dcf_evals_per_s),
-            ("relu_dcf_level_s", self.relu_dcf_level_s),
+            ("relu_level_s", self.relu_level_s),
             ("relu_keygen_levels_per_s", self.relu_keygen_levels_per_s),
             ("dcf_pool_evals_per_s", self.dcf_pool_evals_per_s),
             ("dcf_keygen_per_s", self.dcf_keygen_per_s),
@@ -139,7 +140,7 @@ impl Constants {
         }
         let nonneg = [
             ("matmul_call_s", self.matmul_call_s),
-            ("relu_dcf_value_s", self.relu_dcf_value_s),
+            ("relu_value_s", self.relu_value_s),
             ("frame_latency_s", self.frame_latency_s),
             ("step_overhead_s", self.step_overhead_s),
         ];

@@ -138,28 +138,23 @@ impl Pricer<'_> {
             self.work(p, pairs as f64 / self.c.dcf_pool_evals_per_s, true);
         }
     }
-    /// ReLU of `n` values ([`private_eval::exec::relu`]): open `v + r`, the one-bit DCF
-    /// (one chunk of 1024 values runs on one thread), an exchange of packed bits, the
-    /// select.
+    /// ReLU of `n` values ([`private_eval::exec::relu`]): the two exchanges, and the
+    /// calibrated two-party time of the rest (both parties at once, so half each as
+    /// pool work; one chunk of 1024 values runs on one thread).
     fn relu(&mut self, n: usize, bits: u32, frames: [usize; 4]) {
+        let local = relu_seconds(self.c, n, bits) / 2.0;
         for p in 0..2 {
-            self.elem(p, n as f64);
-        }
-        self.exchange(n, [frames[0], frames[1]]);
-        let dcf = relu_dcf_seconds(self.c, n, bits);
-        for p in 0..2 {
-            self.elem(p, 3.0 * n as f64);
+            self.acts[p].push(Act::Send(frames[p]));
+            self.acts[p].push(Act::Recv(frames[1 - p]));
             if n <= 1024 {
-                self.work(p, dcf * self.c.threads as f64, false);
+                self.work(p, local * self.c.threads as f64, false);
             } else {
-                self.work(p, dcf, true);
+                self.work(p, local, true);
             }
             self.acts[p].push(Act::Send(frames[2 + p]));
             self.acts[p].push(Act::Recv(frames[3 - p]));
-            self.elem(p, 7.0 * n as f64);
         }
     }
-
     /// A simultaneous exchange of `elems` ring elements per party (frames `f0`, `f1`).
     fn exchange(&mut self, elems: usize, frames: [usize; 2]) {
         let bytes = elems as u64 * 8;
@@ -198,10 +193,10 @@ impl Pricer<'_> {
     }
 }
 
-/// Whole-pool seconds of ReLU's one-bit DCF on `n` values of `bits` bits.
-pub fn relu_dcf_seconds(c: &Constants, n: usize, bits: u32) -> f64 {
+/// Two-party seconds of ReLU's local work on `n` values of `bits` bits.
+pub fn relu_seconds(c: &Constants, n: usize, bits: u32) -> f64 {
     let levels = dcf::levels::<dcf::Bit>(bits as usize - 1) as f64;
-    n as f64 * (c.relu_dcf_value_s + levels * c.relu_dcf_level_s)
+    n as f64 * (c.relu_value_s + levels * c.relu_level_s)
 }
 
 fn zero_wires(plan: &SecurePlan) -> Vec<bool> {
