@@ -63,7 +63,7 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                         let b = bench::bench_secure(
                             &model,
                             &x,
-                            profile.clone(),
+                            profile,
                             a.repeat,
                             false,
                             Default::default(),
@@ -71,8 +71,12 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                         .map_err(|e| e.to_string())?;
                         let (plan, _) = private_eval::lower::lower(&model, Default::default())
                             .map_err(|e| e.to_string())?;
-                        let predicted =
-                            cryptpeft_cost_model::offline_seconds(&plan, &constants, &profile);
+                        // The benchmark's dealer link is unshaped loopback.
+                        let predicted = cryptpeft_cost_model::offline_seconds(
+                            &plan,
+                            &constants,
+                            &NetworkProfile::none(),
+                        );
                         let line = format!(
                             "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{},{:.4},{:.4},{:.4},{:.2e}",
                             b.online_bytes, previous_offline_bytes(&plan), b.offline_bytes, b.rounds, b.online_s, b.offline_s, predicted, b.max_abs_logit_err

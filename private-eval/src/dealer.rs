@@ -72,53 +72,58 @@ fn fill_triple(t0: &Triple, t1: &mut Triple, product: impl Fn(&[u64], &[u64]) ->
     t1.c = correct(&product(&a, &b), &t0.c);
 }
 
+/// Generates the correction words of every comparison against the mask `r` (both
+/// halves' keys, their roots drawn) and hands them to both keys; `f` gives the
+/// comparison point and payload of one mask.
+fn fill_keys<G: dcf::Group>(
+    r: &[u64],
+    k0: &mut [dcf::DcfKey<G>],
+    k1: &mut [dcf::DcfKey<G>],
+    bits: usize,
+    f: impl Fn(u64) -> (u64, G) + Sync,
+) {
+    let cws: Vec<_> = r
+        .par_iter()
+        .zip(k0.par_iter().zip(k1.par_iter()))
+        .with_min_len(64)
+        .map(|(&ri, (a, b))| {
+            let (alpha, beta) = f(ri);
+            dcf::gen(alpha, beta, bits, [a.seed, b.seed])
+        })
+        .collect();
+    for ((a, b), cws) in k0.iter_mut().zip(k1.iter_mut()).zip(cws) {
+        a.cws = cws.clone();
+        b.cws = cws;
+    }
+}
+
 /// ReLU's corrections: the DCF keys for `x < r mod 2^(bits-1)` and the server's shares
 /// of `rho` and `rho * r`, where `rho = rho'_0 xor rho'_1 xor msb_bits(r)`.
 fn fill_relu(m0: &mut ReluMat, m1: &mut ReluMat) {
     let bits = m0.bits;
     let domain = (1u64 << (bits - 1)) - 1;
     let r = ring::add(&m0.r, &m1.r);
-    let cws: Vec<_> = r
-        .par_iter()
-        .zip(m0.keys.par_iter().zip(&m1.keys))
-        .with_min_len(64)
-        .map(|(&ri, (k0, k1))| {
-            dcf::gen(
-                ri & domain,
-                dcf::Bit(true),
-                bits as usize - 1,
-                [k0.seed, k1.seed],
-            )
-        })
-        .collect();
-    for (i, cws) in cws.into_iter().enumerate() {
-        let rho = (m0.rho[i] ^ m1.rho[i] ^ ((r[i] >> (bits - 1)) & 1 == 1)) as u64;
+    fill_keys(&r, &mut m0.keys, &mut m1.keys, bits as usize - 1, |ri| {
+        (ri & domain, dcf::Bit(true))
+    });
+    for (i, &ri) in r.iter().enumerate() {
+        let rho = (m0.rho[i] ^ m1.rho[i] ^ ((ri >> (bits - 1)) & 1 == 1)) as u64;
         m1.rho_a[i] = rho.wrapping_sub(m0.rho_a[i]);
-        m1.rho_r[i] = rho.wrapping_mul(r[i]).wrapping_sub(m0.rho_r[i]);
-        m0.keys[i].cws = cws.clone();
-        m1.keys[i].cws = cws;
+        m1.rho_r[i] = rho.wrapping_mul(ri).wrapping_sub(m0.rho_r[i]);
     }
 }
 
 /// LayerNorm's comparison corrections: shares of `b = msb(r)` and `b r`, and the keys.
 fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
     let r = ring::add(&m0.r, &m1.r);
-    let cws: Vec<_> = r
-        .par_iter()
-        .zip(m0.keys.par_iter().zip(&m1.keys))
-        .with_min_len(64)
-        .map(|(&ri, (k0, k1))| {
-            let sign = 1u64.wrapping_sub(2 * (ri >> 63));
-            let beta = dcf::Pair([sign, sign.wrapping_mul(ri)]);
-            dcf::gen(ri & LOW63, beta, CMP_BITS, [k0.seed, k1.seed])
-        })
-        .collect();
-    for (i, cws) in cws.into_iter().enumerate() {
-        let b = r[i] >> 63;
+    fill_keys(&r, &mut m0.keys, &mut m1.keys, CMP_BITS, |ri| {
+        let sign = 1u64.wrapping_sub(2 * (ri >> 63));
+        (ri & LOW63, dcf::Pair([sign, sign.wrapping_mul(ri)]))
+    });
+    for (i, &ri) in r.iter().enumerate() {
+        let b = ri >> 63;
         m1.b[i] = b.wrapping_sub(m0.b[i]);
-        m1.br[i] = b.wrapping_mul(r[i]).wrapping_sub(m0.br[i]);
-        m0.keys[i].cws = cws.clone();
-        m1.keys[i].cws = cws;
+        m1.br[i] = b.wrapping_mul(ri).wrapping_sub(m0.br[i]);
     }
 }
 
