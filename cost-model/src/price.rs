@@ -422,13 +422,14 @@ pub fn cost_with(
 }
 
 /// Offline seconds of one session when the dealer sits across a link like `profile`:
-/// generation, the larger half's transfer (both go out at once, to different parties)
-/// and one delay, then the party's expansion (its own PRG draws, about half the
-/// dealer's, and reading the corrections).
+/// generation and serialization of both halves, the larger half's transfer (both go
+/// out at once, to different parties) and one delay, then the party's expansion (its
+/// own PRG draws, about half the dealer's, and reading the corrections).
 pub fn offline_seconds(plan: &SecurePlan, c: &Constants, profile: &NetworkProfile) -> f64 {
     let halves = [Party::Client, Party::Server].map(|p| comm::material_bytes(plan, p));
     let big = halves[0].max(halves[1]);
-    let dealer = dealer_seconds(plan, c);
+    let serialize = (halves[0] + halves[1]) as f64 / c.serialize_bytes_per_s;
+    let dealer = dealer_seconds(plan, c) + serialize;
     let expand =
         dealer_prg_words(plan) / 2.0 / c.prg_words_per_s + big as f64 / c.serialize_bytes_per_s;
     dealer + profile.serialization_s(big) + profile.one_way_delay_s + expand

@@ -309,7 +309,7 @@ fn material(
     };
     if let Some((plan, masks)) = generate {
         let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
-        let halves_bytes = [Some(m0.to_bytes(&plan)), Some(m1.to_bytes(&plan))];
+        let halves_bytes = [Some(m0.into_bytes(&plan)), Some(m1.into_bytes(&plan))];
         *halves.ready.lock().expect("halves") = Some(halves_bytes);
         halves.cv.notify_all();
         if let Some(pend) = state

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::dealer::{self, ModelMasks};
 use crate::exec::{self, ClientKeys, ExecError, Keys, ServerKeys, StepTrace};
+use crate::material::Material;
 use crate::plan::{PlanWeights, SecurePlan};
 use crate::prg::Prg;
 use crate::tensor::Mat;
@@ -22,7 +23,8 @@ pub struct Inference {
     pub steps: Vec<StepTrace>,
 }
 
-/// Generates material, runs setup (excluded from online figures) and the online phase.
+/// Generates material (seeded, serialized and expanded as it travels between the
+/// roles), runs setup (excluded from online figures) and the online phase.
 pub fn infer<C: Channel + 'static>(
     plan: &SecurePlan,
     weights: &PlanWeights,
@@ -39,7 +41,12 @@ pub fn infer<C: Channel + 'static>(
         client_chan.session(),
         &mut Prg::new(seed ^ 0xdea1),
     );
-    let offline_bytes = (m0.to_bytes(plan).len() + m1.to_bytes(plan).len()) as u64;
+    // As the roles do: each half travels seeded and is expanded by its party.
+    let [b0, b1] = [m0.into_bytes(plan), m1.into_bytes(plan)];
+    let offline_bytes = (b0.len() + b1.len()) as u64;
+    let expand =
+        |b: &[u8]| Material::from_bytes(plan, b).map_err(|e| ExecError::Material(e.to_string()));
+    let (m0, m1) = (expand(&b0)?, expand(&b1)?);
     let offline_s = t0.elapsed().as_secs_f64();
     let server_keys = ServerKeys::new(plan, weights, &masks);
     std::thread::scope(|s| {

@@ -368,20 +368,23 @@ pub const HEADER_BYTES: usize = 4 * 8 + 16;
 impl Material {
     /// The seeded encoding: the header, then the corrections of every step. The random
     /// parts must have been drawn from `self.seed` by [`draw`] (the dealer's way).
-    pub fn to_bytes(&self, plan: &SecurePlan) -> Vec<u8> {
+    pub fn into_bytes(mut self, plan: &SecurePlan) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_BYTES);
         for v in [self.session, self.pair, self.plan_digest, self.party as u64] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.seed.to_le_bytes());
-        for s in &self.steps {
-            // Corrections borrow mutably (one visitor serves reading and writing).
-            let mut s = s.clone();
-            for c in corrections(&mut s, self.party, plan.frac_bits) {
+        for s in &mut self.steps {
+            for c in corrections(s, self.party, plan.frac_bits) {
                 write(&c, &mut out);
             }
         }
         out
+    }
+
+    /// [`Material::into_bytes`] of a copy.
+    pub fn to_bytes(&self, plan: &SecurePlan) -> Vec<u8> {
+        self.clone().into_bytes(plan)
     }
 
     /// Expands a seeded half of a session of `plan`: redraws its random parts and
