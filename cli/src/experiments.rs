@@ -117,6 +117,11 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
                 8 + *heads as u64 * triple(m * k, k * n, m * n)
             }
             Step::Relu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
+            // Not in that release; its encoding of a square pair.
+            Step::Square { x, .. } => {
+                let n = plan.wires[*x].rows * plan.wires[*x].cols;
+                triple(n, 0, n)
+            }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, c) = (
                     plan.wires[*x].rows,

@@ -4,7 +4,9 @@
 
 use burn::tensor::{Tensor, TensorData};
 use cryptpeft_train::{cpu, owc::OwcModel as BurnOwc};
-use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use cryptpeft_types::{
+    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
+};
 use private_eval::{hidden, local, lower, model::OwcModel, reference, transport::memory_pair};
 
 #[test]
@@ -18,11 +20,14 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
         for attention in [AttentionKind::LinAtten, AttentionKind::None] {
             for (s, k) in [(1, 1), (2, 2)] {
                 seed += 1;
+                // Every activation the evaluator runs, in turn.
+                let activation = [Activation::Relu, Activation::Square][seed as usize % 2];
                 let spec = AdapterSpec {
                     scope: s,
                     blocks: k,
                     attention,
                     norm,
+                    activation,
                     ..AdapterSpec::paper(2, 8, s)
                 };
                 let burn_model = BurnOwc::init(&spec, &bb, 10, None, seed, &device).unwrap();

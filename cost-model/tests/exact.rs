@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use cryptpeft_cost_model::{cost, shape::plan_shape_only_with, Constants};
-use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use cryptpeft_types::{
+    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
+};
 use private_eval::{
     hidden, local, lower, model::OwcModel, plan::InvSqrtParams, transport::memory_pair,
 };
@@ -41,6 +43,7 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let norm = [NormKind::Affine, NormKind::LayerNorm, NormKind::None][rng.random_range(0..3)];
         let blocks = rng.random_range(1..=2);
         let classes = rng.random_range(2..=7);
+        let activation = [Activation::Relu, Activation::Square][rng.random_range(0..2)];
         let spec = AdapterSpec {
             scope: s,
             heads: h,
@@ -48,6 +51,7 @@ fn bytes_and_rounds_match_the_executor_exactly() {
             blocks,
             attention,
             norm,
+            activation,
             ..AdapterSpec::paper(h, r, s)
         };
         let model = OwcModel::random(spec.clone(), bb.clone(), classes, case);

@@ -221,8 +221,16 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         exact_truncation: false,
     };
     match name {
-        "relu" => {
+        "relu" | "square" => {
             let (n, c) = (197, 300);
+            let act = match name {
+                "relu" => Step::Relu {
+                    out: 2,
+                    x: 1,
+                    bits: crate::lower::RELU_BITS,
+                },
+                _ => Step::Square { out: 2, x: 1 },
+            };
             let p = plan(
                 vec![
                     wire("x", n, c, client),
@@ -231,14 +239,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 ],
                 vec![],
                 vec![],
-                vec![
-                    public(0),
-                    Step::Relu {
-                        out: 2,
-                        x: 1,
-                        bits: crate::lower::RELU_BITS,
-                    },
-                ],
+                vec![public(0), act],
             );
             (
                 p,
@@ -329,7 +330,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
     }
 }
 
-pub const PROTOCOLS: [&str; 4] = ["relu", "matmul", "linear-shared", "linear-client"];
+pub const PROTOCOLS: [&str; 5] = ["relu", "square", "matmul", "linear-shared", "linear-client"];
 
 /// Times one protocol over loopback TCP: bytes and rounds of its steps (the opening
 /// and the local linear step together for the linear protocols), median seconds.

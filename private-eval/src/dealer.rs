@@ -294,6 +294,10 @@ pub fn generate(
                 }
             }
             (Step::Relu { .. }, StepMat::Relu(r0), StepMat::Relu(r1)) => fill_relu(r0, r1),
+            (Step::Square { .. }, StepMat::Square(t0), StepMat::Square(t1)) => {
+                let a = ring::add(&t0.a, &t1.a);
+                t1.c = correct(&ring::mul_bcast(&a, 1, &a, 1, a.len()), &t0.c);
+            }
             (
                 Step::LayerNorm { x, z, .. },
                 StepMat::LayerNorm {

@@ -259,6 +259,25 @@ impl Party<'_> {
         Ok(out)
     }
 
+    /// Element-wise `x^2` from a square pair `(a, a^2)`: open `e = x - a`, then
+    /// `x^2 = e^2 + 2 e a + a^2` (at `2f` bits; the caller truncates).
+    fn square(&self, chan: &mut dyn Channel, xs: &[u64], t: &Triple) -> StepResult<Vec<u64>> {
+        let e = self.open_both(chan, ring::sub(xs, &t.a))?;
+        let mut sq: Vec<u64> = e
+            .iter()
+            .zip(&t.a)
+            .map(|(e, a)| 2u64.wrapping_mul(e.wrapping_mul(*a)))
+            .collect();
+        ring::add_assign(&mut sq, &t.c);
+        if self.p == 0 {
+            ring::add_assign(
+                &mut sq,
+                &e.iter().map(|e| e.wrapping_mul(*e)).collect::<Vec<_>>(),
+            );
+        }
+        Ok(sq)
+    }
+
     fn compare(
         &self,
         chan: &mut dyn Channel,
@@ -433,6 +452,19 @@ impl Party<'_> {
                 let res = relu(self.p, chan, v, &m).map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(res);
             }
+            Step::Square { out, x } => {
+                let StepMat::Square(t) = mat else {
+                    return Err(bad("a square pair"));
+                };
+                let n = self.share(*x).len();
+                if t.a.len() != n || t.c.len() != n {
+                    return Err(bad(&format!("a square pair for {n} values")));
+                }
+                let sq = self
+                    .square(chan, self.share(*x), &t)
+                    .map_err(|e| self.terr(step, e))?;
+                self.shares[*out] = Some(self.trunc_out(sq));
+            }
             Step::LayerNorm {
                 out,
                 x,
@@ -525,20 +557,7 @@ impl Party<'_> {
         }
         check_cmp(&cmp, rows).map_err(LnError::M)?;
         // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input.
-        let xs = self.share(x);
-        let e = self.open_both(chan, ring::sub(xs, &square.a))?;
-        let mut sq: Vec<u64> = e
-            .iter()
-            .zip(&square.a)
-            .map(|(e, a)| 2u64.wrapping_mul(e.wrapping_mul(*a)))
-            .collect();
-        ring::add_assign(&mut sq, &square.c);
-        if self.p == 0 {
-            ring::add_assign(
-                &mut sq,
-                &e.iter().map(|e| e.wrapping_mul(*e)).collect::<Vec<_>>(),
-            );
-        }
+        let sq = self.square(chan, self.share(x), &square)?;
         let mut v = self.trunc_now(chan, ring::row_sums(&sq, d), &mut tm)?;
         let eps_enc = self.konst(self.fx.encode(eps));
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));

@@ -48,7 +48,7 @@ impl Default for LowerOptions {
     }
 }
 
-/// Under exact truncation: `Linear` and `HeadMatMul` outputs stay at `2f` bits, and
+/// Under exact truncation: `Linear`, `HeadMatMul` and `Square` outputs stay at `2f` bits, and
 /// every such wire is truncated, together with all others pending, just before the
 /// first step that reads it, so independent layers share one exchange. A revealed
 /// wire is truncated by the client in the clear instead.
@@ -66,7 +66,7 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
                 })
                 .collect(),
             Step::HeadMatMul { a, b, .. } => vec![*a, *b],
-            Step::Relu { x, .. } | Step::Slice { x, .. } => vec![*x],
+            Step::Relu { x, .. } | Step::Square { x, .. } | Step::Slice { x, .. } => vec![*x],
             Step::LayerNorm { x, z, .. } => vec![*x, *z],
             Step::Truncate { .. } => Vec::new(),
             Step::Reveal { wire, raw } => {
@@ -81,7 +81,9 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
             });
         }
         match &step {
-            Step::Linear { out: o, .. } | Step::HeadMatMul { out: o, .. } => pending.push(*o),
+            Step::Linear { out: o, .. }
+            | Step::HeadMatMul { out: o, .. }
+            | Step::Square { out: o, .. } => pending.push(*o),
             _ => {}
         }
         out.push(step);
@@ -468,7 +470,7 @@ pub fn lower(
             })
         }
     }
-    if spec.activation != Activation::Relu {
+    if spec.activation == Activation::Gelu {
         return Err(LowerError::Unsupported {
             what: format!("activation `{}`", spec.activation),
         });
@@ -583,10 +585,13 @@ pub fn lower(
                 r,
                 WireKind::Shared,
             );
-            lw.body.push(Step::Relu {
-                out: g,
-                x: hw,
-                bits: lw.opts.relu_bits,
+            lw.body.push(match spec.activation {
+                Activation::Square => Step::Square { out: g, x: hw },
+                _ => Step::Relu {
+                    out: g,
+                    x: hw,
+                    bits: lw.opts.relu_bits,
+                },
             });
             let fc2 = lw
                 .form(g, Rows::All)

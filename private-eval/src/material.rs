@@ -65,6 +65,8 @@ pub enum StepMat {
     /// One triple per head.
     Beaver(Vec<Triple>),
     Relu(ReluMat),
+    /// A square pair `(a, a^2)` (`b` unused).
+    Square(Triple),
     /// Square triple (`b` unused), comparison material, the multiplication triples,
     /// then one truncation per internal truncation (none under local truncation).
     LayerNorm {
@@ -195,6 +197,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
             )
         }
         Step::Relu { x, bits, .. } => StepMat::Relu(draw_relu(prg, party, size(*x), *bits)),
+        Step::Square { x, .. } => StepMat::Square(triple(prg, party, size(*x), 0, size(*x))),
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
             let (rows, d, c) = (
                 plan.wires[*x].rows,
@@ -253,6 +256,11 @@ pub fn corrections(m: &mut StepMat, party: u8, frac_bits: u32) -> Vec<Correction
         StepMat::Beaver(ts) => {
             if server {
                 out.extend(ts.iter_mut().map(|t| Ring(&mut t.c)));
+            }
+        }
+        StepMat::Square(t) => {
+            if server {
+                out.push(Ring(&mut t.c));
             }
         }
         StepMat::Relu(m) => {

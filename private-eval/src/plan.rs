@@ -134,6 +134,9 @@ pub enum Step {
     /// `|x| < 2^(bits-1)` in the ring, see [`crate::exec`]): two simultaneous exchanges,
     /// the masked shares, then one masked bit per value.
     Relu { out: WireId, x: WireId, bits: u32 },
+    /// Element-wise `x^2` with a dealer square pair `(a, a^2)`: one simultaneous
+    /// exchange of `x - a`; the output is at `2f` bits like a product.
+    Square { out: WireId, x: WireId },
     /// `out = z / sqrt(sum_j x_j^2 + eps)` per row, where `x` is the LayerNorm input
     /// centred and scaled by `1/sqrt(d)` (so the sum is the variance) and `z` the following
     /// linear map of the centred input (gamma folded into it).
@@ -178,6 +181,7 @@ impl Step {
                 ..
             } => "matmul-mix",
             Step::Relu { .. } => "relu",
+            Step::Square { .. } => "square",
             Step::LayerNorm { .. } => "layernorm",
             Step::Slice { .. } => "slice",
             Step::Truncate { .. } => "truncate",
@@ -217,9 +221,10 @@ impl SecurePlan {
                 let (r, c) = self.opening_shape(*open);
                 format!("{r}x{c}")
             }
-            Step::Linear { out, .. } | Step::Relu { out, .. } | Step::Slice { out, .. } => {
-                wire(*out)
-            }
+            Step::Linear { out, .. }
+            | Step::Relu { out, .. }
+            | Step::Square { out, .. }
+            | Step::Slice { out, .. } => wire(*out),
             Step::HeadMatMul { a, b, heads, .. } => {
                 format!("{}x({}*{})", heads, wire(*a), wire(*b))
             }

@@ -1,6 +1,6 @@
 //! The lowered plan, run in plaintext, computes the reference model's logits.
 
-use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NormKind};
+use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, BackboneSpec, NormKind};
 use private_eval::{hidden, lower, model::OwcModel, plain, reference};
 
 #[test]
@@ -13,6 +13,7 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                 for s in 1..=3 {
                     for k in 1..=2 {
                         seed += 1;
+                        let activation = [Activation::Relu, Activation::Square][seed as usize % 2];
                         let spec = AdapterSpec {
                             scope: s,
                             heads: h,
@@ -20,6 +21,7 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                             blocks: k,
                             attention,
                             norm,
+                            activation,
                             ..AdapterSpec::paper(h, r, s)
                         };
                         let model = OwcModel::random(spec.clone(), bb.clone(), 5, seed);

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use cryptpeft_types::{
+    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
+};
 use private_eval::comm::{self, Party};
 use private_eval::dealer::{self, ModelMasks};
 use private_eval::exec::{self, Keys, ServerKeys};
@@ -22,6 +24,7 @@ fn specs() -> Vec<AdapterSpec> {
                 out.push(AdapterSpec {
                     attention,
                     norm,
+                    activation: [Activation::Relu, Activation::Square][out.len() % 2],
                     ..AdapterSpec::paper(h, r, s)
                 });
             }

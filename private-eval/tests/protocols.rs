@@ -29,6 +29,10 @@ fn accounting_matches_closed_forms() {
         (last.bytes, last.rounds),
         (2 * (H + 8 * n) + 2 * (H + n.div_ceil(8)), 2)
     );
+    // Square of n values: both open x - a at once; 1 round.
+    let sq = run("square");
+    let last = sq.steps.last().unwrap();
+    assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * n), 1));
     // Beaver product [197x300] x [300x197]: both open A - X and B - Y at once; 1 round.
     let mm = run("matmul");
     let last = mm.steps.last().unwrap();
@@ -49,11 +53,12 @@ fn accounting_matches_closed_forms() {
 
 #[test]
 fn protocol_results_are_correct() {
-    for name in ["relu", "matmul", "linear-client", "linear-shared"] {
+    for name in private_eval::bench::PROTOCOLS {
         let (plan, w, x, _) = protocol_plan(name);
         let mut plan = plan;
         let out = plan.steps.last().map(|s| match s {
             private_eval::plan::Step::Relu { out, .. }
+            | private_eval::plan::Step::Square { out, .. }
             | private_eval::plan::Step::HeadMatMul { out, .. }
             | private_eval::plan::Step::Linear { out, .. } => *out,
             _ => unreachable!(),
