@@ -29,9 +29,13 @@ pub struct TrainArgs {
     /// Backbone safetensors (torchvision layout).
     #[arg(long, default_value = DEFAULT_BACKBONE)]
     backbone: PathBuf,
-    /// digits, fashion-mnist, cifar10, cifar100
+    /// digits, fashion-mnist, cifar10, cifar100, image-folder (one folder per class of
+    /// PNG/JPEG files under train/ and test/ or val/)
     #[arg(long, default_value = "digits")]
     dataset: String,
+    /// Where the dataset is (default: the dataset's usual place).
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Keep only these classes, e.g. 5,6,7,8,9.
     #[arg(long, value_delimiter = ',')]
     classes: Option<Vec<u32>>,
@@ -46,8 +50,9 @@ pub struct TrainArgs {
 }
 
 fn dataset(name: &str) -> Result<DatasetKind, String> {
-    serde_yaml::from_str(name)
-        .map_err(|_| format!("unknown dataset `{name}` (digits, fashion-mnist, cifar10, cifar100)"))
+    serde_yaml::from_str(name).map_err(|_| {
+        format!("unknown dataset `{name}` (digits, fashion-mnist, cifar10, cifar100, image-folder)")
+    })
 }
 
 fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
@@ -57,6 +62,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
     }
     let mut data = DataConfig::new(dataset(&a.dataset)?);
     data.classes = a.classes.clone();
+    data.path = a.data.clone();
     let mut c = TrainConfig::new(
         Some(a.backbone.clone()),
         data,

@@ -5,6 +5,8 @@
 //! - IDX (Fashion-MNIST): big-endian header `0 0 0x08 ndim`, `ndim` u32 sizes, then u8 data;
 //!   plain or gzip-compressed.
 //! - `digits.csv.gz`: rows of 64 integers 0..16 (8x8, row-major) then the label.
+//! - ImageFolder (torchvision's layout): `train/<class>/*.png|jpg|jpeg` and
+//!   `test/<class>/...` (or `val/`); classes are the folder names in sorted order.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -271,6 +273,8 @@ pub enum DatasetKind {
     Cifar100,
     /// `digits.csv.gz`; every 5th row (index % 5 == 0) is the test split.
     Digits,
+    /// One folder per class of PNG/JPEG files under `train/` and `test/` (or `val/`).
+    ImageFolder,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -302,6 +306,10 @@ pub struct DataConfig {
     pub mean: Option<Vec<f32>>,
     #[serde(default)]
     pub std: Option<Vec<f32>>,
+    /// ImageFolder: images are decoded as RGB and resized to `load_size x load_size`
+    /// when read (default 64), then to the backbone's input like every dataset.
+    #[serde(default)]
+    pub load_size: Option<usize>,
 }
 
 impl DataConfig {
@@ -314,6 +322,7 @@ impl DataConfig {
             max_test: None,
             mean: None,
             std: None,
+            load_size: None,
         }
     }
 
@@ -329,6 +338,7 @@ impl DataConfig {
             DatasetKind::Digits => repo.join("data/digits.csv.gz"),
             DatasetKind::Cifar10 => repo.join("data/cifar-10-batches-bin"),
             DatasetKind::Cifar100 => repo.join("data/cifar-100-binary"),
+            DatasetKind::ImageFolder => repo.join("data/images"),
         }
     }
 
@@ -341,6 +351,10 @@ impl DataConfig {
         match (&self.classes, self.dataset) {
             (Some(c), _) => c.len(),
             (None, DatasetKind::Cifar100) => 100,
+            // The folder's count (0 when unreadable; `load` then says why).
+            (None, DatasetKind::ImageFolder) => {
+                image_folder_classes(&self.path().join("train")).map_or(0, |c| c.len())
+            }
             _ => 10,
         }
     }
@@ -396,6 +410,8 @@ impl DataConfig {
                     .collect();
                 all.select(&idx)
             }
+            // Subset and sample the file list, so only the images used are decoded.
+            DatasetKind::ImageFolder => return self.load_image_folder(&dir, split, seed),
         };
         let set = match &self.classes {
             Some(c) => set.subset_classes(c),
@@ -411,6 +427,132 @@ impl DataConfig {
             None => set,
         })
     }
+}
+
+impl DataConfig {
+    fn load_image_folder(&self, dir: &Path, split: Split, seed: u64) -> Result<ImageSet> {
+        let classes = image_folder_classes(&dir.join("train"))?;
+        let split_dir = match split {
+            Split::Train => dir.join("train"),
+            Split::Test => ["test", "val"]
+                .iter()
+                .map(|d| dir.join(d))
+                .find(|d| d.is_dir())
+                .unwrap_or_else(|| dir.join("test")),
+        };
+        if split == Split::Test {
+            let theirs = image_folder_classes(&split_dir)?;
+            if theirs != classes {
+                return Err(TrainError::format(
+                    &split_dir,
+                    format!("class folders {theirs:?} differ from train/'s {classes:?}"),
+                ));
+            }
+        }
+        // Chosen classes, relabelled in the order given.
+        let chosen: Vec<(u32, &String)> = match &self.classes {
+            Some(c) => c
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| {
+                    classes
+                        .get(i as usize)
+                        .map(|n| (k as u32, n))
+                        .ok_or_else(|| {
+                            TrainError::format(
+                                &split_dir,
+                                format!("class {i} requested, {} class folders", classes.len()),
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?,
+            None => classes
+                .iter()
+                .enumerate()
+                .map(|(k, n)| (k as u32, n))
+                .collect(),
+        };
+        let mut files = Vec::new();
+        for (label, name) in chosen {
+            let found = image_files(&split_dir.join(name))?;
+            files.extend(found.into_iter().map(|f| (f, label)));
+        }
+        let max = match split {
+            Split::Train => self.max_train,
+            Split::Test => self.max_test,
+        };
+        if let Some(n) = max.filter(|&n| n < files.len()) {
+            files.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed));
+            files.truncate(n);
+            files.sort();
+        }
+        read_images(&files, self.load_size.unwrap_or(64))
+    }
+}
+
+/// The class folders of an ImageFolder split, sorted by name: label `i` is the `i`-th.
+pub fn image_folder_classes(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
+        let e = e.map_err(|e| TrainError::io(dir, e))?;
+        if e.path().is_dir() {
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        return Err(TrainError::format(dir, "no class folders"));
+    }
+    Ok(names)
+}
+
+/// The PNG and JPEG files of one class folder, sorted.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
+        let p = e.map_err(|e| TrainError::io(dir, e))?.path();
+        let ext = p
+            .extension()
+            .map(|x| x.to_string_lossy().to_ascii_lowercase());
+        if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(TrainError::format(
+            dir,
+            "class folder without PNG or JPEG files",
+        ));
+    }
+    Ok(files)
+}
+
+/// Decodes `(file, label)` pairs as RGB planes in `[0, 1]`, resized to `size x size`.
+fn read_images(files: &[(PathBuf, u32)], size: usize) -> Result<ImageSet> {
+    let mut set = ImageSet {
+        images: Vec::with_capacity(files.len() * 3 * size * size),
+        labels: Vec::with_capacity(files.len()),
+        channels: 3,
+        height: size,
+        width: size,
+    };
+    for (f, label) in files {
+        let img = image::open(f)
+            .map_err(|e| TrainError::format(f, format!("not a readable PNG or JPEG: {e}")))?
+            .to_rgb8();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let mut planes = vec![0f32; 3 * h * w];
+        for (i, p) in img.pixels().enumerate() {
+            for c in 0..3 {
+                planes[c * h * w + i] = p[c] as f32 / 255.0;
+            }
+        }
+        set.images
+            .extend(resize_bilinear(&planes, 3, h, w, size, size));
+        set.labels.push(*label);
+    }
+    Ok(set)
 }
 
 /// Resizing to the backbone's input and per-channel normalization.
@@ -674,5 +816,88 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let a = random_resized_crop_flip(&up, 1, 4, 4, &mut rng);
         assert_eq!(a.len(), 16);
+    }
+
+    /// Writes an ImageFolder: classes `cat` (red PNGs of two sizes) and `dog` (blue
+    /// JPEGs) under `train/` and `val/`.
+    fn image_folder(name: &str) -> PathBuf {
+        let root = tmp(name);
+        for split in ["train", "val"] {
+            for (class, rgb, ext) in [("cat", [255u8, 0, 0], "png"), ("dog", [0, 0, 255], "jpg")] {
+                let d = root.join(split).join(class);
+                std::fs::create_dir_all(&d).unwrap();
+                for (i, size) in [(0, 20u32), (1, 33), (2, 8)] {
+                    let img = image::RgbImage::from_pixel(size, size + 3, image::Rgb(rgb));
+                    img.save(d.join(format!("{i}.{ext}"))).unwrap();
+                }
+            }
+            std::fs::write(root.join(split).join("cat").join("notes.txt"), "ignored").unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn image_folder_reads_classes_in_order_resized_to_one_shape() {
+        let root = image_folder("folder-ok");
+        let mut cfg = DataConfig::new(DatasetKind::ImageFolder);
+        cfg.path = Some(root.clone());
+        cfg.load_size = Some(16);
+        assert_eq!(cfg.num_classes(), 2);
+        for split in [Split::Train, Split::Test] {
+            let set = cfg.load(split, 0).unwrap();
+            assert_eq!(
+                (set.len(), set.channels, set.height, set.width),
+                (6, 3, 16, 16)
+            );
+            assert_eq!(set.labels, [0, 0, 0, 1, 1, 1]);
+            // A red cat: R plane 1, B plane 0; a blue dog (JPEG, so within rounding).
+            let cat = set.image(0);
+            assert!(cat[..256].iter().all(|&v| (v - 1.0).abs() < 1e-6));
+            assert!(cat[512..].iter().all(|&v| v.abs() < 1e-6));
+            let dog = set.image(5);
+            assert!(dog[512..].iter().all(|&v| v > 0.9) && dog[..256].iter().all(|&v| v < 0.1));
+        }
+        // A class subset, relabelled in the order given, and a seeded sample.
+        cfg.classes = Some(vec![1]);
+        cfg.max_train = Some(2);
+        let set = cfg.load(Split::Train, 3).unwrap();
+        assert_eq!(set.labels, [0, 0]);
+        assert_eq!(cfg.num_classes(), 1);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn image_folder_errors_name_the_place() {
+        let root = image_folder("folder-bad");
+        let mut cfg = DataConfig::new(DatasetKind::ImageFolder);
+        cfg.path = Some(root.clone());
+        // A file that is not an image, under an image name.
+        let bad = root.join("train").join("cat").join("3.png");
+        std::fs::write(&bad, "not a png").unwrap();
+        let e = cfg.load(Split::Train, 0).unwrap_err().to_string();
+        assert!(e.contains("3.png") && e.contains("PNG or JPEG"), "{e}");
+        std::fs::remove_file(&bad).unwrap();
+        // The test split with other classes.
+        std::fs::create_dir_all(root.join("val").join("emu")).unwrap();
+        let e = cfg.load(Split::Test, 0).unwrap_err().to_string();
+        assert!(e.contains("differ"), "{e}");
+        // A class folder without images.
+        std::fs::create_dir_all(root.join("train").join("emu")).unwrap();
+        let e = cfg.load(Split::Train, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("emu") && e.contains("without PNG or JPEG"),
+            "{e}"
+        );
+        // A class index beyond the folders.
+        cfg.classes = Some(vec![7]);
+        let e = cfg.load(Split::Train, 0).unwrap_err().to_string();
+        assert!(e.contains("class 7"), "{e}");
+        // No folder at all.
+        cfg.classes = None;
+        cfg.path = Some(root.join("nowhere"));
+        assert_eq!(cfg.num_classes(), 0);
+        let e = cfg.load(Split::Train, 0).unwrap_err().to_string();
+        assert!(e.contains("nowhere"), "{e}");
+        std::fs::remove_dir_all(root).unwrap();
     }
 }
