@@ -4,6 +4,8 @@ mod cost;
 #[cfg(feature = "train")]
 mod demo;
 mod experiments;
+#[cfg(feature = "train")]
+mod images;
 mod load;
 mod secure;
 

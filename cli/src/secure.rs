@@ -209,8 +209,18 @@ pub struct InferArgs {
     #[arg(long, default_value = "127.0.0.1:7000")]
     dealer: String,
     /// safetensors with `hidden.0 .. hidden.s` (`[N, d]`): the states entering layers L-s..L-1 and x_L.
+    #[arg(long, required_unless_present_any = ["image", "images"], conflicts_with_all = ["image", "images"])]
+    hidden_states: Option<PathBuf>,
+    /// A PNG or JPEG image: the client runs the public backbone on it, then the adapter
+    /// privately with the server.
+    #[arg(long, conflicts_with = "images")]
+    image: Option<PathBuf>,
+    /// Every PNG and JPEG file of a folder, one private inference each.
     #[arg(long)]
-    hidden_states: PathBuf,
+    images: Option<PathBuf>,
+    /// The public backbone for --image/--images (torchvision-layout safetensors).
+    #[arg(long, default_value = "train/assets/vit_mini_fmnist04.safetensors")]
+    backbone: PathBuf,
     /// Number of hidden states in the file (scope + 1); by default as many as the file has.
     #[arg(long)]
     count: Option<usize>,
@@ -244,11 +254,6 @@ fn count_hidden(path: &std::path::Path) -> Result<usize, String> {
 }
 
 pub fn infer(a: InferArgs) -> Res {
-    let count = match a.count {
-        Some(c) => c,
-        None => count_hidden(&a.hidden_states)?,
-    };
-    let h = hidden::load(&a.hidden_states, count)?;
     let mut config = a.net.config(Role::Client)?;
     if !a.no_setup_cache {
         config.setup_cache = a
@@ -257,6 +262,14 @@ pub fn infer(a: InferArgs) -> Res {
             .or_else(default_setup_cache)
             .map(|d| std::sync::Arc::new(SetupCache::in_dir(&d)));
     }
+    let Some(path) = &a.hidden_states else {
+        return infer_images(&a, &config);
+    };
+    let count = match a.count {
+        Some(c) => c,
+        None => count_hidden(path)?,
+    };
+    let h = hidden::load(path, count)?;
     let r = roles::run_client(&a.server, &a.dealer, &h, &config).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
@@ -276,6 +289,38 @@ pub fn infer(a: InferArgs) -> Res {
         );
     }
     Ok(())
+}
+
+#[cfg(feature = "train")]
+fn infer_images(a: &InferArgs, config: &roles::RoleConfig) -> Res {
+    let paths = match (&a.image, &a.images) {
+        (Some(p), _) => crate::images::image_paths(p, false)?,
+        (None, Some(d)) => crate::images::image_paths(d, true)?,
+        (None, None) => unreachable!("clap requires one input"),
+    };
+    let reports = crate::images::run(&a.backbone, &paths, &a.server, &a.dealer, config)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reports).unwrap());
+        return Ok(());
+    }
+    for r in &reports {
+        println!(
+            "{}: class {}; backbone {:.3} s, secure online {:.3} s, end to end {:.3} s; {} bytes, {} rounds",
+            r.image.display(),
+            r.predicted,
+            r.backbone_s,
+            r.online_s,
+            r.end_to_end_s,
+            r.online_bytes,
+            r.rounds
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "train"))]
+fn infer_images(_: &InferArgs, _: &roles::RoleConfig) -> Res {
+    Err("--image and --images need the backbone: build with the `train` feature".into())
 }
 
 #[derive(Args)]

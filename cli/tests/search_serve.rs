@@ -9,7 +9,7 @@ use std::process::Command;
 
 use burn::tensor::{Tensor, TensorData};
 use cryptpeft_train::backbone::Vit;
-use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
+use cryptpeft_train::data::{read_images, DataConfig, DatasetKind, Preprocess, Split};
 use cryptpeft_train::{cpu, owc};
 use private_eval::tensor::Mat;
 
@@ -125,4 +125,67 @@ fn a_searched_adapter_serves_real_images_exactly() {
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(r["predicted"].as_u64().unwrap() as usize, want, "image {i}");
     }
+
+    // From image files: the client runs the backbone itself (`infer --images`). The
+    // plaintext classes come from the same decoded files.
+    let dir = tmp.path().join("images");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for i in 0..IMAGES {
+        let px: Vec<u8> = test
+            .image(i)
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        let f = dir.join(format!("{i}.png"));
+        image::GrayImage::from_raw(test.width as u32, test.height as u32, px)
+            .unwrap()
+            .save(&f)
+            .unwrap();
+        files.push((f, 0));
+    }
+    let decoded = read_images(&files, bb.image_size).unwrap();
+    let pixels = Preprocess::new(
+        bb.image_size,
+        bb.channels,
+        &DataConfig::new(DatasetKind::ImageFolder),
+    )
+    .apply_set(&decoded, None);
+    let states = vit.hidden_states(Tensor::<4>::from_data(
+        TensorData::new(pixels, [IMAGES, bb.channels, bb.image_size, bb.image_size]),
+        &device,
+    ));
+    let logits = model.forward(&states[first..]);
+    let v: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
+    let plain: Vec<usize> = v
+        .chunks(model.classes())
+        .map(|r| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
+        .collect();
+    let o = Command::new(BIN)
+        .args([
+            "infer",
+            "--server",
+            &roles.saddr,
+            "--dealer",
+            &roles.daddr,
+            "--tls",
+            &roles.keys,
+        ])
+        .args(["--json", "--backbone"])
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../train/assets/vit_mini_fmnist04.safetensors"),
+        )
+        .arg("--images")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<usize> = r
+        .iter()
+        .map(|x| x["predicted"].as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(got, plain, "classes from image files");
+    assert!(r.iter().all(|x| x["backbone_s"].as_f64().unwrap() > 0.0));
 }

@@ -426,7 +426,8 @@ pub struct ClientReport {
     pub steps: Vec<StepTrace>,
 }
 
-/// The client: connects to the server and the dealer, runs one inference.
+/// The client: connects to the server and the dealer, runs one inference on the
+/// backbone's states `hidden` (the plan reads the last `scope + 1`; more may come).
 pub fn run_client(
     server: &str,
     dealer: &str,
@@ -515,6 +516,8 @@ fn client_session<C: Channel>(
             })?
     };
     let keys = exec::ClientKeys::from_message(&spec.plan, &setup);
+    // All of a backbone's states may come: the plan reads the last ones.
+    let hidden = &hidden[hidden.len().saturating_sub(spec.plan.inputs)..];
     let setup_bytes = chan.stats().total_bytes();
     // The session is opened at the dealer before anyone else learns its id.
     let session: u64 = rand::random::<u64>() | 1;

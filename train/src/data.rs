@@ -529,7 +529,7 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Decodes `(file, label)` pairs as RGB planes in `[0, 1]`, resized to `size x size`.
-fn read_images(files: &[(PathBuf, u32)], size: usize) -> Result<ImageSet> {
+pub fn read_images(files: &[(PathBuf, u32)], size: usize) -> Result<ImageSet> {
     let mut set = ImageSet {
         images: Vec::with_capacity(files.len() * 3 * size * size),
         labels: Vec::with_capacity(files.len()),

@@ -1,0 +1,116 @@
+//! The client from images: the public backbone runs here in burn (CPU) on each image,
+//! preprocessed like the trainer's data, and its hidden states go into the secure
+//! part with the server. Each image is its own session; the model's setup `E` comes
+//! from the setup cache after the first.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cryptpeft_train::backbone::Vit;
+use cryptpeft_train::cpu;
+use cryptpeft_train::data::{read_images, DataConfig, DatasetKind, Preprocess};
+use private_eval::roles::{self, RoleConfig};
+use private_eval::tensor::Mat;
+use serde::Serialize;
+
+/// One image's private inference.
+#[derive(Debug, Serialize)]
+pub struct ImageReport {
+    pub image: PathBuf,
+    pub predicted: usize,
+    pub logits: Vec<f64>,
+    /// The backbone on this machine, from the file to the hidden states.
+    pub backbone_s: f64,
+    pub online_s: f64,
+    /// From reading the file to the logits (connection and offline fetch included).
+    pub end_to_end_s: f64,
+    pub online_bytes: u64,
+    pub rounds: u64,
+}
+
+/// PNG and JPEG files of `dir` (sorted), or the one file.
+pub fn image_paths(path: &Path, dir: bool) -> Result<Vec<PathBuf>, String> {
+    if !dir {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p
+                .extension()
+                .map(|x| x.to_string_lossy().to_ascii_lowercase());
+            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(format!("{}: no PNG or JPEG files", path.display()));
+    }
+    Ok(out)
+}
+
+/// Runs the backbone on one image: all its hidden states, `[tokens, d]` each.
+fn states(vit: &Vit, pre: &Preprocess, path: &Path) -> Result<Vec<Mat>, String> {
+    let s = vit.spec.image_size;
+    let set = read_images(&[(path.to_path_buf(), 0)], s).map_err(|e| e.to_string())?;
+    let pixels = pre.apply_set(&set, None);
+    let images = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(pixels, [1, vit.spec.channels, s, s]),
+        &cpu(),
+    );
+    vit.hidden_states(images)
+        .into_iter()
+        .map(|t| {
+            let [_, n, d] = t.dims();
+            let v: Vec<f32> = t
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(Mat::new(n, d, v.into_iter().map(f64::from).collect()))
+        })
+        .collect()
+}
+
+/// Classifies every image privately, with a progress bar for more than one.
+pub fn run(
+    backbone: &Path,
+    paths: &[PathBuf],
+    server: &str,
+    dealer: &str,
+    config: &RoleConfig,
+) -> Result<Vec<ImageReport>, String> {
+    let vit = Vit::load(backbone, None, &cpu()).map_err(|e| e.to_string())?;
+    // The trainer's normalization (its default mean and std of 0.5).
+    let pre = Preprocess::new(
+        vit.spec.image_size,
+        vit.spec.channels,
+        &DataConfig::new(DatasetKind::ImageFolder),
+    );
+    let bar = (paths.len() > 1).then(|| indicatif::ProgressBar::new(paths.len() as u64));
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let t = Instant::now();
+        let hidden = states(&vit, &pre, p)?;
+        let backbone_s = t.elapsed().as_secs_f64();
+        let r = roles::run_client(server, dealer, &hidden, config)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        out.push(ImageReport {
+            image: p.clone(),
+            predicted: r.predicted,
+            logits: r.logits,
+            backbone_s,
+            online_s: r.online_s,
+            end_to_end_s: t.elapsed().as_secs_f64(),
+            online_bytes: r.online_bytes,
+            rounds: r.rounds,
+        });
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(out)
+}
