@@ -17,7 +17,11 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut seed = 0;
     for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
-        for attention in [AttentionKind::LinAtten, AttentionKind::None] {
+        for attention in [
+            AttentionKind::LinAtten,
+            AttentionKind::TwoQuad,
+            AttentionKind::None,
+        ] {
             for (s, k) in [(1, 1), (2, 2)] {
                 seed += 1;
                 // Every activation the evaluator runs, in turn.

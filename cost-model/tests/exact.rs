@@ -39,7 +39,11 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let h = [1, 2, 4][rng.random_range(0..3)];
         let r = h * rng.random_range(1..=3);
         let s = rng.random_range(1..=3);
-        let attention = [AttentionKind::LinAtten, AttentionKind::None][rng.random_range(0..2)];
+        let attention = [
+            AttentionKind::LinAtten,
+            AttentionKind::TwoQuad,
+            AttentionKind::None,
+        ][rng.random_range(0..3)];
         let norm = [NormKind::Affine, NormKind::LayerNorm, NormKind::None][rng.random_range(0..3)];
         let blocks = rng.random_range(1..=2);
         let classes = rng.random_range(2..=7);
@@ -65,6 +69,7 @@ fn bytes_and_rounds_match_the_executor_exactly() {
                 max_exp: 12,
                 per_octave: 4,
                 newton: rng.random_range(0..=2),
+                ..Default::default()
             };
         }
         let (plan, w) = lower::lower(&model, opts).unwrap();

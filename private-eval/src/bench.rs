@@ -326,11 +326,49 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 n * d,
             )
         }
+        "2quad-norm" => {
+            // 2Quad's row normalization at ViT-B/16: 12 heads x 197 queries over 197 keys,
+            // `z / sum x^2` for shifted scores `x` (in [2, 8]) and `z = x^2`.
+            let (rows, n) = (12 * 197, 197);
+            let p = plan(
+                vec![
+                    wire("x", rows, n, client),
+                    wire("xs", rows, n, shared),
+                    wire("e", rows, n, shared),
+                    wire("p", rows, n, shared),
+                ],
+                vec![],
+                vec![],
+                vec![
+                    public(0),
+                    Step::Square { out: 2, x: 1 },
+                    Step::LayerNorm {
+                        out: 3,
+                        x: 1,
+                        z: 2,
+                        eps: 0.0,
+                        inv_sqrt: InvSqrtParams {
+                            power: 2,
+                            ..Default::default()
+                        },
+                    },
+                ],
+            );
+            let x = rand_mat(rows, n, 3.0).map(|v| v + 5.0);
+            (p, PlanWeights { mats: vec![] }, vec![x], rows * n)
+        }
         other => panic!("unknown protocol {other}"),
     }
 }
 
-pub const PROTOCOLS: [&str; 5] = ["relu", "square", "matmul", "linear-shared", "linear-client"];
+pub const PROTOCOLS: [&str; 6] = [
+    "relu",
+    "square",
+    "matmul",
+    "linear-shared",
+    "linear-client",
+    "2quad-norm",
+];
 
 /// Times one protocol over loopback TCP: bytes and rounds of its steps (the opening
 /// and the local linear step together for the linear protocols), median seconds.

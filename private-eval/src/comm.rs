@@ -287,7 +287,8 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 );
                 let mults = layernorm_mults(inv_sqrt);
                 let truncs: usize = layernorm_truncs(plan, rows, c, inv_sqrt).iter().sum();
-                ring(rows * d + 2 * rows + (mults - 1) * rows + rows * c)
+                let scalings = inv_sqrt.power as usize;
+                ring(rows * d + 2 * rows + (mults - scalings) * rows + scalings * rows * c)
                     + low(truncs)
                     + (rows * Cws::<Pair>::bytes(CMP_BITS)) as u64
             }

@@ -159,9 +159,15 @@ pub fn head_shapes(
 }
 
 /// Number of element-wise products LayerNorm's inverse square root runs after the
-/// comparisons: three per Newton iteration, then the final scaling.
+/// comparisons: three per Newton iteration, then `power` scalings of the output by `u`
+/// (scaling twice keeps `z u^2` precise where `u^2` alone would lose bits).
 pub fn layernorm_mults(p: &InvSqrtParams) -> usize {
-    3 * p.newton as usize + 1
+    3 * p.newton as usize + p.power as usize
+}
+
+/// Whether LayerNorm's product `i` scales the `c`-column output (else a per-row value).
+pub fn layernorm_scales_output(p: &InvSqrtParams, i: usize) -> bool {
+    i >= 3 * p.newton as usize
 }
 
 /// One exchange of a LayerNorm, in the executor's order ([`layernorm_waves`]).
@@ -197,10 +203,9 @@ pub fn layernorm_waves(
         thresholds: p.thresholds().len(),
     });
     out.extend(truncs.next().map(LnWave::Truncate));
-    let mults = layernorm_mults(p);
-    for i in 0..mults {
-        let last = i + 1 == mults;
-        out.push(match last {
+    for i in 0..layernorm_mults(p) {
+        let scales = layernorm_scales_output(p, i);
+        out.push(match scales {
             true => LnWave::Product {
                 elems: rows + rows * c,
                 out: rows * c,
@@ -210,7 +215,7 @@ pub fn layernorm_waves(
                 out: rows,
             },
         });
-        let after = if i % 3 == 1 && !last { 2 } else { 1 };
+        let after = if i % 3 == 1 && !scales { 2 } else { 1 };
         out.extend(truncs.by_ref().take(after).map(LnWave::Truncate));
     }
     out
@@ -218,14 +223,14 @@ pub fn layernorm_waves(
 
 /// Values of each exact truncation inside a LayerNorm of `rows` rows and `c` output
 /// columns, in order: the variances, the initial inverse square roots, four per Newton
-/// iteration, the output. None under local truncation.
+/// iteration, one per output scaling. None under local truncation.
 pub fn layernorm_truncs(plan: &SecurePlan, rows: usize, c: usize, p: &InvSqrtParams) -> Vec<usize> {
     if !plan.exact_truncation {
         return Vec::new();
     }
     let mut v = vec![rows, rows];
     v.extend(std::iter::repeat_n(rows, 4 * p.newton as usize));
-    v.push(rows * c);
+    v.extend(std::iter::repeat_n(rows * c, p.power as usize));
     v
 }
 
@@ -299,7 +304,7 @@ pub fn generate(
                 t1.c = correct(&ring::mul_bcast(&a, 1, &a, 1, a.len()), &t0.c);
             }
             (
-                Step::LayerNorm { x, z, .. },
+                Step::LayerNorm { x, z, inv_sqrt, .. },
                 StepMat::LayerNorm {
                     square: s0,
                     cmp: c0,
@@ -321,9 +326,12 @@ pub fn generate(
                 let a = ring::add(&s0.a, &s1.a);
                 s1.c = correct(&ring::mul_bcast(&a, d, &a, d, rows), &s0.c);
                 fill_cmp(c0, c1);
-                let last = p0.len().saturating_sub(1);
                 for (i, (t0, t1)) in p0.iter().zip(p1.iter_mut()).enumerate() {
-                    let cols = if i == last { c } else { 1 };
+                    let cols = if layernorm_scales_output(inv_sqrt, i) {
+                        c
+                    } else {
+                        1
+                    };
                     fill_triple(t0, t1, |a, b| ring::mul_bcast(a, 1, b, cols, rows));
                 }
                 for (t0, t1) in r0.iter().zip(r1.iter_mut()) {

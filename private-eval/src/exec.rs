@@ -563,7 +563,12 @@ impl Party<'_> {
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
         // Initial 1/sqrt(v): piecewise linear between geometric thresholds, from one opening.
         let ts = params.thresholds();
-        let segs = segments(&ts);
+        // Segments encoded first and differenced as ring elements, so the differences
+        // telescope exactly to the active segment's encoding.
+        let segs: Vec<(u64, u64)> = segments(&ts, self.fx.frac_bits)
+            .into_iter()
+            .map(|(a, s)| (self.fx.encode2(a), self.fx.encode(s)))
+            .collect();
         let enc_t: Vec<u64> = ts.iter().map(|&t| self.fx.encode(t)).collect();
         let bits = self.compare(chan, &v, &enc_t, &cmp)?;
         let mut y: Vec<u64> = v
@@ -571,14 +576,13 @@ impl Party<'_> {
             .zip(&bits)
             .map(|(&vi, row)| {
                 let (a0, s0) = segs[0];
-                let mut acc = self
-                    .konst(self.fx.encode2(a0))
-                    .wrapping_add(vi.wrapping_mul(self.fx.encode(s0)));
+                let mut acc = self.konst(a0).wrapping_add(vi.wrapping_mul(s0));
                 for (k, &(d, dv)) in row.iter().enumerate() {
-                    let (da, ds) = (segs[k + 1].0 - segs[k].0, segs[k + 1].1 - segs[k].1);
+                    let da = segs[k + 1].0.wrapping_sub(segs[k].0);
+                    let ds = segs[k + 1].1.wrapping_sub(segs[k].1);
                     acc = acc
-                        .wrapping_add(d.wrapping_mul(self.fx.encode2(da)))
-                        .wrapping_add(dv.wrapping_mul(self.fx.encode(ds)));
+                        .wrapping_add(d.wrapping_mul(da))
+                        .wrapping_add(dv.wrapping_mul(ds));
                 }
                 acc
             })
@@ -620,15 +624,19 @@ impl Party<'_> {
                 .remove(0);
             y = self.trunc_now(chan, y, &mut tm)?;
         }
-        let zs = self.share(z);
-        let out = self
-            .mul_many(
-                chan,
-                &[(&y, 1, zs, c, rows)],
-                std::slice::from_ref(t.next().unwrap()),
-            )?
-            .remove(0);
-        self.trunc_now(chan, out, &mut tm)
+        // z u^power, one scaling at a time (a row normalization has power 2).
+        let mut out = self.share(z).to_vec();
+        for _ in 0..params.power {
+            out = self
+                .mul_many(
+                    chan,
+                    &[(&y, 1, &out, c, rows)],
+                    std::slice::from_ref(t.next().unwrap()),
+                )?
+                .remove(0);
+            out = self.trunc_now(chan, out, &mut tm)?;
+        }
+        Ok(out)
     }
 
     fn terr(&self, step: &Step, e: TransportError) -> ExecError {
@@ -780,14 +788,21 @@ fn check_cmp(m: &CmpMat, n: usize) -> Result<(), String> {
 
 /// Segments `(intercept, slope)` of the piecewise-linear `1/sqrt(v)`: index 0 is the
 /// constant below the first threshold, index `k + 1` starts at threshold `k`; the last
-/// segment is constant.
-pub fn segments(ts: &[f64]) -> Vec<(f64, f64)> {
+/// segment is constant. A segment whose slope `f` fractional bits cannot carry (the
+/// slope's rounding, times `v`, would exceed 2^-8 of the value) is the constant at its
+/// geometric middle instead: Newton's step then starts within about 2%.
+pub fn segments(ts: &[f64], frac_bits: u32) -> Vec<(f64, f64)> {
     let f = |v: f64| 1.0 / v.sqrt();
+    let ulp = 2f64.powi(-(frac_bits as i32) - 1);
     let mut segs = vec![(f(ts[0]), 0.0)];
     for k in 0..ts.len() {
         if k + 1 < ts.len() {
             let s = (f(ts[k + 1]) - f(ts[k])) / (ts[k + 1] - ts[k]);
-            segs.push((f(ts[k]) - s * ts[k], s));
+            if ts[k + 1] * ulp > f(ts[k + 1]) / 256.0 {
+                segs.push((f((ts[k] * ts[k + 1]).sqrt()), 0.0));
+            } else {
+                segs.push((f(ts[k]) - s * ts[k], s));
+            }
         } else {
             segs.push((f(ts[k]), 0.0));
         }

@@ -15,7 +15,7 @@ use crate::tensor::Mat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
-    #[error("{what} is not supported under MPC yet (supported: LinAtten or no attention, ReLU MLP, affine/LayerNorm/no norm)")]
+    #[error("{what} is not supported under MPC yet (supported: LinAtten, 2Quad or no attention, ReLU or square MLP, affine/LayerNorm/no norm)")]
     Unsupported { what: String },
     #[error("ReLU width {bits} bits: must be between {min} (f + 2) and 64")]
     ReluBits { bits: u32, min: u32 },
@@ -33,6 +33,9 @@ pub struct LowerOptions {
     /// in magnitude; each bit costs 2 bytes of dealer keys per value per party.
     pub relu_bits: u32,
 }
+
+/// The trainer's 2Quad shift (`cryptpeft_train::owc::TWO_QUAD_SHIFT`).
+const TWO_QUAD_SHIFT: f64 = 5.0;
 
 /// Default ReLU width at `f = 16`: inputs below `2^15` in magnitude.
 pub const RELU_BITS: u32 = 32;
@@ -404,6 +407,31 @@ impl Lowering {
     }
 
     /// `Norm(x) * W + b` with `W` = `[in, out]`.
+    /// 2Quad attention's weights (MPCFormer): `(s + 5)^2 / sum_row (s + 5)^2`, as a
+    /// square of the shifted scores and a row normalization (LayerNorm's protocol with
+    /// power 2: `z / sum x^2`, for `x` the shifted scores and `z` their squares).
+    fn two_quad(&mut self, s: WireId, bp: &str) -> WireId {
+        let (rows, n) = (self.wires[s].rows, self.wires[s].cols);
+        let shifted = self
+            .form(s, Rows::All)
+            .plus_bias(Mat::new(1, n, vec![TWO_QUAD_SHIFT; n]));
+        let t = self.materialize(&shifted, &format!("{bp}.shifted"));
+        let e = self.wire(&format!("{bp}.quad"), rows, n, WireKind::Shared);
+        self.body.push(Step::Square { out: e, x: t });
+        let p = self.wire(&format!("{bp}.weights"), rows, n, WireKind::Shared);
+        self.body.push(Step::LayerNorm {
+            out: p,
+            x: t,
+            z: e,
+            eps: 0.0,
+            inv_sqrt: InvSqrtParams {
+                power: 2,
+                ..self.opts.inv_sqrt
+            },
+        });
+        p
+    }
+
     fn norm_linear(
         &mut self,
         x: &Form,
@@ -463,7 +491,7 @@ pub fn lower(
         });
     }
     match spec.attention {
-        AttentionKind::LinAtten | AttentionKind::None => {}
+        AttentionKind::LinAtten | AttentionKind::TwoQuad | AttentionKind::None => {}
         other => {
             return Err(LowerError::Unsupported {
                 what: format!("attention `{other}`"),
@@ -543,15 +571,20 @@ pub fn lower(
                     heads: h,
                     kind: HeadProduct::Scores,
                 });
-                let tm = at
-                    .token_mix
-                    .as_ref()
-                    .expect("LinAtten has a token-mixing map");
-                let pf = lw
-                    .form(s, Rows::All)
-                    .right_mul(&tm.weight.transpose(), &lw.wires)
-                    .plus_bias(row(&tm.bias, n));
-                let pw = lw.materialize(&pf, &format!("{bp}.mixed"));
+                let pw = match spec.attention {
+                    AttentionKind::TwoQuad => lw.two_quad(s, &bp),
+                    _ => {
+                        let tm = at
+                            .token_mix
+                            .as_ref()
+                            .expect("LinAtten has a token-mixing map");
+                        let pf = lw
+                            .form(s, Rows::All)
+                            .right_mul(&tm.weight.transpose(), &lw.wires)
+                            .plus_bias(row(&tm.bias, n));
+                        lw.materialize(&pf, &format!("{bp}.mixed"))
+                    }
+                };
                 let o = lw.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
                 lw.body.push(Step::HeadMatMul {
                     out: o,

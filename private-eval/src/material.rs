@@ -171,7 +171,9 @@ pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize) -> CmpMat {
 /// Party `party`'s material for `step` with every random part drawn from `prg` and
 /// every correction zero: the dealer fills the corrections, a party reads them.
 pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat {
-    use crate::dealer::{head_shapes, layernorm_mults, layernorm_truncs, truncate_len};
+    use crate::dealer::{
+        head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, truncate_len,
+    };
     let size = |w: usize| plan.wires[w].rows * plan.wires[w].cols;
     match step {
         Step::Open { open } => match party {
@@ -209,7 +211,11 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
             let n = layernorm_mults(inv_sqrt);
             let mults = (0..n)
                 .map(|i| {
-                    let cols = if i + 1 == n { c } else { 1 };
+                    let cols = if layernorm_scales_output(inv_sqrt, i) {
+                        c
+                    } else {
+                        1
+                    };
                     triple(prg, party, rows, rows * cols, rows * cols)
                 })
                 .collect();

@@ -214,12 +214,16 @@ fn eval_wires(
             Step::Relu { out: o, x, .. } => vals[*o] = Some(get(&vals, *x).map(|v| v.max(0.0))),
             Step::Square { out: o, x } => vals[*o] = Some(get(&vals, *x).map(|v| v * v)),
             Step::LayerNorm {
-                out: o, x, z, eps, ..
+                out: o,
+                x,
+                z,
+                eps,
+                inv_sqrt,
             } => {
                 let (x, mut zv) = (get(&vals, *x), get(&vals, *z));
                 for r in 0..x.rows {
                     let var = x.row(r).iter().map(|v| v * v).sum::<f64>();
-                    let inv = 1.0 / (var + eps).sqrt();
+                    let inv = (var + eps).powf(-(inv_sqrt.power as f64) / 2.0);
                     zv.data[r * zv.cols..(r + 1) * zv.cols]
                         .iter_mut()
                         .for_each(|v| *v *= inv);

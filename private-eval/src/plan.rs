@@ -90,6 +90,14 @@ pub struct InvSqrtParams {
     pub max_exp: i32,
     pub per_octave: u32,
     pub newton: u32,
+    /// The output is `z * u^power` with `u = (sum x^2 + eps)^(-1/2)`: 1 for LayerNorm,
+    /// 2 for a row normalization `z / sum x^2` (2Quad attention).
+    #[serde(default = "one")]
+    pub power: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for InvSqrtParams {
@@ -99,6 +107,7 @@ impl Default for InvSqrtParams {
             max_exp: 20,
             per_octave: 8,
             newton: 1,
+            power: 1,
         }
     }
 }

@@ -8,7 +8,11 @@ fn plaintext_plan_matches_reference_for_many_specs() {
     let bb = BackboneSpec::test_small();
     let mut seed = 0;
     for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
-        for attention in [AttentionKind::LinAtten, AttentionKind::None] {
+        for attention in [
+            AttentionKind::LinAtten,
+            AttentionKind::TwoQuad,
+            AttentionKind::None,
+        ] {
             for (h, r) in [(1, 4), (2, 8)] {
                 for s in 1..=3 {
                     for k in 1..=2 {

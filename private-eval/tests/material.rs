@@ -19,7 +19,11 @@ use private_eval::{hidden, local, lower, model::OwcModel, plain};
 fn specs() -> Vec<AdapterSpec> {
     let mut out = Vec::new();
     for norm in [NormKind::Affine, NormKind::LayerNorm] {
-        for attention in [AttentionKind::LinAtten, AttentionKind::None] {
+        for attention in [
+            AttentionKind::LinAtten,
+            AttentionKind::TwoQuad,
+            AttentionKind::None,
+        ] {
             for (h, r, s) in [(1, 4, 1), (2, 8, 2)] {
                 out.push(AdapterSpec {
                     attention,
