@@ -20,6 +20,7 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
         for attention in [
             AttentionKind::LinAtten,
             AttentionKind::TwoQuad,
+            AttentionKind::ReluSoftmax,
             AttentionKind::None,
         ] {
             for (s, k) in [(1, 1), (2, 2)] {

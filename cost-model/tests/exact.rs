@@ -42,8 +42,9 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let attention = [
             AttentionKind::LinAtten,
             AttentionKind::TwoQuad,
+            AttentionKind::ReluSoftmax,
             AttentionKind::None,
-        ][rng.random_range(0..3)];
+        ][rng.random_range(0..4)];
         let norm = [NormKind::Affine, NormKind::LayerNorm, NormKind::None][rng.random_range(0..3)];
         let blocks = rng.random_range(1..=2);
         let classes = rng.random_range(2..=7);

@@ -328,7 +328,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         }
         "2quad-norm" => {
             // 2Quad's row normalization at ViT-B/16: 12 heads x 197 queries over 197 keys,
-            // `z / sum x^2` for shifted scores `x` (in [2, 8]) and `z = x^2`.
+            // `w / sum_row w` for `w = x^2`, `x` the shifted scores (in [2, 8]).
             let (rows, n) = (12 * 197, 197);
             let p = plan(
                 vec![
@@ -344,11 +344,12 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                     Step::Square { out: 2, x: 1 },
                     Step::LayerNorm {
                         out: 3,
-                        x: 1,
+                        x: 2,
                         z: 2,
                         eps: 0.0,
                         inv_sqrt: InvSqrtParams {
                             power: 2,
+                            squares: false,
                             ..Default::default()
                         },
                     },

@@ -288,7 +288,8 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 let mults = layernorm_mults(inv_sqrt);
                 let truncs: usize = layernorm_truncs(plan, rows, c, inv_sqrt).iter().sum();
                 let scalings = inv_sqrt.power as usize;
-                ring(rows * d + 2 * rows + (mults - scalings) * rows + scalings * rows * c)
+                let sq = if inv_sqrt.squares { rows * d } else { 0 };
+                ring(sq + 2 * rows + (mults - scalings) * rows + scalings * rows * c)
                     + low(truncs)
                     + (rows * Cws::<Pair>::bytes(CMP_BITS)) as u64
             }

@@ -196,8 +196,11 @@ pub fn layernorm_waves(
     p: &InvSqrtParams,
 ) -> Vec<LnWave> {
     let mut truncs = layernorm_truncs(plan, rows, c, p).into_iter();
-    let mut out = vec![LnWave::Square(rows * d)];
-    out.extend(truncs.next().map(LnWave::Truncate));
+    let mut out = Vec::new();
+    if p.squares {
+        out.push(LnWave::Square(rows * d));
+        out.extend(truncs.next().map(LnWave::Truncate));
+    }
     out.push(LnWave::Compare {
         values: rows,
         thresholds: p.thresholds().len(),
@@ -228,7 +231,11 @@ pub fn layernorm_truncs(plan: &SecurePlan, rows: usize, c: usize, p: &InvSqrtPar
     if !plan.exact_truncation {
         return Vec::new();
     }
-    let mut v = vec![rows, rows];
+    let mut v = if p.squares {
+        vec![rows, rows]
+    } else {
+        vec![rows]
+    };
     v.extend(std::iter::repeat_n(rows, 4 * p.newton as usize));
     v.extend(std::iter::repeat_n(rows * c, p.power as usize));
     v
@@ -324,7 +331,9 @@ pub fn generate(
                     plan.wires[*z].cols,
                 );
                 let a = ring::add(&s0.a, &s1.a);
-                s1.c = correct(&ring::mul_bcast(&a, d, &a, d, rows), &s0.c);
+                if inv_sqrt.squares {
+                    s1.c = correct(&ring::mul_bcast(&a, d, &a, d, rows), &s0.c);
+                }
                 fill_cmp(c0, c1);
                 for (i, (t0, t1)) in p0.iter().zip(p1.iter_mut()).enumerate() {
                     let cols = if layernorm_scales_output(inv_sqrt, i) {

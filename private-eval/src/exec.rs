@@ -547,8 +547,9 @@ impl Party<'_> {
             self.plan.wires[x].cols,
             self.plan.wires[z].cols,
         );
-        if square.a.len() != rows * d
-            || square.c.len() != rows * d
+        let sq_len = if params.squares { rows * d } else { 0 };
+        if square.a.len() != sq_len
+            || square.c.len() != sq_len
             || mults.len() != crate::dealer::layernorm_mults(params)
         {
             return Err(LnError::M(
@@ -557,8 +558,12 @@ impl Party<'_> {
         }
         check_cmp(&cmp, rows).map_err(LnError::M)?;
         // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input.
-        let sq = self.square(chan, self.share(x), &square)?;
-        let mut v = self.trunc_now(chan, ring::row_sums(&sq, d), &mut tm)?;
+        let mut v = if params.squares {
+            let sq = self.square(chan, self.share(x), &square)?;
+            self.trunc_now(chan, ring::row_sums(&sq, d), &mut tm)?
+        } else {
+            ring::row_sums(self.share(x), d)
+        };
         let eps_enc = self.konst(self.fx.encode(eps));
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
         // Initial 1/sqrt(v): piecewise linear between geometric thresholds, from one opening.

@@ -15,7 +15,7 @@ use crate::tensor::Mat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
-    #[error("{what} is not supported under MPC yet (supported: LinAtten, 2Quad or no attention, ReLU or square MLP, affine/LayerNorm/no norm)")]
+    #[error("{what} is not supported under MPC yet (supported: LinAtten, 2Quad, ReLU-softmax or no attention, ReLU or square MLP, affine/LayerNorm/no norm)")]
     Unsupported { what: String },
     #[error("ReLU width {bits} bits: must be between {min} (f + 2) and 64")]
     ReluBits { bits: u32, min: u32 },
@@ -34,8 +34,9 @@ pub struct LowerOptions {
     pub relu_bits: u32,
 }
 
-/// The trainer's 2Quad shift (`cryptpeft_train::owc::TWO_QUAD_SHIFT`).
+/// The trainer's 2Quad shift and ReLU-softmax epsilon (`cryptpeft_train::owc`).
 const TWO_QUAD_SHIFT: f64 = 5.0;
+const RELU_SOFTMAX_EPS: f64 = 1e-6;
 
 /// Default ReLU width at `f = 16`: inputs below `2^15` in magnitude.
 pub const RELU_BITS: u32 = 32;
@@ -407,25 +408,40 @@ impl Lowering {
     }
 
     /// `Norm(x) * W + b` with `W` = `[in, out]`.
-    /// 2Quad attention's weights (MPCFormer): `(s + 5)^2 / sum_row (s + 5)^2`, as a
-    /// square of the shifted scores and a row normalization (LayerNorm's protocol with
-    /// power 2: `z / sum x^2`, for `x` the shifted scores and `z` their squares).
-    fn two_quad(&mut self, s: WireId, bp: &str) -> WireId {
+    /// Attention weights by a row normalization `w / sum_row w` of non-negative
+    /// weights: 2Quad (MPCFormer) `w = (s + 5)^2`, a public shift and a square;
+    /// ReLU-softmax (MPCViT) `w = relu(s)`, with `1e-6` added to the sum. The division
+    /// is LayerNorm's protocol on the row sums with power 2: `w u^2`, `u = (sum w)^(-1/2)`.
+    fn row_normalized(&mut self, s: WireId, kind: AttentionKind, bp: &str) -> WireId {
         let (rows, n) = (self.wires[s].rows, self.wires[s].cols);
-        let shifted = self
-            .form(s, Rows::All)
-            .plus_bias(Mat::new(1, n, vec![TWO_QUAD_SHIFT; n]));
-        let t = self.materialize(&shifted, &format!("{bp}.shifted"));
-        let e = self.wire(&format!("{bp}.quad"), rows, n, WireKind::Shared);
-        self.body.push(Step::Square { out: e, x: t });
+        let w = self.wire(&format!("{bp}.unnormalized"), rows, n, WireKind::Shared);
+        let eps = match kind {
+            AttentionKind::TwoQuad => {
+                let shifted =
+                    self.form(s, Rows::All)
+                        .plus_bias(Mat::new(1, n, vec![TWO_QUAD_SHIFT; n]));
+                let t = self.materialize(&shifted, &format!("{bp}.shifted"));
+                self.body.push(Step::Square { out: w, x: t });
+                0.0
+            }
+            _ => {
+                self.body.push(Step::Relu {
+                    out: w,
+                    x: s,
+                    bits: self.opts.relu_bits,
+                });
+                RELU_SOFTMAX_EPS
+            }
+        };
         let p = self.wire(&format!("{bp}.weights"), rows, n, WireKind::Shared);
         self.body.push(Step::LayerNorm {
             out: p,
-            x: t,
-            z: e,
-            eps: 0.0,
+            x: w,
+            z: w,
+            eps,
             inv_sqrt: InvSqrtParams {
                 power: 2,
+                squares: false,
                 ..self.opts.inv_sqrt
             },
         });
@@ -491,7 +507,10 @@ pub fn lower(
         });
     }
     match spec.attention {
-        AttentionKind::LinAtten | AttentionKind::TwoQuad | AttentionKind::None => {}
+        AttentionKind::LinAtten
+        | AttentionKind::TwoQuad
+        | AttentionKind::ReluSoftmax
+        | AttentionKind::None => {}
         other => {
             return Err(LowerError::Unsupported {
                 what: format!("attention `{other}`"),
@@ -572,7 +591,9 @@ pub fn lower(
                     kind: HeadProduct::Scores,
                 });
                 let pw = match spec.attention {
-                    AttentionKind::TwoQuad => lw.two_quad(s, &bp),
+                    AttentionKind::TwoQuad | AttentionKind::ReluSoftmax => {
+                        lw.row_normalized(s, spec.attention, &bp)
+                    }
                     _ => {
                         let tm = at
                             .token_mix

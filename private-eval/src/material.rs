@@ -206,7 +206,8 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
                 plan.wires[*x].cols,
                 plan.wires[*z].cols,
             );
-            let square = triple(prg, party, rows * d, 0, rows * d);
+            let sq = if inv_sqrt.squares { rows * d } else { 0 };
+            let square = triple(prg, party, sq, 0, sq);
             let cmp = draw_cmp(prg, party, rows);
             let n = layernorm_mults(inv_sqrt);
             let mults = (0..n)

@@ -222,7 +222,10 @@ fn eval_wires(
             } => {
                 let (x, mut zv) = (get(&vals, *x), get(&vals, *z));
                 for r in 0..x.rows {
-                    let var = x.row(r).iter().map(|v| v * v).sum::<f64>();
+                    let var = match inv_sqrt.squares {
+                        true => x.row(r).iter().map(|v| v * v).sum::<f64>(),
+                        false => x.row(r).iter().sum::<f64>(),
+                    };
                     let inv = (var + eps).powf(-(inv_sqrt.power as f64) / 2.0);
                     zv.data[r * zv.cols..(r + 1) * zv.cols]
                         .iter_mut()

@@ -94,10 +94,18 @@ pub struct InvSqrtParams {
     /// 2 for a row normalization `z / sum x^2` (2Quad attention).
     #[serde(default = "one")]
     pub power: u32,
+    /// The row total is `sum x^2` (LayerNorm) or, for a row normalization of
+    /// non-negative weights, `sum x` (no square exchange).
+    #[serde(default = "yes")]
+    pub squares: bool,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for InvSqrtParams {
@@ -108,6 +116,7 @@ impl Default for InvSqrtParams {
             per_octave: 8,
             newton: 1,
             power: 1,
+            squares: true,
         }
     }
 }

@@ -11,6 +11,7 @@ fn plaintext_plan_matches_reference_for_many_specs() {
         for attention in [
             AttentionKind::LinAtten,
             AttentionKind::TwoQuad,
+            AttentionKind::ReluSoftmax,
             AttentionKind::None,
         ] {
             for (h, r) in [(1, 4), (2, 8)] {

@@ -22,6 +22,7 @@ fn specs() -> Vec<AdapterSpec> {
         for attention in [
             AttentionKind::LinAtten,
             AttentionKind::TwoQuad,
+            AttentionKind::ReluSoftmax,
             AttentionKind::None,
         ] {
             for (h, r, s) in [(1, 4, 1), (2, 8, 2)] {
