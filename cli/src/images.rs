@@ -9,6 +9,8 @@ use std::time::Instant;
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::cpu;
 use cryptpeft_train::data::{read_images, DataConfig, DatasetKind, Preprocess};
+use private_eval::model::OwcModel;
+use private_eval::reference;
 use private_eval::roles::{self, RoleConfig};
 use private_eval::tensor::Mat;
 use serde::Serialize;
@@ -26,6 +28,14 @@ pub struct ImageReport {
     pub end_to_end_s: f64,
     pub online_bytes: u64,
     pub rounds: u64,
+    /// The plaintext model's class on the same states (`--check-against`).
+    pub plaintext: Option<usize>,
+}
+
+fn argmax(v: &[f64]) -> usize {
+    (0..v.len())
+        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
+        .unwrap_or(0)
 }
 
 /// PNG and JPEG files of `dir` (sorted), or the one file.
@@ -79,6 +89,7 @@ pub fn run(
     server: &str,
     dealer: &str,
     config: &RoleConfig,
+    check: Option<&OwcModel>,
 ) -> Result<Vec<ImageReport>, String> {
     let vit = Vit::load(backbone, None, &cpu()).map_err(|e| e.to_string())?;
     // The trainer's normalization (its default mean and std of 0.5).
@@ -95,6 +106,10 @@ pub fn run(
         let backbone_s = t.elapsed().as_secs_f64();
         let r = roles::run_client(server, dealer, &hidden, config)
             .map_err(|e| format!("{}: {e}", p.display()))?;
+        let plaintext = check.map(|m| {
+            let states = &hidden[hidden.len().saturating_sub(m.spec.scope + 1)..];
+            argmax(&reference::forward(m, states))
+        });
         out.push(ImageReport {
             image: p.clone(),
             predicted: r.predicted,
@@ -104,6 +119,7 @@ pub fn run(
             end_to_end_s: t.elapsed().as_secs_f64(),
             online_bytes: r.online_bytes,
             rounds: r.rounds,
+            plaintext,
         });
         if let Some(b) = &bar {
             b.inc(1);

@@ -221,6 +221,10 @@ pub struct InferArgs {
     /// The public backbone for --image/--images (torchvision-layout safetensors).
     #[arg(long, default_value = "train/assets/vit_mini_fmnist04.safetensors")]
     backbone: PathBuf,
+    /// Benchmarks only: the server's checkpoint, to compare each private class with the
+    /// plaintext model's on the same states (a real client never holds it).
+    #[arg(long, value_name = "CHECKPOINT")]
+    check_against: Option<PathBuf>,
     /// Number of hidden states in the file (scope + 1); by default as many as the file has.
     #[arg(long)]
     count: Option<usize>,
@@ -298,9 +302,32 @@ fn infer_images(a: &InferArgs, config: &roles::RoleConfig) -> Res {
         (None, Some(d)) => crate::images::image_paths(d, true)?,
         (None, None) => unreachable!("clap requires one input"),
     };
-    let reports = crate::images::run(&a.backbone, &paths, &a.server, &a.dealer, config)?;
+    let check = match &a.check_against {
+        Some(p) => Some(OwcModel::load(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let reports = crate::images::run(
+        &a.backbone,
+        &paths,
+        &a.server,
+        &a.dealer,
+        config,
+        check.as_ref(),
+    )?;
+    let agree = reports
+        .iter()
+        .filter(|r| r.plaintext == Some(r.predicted))
+        .count();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&reports).unwrap());
+    }
+    if check.is_some() {
+        eprintln!(
+            "{agree} of {} private classes equal the plaintext model's",
+            reports.len()
+        );
+    }
+    if a.json {
         return Ok(());
     }
     for r in &reports {
