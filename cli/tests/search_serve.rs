@@ -87,6 +87,12 @@ fn a_searched_adapter_serves_real_images_exactly() {
     };
 
     let roles = dealer_and_server(&ckpt, &[]);
+    let infer = || {
+        let mut c = Command::new(BIN);
+        c.args(["infer", "--server", &roles.saddr, "--dealer", &roles.daddr])
+            .args(["--tls", &roles.keys, "--json"]);
+        c
+    };
     for (i, &want) in plain.iter().enumerate() {
         let hidden: Vec<Mat> = states[first..]
             .iter()
@@ -106,21 +112,7 @@ fn a_searched_adapter_serves_real_images_exactly() {
             .collect();
         let file = tmp.path().join(format!("hidden{i}.safetensors"));
         private_eval::hidden::save(&file, &hidden).unwrap();
-        let o = Command::new(BIN)
-            .args([
-                "infer",
-                "--server",
-                &roles.saddr,
-                "--dealer",
-                &roles.daddr,
-                "--tls",
-                &roles.keys,
-                "--json",
-                "--hidden-states",
-            ])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let o = infer().arg("--hidden-states").arg(&file).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(r["predicted"].as_u64().unwrap() as usize, want, "image {i}");
@@ -161,17 +153,8 @@ fn a_searched_adapter_serves_real_images_exactly() {
         .chunks(model.classes())
         .map(|r| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
         .collect();
-    let o = Command::new(BIN)
-        .args([
-            "infer",
-            "--server",
-            &roles.saddr,
-            "--dealer",
-            &roles.daddr,
-            "--tls",
-            &roles.keys,
-        ])
-        .args(["--json", "--backbone"])
+    let o = infer()
+        .arg("--backbone")
         .arg(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../train/assets/vit_mini_fmnist04.safetensors"),
