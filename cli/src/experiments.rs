@@ -117,7 +117,8 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
                 8 + *heads as u64 * triple(m * k, k * n, m * n)
             }
             Step::Relu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
-            // Not in that release; its encoding of a square pair.
+            // Not in that release; its encodings of these.
+            Step::Gelu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
             Step::Square { x, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
                 triple(n, 0, n)

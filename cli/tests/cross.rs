@@ -26,7 +26,8 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
             for (s, k) in [(1, 1), (2, 2)] {
                 seed += 1;
                 // Every activation the evaluator runs, in turn.
-                let activation = [Activation::Relu, Activation::Square][seed as usize % 2];
+                let activation =
+                    [Activation::Relu, Activation::Square, Activation::Gelu][seed as usize % 3];
                 let spec = AdapterSpec {
                     scope: s,
                     blocks: k,

@@ -319,6 +319,13 @@ pub fn cost_with(
             Step::Relu { x, bits, .. } => {
                 pr.relu(size(plan, *x), *bits, [f(0), f(1), f(2), f(3)]);
             }
+            Step::Gelu { x, .. } => {
+                let (n, t) = (size(plan, *x), gelu_thresholds().len());
+                pr.compare(n, t, [f(0), f(1)]);
+                for p in 0..2 {
+                    pr.elem(p, 4.0 * (n * t) as f64);
+                }
+            }
             Step::Square { x, .. } => {
                 let n = size(plan, *x);
                 pr.exchange(n, [f(0), f(1)]);
@@ -498,6 +505,10 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                 words += 3.0 * (heads * (m * k + k * n + m * n)) as f64;
             }
             Step::Square { x, .. } => words += 4.0 * size(plan, *x) as f64,
+            Step::Gelu { x, .. } => {
+                keys += size(plan, *x) as f64;
+                words += 6.0 * size(plan, *x) as f64;
+            }
             Step::Relu { x, bits, .. } => {
                 let n = size(plan, *x) as f64;
                 relu_levels += n * dcf::levels::<dcf::Bit>(*bits as usize - 1) as f64;

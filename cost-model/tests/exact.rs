@@ -48,7 +48,8 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let norm = [NormKind::Affine, NormKind::LayerNorm, NormKind::None][rng.random_range(0..3)];
         let blocks = rng.random_range(1..=2);
         let classes = rng.random_range(2..=7);
-        let activation = [Activation::Relu, Activation::Square][rng.random_range(0..2)];
+        let activation =
+            [Activation::Relu, Activation::Square, Activation::Gelu][rng.random_range(0..3)];
         let spec = AdapterSpec {
             scope: s,
             heads: h,

@@ -221,7 +221,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         exact_truncation: false,
     };
     match name {
-        "relu" | "square" => {
+        "relu" | "square" | "gelu" => {
             let (n, c) = (197, 300);
             let act = match name {
                 "relu" => Step::Relu {
@@ -229,6 +229,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                     x: 1,
                     bits: crate::lower::RELU_BITS,
                 },
+                "gelu" => Step::Gelu { out: 2, x: 1 },
                 _ => Step::Square { out: 2, x: 1 },
             };
             let p = plan(
@@ -362,9 +363,10 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
     }
 }
 
-pub const PROTOCOLS: [&str; 6] = [
+pub const PROTOCOLS: [&str; 7] = [
     "relu",
     "square",
+    "gelu",
     "matmul",
     "linear-shared",
     "linear-client",

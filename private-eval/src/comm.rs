@@ -8,7 +8,7 @@
 //! | `Linear`, `Slice` | none (local) |
 //! | `HeadMatMul` | both at once: per head `m*k + k*n` (masked operands) |
 //! | `Relu` | both at once, in sequence: one masked value per input, then one masked bit per input (bytes, not ring elements) |
-//! | `Square` | both at once: one masked value per input |
+//! | `Square`, `Gelu` | both at once: one masked value per input |
 //! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` (final scaling) |
 //! | `Truncate` | both at once: one masked bit per value, `ceil(f/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
@@ -113,7 +113,9 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
             }));
             msgs
         }
-        Step::Square { x, .. } => both(0, plan.wires[*x].rows * plan.wires[*x].cols).to_vec(),
+        Step::Square { x, .. } | Step::Gelu { x, .. } => {
+            both(0, plan.wires[*x].rows * plan.wires[*x].cols).to_vec()
+        }
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
             let (rows, d, c) = (
                 plan.wires[*x].rows,
@@ -275,6 +277,10 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 ring(heads * m * n)
             }
             Step::Square { x, .. } => ring(plan.wires[*x].rows * plan.wires[*x].cols),
+            Step::Gelu { x, .. } => {
+                let n = plan.wires[*x].rows * plan.wires[*x].cols;
+                ring(2 * n) + (n * Cws::<Pair>::bytes(CMP_BITS)) as u64
+            }
             Step::Relu { x, bits, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
                 ring(2 * n) + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64

@@ -306,6 +306,7 @@ pub fn generate(
                 }
             }
             (Step::Relu { .. }, StepMat::Relu(r0), StepMat::Relu(r1)) => fill_relu(r0, r1),
+            (Step::Gelu { .. }, StepMat::Gelu(c0), StepMat::Gelu(c1)) => fill_cmp(c0, c1),
             (Step::Square { .. }, StepMat::Square(t0), StepMat::Square(t1)) => {
                 let a = ring::add(&t0.a, &t1.a);
                 t1.c = correct(&ring::mul_bcast(&a, 1, &a, 1, a.len()), &t0.c);

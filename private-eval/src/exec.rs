@@ -259,6 +259,41 @@ impl Party<'_> {
         Ok(out)
     }
 
+    /// A piecewise-linear function of shared `v` from one comparison opening:
+    /// `a_0 + s_0 v + sum_k [v >= t_k] (da_k + ds_k v)`, at `2f` bits. The segments are
+    /// encoded first and differenced as ring elements, so the differences telescope
+    /// exactly to the active segment's encoding.
+    fn piecewise(
+        &self,
+        chan: &mut dyn Channel,
+        v: &[u64],
+        ts: &[f64],
+        segs: &[(f64, f64)],
+        cmp: &CmpMat,
+    ) -> StepResult<Vec<u64>> {
+        let segs: Vec<(u64, u64)> = segs
+            .iter()
+            .map(|&(a, s)| (self.fx.encode2(a), self.fx.encode(s)))
+            .collect();
+        let enc_t: Vec<u64> = ts.iter().map(|&t| self.fx.encode(t)).collect();
+        let bits = self.compare(chan, v, &enc_t, cmp)?;
+        Ok(v.iter()
+            .zip(&bits)
+            .map(|(&vi, row)| {
+                let (a0, s0) = segs[0];
+                let mut acc = self.konst(a0).wrapping_add(vi.wrapping_mul(s0));
+                for (k, &(d, dv)) in row.iter().enumerate() {
+                    let da = segs[k + 1].0.wrapping_sub(segs[k].0);
+                    let ds = segs[k + 1].1.wrapping_sub(segs[k].1);
+                    acc = acc
+                        .wrapping_add(d.wrapping_mul(da))
+                        .wrapping_add(dv.wrapping_mul(ds));
+                }
+                acc
+            })
+            .collect())
+    }
+
     /// Element-wise `x^2` from a square pair `(a, a^2)`: open `e = x - a`, then
     /// `x^2 = e^2 + 2 e a + a^2` (at `2f` bits; the caller truncates).
     fn square(&self, chan: &mut dyn Channel, xs: &[u64], t: &Triple) -> StepResult<Vec<u64>> {
@@ -465,6 +500,17 @@ impl Party<'_> {
                     .map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(self.trunc_out(sq));
             }
+            Step::Gelu { out, x } => {
+                let StepMat::Gelu(cmp) = mat else {
+                    return Err(bad("comparison material"));
+                };
+                let v = self.share(*x).to_vec();
+                check_cmp(&cmp, v.len()).map_err(|w| bad(&w))?;
+                let y = self
+                    .piecewise(chan, &v, &gelu_thresholds(), &gelu_segments(), &cmp)
+                    .map_err(|e| self.terr(step, e))?;
+                self.shares[*out] = Some(self.trunc_out(y));
+            }
             Step::LayerNorm {
                 out,
                 x,
@@ -568,30 +614,7 @@ impl Party<'_> {
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
         // Initial 1/sqrt(v): piecewise linear between geometric thresholds, from one opening.
         let ts = params.thresholds();
-        // Segments encoded first and differenced as ring elements, so the differences
-        // telescope exactly to the active segment's encoding.
-        let segs: Vec<(u64, u64)> = segments(&ts, self.fx.frac_bits)
-            .into_iter()
-            .map(|(a, s)| (self.fx.encode2(a), self.fx.encode(s)))
-            .collect();
-        let enc_t: Vec<u64> = ts.iter().map(|&t| self.fx.encode(t)).collect();
-        let bits = self.compare(chan, &v, &enc_t, &cmp)?;
-        let mut y: Vec<u64> = v
-            .iter()
-            .zip(&bits)
-            .map(|(&vi, row)| {
-                let (a0, s0) = segs[0];
-                let mut acc = self.konst(a0).wrapping_add(vi.wrapping_mul(s0));
-                for (k, &(d, dv)) in row.iter().enumerate() {
-                    let da = segs[k + 1].0.wrapping_sub(segs[k].0);
-                    let ds = segs[k + 1].1.wrapping_sub(segs[k].1);
-                    acc = acc
-                        .wrapping_add(d.wrapping_mul(da))
-                        .wrapping_add(dv.wrapping_mul(ds));
-                }
-                acc
-            })
-            .collect();
+        let mut y = self.piecewise(chan, &v, &ts, &segments(&ts, self.fx.frac_bits), &cmp)?;
         y = self.trunc_now(chan, y, &mut tm)?;
         // Newton: y <- y (3 - v y^2) / 2, as p = v y, q = p y, y = y (1.5 - q / 2).
         let mut t = mults.iter();

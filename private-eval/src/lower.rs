@@ -15,7 +15,7 @@ use crate::tensor::Mat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
-    #[error("{what} is not supported under MPC yet (supported: LinAtten, 2Quad, ReLU-softmax or no attention, ReLU or square MLP, affine/LayerNorm/no norm)")]
+    #[error("{what} is not supported under MPC yet (supported: LinAtten, 2Quad, ReLU-softmax or no attention, ReLU, GELU or square MLP, affine/LayerNorm/no norm)")]
     Unsupported { what: String },
     #[error("ReLU width {bits} bits: must be between {min} (f + 2) and 64")]
     ReluBits { bits: u32, min: u32 },
@@ -70,7 +70,10 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
                 })
                 .collect(),
             Step::HeadMatMul { a, b, .. } => vec![*a, *b],
-            Step::Relu { x, .. } | Step::Square { x, .. } | Step::Slice { x, .. } => vec![*x],
+            Step::Relu { x, .. }
+            | Step::Square { x, .. }
+            | Step::Gelu { x, .. }
+            | Step::Slice { x, .. } => vec![*x],
             Step::LayerNorm { x, z, .. } => vec![*x, *z],
             Step::Truncate { .. } => Vec::new(),
             Step::Reveal { wire, raw } => {
@@ -87,7 +90,8 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
         match &step {
             Step::Linear { out: o, .. }
             | Step::HeadMatMul { out: o, .. }
-            | Step::Square { out: o, .. } => pending.push(*o),
+            | Step::Square { out: o, .. }
+            | Step::Gelu { out: o, .. } => pending.push(*o),
             _ => {}
         }
         out.push(step);
@@ -517,11 +521,6 @@ pub fn lower(
             })
         }
     }
-    if spec.activation == Activation::Gelu {
-        return Err(LowerError::Unsupported {
-            what: format!("activation `{}`", spec.activation),
-        });
-    }
     let (n, d, r, h) = (
         model.backbone.tokens(),
         model.backbone.hidden_dim,
@@ -641,6 +640,7 @@ pub fn lower(
             );
             lw.body.push(match spec.activation {
                 Activation::Square => Step::Square { out: g, x: hw },
+                Activation::Gelu => Step::Gelu { out: g, x: hw },
                 _ => Step::Relu {
                     out: g,
                     x: hw,

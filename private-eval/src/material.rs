@@ -67,6 +67,8 @@ pub enum StepMat {
     Relu(ReluMat),
     /// A square pair `(a, a^2)` (`b` unused).
     Square(Triple),
+    /// Comparison material, one key per value (evaluated at every threshold).
+    Gelu(CmpMat),
     /// Square triple (`b` unused), comparison material, the multiplication triples,
     /// then one truncation per internal truncation (none under local truncation).
     LayerNorm {
@@ -200,6 +202,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
         }
         Step::Relu { x, bits, .. } => StepMat::Relu(draw_relu(prg, party, size(*x), *bits)),
         Step::Square { x, .. } => StepMat::Square(triple(prg, party, size(*x), 0, size(*x))),
+        Step::Gelu { x, .. } => StepMat::Gelu(draw_cmp(prg, party, size(*x))),
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
             let (rows, d, c) = (
                 plan.wires[*x].rows,
@@ -276,6 +279,13 @@ pub fn corrections(m: &mut StepMat, party: u8, frac_bits: u32) -> Vec<Correction
                 out.push(Ring(&mut m.rho_r));
             }
             out.push(BitKeys(&mut m.keys, m.bits as usize - 1));
+        }
+        StepMat::Gelu(cmp) => {
+            if server {
+                out.push(Ring(&mut cmp.b));
+                out.push(Ring(&mut cmp.br));
+            }
+            out.push(PairKeys(&mut cmp.keys, CMP_BITS));
         }
         StepMat::LayerNorm {
             square,

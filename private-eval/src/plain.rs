@@ -213,6 +213,7 @@ fn eval_wires(
             }
             Step::Relu { out: o, x, .. } => vals[*o] = Some(get(&vals, *x).map(|v| v.max(0.0))),
             Step::Square { out: o, x } => vals[*o] = Some(get(&vals, *x).map(|v| v * v)),
+            Step::Gelu { out: o, x } => vals[*o] = Some(get(&vals, *x).map(crate::reference::gelu)),
             Step::LayerNorm {
                 out: o,
                 x,

@@ -121,6 +121,29 @@ impl Default for InvSqrtParams {
     }
 }
 
+/// GELU's breakpoints: 64 segments of width 1/8 on `[-4, 4]`; below, 0; above, `x`
+/// (the chord error is at most `max|GELU''| h^2 / 8`, about 1.6e-3).
+pub fn gelu_thresholds() -> Vec<f64> {
+    (0..=64).map(|k| -4.0 + k as f64 / 8.0).collect()
+}
+
+/// GELU's segments `(intercept, slope)`: index 0 below the first threshold (0), index
+/// `k + 1` from threshold `k` (chords of the exact GELU), the last one `x`.
+pub fn gelu_segments() -> Vec<(f64, f64)> {
+    let ts = gelu_thresholds();
+    let g = crate::reference::gelu;
+    let mut segs = vec![(0.0, 0.0)];
+    for k in 0..ts.len() {
+        if k + 1 < ts.len() {
+            let s = (g(ts[k + 1]) - g(ts[k])) / (ts[k + 1] - ts[k]);
+            segs.push((g(ts[k]) - s * ts[k], s));
+        } else {
+            segs.push((0.0, 1.0));
+        }
+    }
+    segs
+}
+
 impl InvSqrtParams {
     pub fn thresholds(&self) -> Vec<f64> {
         let k = ((self.max_exp - self.min_exp) as u32 * self.per_octave) as usize;
@@ -155,6 +178,10 @@ pub enum Step {
     /// Element-wise `x^2` with a dealer square pair `(a, a^2)`: one simultaneous
     /// exchange of `x - a`; the output is at `2f` bits like a product.
     Square { out: WireId, x: WireId },
+    /// GELU, piecewise linear between [`gelu_thresholds`] from one comparison opening
+    /// (the DCF keys give `[x >= t]` and its product with `x` for every threshold); the
+    /// output is at `2f` bits like a product.
+    Gelu { out: WireId, x: WireId },
     /// `out = z / sqrt(sum_j x_j^2 + eps)` per row, where `x` is the LayerNorm input
     /// centred and scaled by `1/sqrt(d)` (so the sum is the variance) and `z` the following
     /// linear map of the centred input (gamma folded into it).
@@ -200,6 +227,7 @@ impl Step {
             } => "matmul-mix",
             Step::Relu { .. } => "relu",
             Step::Square { .. } => "square",
+            Step::Gelu { .. } => "gelu",
             Step::LayerNorm { .. } => "layernorm",
             Step::Slice { .. } => "slice",
             Step::Truncate { .. } => "truncate",
@@ -242,6 +270,7 @@ impl SecurePlan {
             Step::Linear { out, .. }
             | Step::Relu { out, .. }
             | Step::Square { out, .. }
+            | Step::Gelu { out, .. }
             | Step::Slice { out, .. } => wire(*out),
             Step::HeadMatMul { a, b, heads, .. } => {
                 format!("{}x({}*{})", heads, wire(*a), wire(*b))

@@ -18,7 +18,8 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                 for s in 1..=3 {
                     for k in 1..=2 {
                         seed += 1;
-                        let activation = [Activation::Relu, Activation::Square][seed as usize % 2];
+                        let activation = [Activation::Relu, Activation::Square, Activation::Gelu]
+                            [seed as usize % 3];
                         let spec = AdapterSpec {
                             scope: s,
                             heads: h,

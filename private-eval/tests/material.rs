@@ -29,7 +29,8 @@ fn specs() -> Vec<AdapterSpec> {
                 out.push(AdapterSpec {
                     attention,
                     norm,
-                    activation: [Activation::Relu, Activation::Square][out.len() % 2],
+                    activation: [Activation::Relu, Activation::Square, Activation::Gelu]
+                        [out.len() % 3],
                     ..AdapterSpec::paper(h, r, s)
                 });
             }

@@ -59,6 +59,7 @@ fn protocol_results_are_correct() {
         let out = plan.steps.last().map(|s| match s {
             private_eval::plan::Step::Relu { out, .. }
             | private_eval::plan::Step::Square { out, .. }
+            | private_eval::plan::Step::Gelu { out, .. }
             | private_eval::plan::Step::LayerNorm { out, .. }
             | private_eval::plan::Step::HeadMatMul { out, .. }
             | private_eval::plan::Step::Linear { out, .. } => *out,
