@@ -1,6 +1,6 @@
 //! Analytic prices of the baselines under this project's protocols (same dealer model,
 //! same per-protocol formulas as the executor), for comparison with OWC adapters.
-//! These plans are not executable here (the executor has no softmax or GELU); they
+//! These plans are not executable here (the executor has no softmax yet); they
 //! are priced additively: compute (both parties, no overlap) + bytes / bandwidth +
 //! rounds x one-way delay.
 //!
