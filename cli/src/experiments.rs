@@ -72,11 +72,12 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                         let (plan, _) = private_eval::lower::lower(&model, Default::default())
                             .map_err(|e| e.to_string())?;
                         // The benchmark's dealer link is unshaped loopback.
-                        let predicted = cryptpeft_cost_model::offline_seconds(
+                        let predicted = cryptpeft_cost_model::offline(
                             &plan,
                             &constants,
                             &NetworkProfile::none(),
-                        );
+                        )
+                        .seconds;
                         let line = format!(
                             "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{},{:.4},{:.4},{:.4},{:.2e}",
                             b.online_bytes, previous_offline_bytes(&plan), b.offline_bytes, b.rounds, b.online_s, b.offline_s, predicted, b.max_abs_logit_err
@@ -124,11 +125,7 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
                 triple(n, 0, n)
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
-                let (rows, d, c) = (
-                    plan.wires[*x].rows,
-                    plan.wires[*x].cols,
-                    plan.wires[*z].cols,
-                );
+                let (rows, d, c) = plan.norm_shape(*x, *z);
                 let mults = layernorm_mults(inv_sqrt);
                 triple(rows * d, 0, rows * d)
                     + cmp(rows)

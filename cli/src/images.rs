@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::cpu;
-use cryptpeft_train::data::{read_images, DataConfig, DatasetKind, Preprocess};
+use cryptpeft_train::data::{image_files, read_images, DataConfig, DatasetKind, Preprocess};
 use private_eval::model::OwcModel;
 use private_eval::reference;
 use private_eval::roles::{self, RoleConfig};
@@ -40,24 +40,10 @@ fn argmax(v: &[f64]) -> usize {
 
 /// PNG and JPEG files of `dir` (sorted), or the one file.
 pub fn image_paths(path: &Path, dir: bool) -> Result<Vec<PathBuf>, String> {
-    if !dir {
-        return Ok(vec![path.to_path_buf()]);
+    match dir {
+        true => image_files(path).map_err(|e| e.to_string()),
+        false => Ok(vec![path.to_path_buf()]),
     }
-    let mut out: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let ext = p
-                .extension()
-                .map(|x| x.to_string_lossy().to_ascii_lowercase());
-            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
-        })
-        .collect();
-    out.sort();
-    if out.is_empty() {
-        return Err(format!("{}: no PNG or JPEG files", path.display()));
-    }
-    Ok(out)
 }
 
 /// Runs the backbone on one image: all its hidden states, `[tokens, d]` each.

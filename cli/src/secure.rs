@@ -300,7 +300,7 @@ fn infer_images(a: &InferArgs, config: &roles::RoleConfig) -> Res {
     let paths = match (&a.image, &a.images) {
         (Some(p), _) => crate::images::image_paths(p, false)?,
         (None, Some(d)) => crate::images::image_paths(d, true)?,
-        (None, None) => unreachable!("clap requires one input"),
+        (None, None) => return Err("give --hidden-states, --image or --images".into()),
     };
     let check = match &a.check_against {
         Some(p) => Some(OwcModel::load(p).map_err(|e| format!("{}: {e}", p.display()))?),

@@ -19,7 +19,6 @@ pub use calibrate::{calibrate, calibrate_to};
 pub use constants::Constants;
 pub use paper::{paper_linear, PaperNetwork};
 pub use price::{
-    cost, cost_with, dealer_seconds, format_table, offline_seconds, print_table, CostReport,
-    Deployment, StepCost,
+    cost, cost_with, format_table, offline, print_table, CostReport, Deployment, StepCost,
 };
 pub use shape::{plan_shape_only, plan_shape_only_with};

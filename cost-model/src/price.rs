@@ -334,11 +334,7 @@ pub fn cost_with(
                 }
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
-                let (rows, d, cz) = (
-                    plan.wires[*x].rows,
-                    plan.wires[*x].cols,
-                    plan.wires[*z].cols,
-                );
+                let (rows, d, cz) = plan.norm_shape(*x, *z);
                 let mut k = 0;
                 for wave in layernorm_waves(plan, rows, d, cz, inv_sqrt) {
                     k += 2;
@@ -416,51 +412,59 @@ pub fn cost_with(
             server_compute_s: step_compute[i][1],
         })
         .collect();
+    let off = offline(plan, c, profile);
     CostReport {
         network: profile.name.clone(),
         online_bytes: comm.bytes,
         online_bytes_client_to_server: comm.bytes_client_to_server,
         online_bytes_server_to_client: comm.bytes_server_to_client,
         online_frames: comm.frames,
-        offline_bytes: comm::offline_bytes(plan),
+        offline_bytes: off.bytes,
         setup_bytes: comm::setup_bytes(plan),
         rounds: comm.rounds,
         predicted_online_s: *marks.last().unwrap_or(&0.0),
         compute_s: pr.compute[0] + pr.compute[1],
         transfer_s: profile.serialization_s(comm.bytes),
         latency_s: comm.rounds as f64 * profile.one_way_delay_s,
-        predicted_offline_s: offline_seconds(plan, c, profile),
-        offline_dealer_s: dealer_seconds(plan, c),
+        predicted_offline_s: off.seconds,
+        offline_dealer_s: off.dealer_s,
         steps,
     }
 }
 
-/// Offline seconds of one session when the dealer sits across a link like `profile`:
-/// generation and serialization of both halves, the larger half's transfer (both go
-/// out at once, to different parties) and one delay, then the party's expansion (its
-/// own PRG draws, about half the dealer's, and reading the corrections).
-pub fn offline_seconds(plan: &SecurePlan, c: &Constants, profile: &NetworkProfile) -> f64 {
+/// The offline side of one session.
+pub struct Offline {
+    /// Both parties' seeded halves.
+    pub bytes: u64,
+    /// Generation and serialization of both halves, the larger half's transfer over a
+    /// link like the online one (both go out at once, to different parties) and one
+    /// delay, then the party's expansion (its own PRG draws, about half the dealer's,
+    /// and reading the corrections).
+    pub seconds: f64,
+    /// The dealer's generation alone.
+    pub dealer_s: f64,
+}
+
+/// Prices the offline side of one session of `plan`.
+pub fn offline(plan: &SecurePlan, c: &Constants, profile: &NetworkProfile) -> Offline {
     let halves = [Party::Client, Party::Server].map(|p| comm::material_bytes(plan, p));
     let big = halves[0].max(halves[1]);
-    let serialize = (halves[0] + halves[1]) as f64 / c.serialize_bytes_per_s;
-    let dealer = dealer_seconds(plan, c) + serialize;
-    let expand =
-        dealer_prg_words(plan) / 2.0 / c.prg_words_per_s + big as f64 / c.serialize_bytes_per_s;
-    dealer + profile.serialization_s(big) + profile.one_way_delay_s + expand
-}
-
-/// Dealer time for one session: PRG output, the `A * B` products of linear
-/// correlations and Beaver triples, and DCF key generation.
-pub fn dealer_seconds(plan: &SecurePlan, c: &Constants) -> f64 {
     let w = dealer_work(plan);
-    w.words / c.prg_words_per_s
+    let dealer_s = w.words / c.prg_words_per_s
         + w.ops / (c.matmul_gops * 1e9)
         + w.keys / c.dcf_keygen_per_s
-        + w.relu_levels / c.relu_keygen_levels_per_s
-}
-
-fn dealer_prg_words(plan: &SecurePlan) -> f64 {
-    dealer_work(plan).words
+        + w.relu_levels / c.relu_keygen_levels_per_s;
+    let serialize = (halves[0] + halves[1]) as f64 / c.serialize_bytes_per_s;
+    let expand = w.words / 2.0 / c.prg_words_per_s + big as f64 / c.serialize_bytes_per_s;
+    Offline {
+        bytes: halves[0] + halves[1],
+        seconds: dealer_s
+            + serialize
+            + profile.serialization_s(big)
+            + profile.one_way_delay_s
+            + expand,
+        dealer_s,
+    }
 }
 
 /// What the dealer computes for one session.
@@ -515,11 +519,7 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                 words += 9.0 * n;
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
-                let (rows, d, cz) = (
-                    plan.wires[*x].rows,
-                    plan.wires[*x].cols,
-                    plan.wires[*z].cols,
-                );
+                let (rows, d, cz) = plan.norm_shape(*x, *z);
                 keys += rows as f64;
                 words += (3 * rows * d + 8 * rows + layernorm_mults(inv_sqrt) * 3 * rows * (1 + cz))
                     as f64;

@@ -117,11 +117,7 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
             both(0, plan.wires[*x].rows * plan.wires[*x].cols).to_vec()
         }
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
-            let (rows, d, c) = (
-                plan.wires[*x].rows,
-                plan.wires[*x].cols,
-                plan.wires[*z].cols,
-            );
+            let (rows, d, c) = plan.norm_shape(*x, *z);
             let waves: Vec<[Msg; 2]> = layernorm_waves(plan, rows, d, c, inv_sqrt)
                 .into_iter()
                 .map(|w| match w {
@@ -286,11 +282,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 ring(2 * n) + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
-                let (rows, d, c) = (
-                    plan.wires[*x].rows,
-                    plan.wires[*x].cols,
-                    plan.wires[*z].cols,
-                );
+                let (rows, d, c) = plan.norm_shape(*x, *z);
                 let mults = layernorm_mults(inv_sqrt);
                 let truncs: usize = layernorm_truncs(plan, rows, c, inv_sqrt).iter().sum();
                 let scalings = inv_sqrt.power as usize;

@@ -326,11 +326,7 @@ pub fn generate(
                     truncs: r1,
                 },
             ) => {
-                let (rows, d, c) = (
-                    plan.wires[*x].rows,
-                    plan.wires[*x].cols,
-                    plan.wires[*z].cols,
-                );
+                let (rows, d, c) = plan.norm_shape(*x, *z);
                 let a = ring::add(&s0.a, &s1.a);
                 if inv_sqrt.squares {
                     s1.c = correct(&ring::mul_bcast(&a, d, &a, d, rows), &s0.c);

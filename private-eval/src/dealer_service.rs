@@ -142,6 +142,8 @@ pub fn run_dealer(
 
 /// Checks a plan's size before the dealer accepts it.
 fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError> {
+    plan.check()
+        .map_err(|e| RoleError::Protocol(format!("plan refused: {e}")))?;
     for (i, w) in plan.wires.iter().enumerate() {
         let elems = w.rows.saturating_mul(w.cols);
         if elems > limits.max_wire_elems {
@@ -151,7 +153,7 @@ fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError>
             )));
         }
     }
-    // A malformed plan (dangling wire ids) must not take the dealer down.
+    // Shapes that disagree (beyond what `check` covers) must not take the dealer down.
     let bytes = std::panic::catch_unwind(|| comm::offline_bytes(plan))
         .map_err(|_| RoleError::Protocol("plan refused: malformed (inconsistent wires)".into()))?;
     if bytes > limits.max_session_bytes {

@@ -588,11 +588,7 @@ impl Party<'_> {
         truncs: Vec<TruncMat>,
     ) -> Result<Vec<u64>, LnError> {
         let mut tm = truncs.iter();
-        let (rows, d, c) = (
-            self.plan.wires[x].rows,
-            self.plan.wires[x].cols,
-            self.plan.wires[z].cols,
-        );
+        let (rows, d, c) = self.plan.norm_shape(x, z);
         let sq_len = if params.squares { rows * d } else { 0 };
         if square.a.len() != sq_len
             || square.c.len() != sq_len

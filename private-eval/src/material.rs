@@ -204,11 +204,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
         Step::Square { x, .. } => StepMat::Square(triple(prg, party, size(*x), 0, size(*x))),
         Step::Gelu { x, .. } => StepMat::Gelu(draw_cmp(prg, party, size(*x))),
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
-            let (rows, d, c) = (
-                plan.wires[*x].rows,
-                plan.wires[*x].cols,
-                plan.wires[*z].cols,
-            );
+            let (rows, d, c) = plan.norm_shape(*x, *z);
             let sq = if inv_sqrt.squares { rows * d } else { 0 };
             let square = triple(prg, party, sq, 0, sq);
             let cmp = draw_cmp(prg, party, rows);

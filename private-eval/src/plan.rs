@@ -253,6 +253,98 @@ pub struct SecurePlan {
 }
 
 impl SecurePlan {
+    /// Checks the protocol parameters a peer's plan carries before anything sizes or
+    /// runs it: the fixed-point width, each ReLU's comparison width, each norm's
+    /// `1/sqrt` parameters, and that every step names existing wires and openings.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=30).contains(&self.frac_bits) {
+            return Err(format!("{} fractional bits (1 to 30)", self.frac_bits));
+        }
+        let wire = |w: WireId| match w < self.wires.len() {
+            true => Ok(()),
+            false => Err(format!("step names wire {w} of {}", self.wires.len())),
+        };
+        for o in &self.openings {
+            wire(o.wire)?;
+        }
+        for step in &self.steps {
+            match step {
+                Step::Open { open } if *open >= self.openings.len() => {
+                    return Err(format!("step opens {open} of {}", self.openings.len()));
+                }
+                Step::Relu { out, x, bits } => {
+                    wire(*out)?;
+                    wire(*x)?;
+                    if !(self.frac_bits + 2..=64).contains(bits) {
+                        return Err(format!("ReLU width {bits} bits"));
+                    }
+                }
+                Step::LayerNorm {
+                    out,
+                    x,
+                    z,
+                    inv_sqrt,
+                    ..
+                } => {
+                    [*out, *x, *z].into_iter().try_for_each(wire)?;
+                    let p = inv_sqrt;
+                    if !(1..=4).contains(&p.power)
+                        || p.newton > 4
+                        || !(1..=64).contains(&p.per_octave)
+                        || p.min_exp >= p.max_exp
+                        || p.min_exp < -30
+                        || p.max_exp > 30
+                    {
+                        return Err(format!("norm parameters {p:?}"));
+                    }
+                }
+                Step::Square { out, x } | Step::Gelu { out, x } | Step::Slice { out, x, .. } => {
+                    wire(*out)?;
+                    wire(*x)?;
+                }
+                Step::HeadMatMul {
+                    out, a, b, heads, ..
+                } => {
+                    [*out, *a, *b].into_iter().try_for_each(wire)?;
+                    if *heads == 0 {
+                        return Err("a product over 0 heads".into());
+                    }
+                }
+                Step::Linear { out, terms, bias } => {
+                    wire(*out)?;
+                    let weight = |w: WeightId| match w < self.weights.len() {
+                        true => Ok(()),
+                        false => Err(format!("step names weight {w} of {}", self.weights.len())),
+                    };
+                    bias.map_or(Ok(()), weight)?;
+                    for t in terms {
+                        match t {
+                            Term::Public { wire: w, .. } => wire(*w)?,
+                            Term::Private {
+                                open, weight: w, ..
+                            } => {
+                                weight(*w)?;
+                                if *open >= self.openings.len() {
+                                    return Err(format!("term opens {open}"));
+                                }
+                            }
+                        }
+                    }
+                }
+                Step::Truncate { wires } => wires.iter().try_for_each(|w| wire(*w))?,
+                Step::Reveal { wire: w, .. } => wire(*w)?,
+                Step::Open { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A `LayerNorm` step's `(rows, d, c)`: its input `x` is `rows x d`, its scaled
+    /// `z` has `c` columns.
+    pub fn norm_shape(&self, x: WireId, z: WireId) -> (usize, usize, usize) {
+        (self.wires[x].rows, self.wires[x].cols, self.wires[z].cols)
+    }
+
     pub fn opening_shape(&self, open: OpenId) -> (usize, usize) {
         let o = &self.openings[open];
         let w = &self.wires[o.wire];

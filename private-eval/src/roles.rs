@@ -492,6 +492,9 @@ fn client_session<C: Channel>(
     )))?;
     let spec: SpecMsg = serde_json::from_slice(&spec)
         .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
+    spec.plan
+        .check()
+        .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
     let plan_digest = spec.plan.digest();
     let setup = if spec.setup_sent {
         let msg = exec::client_setup_message(&spec.plan, chan)?;

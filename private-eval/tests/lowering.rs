@@ -34,6 +34,7 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                         let (plan, w) = lower::lower(&model, Default::default()).unwrap();
                         let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, seed);
                         let want = reference::forward(&model, &x);
+                        plan.check().unwrap();
                         let got = plain::eval(&plan, &w, &x);
                         let err = want
                             .iter()
@@ -69,4 +70,44 @@ fn a_relu_width_outside_f_plus_2_to_64_is_refused() {
         let e = lower::lower(&model, opts).unwrap_err().to_string();
         assert!(e.contains(&format!("ReLU width {bits}")), "{e}");
     }
+}
+
+#[test]
+fn a_peers_plan_with_bad_parameters_or_dangling_wires_is_refused() {
+    use private_eval::plan::Step;
+    let spec = AdapterSpec {
+        norm: NormKind::LayerNorm,
+        ..AdapterSpec::paper(1, 4, 1)
+    };
+    let model = OwcModel::random(spec, BackboneSpec::test_small(), 5, 1);
+    let (plan, _) = lower::lower(&model, Default::default()).unwrap();
+    let broken = |f: &dyn Fn(&mut Step) -> bool| {
+        let mut p = plan.clone();
+        assert!(p.steps.iter_mut().any(f), "no step to break");
+        p.check().unwrap_err()
+    };
+    let e = broken(&|s| match s {
+        Step::Relu { bits, .. } => {
+            *bits = 0;
+            true
+        }
+        _ => false,
+    });
+    assert!(e.contains("ReLU width 0"), "{e}");
+    let e = broken(&|s| match s {
+        Step::LayerNorm { inv_sqrt, .. } => {
+            inv_sqrt.power = 0;
+            true
+        }
+        _ => false,
+    });
+    assert!(e.contains("norm parameters"), "{e}");
+    let e = broken(&|s| match s {
+        Step::Reveal { wire, .. } => {
+            *wire = 10_000;
+            true
+        }
+        _ => false,
+    });
+    assert!(e.contains("wire 10000"), "{e}");
 }

@@ -506,8 +506,8 @@ pub fn image_folder_classes(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The PNG and JPEG files of one class folder, sorted.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The PNG and JPEG files of a folder, sorted; an error when there are none.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))? {
         let p = e.map_err(|e| TrainError::io(dir, e))?.path();
@@ -520,10 +520,7 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(TrainError::format(
-            dir,
-            "class folder without PNG or JPEG files",
-        ));
+        return Err(TrainError::format(dir, "folder without PNG or JPEG files"));
     }
     Ok(files)
 }
