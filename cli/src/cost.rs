@@ -60,9 +60,15 @@ pub fn run(a: CostArgs) -> Result<(), String> {
     let plan = plan_shape_only_with(&spec, &bb, a.model_args.classes, a.model_args.lower())
         .map_err(|e| e.to_string())?;
     let report = cost(&plan, &a.network, &constants);
-    let base = a
-        .baselines
-        .then(|| baselines::all(&bb, a.model_args.classes, &a.network, &constants));
+    let base = match a.baselines {
+        true => Some(baselines::all(
+            &bb,
+            a.model_args.classes,
+            &a.network,
+            &constants,
+        )?),
+        false => None,
+    };
     if a.json {
         // The report's fields at the top level; baselines beside them when asked for.
         let mut v = serde_json::to_value(&report).unwrap();

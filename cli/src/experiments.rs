@@ -119,7 +119,10 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
             }
             Step::Relu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
             // Not in that release; its encodings of these.
-            Step::Gelu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
+            Step::Spline { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
+            Step::RowMax { x, .. } => private_eval::dealer::rowmax_pairs(&plan.wires[*x])
+                .map(cmp)
+                .sum(),
             Step::Square { x, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
                 triple(n, 0, n)
@@ -142,7 +145,7 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
                         .sum::<u64>()
             }
             Step::Truncate { wires } => trunc(truncate_len(plan, wires)),
-            Step::Slice { .. } | Step::Reveal { .. } => 0,
+            Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => 0,
         };
         total += 2 * (8 + both);
     }

@@ -19,6 +19,7 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
     for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
         for attention in [
             AttentionKind::LinAtten,
+            AttentionKind::Softmax,
             AttentionKind::TwoQuad,
             AttentionKind::ReluSoftmax,
             AttentionKind::None,

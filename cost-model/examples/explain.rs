@@ -32,7 +32,7 @@ fn main() {
         "{:<18} {:>14} {:>8} {:>12} {:>12}",
         "baseline", "bytes", "rounds", "compute s", "predicted s"
     );
-    for b in baselines::all(&bb, 100, &net, &c) {
+    for b in baselines::all(&bb, 100, &net, &c).expect("ViT-B/16 has the baselines' layers") {
         println!(
             "{:<18} {:>14} {:>8} {:>12.3} {:>12.3}",
             b.name, b.online_bytes, b.rounds, b.compute_s, b.predicted_online_s

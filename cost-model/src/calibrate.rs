@@ -7,8 +7,8 @@ use cryptpeft_types::NetworkProfile;
 use private_eval::dcf::{self, DcfKey};
 use private_eval::dealer::{cmp_material, relu_material};
 use private_eval::exec::relu;
-use private_eval::material::CMP_BITS;
 use private_eval::matmul::{matmul, Kernel};
+use private_eval::plan::{CmpWidth, SplineFn};
 use private_eval::prg::Prg;
 use private_eval::ring;
 use private_eval::transport::{
@@ -85,26 +85,58 @@ pub fn calibrate() -> Constants {
     let pack = (t8 - call - ops8 / (matmul_gops * 1e9)).max(1e-7);
     let matmul_pack_per_s = (k * n) as f64 / pack;
 
-    // LayerNorm's DCF: 256 keys at one point each, one thread (cache-resident keys) ...
+    // Comparisons' DCF: 256 keys at one point each, one thread (cache-resident keys) ...
     let pair = |rng: &mut Prg| dcf::Pair([rng.next_u64(), rng.next_u64()]);
-    let keys: Vec<DcfKey<dcf::Pair>> = (0..256)
-        .map(|_| {
-            let (alpha, beta) = (rng.next_u64() >> 1, pair(&mut rng));
-            dcf::gen_keys(alpha, beta, CMP_BITS, &mut rng)[0].clone()
-        })
-        .collect();
+    let key = |bits: usize, rng: &mut Prg| {
+        let (alpha, beta) = (rng.next_u64() & ((1 << bits) - 1), pair(rng));
+        dcf::gen_keys(alpha, beta, bits, rng)[0].clone()
+    };
+    let full = CmpWidth::FULL.domain();
+    let keys: Vec<DcfKey<dcf::Pair>> = (0..256).map(|_| key(full, &mut rng)).collect();
     let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
-    let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts, CMP_BITS)));
-    let dcf_evals_per_s = 256.0 / t_eval;
-    // ... a LayerNorm-sized batch (197 keys at 224 points each), whole pool ...
-    let ln_pts: Vec<Vec<u64>> = (0..197)
-        .map(|_| (0..224).map(|_| rng.next_u64() >> 1).collect())
+    let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts, full)));
+    let dcf_levels_per_s = (256 * full) as f64 / t_eval;
+    // ... and over the pool, a batch as the plans make them: LayerNorm's rows (197 keys
+    // at 224 thresholds on the whole ring) beside GELU's values (2048 keys at its 28
+    // thresholds on the default narrow width); tree levels counted as walked.
+    let gelu = CmpWidth::spline(private_eval::lower::RELU_BITS, 16);
+    let fx = private_eval::fixed::Fixed::new(16);
+    let gelu_ts: Vec<u64> = fx
+        .encode_all(&SplineFn::Gelu.thresholds())
+        .iter()
+        .map(|t| t >> gelu.shift)
         .collect();
-    let ln_keys: Vec<_> = (0..197).map(|i| keys[i % keys.len()].clone()).collect();
-    let t_ln = time(7, || DcfKey::eval_batch(&ln_keys, &ln_pts, CMP_BITS));
-    let dcf_pool_evals_per_s = (197 * 224) as f64 / t_ln;
-    let t_gen = time(5, || cmp_material(1024, &mut Prg::new(3)));
-    let dcf_keygen_per_s = 1024.0 / t_gen;
+    let mut mix_keys = Vec::new();
+    let mut mix_pts: Vec<Vec<u64>> = Vec::new();
+    let mut levels = 0;
+    for i in 0..197 + 2048 {
+        let (bits, pts) = if i < 197 {
+            (
+                full,
+                (0..224).map(|_| rng.next_u64() >> 1).collect::<Vec<_>>(),
+            )
+        } else {
+            let c = rng.next_u64();
+            let low = (1u64 << gelu.domain()) - 1;
+            (
+                gelu.domain(),
+                gelu_ts.iter().map(|t| c.wrapping_sub(*t) & low).collect(),
+            )
+        };
+        levels += dcf::walk_levels::<dcf::Pair>(&pts, bits);
+        mix_keys.push((key(bits, &mut rng), bits));
+        mix_pts.push(pts);
+    }
+    let (ln, sp) = mix_keys.split_at(197);
+    let ln_keys: Vec<_> = ln.iter().map(|k| k.0.clone()).collect();
+    let sp_keys: Vec<_> = sp.iter().map(|k| k.0.clone()).collect();
+    let t_pool = time(7, || {
+        DcfKey::eval_batch(&ln_keys, &mix_pts[..197], full);
+        DcfKey::eval_batch(&sp_keys, &mix_pts[197..], gelu.domain())
+    });
+    let dcf_pool_levels_per_s = levels as f64 / t_pool;
+    let t_gen = time(5, || cmp_material(1024, CmpWidth::FULL, &mut Prg::new(3)));
+    let dcf_keygen_levels_per_s = (1024 * full) as f64 / t_gen;
     // ReLU: a large batch at four widths separates the per-value cost from the
     // per-level one.
     let big_n = 24_000;
@@ -217,9 +249,9 @@ pub fn calibrate() -> Constants {
         matmul_call_s: call,
         matmul_tile,
         matmul_pack_per_s,
-        dcf_evals_per_s,
-        dcf_pool_evals_per_s,
-        dcf_keygen_per_s,
+        dcf_levels_per_s,
+        dcf_pool_levels_per_s,
+        dcf_keygen_levels_per_s,
         relu_value_s,
         relu_level_s,
         relu_keygen_levels_per_s,

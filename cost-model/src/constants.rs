@@ -40,14 +40,14 @@ pub struct Constants {
     pub matmul_tile: [usize; 2],
     /// Elements of `B` packed per second (every call packs `k x n`), whole pool.
     pub matmul_pack_per_s: f64,
-    /// LayerNorm's DCF (two-element payload, 63-bit domain): (key, point) evaluations
-    /// per second, one thread.
-    pub dcf_evals_per_s: f64,
-    /// The same for a few keys at many points each (LayerNorm's thresholds: keys stay
-    /// in cache), whole pool.
-    pub dcf_pool_evals_per_s: f64,
-    /// LayerNorm's DCF key pairs generated per second, whole pool (offline).
-    pub dcf_keygen_per_s: f64,
+    /// The comparisons' DCF (two-element payload): tree levels walked per second, one
+    /// thread (a key's points share the levels of their common prefixes).
+    pub dcf_levels_per_s: f64,
+    /// The same for batches over the whole pool.
+    pub dcf_pool_levels_per_s: f64,
+    /// The comparisons' DCF key generation: tree levels per second, whole pool
+    /// (offline).
+    pub dcf_keygen_levels_per_s: f64,
     /// ReLU of a large batch, both parties at once on this machine (each with the
     /// pool) over a local pair: seconds per value are `relu_value_s + levels *
     /// relu_level_s` (masking, opening, select and the DCF's per-value bookkeeping,
@@ -123,11 +123,11 @@ impl Constants {
         let pos = [
             ("matmul_gops", self.matmul_gops),
             ("matmul_pack_per_s", self.matmul_pack_per_s),
-            ("dcf_evals_per_s", self.dcf_evals_per_s),
+            ("dcf_levels_per_s", self.dcf_levels_per_s),
             ("relu_level_s", self.relu_level_s),
             ("relu_keygen_levels_per_s", self.relu_keygen_levels_per_s),
-            ("dcf_pool_evals_per_s", self.dcf_pool_evals_per_s),
-            ("dcf_keygen_per_s", self.dcf_keygen_per_s),
+            ("dcf_pool_levels_per_s", self.dcf_pool_levels_per_s),
+            ("dcf_keygen_levels_per_s", self.dcf_keygen_levels_per_s),
             ("elementwise_per_s", self.elementwise_per_s),
             ("serialize_bytes_per_s", self.serialize_bytes_per_s),
             ("socket_bytes_per_s", self.socket_bytes_per_s),

@@ -6,7 +6,7 @@
 //! * [`price::cost`]: `SecurePlan` x `NetworkProfile` x [`Constants`] -> [`CostReport`].
 //! * [`shape::plan_shape_only`]: the plan of a spec without weights (fast, for search).
 //! * [`paper::paper_linear`]: the paper's linear surrogate, as a second model.
-//! * [`baselines`]: analytic prices of SFT / PEFT baselines under MPC.
+//! * [`baselines`]: prices of the SFT / PEFT baselines' plans under MPC.
 
 pub mod baselines;
 pub mod calibrate;

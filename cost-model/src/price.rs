@@ -22,8 +22,11 @@ use cryptpeft_types::NetworkProfile;
 use private_eval::comm::{self, Party};
 use private_eval::dcf;
 use private_eval::dealer::{
-    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, truncate_len, LnWave,
+    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
+    LnWave,
 };
+use private_eval::exec::compare_walk_levels;
+use private_eval::fixed::Fixed;
 use private_eval::plan::*;
 use serde::Serialize;
 
@@ -128,14 +131,14 @@ impl Pricer<'_> {
     fn ser(&mut self, p: usize, bytes: u64) {
         self.work(p, bytes as f64 / self.c.serialize_bytes_per_s, false);
     }
-    /// LayerNorm's DCF evaluations of `keys` keys at `points` points each:
-    /// `eval_batch` walks the (key, point) pairs in chunks of 1024 over the pool.
-    fn dcf(&mut self, p: usize, keys: usize, points: usize) {
-        let pairs = keys * points;
-        if pairs <= 1024 {
-            self.work(p, pairs as f64 / self.c.dcf_evals_per_s, false);
+    /// The DCF walks of `keys` keys at `points` points each, `levels` tree levels per
+    /// key: `eval_batch` walks chunks of about 1024 points over the pool.
+    fn dcf(&mut self, p: usize, keys: usize, points: usize, levels: f64) {
+        let total = keys as f64 * levels;
+        if keys * points <= 1024 {
+            self.work(p, total / self.c.dcf_levels_per_s, false);
         } else {
-            self.work(p, pairs as f64 / self.c.dcf_pool_evals_per_s, true);
+            self.work(p, total / self.c.dcf_pool_levels_per_s, true);
         }
     }
     /// ReLU of `n` values ([`private_eval::exec::relu`]): the two exchanges, and the
@@ -180,15 +183,19 @@ impl Pricer<'_> {
             self.elem(p, 4.0 * n as f64);
         }
     }
-    fn compare(&mut self, values: usize, thresholds: usize, frames: [usize; 2]) {
+    /// A comparison of `values` values against the encoded `ts` on `width`
+    /// ([`private_eval::exec::compare`]).
+    fn compare(&mut self, values: usize, ts: &[u64], width: CmpWidth, frames: [usize; 2]) {
+        let t = ts.len();
+        let levels = compare_walk_levels(ts, width);
         for p in 0..2 {
             self.elem(p, values as f64);
         }
         self.exchange(values, frames);
         for p in 0..2 {
-            self.elem(p, (values * thresholds) as f64);
-            self.dcf(p, values, thresholds);
-            self.elem(p, 8.0 * (values * thresholds) as f64);
+            self.elem(p, (values * t) as f64);
+            self.dcf(p, values, t, levels);
+            self.elem(p, 8.0 * (values * t) as f64);
         }
     }
 }
@@ -230,6 +237,7 @@ pub fn cost_with(
 ) -> CostReport {
     let comm = comm::simulate(plan);
     let zero = zero_wires(plan);
+    let fx = Fixed::new(plan.frac_bits);
     let mut pr = Pricer {
         c,
         acts: [Vec::new(), Vec::new()],
@@ -319,11 +327,31 @@ pub fn cost_with(
             Step::Relu { x, bits, .. } => {
                 pr.relu(size(plan, *x), *bits, [f(0), f(1), f(2), f(3)]);
             }
-            Step::Gelu { x, .. } => {
-                let (n, t) = (size(plan, *x), gelu_thresholds().len());
-                pr.compare(n, t, [f(0), f(1)]);
+            Step::Spline { x, func, bits, .. } => {
+                let n = size(plan, *x);
+                let ts = fx.encode_all(&func.thresholds());
+                pr.compare(
+                    n,
+                    &ts,
+                    CmpWidth::spline(*bits, plan.frac_bits),
+                    [f(0), f(1)],
+                );
                 for p in 0..2 {
-                    pr.elem(p, 4.0 * (n * t) as f64);
+                    pr.elem(p, 4.0 * (n * ts.len()) as f64);
+                }
+            }
+            Step::RowMax { x, bits, .. } => {
+                let width = CmpWidth::exact(*bits);
+                for (k, n) in rowmax_pairs(&plan.wires[*x]).enumerate() {
+                    for p in 0..2 {
+                        pr.elem(p, 3.0 * n as f64); // differences, then b + d (a - b)
+                    }
+                    pr.compare(n, &[0], width, [f(2 * k), f(2 * k + 1)]);
+                }
+            }
+            Step::Shift { x, .. } => {
+                for p in 0..2 {
+                    pr.elem(p, 2.0 * size(plan, *x) as f64);
                 }
             }
             Step::Square { x, .. } => {
@@ -347,7 +375,9 @@ pub fn cost_with(
                             }
                         }
                         LnWave::Compare { values, thresholds } => {
-                            pr.compare(values, thresholds, frames);
+                            let ts = fx.encode_all(&inv_sqrt.thresholds());
+                            debug_assert_eq!(ts.len(), thresholds);
+                            pr.compare(values, &ts, CmpWidth::FULL, frames);
                             for p in 0..2 {
                                 pr.elem(p, 4.0 * (values * thresholds) as f64);
                             }
@@ -452,7 +482,7 @@ pub fn offline(plan: &SecurePlan, c: &Constants, profile: &NetworkProfile) -> Of
     let w = dealer_work(plan);
     let dealer_s = w.words / c.prg_words_per_s
         + w.ops / (c.matmul_gops * 1e9)
-        + w.keys / c.dcf_keygen_per_s
+        + w.key_levels / c.dcf_keygen_levels_per_s
         + w.relu_levels / c.relu_keygen_levels_per_s;
     let serialize = (halves[0] + halves[1]) as f64 / c.serialize_bytes_per_s;
     let expand = w.words / 2.0 / c.prg_words_per_s + big as f64 / c.serialize_bytes_per_s;
@@ -473,8 +503,8 @@ struct DealerWork {
     words: f64,
     /// Ring multiply-adds of the products.
     ops: f64,
-    /// LayerNorm key pairs.
-    keys: f64,
+    /// Comparison key tree levels.
+    key_levels: f64,
     /// ReLU key tree levels.
     relu_levels: f64,
 }
@@ -482,8 +512,9 @@ struct DealerWork {
 fn dealer_work(plan: &SecurePlan) -> DealerWork {
     let mut words = 0f64;
     let mut ops = 0f64;
-    let mut keys = 0f64;
+    let mut key_levels = 0f64;
     let mut relu_levels = 0f64;
+    let mut keys = |n: usize, w: CmpWidth| key_levels += (n * w.domain()) as f64;
     for step in &plan.steps {
         match step {
             Step::Open { open } => {
@@ -509,9 +540,15 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                 words += 3.0 * (heads * (m * k + k * n + m * n)) as f64;
             }
             Step::Square { x, .. } => words += 4.0 * size(plan, *x) as f64,
-            Step::Gelu { x, .. } => {
-                keys += size(plan, *x) as f64;
+            Step::Spline { x, bits, .. } => {
+                keys(size(plan, *x), CmpWidth::spline(*bits, plan.frac_bits));
                 words += 6.0 * size(plan, *x) as f64;
+            }
+            Step::RowMax { x, bits, .. } => {
+                for n in rowmax_pairs(&plan.wires[*x]) {
+                    keys(n, CmpWidth::exact(*bits));
+                    words += 6.0 * n as f64;
+                }
             }
             Step::Relu { x, bits, .. } => {
                 let n = size(plan, *x) as f64;
@@ -520,20 +557,20 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, cz) = plan.norm_shape(*x, *z);
-                keys += rows as f64;
+                keys(rows, CmpWidth::FULL);
                 words += (3 * rows * d + 8 * rows + layernorm_mults(inv_sqrt) * 3 * rows * (1 + cz))
                     as f64;
                 let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt).iter().sum();
                 words += 5.0 * truncs as f64;
             }
             Step::Truncate { wires } => words += 5.0 * truncate_len(plan, wires) as f64,
-            Step::Slice { .. } | Step::Reveal { .. } => {}
+            Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => {}
         }
     }
     DealerWork {
         words,
         ops,
-        keys,
+        key_levels,
         relu_levels,
     }
 }
@@ -622,9 +659,12 @@ fn simulate(
         let dt = next - now;
         for j in job.iter_mut() {
             if let Some(w) = j {
-                w.secs -= dt * rate;
-                if w.secs <= 1e-15 + 1e-12 * dt {
+                // The job that sets `next` ends there (compared as computed, so a
+                // remainder below the clock's resolution cannot stall the loop).
+                if now + w.secs / rate <= next {
                     *j = None;
+                } else {
+                    w.secs -= dt * rate;
                 }
             }
         }

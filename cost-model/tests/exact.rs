@@ -7,9 +7,9 @@ use cryptpeft_cost_model::{cost, shape::plan_shape_only_with, Constants};
 use cryptpeft_types::{
     Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
 };
-use private_eval::{
-    hidden, local, lower, model::OwcModel, plan::InvSqrtParams, transport::memory_pair,
-};
+use private_eval::baseline::{Baseline, BaselineModel};
+use private_eval::plan::{InvSqrtParams, SecurePlan};
+use private_eval::{hidden, local, lower, model::OwcModel, transport::memory_pair};
 use rand::{Rng, SeedableRng};
 
 fn backbone(rng: &mut impl Rng) -> BackboneSpec {
@@ -41,10 +41,11 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let s = rng.random_range(1..=3);
         let attention = [
             AttentionKind::LinAtten,
+            AttentionKind::Softmax,
             AttentionKind::TwoQuad,
             AttentionKind::ReluSoftmax,
             AttentionKind::None,
-        ][rng.random_range(0..4)];
+        ][rng.random_range(0..5)];
         let norm = [NormKind::Affine, NormKind::LayerNorm, NormKind::None][rng.random_range(0..3)];
         let blocks = rng.random_range(1..=2);
         let classes = rng.random_range(2..=7);
@@ -78,46 +79,13 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, rng.random());
         let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, sv, case as u128).unwrap();
-        let report = cost(&plan, &NetworkProfile::none(), &consts);
         let label = format!(
             "case {case}: {} on N={} d={}",
             spec.label(),
             bb.tokens(),
             bb.hidden_dim
         );
-        assert_eq!(
-            report.online_bytes,
-            got.online.total_bytes(),
-            "{label}: online bytes"
-        );
-        assert_eq!(
-            report.online_bytes_client_to_server, got.online.bytes_sent,
-            "{label}: client->server bytes"
-        );
-        assert_eq!(
-            report.online_bytes_server_to_client, got.online.bytes_received,
-            "{label}: server->client bytes"
-        );
-        assert_eq!(
-            report.online_frames,
-            got.online.frames_sent + got.online.frames_received,
-            "{label}: frames"
-        );
-        assert_eq!(report.rounds, got.online.rounds, "{label}: rounds");
-        assert_eq!(
-            report.offline_bytes, got.offline_bytes,
-            "{label}: offline bytes"
-        );
-        assert_eq!(report.steps.len(), got.steps.len());
-        for (i, (p, m)) in report.steps.iter().zip(&got.steps).enumerate() {
-            assert_eq!((p.name, &p.shape), (m.name, &m.shape), "{label}: step {i}");
-            assert_eq!(
-                (p.bytes, p.rounds),
-                (m.bytes, m.rounds),
-                "{label}: step {i} ({}) bytes/rounds",
-                p.name
-            );
-        }
+        check(&label, &plan, &got, &consts);
         // The shape-only path (no weights) gives the same plan.
         {
             let shape = plan_shape_only_with(&spec, &bb, classes, opts).unwrap();
@@ -135,4 +103,74 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         checked += 1;
     }
     eprintln!("{checked} random plans: bytes, rounds and offline bytes exact");
+}
+
+/// The priced bytes, frames, rounds and offline bytes equal the measured ones, in total
+/// and per step.
+fn check(label: &str, plan: &SecurePlan, got: &local::Inference, consts: &Constants) {
+    let report = cost(plan, &NetworkProfile::none(), consts);
+    assert_eq!(
+        report.online_bytes,
+        got.online.total_bytes(),
+        "{label}: online bytes"
+    );
+    assert_eq!(
+        report.online_bytes_client_to_server, got.online.bytes_sent,
+        "{label}: client->server bytes"
+    );
+    assert_eq!(
+        report.online_bytes_server_to_client, got.online.bytes_received,
+        "{label}: server->client bytes"
+    );
+    assert_eq!(
+        report.online_frames,
+        got.online.frames_sent + got.online.frames_received,
+        "{label}: frames"
+    );
+    assert_eq!(report.rounds, got.online.rounds, "{label}: rounds");
+    assert_eq!(
+        report.offline_bytes, got.offline_bytes,
+        "{label}: offline bytes"
+    );
+    assert_eq!(report.steps.len(), got.steps.len());
+    for (i, (p, m)) in report.steps.iter().zip(&got.steps).enumerate() {
+        assert_eq!((p.name, &p.shape), (m.name, &m.shape), "{label}: step {i}");
+        assert_eq!(
+            (p.bytes, p.rounds),
+            (m.bytes, m.rounds),
+            "{label}: step {i} ({}) bytes/rounds",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn baselines_bytes_and_rounds_match_the_executor_exactly() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+    let consts = Constants::shipped();
+    for case in 0..12u64 {
+        let bb = backbone(&mut rng);
+        let kind = Baseline::PAPER[case as usize % 4];
+        let opts = lower::LowerOptions {
+            exact_truncation: rng.random_bool(0.7),
+            ..Default::default()
+        };
+        let classes = rng.random_range(2..=7);
+        let model = BaselineModel::random(kind, bb.clone(), classes, case).unwrap();
+        let (plan, w) = model.lower(opts).unwrap();
+        let x = hidden::random(1, bb.tokens(), bb.hidden_dim, case);
+        let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
+        let got = local::infer(&plan, &w, &x, c, sv, case as u128).unwrap();
+        let label = format!(
+            "baseline case {case}: {kind} on N={} d={}",
+            bb.tokens(),
+            bb.hidden_dim
+        );
+        check(&label, &plan, &got, &consts);
+        let (shape, _) = BaselineModel::symbolic(kind, bb, classes)
+            .unwrap()
+            .lower(opts)
+            .unwrap();
+        assert_eq!(shape, plan, "{label}: shape-only plan");
+    }
 }

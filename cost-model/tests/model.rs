@@ -40,17 +40,19 @@ fn paper_surrogate_matches_the_formulas() {
 }
 
 #[test]
-fn baselines_cost_far_more_than_an_owc_adapter() {
+fn baselines_cost_more_than_an_owc_adapter() {
     let bb = BackboneSpec::vit_b16();
     let c = Constants::shipped();
     let wan = NetworkProfile::wan();
     let plan = plan_shape_only(&AdapterSpec::paper(1, 300, 1), &bb, 100).unwrap();
     let owc = cost(&plan, &wan, &c);
-    let b = baselines::all(&bb, 100, &wan, &c);
+    let b = baselines::all(&bb, 100, &wan, &c).unwrap();
     assert_eq!(b.len(), 4);
     for x in &b {
+        // Even SFT of the last layer alone, with its dead tokens eliminated (only the CLS
+        // row after attention), needs LayerNorm, softmax and 12 heads under MPC.
         assert!(
-            x.online_bytes > 20 * owc.online_bytes,
+            x.online_bytes > 3 * owc.online_bytes,
             "{}: {} vs {}",
             x.name,
             x.online_bytes,
@@ -58,8 +60,9 @@ fn baselines_cost_far_more_than_an_owc_adapter() {
         );
         assert!(x.rounds > owc.rounds && x.predicted_online_s > owc.predicted_online_s);
     }
-    // SFT of two layers costs about twice one; the full backbone (12 layers) more.
-    assert!(b[1].online_bytes > 19 * b[0].online_bytes / 10);
+    // One full layer more for SFT-2; the whole backbone (12 layers) for LoRA, and
+    // AdaptFormer's bottlenecks beside it.
+    assert!(b[1].online_bytes > 3 * b[0].online_bytes);
     assert!(b[2].online_bytes > 5 * b[1].online_bytes && b[3].online_bytes > b[2].online_bytes);
 }
 

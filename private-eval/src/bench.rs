@@ -221,43 +221,133 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         exact_truncation: false,
     };
     match name {
-        "relu" | "square" | "gelu" => {
-            let (n, c) = (197, 300);
-            let act = match name {
-                "relu" => Step::Relu {
-                    out: 2,
-                    x: 1,
-                    bits: crate::lower::RELU_BITS,
-                },
-                "gelu" => Step::Gelu { out: 2, x: 1 },
-                _ => Step::Square { out: 2, x: 1 },
+        "relu" | "square" | "gelu" | "exp" | "max" => {
+            // ViT-B/16's MLP (197 x 3072) for the activations; its attention scores
+            // (12 heads x 197 queries over 197 keys) for exp and max.
+            let (n, c) = match name {
+                "exp" | "max" => (12 * 197, 197),
+                _ => (197, 3072),
+            };
+            let bits = crate::lower::RELU_BITS;
+            let (act, out_cols) = match name {
+                "relu" => (Step::Relu { out: 2, x: 1, bits }, c),
+                "gelu" | "exp" => (
+                    Step::Spline {
+                        out: 2,
+                        x: 1,
+                        func: match name {
+                            "gelu" => SplineFn::Gelu,
+                            _ => SplineFn::Exp,
+                        },
+                        bits,
+                    },
+                    c,
+                ),
+                "max" => (Step::RowMax { out: 2, x: 1, bits }, 1),
+                _ => (Step::Square { out: 2, x: 1 }, c),
             };
             let p = plan(
                 vec![
                     wire("x", n, c, client),
                     wire("xs", n, c, shared),
-                    wire("y", n, c, shared),
+                    wire("y", n, out_cols, shared),
                 ],
                 vec![],
                 vec![],
                 vec![public(0), act],
             );
+            let x = match name {
+                "exp" => rand_mat(n, c, 8.0).map(|v| v - 8.0),
+                _ => rand_mat(n, c, 3.0),
+            };
+            (p, PlanWeights { mats: vec![] }, vec![x], n * c)
+        }
+        "softmax" => {
+            // Softmax over ViT-B/16's scores: max tree, shift, exp, row normalization.
+            let (rows, n) = (12 * 197, 197);
+            let bits = crate::lower::RELU_BITS;
+            let p = plan(
+                vec![
+                    wire("s", rows, n, client),
+                    wire("ss", rows, n, shared),
+                    wire("m", rows, 1, shared),
+                    wire("x", rows, n, shared),
+                    wire("e", rows, n, shared),
+                    wire("p", rows, n, shared),
+                ],
+                vec![],
+                vec![],
+                vec![
+                    public(0),
+                    Step::RowMax { out: 2, x: 1, bits },
+                    Step::Shift {
+                        out: 3,
+                        x: 1,
+                        by: 2,
+                    },
+                    Step::Spline {
+                        out: 4,
+                        x: 3,
+                        func: SplineFn::Exp,
+                        bits,
+                    },
+                    Step::LayerNorm {
+                        out: 5,
+                        x: 4,
+                        z: 4,
+                        eps: 0.0,
+                        inv_sqrt: InvSqrtParams {
+                            power: 2,
+                            squares: false,
+                            min_exp: -1,
+                            max_exp: 9,
+                            ..Default::default()
+                        },
+                    },
+                ],
+            );
             (
                 p,
                 PlanWeights { mats: vec![] },
-                vec![rand_mat(n, c, 2.0)],
-                n * c,
+                vec![rand_mat(rows, n, 4.0)],
+                rows * n,
             )
         }
+        "layernorm" => {
+            // LayerNorm at ViT-B/16's width: 197 x 768, centred and scaled input.
+            let (n, d) = (197, 768);
+            let p = plan(
+                vec![
+                    wire("x", n, d, client),
+                    wire("xs", n, d, shared),
+                    wire("y", n, d, shared),
+                ],
+                vec![],
+                vec![],
+                vec![
+                    public(0),
+                    Step::LayerNorm {
+                        out: 2,
+                        x: 1,
+                        z: 1,
+                        eps: 1e-6,
+                        inv_sqrt: InvSqrtParams::default(),
+                    },
+                ],
+            );
+            let x = rand_mat(n, d, 3.0).map(|v| v / (d as f64).sqrt());
+            (p, PlanWeights { mats: vec![] }, vec![x], n * d)
+        }
         "matmul" => {
-            let (n, r) = (197, 300);
+            // ViT-B/16's scores: 12 heads of 197 x 64 by 64 x 197.
+            let (n, r, h) = (197, 768, 12);
             let p = plan(
                 vec![
                     wire("q", n, 2 * r, client),
                     wire("qs", n, 2 * r, shared),
                     wire("a", n, r, shared),
                     wire("b", n, r, shared),
-                    wire("s", n, n, shared),
+                    wire("s", h * n, n, shared),
                 ],
                 vec![],
                 vec![],
@@ -279,7 +369,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                         out: 4,
                         a: 2,
                         b: 3,
-                        heads: 1,
+                        heads: h,
                         kind: HeadProduct::Scores,
                     },
                 ],
@@ -288,7 +378,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 p,
                 PlanWeights { mats: vec![] },
                 vec![rand_mat(n, 2 * r, 0.3)],
-                n * n,
+                h * n * n,
             )
         }
         "linear-client" | "linear-shared" => {
@@ -363,10 +453,14 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
     }
 }
 
-pub const PROTOCOLS: [&str; 7] = [
+pub const PROTOCOLS: [&str; 11] = [
     "relu",
     "square",
     "gelu",
+    "max",
+    "exp",
+    "softmax",
+    "layernorm",
     "matmul",
     "linear-shared",
     "linear-client",
@@ -381,11 +475,8 @@ pub fn bench_protocol(
     repeat: usize,
 ) -> Result<ProtocolRow, RoleError> {
     let (plan, weights, hidden, values) = protocol_plan(name);
-    let first = if name.starts_with("linear") {
-        1
-    } else {
-        plan.steps.len() - 1
-    };
+    // Everything after the public step that shares the client's input.
+    let first = 1;
     let mut secs = Vec::new();
     let mut row = None;
     for i in 0..repeat.max(1) {

@@ -5,10 +5,11 @@
 //! | step | frames (payload in ring elements of 8 bytes) |
 //! | --- | --- |
 //! | `Open` | client -> server: the opened rows x cols |
-//! | `Linear`, `Slice` | none (local) |
+//! | `Linear`, `Slice`, `Shift` | none (local) |
 //! | `HeadMatMul` | both at once: per head `m*k + k*n` (masked operands) |
 //! | `Relu` | both at once, in sequence: one masked value per input, then one masked bit per input (bytes, not ring elements) |
-//! | `Square`, `Gelu` | both at once: one masked value per input |
+//! | `Square`, `Spline` | both at once: one masked value per input |
+//! | `RowMax` | both at once, one exchange per tree level: one masked difference per pair |
 //! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` (final scaling) |
 //! | `Truncate` | both at once: one masked bit per value, `ceil(f/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
@@ -26,9 +27,9 @@ use serde::Serialize;
 use crate::dcf::{Bit, Cws, Pair};
 use crate::dealer::{
     head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, masked_weights, private_terms,
-    truncate_len, LnWave,
+    rowmax_pairs, truncate_len, LnWave,
 };
-use crate::material::{CMP_BITS, HEADER_BYTES};
+use crate::material::HEADER_BYTES;
 use crate::plan::*;
 use crate::transport::HEADER_LEN;
 
@@ -96,7 +97,7 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                 wave: 0,
             }]
         }
-        Step::Linear { .. } | Step::Slice { .. } => Vec::new(),
+        Step::Linear { .. } | Step::Slice { .. } | Step::Shift { .. } => Vec::new(),
         Step::HeadMatMul {
             a, b, heads, kind, ..
         } => {
@@ -113,9 +114,18 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
             }));
             msgs
         }
-        Step::Square { x, .. } | Step::Gelu { x, .. } => {
+        Step::Square { x, .. } | Step::Spline { x, .. } => {
             both(0, plan.wires[*x].rows * plan.wires[*x].cols).to_vec()
         }
+        Step::RowMax { x, .. } => rowmax_pairs(&plan.wires[*x])
+            .enumerate()
+            .flat_map(|(k, n)| {
+                both(0, n).map(|m| Msg {
+                    wave: k as u32,
+                    ..m
+                })
+            })
+            .collect(),
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
             let (rows, d, c) = plan.norm_shape(*x, *z);
             let waves: Vec<[Msg; 2]> = layernorm_waves(plan, rows, d, c, inv_sqrt)
@@ -261,10 +271,12 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
             0
         }
     };
+    // Comparison material: the server's shares of `b` and `b r`, and every key.
+    let cmp = |n: usize, w: CmpWidth| ring(2 * n) + (n * Cws::<Pair>::bytes(w.domain())) as u64;
     let mut total = HEADER_BYTES as u64;
     for step in &plan.steps {
         total += match step {
-            Step::Open { .. } | Step::Slice { .. } | Step::Reveal { .. } => 0,
+            Step::Open { .. } | Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => 0,
             Step::Linear { terms, .. } => ring(private_terms(plan, terms).sum()),
             Step::HeadMatMul {
                 a, b, heads, kind, ..
@@ -273,10 +285,13 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 ring(heads * m * n)
             }
             Step::Square { x, .. } => ring(plan.wires[*x].rows * plan.wires[*x].cols),
-            Step::Gelu { x, .. } => {
+            Step::Spline { x, bits, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
-                ring(2 * n) + (n * Cws::<Pair>::bytes(CMP_BITS)) as u64
+                cmp(n, CmpWidth::spline(*bits, plan.frac_bits))
             }
+            Step::RowMax { x, bits, .. } => rowmax_pairs(&plan.wires[*x])
+                .map(|n| cmp(n, CmpWidth::exact(*bits)))
+                .sum(),
             Step::Relu { x, bits, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
                 ring(2 * n) + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64
@@ -287,9 +302,9 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 let truncs: usize = layernorm_truncs(plan, rows, c, inv_sqrt).iter().sum();
                 let scalings = inv_sqrt.power as usize;
                 let sq = if inv_sqrt.squares { rows * d } else { 0 };
-                ring(sq + 2 * rows + (mults - scalings) * rows + scalings * rows * c)
+                ring(sq + (mults - scalings) * rows + scalings * rows * c)
                     + low(truncs)
-                    + (rows * Cws::<Pair>::bytes(CMP_BITS)) as u64
+                    + cmp(rows, CmpWidth::FULL)
             }
             Step::Truncate { wires } => low(truncate_len(plan, wires)),
         };

@@ -42,6 +42,9 @@ pub trait Group: Copy + Default + PartialEq + Eq + std::fmt::Debug + Send + Sync
             self
         }
     }
+    /// `self` where `keep`, zero elsewhere, without a branch (control bits are random,
+    /// so a branch on them mispredicts half the time).
+    fn keep_if(self, keep: bool) -> Self;
     /// A child's value from its hashed seed block, or (`Pair`) from its own hash.
     fn level_value(seed_block: u128, value_block: Option<u128>) -> Self;
     /// Whether a level's value needs its own hash.
@@ -66,24 +69,35 @@ impl Group for Bit {
     const LEAF_BITS: usize = 7;
     const CW_BYTES: usize = 0;
     const VALUE_HASH: bool = false;
+    #[inline(always)]
     fn add(self, o: Self) -> Self {
         Bit(self.0 ^ o.0)
     }
+    #[inline(always)]
     fn neg(self) -> Self {
         self
     }
+    #[inline(always)]
+    fn keep_if(self, keep: bool) -> Self {
+        Bit(self.0 & keep)
+    }
+    #[inline(always)]
     fn level_value(seed_block: u128, _: Option<u128>) -> Self {
         Bit(seed_block & 2 != 0)
     }
+    #[inline(always)]
     fn leaf_add(a: u128, b: u128) -> u128 {
         a ^ b
     }
+    #[inline(always)]
     fn leaf_neg(a: u128) -> u128 {
         a
     }
+    #[inline(always)]
     fn leaf_get(l: u128, j: usize) -> Self {
         Bit((l >> j) & 1 == 1)
     }
+    #[inline(always)]
     fn leaf_fill(v: Self) -> u128 {
         if v.0 {
             u128::MAX
@@ -91,6 +105,7 @@ impl Group for Bit {
             0
         }
     }
+    #[inline(always)]
     fn leaf_prefix(beta: Self, upto: usize) -> u128 {
         let below = if upto >= 128 {
             u128::MAX
@@ -99,7 +114,9 @@ impl Group for Bit {
         };
         Self::leaf_fill(beta) & below
     }
+    #[inline(always)]
     fn write(self, _: &mut Vec<u8>) {}
+    #[inline(always)]
     fn read(_: &[u8]) -> Self {
         Bit(false)
     }
@@ -122,30 +139,43 @@ impl Group for Pair {
     const LEAF_BITS: usize = 0;
     const CW_BYTES: usize = 16;
     const VALUE_HASH: bool = true;
+    #[inline(always)]
     fn add(self, o: Self) -> Self {
         Pair([
             self.0[0].wrapping_add(o.0[0]),
             self.0[1].wrapping_add(o.0[1]),
         ])
     }
+    #[inline(always)]
     fn neg(self) -> Self {
         Pair([self.0[0].wrapping_neg(), self.0[1].wrapping_neg()])
     }
+    #[inline(always)]
+    fn keep_if(self, keep: bool) -> Self {
+        let m = (keep as u64).wrapping_neg();
+        Pair([self.0[0] & m, self.0[1] & m])
+    }
+    #[inline(always)]
     fn level_value(_: u128, value_block: Option<u128>) -> Self {
         Self::from_block(value_block.expect("Pair values have their own hash"))
     }
+    #[inline(always)]
     fn leaf_add(a: u128, b: u128) -> u128 {
         Self::from_block(a).add(Self::from_block(b)).block()
     }
+    #[inline(always)]
     fn leaf_neg(a: u128) -> u128 {
         Self::from_block(a).neg().block()
     }
+    #[inline(always)]
     fn leaf_get(l: u128, _: usize) -> Self {
         Self::from_block(l)
     }
+    #[inline(always)]
     fn leaf_fill(v: Self) -> u128 {
         v.block()
     }
+    #[inline(always)]
     fn leaf_prefix(beta: Self, upto: usize) -> u128 {
         if upto > 0 {
             beta.block()
@@ -153,9 +183,11 @@ impl Group for Pair {
             0
         }
     }
+    #[inline(always)]
     fn write(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.block().to_le_bytes());
     }
+    #[inline(always)]
     fn read(b: &[u8]) -> Self {
         Self::from_block(u128::from_le_bytes(b[..16].try_into().unwrap()))
     }
@@ -329,26 +361,25 @@ impl<G: Group> DcfKey<G> {
     }
 
     /// Evaluates many keys, each at its own list of points: the output for key `i` and
-    /// point `j` is at `[i][j]`. All (key, point) pairs advance level by level in chunks,
-    /// so the fixed-key AES calls pipeline, and chunks run in parallel.
+    /// point `j` is at `[i][j]`. A key's points walk its tree together, so a prefix they
+    /// share is hashed once (a multi-threshold comparison's points `c - t_k` share their
+    /// high bits); all walks advance level by level in chunks of about 1024 points, so
+    /// the fixed-key AES calls pipeline, and chunks run in parallel.
     pub fn eval_batch(keys: &[DcfKey<G>], points: &[Vec<u64>], bits: usize) -> Vec<Vec<G>> {
         assert_eq!(keys.len(), points.len());
-        let pairs: Vec<(u32, u64)> = points
-            .iter()
-            .enumerate()
-            .flat_map(|(i, xs)| xs.iter().map(move |&x| (i as u32, x)))
-            .collect();
-        let flat: Vec<G> = pairs
-            .par_chunks(1024)
-            .flat_map_iter(|chunk| eval_pairs(keys, chunk, bits))
-            .collect();
-        let mut out = Vec::with_capacity(keys.len());
-        let mut at = 0;
-        for xs in points {
-            out.push(flat[at..at + xs.len()].to_vec());
-            at += xs.len();
+        let mut bounds = vec![0];
+        let mut load = 0;
+        for (i, xs) in points.iter().enumerate() {
+            load += xs.len();
+            if load >= 1024 || i + 1 == points.len() {
+                bounds.push(i + 1);
+                load = 0;
+            }
         }
-        out
+        bounds
+            .par_windows(2)
+            .flat_map_iter(|w| eval_shared(&keys[w[0]..w[1]], &points[w[0]..w[1]], bits))
+            .collect()
     }
 
     /// Evaluates key `i` at point `xs[i]` (one point per key, as ReLU does).
@@ -366,6 +397,143 @@ impl<G: Group> DcfKey<G> {
         let pairs: Vec<(u32, u64)> = xs.iter().map(|&x| (0, x)).collect();
         eval_pairs(std::slice::from_ref(self), &pairs, bits)
     }
+}
+
+/// Tree levels one key's walk hashes at `points` ([`DcfKey::eval_batch`]): the
+/// distinct prefixes of every length `1..=levels`.
+pub fn walk_levels<G: Group>(points: &[u64], bits: usize) -> usize {
+    let mut p = points.to_vec();
+    p.sort_unstable();
+    (1..=levels::<G>(bits))
+        .map(|l| {
+            let shift = bits - l;
+            1 + p
+                .windows(2)
+                .filter(|w| w[0] >> shift != w[1] >> shift)
+                .count()
+        })
+        .sum()
+}
+
+/// Expected [`walk_levels`] at the points `c - t` for thresholds `ts` (reduced to
+/// `bits` bits) and a uniformly random `c`: at a level with blocks of `g` inputs, the
+/// distinct prefixes are the circular gaps between the points that contain a block
+/// boundary, each with probability `min(1, gap / g)`.
+pub fn expected_walk_levels<G: Group>(ts: &[u64], bits: usize) -> f64 {
+    let size = 2f64.powi(bits as i32);
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    let mut p: Vec<u64> = ts.iter().map(|t| t & mask).collect();
+    p.sort_unstable();
+    let mut gaps: Vec<f64> = p.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+    gaps.push(size - (p[p.len() - 1] - p[0]) as f64);
+    (1..=levels::<G>(bits))
+        .map(|l| {
+            let g = 2f64.powi((bits - l) as i32);
+            gaps.iter()
+                .map(|&gap| (gap / g).min(1.0))
+                .sum::<f64>()
+                .clamp(1.0, p.len() as f64)
+        })
+        .sum()
+}
+
+/// A node of a key's walk: the points `lo..hi` (of the key's sorted points) whose
+/// paths pass through it, its seed, control bit and the values summed so far.
+#[derive(Clone, Copy)]
+struct Node<G> {
+    key: u32,
+    lo: u32,
+    hi: u32,
+    s: u128,
+    t: bool,
+    acc: G,
+}
+
+/// Evaluates each key at its points along the union of their paths (a trie): at each
+/// level a node's sorted points split into those going left and right, and only the
+/// children some point takes are hashed. Same outputs as one walk per point.
+fn eval_shared<G: Group>(keys: &[DcfKey<G>], points: &[Vec<u64>], bits: usize) -> Vec<Vec<G>> {
+    let aes = fixed_aes();
+    let l = levels::<G>(bits);
+    // Each key's points sorted, with their original positions.
+    let mut sorted: Vec<(u64, u32)> = Vec::new();
+    let mut nodes: Vec<Node<G>> = Vec::new();
+    for (i, xs) in points.iter().enumerate() {
+        let lo = sorted.len() as u32;
+        sorted.extend(xs.iter().enumerate().map(|(j, &x)| (x, j as u32)));
+        sorted[lo as usize..].sort_unstable();
+        if !xs.is_empty() {
+            nodes.push(Node {
+                key: i as u32,
+                lo,
+                hi: sorted.len() as u32,
+                s: keys[i].seed & SEED_MASK,
+                t: keys[i].party == 1,
+                acc: G::default(),
+            });
+        }
+    }
+    let mut kids: Vec<(Node<G>, usize)> = Vec::with_capacity(nodes.len());
+    let mut blocks = Vec::new();
+    let mut vblocks = Vec::new();
+    for level in 0..l {
+        kids.clear();
+        for n in &nodes {
+            let pts = &sorted[n.lo as usize..n.hi as usize];
+            let mid = n.lo + pts.partition_point(|&(x, _)| bit(x, level, bits) == 0) as u32;
+            if n.lo < mid {
+                kids.push((Node { hi: mid, ..*n }, 0));
+            }
+            if mid < n.hi {
+                kids.push((Node { lo: mid, ..*n }, 1));
+            }
+        }
+        blocks.clear();
+        blocks.extend(kids.iter().map(|(n, d)| n.s ^ *d as u128));
+        aes.hash_in_place(&mut blocks);
+        if G::VALUE_HASH {
+            vblocks.clear();
+            vblocks.extend(kids.iter().map(|(n, d)| n.s ^ (2 + *d) as u128));
+            aes.hash_in_place(&mut vblocks);
+        }
+        nodes.clear();
+        nodes.extend(kids.iter().enumerate().map(|(j, &(n, d))| {
+            let cw = &keys[n.key as usize].cws.levels[level];
+            let b = blocks[j];
+            let m = (n.t as u128).wrapping_neg();
+            let v = G::level_value(b, vblocks.get(j).copied()).add(cw.v.keep_if(n.t));
+            Node {
+                s: (b ^ (cw.s & m)) & SEED_MASK,
+                t: (b ^ ((cw.s >> d) & m)) & 1 == 1,
+                acc: n.acc.add(v),
+                ..n
+            }
+        }));
+    }
+    blocks.clear();
+    blocks.extend(nodes.iter().map(|n| n.s ^ LEAF_TWEAK));
+    aes.hash_in_place(&mut blocks);
+    let mut out: Vec<Vec<G>> = points
+        .iter()
+        .map(|xs| vec![G::default(); xs.len()])
+        .collect();
+    for (n, &leaf) in nodes.iter().zip(&blocks) {
+        let k = &keys[n.key as usize];
+        let leaf = match n.t {
+            true => G::leaf_add(leaf, k.cws.last),
+            false => leaf,
+        };
+        for &(x, j) in &sorted[n.lo as usize..n.hi as usize] {
+            let y = G::leaf_get(leaf, leaf_pos::<G>(x, bits));
+            // Party 1's outputs are negated: once, here, for every level's value.
+            out[n.key as usize][j as usize] = n.acc.add(y).neg_if(k.party == 1);
+        }
+    }
+    out
 }
 
 /// Evaluates `(key index, point)` pairs level by level, hashing only the taken child.
@@ -393,20 +561,13 @@ fn eval_pairs<G: Group>(keys: &[DcfKey<G>], pairs: &[(u32, u64)], bits: usize) -
             aes.hash_in_place(&mut vblocks);
         }
         for (j, &(i, x)) in pairs.iter().enumerate() {
-            let k = key(i);
-            let cw = &k.cws.levels[level];
+            let cw = &key(i).cws.levels[level];
             let b = blocks[j];
-            let mut v = G::level_value(b, vblocks.get(j).copied());
-            let mut sj = b & SEED_MASK;
-            let mut tn = b & 1 == 1;
-            if t[j] {
-                sj ^= cw.s & SEED_MASK;
-                tn ^= (cw.s >> bit(x, level, bits)) & 1 == 1;
-                v = v.add(cw.v);
-            }
-            acc[j] = acc[j].add(v.neg_if(k.party == 1));
-            s[j] = sj;
-            t[j] = tn;
+            let m = (t[j] as u128).wrapping_neg();
+            let v = G::level_value(b, vblocks.get(j).copied()).add(cw.v.keep_if(t[j]));
+            acc[j] = acc[j].add(v);
+            s[j] = (b ^ (cw.s & m)) & SEED_MASK;
+            t[j] = (b ^ ((cw.s >> bit(x, level, bits)) & m)) & 1 == 1;
         }
     }
     for (j, sj) in s.iter().enumerate() {
@@ -423,7 +584,8 @@ fn eval_pairs<G: Group>(keys: &[DcfKey<G>], pairs: &[(u32, u64)], bits: usize) -
                 leaf = G::leaf_add(leaf, k.cws.last);
             }
             let y = G::leaf_get(leaf, leaf_pos::<G>(x, bits));
-            acc[j].add(y.neg_if(k.party == 1))
+            // Party 1's outputs are negated: once, here, for every level's value.
+            acc[j].add(y).neg_if(k.party == 1)
         })
         .collect()
 }
@@ -514,13 +676,55 @@ mod tests {
         let keys: Vec<DcfKey<Bit>> = (0..40)
             .map(|i| gen_keys(rng.next_u64() >> 33, Bit(true), 31, &mut rng)[i % 2].clone())
             .collect();
+        // Random points, and close ones (shared prefixes, duplicates) as thresholds give.
         let points: Vec<Vec<u64>> = (0..40)
-            .map(|i| (0..i % 4).map(|_| rng.next_u64() >> 33).collect())
+            .map(|i| {
+                let c = rng.next_u64() >> 33;
+                let mut xs: Vec<u64> = (0..i % 4).map(|_| rng.next_u64() >> 33).collect();
+                xs.extend((0..i % 7).map(|k| c.wrapping_sub(k * k * 37) & ((1 << 31) - 1)));
+                xs.extend(xs.clone().iter().take(2));
+                xs
+            })
             .collect();
         let batch = DcfKey::eval_batch(&keys, &points, 31);
         for (k, (key, xs)) in keys.iter().zip(&points).enumerate() {
             assert_eq!(batch[k], key.eval_many(xs, 31));
         }
+        let pkeys: Vec<DcfKey<Pair>> = (0..40)
+            .map(|i| gen_keys(rng.next_u64() >> 33, pair(&mut rng), 31, &mut rng)[i % 2].clone())
+            .collect();
+        let batch = DcfKey::eval_batch(&pkeys, &points, 31);
+        for (k, (key, xs)) in pkeys.iter().zip(&points).enumerate() {
+            assert_eq!(batch[k], key.eval_many(xs, 31));
+        }
+    }
+
+    #[test]
+    fn expected_walk_matches_the_average_walk() {
+        let mut rng = Prg::new(11);
+        let bits = 23;
+        let ts: Vec<u64> = (0..56u64).map(|k| k * k * 97 + k * 4096).collect();
+        let runs = 400;
+        let mean = (0..runs)
+            .map(|_| {
+                let c = rng.next_u64();
+                let pts: Vec<u64> = ts
+                    .iter()
+                    .map(|t| c.wrapping_sub(*t) & ((1 << bits) - 1))
+                    .collect();
+                walk_levels::<Pair>(&pts, bits) as f64
+            })
+            .sum::<f64>()
+            / runs as f64;
+        let want = expected_walk_levels::<Pair>(&ts, bits);
+        assert!(
+            (mean - want).abs() < 0.03 * want,
+            "mean {mean} expected {want}"
+        );
+        assert!(
+            want < 0.7 * (56 * bits) as f64,
+            "shared prefixes save: {want}"
+        );
     }
 
     #[test]

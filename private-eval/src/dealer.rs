@@ -6,13 +6,11 @@
 use rayon::prelude::*;
 
 use crate::dcf;
-use crate::material::{
-    draw, draw_cmp, draw_relu, CmpMat, Material, ReluMat, StepMat, Triple, CMP_BITS,
-};
+use crate::material::{draw, draw_cmp, draw_relu, CmpMat, Material, ReluMat, StepMat, Triple};
 use crate::matmul::matmul;
 use crate::plan::*;
 use crate::prg::{FixedKeyAes, Prg};
-use crate::ring::{self, LOW63};
+use crate::ring;
 use crate::trunc;
 
 /// The per-model weight masks `B_w`, derived from a seed the dealer and server share.
@@ -115,13 +113,20 @@ fn fill_relu(m0: &mut ReluMat, m1: &mut ReluMat) {
 
 /// LayerNorm's comparison corrections: shares of `b = msb(r)` and `b r`, and the keys.
 fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
+    let w = m0.width;
+    let m = w.bits - w.shift;
     let r = ring::add(&m0.r, &m1.r);
-    fill_keys(&r, &mut m0.keys, &mut m1.keys, CMP_BITS, |ri| {
-        let sign = 1u64.wrapping_sub(2 * (ri >> 63));
-        (ri & LOW63, dcf::Pair([sign, sign.wrapping_mul(ri)]))
+    let msb = |ri: u64| (ri >> w.shift >> (m - 1)) & 1;
+    let low = (1u64 << (m - 1)) - 1;
+    fill_keys(&r, &mut m0.keys, &mut m1.keys, w.domain(), |ri| {
+        let sign = 1u64.wrapping_sub(2 * msb(ri));
+        (
+            (ri >> w.shift) & low,
+            dcf::Pair([sign, sign.wrapping_mul(ri)]),
+        )
     });
     for (i, &ri) in r.iter().enumerate() {
-        let b = ri >> 63;
+        let b = msb(ri);
         m1.b[i] = b.wrapping_sub(m0.b[i]);
         m1.br[i] = b.wrapping_mul(ri).wrapping_sub(m0.br[i]);
     }
@@ -135,12 +140,21 @@ pub fn relu_material(n: usize, bits: u32, rng: &mut Prg) -> [ReluMat; 2] {
     [m0, m1]
 }
 
-/// Both halves of LayerNorm comparison material for `n` values (tests and benchmarks).
-pub fn cmp_material(n: usize, rng: &mut Prg) -> [CmpMat; 2] {
+/// Both halves of comparison material for `n` values (tests and benchmarks).
+pub fn cmp_material(n: usize, width: CmpWidth, rng: &mut Prg) -> [CmpMat; 2] {
     let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = [0, 1].map(|p| draw_cmp(&mut prgs[p as usize], p, n));
+    let [mut m0, mut m1] = [0, 1].map(|p| draw_cmp(&mut prgs[p as usize], p, n, width));
     fill_cmp(&mut m0, &mut m1);
     [m0, m1]
+}
+
+/// Values compared at each level of a row maximum's tree over `x`: `rows * floor(w / 2)`
+/// for the level's width `w` (an odd column passes to the next level unchanged).
+pub fn rowmax_pairs(x: &Wire) -> impl Iterator<Item = usize> {
+    let rows = x.rows;
+    std::iter::successors(Some(x.cols), |&w| (w > 1).then_some(w.div_ceil(2)))
+        .take_while(|&w| w > 1)
+        .map(move |w| rows * (w / 2))
 }
 
 /// Operand shapes `(m, k, n)` of each head's product in a `HeadMatMul`.
@@ -306,7 +320,12 @@ pub fn generate(
                 }
             }
             (Step::Relu { .. }, StepMat::Relu(r0), StepMat::Relu(r1)) => fill_relu(r0, r1),
-            (Step::Gelu { .. }, StepMat::Gelu(c0), StepMat::Gelu(c1)) => fill_cmp(c0, c1),
+            (Step::Spline { .. }, StepMat::Spline(c0), StepMat::Spline(c1)) => fill_cmp(c0, c1),
+            (Step::RowMax { .. }, StepMat::RowMax(l0), StepMat::RowMax(l1)) => {
+                for (c0, c1) in l0.iter_mut().zip(l1.iter_mut()) {
+                    fill_cmp(c0, c1);
+                }
+            }
             (Step::Square { .. }, StepMat::Square(t0), StepMat::Square(t1)) => {
                 let a = ring::add(&t0.a, &t1.a);
                 t1.c = correct(&ring::mul_bcast(&a, 1, &a, 1, a.len()), &t0.c);

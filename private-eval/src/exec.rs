@@ -7,11 +7,11 @@ use std::time::Instant;
 use crate::dcf::DcfKey;
 use crate::dealer::{head_shapes, masked_weights, ModelMasks};
 use crate::fixed::Fixed;
-use crate::material::{CmpMat, Material, ReluMat, StepMat, Triple, TruncMat, CMP_BITS};
+use crate::material::{CmpMat, Material, ReluMat, StepMat, Triple, TruncMat};
 use crate::matmul::matmul;
 use crate::plain::{head_assemble, head_operands, Grid};
 use crate::plan::*;
-use crate::ring::{self, LOW63};
+use crate::ring;
 use crate::tensor::Mat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
 use crate::trunc;
@@ -294,6 +294,41 @@ impl Party<'_> {
             .collect())
     }
 
+    /// Row maxima of `x` (`rows` rows) by a tree: at each level the columns pair up,
+    /// `max(a, b) = b + [a - b >= 0] (a - b)` from one comparison of the differences
+    /// (no product: the comparison gives `d (a - b)` itself); an odd last column waits.
+    fn row_max(
+        &self,
+        chan: &mut dyn Channel,
+        mut x: Vec<u64>,
+        rows: usize,
+        levels: &[CmpMat],
+    ) -> StepResult<Vec<u64>> {
+        let mut w = x.len() / rows;
+        for m in levels {
+            let half = w / 2;
+            let diff: Vec<u64> = (0..rows * half)
+                .map(|i| {
+                    let (r, j) = (i / half, i % half);
+                    x[r * w + 2 * j].wrapping_sub(x[r * w + 2 * j + 1])
+                })
+                .collect();
+            let d = self.compare(chan, &diff, &[0], m)?;
+            let next = w.div_ceil(2);
+            x = (0..rows * next)
+                .map(|i| {
+                    let (r, j) = (i / next, i % next);
+                    match j < half {
+                        true => x[r * w + 2 * j + 1].wrapping_add(d[r * half + j][0].1),
+                        false => x[r * w + w - 1],
+                    }
+                })
+                .collect();
+            w = next;
+        }
+        Ok(x)
+    }
+
     /// Element-wise `x^2` from a square pair `(a, a^2)`: open `e = x - a`, then
     /// `x^2 = e^2 + 2 e a + a^2` (at `2f` bits; the caller truncates).
     fn square(&self, chan: &mut dyn Channel, xs: &[u64], t: &Triple) -> StepResult<Vec<u64>> {
@@ -500,16 +535,46 @@ impl Party<'_> {
                     .map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(self.trunc_out(sq));
             }
-            Step::Gelu { out, x } => {
-                let StepMat::Gelu(cmp) = mat else {
+            Step::Spline { out, x, func, bits } => {
+                let StepMat::Spline(cmp) = mat else {
                     return Err(bad("comparison material"));
                 };
                 let v = self.share(*x).to_vec();
-                check_cmp(&cmp, v.len()).map_err(|w| bad(&w))?;
+                check_cmp(&cmp, v.len(), CmpWidth::spline(*bits, self.fx.frac_bits))
+                    .map_err(|w| bad(&w))?;
                 let y = self
-                    .piecewise(chan, &v, &gelu_thresholds(), &gelu_segments(), &cmp)
+                    .piecewise(chan, &v, &func.thresholds(), &func.segments(), &cmp)
                     .map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(self.trunc_out(y));
+            }
+            Step::RowMax { out, x, bits } => {
+                let StepMat::RowMax(levels) = mat else {
+                    return Err(bad("comparison material per level"));
+                };
+                let w = &self.plan.wires[*x];
+                let width = CmpWidth::exact(*bits);
+                let want: Vec<usize> = crate::dealer::rowmax_pairs(w).collect();
+                if levels.len() != want.len() {
+                    return Err(bad(&format!("{} levels of material", want.len())));
+                }
+                for (m, &n) in levels.iter().zip(&want) {
+                    check_cmp(m, n, width).map_err(|w| bad(&w))?;
+                }
+                let res = self
+                    .row_max(chan, self.share(*x).to_vec(), w.rows, &levels)
+                    .map_err(|e| self.terr(step, e))?;
+                self.shares[*out] = Some(res);
+            }
+            Step::Shift { out, x, by } => {
+                let cols = self.plan.wires[*x].cols;
+                let b = self.share(*by);
+                let v = self
+                    .share(*x)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, xi)| xi.wrapping_sub(b[i / cols]))
+                    .collect();
+                self.shares[*out] = Some(v);
             }
             Step::LayerNorm {
                 out,
@@ -598,7 +663,7 @@ impl Party<'_> {
                 "square and product triples of the norm's shape".into(),
             ));
         }
-        check_cmp(&cmp, rows).map_err(LnError::M)?;
+        check_cmp(&cmp, rows, CmpWidth::FULL).map_err(LnError::M)?;
         // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input.
         let mut v = if params.squares {
             let sq = self.square(chan, self.share(x), &square)?;
@@ -734,10 +799,13 @@ fn unpack_bits(bytes: &[u8], n: usize) -> Result<Vec<bool>, TransportError> {
     Ok((0..n).map(|i| (bytes[i / 8] >> (i % 8)) & 1 == 1).collect())
 }
 
-/// Shares of `d = [v >= t]` and `d * v` for each public threshold `t` (encoded),
-/// from one opening `c = v + r` and the DCF keys: for `v - t = (c - t) - r`,
-/// `msb(v - t) = msb(c - t) xor msb(r) xor [(c - t) mod 2^63 < r mod 2^63]`, and the
-/// key's payload also gives `u * r` so `d * v = d * c - d * r` needs no extra round.
+/// Shares of `d = [v >= t]` and `d * v` for each public threshold `t` (encoded), from
+/// one opening `c = v + r` and the DCF keys. On the material's width
+/// ([`crate::plan::CmpWidth`]), with `'` dropping the `shift` low bits and arithmetic
+/// on `m = bits - shift` bits: for `v' - t' = (c' - t') - r'`,
+/// `msb(v' - t') = msb(c' - t') xor msb(r') xor [(c' - t') mod 2^(m-1) < r' mod 2^(m-1)]`,
+/// and the key's payload also gives `u * r` (the whole `r`), so `d * v = d * c - d * r`
+/// needs no extra round.
 pub fn compare(
     p: usize,
     chan: &mut dyn Channel,
@@ -745,17 +813,16 @@ pub fn compare(
     thresholds: &[u64],
     m: &CmpMat,
 ) -> Result<Vec<Vec<(u64, u64)>>, TransportError> {
+    let w = m.width;
+    let bits = w.bits - w.shift;
+    let low = (1u64 << (bits - 1)) - 1;
     let c = open_both(chan, ring::add(v, &m.r))?;
+    let diff = |ci: u64, t: u64| (ci >> w.shift).wrapping_sub(t >> w.shift);
     let points: Vec<Vec<u64>> = c
         .iter()
-        .map(|&ci| {
-            thresholds
-                .iter()
-                .map(|&t| ci.wrapping_sub(t) & LOW63)
-                .collect()
-        })
+        .map(|&ci| thresholds.iter().map(|&t| diff(ci, t) & low).collect())
         .collect();
-    let evals = DcfKey::eval_batch(&m.keys, &points, CMP_BITS);
+    let evals = DcfKey::eval_batch(&m.keys, &points, w.domain());
     Ok(c.iter()
         .enumerate()
         .map(|(i, &ci)| {
@@ -763,7 +830,7 @@ pub fn compare(
                 .iter()
                 .zip(&evals[i])
                 .map(|(&t, y)| {
-                    let a = ci.wrapping_sub(t) >> 63;
+                    let a = (diff(ci, t) >> (bits - 1)) & 1;
                     let sign = 1u64.wrapping_sub(2 * a);
                     let u = m.b[i].wrapping_add(y.0[0]);
                     let ur = m.br[i].wrapping_add(y.0[1]);
@@ -776,6 +843,13 @@ pub fn compare(
                 .collect()
         })
         .collect())
+}
+
+/// Expected DCF tree levels one value's comparison walks ([`compare`]) against the
+/// encoded `thresholds` on `width`: the points `c' - t'` share their high bits.
+pub fn compare_walk_levels(thresholds: &[u64], width: CmpWidth) -> f64 {
+    let ts: Vec<u64> = thresholds.iter().map(|t| t >> width.shift).collect();
+    crate::dcf::expected_walk_levels::<crate::dcf::Pair>(&ts, width.domain())
 }
 
 enum LnError {
@@ -803,9 +877,12 @@ fn check_relu(m: &ReluMat, n: usize, bits: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn check_cmp(m: &CmpMat, n: usize) -> Result<(), String> {
+fn check_cmp(m: &CmpMat, n: usize, width: CmpWidth) -> Result<(), String> {
     if m.r.len() != n || m.b.len() != n || m.br.len() != n || m.keys.len() != n {
         return Err(format!("comparison material for {n} values"));
+    }
+    if m.width != width {
+        return Err(format!("comparison material of width {width:?}"));
     }
     Ok(())
 }
@@ -1013,29 +1090,54 @@ mod tests {
         }
     }
 
-    /// LayerNorm's one-round comparison against several thresholds.
+    /// The one-round comparison against several thresholds, on the whole ring
+    /// (LayerNorm) and on narrow widths with and without dropped low bits (splines).
     #[test]
     fn threshold_comparison_is_exact_on_edge_values() {
         let mut rng = Prg::new(4);
-        let mut xs: Vec<u64> = vec![0, 1, u64::MAX, (1 << 63) - 1, 1 << 63, 65536];
-        xs.extend(rng.gen(100));
-        let ts = [0u64, 65536, 1 << 40];
-        let [m0, m1] = cmp_material(xs.len(), &mut rng);
-        let (s0, s1) = shared(&xs, &mut rng);
-        let (y0, y1) = both(|p, c| {
-            let (s, m) = if p == 0 { (&s0, &m0) } else { (&s1, &m1) };
-            compare(p, c, s, &ts, m).unwrap()
-        });
-        for (i, &x) in xs.iter().enumerate() {
-            for (k, &t) in ts.iter().enumerate() {
-                let ge = (x.wrapping_sub(t) as i64) >= 0;
-                assert_eq!(
-                    y0[i][k].0.wrapping_add(y1[i][k].0),
-                    ge as u64,
-                    "{x:#x} >= {t}"
-                );
-                let dv = y0[i][k].1.wrapping_add(y1[i][k].1);
-                assert_eq!(dv, if ge { x } else { 0 }, "d v for {x:#x}, {t}");
+        for width in [
+            CmpWidth::FULL,
+            CmpWidth { bits: 32, shift: 0 },
+            CmpWidth { bits: 32, shift: 8 },
+        ] {
+            let span = 1u64 << (width.bits - 2);
+            let ts = [0u64, 65536, (-3i64 << 16) as u64, 1 << 20];
+            let mut xs: Vec<u64> = vec![0, 1, u64::MAX, 65536, 65535, 65536 - 256, 65536 - 257];
+            xs.extend(ts.iter().flat_map(|&t| {
+                [
+                    t,
+                    t.wrapping_sub(1),
+                    t + 1,
+                    t.wrapping_sub(1 << width.shift),
+                ]
+            }));
+            if width == CmpWidth::FULL {
+                xs.extend([(1 << 63) - 1, 1 << 63, 1 << 40]);
+            }
+            xs.extend(
+                rng.gen(200)
+                    .iter()
+                    .map(|r| (r % span).wrapping_sub(span / 2)),
+            );
+            let [m0, m1] = cmp_material(xs.len(), width, &mut rng);
+            let (s0, s1) = shared(&xs, &mut rng);
+            let (y0, y1) = both(|p, c| {
+                let (s, m) = if p == 0 { (&s0, &m0) } else { (&s1, &m1) };
+                compare(p, c, s, &ts, m).unwrap()
+            });
+            for (i, &x) in xs.iter().enumerate() {
+                for (k, &t) in ts.iter().enumerate() {
+                    let ge = (x.wrapping_sub(t) as i64) >= 0;
+                    let d = y0[i][k].0.wrapping_add(y1[i][k].0);
+                    // Within 2^shift below a threshold the decision may go either way.
+                    if ge || t.wrapping_sub(x) > 1 << width.shift {
+                        assert_eq!(d, ge as u64, "{x:#x} >= {t:#x} at {width:?}");
+                    } else {
+                        assert!(d <= 1, "{x:#x} >= {t:#x} at {width:?}");
+                    }
+                    let dv = y0[i][k].1.wrapping_add(y1[i][k].1);
+                    assert_eq!(dv, d.wrapping_mul(x), "d v for {x:#x}, {t:#x}");
+                }
             }
         }
     }

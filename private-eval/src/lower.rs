@@ -9,14 +9,12 @@ use std::collections::HashMap;
 
 use cryptpeft_types::{Activation, AttentionKind};
 
-use crate::model::{Norm, OwcModel};
+use crate::model::{Block, Linear, Norm, OwcModel};
 use crate::plan::*;
 use crate::tensor::Mat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
-    #[error("{what} is not supported under MPC yet (supported: LinAtten, 2Quad, ReLU-softmax or no attention, ReLU, GELU or square MLP, affine/LayerNorm/no norm)")]
-    Unsupported { what: String },
     #[error("ReLU width {bits} bits: must be between {min} (f + 2) and 64")]
     ReluBits { bits: u32, min: u32 },
 }
@@ -72,8 +70,10 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
             Step::HeadMatMul { a, b, .. } => vec![*a, *b],
             Step::Relu { x, .. }
             | Step::Square { x, .. }
-            | Step::Gelu { x, .. }
+            | Step::Spline { x, .. }
+            | Step::RowMax { x, .. }
             | Step::Slice { x, .. } => vec![*x],
+            Step::Shift { x, by, .. } => vec![*x, *by],
             Step::LayerNorm { x, z, .. } => vec![*x, *z],
             Step::Truncate { .. } => Vec::new(),
             Step::Reveal { wire, raw } => {
@@ -91,7 +91,7 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
             Step::Linear { out: o, .. }
             | Step::HeadMatMul { out: o, .. }
             | Step::Square { out: o, .. }
-            | Step::Gelu { out: o, .. } => pending.push(*o),
+            | Step::Spline { out: o, .. } => pending.push(*o),
             _ => {}
         }
         out.push(step);
@@ -413,13 +413,40 @@ impl Lowering {
 
     /// `Norm(x) * W + b` with `W` = `[in, out]`.
     /// Attention weights by a row normalization `w / sum_row w` of non-negative
-    /// weights: 2Quad (MPCFormer) `w = (s + 5)^2`, a public shift and a square;
+    /// weights: softmax `w = exp(s - max_row s)` (a max tree, a local shift and the exp
+    /// spline); 2Quad (MPCFormer) `w = (s + 5)^2`, a public shift and a square;
     /// ReLU-softmax (MPCViT) `w = relu(s)`, with `1e-6` added to the sum. The division
     /// is LayerNorm's protocol on the row sums with power 2: `w u^2`, `u = (sum w)^(-1/2)`.
     fn row_normalized(&mut self, s: WireId, kind: AttentionKind, bp: &str) -> WireId {
         let (rows, n) = (self.wires[s].rows, self.wires[s].cols);
+        let bits = self.opts.relu_bits;
         let w = self.wire(&format!("{bp}.unnormalized"), rows, n, WireKind::Shared);
+        let mut inv_sqrt = InvSqrtParams {
+            power: 2,
+            squares: false,
+            ..self.opts.inv_sqrt
+        };
         let eps = match kind {
+            AttentionKind::Softmax => {
+                let m = self.wire(&format!("{bp}.max"), rows, 1, WireKind::Shared);
+                self.body.push(Step::RowMax { out: m, x: s, bits });
+                let x = self.wire(&format!("{bp}.centred"), rows, n, WireKind::Shared);
+                self.body.push(Step::Shift {
+                    out: x,
+                    x: s,
+                    by: m,
+                });
+                self.body.push(Step::Spline {
+                    out: w,
+                    x,
+                    func: SplineFn::Exp,
+                    bits,
+                });
+                // The row's max contributes exp(0) = 1: sums lie in [1, n].
+                inv_sqrt.min_exp = -1;
+                inv_sqrt.max_exp = (n as f64).log2().ceil() as i32 + 1;
+                0.0
+            }
             AttentionKind::TwoQuad => {
                 let shifted =
                     self.form(s, Rows::All)
@@ -429,11 +456,7 @@ impl Lowering {
                 0.0
             }
             _ => {
-                self.body.push(Step::Relu {
-                    out: w,
-                    x: s,
-                    bits: self.opts.relu_bits,
-                });
+                self.body.push(Step::Relu { out: w, x: s, bits });
                 RELU_SOFTMAX_EPS
             }
         };
@@ -443,13 +466,133 @@ impl Lowering {
             x: w,
             z: w,
             eps,
-            inv_sqrt: InvSqrtParams {
-                power: 2,
-                squares: false,
-                ..self.opts.inv_sqrt
-            },
+            inv_sqrt,
         });
         p
+    }
+
+    /// A transformer block on the form `y` (`[rows, r]`): attention with `heads` heads
+    /// (pre-norm, residual), then the MLP (pre-norm, residual) and, for AdaptFormer, the
+    /// parallel bottleneck on `y`. With `cls_only`, only what reaches the CLS row of the
+    /// output is computed (dead-token elimination): one query row, a one-row MLP.
+    fn block(
+        &mut self,
+        mut y: Form,
+        blk: &Block,
+        (attention, activation): (AttentionKind, Activation),
+        h: usize,
+        cls_only: bool,
+        bp: &str,
+    ) -> Form {
+        let (n, r) = (y.rows, y.cols);
+        let dh = r / h;
+        if let Some(at) = &blk.attn {
+            let qkv = self.norm_linear(
+                &y,
+                &blk.norm1,
+                &at.qkv.transpose(),
+                at.qkv_bias.as_deref(),
+                &format!("{bp}.attn"),
+            );
+            let mut q = qkv.cols(0, r).scale(1.0 / (dh as f64).sqrt());
+            if cls_only {
+                q = q.cls();
+            }
+            // Keys and values need every row: materialized first, so the CLS query
+            // reuses their all-rows openings.
+            let k = self.materialize(&qkv.cols(r, 2 * r), &format!("{bp}.k"));
+            let v = self.materialize(&qkv.cols(2 * r, 3 * r), &format!("{bp}.v"));
+            let q = self.materialize(&q, &format!("{bp}.q"));
+            let rq = self.wires[q].rows;
+            let s = self.wire(&format!("{bp}.scores"), h * rq, n, WireKind::Shared);
+            self.body.push(Step::HeadMatMul {
+                out: s,
+                a: q,
+                b: k,
+                heads: h,
+                kind: HeadProduct::Scores,
+            });
+            let pw = match attention {
+                AttentionKind::Softmax | AttentionKind::TwoQuad | AttentionKind::ReluSoftmax => {
+                    self.row_normalized(s, attention, bp)
+                }
+                _ => {
+                    let tm = at
+                        .token_mix
+                        .as_ref()
+                        .expect("LinAtten has a token-mixing map");
+                    let pf = self
+                        .form(s, Rows::All)
+                        .right_mul(&tm.weight.transpose(), &self.wires)
+                        .plus_bias(row(&tm.bias, n));
+                    self.materialize(&pf, &format!("{bp}.mixed"))
+                }
+            };
+            let o = self.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
+            self.body.push(Step::HeadMatMul {
+                out: o,
+                a: pw,
+                b: v,
+                heads: h,
+                kind: HeadProduct::Mix,
+            });
+            if cls_only {
+                y = y.cls();
+            }
+            let proj = self
+                .form(o, Rows::All)
+                .right_mul(&at.proj.weight.transpose(), &self.wires)
+                .plus_bias(row(&at.proj.bias, r));
+            y = y.add(&proj);
+        } else if cls_only {
+            y = y.cls();
+        }
+        let hf = self.norm_linear(
+            &y,
+            &blk.norm2,
+            &blk.fc1.weight.transpose(),
+            Some(&blk.fc1.bias),
+            &format!("{bp}.mlp"),
+        );
+        let hw = self.materialize(&hf, &format!("{bp}.fc1"));
+        let g = self.activation(hw, activation, &format!("{bp}.act"));
+        let fc2 = self
+            .form(g, Rows::All)
+            .right_mul(&blk.fc2.weight.transpose(), &self.wires)
+            .plus_bias(row(&blk.fc2.bias, r));
+        let mut out = y.add(&fc2);
+        if let Some(pa) = &blk.parallel {
+            let df = y
+                .right_mul(&pa.down.weight.transpose(), &self.wires)
+                .plus_bias(row(&pa.down.bias, pa.down.weight.rows));
+            let dw = self.materialize(&df, &format!("{bp}.down"));
+            let dg = self.activation(dw, Activation::Relu, &format!("{bp}.down_act"));
+            let up = self
+                .form(dg, Rows::All)
+                .right_mul(&pa.up.weight.transpose(), &self.wires)
+                .plus_bias(row(&pa.up.bias, r))
+                .scale(pa.scale);
+            out = out.add(&up);
+        }
+        out
+    }
+
+    /// An element-wise activation of wire `x` into a new wire.
+    fn activation(&mut self, x: WireId, act: Activation, name: &str) -> WireId {
+        let (rows, cols) = (self.wires[x].rows, self.wires[x].cols);
+        let out = self.wire(name, rows, cols, WireKind::Shared);
+        let bits = self.opts.relu_bits;
+        self.body.push(match act {
+            Activation::Square => Step::Square { out, x },
+            Activation::Gelu => Step::Spline {
+                out,
+                x,
+                func: SplineFn::Gelu,
+                bits,
+            },
+            _ => Step::Relu { out, x, bits },
+        });
+        out
     }
 
     fn norm_linear(
@@ -497,57 +640,102 @@ impl Lowering {
     }
 }
 
+impl Lowering {
+    fn new(opts: LowerOptions, symbolic: bool) -> Result<Self, LowerError> {
+        let min = opts.frac_bits + 2;
+        if !(min..=64).contains(&opts.relu_bits) {
+            return Err(LowerError::ReluBits {
+                bits: opts.relu_bits,
+                min,
+            });
+        }
+        Ok(Lowering {
+            opts,
+            symbolic,
+            wires: Vec::new(),
+            openings: Vec::new(),
+            opened: HashMap::new(),
+            weights: Vec::new(),
+            prologue: Vec::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// The client's hidden states `0..count`, each `[n, d]`.
+    fn inputs(&mut self, count: usize, n: usize, d: usize) -> Vec<WireId> {
+        (0..count)
+            .map(|i| {
+                self.wire(
+                    &format!("hidden.{i}"),
+                    n,
+                    d,
+                    WireKind::ClientInput { hidden: i },
+                )
+            })
+            .collect()
+    }
+
+    /// The final norm and head on the CLS form `z`, revealed to the client: the plan.
+    fn finish(mut self, z: &Form, final_norm: &Norm, head: &Linear) -> (SecurePlan, PlanWeights) {
+        let logits = self.norm_linear(
+            z,
+            final_norm,
+            &head.weight.transpose(),
+            Some(&head.bias),
+            "head",
+        );
+        let lwire = self.materialize(&logits, "logits");
+        self.body.push(Step::Reveal {
+            wire: lwire,
+            raw: false,
+        });
+        let weights = self
+            .weights
+            .iter()
+            .map(|m| WeightShape {
+                rows: m.rows,
+                cols: m.cols,
+            })
+            .collect();
+        let inputs = self
+            .wires
+            .iter()
+            .filter(|w| matches!(w.kind, WireKind::ClientInput { .. }))
+            .count();
+        let mut steps = self.prologue;
+        steps.extend(self.body);
+        if self.opts.exact_truncation {
+            steps = insert_truncations(steps, &self.openings);
+        }
+        (
+            SecurePlan {
+                wires: self.wires,
+                openings: self.openings,
+                weights,
+                steps,
+                inputs,
+                frac_bits: self.opts.frac_bits,
+                exact_truncation: self.opts.exact_truncation,
+            },
+            PlanWeights { mats: self.weights },
+        )
+    }
+}
+
 /// Lowers a model to its plan and the server's folded weights.
 pub fn lower(
     model: &OwcModel,
     opts: LowerOptions,
 ) -> Result<(SecurePlan, PlanWeights), LowerError> {
     let spec = &model.spec;
-    let min = opts.frac_bits + 2;
-    if !(min..=64).contains(&opts.relu_bits) {
-        return Err(LowerError::ReluBits {
-            bits: opts.relu_bits,
-            min,
-        });
-    }
-    match spec.attention {
-        AttentionKind::LinAtten
-        | AttentionKind::TwoQuad
-        | AttentionKind::ReluSoftmax
-        | AttentionKind::None => {}
-        other => {
-            return Err(LowerError::Unsupported {
-                what: format!("attention `{other}`"),
-            })
-        }
-    }
     let (n, d, r, h) = (
         model.backbone.tokens(),
         model.backbone.hidden_dim,
         spec.rank,
         spec.heads,
     );
-    let dh = r / h;
-    let mut lw = Lowering {
-        opts,
-        symbolic: model.head.weight.is_symbolic(),
-        wires: Vec::new(),
-        openings: Vec::new(),
-        opened: HashMap::new(),
-        weights: Vec::new(),
-        prologue: Vec::new(),
-        body: Vec::new(),
-    };
-    let hidden: Vec<WireId> = (0..=spec.scope)
-        .map(|i| {
-            lw.wire(
-                &format!("hidden.{i}"),
-                n,
-                d,
-                WireKind::ClientInput { hidden: i },
-            )
-        })
-        .collect();
+    let mut lw = Lowering::new(opts, model.head.weight.is_symbolic())?;
+    let hidden = lw.inputs(spec.scope + 1, n, d);
     let mut a: Option<Form> = None;
     for (j, ad) in model.adapters.iter().enumerate() {
         let last = j + 1 == spec.scope;
@@ -562,96 +750,8 @@ pub fn lower(
             .plus_bias(row(&ad.down.bias, r));
         for (bi, blk) in ad.blocks.iter().enumerate() {
             let cls_only = last && bi + 1 == ad.blocks.len();
-            let bp = format!("{p}.block.{bi}");
-            if let Some(at) = &blk.attn {
-                let qkv = lw.norm_linear(
-                    &y,
-                    &blk.norm1,
-                    &at.qkv.transpose(),
-                    None,
-                    &format!("{bp}.attn"),
-                );
-                let mut q = qkv.cols(0, r).scale(1.0 / (dh as f64).sqrt());
-                if cls_only {
-                    q = q.cls();
-                }
-                // Keys and values need every row: materialized first, so the CLS query
-                // reuses their all-rows openings.
-                let k = lw.materialize(&qkv.cols(r, 2 * r), &format!("{bp}.k"));
-                let v = lw.materialize(&qkv.cols(2 * r, 3 * r), &format!("{bp}.v"));
-                let q = lw.materialize(&q, &format!("{bp}.q"));
-                let rq = lw.wires[q].rows;
-                let s = lw.wire(&format!("{bp}.scores"), h * rq, n, WireKind::Shared);
-                lw.body.push(Step::HeadMatMul {
-                    out: s,
-                    a: q,
-                    b: k,
-                    heads: h,
-                    kind: HeadProduct::Scores,
-                });
-                let pw = match spec.attention {
-                    AttentionKind::TwoQuad | AttentionKind::ReluSoftmax => {
-                        lw.row_normalized(s, spec.attention, &bp)
-                    }
-                    _ => {
-                        let tm = at
-                            .token_mix
-                            .as_ref()
-                            .expect("LinAtten has a token-mixing map");
-                        let pf = lw
-                            .form(s, Rows::All)
-                            .right_mul(&tm.weight.transpose(), &lw.wires)
-                            .plus_bias(row(&tm.bias, n));
-                        lw.materialize(&pf, &format!("{bp}.mixed"))
-                    }
-                };
-                let o = lw.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
-                lw.body.push(Step::HeadMatMul {
-                    out: o,
-                    a: pw,
-                    b: v,
-                    heads: h,
-                    kind: HeadProduct::Mix,
-                });
-                if cls_only {
-                    y = y.cls();
-                }
-                let proj = lw
-                    .form(o, Rows::All)
-                    .right_mul(&at.proj.weight.transpose(), &lw.wires)
-                    .plus_bias(row(&at.proj.bias, r));
-                y = y.add(&proj);
-            } else if cls_only {
-                y = y.cls();
-            }
-            let hf = lw.norm_linear(
-                &y,
-                &blk.norm2,
-                &blk.fc1.weight.transpose(),
-                Some(&blk.fc1.bias),
-                &format!("{bp}.mlp"),
-            );
-            let hw = lw.materialize(&hf, &format!("{bp}.fc1"));
-            let g = lw.wire(
-                &format!("{bp}.relu"),
-                lw.wires[hw].rows,
-                r,
-                WireKind::Shared,
-            );
-            lw.body.push(match spec.activation {
-                Activation::Square => Step::Square { out: g, x: hw },
-                Activation::Gelu => Step::Gelu { out: g, x: hw },
-                _ => Step::Relu {
-                    out: g,
-                    x: hw,
-                    bits: lw.opts.relu_bits,
-                },
-            });
-            let fc2 = lw
-                .form(g, Rows::All)
-                .right_mul(&blk.fc2.weight.transpose(), &lw.wires)
-                .plus_bias(row(&blk.fc2.bias, r));
-            y = y.add(&fc2);
+            let kinds = (spec.attention, spec.activation);
+            y = lw.block(y, blk, kinds, h, cls_only, &format!("{p}.block.{bi}"));
         }
         let out = y
             .right_mul(&ad.up.weight.transpose(), &lw.wires)
@@ -662,41 +762,28 @@ pub fn lower(
     let z = lw
         .form(hidden[spec.scope], Rows::Cls)
         .add(a.as_ref().expect("scope >= 1"));
-    let logits = lw.norm_linear(
-        &z,
-        &model.final_norm,
-        &model.head.weight.transpose(),
-        Some(&model.head.bias),
-        "head",
-    );
-    let lwire = lw.materialize(&logits, "logits");
-    lw.body.push(Step::Reveal {
-        wire: lwire,
-        raw: false,
-    });
-    let weights = lw
-        .weights
-        .iter()
-        .map(|m| WeightShape {
-            rows: m.rows,
-            cols: m.cols,
-        })
-        .collect();
-    let mut steps = lw.prologue;
-    steps.extend(lw.body);
-    if opts.exact_truncation {
-        steps = insert_truncations(steps, &lw.openings);
+    Ok(lw.finish(&z, &model.final_norm, &model.head))
+}
+
+/// Lowers backbone layers run on shared data (the baselines, [`crate::baseline`]): the
+/// client's hidden state `[n, d]` enters the first layer; softmax attention with the
+/// backbone's heads and GELU MLPs; the last layer computes only the CLS row; then the
+/// final norm and head.
+pub fn lower_layers(
+    layers: &[Block],
+    backbone: &cryptpeft_types::BackboneSpec,
+    final_norm: &Norm,
+    head: &Linear,
+    opts: LowerOptions,
+) -> Result<(SecurePlan, PlanWeights), LowerError> {
+    let (n, d) = (backbone.tokens(), backbone.hidden_dim);
+    let mut lw = Lowering::new(opts, head.weight.is_symbolic())?;
+    let x = lw.inputs(1, n, d)[0];
+    let mut y = lw.form(x, Rows::All);
+    for (i, blk) in layers.iter().enumerate() {
+        let kinds = (AttentionKind::Softmax, Activation::Gelu);
+        let last = i + 1 == layers.len();
+        y = lw.block(y, blk, kinds, backbone.heads, last, &format!("layer.{i}"));
     }
-    Ok((
-        SecurePlan {
-            wires: lw.wires,
-            openings: lw.openings,
-            weights,
-            steps,
-            inputs: spec.scope + 1,
-            frac_bits: opts.frac_bits,
-            exact_truncation: opts.exact_truncation,
-        },
-        PlanWeights { mats: lw.weights },
-    ))
+    Ok(lw.finish(&y, final_norm, head))
 }

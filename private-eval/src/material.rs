@@ -11,7 +11,7 @@
 //! Lengths come from the plan, so a malformed or mismatched stream is an error.
 
 use crate::dcf::{Bit, Cws, DcfKey, Group, Pair};
-use crate::plan::{SecurePlan, Step};
+use crate::plan::{CmpWidth, SecurePlan, Step};
 use crate::prg::Prg;
 
 /// One party's share of a Beaver triple `c = a * b` (matrix or element-wise).
@@ -35,11 +35,13 @@ pub struct ReluMat {
     pub keys: Vec<DcfKey<Bit>>,
 }
 
-/// Material for one-round comparisons against several thresholds (LayerNorm): shares of
-/// `r`, of `b = msb(r)` and of `b * r`, and a DCF key for `x < r mod 2^63` with payload
-/// `((1 - 2b), (1 - 2b) r)`.
+/// Material for one-round comparisons against several thresholds (LayerNorm, splines,
+/// max): shares of `r`, of `b = msb(r')` and of `b * r`, and a DCF key for
+/// `x < r' mod 2^(m-1)` with payload `((1 - 2b), (1 - 2b) r)`, where `r'` is `r` without
+/// its `width.shift` low bits, as an `m = width.bits - width.shift`-bit value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CmpMat {
+    pub width: CmpWidth,
     pub r: Vec<u64>,
     pub b: Vec<u64>,
     pub br: Vec<u64>,
@@ -68,7 +70,9 @@ pub enum StepMat {
     /// A square pair `(a, a^2)` (`b` unused).
     Square(Triple),
     /// Comparison material, one key per value (evaluated at every threshold).
-    Gelu(CmpMat),
+    Spline(CmpMat),
+    /// Comparison material for each level of a row maximum's tree.
+    RowMax(Vec<CmpMat>),
     /// Square triple (`b` unused), comparison material, the multiplication triples,
     /// then one truncation per internal truncation (none under local truncation).
     LayerNorm {
@@ -97,9 +101,6 @@ pub struct Material {
 #[derive(Debug, thiserror::Error)]
 #[error("malformed dealer material: {0}")]
 pub struct MaterialError(pub String);
-
-/// Bit-width of LayerNorm's comparisons (the whole ring but the sign).
-pub const CMP_BITS: usize = 63;
 
 fn low(v: u64, bits: u32) -> u64 {
     v & ((1u64 << bits) - 1)
@@ -160,9 +161,10 @@ pub fn draw_relu(prg: &mut Prg, party: u8, n: usize, bits: u32) -> ReluMat {
     }
 }
 
-/// LayerNorm comparison material for `n` values with its corrections zero.
-pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize) -> CmpMat {
+/// Comparison material for `n` values with its corrections zero.
+pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize, width: CmpWidth) -> CmpMat {
     CmpMat {
+        width,
         r: prg.gen(n),
         b: share_or_zero(prg, party, n),
         br: share_or_zero(prg, party, n),
@@ -202,12 +204,22 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
         }
         Step::Relu { x, bits, .. } => StepMat::Relu(draw_relu(prg, party, size(*x), *bits)),
         Step::Square { x, .. } => StepMat::Square(triple(prg, party, size(*x), 0, size(*x))),
-        Step::Gelu { x, .. } => StepMat::Gelu(draw_cmp(prg, party, size(*x))),
+        Step::Spline { x, bits, .. } => StepMat::Spline(draw_cmp(
+            prg,
+            party,
+            size(*x),
+            CmpWidth::spline(*bits, plan.frac_bits),
+        )),
+        Step::RowMax { x, bits, .. } => StepMat::RowMax(
+            crate::dealer::rowmax_pairs(&plan.wires[*x])
+                .map(|n| draw_cmp(prg, party, n, CmpWidth::exact(*bits)))
+                .collect(),
+        ),
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
             let (rows, d, c) = plan.norm_shape(*x, *z);
             let sq = if inv_sqrt.squares { rows * d } else { 0 };
             let square = triple(prg, party, sq, 0, sq);
-            let cmp = draw_cmp(prg, party, rows);
+            let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
             let n = layernorm_mults(inv_sqrt);
             let mults = (0..n)
                 .map(|i| {
@@ -233,7 +245,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
         Step::Truncate { wires } => {
             StepMat::Truncate(trunc(prg, party, truncate_len(plan, wires), plan.frac_bits))
         }
-        Step::Slice { .. } | Step::Reveal { .. } => StepMat::Nothing,
+        Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => StepMat::Nothing,
     }
 }
 
@@ -245,6 +257,14 @@ pub enum Correction<'a> {
     Low(&'a mut [u64], u32),
     BitKeys(&'a mut [DcfKey<Bit>], usize),
     PairKeys(&'a mut [DcfKey<Pair>], usize),
+}
+
+fn cmp_corrections<'a>(cmp: &'a mut CmpMat, server: bool, out: &mut Vec<Correction<'a>>) {
+    if server {
+        out.push(Correction::Ring(&mut cmp.b));
+        out.push(Correction::Ring(&mut cmp.br));
+    }
+    out.push(Correction::PairKeys(&mut cmp.keys, cmp.width.domain()));
 }
 
 /// The fields of `m` that travel for `party`, in order.
@@ -276,12 +296,11 @@ pub fn corrections(m: &mut StepMat, party: u8, frac_bits: u32) -> Vec<Correction
             }
             out.push(BitKeys(&mut m.keys, m.bits as usize - 1));
         }
-        StepMat::Gelu(cmp) => {
-            if server {
-                out.push(Ring(&mut cmp.b));
-                out.push(Ring(&mut cmp.br));
+        StepMat::Spline(cmp) => cmp_corrections(cmp, server, &mut out),
+        StepMat::RowMax(levels) => {
+            for cmp in levels {
+                cmp_corrections(cmp, server, &mut out);
             }
-            out.push(PairKeys(&mut cmp.keys, CMP_BITS));
         }
         StepMat::LayerNorm {
             square,
@@ -294,7 +313,7 @@ pub fn corrections(m: &mut StepMat, party: u8, frac_bits: u32) -> Vec<Correction
                 out.push(Ring(&mut cmp.b));
                 out.push(Ring(&mut cmp.br));
             }
-            out.push(PairKeys(&mut cmp.keys, CMP_BITS));
+            out.push(PairKeys(&mut cmp.keys, cmp.width.domain()));
             if server {
                 out.extend(mults.iter_mut().map(|t| Ring(&mut t.c)));
                 out.extend(truncs.iter_mut().map(|t| Low(&mut t.gamma, frac_bits)));

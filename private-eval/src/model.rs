@@ -90,6 +90,8 @@ impl Norm {
 pub struct Attention {
     /// `[3r, r]`, rows q, k, v.
     pub qkv: Mat,
+    /// The backbone's layers have a `[3r]` bias; OWC adapters do not.
+    pub qkv_bias: Option<Vec<f64>>,
     /// LinAtten's token-mixing map `[N, N]` and bias `[N]`.
     pub token_mix: Option<Linear>,
     pub proj: Linear,
@@ -102,6 +104,17 @@ pub struct Block {
     pub norm2: Norm,
     pub fc1: Linear,
     pub fc2: Linear,
+    /// AdaptFormer's bottleneck beside the MLP (baselines only).
+    pub parallel: Option<ParallelAdapter>,
+}
+
+/// AdaptFormer's `scale * up(relu(down(x)))` on the block's residual `x`, added to the
+/// MLP's output (as the trainer's `PeftModel`).
+#[derive(Debug, Clone)]
+pub struct ParallelAdapter {
+    pub down: Linear,
+    pub up: Linear,
+    pub scale: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -123,18 +136,18 @@ pub struct OwcModel {
 }
 
 /// Reads tensors by name, checking dtype and shape.
-struct Reader<'a> {
-    st: SafeTensors<'a>,
+pub(crate) struct Reader<'a> {
+    pub(crate) st: SafeTensors<'a>,
 }
 
 impl<'a> Reader<'a> {
-    fn view(&self, name: &str) -> Result<TensorView<'a>, CheckpointError> {
+    pub(crate) fn view(&self, name: &str) -> Result<TensorView<'a>, CheckpointError> {
         self.st
             .tensor(name)
             .map_err(|_| CheckpointError::Missing { name: name.into() })
     }
 
-    fn get(&self, name: &str, want: &[usize]) -> Result<Vec<f64>, CheckpointError> {
+    pub(crate) fn get(&self, name: &str, want: &[usize]) -> Result<Vec<f64>, CheckpointError> {
         let t = self.view(name)?;
         if t.shape() != want {
             return Err(CheckpointError::Shape {
@@ -163,18 +176,23 @@ impl<'a> Reader<'a> {
         Ok(vals)
     }
 
-    fn mat(&self, name: &str, rows: usize, cols: usize) -> Result<Mat, CheckpointError> {
+    pub(crate) fn mat(&self, name: &str, rows: usize, cols: usize) -> Result<Mat, CheckpointError> {
         Ok(Mat::new(rows, cols, self.get(name, &[rows, cols])?))
     }
 
-    fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear, CheckpointError> {
+    pub(crate) fn linear(
+        &self,
+        prefix: &str,
+        out: usize,
+        inp: usize,
+    ) -> Result<Linear, CheckpointError> {
         Ok(Linear {
             weight: self.mat(&format!("{prefix}.weight"), out, inp)?,
             bias: self.get(&format!("{prefix}.bias"), &[out])?,
         })
     }
 
-    fn norm(
+    pub(crate) fn norm(
         &self,
         prefix: &str,
         kind: NormKind,
@@ -281,6 +299,7 @@ impl OwcModel {
                     AttentionKind::None => None,
                     kind => Some(Attention {
                         qkv: rd.mat(&format!("{bp}.attn.qkv.weight"), 3 * r, r)?,
+                        qkv_bias: None,
                         token_mix: if kind == AttentionKind::LinAtten {
                             Some(rd.linear(&format!("{bp}.attn.token_mix"), n, n)?)
                         } else {
@@ -300,6 +319,7 @@ impl OwcModel {
                     norm2: rd.norm(&format!("{bp}.norm2"), spec.norm, r, eps)?,
                     fc1: rd.linear(&format!("{bp}.mlp.fc1"), r, r)?,
                     fc2: rd.linear(&format!("{bp}.mlp.fc2"), r, r)?,
+                    parallel: None,
                 });
             }
             adapters.push(Adapter {
@@ -479,6 +499,7 @@ impl OwcModel {
                     .map(|_| {
                         let attn = (spec.attention != AttentionKind::None).then(|| Attention {
                             qkv: lin(3 * r, r).weight,
+                            qkv_bias: None,
                             token_mix: (spec.attention == AttentionKind::LinAtten)
                                 .then(|| lin(n, n)),
                             proj: lin(r, r),
@@ -489,6 +510,7 @@ impl OwcModel {
                             norm2: norm(r),
                             fc1: lin(r, r),
                             fc2: lin(r, r),
+                            parallel: None,
                         }
                     })
                     .collect(),

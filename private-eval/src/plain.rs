@@ -213,7 +213,25 @@ fn eval_wires(
             }
             Step::Relu { out: o, x, .. } => vals[*o] = Some(get(&vals, *x).map(|v| v.max(0.0))),
             Step::Square { out: o, x } => vals[*o] = Some(get(&vals, *x).map(|v| v * v)),
-            Step::Gelu { out: o, x } => vals[*o] = Some(get(&vals, *x).map(crate::reference::gelu)),
+            Step::Spline {
+                out: o, x, func, ..
+            } => vals[*o] = Some(get(&vals, *x).map(|v| func.exact(v))),
+            Step::RowMax { out: o, x, .. } => {
+                let x = get(&vals, *x);
+                let m = (0..x.rows)
+                    .map(|r| x.row(r).iter().copied().fold(f64::NEG_INFINITY, f64::max))
+                    .collect();
+                vals[*o] = Some(Mat::new(x.rows, 1, m));
+            }
+            Step::Shift { out: o, x, by } => {
+                let (mut x, by) = (get(&vals, *x), get(&vals, *by));
+                let c = x.cols;
+                x.data
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v -= by.data[i / c]);
+                vals[*o] = Some(x);
+            }
             Step::LayerNorm {
                 out: o,
                 x,

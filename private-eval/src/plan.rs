@@ -121,27 +121,115 @@ impl Default for InvSqrtParams {
     }
 }
 
-/// GELU's breakpoints: 64 segments of width 1/8 on `[-4, 4]`; below, 0; above, `x`
-/// (the chord error is at most `max|GELU''| h^2 / 8`, about 1.6e-3).
-pub fn gelu_thresholds() -> Vec<f64> {
-    (0..=64).map(|k| -4.0 + k as f64 / 8.0).collect()
+/// A comparison's width ([`crate::exec::compare`]): inputs are compared as `bits`-bit
+/// two's complement values (exact for `|x| < 2^(bits-1)` in the ring) after dropping
+/// their `shift` low bits, so the DCF tree has `bits - shift - 1` levels. Dropping bits
+/// decides on `floor(x / 2^shift) + e`, `e` in {0, 1}: an input less than `2^shift`
+/// below a threshold may count as at or above it (thresholds are multiples of `2^shift`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CmpWidth {
+    pub bits: u32,
+    pub shift: u32,
 }
 
-/// GELU's segments `(intercept, slope)`: index 0 below the first threshold (0), index
-/// `k + 1` from threshold `k` (chords of the exact GELU), the last one `x`.
-pub fn gelu_segments() -> Vec<(f64, f64)> {
-    let ts = gelu_thresholds();
-    let g = crate::reference::gelu;
-    let mut segs = vec![(0.0, 0.0)];
-    for k in 0..ts.len() {
-        if k + 1 < ts.len() {
-            let s = (g(ts[k + 1]) - g(ts[k])) / (ts[k + 1] - ts[k]);
-            segs.push((g(ts[k]) - s * ts[k], s));
-        } else {
-            segs.push((0.0, 1.0));
+impl CmpWidth {
+    /// LayerNorm's: the whole ring, every bit.
+    pub const FULL: CmpWidth = CmpWidth { bits: 64, shift: 0 };
+
+    /// Every bit of `bits`-bit inputs (a row maximum's comparisons: exact).
+    pub fn exact(bits: u32) -> Self {
+        CmpWidth { bits, shift: 0 }
+    }
+
+    /// A spline's comparisons of `bits`-bit inputs: decisions at `2^-DECISION_FRAC_BITS`.
+    pub fn spline(bits: u32, frac_bits: u32) -> Self {
+        CmpWidth {
+            bits,
+            shift: frac_bits.saturating_sub(DECISION_FRAC_BITS),
         }
     }
-    segs
+
+    /// Levels of the DCF tree (the sign bit is not one).
+    pub fn domain(self) -> usize {
+        (self.bits - self.shift - 1) as usize
+    }
+}
+
+/// Fractional bits a spline's decisions keep: its thresholds lie on a `2^-8` grid, and
+/// an input less than `2^-8` below one may take the segment above it (the segments are
+/// continuous, so this moves the output by at most `2^-8` times the change of slope).
+pub const DECISION_FRAC_BITS: u32 = 8;
+
+/// A function evaluated as a piecewise-linear spline from one comparison opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SplineFn {
+    /// GELU (the exact erf form): 27 chords between 28 knots on `[-4, 4]` placed where
+    /// `|GELU''|` is large; 0 below, `x` above. At most 1.6e-3 from GELU.
+    Gelu,
+    /// `exp` on `x <= 0` (softmax after subtracting the row's max): chords between
+    /// knots every 1 on `[-16, -8]`, every 1/4 on `[-8, -4]`, every 1/8 on `[-4, 0]`,
+    /// 0 below, the last chord above. Relative error at most `h^2 / 8` (0.2% near 0).
+    Exp,
+}
+
+/// GELU's knots, in 64ths: equidistributed in `sqrt|GELU''|` on `[-4, 4]`.
+const GELU_KNOTS: [i32; 28] = [
+    -256, -191, -161, -139, -119, -92, -68, -55, -44, -35, -27, -19, -11, -4, 4, 11, 19, 27, 35,
+    44, 55, 68, 92, 119, 139, 161, 191, 256,
+];
+
+impl SplineFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            SplineFn::Gelu => "gelu",
+            SplineFn::Exp => "exp",
+        }
+    }
+
+    /// The function the spline approximates.
+    pub fn exact(self, x: f64) -> f64 {
+        match self {
+            SplineFn::Gelu => crate::reference::gelu(x),
+            SplineFn::Exp => x.exp(),
+        }
+    }
+
+    /// Where the chords meet.
+    fn knots(self) -> Vec<f64> {
+        match self {
+            SplineFn::Gelu => GELU_KNOTS.iter().map(|&k| k as f64 / 64.0).collect(),
+            SplineFn::Exp => (-16..-8)
+                .map(|k| k as f64)
+                .chain((-32..-16).map(|k| k as f64 / 4.0))
+                .chain((-32..=0).map(|k| k as f64 / 8.0))
+                .collect(),
+        }
+    }
+
+    /// The thresholds, ascending, multiples of `2^-DECISION_FRAC_BITS`.
+    pub fn thresholds(self) -> Vec<f64> {
+        let mut k = self.knots();
+        if self == SplineFn::Exp {
+            k.pop(); // the last chord continues above 0
+        }
+        k
+    }
+
+    /// The segments `(intercept, slope)`: index 0 below the first threshold, index
+    /// `k + 1` from threshold `k`.
+    pub fn segments(self) -> Vec<(f64, f64)> {
+        let ks = self.knots();
+        let f = |x| self.exact(x);
+        let mut segs = vec![(0.0, 0.0)];
+        for w in ks.windows(2) {
+            let s = (f(w[1]) - f(w[0])) / (w[1] - w[0]);
+            segs.push((f(w[0]) - s * w[0], s));
+        }
+        if self == SplineFn::Gelu {
+            segs.push((0.0, 1.0));
+        }
+        segs
+    }
 }
 
 impl InvSqrtParams {
@@ -178,10 +266,21 @@ pub enum Step {
     /// Element-wise `x^2` with a dealer square pair `(a, a^2)`: one simultaneous
     /// exchange of `x - a`; the output is at `2f` bits like a product.
     Square { out: WireId, x: WireId },
-    /// GELU, piecewise linear between [`gelu_thresholds`] from one comparison opening
-    /// (the DCF keys give `[x >= t]` and its product with `x` for every threshold); the
-    /// output is at `2f` bits like a product.
-    Gelu { out: WireId, x: WireId },
+    /// A spline ([`SplineFn`]) from one comparison opening (the DCF keys give
+    /// `[x >= t]` and its product with `x` for every threshold) on `bits`-bit inputs
+    /// ([`CmpWidth::spline`]); the output is at `2f` bits like a product.
+    Spline {
+        out: WireId,
+        x: WireId,
+        func: SplineFn,
+        bits: u32,
+    },
+    /// The maximum of each row of `x` into a one-column `out`: a tree of
+    /// `ceil(log2 cols)` levels, each one comparison opening of the pairs' differences
+    /// `a - b` on `bits`-bit inputs, `max = b + [a - b >= 0] (a - b)` (exact).
+    RowMax { out: WireId, x: WireId, bits: u32 },
+    /// Local: `out = x - by`, `by` one column broadcast along each row.
+    Shift { out: WireId, x: WireId, by: WireId },
     /// `out = z / sqrt(sum_j x_j^2 + eps)` per row, where `x` is the LayerNorm input
     /// centred and scaled by `1/sqrt(d)` (so the sum is the variance) and `z` the following
     /// linear map of the centred input (gamma folded into it).
@@ -227,7 +326,9 @@ impl Step {
             } => "matmul-mix",
             Step::Relu { .. } => "relu",
             Step::Square { .. } => "square",
-            Step::Gelu { .. } => "gelu",
+            Step::Spline { func, .. } => func.name(),
+            Step::RowMax { .. } => "rowmax",
+            Step::Shift { .. } => "shift",
             Step::LayerNorm { .. } => "layernorm",
             Step::Slice { .. } => "slice",
             Step::Truncate { .. } => "truncate",
@@ -298,7 +399,30 @@ impl SecurePlan {
                         return Err(format!("norm parameters {p:?}"));
                     }
                 }
-                Step::Square { out, x } | Step::Gelu { out, x } | Step::Slice { out, x, .. } => {
+                Step::Spline { out, x, bits, .. } | Step::RowMax { out, x, bits } => {
+                    wire(*out)?;
+                    wire(*x)?;
+                    if !(self.frac_bits + 2..=64).contains(bits) {
+                        return Err(format!("comparison width {bits} bits"));
+                    }
+                    if matches!(step, Step::RowMax { .. })
+                        && (self.wires[*out].cols != 1
+                            || self.wires[*out].rows != self.wires[*x].rows)
+                    {
+                        return Err("a row maximum into a wire other than one column".into());
+                    }
+                }
+                Step::Shift { out, x, by } => {
+                    [*out, *x, *by].into_iter().try_for_each(wire)?;
+                    let (w, b) = (&self.wires[*x], &self.wires[*by]);
+                    if b.cols != 1 || b.rows != w.rows {
+                        return Err(format!(
+                            "shift of {}x{} by {}x{}",
+                            w.rows, w.cols, b.rows, b.cols
+                        ));
+                    }
+                }
+                Step::Square { out, x } | Step::Slice { out, x, .. } => {
                     wire(*out)?;
                     wire(*x)?;
                 }
@@ -362,8 +486,10 @@ impl SecurePlan {
             Step::Linear { out, .. }
             | Step::Relu { out, .. }
             | Step::Square { out, .. }
-            | Step::Gelu { out, .. }
+            | Step::Spline { out, .. }
+            | Step::Shift { out, .. }
             | Step::Slice { out, .. } => wire(*out),
+            Step::RowMax { x, .. } => wire(*x),
             Step::HeadMatMul { a, b, heads, .. } => {
                 format!("{}x({}*{})", heads, wire(*a), wire(*b))
             }

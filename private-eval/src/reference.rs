@@ -3,7 +3,7 @@
 
 use cryptpeft_types::{Activation, AttentionKind};
 
-use crate::model::{Block, Norm, OwcModel};
+use crate::model::{Block, Linear, Norm, OwcModel};
 use crate::tensor::Mat;
 
 /// Applies a norm row-wise.
@@ -72,14 +72,19 @@ fn mix_scores(kind: AttentionKind, s: &Mat) -> Mat {
     p
 }
 
-fn block_forward(model: &OwcModel, blk: &Block, y: &Mat) -> Mat {
-    let spec = &model.spec;
-    let (r, h) = (spec.rank, spec.heads);
+/// A transformer block with `h` heads (the OWC adapter's or a backbone layer's).
+fn block_forward(
+    blk: &Block,
+    (attention, activation): (AttentionKind, Activation),
+    h: usize,
+    y: &Mat,
+) -> Mat {
+    let r = y.cols;
     let dh = r / h;
     let mut y = y.clone();
     if let Some(at) = &blk.attn {
         let x = apply_norm(&blk.norm1, &y);
-        let qkv = x.linear(&at.qkv, None);
+        let qkv = x.linear(&at.qkv, at.qkv_bias.as_deref());
         let mut heads = Vec::with_capacity(h);
         for i in 0..h {
             let q = qkv
@@ -90,7 +95,7 @@ fn block_forward(model: &OwcModel, blk: &Block, y: &Mat) -> Mat {
             let s = q.matmul(&k.transpose());
             let p = match &at.token_mix {
                 Some(tm) => s.linear(&tm.weight, Some(&tm.bias)),
-                None => mix_scores(spec.attention, &s),
+                None => mix_scores(attention, &s),
             };
             heads.push(p.matmul(&v));
         }
@@ -105,8 +110,37 @@ fn block_forward(model: &OwcModel, blk: &Block, y: &Mat) -> Mat {
     let x = apply_norm(&blk.norm2, &y);
     let hid = x
         .linear(&blk.fc1.weight, Some(&blk.fc1.bias))
-        .map(|v| activate(spec.activation, v));
-    y.add(&hid.linear(&blk.fc2.weight, Some(&blk.fc2.bias)))
+        .map(|v| activate(activation, v));
+    let mut out = y.add(&hid.linear(&blk.fc2.weight, Some(&blk.fc2.bias)));
+    if let Some(pa) = &blk.parallel {
+        let b = y
+            .linear(&pa.down.weight, Some(&pa.down.bias))
+            .map(|v| v.max(0.0))
+            .linear(&pa.up.weight, Some(&pa.up.bias));
+        out = out.add(&b.map(|v| v * pa.scale));
+    }
+    out
+}
+
+fn classify(final_norm: &Norm, head: &Linear, z: &Mat) -> Vec<f64> {
+    let normed = apply_norm(final_norm, &z.rows_range(0, 1));
+    normed.linear(&head.weight, Some(&head.bias)).data
+}
+
+/// Logits of backbone layers (softmax attention, GELU MLP, `h` heads) on `x`, then
+/// the final norm and head on the CLS row (the baselines, [`crate::baseline`]).
+pub fn layers_forward(
+    layers: &[Block],
+    h: usize,
+    final_norm: &Norm,
+    head: &Linear,
+    x: &Mat,
+) -> Vec<f64> {
+    let kinds = (AttentionKind::Softmax, Activation::Gelu);
+    let z = layers
+        .iter()
+        .fold(x.clone(), |y, blk| block_forward(blk, kinds, h, &y));
+    classify(final_norm, head, &z)
 }
 
 /// Logits for one input: `hidden[i]` is the backbone state entering layer `L - s + i`
@@ -122,7 +156,8 @@ pub fn forward(model: &OwcModel, hidden: &[Mat]) -> Vec<f64> {
         };
         let mut y = u.linear(&ad.down.weight, Some(&ad.down.bias));
         for blk in &ad.blocks {
-            y = block_forward(model, blk, &y);
+            let kinds = (model.spec.attention, model.spec.activation);
+            y = block_forward(blk, kinds, model.spec.heads, &y);
         }
         let out = y
             .linear(&ad.up.weight, Some(&ad.up.bias))
@@ -130,9 +165,5 @@ pub fn forward(model: &OwcModel, hidden: &[Mat]) -> Vec<f64> {
         a = Some(out.add(&u));
     }
     let z = hidden[s].add(a.as_ref().expect("scope >= 1"));
-    let cls = z.rows_range(0, 1);
-    let normed = apply_norm(&model.final_norm, &cls);
-    normed
-        .linear(&model.head.weight, Some(&model.head.bias))
-        .data
+    classify(&model.final_norm, &model.head, &z)
 }

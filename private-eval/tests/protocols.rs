@@ -20,9 +20,9 @@ fn run(name: &str) -> local::Inference {
 
 #[test]
 fn accounting_matches_closed_forms() {
-    // ReLU on n values: both parties send n masked ring elements at once, then n
-    // masked bits at once; 2 rounds.
-    let n = 197 * 300;
+    // ReLU on n values (ViT-B/16's MLP): both parties send n masked ring elements at
+    // once, then n masked bits at once; 2 rounds.
+    let n = 197 * 3072;
     let relu = run("relu");
     let last = relu.steps.last().unwrap();
     assert_eq!(
@@ -33,10 +33,22 @@ fn accounting_matches_closed_forms() {
     let sq = run("square");
     let last = sq.steps.last().unwrap();
     assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * n), 1));
-    // Beaver product [197x300] x [300x197]: both open A - X and B - Y at once; 1 round.
+    // Beaver products of 12 heads [197x64] x [64x197]: both open A - X and B - Y at
+    // once; 1 round.
     let mm = run("matmul");
     let last = mm.steps.last().unwrap();
-    assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * 2 * 197 * 300), 1));
+    assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * 2 * 197 * 768), 1));
+    // GELU: one masked value per input each way, 1 round.
+    let gelu = run("gelu");
+    let last = gelu.steps.last().unwrap();
+    assert_eq!((last.bytes, last.rounds), (2 * (H + 8 * n), 1));
+    // Row max over 197 columns of 12 x 197 rows: a tree of 8 levels, each both parties
+    // sending one masked difference per pair (98, 49, 25, 12, 6, 3, 2, 1 pairs a row).
+    let max = run("max");
+    let last = max.steps.last().unwrap();
+    let pairs = [98u64, 49, 25, 12, 6, 3, 2, 1];
+    let want: u64 = pairs.iter().map(|p| 2 * (H + 8 * 12 * 197 * p)).sum();
+    assert_eq!((last.bytes, last.rounds), (want, 8));
     // Server-weight linear on client-plaintext or shared input: one one-way message of the
     // input's size, then local work.
     for name in ["linear-client", "linear-shared"] {
@@ -59,7 +71,8 @@ fn protocol_results_are_correct() {
         let out = plan.steps.last().map(|s| match s {
             private_eval::plan::Step::Relu { out, .. }
             | private_eval::plan::Step::Square { out, .. }
-            | private_eval::plan::Step::Gelu { out, .. }
+            | private_eval::plan::Step::Spline { out, .. }
+            | private_eval::plan::Step::RowMax { out, .. }
             | private_eval::plan::Step::LayerNorm { out, .. }
             | private_eval::plan::Step::HeadMatMul { out, .. }
             | private_eval::plan::Step::Linear { out, .. } => *out,
@@ -77,8 +90,14 @@ fn protocol_results_are_correct() {
             .zip(&got)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
-        // Inputs and weights carry 2^-17 rounding; products one truncation ulp.
-        assert!(err < 2e-3, "{name}: max abs err {err}");
+        // Inputs and weights carry 2^-17 rounding; products one truncation ulp; the
+        // splines their chords' error (GELU 1.6e-3, exp 0.2% of values up to 1).
+        let bound = match name {
+            "gelu" | "exp" => 3e-3,
+            _ => 2e-3,
+        };
+        assert!(err < bound, "{name}: max abs err {err}");
+        eprintln!("{name}: max abs err {err:.2e}");
     }
 }
 

@@ -188,9 +188,9 @@ mod tests {
             scale: vec![0.5],
         };
         let space = Space::new(&genes, &BackboneSpec::test_small(), 3).unwrap();
-        // LinAtten only (softmax is refused under MPC); (1,8), (1,9), (3,9) of 4 pairs.
-        assert_eq!(space.valid().len(), 3 * 2);
-        assert_eq!(space.invalid, 16 - 6);
+        // (1,8), (1,9), (3,9) of 4 pairs, for both attentions and both scopes.
+        assert_eq!(space.valid().len(), 3 * 2 * 2);
+        assert_eq!(space.invalid, 16 - 12);
         assert!(space
             .invalid_reasons
             .iter()

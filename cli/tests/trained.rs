@@ -1,0 +1,116 @@
+//! Trained checkpoints of every attention kind and activation of the search space
+//! evaluate securely to the f64 reference's logits (within 1e-2) on the shipped
+//! backbone's hidden states of real digits test images.
+#![cfg(feature = "train")]
+
+use std::path::Path;
+
+use burn::tensor::{Tensor, TensorData};
+use cryptpeft_train::backbone::Vit;
+use cryptpeft_train::cpu;
+use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
+use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
+use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, NetworkProfile, NormKind};
+use private_eval::tensor::Mat;
+use private_eval::{local, lower, model::OwcModel, reference, transport::memory_pair};
+
+const IMAGES: usize = 4;
+
+#[test]
+fn trained_checkpoints_of_every_kind_evaluate_securely() {
+    let backbone =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../train/assets/vit_mini_fmnist04.safetensors");
+    let device = cpu();
+    let vit = Vit::load(&backbone, None, &device).unwrap();
+    let bb = vit.spec.clone();
+    let data = DataConfig {
+        max_train: Some(400),
+        ..DataConfig::new(DatasetKind::Digits)
+    };
+    let test = data.load(Split::Test, 0).unwrap();
+    let test = test.select(&(0..IMAGES).collect::<Vec<_>>());
+    let pixels = Preprocess::new(bb.image_size, bb.channels, &data).apply_set(&test, None);
+    let images = Tensor::<4>::from_data(
+        TensorData::new(pixels, [IMAGES, bb.channels, bb.image_size, bb.image_size]),
+        &device,
+    );
+    let states = vit.hidden_states(images);
+    let tmp = tempfile::tempdir().unwrap();
+    // Every attention kind, every activation, both norms.
+    let kinds = [
+        (AttentionKind::LinAtten, Activation::Relu, NormKind::Affine),
+        (
+            AttentionKind::Softmax,
+            Activation::Gelu,
+            NormKind::LayerNorm,
+        ),
+        (
+            AttentionKind::TwoQuad,
+            Activation::Square,
+            NormKind::LayerNorm,
+        ),
+        (
+            AttentionKind::ReluSoftmax,
+            Activation::Gelu,
+            NormKind::Affine,
+        ),
+        (AttentionKind::None, Activation::Square, NormKind::Affine),
+    ];
+    for (i, (attention, activation, norm)) in kinds.into_iter().enumerate() {
+        let spec = AdapterSpec {
+            attention,
+            activation,
+            norm,
+            ..AdapterSpec::paper(2, 16, 1)
+        };
+        let ckpt = tmp.path().join(format!("{i}.safetensors"));
+        let mut cfg = TrainConfig::new(
+            Some(backbone.clone()),
+            data.clone(),
+            Method::Owc { spec: spec.clone() },
+        );
+        cfg.epochs = 3;
+        cfg.progress = false;
+        cfg.checkpoint = Some(ckpt.clone());
+        let report = train_adapter(&cfg).unwrap();
+        let model = OwcModel::load(&ckpt).unwrap();
+        let (plan, w) = lower::lower(&model, Default::default()).unwrap();
+        let first = bb.layers - spec.scope;
+        let mut worst: f64 = 0.0;
+        for img in 0..IMAGES {
+            let x: Vec<Mat> = states[first..]
+                .iter()
+                .map(|t| {
+                    let v: Vec<f32> = t
+                        .clone()
+                        .narrow(0, img, 1)
+                        .into_data()
+                        .try_to_vec()
+                        .unwrap();
+                    Mat::new(
+                        bb.tokens(),
+                        bb.hidden_dim,
+                        v.into_iter().map(f64::from).collect(),
+                    )
+                })
+                .collect();
+            let want = reference::forward(&model, &x);
+            let (c, s) = memory_pair(NetworkProfile::none(), std::time::Duration::from_secs(10));
+            let got = local::infer(&plan, &w, &x, c, s, img as u128)
+                .unwrap()
+                .logits;
+            let err = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            worst = worst.max(err);
+        }
+        eprintln!(
+            "{}: test accuracy {:.3}, max |logit error| {worst:.1e}",
+            spec.label(),
+            report.test_accuracy
+        );
+        assert!(worst <= 1e-2, "{}: max |logit error| {worst}", spec.label());
+    }
+}

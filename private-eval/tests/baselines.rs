@@ -1,0 +1,56 @@
+//! The baselines (SFT of the last layers, LoRA, AdaptFormer) run securely and give the
+//! plaintext f64 model's logits: softmax attention, GELU, LayerNorm, AdaptFormer's
+//! bottleneck, dead-token elimination in the last layer.
+
+use std::time::Duration;
+
+use cryptpeft_types::{BackboneSpec, NetworkProfile};
+use private_eval::baseline::{Baseline, BaselineModel};
+use private_eval::{hidden, local, reference, transport::memory_pair};
+
+#[test]
+fn baselines_match_the_plaintext_model() {
+    let bb = BackboneSpec::test_small();
+    for (i, kind) in [
+        Baseline::Sft(1),
+        Baseline::Sft(2),
+        Baseline::Lora,
+        Baseline::AdaptFormer,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 40 + i as u64;
+        let m = BaselineModel::random(kind, bb.clone(), 5, seed).unwrap();
+        let (plan, w) = m.lower(Default::default()).unwrap();
+        let x = hidden::random(1, bb.tokens(), bb.hidden_dim, seed);
+        let want = reference::layers_forward(&m.layers, bb.heads, &m.final_norm, &m.head, &x[0]);
+        let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+        let got = local::infer(&plan, &w, &x, c, s, seed as u128).unwrap();
+        let err = want
+            .iter()
+            .zip(&got.logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            err <= 1e-2,
+            "{kind}: max |logit error| {err}\n want {want:?}\n got {:?}",
+            got.logits
+        );
+        eprintln!(
+            "{kind}: {} layers, max |logit error| {err:.1e}",
+            m.layers.len()
+        );
+    }
+}
+
+#[test]
+fn baselines_parse_and_check_their_depth() {
+    assert_eq!("sft-2".parse::<Baseline>(), Ok(Baseline::Sft(2)));
+    assert_eq!("adaptformer".parse::<Baseline>(), Ok(Baseline::AdaptFormer));
+    assert!("sft-0".parse::<Baseline>().is_err());
+    assert!("lorax".parse::<Baseline>().is_err());
+    let bb = BackboneSpec::test_small();
+    let err = BaselineModel::symbolic(Baseline::Sft(bb.layers + 1), bb, 5).unwrap_err();
+    assert!(err.contains("layers"), "{err}");
+}
