@@ -9,6 +9,8 @@ use cryptpeft_cost_model::{
 };
 use cryptpeft_types::NetworkProfile;
 
+use private_eval::baseline::BaselineModel;
+
 use crate::secure::ModelArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,8 +59,16 @@ pub fn run(a: CostArgs) -> Result<(), String> {
         Some(p) => Constants::load(p).map_err(|e| e.to_string())?,
         None => Constants::shipped(),
     };
-    let plan = plan_shape_only_with(&spec, &bb, a.model_args.classes, a.model_args.lower())
-        .map_err(|e| e.to_string())?;
+    let plan = match a.model_args.baseline {
+        Some(kind) => {
+            BaselineModel::symbolic(kind, bb.clone(), a.model_args.classes)?
+                .lower(a.model_args.lower())
+                .map_err(|e| e.to_string())?
+                .0
+        }
+        None => plan_shape_only_with(&spec, &bb, a.model_args.classes, a.model_args.lower())
+            .map_err(|e| e.to_string())?,
+    };
     let report = cost(&plan, &a.network, &constants);
     let base = match a.baselines {
         true => Some(baselines::all(

@@ -1,5 +1,6 @@
 //! `cryptpeft`: one command for every role and tool of the toolkit.
 
+mod baselines;
 mod cost;
 #[cfg(feature = "train")]
 mod demo;
@@ -61,6 +62,8 @@ enum Cmd {
     BenchProtocols(secure::BenchProtocolsArgs),
     /// Measure the paper's 20 selected configurations securely (lan, wan; affine, LayerNorm).
     PaperConfigs(experiments::PaperConfigsArgs),
+    /// CryptPEFT's adapters against SFT-1/2, LoRA and AdaptFormer under MPC at ViT-B/16.
+    Baselines(baselines::BaselinesArgs),
     /// What TLS and exact truncation cost: bytes, rounds, seconds beside plaintext links
     /// with local truncation, for the paper's adapters on lan and wan.
     SecurityCost(experiments::SecurityCostArgs),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Cmd::LoadTest(a) => load::load_test(a),
         Cmd::BenchProtocols(a) => secure::bench_protocols(a),
         Cmd::PaperConfigs(a) => experiments::paper_configs(a),
+        Cmd::Baselines(a) => baselines::run(a),
         Cmd::SecurityCost(a) => experiments::security_cost(a),
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),
         Cmd::RandomHidden(a) => secure::random_hidden(a),

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use private_eval::baseline::{Baseline, BaselineModel};
 use private_eval::keys::Deployment;
+use private_eval::roles::RoleError;
 use private_eval::security::{Role, Security};
 use private_eval::setup_cache::SetupCache;
 use private_eval::{bench, hidden, lower, model::OwcModel, roles, transport};
@@ -365,6 +367,10 @@ pub struct ModelArgs {
     blocks: Option<usize>,
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
+    /// A baseline's plan instead of the adapter's: sft-K (the last K layers), lora or
+    /// adaptformer, with random weights of trained scale.
+    #[arg(long)]
+    pub baseline: Option<Baseline>,
     /// Seed of the random weights (benchmarks and test checkpoints).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -418,24 +424,48 @@ pub struct BenchSecureArgs {
 }
 
 pub fn bench_secure(a: BenchSecureArgs) -> Res {
-    let model = a.model.model()?;
+    let r = match a.model.baseline {
+        Some(kind) => {
+            let (_, bb) = a.model.spec()?;
+            let model = BaselineModel::random(kind, bb.clone(), a.model.classes, a.model.seed)?;
+            let h = hidden::random(1, bb.tokens(), bb.hidden_dim, a.model.seed ^ 0x41);
+            bench::bench_baseline(
+                &model,
+                &h,
+                a.network,
+                a.repeat,
+                !a.insecure,
+                a.model.lower(),
+            )
+        }
+        None => adapter_bench(&a),
+    }
+    .map_err(|e| e.to_string())?;
+    print_bench(&r, a.json);
+    Ok(())
+}
+
+fn adapter_bench(a: &BenchSecureArgs) -> Result<bench::SecureBench, RoleError> {
+    let model = a.model.model().map_err(RoleError::Protocol)?;
     let h = hidden::random(
         model.spec.scope + 1,
         model.backbone.tokens(),
         model.backbone.hidden_dim,
         a.model.seed ^ 0x41,
     );
-    let r = bench::bench_secure(
+    bench::bench_secure(
         &model,
         &h,
-        a.network,
+        a.network.clone(),
         a.repeat,
         !a.insecure,
         a.model.lower(),
     )
-    .map_err(|e| e.to_string())?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+}
+
+fn print_bench(r: &bench::SecureBench, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap());
     } else {
         println!(
             "{:<14} {:>16} {:>12} {:>7} {:>10}",
@@ -461,23 +491,39 @@ pub fn bench_secure(a: BenchSecureArgs) -> Res {
             );
         }
     }
-    Ok(())
 }
 
 #[derive(Args)]
 pub struct BenchProtocolsArgs {
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// Only these protocols (default: all of them).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "none,lan,wan")]
+    networks: Vec<NetworkProfile>,
     #[arg(long, default_value = "results/protocols.csv")]
     out: PathBuf,
 }
 
 pub fn bench_protocols(a: BenchProtocolsArgs) -> Res {
     let mut rows = Vec::new();
-    for net in ["none", "lan", "wan"] {
-        let profile: NetworkProfile = net.parse().unwrap();
-        for p in bench::PROTOCOLS {
-            let r = bench::bench_protocol(p, &profile, a.repeat).map_err(|e| e.to_string())?;
+    if let Some(p) = a
+        .only
+        .iter()
+        .find(|p| !bench::PROTOCOLS.contains(&p.as_str()))
+    {
+        return Err(format!(
+            "unknown protocol `{p}` (one of {:?})",
+            bench::PROTOCOLS
+        ));
+    }
+    for profile in &a.networks {
+        for p in bench::PROTOCOLS
+            .into_iter()
+            .filter(|p| a.only.is_empty() || a.only.iter().any(|o| o == p))
+        {
+            let r = bench::bench_protocol(p, profile, a.repeat).map_err(|e| e.to_string())?;
             println!(
                 "{:<14} {:<14} {:<5} {:>10} B ({:>6.2} B/value) {:>2} rounds {:>9.5} s",
                 r.protocol,

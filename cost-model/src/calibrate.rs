@@ -96,45 +96,42 @@ pub fn calibrate() -> Constants {
     let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
     let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts, full)));
     let dcf_levels_per_s = (256 * full) as f64 / t_eval;
-    // ... and over the pool, a batch as the plans make them: LayerNorm's rows (197 keys
-    // at 224 thresholds on the whole ring) beside GELU's values (2048 keys at its 28
-    // thresholds on the default narrow width); tree levels counted as walked.
-    let gelu = CmpWidth::spline(private_eval::lower::RELU_BITS, 16);
+    // ... and over the pool, two batches as the plans make them, to separate the cost
+    // per tree level from the cost per point: LayerNorm's rows (197 keys at 224
+    // thresholds on the whole ring: few shared levels) and exp's values (2048 keys at its
+    // 56 thresholds on the default narrow width: most levels shared).
+    let exp = CmpWidth::spline(private_eval::lower::RELU_BITS, 16);
     let fx = private_eval::fixed::Fixed::new(16);
-    let gelu_ts: Vec<u64> = fx
-        .encode_all(&SplineFn::Gelu.thresholds())
+    let exp_ts: Vec<u64> = fx
+        .encode_all(&SplineFn::Exp.thresholds())
         .iter()
-        .map(|t| t >> gelu.shift)
+        .map(|t| t >> exp.shift)
         .collect();
-    let mut mix_keys = Vec::new();
-    let mut mix_pts: Vec<Vec<u64>> = Vec::new();
-    let mut levels = 0;
-    for i in 0..197 + 2048 {
-        let (bits, pts) = if i < 197 {
-            (
-                full,
-                (0..224).map(|_| rng.next_u64() >> 1).collect::<Vec<_>>(),
-            )
-        } else {
-            let c = rng.next_u64();
-            let low = (1u64 << gelu.domain()) - 1;
-            (
-                gelu.domain(),
-                gelu_ts.iter().map(|t| c.wrapping_sub(*t) & low).collect(),
-            )
-        };
-        levels += dcf::walk_levels::<dcf::Pair>(&pts, bits);
-        mix_keys.push((key(bits, &mut rng), bits));
-        mix_pts.push(pts);
-    }
-    let (ln, sp) = mix_keys.split_at(197);
-    let ln_keys: Vec<_> = ln.iter().map(|k| k.0.clone()).collect();
-    let sp_keys: Vec<_> = sp.iter().map(|k| k.0.clone()).collect();
-    let t_pool = time(7, || {
-        DcfKey::eval_batch(&ln_keys, &mix_pts[..197], full);
-        DcfKey::eval_batch(&sp_keys, &mix_pts[197..], gelu.domain())
+    let batch = |keys: usize, bits: usize, pts: &mut dyn FnMut(&mut Prg) -> Vec<u64>| {
+        let mut rng = Prg::new(keys as u128);
+        let ks: Vec<_> = (0..keys).map(|_| key(bits, &mut rng)).collect();
+        let ps: Vec<Vec<u64>> = (0..keys).map(|_| pts(&mut rng)).collect();
+        let levels: usize = ps
+            .iter()
+            .map(|p| dcf::walk_levels::<dcf::Pair>(p, bits))
+            .sum();
+        let t = time(7, || DcfKey::eval_batch(&ks, &ps, bits));
+        (levels as f64, (keys * ps[0].len()) as f64, t)
+    };
+    let (l1, p1, t1) = batch(197, full, &mut |r| {
+        (0..224).map(|_| r.next_u64() >> 1).collect()
     });
-    let dcf_pool_levels_per_s = levels as f64 / t_pool;
+    let low = (1u64 << exp.domain()) - 1;
+    let (l2, p2, t2) = batch(2048, exp.domain(), &mut |r| {
+        let c = r.next_u64();
+        exp_ts.iter().map(|t| c.wrapping_sub(*t) & low).collect()
+    });
+    // t = levels / L + points / P, solved for both batches (clamped to be positive).
+    let det = l1 * p2 - l2 * p1;
+    let per_level = ((t1 * p2 - t2 * p1) / det).max(1e-12);
+    let per_point = ((l1 * t2 - l2 * t1) / det).max(1e-12);
+    let dcf_pool_levels_per_s = 1.0 / per_level;
+    let dcf_pool_points_per_s = 1.0 / per_point;
     let t_gen = time(5, || cmp_material(1024, CmpWidth::FULL, &mut Prg::new(3)));
     let dcf_keygen_levels_per_s = (1024 * full) as f64 / t_gen;
     // ReLU: a large batch at four widths separates the per-value cost from the
@@ -251,6 +248,7 @@ pub fn calibrate() -> Constants {
         matmul_pack_per_s,
         dcf_levels_per_s,
         dcf_pool_levels_per_s,
+        dcf_pool_points_per_s,
         dcf_keygen_levels_per_s,
         relu_value_s,
         relu_level_s,

@@ -43,8 +43,11 @@ pub struct Constants {
     /// The comparisons' DCF (two-element payload): tree levels walked per second, one
     /// thread (a key's points share the levels of their common prefixes).
     pub dcf_levels_per_s: f64,
-    /// The same for batches over the whole pool.
+    /// The same for batches over the whole pool, beside a cost per point (sorting,
+    /// the leaf, the output): seconds are `levels / dcf_pool_levels_per_s + points /
+    /// dcf_pool_points_per_s`.
     pub dcf_pool_levels_per_s: f64,
+    pub dcf_pool_points_per_s: f64,
     /// The comparisons' DCF key generation: tree levels per second, whole pool
     /// (offline).
     pub dcf_keygen_levels_per_s: f64,
@@ -127,6 +130,7 @@ impl Constants {
             ("relu_level_s", self.relu_level_s),
             ("relu_keygen_levels_per_s", self.relu_keygen_levels_per_s),
             ("dcf_pool_levels_per_s", self.dcf_pool_levels_per_s),
+            ("dcf_pool_points_per_s", self.dcf_pool_points_per_s),
             ("dcf_keygen_levels_per_s", self.dcf_keygen_levels_per_s),
             ("elementwise_per_s", self.elementwise_per_s),
             ("serialize_bytes_per_s", self.serialize_bytes_per_s),

@@ -138,7 +138,9 @@ impl Pricer<'_> {
         if keys * points <= 1024 {
             self.work(p, total / self.c.dcf_levels_per_s, false);
         } else {
-            self.work(p, total / self.c.dcf_pool_levels_per_s, true);
+            let pts = (keys * points) as f64;
+            let secs = total / self.c.dcf_pool_levels_per_s + pts / self.c.dcf_pool_points_per_s;
+            self.work(p, secs, true);
         }
     }
     /// ReLU of `n` values ([`private_eval::exec::relu`]): the two exchanges, and the

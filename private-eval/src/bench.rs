@@ -9,6 +9,8 @@ use std::time::Duration;
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
 
+use crate::baseline::BaselineModel;
+use crate::comm::Party;
 use crate::exec::StepTrace;
 use crate::keys::Deployment;
 use crate::local;
@@ -85,6 +87,47 @@ pub fn bench_secure(
     let (plan, weights) =
         lower::lower(model, opts).map_err(|e| RoleError::Protocol(e.to_string()))?;
     let want = reference::forward(model, hidden);
+    let what = (model.spec.label(), model.backbone.name.clone());
+    bench_plan(what, plan, &weights, &want, hidden, network, repeat, tls)
+}
+
+/// [`bench_secure`] for a baseline ([`crate::baseline`]): its layers on the client's
+/// hidden state `hidden[0]`.
+pub fn bench_baseline(
+    model: &BaselineModel,
+    hidden: &[Mat],
+    network: NetworkProfile,
+    repeat: usize,
+    tls: bool,
+    opts: LowerOptions,
+) -> Result<SecureBench, RoleError> {
+    let (plan, weights) = model
+        .lower(opts)
+        .map_err(|e| RoleError::Protocol(e.to_string()))?;
+    let want = reference::layers_forward(
+        &model.layers,
+        model.backbone.heads,
+        &model.final_norm,
+        &model.head,
+        &hidden[0],
+    );
+    let what = (model.kind.to_string(), model.backbone.name.clone());
+    bench_plan(what, plan, &weights, &want, hidden, network, repeat, tls)
+}
+
+/// Serves `plan` and runs `repeat` clients against it, comparing each result with `want`;
+/// `what` names the model and its backbone.
+#[allow(clippy::too_many_arguments)]
+fn bench_plan(
+    (label, backbone): (String, String),
+    plan: SecurePlan,
+    weights: &PlanWeights,
+    want: &[f64],
+    hidden: &[Mat],
+    network: NetworkProfile,
+    repeat: usize,
+    tls: bool,
+) -> Result<SecureBench, RoleError> {
     let keys = match tls {
         true => Some(
             Deployment::generate(&["127.0.0.1".into()], 1)
@@ -92,10 +135,28 @@ pub fn bench_secure(
         ),
         false => None,
     };
+    // The limits sized to this plan: a deployment's defaults (2 GiB a session, 1 GiB
+    // frames) refuse the largest baselines.
+    let half = [Party::Client, Party::Server]
+        .map(|p| crate::comm::material_bytes(&plan, p))
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    if half > u32::MAX as u64 - (1 << 20) {
+        return Err(RoleError::Protocol(format!(
+            "a dealer half of {half} bytes does not fit one frame"
+        )));
+    }
+    let mut limits = RoleConfig::default();
+    // Generating, sending and expanding a large half takes a while: a second per 20 MB.
+    limits.transport.read_timeout += Duration::from_secs(half / 20_000_000);
+    limits.transport.max_frame_bytes = limits.transport.max_frame_bytes.max(half + (1 << 20));
+    limits.dealer.max_session_bytes = limits.dealer.max_session_bytes.max(2 * half + (1 << 20));
+    limits.dealer.max_pending_bytes = limits.dealer.max_pending_bytes.max(2 * half + (1 << 20));
     let role = |r| RoleConfig {
         network: network.clone(),
         security: keys.as_ref().map_or(Security::Insecure, |k| k.security(r)),
-        ..RoleConfig::default()
+        ..limits.clone()
     };
     let config = role(Role::Client);
     let stop = Arc::new(AtomicBool::new(false));
@@ -106,7 +167,7 @@ pub fn bench_secure(
     let dealer = std::thread::spawn(move || {
         crate::dealer_service::run_dealer(dl, dcfg, || st.load(Ordering::Relaxed))
     });
-    let server = Server::new(plan, &weights, &daddr, role(Role::Server));
+    let server = Server::new(plan, weights, &daddr, role(Role::Server));
     let server = match server {
         Ok(s) => s,
         Err(e) => {
@@ -127,7 +188,7 @@ pub fn bench_secure(
         let reports: Vec<roles::ClientReport> = result?;
         let err = reports
             .iter()
-            .flat_map(|r| r.logits.iter().zip(&want).map(|(a, b)| (a - b).abs()))
+            .flat_map(|r| r.logits.iter().zip(want).map(|(a, b)| (a - b).abs()))
             .fold(0.0, f64::max);
         let mut online: Vec<f64> = reports.iter().map(|r| r.online_s).collect();
         let all = online.clone();
@@ -136,8 +197,8 @@ pub fn bench_secure(
         let mid = reports.len() / 2;
         let r = &reports[mid];
         Ok(SecureBench {
-            adapter: model.spec.label(),
-            backbone: model.backbone.name.clone(),
+            adapter: label,
+            backbone,
             network: network.name.clone(),
             repeat: reports.len(),
             online_bytes: r.online_bytes,

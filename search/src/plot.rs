@@ -311,3 +311,62 @@ fn draw_curves<DB: DrawingBackend>(
     }
     finish(chart, &root)
 }
+
+/// One color per name: `measured[k]` as points joined by a line, `model[k]` as a thin
+/// line of the same color (an experiment beside the cost model's curve).
+pub fn measured_vs_model(
+    stem: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    measured: &[Vec<(f64, f64)>],
+    model: &[Vec<(f64, f64)>],
+    names: &[String],
+) -> Result<()> {
+    let draw = |root| draw_measured(root, title, (x_desc, y_desc), measured, model, names);
+    both(stem, draw, |a| {
+        draw_measured(a, title, (x_desc, y_desc), measured, model, names)
+    })
+}
+
+fn draw_measured<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    desc: (&str, &str),
+    measured: &[Vec<(f64, f64)>],
+    model: &[Vec<(f64, f64)>],
+    names: &[String],
+) -> Drawn {
+    let all = || measured.iter().chain(model).flatten();
+    let x_lo = all().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let x_hi = all().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    let y_hi = all().map(|p| p.1).fold(0.0, f64::max) * 1.1;
+    let (x_lo, x_hi) = match x_lo < x_hi {
+        true => (x_lo, x_hi),
+        false => (0.0, 1.0),
+    };
+    let mut chart = frame(
+        &root,
+        title,
+        (x_lo..x_hi, 0.0..y_hi.max(1e-6)),
+        desc,
+        RGBColor(235, 235, 235),
+    )?;
+    for (k, name) in names.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let pts = measured[k].clone();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(s)?
+            .label(format!("{name} measured"))
+            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(s)?;
+        chart
+            .draw_series(LineSeries::new(model[k].iter().copied(), color.mix(0.6)))
+            .map_err(s)?
+            .label(format!("{name} cost model"))
+            .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color));
+    }
+    finish(chart, &root)
+}

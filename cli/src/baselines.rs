@@ -1,0 +1,229 @@
+//! `baselines`: CryptPEFT's adapters against the paper's baselines (SFT of the last 1 and
+//! 2 layers, PEFT-LoRA, PEFT-AdaptFormer) at ViT-B/16, all under this project's MPC, in
+//! one run: bytes, rounds, seconds and the speedup of each adapter over each baseline.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use cryptpeft_cost_model::{cost, Constants};
+use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
+use private_eval::baseline::{Baseline, BaselineModel};
+use private_eval::bench::{self, SecureBench};
+use private_eval::lower::{lower, LowerOptions};
+use private_eval::{hidden, model::OwcModel};
+
+/// CrypTen 0.4.1's counts measured on this machine (DESIGN.md section 6): online bytes
+/// (both directions), rounds and `wan` seconds modelled as compute + bytes at 400 Mbit/s
+/// + 8 ms per round.
+fn crypten(name: &str) -> Option<(u64, u64, f64)> {
+    match name {
+        "h1-r300-s1" => Some((56_500_000, 19, 1.51)),
+        "h2-r120-s2" => Some((48_900_000, 37, 1.52)),
+        "sft-1" => Some((1_260_000_000, 168, 30.0)),
+        "sft-2" => Some((2_530_000_000, 335, 60.0)),
+        _ => None,
+    }
+}
+
+#[derive(Args)]
+pub struct BaselinesArgs {
+    /// Adapters (h,r,s) measured against the baselines.
+    #[arg(long, value_delimiter = ';', default_value = "1,300,1;2,120,2")]
+    adapters: Vec<String>,
+    /// Baselines run end to end (the others are priced: LoRA's and AdaptFormer's dealer
+    /// material, about 30 GB a session at ViT-B/16, exceeds this machine's memory).
+    #[arg(long, value_delimiter = ',', default_value = "sft-1,sft-2")]
+    measure: Vec<Baseline>,
+    #[arg(long, value_delimiter = ',', default_value = "lan,wan")]
+    networks: Vec<NetworkProfile>,
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Local truncation (fewer rounds, a small failure probability per value) instead
+    /// of exact.
+    #[arg(long)]
+    local_truncation: bool,
+    #[arg(long, default_value = "results/baselines.csv")]
+    out: PathBuf,
+}
+
+/// One model under one network.
+struct Row {
+    network: String,
+    model: String,
+    measured: Option<SecureBench>,
+    predicted_bytes: u64,
+    predicted_rounds: u64,
+    predicted_s: f64,
+    offline_bytes: u64,
+}
+
+impl Row {
+    /// Seconds compared in speedups: measured where both sides ran, else predicted.
+    fn seconds(&self) -> f64 {
+        self.measured
+            .as_ref()
+            .map_or(self.predicted_s, |b| b.online_s)
+    }
+}
+
+pub fn run(a: BaselinesArgs) -> Result<(), String> {
+    let bb = BackboneSpec::vit_b16();
+    let consts = Constants::shipped();
+    let opts = LowerOptions {
+        exact_truncation: !a.local_truncation,
+        ..Default::default()
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    for profile in &a.networks {
+        for adapter in &a.adapters {
+            let spec = parse_adapter(adapter, &bb)?;
+            let (h, r, s) = (spec.heads, spec.rank, spec.scope);
+            let model = OwcModel::random(
+                spec.clone(),
+                bb.clone(),
+                100,
+                (h * 1000 + r * 10 + s) as u64,
+            );
+            let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
+            let (plan, _) = lower(&model, opts).map_err(|e| e.to_string())?;
+            let b = bench::bench_secure(&model, &x, profile.clone(), a.repeat, true, opts)
+                .map_err(|e| e.to_string())?;
+            rows.push(row(profile, spec.label(), Some(b), &plan, &consts));
+            report(rows.last().unwrap());
+        }
+        for kind in Baseline::PAPER {
+            let sym = BaselineModel::symbolic(kind, bb.clone(), 100)?;
+            let (plan, _) = sym.lower(opts).map_err(|e| e.to_string())?;
+            let measured = match a.measure.contains(&kind) {
+                true => {
+                    let m = BaselineModel::random(kind, bb.clone(), 100, 5)?;
+                    let x = hidden::random(1, bb.tokens(), bb.hidden_dim, 17);
+                    Some(
+                        bench::bench_baseline(&m, &x, profile.clone(), a.repeat, true, opts)
+                            .map_err(|e| e.to_string())?,
+                    )
+                }
+                false => None,
+            };
+            rows.push(row(profile, kind.to_string(), measured, &plan, &consts));
+            report(rows.last().unwrap());
+        }
+    }
+    write_csv(&a, &rows)
+}
+
+fn parse_adapter(s: &str, bb: &BackboneSpec) -> Result<AdapterSpec, String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse().map_err(|e| format!("--adapters {s}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let [h, r, s] = v[..] else {
+        return Err(format!("--adapters {s}: want h,r,s"));
+    };
+    let spec = AdapterSpec::paper(h, r, s);
+    spec.validate(bb.layers).map_err(|e| e.to_string())?;
+    Ok(spec)
+}
+
+fn row(
+    profile: &NetworkProfile,
+    model: String,
+    measured: Option<SecureBench>,
+    plan: &private_eval::plan::SecurePlan,
+    consts: &Constants,
+) -> Row {
+    let c = cost(plan, profile, consts);
+    Row {
+        network: profile.name.clone(),
+        model,
+        measured,
+        predicted_bytes: c.online_bytes,
+        predicted_rounds: c.rounds,
+        predicted_s: c.predicted_online_s,
+        offline_bytes: c.offline_bytes,
+    }
+}
+
+fn report(r: &Row) {
+    match &r.measured {
+        Some(b) => eprintln!(
+            "{} {}: {} B, {} rounds, {:.3} s measured (predicted {:.3} s), max |logit err| {:.1e}",
+            r.network,
+            r.model,
+            b.online_bytes,
+            b.rounds,
+            b.online_s,
+            r.predicted_s,
+            b.max_abs_logit_err
+        ),
+        None => eprintln!(
+            "{} {}: {} B, {} rounds, {:.3} s predicted (not run)",
+            r.network, r.model, r.predicted_bytes, r.predicted_rounds, r.predicted_s
+        ),
+    }
+}
+
+fn write_csv(a: &BaselinesArgs, rows: &[Row]) -> Result<(), String> {
+    let adapters: Vec<&Row> = rows.iter().filter(|r| r.model.starts_with('h')).collect();
+    let mut names: Vec<&str> = Vec::new();
+    for r in &adapters {
+        if !names.contains(&r.model.as_str()) {
+            names.push(&r.model);
+        }
+    }
+    let mut head = "network,model,basis,online_bytes,rounds,online_s,predicted_online_s,offline_bytes,max_abs_logit_err,crypten_bytes,crypten_rounds,crypten_wan_s".to_string();
+    for n in &names {
+        head.push_str(&format!(",speedup_of_{n}"));
+    }
+    let mut lines = vec![head];
+    for r in rows {
+        let (basis, bytes, rounds, secs, err) = match &r.measured {
+            Some(b) => (
+                "measured",
+                b.online_bytes,
+                b.rounds,
+                format!("{:.4}", b.online_s),
+                format!("{:.2e}", b.max_abs_logit_err),
+            ),
+            None => (
+                "predicted",
+                r.predicted_bytes,
+                r.predicted_rounds,
+                String::new(),
+                String::new(),
+            ),
+        };
+        let cr = crypten(&r.model);
+        let mut line = format!(
+            "{},{},{basis},{bytes},{rounds},{secs},{:.4},{},{err},{},{},{}",
+            r.network,
+            r.model,
+            r.predicted_s,
+            r.offline_bytes,
+            cr.map_or(String::new(), |c| c.0.to_string()),
+            cr.map_or(String::new(), |c| c.1.to_string()),
+            cr.map_or(String::new(), |c| c.2.to_string()),
+        );
+        for n in &names {
+            let ad = adapters
+                .iter()
+                .find(|x| x.model == *n && x.network == r.network)
+                .expect("every adapter under every network");
+            // Measured against measured; a priced baseline against the adapter's price.
+            let ratio = match r.measured.is_some() {
+                true => r.seconds() / ad.seconds(),
+                false => r.predicted_s / ad.predicted_s,
+            };
+            line.push_str(&format!(",{ratio:.2}"));
+        }
+        lines.push(line);
+    }
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&a.out, lines.join("\n") + "\n")
+        .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    println!("{}", lines.join("\n"));
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
