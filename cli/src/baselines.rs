@@ -29,21 +29,21 @@ fn crypten(name: &str) -> Option<(u64, u64, f64)> {
 pub struct BaselinesArgs {
     /// Adapters (h,r,s) measured against the baselines.
     #[arg(long, value_delimiter = ';', default_value = "1,300,1;2,120,2")]
-    adapters: Vec<String>,
+    pub(crate) adapters: Vec<String>,
     /// Baselines run end to end (the others are priced: LoRA's and AdaptFormer's dealer
     /// material, about 30 GB a session at ViT-B/16, exceeds this machine's memory).
     #[arg(long, value_delimiter = ',', default_value = "sft-1,sft-2")]
-    measure: Vec<Baseline>,
+    pub(crate) measure: Vec<Baseline>,
     #[arg(long, value_delimiter = ',', default_value = "lan,wan")]
-    networks: Vec<NetworkProfile>,
+    pub(crate) networks: Vec<NetworkProfile>,
     #[arg(long, default_value_t = 3)]
-    repeat: usize,
+    pub(crate) repeat: usize,
     /// Local truncation (fewer rounds, a small failure probability per value) instead
     /// of exact.
     #[arg(long)]
-    local_truncation: bool,
+    pub(crate) local_truncation: bool,
     #[arg(long, default_value = "results/baselines.csv")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 /// One model under one network.

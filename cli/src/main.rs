@@ -4,6 +4,8 @@ mod baselines;
 mod cost;
 #[cfg(feature = "train")]
 mod demo;
+#[cfg(feature = "train")]
+mod experiment;
 mod experiments;
 #[cfg(feature = "train")]
 mod images;
@@ -64,6 +66,9 @@ enum Cmd {
     PaperConfigs(experiments::PaperConfigsArgs),
     /// CryptPEFT's adapters against SFT-1/2, LoRA and AdaptFormer under MPC at ViT-B/16.
     Baselines(baselines::BaselinesArgs),
+    /// Run one of the paper's comparisons from experiments/NAME.yaml into results/NAME/.
+    #[cfg(feature = "train")]
+    Experiment(experiment::ExperimentArgs),
     /// What TLS and exact truncation cost: bytes, rounds, seconds beside plaintext links
     /// with local truncation, for the paper's adapters on lan and wan.
     SecurityCost(experiments::SecurityCostArgs),
@@ -101,6 +106,8 @@ fn main() -> ExitCode {
         Cmd::BenchProtocols(a) => secure::bench_protocols(a),
         Cmd::PaperConfigs(a) => experiments::paper_configs(a),
         Cmd::Baselines(a) => baselines::run(a),
+        #[cfg(feature = "train")]
+        Cmd::Experiment(a) => experiment::run(a),
         Cmd::SecurityCost(a) => experiments::security_cost(a),
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),
         Cmd::RandomHidden(a) => secure::random_hidden(a),

@@ -322,10 +322,12 @@ pub fn measured_vs_model(
     model: &[Vec<(f64, f64)>],
     names: &[String],
 ) -> Result<()> {
-    let draw = |root| draw_measured(root, title, (x_desc, y_desc), measured, model, names);
-    both(stem, draw, |a| {
-        draw_measured(a, title, (x_desc, y_desc), measured, model, names)
-    })
+    let desc = (x_desc, y_desc);
+    both(
+        stem,
+        |a| draw_measured(a, title, desc, measured, model, names),
+        |a| draw_measured(a, title, desc, measured, model, names),
+    )
 }
 
 fn draw_measured<DB: DrawingBackend>(
@@ -368,5 +370,21 @@ fn draw_measured<DB: DrawingBackend>(
             .label(format!("{name} cost model"))
             .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color));
     }
-    finish(chart, &root)
+    // The legend where the curves are not: above them as they fall, beside as they rise.
+    let ends = |i: fn(&Vec<(f64, f64)>) -> Option<&(f64, f64)>| -> f64 {
+        measured.iter().filter_map(i).map(|p| p.1).sum()
+    };
+    let position = match ends(|c| c.last()) < ends(|c| c.first()) {
+        true => SeriesLabelPosition::UpperRight,
+        false => SeriesLabelPosition::UpperLeft,
+    };
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(s)?;
+    root.present().map_err(s)
 }
