@@ -116,3 +116,24 @@ pub fn run(
     }
     Ok(out)
 }
+
+/// Arguments of `random-backbone`.
+#[derive(clap::Args)]
+pub struct RandomBackboneArgs {
+    /// Backbone shape (vit-b16, vit-mini, ...).
+    #[arg(long, default_value = "vit-b16")]
+    backbone: String,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Writes a freshly initialised backbone in torchvision's layout: a stand-in for a
+/// pretrained one where only its time matters.
+pub fn random_backbone(a: RandomBackboneArgs) -> Result<(), String> {
+    let spec = cryptpeft_types::BackboneSpec::by_name(&a.backbone).map_err(|e| e.to_string())?;
+    Vit::init(&spec, 1000, a.seed, &cpu())
+        .save(&a.out)
+        .map_err(|e| e.to_string())
+}

@@ -76,6 +76,9 @@ enum Cmd {
     RandomCheckpoint(secure::RandomCheckpointArgs),
     /// Write random hidden states for a checkpoint (a stand-in for the client's backbone).
     RandomHidden(secure::RandomHiddenArgs),
+    /// Write a freshly initialised backbone (torchvision layout) to time the client.
+    #[cfg(feature = "train")]
+    RandomBackbone(images::RandomBackboneArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +114,8 @@ fn main() -> ExitCode {
         Cmd::SecurityCost(a) => experiments::security_cost(a),
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),
         Cmd::RandomHidden(a) => secure::random_hidden(a),
+        #[cfg(feature = "train")]
+        Cmd::RandomBackbone(a) => images::random_backbone(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
