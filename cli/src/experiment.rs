@@ -1,6 +1,7 @@
 //! `cryptpeft experiment experiments/NAME.yaml`: runs one of the paper's comparisons and
 //! writes `results/NAME/`: its table (`table.csv`, via polars), its figure (`figure.png`
-//! and `.svg`, via plotters) where it has one, and `meta.json` (the command, commit,
+//! and `.svg`, via plotters; `figure-TASK-NETWORK` for accuracy against latency) where it
+//! has one, and `meta.json` (the command, commit,
 //! machine, date, and what the experiment shows beside the paper's number).
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use clap::Args;
 use cryptpeft_cost_model::{cost, Constants};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile};
 use polars::prelude::*;
+use private_eval::baseline::{Baseline, BaselineModel};
 use private_eval::{bench, hidden, lower, model::OwcModel};
 use serde::Deserialize;
 
@@ -45,6 +47,18 @@ enum Kind {
         #[serde(default = "three")]
         repeat: usize,
     },
+    /// Accuracy (the trainer's table, `results/train/accuracy_table.csv`) against the
+    /// latency measured here of each method on that table's backbone, per task: the
+    /// adapters and the baselines SFT, LoRA and AdaptFormer (full fine-tuning has LoRA's
+    /// plan: every layer on shared data). Rows with augmented views and the linear
+    /// probe are left out.
+    AccuracyLatency {
+        accuracy: PathBuf,
+        backbone: String,
+        networks: Vec<String>,
+        #[serde(default = "three")]
+        repeat: usize,
+    },
     /// CryptPEFT's adapters against the baselines (`cryptpeft baselines`).
     Baselines {
         adapters: Vec<String>,
@@ -57,6 +71,31 @@ enum Kind {
 
 fn three() -> usize {
     3
+}
+
+/// A network sweep's columns.
+#[derive(Default)]
+struct SweepTable {
+    attention: Vec<String>,
+    bandwidth_mbit: Vec<f64>,
+    delay_ms: Vec<f64>,
+    online_bytes: Vec<u64>,
+    rounds: Vec<u64>,
+    measured_s: Vec<f64>,
+    predicted_s: Vec<f64>,
+}
+
+/// Accuracy against latency's columns.
+#[derive(Default)]
+struct AccuracyTable {
+    task: Vec<String>,
+    method: Vec<String>,
+    network: Vec<String>,
+    test_accuracy: Vec<f64>,
+    online_bytes: Vec<u64>,
+    rounds: Vec<u64>,
+    online_s: Vec<f64>,
+    predicted_online_s: Vec<f64>,
 }
 
 pub fn run(a: ExperimentArgs) -> Result<(), String> {
@@ -88,6 +127,12 @@ pub fn run(a: ExperimentArgs) -> Result<(), String> {
             *repeat,
             &dir,
         )?,
+        Kind::AccuracyLatency {
+            accuracy,
+            backbone,
+            networks,
+            repeat,
+        } => accuracy_latency(&e, accuracy, backbone, networks, *repeat, &dir)?,
         Kind::Baselines {
             adapters,
             measure,
@@ -142,15 +187,7 @@ fn network_sweep(
         .parse()
         .map_err(|err| format!("adapter `{adapter}`: {err}"))?;
     let by_bandwidth = bandwidths.len() > 1;
-    let mut cols: (
-        Vec<String>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<u64>,
-        Vec<u64>,
-        Vec<f64>,
-        Vec<f64>,
-    ) = Default::default();
+    let mut t = SweepTable::default();
     let (mut measured, mut model) = (Vec::new(), Vec::new());
     let names: Vec<String> = attentions.iter().map(|a| a.to_string()).collect();
     for &attention in attentions {
@@ -191,13 +228,13 @@ fn network_sweep(
                 let xv = if by_bandwidth { bw.log10() } else { delay };
                 m.push((xv, 1e3 * b.online_s));
                 p.push((xv, 1e3 * c.predicted_online_s));
-                cols.0.push(attention.to_string());
-                cols.1.push(bw);
-                cols.2.push(delay);
-                cols.3.push(b.online_bytes);
-                cols.4.push(b.rounds);
-                cols.5.push(b.online_s);
-                cols.6.push(c.predicted_online_s);
+                t.attention.push(attention.to_string());
+                t.bandwidth_mbit.push(bw);
+                t.delay_ms.push(delay);
+                t.online_bytes.push(b.online_bytes);
+                t.rounds.push(b.rounds);
+                t.measured_s.push(b.online_s);
+                t.predicted_s.push(c.predicted_online_s);
             }
         }
         measured.push(m);
@@ -217,13 +254,186 @@ fn network_sweep(
     )
     .map_err(|err| err.to_string())?;
     DataFrame::new_infer_height(vec![
-        Column::new("attention".into(), cols.0),
-        Column::new("bandwidth_mbit".into(), cols.1),
-        Column::new("delay_ms".into(), cols.2),
-        Column::new("online_bytes".into(), cols.3),
-        Column::new("rounds".into(), cols.4),
-        Column::new("measured_s".into(), cols.5),
-        Column::new("predicted_s".into(), cols.6),
+        Column::new("attention".into(), t.attention),
+        Column::new("bandwidth_mbit".into(), t.bandwidth_mbit),
+        Column::new("delay_ms".into(), t.delay_ms),
+        Column::new("online_bytes".into(), t.online_bytes),
+        Column::new("rounds".into(), t.rounds),
+        Column::new("measured_s".into(), t.measured_s),
+        Column::new("predicted_s".into(), t.predicted_s),
+    ])
+    .map_err(|err| err.to_string())
+}
+
+/// What a method label of the trainer's table runs under MPC.
+enum Method {
+    Adapter(AdapterSpec),
+    Baseline(Baseline),
+}
+
+/// `cryptpeft h2-r32-s2-layernorm`, `sft-1`, `lora-r8`, `adaptformer-r16`, `full-ft`;
+/// `None` for what has no MPC plan here (the linear probe).
+fn method(label: &str) -> Result<Option<Method>, String> {
+    if let Some(spec) = label.strip_prefix("cryptpeft ") {
+        let mut parts = spec.split('-');
+        let mut num = |p: char| {
+            parts
+                .next()
+                .and_then(|x| x.strip_prefix(p))
+                .and_then(|x| x.parse().ok())
+                .ok_or_else(|| format!("method `{label}`: expected h, r, s"))
+        };
+        let (h, r, sc) = (num('h')?, num('r')?, num('s')?);
+        let mut a = AdapterSpec::paper(h, r, sc);
+        for flag in parts {
+            match flag {
+                "layernorm" => a.norm = cryptpeft_types::NormKind::LayerNorm,
+                "softmax" => a.attention = AttentionKind::Softmax,
+                other => return Err(format!("method `{label}`: unknown part `{other}`")),
+            }
+        }
+        return Ok(Some(Method::Adapter(a)));
+    }
+    Ok(match label {
+        "linear-probe" => None,
+        "full-ft" => Some(Method::Baseline(Baseline::Lora)),
+        l if l.starts_with("lora") => Some(Method::Baseline(Baseline::Lora)),
+        l => Some(Method::Baseline(l.parse()?)),
+    })
+}
+
+/// Classes of a task of the trainer's table.
+fn classes(task: &str) -> usize {
+    match task {
+        "fashion-mnist-5-9" => 5,
+        _ => 10,
+    }
+}
+
+fn accuracy_latency(
+    e: &Experiment,
+    accuracy: &Path,
+    backbone: &str,
+    networks: &[String],
+    repeat: usize,
+    dir: &Path,
+) -> Result<DataFrame, String> {
+    let bb = BackboneSpec::by_name(backbone).map_err(|err| err.to_string())?;
+    let consts = Constants::shipped();
+    let acc = CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(accuracy.to_path_buf()))
+        .and_then(|r| r.finish())
+        .map_err(|err| format!("{}: {err}", accuracy.display()))?;
+    let col = |name: &str| {
+        acc.column(name)
+            .map_err(|err| format!("{}: {err}", accuracy.display()))
+    };
+    let (tasks, methods) = (
+        col("task")?.str().map_err(|e| e.to_string())?,
+        col("method")?.str().map_err(|e| e.to_string())?,
+    );
+    let views = col("views")?
+        .cast(&DataType::Int64)
+        .map_err(|e| e.to_string())?;
+    let accs = col("test_accuracy")?
+        .cast(&DataType::Float64)
+        .map_err(|e| e.to_string())?;
+    let (views, accs) = (
+        views.i64().map_err(|e| e.to_string())?,
+        accs.f64().map_err(|e| e.to_string())?,
+    );
+    let mut t = AccuracyTable::default();
+    // Per task and network: the adapters' points and the baselines'.
+    type Points = Vec<(f64, f64, String)>;
+    let mut groups: std::collections::BTreeMap<(String, String), [Points; 2]> = Default::default();
+    for i in 0..acc.height() {
+        let (Some(task), Some(label), Some(v), Some(a)) =
+            (tasks.get(i), methods.get(i), views.get(i), accs.get(i))
+        else {
+            return Err(format!("{}: row {i} has empty fields", accuracy.display()));
+        };
+        let Some(m) = method(label)? else { continue };
+        if v != 0 {
+            continue;
+        }
+        for net in networks {
+            let profile: NetworkProfile = net
+                .parse()
+                .map_err(|err| format!("network `{net}`: {err}"))?;
+            let (b, plan) = match &m {
+                Method::Adapter(spec) => {
+                    spec.validate(bb.layers).map_err(|err| err.to_string())?;
+                    let model = OwcModel::random(spec.clone(), bb.clone(), classes(task), 3);
+                    let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, 17);
+                    let b = bench::bench_secure(
+                        &model,
+                        &x,
+                        profile.clone(),
+                        repeat,
+                        true,
+                        Default::default(),
+                    );
+                    (b, lower::lower(&model, Default::default()).map(|p| p.0))
+                }
+                Method::Baseline(kind) => {
+                    let model = BaselineModel::random(*kind, bb.clone(), classes(task), 3)?;
+                    let x = hidden::random(1, bb.tokens(), bb.hidden_dim, 17);
+                    let b = bench::bench_baseline(
+                        &model,
+                        &x,
+                        profile.clone(),
+                        repeat,
+                        true,
+                        Default::default(),
+                    );
+                    (b, model.lower(Default::default()).map(|p| p.0))
+                }
+            };
+            let b = b.map_err(|err| err.to_string())?;
+            let plan = plan.map_err(|err| err.to_string())?;
+            let predicted = cost(&plan, &profile, &consts).predicted_online_s;
+            eprintln!(
+                "{task} {label} {net}: {:.3} acc, {:.1} ms",
+                a,
+                1e3 * b.online_s
+            );
+            let short = label.trim_start_matches("cryptpeft ").to_string();
+            let g = groups.entry((task.to_string(), net.clone())).or_default();
+            g[matches!(m, Method::Baseline(_)) as usize].push((1e3 * b.online_s, 100.0 * a, short));
+            t.task.push(task.to_string());
+            t.method.push(label.to_string());
+            t.network.push(net.clone());
+            t.test_accuracy.push(a);
+            t.online_bytes.push(b.online_bytes);
+            t.rounds.push(b.rounds);
+            t.online_s.push(b.online_s);
+            t.predicted_online_s.push(predicted);
+        }
+    }
+    for ((task, net), [ours, base]) in groups {
+        cryptpeft_search::plot::labelled_points(
+            &dir.join(format!("figure-{task}-{net}")),
+            &format!("{}: {task}, {net} ({backbone})", e.name),
+            (
+                "online latency per inference (ms, log scale)",
+                "test accuracy (%)",
+            ),
+            &[
+                ("CryptPEFT".to_string(), ours),
+                ("baselines".to_string(), base),
+            ],
+        )
+        .map_err(|err| err.to_string())?;
+    }
+    DataFrame::new_infer_height(vec![
+        Column::new("task".into(), t.task),
+        Column::new("method".into(), t.method),
+        Column::new("network".into(), t.network),
+        Column::new("test_accuracy".into(), t.test_accuracy),
+        Column::new("online_bytes".into(), t.online_bytes),
+        Column::new("rounds".into(), t.rounds),
+        Column::new("online_s".into(), t.online_s),
+        Column::new("predicted_online_s".into(), t.predicted_online_s),
     ])
     .map_err(|err| err.to_string())
 }

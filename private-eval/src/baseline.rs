@@ -26,7 +26,8 @@ use crate::model::{Attention, Block, CheckpointError, Linear, Norm, ParallelAdap
 use crate::plan::{PlanWeights, SecurePlan};
 use crate::tensor::Mat;
 
-/// AdaptFormer's bottleneck width and scale (the trainer's defaults).
+/// AdaptFormer's bottleneck width at ViT-B/16 (`adaptformer`; `adaptformer-rN` picks
+/// another) and its scale (the trainer's).
 pub const ADAPTFORMER_RANK: usize = 64;
 pub const ADAPTFORMER_SCALE: f64 = 0.1;
 
@@ -36,7 +37,8 @@ pub enum Baseline {
     /// Fine-tuning of the last `k` layers.
     Sft(usize),
     Lora,
-    AdaptFormer,
+    /// With its bottleneck width.
+    AdaptFormer(usize),
 }
 
 impl FromStr for Baseline {
@@ -44,13 +46,21 @@ impl FromStr for Baseline {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "lora" => Ok(Baseline::Lora),
-            "adaptformer" => Ok(Baseline::AdaptFormer),
+            "adaptformer" => Ok(Baseline::AdaptFormer(ADAPTFORMER_RANK)),
+            _ if s.starts_with("adaptformer-r") => s["adaptformer-r".len()..]
+                .parse()
+                .ok()
+                .filter(|&r| r >= 1)
+                .map(Baseline::AdaptFormer)
+                .ok_or_else(|| format!("bad bottleneck width in `{s}`")),
             _ => s
                 .strip_prefix("sft-")
                 .and_then(|k| k.parse().ok())
                 .filter(|&k| k >= 1)
                 .map(Baseline::Sft)
-                .ok_or_else(|| format!("unknown baseline `{s}` (sft-K, lora, adaptformer)")),
+                .ok_or_else(|| {
+                    format!("unknown baseline `{s}` (sft-K, lora, adaptformer, adaptformer-rN)")
+                }),
         }
     }
 }
@@ -60,7 +70,8 @@ impl std::fmt::Display for Baseline {
         match self {
             Baseline::Sft(k) => write!(f, "sft-{k}"),
             Baseline::Lora => write!(f, "lora"),
-            Baseline::AdaptFormer => write!(f, "adaptformer"),
+            Baseline::AdaptFormer(ADAPTFORMER_RANK) => write!(f, "adaptformer"),
+            Baseline::AdaptFormer(r) => write!(f, "adaptformer-r{r}"),
         }
     }
 }
@@ -71,7 +82,7 @@ impl Baseline {
         Baseline::Sft(1),
         Baseline::Sft(2),
         Baseline::Lora,
-        Baseline::AdaptFormer,
+        Baseline::AdaptFormer(ADAPTFORMER_RANK),
     ];
 
     /// The first backbone layer under MPC: the client provides `x_first`.
@@ -81,7 +92,7 @@ impl Baseline {
                 Err(format!("sft-{k} on a backbone of {} layers", bb.layers))
             }
             Baseline::Sft(k) => Ok(bb.layers - k),
-            Baseline::Lora | Baseline::AdaptFormer => Ok(0),
+            Baseline::Lora | Baseline::AdaptFormer(_) => Ok(0),
         }
     }
 }
@@ -199,11 +210,14 @@ impl BaselineModel {
                     norm2: norm(d),
                     fc1: lin(m, d),
                     fc2: lin(d, m),
-                    parallel: (kind == Baseline::AdaptFormer).then(|| ParallelAdapter {
-                        down: lin(ADAPTFORMER_RANK, d),
-                        up: lin(d, ADAPTFORMER_RANK),
-                        scale: ADAPTFORMER_SCALE,
-                    }),
+                    parallel: match kind {
+                        Baseline::AdaptFormer(rank) => Some(ParallelAdapter {
+                            down: lin(rank, d),
+                            up: lin(d, rank),
+                            scale: ADAPTFORMER_SCALE,
+                        }),
+                        _ => None,
+                    },
                 }
             })
             .collect();

@@ -15,7 +15,7 @@ fn baselines_match_the_plaintext_model() {
         Baseline::Sft(1),
         Baseline::Sft(2),
         Baseline::Lora,
-        Baseline::AdaptFormer,
+        Baseline::AdaptFormer(8),
     ]
     .into_iter()
     .enumerate()
@@ -47,7 +47,16 @@ fn baselines_match_the_plaintext_model() {
 #[test]
 fn baselines_parse_and_check_their_depth() {
     assert_eq!("sft-2".parse::<Baseline>(), Ok(Baseline::Sft(2)));
-    assert_eq!("adaptformer".parse::<Baseline>(), Ok(Baseline::AdaptFormer));
+    assert_eq!(
+        "adaptformer".parse::<Baseline>(),
+        Ok(Baseline::AdaptFormer(64))
+    );
+    assert_eq!(
+        "adaptformer-r16".parse::<Baseline>(),
+        Ok(Baseline::AdaptFormer(16))
+    );
+    assert_eq!(Baseline::AdaptFormer(16).to_string(), "adaptformer-r16");
+    assert!("adaptformer-r0".parse::<Baseline>().is_err());
     assert!("sft-0".parse::<Baseline>().is_err());
     assert!("lorax".parse::<Baseline>().is_err());
     let bb = BackboneSpec::test_small();

@@ -98,12 +98,21 @@ fn trim(v: f64) -> String {
 
 /// The legend, then the file.
 fn finish<'a, DB: DrawingBackend + 'a>(
-    mut chart: Chart<'a, DB>,
+    chart: Chart<'a, DB>,
     root: &'a DrawingArea<DB, Shift>,
+) -> Drawn {
+    finish_at(chart, root, SeriesLabelPosition::LowerRight)
+}
+
+/// The legend at `position`, then the file.
+fn finish_at<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    mut chart: ChartContext<'a, DB, CT>,
+    root: &'a DrawingArea<DB, Shift>,
+    position: SeriesLabelPosition,
 ) -> Drawn {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .label_font(("sans-serif", 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -371,20 +380,76 @@ fn draw_measured<DB: DrawingBackend>(
             .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color));
     }
     // The legend where the curves are not: above them as they fall, beside as they rise.
-    let ends = |i: fn(&Vec<(f64, f64)>) -> Option<&(f64, f64)>| -> f64 {
-        measured.iter().filter_map(i).map(|p| p.1).sum()
-    };
-    let position = match ends(|c| c.last()) < ends(|c| c.first()) {
+    let first: f64 = measured.iter().filter_map(|c| c.first()).map(|p| p.1).sum();
+    let last: f64 = measured.iter().filter_map(|c| c.last()).map(|p| p.1).sum();
+    let position = match last < first {
         true => SeriesLabelPosition::UpperRight,
         false => SeriesLabelPosition::UpperLeft,
     };
+    finish_at(chart, &root, position)
+}
+
+/// A named group of labelled points `(x, y, label)`.
+pub type Group = (String, Vec<(f64, f64, String)>);
+
+/// Labelled points in colored groups (e.g. CryptPEFT's adapters and the baselines), the
+/// x axis logarithmic.
+pub fn labelled_points(
+    stem: &Path,
+    title: &str,
+    desc: (&str, &str),
+    groups: &[Group],
+) -> Result<()> {
+    both(
+        stem,
+        |a| draw_labelled(a, title, desc, groups),
+        |a| draw_labelled(a, title, desc, groups),
+    )
+}
+
+fn draw_labelled<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    groups: &[Group],
+) -> Drawn {
+    let all = || groups.iter().flat_map(|g| g.1.iter());
+    let x_lo = all().map(|p| p.0).fold(f64::INFINITY, f64::min).max(1e-9);
+    let x_hi = all().map(|p| p.0).fold(x_lo * 2.0, f64::max);
+    let y_lo = all().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let y_hi = all().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let (y_lo, y_hi) = match y_lo <= y_hi {
+        true => ((y_lo - 3.0).floor(), (y_hi + 2.0).ceil()),
+        false => (0.0, 1.0),
+    };
+    root.fill(&WHITE).map_err(s)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d((x_lo / 1.5..x_hi * 3.0).log_scale(), y_lo..y_hi)
+        .map_err(s)?;
     chart
-        .configure_series_labels()
-        .position(position)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .x_label_formatter(&|v| trim(*v))
         .draw()
         .map_err(s)?;
-    root.present().map_err(s)
+    for (k, (name, pts)) in groups.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        chart
+            .draw_series(pts.iter().map(|(x, y, label)| {
+                EmptyElement::at((*x, *y))
+                    + Circle::new((0, 0), 5, color.filled())
+                    + Text::new(label.clone(), (7, -7), ("sans-serif", 13))
+            }))
+            .map_err(s)?
+            .label(name.clone())
+            .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+    }
+    finish_at(chart, &root, SeriesLabelPosition::LowerRight)
 }
