@@ -88,10 +88,29 @@ pub fn run(
     let mut out = Vec::with_capacity(paths.len());
     for p in paths {
         let t = Instant::now();
-        let hidden = states(&vit, &pre, p)?;
-        let backbone_s = t.elapsed().as_secs_f64();
-        let r = roles::run_client(server, dealer, &hidden, config)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+        // The backbone runs while the client connects, gets the plan and fetches its
+        // half from the dealer; the online phase waits for its states.
+        let mut backbone_s = 0.0;
+        let mut states_kept = Vec::new();
+        let r = std::thread::scope(|sc| {
+            let job = sc.spawn(|| {
+                let t0 = Instant::now();
+                states(&vit, &pre, p).map(|s| (s, t0.elapsed().as_secs_f64()))
+            });
+            let get = || {
+                let (s, secs) = job
+                    .join()
+                    .map_err(|_| "the backbone panicked".to_string())??;
+                backbone_s = secs;
+                if check.is_some() {
+                    states_kept = s.clone();
+                }
+                Ok(s)
+            };
+            roles::run_client_with(server, dealer, get, config)
+        })
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+        let hidden = states_kept;
         let plaintext = check.map(|m| {
             let states = &hidden[hidden.len().saturating_sub(m.spec.scope + 1)..];
             argmax(&reference::forward(m, states))

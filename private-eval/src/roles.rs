@@ -434,11 +434,26 @@ pub fn run_client(
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
+    run_client_with(server, dealer, || Ok(hidden.to_vec()), config)
+}
+
+/// [`run_client`] with the hidden states computed while it connects, gets the plan and
+/// setup and fetches the dealer's half: `hidden` is called only when the online phase
+/// needs them (the client's backbone overlaps everything before).
+pub fn run_client_with(
+    server: &str,
+    dealer: &str,
+    hidden: impl FnOnce() -> Result<Vec<Mat>, String>,
+    config: &RoleConfig,
+) -> Result<ClientReport, RoleError> {
     let t = Instant::now();
     let mut chan = connect_server(server, config)?;
     let connect_s = t.elapsed().as_secs_f64();
-    run_client_over(&mut chan, server, dealer, hidden, config)
-        .map(|r| ClientReport { connect_s, ..r })
+    let r = client_session(&mut chan, server, dealer, hidden, config);
+    if let Err(e) = &r {
+        chan.abort(&format!("client: {e}"));
+    }
+    r.map(|r| ClientReport { connect_s, ..r })
 }
 
 /// The client's connection to `server`: TCP, then TLS unless insecure, shaped like
@@ -465,7 +480,7 @@ pub fn run_client_over<C: Channel>(
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
-    let r = client_session(chan, server, dealer, hidden, config);
+    let r = client_session(chan, server, dealer, || Ok(hidden.to_vec()), config);
     if let Err(e) = &r {
         chan.abort(&format!("client: {e}"));
     }
@@ -476,7 +491,7 @@ fn client_session<C: Channel>(
     chan: &mut C,
     server: &str,
     dealer: &str,
-    hidden: &[Mat],
+    hidden: impl FnOnce() -> Result<Vec<Mat>, String>,
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
     let handshake_bytes = chan.wire_bytes().unwrap_or(0);
@@ -519,8 +534,6 @@ fn client_session<C: Channel>(
             })?
     };
     let keys = exec::ClientKeys::from_message(&spec.plan, &setup);
-    // All of a backbone's states may come: the plan reads the last ones.
-    let hidden = &hidden[hidden.len().saturating_sub(spec.plan.inputs)..];
     let setup_bytes = chan.stats().total_bytes();
     // The session is opened at the dealer before anyone else learns its id.
     let session: u64 = rand::random::<u64>() | 1;
@@ -539,6 +552,9 @@ fn client_session<C: Channel>(
         .map_err(ctx("client announcing its session"))?;
     chan.set_session(session);
     sync(chan, material.pair)?;
+    let hidden = hidden().map_err(|e| RoleError::Protocol(format!("the client's input: {e}")))?;
+    // All of a backbone's states may come: the plan reads the last ones.
+    let hidden = &hidden[hidden.len().saturating_sub(spec.plan.inputs)..];
     let before: Stats = chan.stats();
     let wire_before = chan.wire_bytes();
     let t = Instant::now();
