@@ -1,4 +1,4 @@
-//! `cost` and `calibrate`: the analytic model's price of the plan the evaluator runs.
+//! `cost` and `calibrate`: the cost model's price of the plan the evaluator runs.
 
 use std::path::PathBuf;
 

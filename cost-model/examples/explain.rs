@@ -1,5 +1,5 @@
 //! Prints the per-step cost table of one spec at ViT-B/16 scale, the paper's surrogate
-//! and the analytic baselines.
+//! and the baselines' prices (their plans, as the executor runs them).
 //!
 //! `cargo run --release -p cryptpeft-cost-model --example explain -- [h r s] [lan|wan|none]`
 
