@@ -316,20 +316,36 @@ impl Server {
         Ok((m, n))
     }
 
-    /// Answers one client connection: spec, setup, then the online phase.
-    /// On failure the client is told why (an `Abort` frame) before the connection drops.
+    /// Answers one client connection: per session the spec, the setup (unless the
+    /// client has it), then the online phase; a client may run many sessions on one
+    /// connection and leaves by closing it. Returns the number of sessions. On failure
+    /// the client is told why (an `Abort` frame) before the connection drops.
     pub fn handle(&self, mut chan: impl Channel) -> Result<u64, RoleError> {
-        let r = self.handle_inner(&mut chan);
-        if let Err(e) = &r {
-            chan.abort(&format!("server: {e}"));
+        let mut done = 0;
+        loop {
+            match self.handle_inner(&mut chan, done > 0) {
+                Ok(true) => {
+                    done += 1;
+                    chan.set_session(0);
+                }
+                Ok(false) => return Ok(done),
+                Err(e) => {
+                    chan.abort(&format!("server: {e}"));
+                    return Err(e);
+                }
+            }
         }
-        r
     }
 
-    fn handle_inner<C: Channel>(&self, chan: &mut C) -> Result<u64, RoleError> {
-        let hello = chan
-            .recv(MsgKind::Hello)
-            .map_err(ctx("server waiting for the client's hello"))?;
+    /// One session; `false` when the client left after an earlier one (it closed the
+    /// connection, or stayed silent past the read timeout).
+    fn handle_inner<C: Channel>(&self, chan: &mut C, later: bool) -> Result<bool, RoleError> {
+        let hello = match chan.recv(MsgKind::Hello) {
+            Err(TransportError::PeerClosed { .. } | TransportError::Timeout { .. }) if later => {
+                return Ok(false)
+            }
+            r => r.map_err(ctx("server waiting for the client's hello"))?,
+        };
         let hello: Hello = serde_json::from_slice(&hello)
             .map_err(|e| RoleError::Protocol(format!("malformed hello: {e}")))?;
         let classes = self.plan.wires.last().map_or(0, |w| w.cols);
@@ -358,7 +374,7 @@ impl Server {
         sync(chan, material.pair)?;
         exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan)?;
         chan.flush().map_err(ctx("server flushing"))?;
-        Ok(session)
+        Ok(true)
     }
 
     /// Serves clients, up to `max_sessions` at once, until `stop` returns true. Each
@@ -390,7 +406,7 @@ impl Server {
                         return log::warn!("server: client {peer}: refused, {n} sessions running");
                     }
                     match self.handle(chan) {
-                        Ok(s) => log::info!("server: session {s:016x} with {peer} done"),
+                        Ok(n) => log::info!("server: {n} session(s) with {peer} done"),
                         Err(e) => log::warn!("server: client {peer}: {e}"),
                     }
                     drop(admit);
@@ -446,14 +462,47 @@ pub fn run_client_with(
     hidden: impl FnOnce() -> Result<Vec<Mat>, String>,
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
-    let t = Instant::now();
-    let mut chan = connect_server(server, config)?;
-    let connect_s = t.elapsed().as_secs_f64();
-    let r = client_session(&mut chan, server, dealer, hidden, config);
-    if let Err(e) = &r {
-        chan.abort(&format!("client: {e}"));
+    let mut conn = ClientConnection::open(server, config)?;
+    let connect_s = conn.connect_s;
+    conn.run(dealer, hidden, config)
+        .map(|r| ClientReport { connect_s, ..r })
+}
+
+/// A client's connection to the server, kept for many sessions (images): the TLS
+/// handshake happens once, and the setup comes with the first session.
+pub struct ClientConnection {
+    chan: FramedChannel<Link>,
+    server: String,
+    /// Connecting took this long.
+    pub connect_s: f64,
+}
+
+impl ClientConnection {
+    pub fn open(server: &str, config: &RoleConfig) -> Result<Self, RoleError> {
+        let t = Instant::now();
+        let chan = connect_server(server, config)?;
+        Ok(Self {
+            chan,
+            server: server.to_string(),
+            connect_s: t.elapsed().as_secs_f64(),
+        })
     }
-    r.map(|r| ClientReport { connect_s, ..r })
+
+    /// One session (see [`run_client_with`]). After an error the connection is spent:
+    /// open another.
+    pub fn run(
+        &mut self,
+        dealer: &str,
+        hidden: impl FnOnce() -> Result<Vec<Mat>, String>,
+        config: &RoleConfig,
+    ) -> Result<ClientReport, RoleError> {
+        let r = client_session(&mut self.chan, &self.server, dealer, hidden, config);
+        if let Err(e) = &r {
+            self.chan.abort(&format!("client: {e}"));
+        }
+        self.chan.set_session(0);
+        r
+    }
 }
 
 /// The client's connection to `server`: TCP, then TLS unless insecure, shaped like
