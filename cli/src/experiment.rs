@@ -54,6 +54,11 @@ enum Kind {
     /// probe are left out.
     AccuracyLatency {
         accuracy: PathBuf,
+        /// Search fronts (`pareto_NET.csv` of `cryptpeft-search`): each member's
+        /// checkpoint (trained weights) measured the same way, its test accuracy from
+        /// the search.
+        #[serde(default)]
+        fronts: Vec<Front>,
         backbone: String,
         networks: Vec<String>,
         #[serde(default = "three")]
@@ -71,6 +76,13 @@ enum Kind {
 
 fn three() -> usize {
     3
+}
+
+#[derive(Deserialize)]
+struct Front {
+    /// The task's name in the accuracy table.
+    task: String,
+    pareto: PathBuf,
 }
 
 /// A network sweep's columns.
@@ -129,10 +141,11 @@ pub fn run(a: ExperimentArgs) -> Result<(), String> {
         )?,
         Kind::AccuracyLatency {
             accuracy,
+            fronts,
             backbone,
             networks,
             repeat,
-        } => accuracy_latency(&e, accuracy, backbone, networks, *repeat, &dir)?,
+        } => accuracy_latency(&e, (accuracy, fronts), backbone, networks, *repeat, &dir)?,
         Kind::Baselines {
             adapters,
             measure,
@@ -269,6 +282,8 @@ fn network_sweep(
 enum Method {
     Adapter(AdapterSpec),
     Baseline(Baseline),
+    /// A search front member's checkpoint.
+    Searched(Box<OwcModel>),
 }
 
 /// `cryptpeft h2-r32-s2-layernorm`, `sft-1`, `lora-r8`, `adaptformer-r16`, `full-ft`;
@@ -310,9 +325,46 @@ fn classes(task: &str) -> usize {
     }
 }
 
+/// The rows of a search front: `(config, test accuracy, model)`.
+fn front_rows(f: &Front) -> Result<Vec<(String, f64, OwcModel)>, String> {
+    let df = CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(f.pareto.clone()))
+        .and_then(|r| r.finish())
+        .map_err(|err| format!("{}: {err}", f.pareto.display()))?;
+    let bad = |err: PolarsError| format!("{}: {err}", f.pareto.display());
+    let configs = df
+        .column("config")
+        .map_err(bad)?
+        .str()
+        .map_err(bad)?
+        .clone();
+    let ckpts = df
+        .column("checkpoint")
+        .map_err(bad)?
+        .str()
+        .map_err(bad)?
+        .clone();
+    let accs = df
+        .column("test_accuracy")
+        .map_err(bad)?
+        .cast(&DataType::Float64)
+        .map_err(bad)?;
+    let accs = accs.f64().map_err(bad)?;
+    let dir = f.pareto.parent().unwrap_or(Path::new("."));
+    (0..df.height())
+        .map(|i| {
+            let (Some(c), Some(k), Some(a)) = (configs.get(i), ckpts.get(i), accs.get(i)) else {
+                return Err(format!("{}: row {i} has empty fields", f.pareto.display()));
+            };
+            let m = OwcModel::load(&dir.join(k)).map_err(|err| format!("{k}: {err}"))?;
+            Ok((c.to_string(), a, m))
+        })
+        .collect()
+}
+
 fn accuracy_latency(
     e: &Experiment,
-    accuracy: &Path,
+    (accuracy, fronts): (&Path, &[Front]),
     backbone: &str,
     networks: &[String],
     repeat: usize,
@@ -343,19 +395,32 @@ fn accuracy_latency(
         accs.f64().map_err(|e| e.to_string())?,
     );
     let mut t = AccuracyTable::default();
-    // Per task and network: the adapters' points and the baselines'.
+    // Per task and network: the table's adapters', the search fronts' and the baselines' points.
     type Points = Vec<(f64, f64, String)>;
-    let mut groups: std::collections::BTreeMap<(String, String), [Points; 2]> = Default::default();
+    let mut groups: std::collections::BTreeMap<(String, String), [Points; 3]> = Default::default();
+    let mut runs: Vec<(String, String, f64, Method)> = Vec::new();
     for i in 0..acc.height() {
         let (Some(task), Some(label), Some(v), Some(a)) =
             (tasks.get(i), methods.get(i), views.get(i), accs.get(i))
         else {
             return Err(format!("{}: row {i} has empty fields", accuracy.display()));
         };
-        let Some(m) = method(label)? else { continue };
-        if v != 0 {
-            continue;
+        if let (Some(m), 0) = (method(label)?, v) {
+            runs.push((task.to_string(), label.to_string(), a, m));
         }
+    }
+    for f in fronts {
+        for (config, a, model) in front_rows(f)? {
+            runs.push((
+                f.task.clone(),
+                format!("search {config}"),
+                a,
+                Method::Searched(Box::new(model)),
+            ));
+        }
+    }
+    for (task, label, a, m) in &runs {
+        let (task, label, a) = (task.as_str(), label.as_str(), *a);
         for net in networks {
             let profile: NetworkProfile = net
                 .parse()
@@ -374,6 +439,18 @@ fn accuracy_latency(
                         Default::default(),
                     );
                     (b, lower::lower(&model, Default::default()).map(|p| p.0))
+                }
+                Method::Searched(model) => {
+                    let x = hidden::random(model.spec.scope + 1, bb.tokens(), bb.hidden_dim, 17);
+                    let b = bench::bench_secure(
+                        model,
+                        &x,
+                        profile.clone(),
+                        repeat,
+                        true,
+                        Default::default(),
+                    );
+                    (b, lower::lower(model, Default::default()).map(|p| p.0))
                 }
                 Method::Baseline(kind) => {
                     let model = BaselineModel::random(*kind, bb.clone(), classes(task), 3)?;
@@ -397,9 +474,17 @@ fn accuracy_latency(
                 a,
                 1e3 * b.online_s
             );
-            let short = label.trim_start_matches("cryptpeft ").to_string();
+            let short = label
+                .trim_start_matches("cryptpeft ")
+                .trim_start_matches("search ")
+                .to_string();
+            let group = match m {
+                Method::Adapter(_) => 0,
+                Method::Searched(_) => 1,
+                Method::Baseline(_) => 2,
+            };
             let g = groups.entry((task.to_string(), net.clone())).or_default();
-            g[matches!(m, Method::Baseline(_)) as usize].push((1e3 * b.online_s, 100.0 * a, short));
+            g[group].push((1e3 * b.online_s, 100.0 * a, short));
             t.task.push(task.to_string());
             t.method.push(label.to_string());
             t.network.push(net.clone());
@@ -410,7 +495,7 @@ fn accuracy_latency(
             t.predicted_online_s.push(predicted);
         }
     }
-    for ((task, net), [ours, base]) in groups {
+    for ((task, net), [ours, searched, base]) in groups {
         cryptpeft_search::plot::labelled_points(
             &dir.join(format!("figure-{task}-{net}")),
             &format!("{}: {task}, {net} ({backbone})", e.name),
@@ -419,7 +504,8 @@ fn accuracy_latency(
                 "test accuracy (%)",
             ),
             &[
-                ("CryptPEFT".to_string(), ours),
+                ("CryptPEFT (trainer's table)".to_string(), ours),
+                ("CryptPEFT (search front)".to_string(), searched),
                 ("baselines".to_string(), base),
             ],
         )

@@ -4,6 +4,7 @@
 //! from the setup cache after the first.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use cryptpeft_train::backbone::Vit;
@@ -23,9 +24,14 @@ pub struct ImageReport {
     pub logits: Vec<f64>,
     /// The backbone on this machine, from the file to the hidden states.
     pub backbone_s: f64,
+    /// The online phase, from its start to the logits: it starts once the dealer's half
+    /// is in, so it includes waiting for the backbone's states it reads.
     pub online_s: f64,
     /// From reading the file to the logits (connection and offline fetch included).
     pub end_to_end_s: f64,
+    /// What the private part adds after the backbone's last state: `end_to_end_s -
+    /// backbone_s`.
+    pub after_backbone_s: f64,
     pub online_bytes: u64,
     pub rounds: u64,
     /// The plaintext model's class on the same states (`--check-against`).
@@ -46,36 +52,57 @@ pub fn image_paths(path: &Path, dir: bool) -> Result<Vec<PathBuf>, String> {
     }
 }
 
-/// Runs the backbone on one image: all its hidden states, `[tokens, d]` each.
-fn states(vit: &Vit, pre: &Preprocess, path: &Path) -> Result<Vec<Mat>, String> {
+/// What the backbone's thread sends: each state as it exists, then the end.
+enum FromBackbone {
+    State(Mat),
+    Failed(String),
+    Done { seconds: f64 },
+}
+
+/// Runs the backbone on one image and sends every hidden state (`[tokens, d]`, `x_0`
+/// first) as soon as its layer has run.
+fn send_states(vit: &Vit, pre: &Preprocess, path: &Path, tx: &Sender<FromBackbone>) {
+    let t0 = Instant::now();
     let s = vit.spec.image_size;
-    let set = read_images(&[(path.to_path_buf(), 0)], s).map_err(|e| e.to_string())?;
+    let set = match read_images(&[(path.to_path_buf(), 0)], s) {
+        Ok(set) => set,
+        Err(e) => {
+            let _ = tx.send(FromBackbone::Failed(e.to_string()));
+            return;
+        }
+    };
     let pixels = pre.apply_set(&set, None);
     let images = burn::tensor::Tensor::<4>::from_data(
         burn::tensor::TensorData::new(pixels, [1, vit.spec.channels, s, s]),
         &cpu(),
     );
-    vit.hidden_states(images)
-        .into_iter()
-        .map(|t| {
-            let [_, n, d] = t.dims();
-            let v: Vec<f32> = t
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?;
-            Ok(Mat::new(n, d, v.into_iter().map(f64::from).collect()))
-        })
-        .collect()
+    let mut x = vit.embed(images);
+    for l in 0..=vit.layers.len() {
+        if l > 0 {
+            x = vit.layers[l - 1].forward(x);
+        }
+        let [_, n, d] = x.dims();
+        let msg = match x.clone().into_data().try_to_vec::<f32>() {
+            Ok(v) => FromBackbone::State(Mat::new(n, d, v.into_iter().map(f64::from).collect())),
+            Err(e) => FromBackbone::Failed(format!("{e:?}")),
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(FromBackbone::Done {
+        seconds: t0.elapsed().as_secs_f64(),
+    });
 }
 
 /// Classifies every image privately, with a progress bar for more than one.
 pub fn run(
     backbone: &Path,
     paths: &[PathBuf],
-    server: &str,
-    dealer: &str,
+    (server, dealer): (&str, &str),
     config: &RoleConfig,
     check: Option<&OwcModel>,
+    at_once: bool,
 ) -> Result<Vec<ImageReport>, String> {
     let vit = Vit::load(backbone, None, &cpu()).map_err(|e| e.to_string())?;
     // The trainer's normalization (its default mean and std of 0.5).
@@ -93,25 +120,45 @@ pub fn run(
     for p in paths {
         let t = first.take().unwrap_or_else(Instant::now);
         // The backbone runs while the client connects, gets the plan and fetches its
-        // half from the dealer; the online phase waits for its states.
+        // half from the dealer; each state goes to the online phase as it exists, so an
+        // early state's opening leaves while the last layers still run.
         let mut backbone_s = 0.0;
-        let mut states_kept = Vec::new();
+        let mut states_kept: Vec<Mat> = Vec::new();
         let r = std::thread::scope(|sc| {
-            let job = sc.spawn(|| {
-                let t0 = Instant::now();
-                states(&vit, &pre, p).map(|s| (s, t0.elapsed().as_secs_f64()))
-            });
-            let get = || {
-                let (s, secs) = job
-                    .join()
-                    .map_err(|_| "the backbone panicked".to_string())??;
-                backbone_s = secs;
-                if check.is_some() {
-                    states_kept = s.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (v, pr) = (&vit, &pre);
+            sc.spawn(move || send_states(v, pr, p, &tx));
+            let total = vit.spec.layers + 1;
+            let take = |kept: &mut Vec<Mat>, secs: &mut f64, msg| match msg {
+                FromBackbone::State(m) => {
+                    kept.push(m);
+                    Ok(())
                 }
-                Ok(s)
+                FromBackbone::Failed(e) => Err(e),
+                FromBackbone::Done { seconds } => {
+                    *secs = seconds;
+                    Ok(())
+                }
             };
-            conn.run(dealer, get, config)
+            let mut get = |k: usize, count: usize| -> Result<Mat, String> {
+                let want = total
+                    .checked_sub(count)
+                    .map(|first| first + k)
+                    .ok_or_else(|| format!("the plan needs {count} states of {total}"))?;
+                // `at_once` (a benchmark aid): wait for every state before the first.
+                let upto = if at_once { total - 1 } else { want };
+                while states_kept.len() <= upto {
+                    let msg = rx.recv().map_err(|_| "the backbone stopped early")?;
+                    take(&mut states_kept, &mut backbone_s, msg)?;
+                }
+                Ok(states_kept[want].clone())
+            };
+            let r = conn.run(dealer, &mut get, config);
+            // The rest of the states (for --check-against) and the backbone's time.
+            for msg in rx.iter() {
+                take(&mut states_kept, &mut backbone_s, msg).ok();
+            }
+            r
         })
         .map_err(|e| format!("{}: {e}", p.display()))?;
         let hidden = states_kept;
@@ -126,6 +173,7 @@ pub fn run(
             backbone_s,
             online_s: r.online_s,
             end_to_end_s: t.elapsed().as_secs_f64(),
+            after_backbone_s: t.elapsed().as_secs_f64() - backbone_s,
             online_bytes: r.online_bytes,
             rounds: r.rounds,
             plaintext,

@@ -926,6 +926,36 @@ pub fn run(
     hidden: Option<&[Mat]>,
     chan: &mut dyn Channel,
 ) -> Result<RunOutput, ExecError> {
+    match hidden {
+        Some(h) => {
+            let mut get = |k: usize| {
+                h.get(k).cloned().ok_or_else(|| {
+                    format!(
+                        "hidden state {k} missing: got {} of {}",
+                        h.len(),
+                        plan.inputs
+                    )
+                })
+            };
+            run_with(plan, keys, material, Some(&mut get), chan)
+        }
+        None => run_with(plan, keys, material, None, chan),
+    }
+}
+
+/// The client's hidden states as they come: `k` is the plan's input index, asked for
+/// in increasing order and only when a step first reads it, so an opening of an early
+/// state can leave while the backbone still computes the later ones.
+pub type HiddenSource<'a> = &'a mut dyn FnMut(usize) -> Result<Mat, String>;
+
+/// [`run`] with the client's states from `hidden`, each fetched when first needed.
+pub fn run_with(
+    plan: &SecurePlan,
+    keys: Keys<'_>,
+    material: Material,
+    mut hidden: Option<HiddenSource<'_>>,
+    chan: &mut dyn Channel,
+) -> Result<RunOutput, ExecError> {
     let p = match keys {
         Keys::Client(_) => CLIENT,
         Keys::Server(_) => SERVER,
@@ -950,6 +980,9 @@ pub fn run(
             plan.steps.len()
         )));
     }
+    if p == CLIENT && hidden.is_none() {
+        return Err(ExecError::Input("the client needs hidden states".into()));
+    }
     let fx = Fixed::new(plan.frac_bits);
     let mut party = Party {
         p,
@@ -961,39 +994,56 @@ pub fn run(
         opened: vec![None; plan.openings.len()],
     };
     for (i, w) in plan.wires.iter().enumerate() {
-        if let WireKind::ClientInput { hidden: k } = w.kind {
+        if let WireKind::ClientInput { .. } = w.kind {
             party.zero[i] = true;
-            party.shares[i] = Some(if p == CLIENT {
-                let h = hidden
-                    .ok_or_else(|| ExecError::Input("the client needs hidden states".into()))?;
-                let m = h.get(k).ok_or_else(|| {
-                    ExecError::Input(format!(
-                        "hidden state {k} missing: got {} of {}",
-                        h.len(),
-                        plan.inputs
-                    ))
-                })?;
-                if (m.rows, m.cols) != (w.rows, w.cols) {
-                    return Err(ExecError::Input(format!(
-                        "hidden state {k} is {}x{}, the plan needs {}x{}",
-                        m.rows, m.cols, w.rows, w.cols
-                    )));
-                }
-                if let Some(j) = m.data.iter().position(|v| !v.is_finite() || v.abs() > 1e6) {
-                    return Err(ExecError::Input(format!(
-                        "hidden state {k} element {j} is {} (must be finite, |x| <= 1e6)",
-                        m.data[j]
-                    )));
-                }
-                fx.encode_all(&m.data)
-            } else {
-                vec![0; w.rows * w.cols]
-            });
+            if p == SERVER {
+                party.shares[i] = Some(vec![0; w.rows * w.cols]);
+            }
         }
     }
+    // The client's states, loaded in input order as steps first read them.
+    let mut load_inputs = |party: &mut Party<'_>, upto: usize| -> Result<(), ExecError> {
+        let Some(src) = hidden.as_mut() else {
+            return Ok(());
+        };
+        for (i, w) in plan.wires.iter().enumerate() {
+            let WireKind::ClientInput { hidden: k } = w.kind else {
+                continue;
+            };
+            if k > upto || party.shares[i].is_some() {
+                continue;
+            }
+            let m = src(k).map_err(ExecError::Input)?;
+            if (m.rows, m.cols) != (w.rows, w.cols) {
+                return Err(ExecError::Input(format!(
+                    "hidden state {k} is {}x{}, the plan needs {}x{}",
+                    m.rows, m.cols, w.rows, w.cols
+                )));
+            }
+            if let Some(j) = m.data.iter().position(|v| !v.is_finite() || v.abs() > 1e6) {
+                return Err(ExecError::Input(format!(
+                    "hidden state {k} element {j} is {} (must be finite, |x| <= 1e6)",
+                    m.data[j]
+                )));
+            }
+            party.shares[i] = Some(fx.encode_all(&m.data));
+        }
+        Ok(())
+    };
     let mut traces = Vec::with_capacity(plan.steps.len());
     let mut logits = None;
     for (index, (step, mat)) in plan.steps.iter().zip(material.steps).enumerate() {
+        let needed = step
+            .reads(plan)
+            .iter()
+            .filter_map(|&w| match plan.wires[w].kind {
+                WireKind::ClientInput { hidden: k } => Some(k),
+                WireKind::Shared => None,
+            })
+            .max();
+        if let Some(k) = needed {
+            load_inputs(&mut party, k)?;
+        }
         let (before, t0) = (chan.stats(), Instant::now());
         let revealed = party.step(chan, step, mat).map_err(|e| match e {
             ExecError::Transport { name, source, .. } => ExecError::Transport {

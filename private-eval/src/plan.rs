@@ -312,6 +312,30 @@ pub enum Step {
 }
 
 impl Step {
+    /// The wires a step reads (a private term reads its opening's wire).
+    pub fn reads(&self, plan: &SecurePlan) -> Vec<WireId> {
+        match self {
+            Step::Open { open } => vec![plan.openings[*open].wire],
+            Step::Linear { terms, .. } => terms
+                .iter()
+                .map(|t| match t {
+                    Term::Public { wire, .. } => *wire,
+                    Term::Private { open, .. } => plan.openings[*open].wire,
+                })
+                .collect(),
+            Step::HeadMatMul { a, b, .. } => vec![*a, *b],
+            Step::Relu { x, .. }
+            | Step::Square { x, .. }
+            | Step::Spline { x, .. }
+            | Step::RowMax { x, .. }
+            | Step::Slice { x, .. } => vec![*x],
+            Step::Shift { x, by, .. } => vec![*x, *by],
+            Step::LayerNorm { x, z, .. } => vec![*x, *z],
+            Step::Truncate { wires } => wires.clone(),
+            Step::Reveal { wire, .. } => vec![*wire],
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Step::Open { .. } => "open",

@@ -450,16 +450,31 @@ pub fn run_client(
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
-    run_client_with(server, dealer, || Ok(hidden.to_vec()), config)
+    run_client_with(server, dealer, last_states(hidden), config)
+}
+
+/// The source of the plan's inputs from all of a backbone's states: input `k` of the
+/// last `count`.
+fn last_states(hidden: &[Mat]) -> impl FnMut(usize, usize) -> Result<Mat, String> + '_ {
+    move |k, count| {
+        hidden
+            .len()
+            .checked_sub(count)
+            .and_then(|first| hidden.get(first + k))
+            .cloned()
+            .ok_or_else(|| format!("{} hidden states, the plan needs {count}", hidden.len()))
+    }
 }
 
 /// [`run_client`] with the hidden states computed while it connects, gets the plan and
-/// setup and fetches the dealer's half: `hidden` is called only when the online phase
-/// needs them (the client's backbone overlaps everything before).
+/// setup, fetches the dealer's half and runs: `hidden(k, count)` gives input `k` of the
+/// plan's `count` (the backbone's last states), asked for only when a step first needs
+/// it, so the client's backbone overlaps everything before, and an early state's
+/// opening leaves while the later ones are computed.
 pub fn run_client_with(
     server: &str,
     dealer: &str,
-    hidden: impl FnOnce() -> Result<Vec<Mat>, String>,
+    hidden: impl FnMut(usize, usize) -> Result<Mat, String>,
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
     let mut conn = ClientConnection::open(server, config)?;
@@ -493,7 +508,7 @@ impl ClientConnection {
     pub fn run(
         &mut self,
         dealer: &str,
-        hidden: impl FnOnce() -> Result<Vec<Mat>, String>,
+        hidden: impl FnMut(usize, usize) -> Result<Mat, String>,
         config: &RoleConfig,
     ) -> Result<ClientReport, RoleError> {
         let r = client_session(&mut self.chan, &self.server, dealer, hidden, config);
@@ -529,7 +544,7 @@ pub fn run_client_over<C: Channel>(
     hidden: &[Mat],
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
-    let r = client_session(chan, server, dealer, || Ok(hidden.to_vec()), config);
+    let r = client_session(chan, server, dealer, last_states(hidden), config);
     if let Err(e) = &r {
         chan.abort(&format!("client: {e}"));
     }
@@ -540,7 +555,7 @@ fn client_session<C: Channel>(
     chan: &mut C,
     server: &str,
     dealer: &str,
-    hidden: impl FnOnce() -> Result<Vec<Mat>, String>,
+    mut hidden: impl FnMut(usize, usize) -> Result<Mat, String>,
     config: &RoleConfig,
 ) -> Result<ClientReport, RoleError> {
     let handshake_bytes = chan.wire_bytes().unwrap_or(0);
@@ -601,17 +616,16 @@ fn client_session<C: Channel>(
         .map_err(ctx("client announcing its session"))?;
     chan.set_session(session);
     sync(chan, material.pair)?;
-    let hidden = hidden().map_err(|e| RoleError::Protocol(format!("the client's input: {e}")))?;
-    // All of a backbone's states may come: the plan reads the last ones.
-    let hidden = &hidden[hidden.len().saturating_sub(spec.plan.inputs)..];
+    let count = spec.plan.inputs;
+    let mut source = |k: usize| hidden(k, count);
     let before: Stats = chan.stats();
     let wire_before = chan.wire_bytes();
     let t = Instant::now();
-    let out = exec::run(
+    let out = exec::run_with(
         &spec.plan,
         Keys::Client(&keys),
         material,
-        Some(hidden),
+        Some(&mut source),
         chan,
     )?;
     let online_s = t.elapsed().as_secs_f64();
