@@ -75,6 +75,29 @@ pub struct Constants {
     pub prg_words_per_s: f64,
 }
 
+/// Constants stored by releases that priced DCF work per evaluation (studies keep
+/// theirs): every evaluation then walked a 63-level tree, so the rates convert to tree
+/// levels exactly; the cost per point was not separated (taken as free).
+fn upgrade(v: &mut serde_yaml::Value) {
+    let Some(m) = v.as_mapping_mut() else {
+        return;
+    };
+    if m.contains_key("dcf_levels_per_s") {
+        return;
+    }
+    let mut rename = |old: &str, new: &str| {
+        if let Some(x) = m.remove(old).and_then(|x| x.as_f64()) {
+            m.insert(new.into(), (x * 63.0).into());
+        }
+    };
+    rename("dcf_evals_per_s", "dcf_levels_per_s");
+    rename("dcf_pool_evals_per_s", "dcf_pool_levels_per_s");
+    rename("dcf_keygen_per_s", "dcf_keygen_levels_per_s");
+    if m.contains_key("dcf_levels_per_s") {
+        m.insert("dcf_pool_points_per_s".into(), 1e12.into());
+    }
+}
+
 impl Default for Constants {
     fn default() -> Self {
         Self::shipped()
@@ -88,7 +111,9 @@ impl Constants {
     }
 
     pub fn from_yaml(text: &str) -> Result<Self, ConstantsError> {
-        let c: Constants = serde_yaml::from_str(text)?;
+        let mut v: serde_yaml::Value = serde_yaml::from_str(text)?;
+        upgrade(&mut v);
+        let c: Constants = serde_yaml::from_value(v)?;
         c.validate()?;
         Ok(c)
     }

@@ -90,3 +90,29 @@ fn pricing_a_vit_b16_candidate_is_fast() {
         assert!(per < 0.02, "plan + price took {per} s");
     }
 }
+
+/// Studies keep the constants they were priced with: those of the release before DCF
+/// work was priced in tree levels (commit 6ebb27d's shipped file) still load, with
+/// every 63-level evaluation counted as 63 levels.
+#[test]
+fn constants_of_the_previous_release_load() {
+    let text = include_str!("constants_6ebb27d.yaml");
+    let c = Constants::from_yaml(text).unwrap();
+    let old = |k: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{k}:")))
+            .unwrap();
+        line.split(':').nth(1).unwrap().trim().parse().unwrap()
+    };
+    assert_eq!(c.dcf_levels_per_s, 63.0 * old("dcf_evals_per_s"));
+    assert_eq!(c.dcf_pool_levels_per_s, 63.0 * old("dcf_pool_evals_per_s"));
+    assert_eq!(c.dcf_keygen_levels_per_s, 63.0 * old("dcf_keygen_per_s"));
+    assert_eq!(c.relu_level_s, old("relu_level_s"));
+    // Older still (before ReLU was calibrated): refused, naming the missing field.
+    let older = text.replace("relu_level_s", "some_other_field");
+    assert!(Constants::from_yaml(&older)
+        .unwrap_err()
+        .to_string()
+        .contains("relu_level_s"));
+}

@@ -51,7 +51,7 @@ pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
     let store = SqliteStudy::open(&study_path(dir))?;
     let identity = space.identity();
     let stored = store.meta_or_insert("space", &identity)?;
-    if stored != identity {
+    if stored != identity && !same_space(&stored, &identity) {
         return Err(Error::Study {
             path: study_path(dir),
             problem: "holds a study of a different space; give another --out, or the same space \
@@ -77,6 +77,12 @@ pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
         pricer,
         features,
     })
+}
+
+/// Whether a stored space identity written by an earlier release is this space: read
+/// back, fields added since take their defaults.
+fn same_space(stored: &str, identity: &str) -> bool {
+    serde_json::from_str::<SpaceFile>(stored).is_ok_and(|s| s.identity() == identity)
 }
 
 /// The study's constants: fixed at its first run (calibrated on this machine unless the
@@ -106,7 +112,13 @@ fn study_constants(space: &SpaceFile, store: &SqliteStudy, progress: bool) -> Re
             store.meta_or_insert("constants", &c.to_yaml())?
         }
     };
-    Constants::from_yaml(&text).map_err(|e| Error::Other(format!("stored constants: {e}")))
+    Constants::from_yaml(&text).map_err(|e| {
+        Error::Other(format!(
+            "the study's stored cost-model constants do not parse ({e}): a release whose \
+             cost model has since changed made it; its trials and files stand, but it cannot \
+             be resumed or priced again here: start a new study (another --out)"
+        ))
+    })
 }
 
 /// Writes a file atomically (temporary file, then rename).
