@@ -112,7 +112,8 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
     write_csv(&a, &rows)
 }
 
-fn parse_adapter(s: &str, bb: &BackboneSpec) -> Result<AdapterSpec, String> {
+/// `h,r,s` as the paper's adapter, checked against the backbone.
+pub(crate) fn parse_adapter(s: &str, bb: &BackboneSpec) -> Result<AdapterSpec, String> {
     let v: Vec<usize> = s
         .split(',')
         .map(|x| x.trim().parse().map_err(|e| format!("--adapters {s}: {e}")))

@@ -174,19 +174,8 @@ pub fn security_cost(a: SecurityCostArgs) -> Result<(), String> {
         "h,r,s,network,links,truncation,online_bytes,online_wire_bytes,handshake_bytes,rounds,online_s,connect_s,offline_bytes,setup_bytes,max_abs_logit_err".to_string(),
     ];
     for adapter in &a.adapters {
-        let v: Vec<usize> = adapter
-            .split(',')
-            .map(|x| {
-                x.trim()
-                    .parse()
-                    .map_err(|e| format!("--adapters {adapter}: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
-        let [h, r, s] = v[..] else {
-            return Err(format!("--adapters {adapter}: want h,r,s"));
-        };
-        let spec = AdapterSpec::paper(h, r, s);
-        spec.validate(bb.layers).map_err(|e| e.to_string())?;
+        let spec = crate::baselines::parse_adapter(adapter, &bb)?;
+        let (h, r, s) = (spec.heads, spec.rank, spec.scope);
         let model = OwcModel::random(spec, bb.clone(), 100, (h * 1000 + r * 10 + s) as u64);
         let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
         for profile in &a.networks {

@@ -1034,7 +1034,7 @@ pub fn run_with(
     let mut logits = None;
     for (index, (step, mat)) in plan.steps.iter().zip(material.steps).enumerate() {
         let needed = step
-            .reads(plan)
+            .reads(&plan.openings)
             .iter()
             .filter_map(|&w| match plan.wires[w].kind {
                 WireKind::ClientInput { hidden: k } => Some(k),

@@ -58,29 +58,14 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
     let mut pending: Vec<WireId> = Vec::new();
     let mut out = Vec::with_capacity(steps.len());
     for mut step in steps {
+        // A revealed wire still at `2f` is truncated by the client in the clear.
         let reads: Vec<WireId> = match &mut step {
-            Step::Open { open } => vec![openings[*open].wire],
-            Step::Linear { terms, .. } => terms
-                .iter()
-                .filter_map(|t| match t {
-                    Term::Public { wire, .. } => Some(*wire),
-                    Term::Private { .. } => None,
-                })
-                .collect(),
-            Step::HeadMatMul { a, b, .. } => vec![*a, *b],
-            Step::Relu { x, .. }
-            | Step::Square { x, .. }
-            | Step::Spline { x, .. }
-            | Step::RowMax { x, .. }
-            | Step::Slice { x, .. } => vec![*x],
-            Step::Shift { x, by, .. } => vec![*x, *by],
-            Step::LayerNorm { x, z, .. } => vec![*x, *z],
-            Step::Truncate { .. } => Vec::new(),
             Step::Reveal { wire, raw } => {
                 *raw = pending.contains(wire);
                 pending.retain(|w| w != &*wire);
                 Vec::new()
             }
+            s => s.reads(openings),
         };
         if reads.iter().any(|w| pending.contains(w)) {
             out.push(Step::Truncate {

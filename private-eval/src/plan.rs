@@ -313,14 +313,14 @@ pub enum Step {
 
 impl Step {
     /// The wires a step reads (a private term reads its opening's wire).
-    pub fn reads(&self, plan: &SecurePlan) -> Vec<WireId> {
+    pub fn reads(&self, openings: &[Opening]) -> Vec<WireId> {
         match self {
-            Step::Open { open } => vec![plan.openings[*open].wire],
+            Step::Open { open } => vec![openings[*open].wire],
             Step::Linear { terms, .. } => terms
                 .iter()
                 .map(|t| match t {
                     Term::Public { wire, .. } => *wire,
-                    Term::Private { open, .. } => plan.openings[*open].wire,
+                    Term::Private { open, .. } => openings[*open].wire,
                 })
                 .collect(),
             Step::HeadMatMul { a, b, .. } => vec![*a, *b],
