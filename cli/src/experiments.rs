@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile, NormKind};
-use private_eval::dealer::{
+use private_eval::plan::{SecurePlan, Step};
+use private_eval::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, private_terms, truncate_len,
 };
-use private_eval::plan::{SecurePlan, Step};
 use private_eval::{bench, hidden, model::OwcModel};
 use serde::Deserialize;
 
@@ -120,7 +120,7 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
             Step::Relu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
             // Not in that release; its encodings of these.
             Step::Spline { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
-            Step::RowMax { x, .. } => private_eval::dealer::rowmax_pairs(&plan.wires[*x])
+            Step::RowMax { x, .. } => private_eval::shapes::rowmax_pairs(&plan.wires[*x])
                 .map(cmp)
                 .sum(),
             Step::Square { x, .. } => {

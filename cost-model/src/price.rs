@@ -21,13 +21,13 @@ use std::fmt::Write as _;
 use cryptpeft_types::NetworkProfile;
 use private_eval::comm::{self, Party};
 use private_eval::dcf;
-use private_eval::dealer::{
-    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
-    LnWave,
-};
 use private_eval::exec::compare_walk_levels;
 use private_eval::fixed::Fixed;
 use private_eval::plan::*;
+use private_eval::shapes::{
+    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
+    LnWave,
+};
 use serde::Serialize;
 
 use crate::constants::Constants;

@@ -25,12 +25,12 @@
 use serde::Serialize;
 
 use crate::dcf::{Bit, Cws, Pair};
-use crate::dealer::{
+use crate::material::HEADER_BYTES;
+use crate::plan::*;
+use crate::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, masked_weights, private_terms,
     rowmax_pairs, truncate_len, LnWave,
 };
-use crate::material::HEADER_BYTES;
-use crate::plan::*;
 use crate::transport::HEADER_LEN;
 
 /// A party of the online phase.

@@ -5,13 +5,14 @@
 use std::time::Instant;
 
 use crate::dcf::DcfKey;
-use crate::dealer::{head_shapes, masked_weights, ModelMasks};
+use crate::dealer::ModelMasks;
 use crate::fixed::Fixed;
 use crate::material::{CmpMat, Material, ReluMat, StepMat, Triple, TruncMat};
 use crate::matmul::matmul;
 use crate::plain::{head_assemble, head_operands, Grid};
 use crate::plan::*;
 use crate::ring;
+use crate::shapes::{head_shapes, masked_weights};
 use crate::tensor::Mat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
 use crate::trunc;
@@ -553,7 +554,7 @@ impl Party<'_> {
                 };
                 let w = &self.plan.wires[*x];
                 let width = CmpWidth::exact(*bits);
-                let want: Vec<usize> = crate::dealer::rowmax_pairs(w).collect();
+                let want: Vec<usize> = crate::shapes::rowmax_pairs(w).collect();
                 if levels.len() != want.len() {
                     return Err(bad(&format!("{} levels of material", want.len())));
                 }
@@ -657,7 +658,7 @@ impl Party<'_> {
         let sq_len = if params.squares { rows * d } else { 0 };
         if square.a.len() != sq_len
             || square.c.len() != sq_len
-            || mults.len() != crate::dealer::layernorm_mults(params)
+            || mults.len() != crate::shapes::layernorm_mults(params)
         {
             return Err(LnError::M(
                 "square and product triples of the norm's shape".into(),

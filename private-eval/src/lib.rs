@@ -23,6 +23,7 @@ pub mod ring;
 pub mod roles;
 pub mod security;
 pub mod setup_cache;
+pub mod shapes;
 pub mod tensor;
 pub mod transport;
 pub mod trunc;

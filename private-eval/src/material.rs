@@ -175,7 +175,7 @@ pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize, width: CmpWidth) -> CmpMat {
 /// Party `party`'s material for `step` with every random part drawn from `prg` and
 /// every correction zero: the dealer fills the corrections, a party reads them.
 pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat {
-    use crate::dealer::{
+    use crate::shapes::{
         head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, truncate_len,
     };
     let size = |w: usize| plan.wires[w].rows * plan.wires[w].cols;
@@ -188,7 +188,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
             _ => StepMat::Nothing,
         },
         Step::Linear { terms, .. } => StepMat::Linear(
-            crate::dealer::private_terms(plan, terms)
+            crate::shapes::private_terms(plan, terms)
                 .map(|n| share_or_zero(prg, party, n))
                 .collect(),
         ),
@@ -211,7 +211,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
             CmpWidth::spline(*bits, plan.frac_bits),
         )),
         Step::RowMax { x, bits, .. } => StepMat::RowMax(
-            crate::dealer::rowmax_pairs(&plan.wires[*x])
+            crate::shapes::rowmax_pairs(&plan.wires[*x])
                 .map(|n| draw_cmp(prg, party, n, CmpWidth::exact(*bits)))
                 .collect(),
         ),

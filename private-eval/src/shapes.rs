@@ -1,0 +1,150 @@
+//! Sizes a plan implies, stated once for the dealer, the material's layout, the
+//! executor, `comm` and the cost model: per-step operand shapes, LayerNorm's exchange
+//! order, the row maximum's tree, the private terms and the truncations.
+
+use crate::plan::*;
+
+/// Which weights are multiplied by the server under masks (as opposed to biases the
+/// server adds): the ones that need `E = W - B` at setup.
+pub fn masked_weights(plan: &SecurePlan) -> Vec<bool> {
+    let mut used = vec![false; plan.weights.len()];
+    for step in &plan.steps {
+        if let Step::Linear { terms, .. } = step {
+            for t in terms {
+                if let Term::Private { weight, .. } = t {
+                    used[*weight] = true;
+                }
+            }
+        }
+    }
+    used
+}
+
+/// Output lengths of a linear step's private terms, in term order.
+pub fn private_terms<'a>(
+    plan: &'a SecurePlan,
+    terms: &'a [Term],
+) -> impl Iterator<Item = usize> + 'a {
+    terms.iter().filter_map(move |t| match t {
+        Term::Private { open, weight, cls } => {
+            let rows = if *cls { 1 } else { plan.opening_shape(*open).0 };
+            Some(rows * plan.weights[*weight].cols)
+        }
+        Term::Public { .. } => None,
+    })
+}
+
+/// Values compared at each level of a row maximum's tree over `x`: `rows * floor(w / 2)`
+/// for the level's width `w` (an odd column passes to the next level unchanged).
+pub fn rowmax_pairs(x: &Wire) -> impl Iterator<Item = usize> {
+    let rows = x.rows;
+    std::iter::successors(Some(x.cols), |&w| (w > 1).then_some(w.div_ceil(2)))
+        .take_while(|&w| w > 1)
+        .map(move |w| rows * (w / 2))
+}
+
+/// Operand shapes `(m, k, n)` of each head's product in a `HeadMatMul`.
+pub fn head_shapes(
+    plan: &SecurePlan,
+    a: WireId,
+    b: WireId,
+    heads: usize,
+    kind: HeadProduct,
+) -> (usize, usize, usize) {
+    let (wa, wb) = (&plan.wires[a], &plan.wires[b]);
+    match kind {
+        HeadProduct::Scores => (wa.rows, wa.cols / heads, wb.rows),
+        HeadProduct::Mix => (wa.rows / heads, wa.cols, wb.cols / heads),
+    }
+}
+
+/// Number of element-wise products LayerNorm's inverse square root runs after the
+/// comparisons: three per Newton iteration, then `power` scalings of the output by `u`
+/// (scaling twice keeps `z u^2` precise where `u^2` alone would lose bits).
+pub fn layernorm_mults(p: &InvSqrtParams) -> usize {
+    3 * p.newton as usize + p.power as usize
+}
+
+/// Whether LayerNorm's product `i` scales the `c`-column output (else a per-row value).
+pub fn layernorm_scales_output(p: &InvSqrtParams, i: usize) -> bool {
+    i >= 3 * p.newton as usize
+}
+
+/// One exchange of a LayerNorm, in the executor's order ([`layernorm_waves`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LnWave {
+    /// The square's opening of `rows * d` values.
+    Square(usize),
+    /// The opening of `var + r`, then `values * thresholds` DCF evaluations.
+    Compare { values: usize, thresholds: usize },
+    /// A Beaver product opening `elems` values, with `out` outputs.
+    Product { elems: usize, out: usize },
+    /// An exact truncation of `n` values.
+    Truncate(usize),
+}
+
+/// Every exchange of a LayerNorm of `rows x d` input and `c` output columns in the
+/// executor's order: the square, the comparison, three products per Newton iteration,
+/// the final scaling; under exact truncation one truncation follows each but the
+/// comparison, and two follow Newton's second product (`q`, then `w = 1.5 - q / 2`).
+/// The one statement of this order for `comm` and the cost model.
+pub fn layernorm_waves(
+    plan: &SecurePlan,
+    rows: usize,
+    d: usize,
+    c: usize,
+    p: &InvSqrtParams,
+) -> Vec<LnWave> {
+    let mut truncs = layernorm_truncs(plan, rows, c, p).into_iter();
+    let mut out = Vec::new();
+    if p.squares {
+        out.push(LnWave::Square(rows * d));
+        out.extend(truncs.next().map(LnWave::Truncate));
+    }
+    out.push(LnWave::Compare {
+        values: rows,
+        thresholds: p.thresholds().len(),
+    });
+    out.extend(truncs.next().map(LnWave::Truncate));
+    for i in 0..layernorm_mults(p) {
+        let scales = layernorm_scales_output(p, i);
+        out.push(match scales {
+            true => LnWave::Product {
+                elems: rows + rows * c,
+                out: rows * c,
+            },
+            false => LnWave::Product {
+                elems: 2 * rows,
+                out: rows,
+            },
+        });
+        let after = if i % 3 == 1 && !scales { 2 } else { 1 };
+        out.extend(truncs.by_ref().take(after).map(LnWave::Truncate));
+    }
+    out
+}
+
+/// Values of each exact truncation inside a LayerNorm of `rows` rows and `c` output
+/// columns, in order: the variances, the initial inverse square roots, four per Newton
+/// iteration, one per output scaling. None under local truncation.
+pub fn layernorm_truncs(plan: &SecurePlan, rows: usize, c: usize, p: &InvSqrtParams) -> Vec<usize> {
+    if !plan.exact_truncation {
+        return Vec::new();
+    }
+    let mut v = if p.squares {
+        vec![rows, rows]
+    } else {
+        vec![rows]
+    };
+    v.extend(std::iter::repeat_n(rows, 4 * p.newton as usize));
+    v.extend(std::iter::repeat_n(rows * c, p.power as usize));
+    v
+}
+
+/// Values a `Truncate` step truncates.
+pub fn truncate_len(plan: &SecurePlan, wires: &[WireId]) -> usize {
+    wires
+        .iter()
+        .map(|w| plan.wires[*w].rows * plan.wires[*w].cols)
+        .sum()
+}
