@@ -29,6 +29,25 @@ pub fn infer<C: Channel + 'static>(
     plan: &SecurePlan,
     weights: &PlanWeights,
     hidden: &[Mat],
+    client_chan: C,
+    server_chan: C,
+    seed: u128,
+) -> Result<Inference, ExecError> {
+    let mut get = |k: usize| {
+        hidden
+            .get(k)
+            .cloned()
+            .ok_or_else(|| format!("hidden state {k} missing: got {}", hidden.len()))
+    };
+    infer_with(plan, weights, &mut get, client_chan, server_chan, seed)
+}
+
+/// [`infer`] with the client's states from a source asked for each when first needed
+/// ([`exec::run_with`]).
+pub fn infer_with<C: Channel + 'static>(
+    plan: &SecurePlan,
+    weights: &PlanWeights,
+    hidden: exec::HiddenSource<'_>,
     mut client_chan: C,
     mut server_chan: C,
     seed: u128,
@@ -62,7 +81,7 @@ pub fn infer<C: Channel + 'static>(
             sync(&mut client_chan, m0.pair)?;
             let before = client_chan.stats();
             let t = Instant::now();
-            let out = exec::run(
+            let out = exec::run_with(
                 plan,
                 Keys::Client(&keys),
                 m0,

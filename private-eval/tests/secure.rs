@@ -53,3 +53,32 @@ fn secure_logits_match_reference_for_random_specs() {
     }
     eprintln!("worst max abs logit error over all specs: {worst:.2e}");
 }
+
+/// The client's states are asked for in input order, each once, the plan's first step
+/// (the first state's opening) reading state 0 alone; the logits are those of the states
+/// given at once.
+#[test]
+fn hidden_states_are_fetched_lazily_in_order() {
+    let bb = BackboneSpec::test_small();
+    let spec = AdapterSpec::paper(2, 8, 3);
+    let model = OwcModel::random(spec.clone(), bb.clone(), 5, 9);
+    let (plan, w) = lower::lower(&model, Default::default()).unwrap();
+    let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, 9);
+    let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+    let at_once = local::infer(&plan, &w, &x, c, s, 3).unwrap();
+    let mut asked = Vec::new();
+    let mut get = |k: usize| {
+        asked.push(k);
+        Ok(x[k].clone())
+    };
+    let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+    let lazy = local::infer_with(&plan, &w, &mut get, c, s, 3).unwrap();
+    assert_eq!(lazy.logits, at_once.logits);
+    assert_eq!(asked, (0..=spec.scope).collect::<Vec<_>>());
+    // The first state's opening is the plan's first step; it needs only state 0.
+    let first = plan.steps[0].reads(&plan.openings);
+    assert!(first.iter().all(|&w| matches!(
+        plan.wires[w].kind,
+        private_eval::plan::WireKind::ClientInput { hidden: 0 }
+    )));
+}
