@@ -9,8 +9,8 @@ use cryptpeft_cost_model::{cost, Constants};
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
 use private_eval::baseline::{Baseline, BaselineModel};
 use private_eval::bench::{self, SecureBench};
+use private_eval::hidden;
 use private_eval::lower::{lower, LowerOptions};
-use private_eval::{hidden, model::OwcModel};
 
 /// CrypTen 0.4.1's counts measured on this machine (DESIGN.md section 6): online bytes
 /// (both directions), rounds and `wan` seconds modelled as compute + bytes at 400 Mbit/s
@@ -77,14 +77,7 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
     for profile in &a.networks {
         for adapter in &a.adapters {
             let spec = parse_adapter(adapter, &bb)?;
-            let (h, r, s) = (spec.heads, spec.rank, spec.scope);
-            let model = OwcModel::random(
-                spec.clone(),
-                bb.clone(),
-                100,
-                (h * 1000 + r * 10 + s) as u64,
-            );
-            let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
+            let (model, x) = crate::experiments::paper_adapter(spec.clone(), &bb);
             let (plan, _) = lower(&model, opts).map_err(|e| e.to_string())?;
             let b = bench::bench_secure(&model, &x, profile.clone(), a.repeat, true, opts)
                 .map_err(|e| e.to_string())?;

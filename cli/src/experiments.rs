@@ -10,6 +10,7 @@ use private_eval::plan::{SecurePlan, Step};
 use private_eval::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, private_terms, truncate_len,
 };
+use private_eval::tensor::Mat;
 use private_eval::{bench, hidden, model::OwcModel};
 use serde::Deserialize;
 
@@ -19,6 +20,15 @@ struct PaperConfigs {
         String,
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, [usize; 3]>>,
     >,
+}
+
+/// An adapter of the paper with random weights of trained scale (seeded by its shape)
+/// and the client's random hidden states: what the benchmarks of paper adapters run.
+pub(crate) fn paper_adapter(spec: AdapterSpec, bb: &BackboneSpec) -> (OwcModel, Vec<Mat>) {
+    let (h, r, s) = (spec.heads, spec.rank, spec.scope);
+    let model = OwcModel::random(spec, bb.clone(), 100, (h * 1000 + r * 10 + s) as u64);
+    let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
+    (model, x)
 }
 
 #[derive(Args)]
@@ -51,13 +61,7 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                     };
                     spec.validate(bb.layers)
                         .map_err(|e| format!("{dataset} {priority}: {e}"))?;
-                    let model = OwcModel::random(
-                        spec.clone(),
-                        bb.clone(),
-                        100,
-                        (h * 1000 + r * 10 + s) as u64,
-                    );
-                    let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
+                    let (model, x) = paper_adapter(spec.clone(), &bb);
                     for net in ["lan", "wan"] {
                         let profile: NetworkProfile = net.parse().unwrap();
                         let b = bench::bench_secure(
@@ -176,8 +180,7 @@ pub fn security_cost(a: SecurityCostArgs) -> Result<(), String> {
     for adapter in &a.adapters {
         let spec = crate::baselines::parse_adapter(adapter, &bb)?;
         let (h, r, s) = (spec.heads, spec.rank, spec.scope);
-        let model = OwcModel::random(spec, bb.clone(), 100, (h * 1000 + r * 10 + s) as u64);
-        let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, 17);
+        let (model, x) = paper_adapter(spec, &bb);
         for profile in &a.networks {
             for (tls, exact) in [(false, false), (true, false), (false, true), (true, true)] {
                 let opts = private_eval::lower::LowerOptions {

@@ -155,10 +155,11 @@ pub fn run(
             };
             let r = conn.run(dealer, &mut get, config);
             // The rest of the states (for --check-against) and the backbone's time.
-            for msg in rx.iter() {
-                take(&mut states_kept, &mut backbone_s, msg).ok();
-            }
-            r
+            let rest: Result<(), String> = rx
+                .iter()
+                .try_for_each(|msg| take(&mut states_kept, &mut backbone_s, msg));
+            let r = r.map_err(|e| e.to_string())?;
+            rest.map(|()| r)
         })
         .map_err(|e| format!("{}: {e}", p.display()))?;
         let hidden = states_kept;

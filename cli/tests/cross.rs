@@ -86,3 +86,42 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
         }
     }
 }
+
+/// A baseline loaded from a torchvision-layout backbone (`BaselineModel::from_backbone`)
+/// holds that backbone's layers: its f64 forward of the last layer and final norm equals
+/// burn's on the same file, and the secure run gives the f64 logits.
+#[test]
+fn sft_baseline_loads_the_backbone_layers() {
+    use private_eval::baseline::{Baseline, BaselineModel};
+    let device = cpu();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/vit_tiny_torchvision.safetensors");
+    let bb = BackboneSpec::vit_tiny_fixture();
+    let vit = cryptpeft_train::backbone::Vit::load(&path, Some(&bb), &device).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let m = BaselineModel::from_backbone(Baseline::Sft(1), bb.clone(), &bytes, 5, 3).unwrap();
+    let x = hidden::random(1, bb.tokens(), bb.hidden_dim, 4);
+    let v: Vec<f32> = x[0].data.iter().map(|&v| v as f32).collect();
+    let t = Tensor::<3>::from_data(TensorData::new(v, [1, bb.tokens(), bb.hidden_dim]), &device);
+    let z = vit.ln.forward(vit.layers[bb.layers - 1].forward(t));
+    let cls: Vec<f32> = z.narrow(1, 0, 1).into_data().try_to_vec::<f32>().unwrap();
+    let cls =
+        private_eval::tensor::Mat::new(1, bb.hidden_dim, cls.iter().map(|&v| v as f64).collect());
+    let burn = cls.linear(&m.head.weight, Some(&m.head.bias)).data;
+    let want = reference::layers_forward(&m.layers, bb.heads, &m.final_norm, &m.head, &x[0]);
+    let err = burn
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(err <= 1e-4, "burn vs f64 on the loaded layers: {err}");
+    let (plan, w) = m.lower(Default::default()).unwrap();
+    let (c, s) = memory_pair(NetworkProfile::none(), std::time::Duration::from_secs(10));
+    let got = local::infer(&plan, &w, &x, c, s, 7).unwrap().logits;
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(err <= 1e-2, "secure vs f64: {err}");
+}

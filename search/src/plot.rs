@@ -90,6 +90,16 @@ fn frame<'a, DB: DrawingBackend>(
     Ok(chart)
 }
 
+/// A log axis' tick label: only at 1, 2 and 5 times a power of ten (the others stay
+/// unlabelled, so labels do not run into each other near a decade).
+fn log_tick(v: f64) -> String {
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    match [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
+        true => trim(v),
+        false => String::new(),
+    }
+}
+
 /// A tick label without trailing zeros (`10`, `0.95`).
 fn trim(v: f64) -> String {
     let t = format!("{v:.3}");
@@ -436,7 +446,7 @@ fn draw_labelled<DB: DrawingBackend>(
         .y_desc(y_desc)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
-        .x_label_formatter(&|v| trim(*v))
+        .x_label_formatter(&|v| log_tick(*v))
         .draw()
         .map_err(s)?;
     for (k, (name, pts)) in groups.iter().enumerate() {
