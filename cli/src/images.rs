@@ -1,4 +1,4 @@
-//! The client from images: the public backbone runs here in burn (CPU) on each image,
+//! The client from images: the public backbone runs here in burn (CPU or wgpu) on each image,
 //! preprocessed like the trainer's data, and its hidden states go into the secure
 //! part with the server. Each image is its own session; the model's setup `E` comes
 //! from the setup cache after the first.
@@ -8,8 +8,9 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use cryptpeft_train::backbone::Vit;
-use cryptpeft_train::cpu;
+use cryptpeft_train::burn::prelude::Device;
 use cryptpeft_train::data::{image_files, read_images, DataConfig, DatasetKind, Preprocess};
+use cryptpeft_train::{cpu, DeviceChoice};
 use private_eval::model::OwcModel;
 use private_eval::reference;
 use private_eval::roles::{self, RoleConfig};
@@ -61,7 +62,12 @@ enum FromBackbone {
 
 /// Runs the backbone on one image and sends every hidden state (`[tokens, d]`, `x_0`
 /// first) as soon as its layer has run.
-fn send_states(vit: &Vit, pre: &Preprocess, path: &Path, tx: &Sender<FromBackbone>) {
+fn send_states(
+    (vit, device): (&Vit, &Device),
+    pre: &Preprocess,
+    path: &Path,
+    tx: &Sender<FromBackbone>,
+) {
     let t0 = Instant::now();
     let s = vit.spec.image_size;
     let set = match read_images(&[(path.to_path_buf(), 0)], s) {
@@ -74,7 +80,7 @@ fn send_states(vit: &Vit, pre: &Preprocess, path: &Path, tx: &Sender<FromBackbon
     let pixels = pre.apply_set(&set, None);
     let images = burn::tensor::Tensor::<4>::from_data(
         burn::tensor::TensorData::new(pixels, [1, vit.spec.channels, s, s]),
-        &cpu(),
+        device,
     );
     let mut x = vit.embed(images);
     for l in 0..=vit.layers.len() {
@@ -103,8 +109,10 @@ pub fn run(
     config: &RoleConfig,
     check: Option<&OwcModel>,
     at_once: bool,
+    device: DeviceChoice,
 ) -> Result<Vec<ImageReport>, String> {
-    let vit = Vit::load(backbone, None, &cpu()).map_err(|e| e.to_string())?;
+    let device = device.device().map_err(|e| e.to_string())?;
+    let vit = Vit::load(backbone, None, &device).map_err(|e| e.to_string())?;
     // The trainer's normalization (its default mean and std of 0.5).
     let pre = Preprocess::new(
         vit.spec.image_size,
@@ -126,8 +134,8 @@ pub fn run(
         let mut states_kept: Vec<Mat> = Vec::new();
         let r = std::thread::scope(|sc| {
             let (tx, rx) = std::sync::mpsc::channel();
-            let (v, pr) = (&vit, &pre);
-            sc.spawn(move || send_states(v, pr, p, &tx));
+            let (v, d, pr) = (&vit, &device, &pre);
+            sc.spawn(move || send_states((v, d), pr, p, &tx));
             let total = vit.spec.layers + 1;
             let take = |kept: &mut Vec<Mat>, secs: &mut f64, msg| match msg {
                 FromBackbone::State(m) => {

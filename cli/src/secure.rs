@@ -223,6 +223,11 @@ pub struct InferArgs {
     /// The public backbone for --image/--images (torchvision-layout safetensors).
     #[arg(long, default_value = "train/assets/vit_mini_fmnist04.safetensors")]
     backbone: PathBuf,
+    /// Where the backbone runs for --image/--images: `cpu`, or `wgpu` (a build with the
+    /// `wgpu` feature).
+    #[cfg(feature = "train")]
+    #[arg(long, default_value = "cpu", value_parser = device_choice)]
+    device: cryptpeft_train::DeviceChoice,
     /// Benchmarks only: the server's checkpoint, to compare each private class with the
     /// plaintext model's on the same states (a real client never holds it).
     #[arg(long, value_name = "CHECKPOINT")]
@@ -244,6 +249,15 @@ pub struct InferArgs {
     /// Download the setup every time.
     #[arg(long, conflicts_with = "setup_cache")]
     no_setup_cache: bool,
+}
+
+#[cfg(feature = "train")]
+fn device_choice(s: &str) -> Result<cryptpeft_train::DeviceChoice, String> {
+    match s {
+        "cpu" => Ok(cryptpeft_train::DeviceChoice::Cpu),
+        "wgpu" => Ok(cryptpeft_train::DeviceChoice::Wgpu),
+        other => Err(format!("`{other}`: cpu or wgpu")),
+    }
 }
 
 /// The default setup cache: `$XDG_CACHE_HOME/cryptpeft/setup` or `~/.cache/...`.
@@ -319,6 +333,7 @@ fn infer_images(a: &InferArgs, config: &roles::RoleConfig) -> Res {
         config,
         check.as_ref(),
         a.states_at_once,
+        a.device,
     )?;
     let agree = reports
         .iter()

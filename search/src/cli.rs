@@ -9,7 +9,7 @@ use crate::replay::{self, STRATEGIES};
 use crate::report::Outputs;
 use crate::run;
 use crate::space::{SpaceFile, StrategyKind, DEFAULT_SPACE};
-use crate::study::{self, study_path, SqliteStudy, Storage};
+use crate::study::{self, Location};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +30,8 @@ pub enum Cmd {
     /// Rebuild a study's tables, plots, checkpoints and summary from its database.
     Report {
         dir: PathBuf,
+        #[command(flatten)]
+        at: StorageArgs,
         /// Also run each front member securely and add measured figures.
         #[arg(long)]
         verify: bool,
@@ -40,6 +42,8 @@ pub enum Cmd {
     Replay {
         /// The grid study's run directory.
         table: PathBuf,
+        #[command(flatten)]
+        at: StorageArgs,
         #[arg(long, default_value_t = 20)]
         seeds: u64,
         #[arg(long, value_delimiter = ',', default_value = "20,40,60,100")]
@@ -48,6 +52,19 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// Where the study lives, when not in the run directory's SQLite file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StorageArgs {
+    /// A PostgreSQL database for the study (postgresql://USER@HOST/DB), shared by
+    /// workers on several machines; the password may come from PGPASSWORD. The run
+    /// directory remembers it. Default: the run directory's SQLite file.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+    /// The study's name in that database (default: the space's name).
+    #[arg(long, value_name = "NAME")]
+    pub study: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -77,6 +94,8 @@ pub struct RunArgs {
     /// No progress bars or notes; only the fronts.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub at: StorageArgs,
 }
 
 /// The space of a run: the file or the embedded default, with the overrides applied.
@@ -108,24 +127,22 @@ fn space(a: &RunArgs) -> Result<SpaceFile> {
     Ok(s)
 }
 
-/// The space stored in an existing study.
-fn stored_space(dir: &Path) -> Result<SpaceFile> {
-    let path = study_path(dir);
-    if !path.is_file() {
-        return Err(Error::Study {
-            path,
-            problem: "no study here".into(),
-        });
+/// The study of an existing run directory and the space stored in it.
+fn stored(dir: &Path, at: &StorageArgs) -> Result<(SpaceFile, Location)> {
+    let location = Location::of_run(dir, at.storage.as_deref(), at.study.as_deref())?;
+    let none = |problem: &str| Error::Study {
+        at: location.to_string(),
+        problem: problem.into(),
+    };
+    if !location.exists() {
+        return Err(none("no study here"));
     }
-    let store = SqliteStudy::open(&path)?;
-    let text = store.meta("space")?.ok_or_else(|| Error::Study {
-        path: path.clone(),
-        problem: "no space recorded".into(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::Study {
-        path,
-        problem: format!("recorded space: {e}"),
-    })
+    let text = location
+        .open()?
+        .meta("space")?
+        .ok_or_else(|| none("no space recorded (no run has started this study)"))?;
+    let space = serde_json::from_str(&text).map_err(|e| none(&format!("recorded space: {e}")))?;
+    Ok((space, location))
 }
 
 pub fn main(args: SearchArgs) -> Result<()> {
@@ -137,10 +154,12 @@ pub fn main(args: SearchArgs) -> Result<()> {
                 .out
                 .clone()
                 .unwrap_or_else(|| Path::new("runs").join(&s.name));
+            let name = a.at.study.clone().unwrap_or_else(|| s.name.clone());
+            let location = Location::of_run(&dir, a.at.storage.as_deref(), Some(&name))?;
             if !a.quiet {
                 run::install_ctrlc();
             }
-            let summary = run::run(s, &dir, a.verify, !a.quiet)?;
+            let summary = run::run(s, &dir, location, a.verify, !a.quiet)?;
             match summary.outputs {
                 Some(o) => print_fronts(&o),
                 None => println!(
@@ -151,20 +170,26 @@ pub fn main(args: SearchArgs) -> Result<()> {
             }
             Ok(())
         }
-        Some(Cmd::Report { dir, verify, quiet }) => {
-            let s = stored_space(&dir)?;
-            let study = study::open(s, &dir, !quiet)?;
+        Some(Cmd::Report {
+            dir,
+            at,
+            verify,
+            quiet,
+        }) => {
+            let (s, location) = stored(&dir, &at)?;
+            let study = study::open(s, &dir, location, !quiet)?;
             print_fronts(&crate::report::write(&study, verify, !quiet)?);
             Ok(())
         }
         Some(Cmd::Replay {
             table,
+            at,
             seeds,
             budgets,
             out,
         }) => {
-            let s = stored_space(&table)?;
-            let study = study::open(s, &table, true)?;
+            let (s, location) = stored(&table, &at)?;
+            let study = study::open(s, &table, location, true)?;
             let rows = replay::replay(&study, &STRATEGIES, seeds, &budgets)?;
             let out = out.unwrap_or_else(|| table.join("replay"));
             let title = format!(

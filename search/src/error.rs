@@ -18,8 +18,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("study {path}: {problem}")]
-    Study { path: PathBuf, problem: String },
+    /// `at`: the study's file, or its name and database.
+    #[error("study {at}: {problem}")]
+    Study { at: String, problem: String },
     #[error(transparent)]
     Train(#[from] cryptpeft_train::TrainError),
     #[error("{0}")]

@@ -41,10 +41,11 @@ fn carve(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
     (set.select(&train), set.select(&val))
 }
 
-/// The space's backbone (frozen, on the CPU).
+/// The space's backbone (frozen, on the space's device).
 pub fn load_backbone(space: &SpaceFile) -> Result<Vit> {
     let path = space.backbone_path();
-    Vit::load(&path, None, &cpu()).map_err(|e| Error::Other(format!("backbone: {e}")))
+    Vit::load(&path, None, &space.device.device()?)
+        .map_err(|e| Error::Other(format!("backbone: {e}")))
 }
 
 /// Builds (or loads) the feature cache under `dir`, holding a file lock so that workers
@@ -83,7 +84,7 @@ pub fn features(space: &SpaceFile, vit: &Vit, dir: &Path, progress: bool) -> Res
             space.data, space.validation
         )
     };
-    let device = cpu();
+    let device = space.device.device()?;
     let get = |set: &ImageSet, part: &str| -> Result<FeatureSet> {
         let d = describe(part);
         let req = CacheRequest {
@@ -147,6 +148,7 @@ pub fn recipe(space: &SpaceFile, spec: &AdapterSpec, epochs: usize) -> TrainConf
     c.batch_size = space.fidelity.batch_size;
     c.optimizer = space.fidelity.optimizer.clone();
     c.seed = space.seed;
+    c.device = space.device;
     c.progress = false;
     c
 }

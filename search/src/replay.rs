@@ -15,8 +15,8 @@ use crate::plot;
 use crate::report::reference_seconds;
 use crate::space::StrategyKind;
 use crate::strategy::{propose, Objectives, Outcome, Record, Step};
+use crate::study::State;
 use crate::study::{write_atomic, Study};
-use crate::study::{State, Storage};
 
 /// One replay: strategy, seed, budget, evaluations used, hypervolume fraction.
 #[derive(Debug, Clone)]

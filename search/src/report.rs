@@ -14,7 +14,7 @@ use crate::genes::GENES;
 use crate::pareto::{front, hypervolume, Point};
 use crate::plot;
 use crate::study::{point_of, write_atomic, Study};
-use crate::study::{State, Storage, Trial};
+use crate::study::{State, Trial};
 use crate::verify::{self, Measured};
 
 /// One front member on one profile.
@@ -83,6 +83,29 @@ fn points(study: &Study, trials: &[Trial], profile: usize) -> Vec<Point> {
         .collect()
 }
 
+/// Writes `t`'s checkpoint from the study into `adapters/`. Studies of releases that
+/// kept checkpoints as files only have them in `trials/`, or already exported.
+fn export_checkpoint(study: &Study, t: &Trial) -> Result<()> {
+    let to = adapter_path(&study.dir, t);
+    if let Some(bytes) = study.store.checkpoint(t.number)? {
+        return write_atomic(&to, &bytes);
+    }
+    let from = eval::trial_checkpoint(&study.dir, t.number);
+    match std::fs::read(&from) {
+        Ok(bytes) => write_atomic(&to, &bytes),
+        Err(_) if to.is_file() => Ok(()),
+        Err(e) => Err(Error::Study {
+            at: study.location.to_string(),
+            problem: format!(
+                "trial {} ({}) has no checkpoint in the study, nor at {}: {e}",
+                t.number,
+                t.config,
+                from.display()
+            ),
+        }),
+    }
+}
+
 /// Writes every output of the study into its directory.
 pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     let dir = &study.dir;
@@ -92,34 +115,26 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     for p in 0..profiles.len() {
         fronts_idx.push(front(&points(study, &finals, p)));
     }
-    // Test accuracy: once, for front members only (selection never saw it).
+    // Checkpoints of the front members, named by spec, from the study (trained on
+    // whichever machine).
+    let adapters = dir.join("adapters");
+    std::fs::create_dir_all(&adapters).map_err(|e| Error::io(&adapters, e))?;
     let mut members: Vec<usize> = fronts_idx.iter().flatten().copied().collect();
     members.sort_unstable();
     members.dedup();
     for &i in &members {
+        export_checkpoint(study, &finals[i])?;
+    }
+    // Test accuracy: once, for front members only (selection never saw it).
+    for &i in &members {
         let t = &finals[i];
         if t.test_accuracy.is_none() {
-            let ckpt = eval::trial_checkpoint(dir, t.number);
-            let acc = eval::test_accuracy(&study.features, &ckpt)?;
+            let acc = eval::test_accuracy(&study.features, &adapter_path(dir, t))?;
             study.store.set_test_accuracy(t.number, acc)?;
         }
     }
     let trials = study.store.trials()?;
     let finals = finalists(&trials);
-    // Checkpoints of the front members, named by spec.
-    let adapters = dir.join("adapters");
-    std::fs::create_dir_all(&adapters).map_err(|e| Error::io(&adapters, e))?;
-    for &i in &members {
-        let t = &finals[i];
-        let from = eval::trial_checkpoint(dir, t.number);
-        let to = adapter_path(dir, t);
-        match std::fs::read(&from) {
-            Ok(bytes) => write_atomic(&to, &bytes)?,
-            // A study copied without its trials/ keeps the exported checkpoints.
-            Err(_) if to.is_file() => {}
-            Err(e) => return Err(Error::io(&from, e)),
-        }
-    }
     write_table(&candidates(study, &trials)?, &dir.join("candidates"), true)?;
     fault::point("output");
     let mut fronts = Vec::new();
@@ -171,7 +186,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     )?;
     let summary = dir.join("summary.md");
     write_atomic(&summary, summary_md(study, &trials, &fronts).as_bytes())?;
-    study.store.checkpoint()?;
+    study.store.settle()?;
     Ok(Outputs {
         dir: dir.clone(),
         evaluated: trials.iter().filter(|t| t.state == State::Complete).count(),
@@ -275,6 +290,11 @@ fn candidates(study: &Study, trials: &[Trial]) -> Result<DataFrame> {
         Column::new(
             "train_seconds".into(),
             trials.iter().map(|t| t.train_seconds).collect::<Vec<_>>(),
+        ),
+        // Which machine and process evaluated it (workers may share a study).
+        Column::new(
+            "worker".into(),
+            trials.iter().map(|t| t.worker.clone()).collect::<Vec<_>>(),
         ),
         Column::new(
             "online_bytes".into(),

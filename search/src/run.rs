@@ -2,14 +2,14 @@
 //! then claims, trains and records trials until the budget is spent; the last worker
 //! out writes the outputs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval;
 use crate::fault;
 use crate::genes::Genome;
@@ -18,8 +18,8 @@ use crate::report;
 use crate::space::SpaceFile;
 use crate::strategy::{self, Objectives, Outcome, Record, Step};
 use crate::study::{
-    open, study_path, worker_name, Claim, NewTrial, Proposal, SqliteStudy, State, Storage, Study,
-    Trial, HEARTBEAT_EVERY,
+    open, worker_name, Claim, Finished, Location, NewTrial, Proposal, State, Study, Trial,
+    HEARTBEAT_EVERY,
 };
 
 /// Set by Ctrl-C: finish the trial in hand, record it, stop.
@@ -131,13 +131,13 @@ fn propose(study: &Study, trials: &[Trial], deadline: Option<Instant>) -> Propos
 }
 
 /// Beats the trial's heartbeat from a second connection while it trains.
-fn heartbeat(db: PathBuf, number: u64, worker: String, stop: mpsc::Receiver<()>) {
+fn heartbeat(at: Location, number: u64, worker: String, stop: mpsc::Receiver<()>) {
     // The crash tests' "mid-training" point: shortly after training started.
     if fault::armed("train") {
         std::thread::sleep(Duration::from_millis(50));
         fault::point("train");
     }
-    let Ok(store) = SqliteStudy::open(&db) else {
+    let Ok(store) = at.open() else {
         return;
     };
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(HEARTBEAT_EVERY) {
@@ -187,9 +187,16 @@ pub struct RunSummary {
     pub outputs: Option<report::Outputs>,
 }
 
-/// Runs this process as one worker of the study in `dir`.
-pub fn run(space: SpaceFile, dir: &Path, verify: bool, progress: bool) -> Result<RunSummary> {
-    let study = open(space, dir, progress)?;
+/// Runs this process as one worker of the study at `location`, with `dir` as this
+/// machine's run directory.
+pub fn run(
+    space: SpaceFile,
+    dir: &Path,
+    location: Location,
+    verify: bool,
+    progress: bool,
+) -> Result<RunSummary> {
+    let study = open(space, dir, location, progress)?;
     let worker = worker_name();
     let deadline = study
         .space
@@ -241,8 +248,8 @@ fn run_trial(study: &Study, worker: &str, trial: &Trial) -> Result<()> {
     let spec = study.genomes.spec(&trial.genome);
     let (tx, rx) = mpsc::channel();
     let beat = {
-        let (db, w, n) = (study_path(&study.dir), worker.to_string(), trial.number);
-        std::thread::spawn(move || heartbeat(db, n, w, rx))
+        let (at, w, n) = (study.location.clone(), worker.to_string(), trial.number);
+        std::thread::spawn(move || heartbeat(at, n, w, rx))
     };
     let start = Instant::now();
     let ckpt = eval::trial_checkpoint(&study.dir, trial.number);
@@ -250,8 +257,15 @@ fn run_trial(study: &Study, worker: &str, trial: &Trial) -> Result<()> {
     let _ = tx.send(());
     let _ = beat.join();
     let outcome = match result {
-        Ok(acc) => Ok((acc, start.elapsed().as_secs_f64())),
+        Ok(accuracy) => Ok(Finished {
+            accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+            checkpoint: std::fs::read(&ckpt).map_err(|e| Error::io(&ckpt, e))?,
+        }),
         Err(e) => Err(e.to_string()),
     };
-    study.store.finish(trial.number, worker, outcome)
+    study.store.finish(trial.number, worker, outcome)?;
+    // The study holds the checkpoint now; the file was the trainer's scratch copy.
+    let _ = std::fs::remove_file(&ckpt);
+    Ok(())
 }

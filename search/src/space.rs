@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cryptpeft_train::data::DataConfig;
-use cryptpeft_train::OptimizerConfig;
+use cryptpeft_train::{DeviceChoice, OptimizerConfig};
 use cryptpeft_types::{Activation, AttentionKind, NetworkProfile, NormKind};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,11 @@ pub struct SpaceFile {
     /// study's first run and kept with it), `shipped`, or a YAML path.
     #[serde(default = "d_constants")]
     pub constants: String,
+    /// What trains the candidates and builds the feature cache: `cpu` (default) or
+    /// `wgpu` (a build with the `wgpu` feature). Per machine: workers of one study may
+    /// differ, so it is not part of the study's identity.
+    #[serde(default)]
+    pub device: DeviceChoice,
 }
 
 /// The genes and their choices (DESIGN.md section 1).
@@ -453,6 +458,7 @@ impl SpaceFile {
     pub fn identity(&self) -> String {
         let mut s = self.clone();
         s.budget = Budget::default();
+        s.device = DeviceChoice::default();
         serde_json::to_string(&s).expect("a space serializes")
     }
 }

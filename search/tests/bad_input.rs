@@ -96,3 +96,31 @@ fn unwritable_run_directory_is_named() {
         stderr(&o)
     );
 }
+
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = write_space(tmp.path(), &tiny_space(5, 3, 1));
+    let run = |storage: &str| {
+        std::process::Command::new(BIN)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(tmp.path().join("run"))
+            .args(["--storage", storage, "-q"])
+            .output()
+            .unwrap()
+    };
+    let o = run("postgresql://u:hunter2@127.0.0.1:1/db");
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("cannot connect") && e.contains("postgresql://u@127.0.0.1:1/db"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+    let o = run("mysql://u:hunter2@h/db");
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("--storage"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}

@@ -21,8 +21,8 @@ pub mod train;
 pub use burn;
 pub use error::{Result, TrainError};
 pub use train::{
-    final_norm_init, fit_owc, owc_accuracy, train_adapter, EpochStats, Method, OptimizerConfig,
-    TrainConfig, TrainReport,
+    final_norm_init, fit_owc, owc_accuracy, train_adapter, DeviceChoice, EpochStats, Method,
+    OptimizerConfig, TrainConfig, TrainReport,
 };
 
 /// The default CPU device (ndarray backend, as DESIGN.md section 4 asks; burn 0.22 marks it

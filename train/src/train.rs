@@ -119,13 +119,45 @@ impl DeviceChoice {
         match self {
             DeviceChoice::Cpu => Ok(crate::cpu()),
             #[cfg(feature = "wgpu")]
-            DeviceChoice::Wgpu => Ok(Device::wgpu(Default::default())),
+            DeviceChoice::Wgpu => {
+                wgpu_adapter()?;
+                Ok(Device::wgpu(Default::default()))
+            }
             #[cfg(not(feature = "wgpu"))]
             DeviceChoice::Wgpu => Err(TrainError::Config(
                 "device `wgpu` needs cryptpeft-train built with the `wgpu` feature".into(),
             )),
         }
     }
+
+    /// The device as a person would name it (for wgpu, the adapter burn-wgpu runs on).
+    pub fn describe(self) -> Result<String> {
+        match self {
+            DeviceChoice::Cpu => Ok("cpu (ndarray)".into()),
+            #[cfg(feature = "wgpu")]
+            DeviceChoice::Wgpu => Ok(format!("wgpu on {}", wgpu_adapter()?)),
+            #[cfg(not(feature = "wgpu"))]
+            DeviceChoice::Wgpu => self.device().map(|_| String::new()),
+        }
+    }
+}
+
+/// The name of burn-wgpu's default adapter (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`
+/// for lavapipe); an error, not a panic, where there is none.
+#[cfg(feature = "wgpu")]
+fn wgpu_adapter() -> Result<String> {
+    use cubecl::Runtime;
+    std::panic::catch_unwind(|| {
+        let client = cubecl::wgpu::WgpuRuntime::client(&Default::default());
+        client.properties().identity.name.clone()
+    })
+    .map_err(|_| {
+        TrainError::Config(
+            "device `wgpu`: no usable GPU adapter (for a software one, install Debian's \
+             mesa-vulkan-drivers)"
+                .into(),
+        )
+    })
 }
 
 fn d_epochs() -> usize {
@@ -532,6 +564,9 @@ fn fit<M: Net>(
 pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
     let t0 = Instant::now();
     let device = config.device.device()?.autodiff();
+    if config.progress && config.device != DeviceChoice::Cpu {
+        eprintln!("training on {}", config.device.describe()?);
+    }
     let inference = device.clone().without_autodiff();
     if config.epochs == 0 || config.batch_size == 0 {
         return Err(TrainError::Config(

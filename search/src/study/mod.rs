@@ -1,10 +1,16 @@
 //! The study as a worker or a report sees it: the space, the run directory, the stored
-//! trials ([`store`]), the valid configurations, the prices and the feature cache.
+//! trials ([`store`], in [`sqlite`] or [`postgres`] as [`location`] says), the valid
+//! configurations, the prices and the feature cache.
 
+pub mod location;
+pub mod postgres;
+pub mod sqlite;
 pub mod store;
 
+pub use location::{sqlite_path, Location};
+pub use sqlite::SqliteStudy;
 pub use store::{
-    worker_name, Claim, NewTrial, Proposal, SqliteStudy, State, Storage, Trial, HEARTBEAT_EVERY,
+    worker_name, Claim, Finished, NewTrial, Proposal, State, Storage, Trial, HEARTBEAT_EVERY,
     STALE_AFTER,
 };
 
@@ -25,7 +31,8 @@ use crate::strategy::{Ctx, Objectives};
 pub struct Study {
     pub space: SpaceFile,
     pub dir: PathBuf,
-    pub store: SqliteStudy,
+    pub location: Location,
+    pub store: Box<dyn Storage + Send>,
     pub genomes: Space,
     pub pricer: Pricer,
     pub features: Features,
@@ -34,13 +41,10 @@ pub struct Study {
     pub reinforce: ReinforceConfig,
 }
 
-pub fn study_path(dir: &Path) -> PathBuf {
-    dir.join("study.sqlite")
-}
-
-/// Opens the study in `dir` for `space` (creating it), checks that an existing study is
-/// of the same space, fixes its cost-model constants, and builds the feature cache.
-pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
+/// Opens the study at `location` for `space` (creating it), with `dir` as this
+/// machine's run directory; checks that an existing study is of the same space, fixes
+/// its cost-model constants, and builds the feature cache.
+pub fn open(space: SpaceFile, dir: &Path, location: Location, progress: bool) -> Result<Study> {
     // Everything that can be checked without the study is checked first, so that a bad
     // input never creates or touches one.
     let vit = eval::load_backbone(&space)?;
@@ -48,18 +52,19 @@ pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
     let classes = space.data.num_classes();
     let genomes = Space::new(&space.genes, &backbone, classes)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let store = SqliteStudy::open(&study_path(dir))?;
+    let store = location.open()?;
+    location.remember(dir)?;
     let identity = space.identity();
     let stored = store.meta_or_insert("space", &identity)?;
     if stored != identity && !same_space(&stored, &identity) {
         return Err(Error::Study {
-            path: study_path(dir),
-            problem: "holds a study of a different space; give another --out, or the same space \
-                      (only `budget` may change)"
+            at: location.to_string(),
+            problem: "holds a study of a different space; give another --out (or --study), or \
+                      the same space (only `budget` may change)"
                 .into(),
         });
     }
-    let constants = study_constants(&space, &store, progress)?;
+    let constants = study_constants(&space, store.as_ref(), progress)?;
     write_atomic(&dir.join("constants.yaml"), constants.to_yaml().as_bytes())?;
     let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
     let features = eval::features(&space, &vit, &dir.join("cache"), progress)?;
@@ -72,6 +77,7 @@ pub fn open(space: SpaceFile, dir: &Path, progress: bool) -> Result<Study> {
         reinforce,
         space,
         dir: dir.to_path_buf(),
+        location,
         store,
         genomes,
         pricer,
@@ -87,7 +93,7 @@ fn same_space(stored: &str, identity: &str) -> bool {
 
 /// The study's constants: fixed at its first run (calibrated on this machine unless the
 /// space says otherwise) and kept with it, so every worker and resume prices alike.
-fn study_constants(space: &SpaceFile, store: &SqliteStudy, progress: bool) -> Result<Constants> {
+fn study_constants(space: &SpaceFile, store: &dyn Storage, progress: bool) -> Result<Constants> {
     let text = match store.meta("constants")? {
         Some(t) => t,
         None => {

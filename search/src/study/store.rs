@@ -1,17 +1,14 @@
-//! The study: trials with states and heartbeats in an embedded SQLite database, the way
-//! Optuna's RDB storage works. Every state change is one committed transaction, so a
-//! kill at any instant loses nothing; a proposal is made and recorded under SQLite's
-//! write lock, so workers sharing a study never take the same configuration; a dead
-//! worker's trial is taken over.
+//! What a study store guarantees, whatever database holds it (the way Optuna's RDB
+//! storage works): every state change is one committed transaction, so a kill at any
+//! instant loses nothing; a proposal is made and recorded under the study's write lock,
+//! so workers sharing a study never take the same configuration; a dead worker's trial
+//! is taken over. [`super::sqlite`] and [`super::postgres`] implement it.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fault;
 use crate::genes::Genome;
 use crate::price::Price;
 
@@ -26,7 +23,7 @@ pub enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",
             State::Complete => "complete",
@@ -54,6 +51,7 @@ pub struct Trial {
     pub config: String,
     pub epochs: usize,
     pub state: State,
+    /// Who holds or held it: host and process id ([`worker_name`]).
     pub worker: String,
     pub price: Price,
     pub val_accuracy: Option<f64>,
@@ -71,6 +69,16 @@ pub struct NewTrial {
     pub price: Price,
     /// Record as pruned (not to be trained).
     pub skip: bool,
+}
+
+/// A trained trial's result, recorded in one transaction with its checkpoint, so that a
+/// report on any machine can export it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub accuracy: f64,
+    pub seconds: f64,
+    /// The adapter checkpoint (safetensors bytes).
+    pub checkpoint: Vec<u8>,
 }
 
 /// What a worker gets from [`Storage::claim`].
@@ -92,42 +100,40 @@ pub enum Proposal {
     Done,
 }
 
-/// Where a study lives: SQLite here; a server database behind the same trait can
-/// serve workers on several machines.
+/// Where a study lives: an SQLite file for workers on one machine, a PostgreSQL
+/// database for workers on several.
 pub trait Storage {
     /// Stores `value` under `key` unless present; returns the stored value.
     fn meta_or_insert(&self, key: &str, value: &str) -> Result<String>;
     fn meta(&self, key: &str) -> Result<Option<String>>;
-    /// Under the write lock: takes over a dead worker's running trial, or records the
-    /// proposal `propose` makes from all trials so far.
+    /// Under the study's write lock: takes over a dead worker's running trial, or
+    /// records the proposal `propose` makes from all trials so far.
     fn claim(&self, worker: &str, propose: &mut dyn FnMut(&[Trial]) -> Proposal) -> Result<Claim>;
     fn heartbeat(&self, number: u64, worker: &str) -> Result<()>;
-    /// Completes (accuracy) or fails (message) a running trial: one transaction.
+    /// Completes (result and checkpoint) or fails (message) a running trial: one
+    /// transaction.
     fn finish(
         &self,
         number: u64,
         worker: &str,
-        outcome: std::result::Result<(f64, f64), String>,
+        outcome: std::result::Result<Finished, String>,
     ) -> Result<()>;
     fn set_test_accuracy(&self, number: u64, accuracy: f64) -> Result<()>;
     fn trials(&self) -> Result<Vec<Trial>>;
+    /// The checkpoint a completed trial recorded (none for studies of releases that
+    /// kept checkpoints as files only).
+    fn checkpoint(&self, number: u64) -> Result<Option<Vec<u8>>>;
+    /// Makes the study's own files whole (SQLite folds its log into the database file);
+    /// a server keeps its own.
+    fn settle(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A running trial whose heartbeat is older than this belongs to a dead worker.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 /// How often a worker beats while it trains.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-
-pub struct SqliteStudy {
-    path: PathBuf,
-    conn: Connection,
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// This worker's name: host and process id.
 pub fn worker_name() -> String {
@@ -158,247 +164,132 @@ fn known_dead(worker: &str) -> bool {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trials (
-    number INTEGER PRIMARY KEY,
-    genome TEXT NOT NULL,
-    config TEXT NOT NULL,
-    epochs INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    worker TEXT NOT NULL,
-    heartbeat REAL NOT NULL,
-    price TEXT NOT NULL,
-    val_accuracy REAL,
-    test_accuracy REAL,
-    train_seconds REAL,
-    message TEXT,
-    UNIQUE (config, epochs)
-);
-";
+/// A stored trial as either database returns it; `age` is the seconds since its last
+/// heartbeat by the database's own clock (workers' clocks may disagree).
+pub(crate) struct Row {
+    pub number: i64,
+    pub genome: String,
+    pub config: String,
+    pub epochs: i64,
+    pub state: String,
+    pub worker: String,
+    pub age: f64,
+    pub price: String,
+    pub val_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub train_seconds: Option<f64>,
+    pub message: Option<String>,
+}
 
-impl SqliteStudy {
-    /// Opens (creating if needed) the study at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        let err = |e: rusqlite::Error| Error::Study {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
+/// The columns a [`Row`] is read from, in its order; the age follows them.
+pub(crate) const ROW_COLUMNS: &str = "number, genome, config, epochs, state, worker, price, \
+                                      val_accuracy, test_accuracy, train_seconds, message";
+
+impl Row {
+    /// `at` names the study in errors.
+    fn parse(self, at: &str) -> Result<(Trial, f64)> {
+        let err = |e: serde_json::Error| Error::Study {
+            at: at.to_string(),
+            problem: format!("trial {}: {e}", self.number),
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            conn,
-        })
-    }
-
-    /// Folds the write-ahead log into the database file, so that the file alone (as
-    /// committed or copied) holds the whole study.
-    pub fn checkpoint(&self) -> Result<()> {
-        self.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(|e| self.err(e))
-    }
-
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Study {
-            path: self.path.clone(),
-            problem: e.to_string(),
-        }
-    }
-
-    fn read_trials(conn: &Connection) -> rusqlite::Result<Vec<RawTrial>> {
-        let mut st = conn.prepare(
-            "SELECT number, genome, config, epochs, state, worker, heartbeat, price,
-                    val_accuracy, test_accuracy, train_seconds, message
-             FROM trials ORDER BY number",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(RawTrial {
-                number: r.get(0)?,
-                genome: r.get(1)?,
-                config: r.get(2)?,
-                epochs: r.get(3)?,
-                state: r.get(4)?,
-                worker: r.get(5)?,
-                heartbeat: r.get(6)?,
-                price: r.get(7)?,
-                val_accuracy: r.get(8)?,
-                test_accuracy: r.get(9)?,
-                train_seconds: r.get(10)?,
-                message: r.get(11)?,
-            })
-        })?;
-        rows.collect()
-    }
-
-    fn parse(&self, raw: Vec<RawTrial>) -> Result<Vec<(Trial, f64)>> {
-        raw.into_iter()
-            .map(|r| {
-                let t = Trial {
-                    number: r.number as u64,
-                    genome: serde_json::from_str(&r.genome).map_err(|e| self.err(e))?,
-                    config: r.config,
-                    epochs: r.epochs as usize,
-                    state: State::parse(&r.state)?,
-                    worker: r.worker,
-                    price: serde_json::from_str(&r.price).map_err(|e| self.err(e))?,
-                    val_accuracy: r.val_accuracy,
-                    test_accuracy: r.test_accuracy,
-                    train_seconds: r.train_seconds,
-                    message: r.message,
-                };
-                Ok((t, r.heartbeat))
-            })
-            .collect()
+        let t = Trial {
+            number: self.number as u64,
+            genome: serde_json::from_str(&self.genome).map_err(err)?,
+            config: self.config,
+            epochs: self.epochs as usize,
+            state: State::parse(&self.state)?,
+            worker: self.worker,
+            price: serde_json::from_str(&self.price).map_err(err)?,
+            val_accuracy: self.val_accuracy,
+            test_accuracy: self.test_accuracy,
+            train_seconds: self.train_seconds,
+            message: self.message,
+        };
+        Ok((t, self.age))
     }
 }
 
-struct RawTrial {
-    number: i64,
-    genome: String,
-    config: String,
-    epochs: i64,
-    state: String,
-    worker: String,
-    heartbeat: f64,
-    price: String,
-    val_accuracy: Option<f64>,
-    test_accuracy: Option<f64>,
-    train_seconds: Option<f64>,
-    message: Option<String>,
+pub(crate) fn parse_rows(rows: Vec<Row>, at: &str) -> Result<Vec<(Trial, f64)>> {
+    rows.into_iter().map(|r| r.parse(at)).collect()
 }
 
-impl Storage for SqliteStudy {
-    fn meta_or_insert(&self, key: &str, value: &str) -> Result<String> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-            params![key, value],
-        )?;
-        Ok(self.meta(key)?.expect("just inserted"))
-    }
+pub(crate) fn trials_only(rows: Vec<Row>, at: &str) -> Result<Vec<Trial>> {
+    Ok(parse_rows(rows, at)?.into_iter().map(|(t, _)| t).collect())
+}
 
-    fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
-    }
+/// What a claim does, decided under the study's write lock from all its trials.
+pub(crate) enum Decision {
+    /// Take over this dead worker's trial.
+    TakeOver(Trial),
+    /// Record a new trial under this number.
+    Record(u64, NewTrial),
+    Wait,
+    Done,
+}
 
-    fn claim(&self, worker: &str, propose: &mut dyn FnMut(&[Trial]) -> Proposal) -> Result<Claim> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let trials = self.parse(Self::read_trials(&tx)?)?;
-        let t = now();
-        let orphan = trials.iter().find(|(tr, beat)| {
+impl Decision {
+    pub(crate) fn new(
+        trials: Vec<(Trial, f64)>,
+        worker: &str,
+        propose: &mut dyn FnMut(&[Trial]) -> Proposal,
+    ) -> Self {
+        let orphan = trials.iter().find(|(tr, age)| {
             tr.state == State::Running
                 && tr.worker != worker
-                && (t - beat > STALE_AFTER.as_secs_f64() || known_dead(&tr.worker))
+                && (*age > STALE_AFTER.as_secs_f64() || known_dead(&tr.worker))
         });
         if let Some((tr, _)) = orphan {
-            tx.execute(
-                "UPDATE trials SET worker = ?1, heartbeat = ?2 WHERE number = ?3",
-                params![worker, t, tr.number as i64],
-            )?;
-            tx.commit()?;
-            let mut tr = tr.clone();
-            tr.worker = worker.to_string();
-            return Ok(Claim::Run(Box::new(tr)));
+            return Decision::TakeOver(tr.clone());
         }
         let list: Vec<Trial> = trials.into_iter().map(|(t, _)| t).collect();
-        let new = match propose(&list) {
-            Proposal::New(n) => n,
-            Proposal::Wait => return Ok(Claim::Wait),
-            Proposal::Done => return Ok(Claim::Done),
-        };
-        let number = list.last().map_or(0, |t| t.number + 1);
-        let state = if new.skip {
-            State::Pruned
-        } else {
-            State::Running
-        };
-        tx.execute(
-            "INSERT INTO trials (number, genome, config, epochs, state, worker, heartbeat, price)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                number as i64,
-                serde_json::to_string(&new.genome).expect("genome"),
-                new.config,
-                new.epochs as i64,
-                state.as_str(),
-                worker,
-                t,
-                serde_json::to_string(&new.price).expect("price"),
-            ],
-        )
-        .map_err(|e| self.err(format!("recording trial {number} ({}): {e}", new.config)))?;
-        tx.commit()?;
-        if new.skip {
-            return Ok(Claim::Recorded);
+        match propose(&list) {
+            Proposal::New(n) => Decision::Record(list.last().map_or(0, |t| t.number + 1), n),
+            Proposal::Wait => Decision::Wait,
+            Proposal::Done => Decision::Done,
         }
-        Ok(Claim::Run(Box::new(Trial {
+    }
+}
+
+/// The state a new trial is recorded in.
+pub(crate) fn new_state(new: &NewTrial) -> State {
+    if new.skip {
+        State::Pruned
+    } else {
+        State::Running
+    }
+}
+
+/// The claim a committed decision gives `worker`.
+pub(crate) fn claimed(decision: Decision, worker: &str) -> Claim {
+    match decision {
+        Decision::TakeOver(mut tr) => {
+            tr.worker = worker.to_string();
+            Claim::Run(Box::new(tr))
+        }
+        Decision::Record(_, new) if new.skip => Claim::Recorded,
+        Decision::Record(number, new) => Claim::Run(Box::new(Trial {
             number,
             genome: new.genome,
             config: new.config,
             epochs: new.epochs,
-            state,
+            state: State::Running,
             worker: worker.to_string(),
             price: new.price,
             val_accuracy: None,
             test_accuracy: None,
             train_seconds: None,
             message: None,
-        })))
+        })),
+        Decision::Wait => Claim::Wait,
+        Decision::Done => Claim::Done,
     }
+}
 
-    fn heartbeat(&self, number: u64, worker: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE trials SET heartbeat = ?1 WHERE number = ?2 AND worker = ?3 AND state = 'running'",
-            params![now(), number as i64, worker],
-        )?;
-        Ok(())
-    }
-
-    fn finish(
-        &self,
-        number: u64,
-        worker: &str,
-        outcome: std::result::Result<(f64, f64), String>,
-    ) -> Result<()> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let changed = match &outcome {
-            Ok((acc, secs)) => tx.execute(
-                "UPDATE trials SET state = 'complete', val_accuracy = ?1, train_seconds = ?2,
-                 heartbeat = ?3 WHERE number = ?4 AND worker = ?5 AND state = 'running'",
-                params![acc, secs, now(), number as i64, worker],
-            )?,
-            Err(msg) => tx.execute(
-                "UPDATE trials SET state = 'failed', message = ?1, heartbeat = ?2
-                 WHERE number = ?3 AND worker = ?4 AND state = 'running'",
-                params![msg, now(), number as i64, worker],
-            )?,
-        };
-        fault::point("commit");
-        tx.commit()?;
-        if changed == 0 {
-            // Another worker took the trial over (this one looked dead); its result stands.
-            return Err(self.err(format!("trial {number} is no longer this worker's")));
-        }
-        Ok(())
-    }
-
-    fn set_test_accuracy(&self, number: u64, accuracy: f64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE trials SET test_accuracy = ?1 WHERE number = ?2 AND test_accuracy IS NULL",
-            params![accuracy, number as i64],
-        )?;
-        Ok(())
-    }
-
-    fn trials(&self) -> Result<Vec<Trial>> {
-        let raw = Self::read_trials(&self.conn)?;
-        Ok(self.parse(raw)?.into_iter().map(|(t, _)| t).collect())
+/// The message of a finish that changed nothing: another worker took the trial over
+/// (this one looked dead); its result stands.
+pub(crate) fn no_longer_ours(at: &str, number: u64) -> Error {
+    Error::Study {
+        at: at.to_string(),
+        problem: format!("trial {number} is no longer this worker's"),
     }
 }
