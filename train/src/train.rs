@@ -146,11 +146,13 @@ impl DeviceChoice {
 /// for lavapipe); an error, not a panic, where there is none.
 #[cfg(feature = "wgpu")]
 fn wgpu_adapter() -> Result<String> {
-    use cubecl::Runtime;
     std::panic::catch_unwind(|| {
-        let client = cubecl::wgpu::WgpuRuntime::client(&Default::default());
-        client.properties().identity.name.clone()
+        let device = cubecl::Device::wgpu(Default::default()).ok()?;
+        Some(device.client().properties().identity.name.clone())
     })
+    .ok()
+    .flatten()
+    .ok_or(())
     .map_err(|_| {
         TrainError::Config(
             "device `wgpu`: no usable GPU adapter (for a software one, install Debian's \

@@ -39,7 +39,7 @@ fn max_scaled_err(a: &HostTensor, b: &HostTensor) -> f32 {
 /// which adapter ran.
 fn wgpu() -> cryptpeft_train::burn::prelude::Device {
     let name = DeviceChoice::Wgpu.describe().unwrap();
-    let _ = writeln!(std::io::stderr(), "wgpu adapter: {name}");
+    let _ = writeln!(std::io::stderr(), "device: {name}");
     DeviceChoice::Wgpu.device().unwrap()
 }
 
@@ -59,6 +59,7 @@ fn vit_fixture_agrees_across_devices() {
     let (a, b) = (run(&cpu), run(&gpu));
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         let err = max_scaled_err(y, x);
+        let _ = writeln!(std::io::stderr(), "vit output {i}: wgpu vs ndarray {err:e}");
         assert!(err <= 1e-4, "output {i}: wgpu vs ndarray {err:e}");
     }
     let err = max_scaled_err(&b[4], &io.tensors["logits"]);
@@ -108,6 +109,7 @@ fn owc_fixtures_agree_across_devices() {
         };
         let (a, b) = (run(&cpu), run(&gpu));
         let err = max_scaled_err(&b, &a);
+        let _ = writeln!(std::io::stderr(), "{file}: wgpu vs ndarray {err:e}");
         assert!(err <= 1e-4, "{file}: wgpu vs ndarray {err:e}");
         let err = max_scaled_err(&b, &want);
         assert!(err <= 1e-4, "{file}: wgpu vs PyTorch {err:e}");
@@ -129,6 +131,17 @@ fn training_agrees_across_devices() {
     c.device = DeviceChoice::Wgpu;
     let gpu = train_adapter(&c).unwrap();
     for (a, b) in cpu.epochs.iter().zip(&gpu.epochs) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "epoch {}: loss {:.6} (ndarray) {:.6} (wgpu), test accuracy {} {}, {:.2} s {:.2} s",
+            a.epoch,
+            a.loss,
+            b.loss,
+            a.test_accuracy,
+            b.test_accuracy,
+            a.seconds,
+            b.seconds
+        );
         assert!(
             (a.loss - b.loss).abs() <= 1e-3,
             "epoch {}: loss {} (ndarray) vs {} (wgpu)",
