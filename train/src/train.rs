@@ -296,7 +296,7 @@ enum Source<'a> {
 /// A batch: backbone hidden states `x_from .. x_L` or images.
 pub enum Input {
     States(Vec<Tensor<3>>),
-    Images(Tensor<4>),
+    Images(Box<Tensor<4>>),
 }
 
 impl Source<'_> {
@@ -339,7 +339,10 @@ impl Source<'_> {
                 }
                 let dims = [rows.len(), shape[0], shape[1], shape[2]];
                 match frozen {
-                    None => Input::Images(Tensor::from_data(TensorData::new(data, dims), device)),
+                    None => Input::Images(Box::new(Tensor::from_data(
+                        TensorData::new(data, dims),
+                        device,
+                    ))),
                     Some((vit, from)) => {
                         let inf = device.clone().without_autodiff();
                         let x = Tensor::from_data(TensorData::new(data, dims), &inf);
@@ -392,7 +395,7 @@ impl Net for PeftModel {
 impl Net for Vit {
     fn logits(&self, input: Input) -> Tensor<2> {
         match input {
-            Input::Images(x) => self.forward(x),
+            Input::Images(x) => self.forward(*x),
             Input::States(s) => {
                 let l = self.spec.layers;
                 let from = l + 1 - s.len();
