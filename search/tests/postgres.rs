@@ -1,7 +1,8 @@
 //! The study on a real PostgreSQL server (see `common/pg.rs`): three worker processes,
 //! each with its own run directory as if on its own machine, split one study; a worker
 //! killed mid-training has its trial taken over and finished once; a report from a
-//! fourth directory exports every front member's checkpoint from the database.
+//! fourth directory exports every front member's checkpoint from the database; over TCP
+//! the connection is TLS and the server's certificate is verified.
 
 mod common;
 
@@ -181,4 +182,44 @@ fn a_study_resumes_and_refuses_another_space() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("different space"), "{}", stderr(&o));
     assert_eq!(pg_trials(&url).len(), 4);
+}
+
+#[test]
+fn over_tcp_the_connection_is_tls_and_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = pg::tls_url(&pg::fresh_database("tls"));
+    let space = write_space(tmp.path(), &tiny_space(3, 2, 1));
+    let other_ca = tmp.path().join("other-ca.pem");
+    let other = private_eval::keys::Deployment::generate(&["127.0.0.1".into()], 1).unwrap();
+    std::fs::write(&other_ca, other.ca.cert_pem).unwrap();
+    let run = |ca: &Path| {
+        Command::new(BIN)
+            .arg("--space")
+            .arg(&space)
+            .arg("--out")
+            .arg(tmp.path().join("run"))
+            .args(["--storage", &url, "-q"])
+            .env("PGSSLROOTCERT", ca)
+            .env_remove(cryptpeft_search::fault::VAR)
+            .output()
+            .unwrap()
+    };
+    // A server certificate from another CA: refused before anything is sent.
+    let o = run(&other_ca);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot connect") && e.contains("certificate"),
+        "{e}"
+    );
+    // The cluster takes TCP connections with TLS only (hostssl), so this run's success
+    // is a TLS connection.
+    let o = run(&pg::cluster().ca);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let at = Location::Postgres {
+        url: url.clone(),
+        study: "tiny".into(),
+    };
+    std::env::set_var("PGSSLROOTCERT", &pg::cluster().ca);
+    assert_eq!(at.open().unwrap().trials().unwrap().len(), 2);
 }

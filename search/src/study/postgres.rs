@@ -1,12 +1,18 @@
 //! The study in a PostgreSQL database, for workers on several machines. One database
 //! holds many studies, each under its name; the study's row in `cryptpeft_studies` is
 //! its write lock (`SELECT ... FOR UPDATE`), and heartbeats are stamped and aged by the
-//! server's clock, so workers' clocks may disagree.
+//! server's clock, so workers' clocks may disagree. With `sslmode=require` the
+//! connection is TLS 1.2+ (rustls) and the server's certificate is verified.
 
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
+use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls, Transaction};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::store::{
     claimed, new_state, no_longer_ours, parse_rows, trials_only, Claim, Decision, Finished,
@@ -112,9 +118,13 @@ impl PgStudy {
             config.connect_timeout(Duration::from_secs(15));
         }
         config.keepalives_idle(Duration::from_secs(30));
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| err(format!("cannot connect: {}", describe(&e))))?;
+        let connected = if config.get_ssl_mode() == SslMode::Require {
+            config.connect(MakeRustlsConnect::new(tls(&err)?))
+        } else {
+            warn_if_remote(&config);
+            config.connect(NoTls)
+        };
+        let mut client = connected.map_err(|e| err(format!("cannot connect: {}", describe(&e))))?;
         let mut tx = client.transaction().map_err(|e| err(describe(&e)))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .and_then(|_| tx.batch_execute(SCHEMA))
@@ -217,6 +227,59 @@ impl PgStudy {
             Decision::Wait | Decision::Done => 1,
         };
         Ok(changed == 1)
+    }
+}
+
+/// The CA file that verifies the server: `PGSSLROOTCERT`, else `~/.postgresql/root.crt`
+/// (where `psql` looks too).
+fn root_cert_path() -> Option<PathBuf> {
+    std::env::var_os("PGSSLROOTCERT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql/root.crt")))
+}
+
+/// TLS settings that verify the server's certificate (and its name: the host dialed)
+/// against the CA of [`root_cert_path`].
+fn tls(err: &dyn Fn(String) -> Error) -> Result<rustls::ClientConfig> {
+    let path = root_cert_path()
+        .ok_or_else(|| err("sslmode=require: set PGSSLROOTCERT to the server's CA".into()))?;
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(&path)
+        .and_then(|it| it.collect())
+        .map_err(|e| {
+            err(format!(
+                "sslmode=require: the server's CA {} (PGSSLROOTCERT): {e}",
+                path.display()
+            ))
+        })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| err(format!("the CA in {}: {e}", path.display())))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Says once that a connection over a network is in the clear.
+fn warn_if_remote(config: &Config) {
+    static ONCE: Once = Once::new();
+    let remote = config.get_hosts().iter().any(|h| match h {
+        Host::Tcp(name) => !matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1"),
+        Host::Unix(_) => false,
+    });
+    if remote {
+        ONCE.call_once(|| {
+            eprintln!(
+                "warning: the study's database connection is not encrypted: anyone on the \
+                 path can read the checkpoints and rewrite the results (add \
+                 ?sslmode=require and the server's CA in PGSSLROOTCERT)"
+            )
+        });
     }
 }
 

@@ -1,9 +1,10 @@
-//! A real PostgreSQL server for the storage tests, nothing mocked: the server at
-//! `CRYPTPEFT_TEST_POSTGRES` (a URL whose user may create databases) if set, else a
-//! throwaway cluster this test process starts with Debian's (or the PATH's) `initdb` and
-//! `postgres`, listening on a private Unix socket only, and stopped when the process
-//! exits. Running as root, the cluster runs as the `postgres` user (initdb refuses root).
+//! A real PostgreSQL server for the storage tests, nothing mocked: a throwaway cluster
+//! this test process starts with Debian's (or the PATH's) `initdb` and `postgres`,
+//! stopped when the process exits. It listens on a private Unix socket and on a free
+//! loopback port that takes TLS only (`hostssl`), with a certificate from a fresh CA.
+//! Running as root, the cluster runs as the `postgres` user (initdb refuses root).
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,12 +12,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const VAR: &str = "CRYPTPEFT_TEST_POSTGRES";
+/// The running cluster: its Unix-socket URL, its TLS port and its CA's file.
+pub struct Cluster {
+    url: String,
+    pub port: u16,
+    pub ca: PathBuf,
+}
 
-/// The URL of a new, empty database for one test.
+/// The URL of a new, empty database for one test (over the Unix socket).
 pub fn fresh_database(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let base = server();
+    let base = &cluster().url;
     let name = format!(
         "cryptpeft_{tag}_{}_{}",
         std::process::id(),
@@ -28,6 +34,18 @@ pub fn fresh_database(tag: &str) -> String {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
     with_database(base, &name)
+}
+
+/// The TLS URL (loopback, `sslmode=require`) of a database `fresh_database` made.
+pub fn tls_url(db_url: &str) -> String {
+    let db = db_url
+        .split_once(":///")
+        .and_then(|(_, rest)| rest.split('?').next())
+        .expect("a fresh_database URL");
+    format!(
+        "postgresql://cryptpeft@127.0.0.1:{}/{db}?sslmode=require",
+        cluster().port
+    )
 }
 
 /// `base` with its database replaced by `db`.
@@ -43,13 +61,9 @@ fn with_database(base: &str, db: &str) -> String {
     format!("{scheme}://{authority}/{db}{q}")
 }
 
-/// The URL of the server's maintenance database.
-fn server() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| match std::env::var(VAR) {
-        Ok(url) => url,
-        Err(_) => start_cluster(),
-    })
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(start_cluster)
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -76,7 +90,7 @@ fn bin(name: &str) -> PathBuf {
     on_path.unwrap_or_else(|| {
         panic!(
             "PostgreSQL's `{name}` not found (in /usr/lib/postgresql/*/bin or PATH): install \
-             Debian's `postgresql` (.ci/run does), or point {VAR} at a server"
+             Debian's `postgresql` (.ci/run does)"
         )
     })
 }
@@ -121,7 +135,42 @@ fn remove_stale(root: &Path) {
     }
 }
 
-fn start_cluster() -> String {
+/// Writes the server's certificate and key into the data directory (the key private
+/// to the cluster's user, as postgres demands), the CA beside it, and a `pg_hba.conf`
+/// that takes the Unix socket and TLS over loopback only.
+fn configure_tls(dir: &Path, data: &Path, user: Option<(u32, u32)>) -> PathBuf {
+    let d = private_eval::keys::Deployment::generate(&["127.0.0.1".into()], 1).unwrap();
+    let files = [
+        ("server.crt", &d.dealer.cert_pem, 0o644),
+        ("server.key", &d.dealer.key_pem, 0o600),
+        (
+            "pg_hba.conf",
+            &"local all all trust\nhostssl all all 127.0.0.1/32 trust\n".to_string(),
+            0o600,
+        ),
+    ];
+    for (name, text, mode) in files {
+        let p = data.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+        }
+    }
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &d.ca.cert_pem).unwrap();
+    ca
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_cluster() -> Cluster {
     let root = std::env::temp_dir();
     remove_stale(&root);
     let dir = root.join(format!("cryptpeft-pg-{}", std::process::id()));
@@ -151,6 +200,8 @@ fn start_cluster() -> String {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let ca = configure_tls(&dir, &data, user);
+    let port = free_port();
     // Spawned from a thread that never ends, so the parent-death signal fires when the
     // process exits (it follows the spawning thread, not the process).
     let postgres = bin("postgres");
@@ -162,8 +213,15 @@ fn start_cluster() -> String {
             .arg(&data2)
             .arg("-k")
             .arg(&sock)
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
-            .args(["-c", "max_connections=100"])
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args([
+                "-c",
+                "ssl=on",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=100",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         unsafe {
@@ -180,7 +238,7 @@ fn start_cluster() -> String {
         }
     });
     let url = format!(
-        "postgresql:///postgres?user=cryptpeft&host={}",
+        "postgresql:///postgres?user=cryptpeft&host={}&port={port}",
         dir.display()
     );
     let start = Instant::now();
@@ -192,5 +250,5 @@ fn start_cluster() -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    url
+    Cluster { url, port, ca }
 }
