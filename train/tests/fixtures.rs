@@ -1,26 +1,12 @@
 //! Golden fixtures (PyTorch / torchvision outputs) reproduced within 1e-4.
 
-use std::path::PathBuf;
+mod common;
 
+use common::*;
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::owc::OwcModel;
 use cryptpeft_train::st::{HostTensor, TensorFile};
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NormKind};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-fn max_err(a: &HostTensor, b: &HostTensor) -> f32 {
-    assert_eq!(a.shape, b.shape);
-    a.data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn vit_tiny_reproduces_torchvision() {
@@ -66,17 +52,6 @@ fn vit_tiny_reproduces_torchvision() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// Largest `|a - b| / max(1, |b|)`: absolute error for logits of magnitude <= 1, relative
-/// beyond (the batchnorm fixture's logits reach ~1100, where one f32 ulp is 1.2e-4).
-fn max_scaled_err(a: &HostTensor, b: &HostTensor) -> f32 {
-    assert_eq!(a.shape, b.shape);
-    a.data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
-        .fold(0.0, f32::max)
-}
-
 fn owc_fixture(file: &str, norm: NormKind) {
     let device = cryptpeft_train::cpu();
     let path = fixture(file);
@@ -85,17 +60,7 @@ fn owc_fixture(file: &str, norm: NormKind) {
     let mut spec = AdapterSpec::paper(2, 8, 2);
     spec.norm = norm;
     assert_eq!(meta["scale"].as_f64(), Some(spec.scale));
-    let backbone = BackboneSpec {
-        name: "owc-fixture".into(),
-        image_size: 32,
-        patch_size: 8,
-        channels: 3,
-        hidden_dim: 32,
-        layers: 4,
-        heads: 4,
-        mlp_dim: 64,
-        norm_eps: 1e-6,
-    };
+    let backbone = owc_fixture_backbone();
     let states: Vec<_> = (2..=4)
         .map(|i| f.tensors[&format!("hidden.{i}")].to_tensor::<3>(&device))
         .collect();

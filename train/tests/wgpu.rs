@@ -8,31 +8,17 @@
 
 #![cfg(feature = "wgpu")]
 
-use std::io::Write;
-use std::path::PathBuf;
+mod common;
 
+use std::io::Write;
+
+use common::*;
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::data::{DataConfig, DatasetKind};
 use cryptpeft_train::owc::OwcModel;
 use cryptpeft_train::st::{HostTensor, TensorFile};
 use cryptpeft_train::{train_adapter, DeviceChoice, Method, TrainConfig};
-use cryptpeft_types::{AdapterSpec, BackboneSpec};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-/// Largest `|a - b| / max(1, |b|)`.
-fn max_scaled_err(a: &HostTensor, b: &HostTensor) -> f32 {
-    assert_eq!(a.shape, b.shape);
-    a.data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
-        .fold(0.0, f32::max)
-}
+use cryptpeft_types::AdapterSpec;
 
 /// The wgpu device, its adapter written to the log. Straight to the stderr file
 /// descriptor: the test harness captures only `eprintln!`, and CI's log should show
@@ -69,17 +55,7 @@ fn vit_fixture_agrees_across_devices() {
 #[test]
 fn owc_fixtures_agree_across_devices() {
     let (cpu, gpu) = (cryptpeft_train::cpu(), wgpu());
-    let backbone = BackboneSpec {
-        name: "owc-fixture".into(),
-        image_size: 32,
-        patch_size: 8,
-        channels: 3,
-        hidden_dim: 32,
-        layers: 4,
-        heads: 4,
-        mlp_dim: 64,
-        norm_eps: 1e-6,
-    };
+    let backbone = owc_fixture_backbone();
     for (file, norm) in [
         (
             "owc_adapter_layernorm.safetensors",
