@@ -6,8 +6,9 @@
 #   experiments/workers-postgres.sh            # starts a throwaway PostgreSQL cluster
 #   CRYPTPEFT_POSTGRES=postgresql://u@h/db experiments/workers-postgres.sh
 #
-# Writes results/workers/runs.csv, results/workers/summary.md and each study's fronts
-# (results/workers/wN/machine0/). Needs Debian's postgresql without CRYPTPEFT_POSTGRES.
+# Writes results/workers/runs.csv and each study's outputs as a report from a fourth
+# directory rebuilds them (results/workers/wN/report/: fronts, candidates with each
+# trial's worker, checkpoints). Needs Debian's postgresql without CRYPTPEFT_POSTGRES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/workers}
@@ -58,6 +59,6 @@ wall = float(sys.argv[4]) - float(sys.argv[3])
 print(f"{sys.argv[2]},{len(trained)},{wall:.1f},{len(trained) / wall * 60:.2f},"
       + "/".join(str(c) for _, c in sorted(per.items())))
 EOF
-  rm -rf "$OUT"/w"$n"/*/cache "$OUT"/w"$n"/*/trials "$OUT"/w"$n"/machine*.log
+  rm -rf "$OUT"/w"$n"/machine* "$OUT"/w"$n"/report/cache "$OUT"/w"$n"/report/storage.json
 done
 column -s, -t "$OUT/runs.csv"
