@@ -3,8 +3,8 @@
 //!
 //! - [`space`]: the space file; [`genes`]: its valid configurations.
 //! - [`strategy`]: NSGA-II, the paper's REINFORCE controller, random, grid.
-//! - [`study`]: the opened study, its trials in SQLite (kill-safe, shared by workers);
-//!   [`run`]: a worker.
+//! - [`study`]: the opened study, its trials in SQLite or PostgreSQL (kill-safe, shared
+//!   by workers on one machine or several); [`run`]: a worker.
 //! - [`eval`]: the feature cache and training; [`price`]: the cost model's prices.
 //! - [`pareto`], [`report`], [`plot`]: fronts, tables, pictures; [`verify`]: measured runs.
 //! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style).
