@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cryptpeft_cost_model::{cost, Constants};
-use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
+use cryptpeft_types::{BackboneSpec, NetworkProfile};
 use private_eval::baseline::{Baseline, BaselineModel};
 use private_eval::bench::{self, SecureBench};
 use private_eval::hidden;
@@ -76,7 +76,7 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
     for profile in &a.networks {
         for adapter in &a.adapters {
-            let spec = parse_adapter(adapter, &bb)?;
+            let spec = crate::experiments::parse_adapter(adapter, &bb)?;
             let (model, x) = crate::experiments::paper_adapter(spec.clone(), &bb);
             let (plan, _) = lower(&model, opts).map_err(|e| e.to_string())?;
             let b = bench::bench_secure(&model, &x, profile.clone(), a.repeat, true, opts)
@@ -103,20 +103,6 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
         }
     }
     write_csv(&a, &rows)
-}
-
-/// `h,r,s` as the paper's adapter, checked against the backbone.
-pub(crate) fn parse_adapter(s: &str, bb: &BackboneSpec) -> Result<AdapterSpec, String> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|x| x.trim().parse().map_err(|e| format!("--adapters {s}: {e}")))
-        .collect::<Result<_, _>>()?;
-    let [h, r, s] = v[..] else {
-        return Err(format!("--adapters {s}: want h,r,s"));
-    };
-    let spec = AdapterSpec::paper(h, r, s);
-    spec.validate(bb.layers).map_err(|e| e.to_string())?;
-    Ok(spec)
 }
 
 fn row(

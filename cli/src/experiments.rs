@@ -31,6 +31,20 @@ pub(crate) fn paper_adapter(spec: AdapterSpec, bb: &BackboneSpec) -> (OwcModel, 
     (model, x)
 }
 
+/// `h,r,s` as the paper's adapter, checked against the backbone.
+pub(crate) fn parse_adapter(s: &str, bb: &BackboneSpec) -> Result<AdapterSpec, String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse().map_err(|e| format!("--adapters {s}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let [h, r, s] = v[..] else {
+        return Err(format!("--adapters {s}: want h,r,s"));
+    };
+    let spec = AdapterSpec::paper(h, r, s);
+    spec.validate(bb.layers).map_err(|e| e.to_string())?;
+    Ok(spec)
+}
+
 #[derive(Args)]
 pub struct PaperConfigsArgs {
     #[arg(long, default_value = "experiments/paper_configs.yaml")]
@@ -178,7 +192,7 @@ pub fn security_cost(a: SecurityCostArgs) -> Result<(), String> {
         "h,r,s,network,links,truncation,online_bytes,online_wire_bytes,handshake_bytes,rounds,online_s,connect_s,offline_bytes,setup_bytes,max_abs_logit_err".to_string(),
     ];
     for adapter in &a.adapters {
-        let spec = crate::baselines::parse_adapter(adapter, &bb)?;
+        let spec = parse_adapter(adapter, &bb)?;
         let (h, r, s) = (spec.heads, spec.rank, spec.scope);
         let (model, x) = paper_adapter(spec, &bb);
         for profile in &a.networks {
