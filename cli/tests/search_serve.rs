@@ -8,11 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::{Tensor, TensorData};
-use cryptpeft_train::backbone::Vit;
-use cryptpeft_train::data::{read_images, DataConfig, DatasetKind, Preprocess, Split};
+use cryptpeft_train::data::{read_images, DataConfig, DatasetKind, Preprocess};
 use cryptpeft_train::{cpu, owc};
 use private_eval::tensor::Mat;
 
+use common::digits::{backbone_path, test_states};
 use common::{dealer_and_server, BIN};
 
 const IMAGES: usize = 6;
@@ -58,25 +58,10 @@ fn searched_adapter(dir: &Path) -> std::path::PathBuf {
 fn a_searched_adapter_serves_real_images_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = searched_adapter(tmp.path());
-    let device = cpu();
-    let model = owc::OwcModel::load(&ckpt, &device).unwrap();
+    let model = owc::OwcModel::load(&ckpt, &cpu()).unwrap();
     let bb = model.backbone.clone();
-    let vit = Vit::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../train/assets/vit_mini_fmnist04.safetensors"),
-        None,
-        &device,
-    )
-    .unwrap();
     let data = DataConfig::new(DatasetKind::Digits);
-    let test = data.load(Split::Test, 0).unwrap();
-    let test = test.select(&(0..IMAGES).collect::<Vec<_>>());
-    let pixels = Preprocess::new(bb.image_size, bb.channels, &data).apply_set(&test, None);
-    let images = Tensor::<4>::from_data(
-        TensorData::new(pixels, [IMAGES, bb.channels, bb.image_size, bb.image_size]),
-        &device,
-    );
-    let states = vit.hidden_states(images);
+    let (vit, test, states) = test_states(&data, IMAGES);
     let first = bb.layers - model.spec.scope;
     let plain: Vec<usize> = {
         let logits = model.forward(&states[first..]);
@@ -145,7 +130,7 @@ fn a_searched_adapter_serves_real_images_exactly() {
     .apply_set(&decoded, None);
     let states = vit.hidden_states(Tensor::<4>::from_data(
         TensorData::new(pixels, [IMAGES, bb.channels, bb.image_size, bb.image_size]),
-        &device,
+        &cpu(),
     ));
     let logits = model.forward(&states[first..]);
     let v: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
@@ -155,10 +140,7 @@ fn a_searched_adapter_serves_real_images_exactly() {
         .collect();
     let o = infer()
         .arg("--backbone")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../train/assets/vit_mini_fmnist04.safetensors"),
-        )
+        .arg(backbone_path())
         .arg("--images")
         .arg(&dir)
         .output()

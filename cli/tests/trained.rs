@@ -3,12 +3,10 @@
 //! backbone's hidden states of real digits test images.
 #![cfg(feature = "train")]
 
-use std::path::Path;
+mod common;
 
-use burn::tensor::{Tensor, TensorData};
-use cryptpeft_train::backbone::Vit;
-use cryptpeft_train::cpu;
-use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
+use common::digits::{backbone_path, test_states};
+use cryptpeft_train::data::{DataConfig, DatasetKind};
 use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, NetworkProfile, NormKind};
 use private_eval::tensor::Mat;
@@ -18,23 +16,13 @@ const IMAGES: usize = 4;
 
 #[test]
 fn trained_checkpoints_of_every_kind_evaluate_securely() {
-    let backbone =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../train/assets/vit_mini_fmnist04.safetensors");
-    let device = cpu();
-    let vit = Vit::load(&backbone, None, &device).unwrap();
-    let bb = vit.spec.clone();
+    let backbone = backbone_path();
     let data = DataConfig {
         max_train: Some(400),
         ..DataConfig::new(DatasetKind::Digits)
     };
-    let test = data.load(Split::Test, 0).unwrap();
-    let test = test.select(&(0..IMAGES).collect::<Vec<_>>());
-    let pixels = Preprocess::new(bb.image_size, bb.channels, &data).apply_set(&test, None);
-    let images = Tensor::<4>::from_data(
-        TensorData::new(pixels, [IMAGES, bb.channels, bb.image_size, bb.image_size]),
-        &device,
-    );
-    let states = vit.hidden_states(images);
+    let (vit, _, states) = test_states(&data, IMAGES);
+    let bb = vit.spec.clone();
     let tmp = tempfile::tempdir().unwrap();
     // Every attention kind, every activation, both norms.
     let kinds = [

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "train")]
+pub mod digits;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
