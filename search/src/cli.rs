@@ -134,11 +134,8 @@ fn stored(dir: &Path, at: &StorageArgs) -> Result<(SpaceFile, Location)> {
         at: location.to_string(),
         problem: problem.into(),
     };
-    if !location.exists() {
-        return Err(none("no study here"));
-    }
     let text = location
-        .open()?
+        .open_existing()?
         .meta("space")?
         .ok_or_else(|| none("no space recorded (no run has started this study)"))?;
     let space = serde_json::from_str(&text).map_err(|e| none(&format!("recorded space: {e}")))?;

@@ -120,6 +120,22 @@ fn three_workers_split_one_study() {
         std::fs::read_to_string(fourth.join("pareto_wan.csv")).unwrap(),
         std::fs::read_to_string(dirs[0].join("pareto_wan.csv")).unwrap()
     );
+    // A misspelt study is an error, and creates nothing.
+    let typo = Location::Postgres {
+        url: url.clone(),
+        study: "tinny".into(),
+    };
+    for _ in 0..2 {
+        let o = Command::new(BIN)
+            .arg("report")
+            .arg(tmp.path().join("typo"))
+            .args(["--storage", &url, "--study", "tinny", "-q"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("no such study"), "{}", stderr(&o));
+    }
+    assert!(typo.open_existing().is_err());
 }
 
 #[test]

@@ -88,20 +88,24 @@ impl Location {
         }
     }
 
-    /// Whether a study exists here without creating one (a server study is asked).
-    pub fn exists(&self) -> bool {
-        match self {
-            Location::Sqlite(p) => p.is_file(),
-            Location::Postgres { .. } => true,
-        }
-    }
-
     /// Opens (creating if needed) the study.
     pub fn open(&self) -> Result<Box<dyn Storage + Send>> {
         Ok(match self {
             Location::Sqlite(p) => Box::new(SqliteStudy::open(p)?),
-            Location::Postgres { url, study } => Box::new(PgStudy::open(url, study)?),
+            Location::Postgres { url, study } => Box::new(PgStudy::open(url, study, true)?),
         })
+    }
+
+    /// Opens the study if it exists; creates nothing.
+    pub fn open_existing(&self) -> Result<Box<dyn Storage + Send>> {
+        match self {
+            Location::Sqlite(p) if !p.is_file() => Err(Error::Study {
+                at: self.to_string(),
+                problem: "no study here".into(),
+            }),
+            Location::Sqlite(_) => self.open(),
+            Location::Postgres { url, study } => Ok(Box::new(PgStudy::open(url, study, false)?)),
+        }
     }
 
     /// Records a server study in `dir` (an SQLite study is the directory's own).

@@ -96,9 +96,10 @@ pub fn redact(url: &str) -> String {
 }
 
 impl PgStudy {
-    /// Connects to `url` and opens (creating if needed) the study `name` there. Without
-    /// a password in the URL, `PGPASSWORD` gives it, as for `psql`.
-    pub fn open(url: &str, name: &str) -> Result<Self> {
+    /// Connects to `url` and opens the study `name` there, creating it if `create`
+    /// (else a missing study is an error and nothing is written). Without a password in
+    /// the URL, `PGPASSWORD` gives it, as for `psql`.
+    pub fn open(url: &str, name: &str, create: bool) -> Result<Self> {
         let at = format!("`{name}` at {}", redact(url));
         let err = |problem: String| Error::Study {
             at: at.clone(),
@@ -125,6 +126,19 @@ impl PgStudy {
             config.connect(NoTls)
         };
         let mut client = connected.map_err(|e| err(format!("cannot connect: {}", describe(&e))))?;
+        if !create {
+            let found = client
+                .query_one(
+                    "SELECT to_regclass('cryptpeft_studies') IS NOT NULL
+                     AND EXISTS (SELECT 1 FROM cryptpeft_studies WHERE name = $1)",
+                    &[&name],
+                )
+                .map_err(|e| err(describe(&e)))?
+                .get::<_, Option<bool>>(0);
+            if found != Some(true) {
+                return Err(err("no such study in this database".into()));
+            }
+        }
         let mut tx = client.transaction().map_err(|e| err(describe(&e)))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .and_then(|_| tx.batch_execute(SCHEMA))
