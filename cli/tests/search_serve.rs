@@ -138,19 +138,27 @@ fn a_searched_adapter_serves_real_images_exactly() {
         .chunks(model.classes())
         .map(|r| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
         .collect();
-    let o = infer()
-        .arg("--backbone")
-        .arg(backbone_path())
-        .arg("--images")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    let got: Vec<usize> = r
-        .iter()
-        .map(|x| x["predicted"].as_u64().unwrap() as usize)
-        .collect();
-    assert_eq!(got, plain, "classes from image files");
-    assert!(r.iter().all(|x| x["backbone_s"].as_f64().unwrap() > 0.0));
+    // The client's backbone on the CPU, and (a build with `wgpu`) on burn-wgpu.
+    let devices: &[&str] = if cfg!(feature = "wgpu") {
+        &["cpu", "wgpu"]
+    } else {
+        &["cpu"]
+    };
+    for device in devices {
+        let o = infer()
+            .arg("--backbone")
+            .arg(backbone_path())
+            .args(["--device", device, "--images"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+        let got: Vec<usize> = r
+            .iter()
+            .map(|x| x["predicted"].as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(got, plain, "classes from image files, backbone on {device}");
+        assert!(r.iter().all(|x| x["backbone_s"].as_f64().unwrap() > 0.0));
+    }
 }

@@ -51,7 +51,7 @@ pub struct Trial {
     pub config: String,
     pub epochs: usize,
     pub state: State,
-    /// Who holds or held it: host and process id ([`worker_name`]).
+    /// Who holds or held it: `host#space:pid` ([`worker_name`]).
     pub worker: String,
     pub price: Price,
     pub val_accuracy: Option<f64>,
@@ -135,20 +135,37 @@ pub const STALE_AFTER: Duration = Duration::from_secs(60);
 /// How often a worker beats while it trains.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
-/// This worker's name: host and process id.
+/// This worker's name: `host#space:pid`, where `space` names this kernel boot and pid
+/// namespace, so that two machines (or containers) with one hostname never take each
+/// other's process ids for their own.
 pub fn worker_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".into());
-    format!("{host}:{}", std::process::id())
+    format!("{host}#{}:{}", process_space(), std::process::id())
 }
 
-/// Whether a worker named by [`worker_name`] is known dead: a process of this host that
-/// no longer exists. Workers of other hosts are judged by their heartbeat only.
+/// The boot id's first 8 hex digits and the pid namespace's inode; `?` where unknown.
+fn process_space() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok();
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok();
+    match (boot, ns) {
+        (Some(b), Some(n)) => {
+            let n = n.to_string_lossy();
+            let inode = n.trim_start_matches("pid:[").trim_end_matches(']');
+            format!("{}.{inode}", b.trim().get(..8).unwrap_or("?"))
+        }
+        _ => "?".into(),
+    }
+}
+
+/// Whether a worker named by [`worker_name`] is known dead: a process of this host,
+/// boot and pid namespace that no longer exists. Other workers are judged by their
+/// heartbeat only.
 fn known_dead(worker: &str) -> bool {
     let me = worker_name();
-    let host = |w: &str| w.rsplit_once(':').map(|(h, _)| h.to_string());
-    if host(worker) != host(&me) {
+    let space = |w: &str| w.rsplit_once(':').map(|(h, _)| h.to_string());
+    if space(worker) != space(&me) || me.contains("#?:") {
         return false;
     }
     match worker
@@ -291,5 +308,25 @@ pub(crate) fn no_longer_ours(at: &str, number: u64) -> Error {
     Error::Study {
         at: at.to_string(),
         problem: format!("trial {number} is no longer this worker's"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gone_process_of_this_process_space_is_known_dead() {
+        let me = worker_name();
+        assert!(me.ends_with(&format!(":{}", std::process::id())), "{me}");
+        let (space, _) = me.rsplit_once(':').unwrap();
+        assert!(!known_dead(&me));
+        // Far above any pid this kernel hands out (pid_max is at most 2^22).
+        let gone = format!("{space}:{}", (1 << 22) + 7);
+        assert!(known_dead(&gone));
+        // Same hostname, another machine or container: judged by its heartbeat only.
+        let host = space.split('#').next().unwrap();
+        assert!(!known_dead(&format!("{host}#0000ffff.1:{}", (1 << 22) + 7)));
+        assert!(!known_dead(&format!("{host}:{}", (1 << 22) + 7)));
     }
 }
