@@ -10,9 +10,8 @@ use std::process::Command;
 use burn::tensor::{Tensor, TensorData};
 use cryptpeft_train::data::{read_images, DataConfig, DatasetKind, Preprocess};
 use cryptpeft_train::{cpu, owc};
-use private_eval::tensor::Mat;
 
-use common::digits::{backbone_path, test_states};
+use common::digits::{backbone_path, image_states, test_states};
 use common::{dealer_and_server, BIN};
 
 const IMAGES: usize = 6;
@@ -79,22 +78,7 @@ fn a_searched_adapter_serves_real_images_exactly() {
         c
     };
     for (i, &want) in plain.iter().enumerate() {
-        let hidden: Vec<Mat> = states[first..]
-            .iter()
-            .map(|t| {
-                let v: Vec<f32> = t
-                    .clone()
-                    .narrow(0, i, 1)
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap();
-                Mat::new(
-                    bb.tokens(),
-                    bb.hidden_dim,
-                    v.into_iter().map(f64::from).collect(),
-                )
-            })
-            .collect();
+        let hidden = image_states(&states[first..], i, &bb);
         let file = tmp.path().join(format!("hidden{i}.safetensors"));
         private_eval::hidden::save(&file, &hidden).unwrap();
         let o = infer().arg("--hidden-states").arg(&file).output().unwrap();

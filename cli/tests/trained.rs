@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::digits::{backbone_path, test_states};
+use common::digits::{backbone_path, image_states, test_states};
 use cryptpeft_train::data::{DataConfig, DatasetKind};
 use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, NetworkProfile, NormKind};
-use private_eval::tensor::Mat;
 use private_eval::{local, lower, model::OwcModel, reference, transport::memory_pair};
 
 const IMAGES: usize = 4;
@@ -66,22 +65,7 @@ fn trained_checkpoints_of_every_kind_evaluate_securely() {
         let first = bb.layers - spec.scope;
         let mut worst: f64 = 0.0;
         for img in 0..IMAGES {
-            let x: Vec<Mat> = states[first..]
-                .iter()
-                .map(|t| {
-                    let v: Vec<f32> = t
-                        .clone()
-                        .narrow(0, img, 1)
-                        .into_data()
-                        .try_to_vec()
-                        .unwrap();
-                    Mat::new(
-                        bb.tokens(),
-                        bb.hidden_dim,
-                        v.into_iter().map(f64::from).collect(),
-                    )
-                })
-                .collect();
+            let x = image_states(&states[first..], img, &bb);
             let want = reference::forward(&model, &x);
             let (c, s) = memory_pair(NetworkProfile::none(), std::time::Duration::from_secs(10));
             let got = local::infer(&plan, &w, &x, c, s, img as u128)

@@ -137,8 +137,14 @@ fn heartbeat(at: Location, number: u64, worker: String, stop: mpsc::Receiver<()>
         std::thread::sleep(Duration::from_millis(50));
         fault::point("train");
     }
-    let Ok(store) = at.open() else {
-        return;
+    let store = match at.open() {
+        Ok(s) => s,
+        Err(e) => {
+            // The trial goes on; without heartbeats another worker may take it over
+            // after STALE_AFTER, and this one's result is then refused, not recorded twice.
+            eprintln!("warning: trial {number}: no heartbeats ({e})");
+            return;
+        }
     };
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(HEARTBEAT_EVERY) {
         let _ = store.heartbeat(number, &worker);

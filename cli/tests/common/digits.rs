@@ -7,6 +7,8 @@ use burn::tensor::{Tensor, TensorData};
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::cpu;
 use cryptpeft_train::data::{DataConfig, ImageSet, Preprocess, Split};
+use cryptpeft_types::BackboneSpec;
+use private_eval::tensor::Mat;
 
 /// The shipped backbone (`vit-mini`).
 pub fn backbone_path() -> PathBuf {
@@ -28,4 +30,24 @@ pub fn test_states(data: &DataConfig, n: usize) -> (Vit, ImageSet, Vec<Tensor<3>
     );
     let states = vit.hidden_states(images);
     (vit, test, states)
+}
+
+/// Image `img`'s rows of `states` (each `[n, tokens, d]`), as the client's hidden states.
+pub fn image_states(states: &[Tensor<3>], img: usize, bb: &BackboneSpec) -> Vec<Mat> {
+    states
+        .iter()
+        .map(|t| {
+            let v: Vec<f32> = t
+                .clone()
+                .narrow(0, img, 1)
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            Mat::new(
+                bb.tokens(),
+                bb.hidden_dim,
+                v.into_iter().map(f64::from).collect(),
+            )
+        })
+        .collect()
 }
