@@ -750,6 +750,10 @@ pub fn lower(
     Ok(lw.finish(&z, &model.final_norm, &model.head))
 }
 
+/// Most terms the residual stream of [`lower_layers`] keeps before it is materialized:
+/// the input and one block's attention and MLP outputs.
+const STREAM_TERMS: usize = 3;
+
 /// Lowers backbone layers run on shared data (the baselines, [`crate::baseline`]): the
 /// client's hidden state `[n, d]` enters the first layer; softmax attention with the
 /// backbone's heads and GELU MLPs; the last layer computes only the CLS row; then the
@@ -768,6 +772,14 @@ pub fn lower_layers(
     for (i, blk) in layers.iter().enumerate() {
         let kinds = (AttentionKind::Softmax, Activation::Gelu);
         let last = i + 1 == layers.len();
+        // Kept as a sum of opened terms, the residual stream would grow a term per
+        // product and compose every earlier layer's weights into each norm's: weights,
+        // the setup `E` and local products grow with the square of the depth. Past a
+        // few terms it becomes a wire (one more opening).
+        if y.terms.len() > STREAM_TERMS {
+            let w = lw.materialize(&y, &format!("layer.{i}.in"));
+            y = lw.form(w, Rows::All);
+        }
         y = lw.block(y, blk, kinds, backbone.heads, last, &format!("layer.{i}"));
     }
     Ok(lw.finish(&y, final_norm, head))
