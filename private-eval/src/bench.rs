@@ -50,6 +50,9 @@ pub struct SecureBench {
     pub rounds: u64,
     pub online_s: f64,
     pub online_s_all: Vec<f64>,
+    /// The client's wait for streamed material within `online_s` (0 for a whole half).
+    pub material_s: f64,
+    pub streamed: bool,
     pub offline_s: f64,
     pub max_abs_logit_err: f64,
     /// Links under TLS (a throwaway CA per run) or plaintext.
@@ -135,22 +138,27 @@ fn bench_plan(
         ),
         false => None,
     };
-    // The limits sized to this plan: a deployment's defaults (2 GiB a session, 1 GiB
-    // frames) refuse the largest baselines.
+    // The limits sized to this plan: a deployment's defaults (2 GiB a session) refuse
+    // the largest baselines.
     let half = [Party::Client, Party::Server]
         .map(|p| crate::comm::material_bytes(&plan, p))
         .into_iter()
         .max()
         .unwrap_or(0);
-    if half > u32::MAX as u64 - (1 << 20) {
+    let mut limits = RoleConfig::default();
+    // Generating and expanding a whole half takes a while: a second per 20 MB. A
+    // streamed half comes a step at a time.
+    if half <= limits.dealer.stream_above {
+        limits.transport.read_timeout += Duration::from_secs(half / 20_000_000);
+    }
+    // The setup `E` travels in one frame.
+    let setup = crate::comm::setup_bytes(&plan);
+    if setup > u32::MAX as u64 - (1 << 20) {
         return Err(RoleError::Protocol(format!(
-            "a dealer half of {half} bytes does not fit one frame"
+            "a setup of {setup} bytes does not fit one frame"
         )));
     }
-    let mut limits = RoleConfig::default();
-    // Generating, sending and expanding a large half takes a while: a second per 20 MB.
-    limits.transport.read_timeout += Duration::from_secs(half / 20_000_000);
-    limits.transport.max_frame_bytes = limits.transport.max_frame_bytes.max(half + (1 << 20));
+    limits.transport.max_frame_bytes = limits.transport.max_frame_bytes.max(setup + (1 << 20));
     limits.dealer.max_session_bytes = limits.dealer.max_session_bytes.max(2 * half + (1 << 20));
     limits.dealer.max_pending_bytes = limits.dealer.max_pending_bytes.max(2 * half + (1 << 20));
     let role = |r| RoleConfig {
@@ -194,6 +202,7 @@ fn bench_plan(
         let all = online.clone();
         let mut offline: Vec<f64> = reports.iter().map(|r| r.offline_s).collect();
         let mut connect: Vec<f64> = reports.iter().map(|r| r.connect_s).collect();
+        let mut material: Vec<f64> = reports.iter().map(|r| r.material_s).collect();
         let mid = reports.len() / 2;
         let r = &reports[mid];
         Ok(SecureBench {
@@ -211,6 +220,8 @@ fn bench_plan(
             rounds: r.rounds,
             online_s: median(&mut online),
             online_s_all: all,
+            material_s: median(&mut material),
+            streamed: r.streamed,
             offline_s: median(&mut offline),
             max_abs_logit_err: err,
             tls,

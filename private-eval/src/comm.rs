@@ -317,3 +317,6 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
 pub fn offline_bytes(plan: &SecurePlan) -> u64 {
     material_bytes(plan, Party::Client) + material_bytes(plan, Party::Server)
 }
+
+/// Largest piece of a half in one frame.
+pub const MATERIAL_CHUNK: usize = 4 << 20;

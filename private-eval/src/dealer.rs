@@ -6,7 +6,9 @@
 use rayon::prelude::*;
 
 use crate::dcf;
-use crate::material::{draw, draw_cmp, draw_relu, CmpMat, Material, ReluMat, StepMat, Triple};
+use crate::material::{
+    draw, draw_cmp, draw_relu, Binding, CmpMat, Material, ReluMat, StepMat, Triple,
+};
 use crate::matmul::matmul;
 use crate::plan::*;
 use crate::prg::{FixedKeyAes, Prg};
@@ -119,32 +121,55 @@ pub fn cmp_material(n: usize, width: CmpWidth, rng: &mut Prg) -> [CmpMat; 2] {
     [m0, m1]
 }
 
-/// Generates both parties' material for one session of `plan`: each half's random
-/// parts drawn from its own seed ([`draw`]), then the corrections filled in.
-pub fn generate(
-    plan: &SecurePlan,
-    masks: &ModelMasks,
-    session: u64,
-    rng: &mut Prg,
-) -> [Material; 2] {
-    let pair = rng.next_u64();
-    let seeds = [rng.next_u128(), rng.next_u128()];
-    let mut prgs = seeds.map(Prg::new);
-    let mut out = [0u8, 1].map(|party| Material {
-        session,
-        pair,
-        plan_digest: plan.digest(),
-        party,
-        seed: seeds[party as usize],
-        steps: Vec::with_capacity(plan.steps.len()),
-    });
-    let mut open_masks: Vec<Vec<u64>> = vec![Vec::new(); plan.openings.len()];
-    let f = plan.frac_bits;
-    for step in &plan.steps {
-        let mut m0 = draw(plan, step, 0, &mut prgs[0]);
-        let mut m1 = draw(plan, step, 1, &mut prgs[1]);
+/// The dealer's walk over a plan for one session, a step at a time: each half's random
+/// parts drawn from its own seed ([`draw`]), then the corrections filled in. A step's
+/// material is dropped once handed on, so a session can stream out in bounded memory.
+pub struct Generator<'a> {
+    plan: &'a SecurePlan,
+    masks: &'a ModelMasks,
+    binding: [Binding; 2],
+    seeds: [u128; 2],
+    prgs: [Prg; 2],
+    /// The client's input masks of every opening so far (linear steps read them).
+    open_masks: Vec<Vec<u64>>,
+    next: usize,
+}
+
+impl<'a> Generator<'a> {
+    pub fn new(plan: &'a SecurePlan, masks: &'a ModelMasks, session: u64, rng: &mut Prg) -> Self {
+        let pair = rng.next_u64();
+        let seeds = [rng.next_u128(), rng.next_u128()];
+        Self {
+            plan,
+            masks,
+            binding: [0, 1].map(|party| Binding {
+                session,
+                pair,
+                plan_digest: plan.digest(),
+                party,
+            }),
+            seeds,
+            prgs: seeds.map(Prg::new),
+            open_masks: vec![Vec::new(); plan.openings.len()],
+            next: 0,
+        }
+    }
+
+    /// Party `party`'s header in the seeded encoding.
+    pub fn header(&self, party: u8) -> Vec<u8> {
+        self.binding[party as usize].header(self.seeds[party as usize])
+    }
+
+    /// Both halves of the next step, `None` after the last.
+    pub fn next_step(&mut self) -> Option<[StepMat; 2]> {
+        let plan = self.plan;
+        let step = plan.steps.get(self.next)?;
+        self.next += 1;
+        let f = plan.frac_bits;
+        let mut m0 = draw(plan, step, 0, &mut self.prgs[0]);
+        let mut m1 = draw(plan, step, 1, &mut self.prgs[1]);
         match (step, &mut m0, &mut m1) {
-            (Step::Open { open }, StepMat::Mask(mask), _) => open_masks[*open] = mask.clone(),
+            (Step::Open { open }, StepMat::Mask(mask), _) => self.open_masks[*open] = mask.clone(),
             (Step::Linear { terms, .. }, StepMat::Linear(s0), StepMat::Linear(s1)) => {
                 let private = terms.iter().filter_map(|t| match t {
                     Term::Private { open, weight, cls } => Some((*open, *weight, *cls)),
@@ -153,13 +178,13 @@ pub fn generate(
                 for ((open, weight, cls), (x0, x1)) in private.zip(s0.iter().zip(s1.iter_mut())) {
                     let (r, c) = plan.opening_shape(open);
                     let a = if cls {
-                        ring::first_row(&open_masks[open], c)
+                        ring::first_row(&self.open_masks[open], c)
                     } else {
-                        open_masks[open].clone()
+                        self.open_masks[open].clone()
                     };
                     let rows = if cls { 1 } else { r };
                     let ws = plan.weights[weight];
-                    let b = masks.weight_mask(weight, ws.rows * ws.cols);
+                    let b = self.masks.weight_mask(weight, ws.rows * ws.cols);
                     *x1 = correct(&matmul(&a, &b, rows, ws.rows, ws.cols), x0);
                 }
             }
@@ -224,6 +249,27 @@ pub fn generate(
             }
             _ => {}
         }
+        Some([m0, m1])
+    }
+}
+
+/// Generates both parties' material for one session of `plan`, whole.
+pub fn generate(
+    plan: &SecurePlan,
+    masks: &ModelMasks,
+    session: u64,
+    rng: &mut Prg,
+) -> [Material; 2] {
+    let mut g = Generator::new(plan, masks, session, rng);
+    let mut out = [0, 1].map(|p| Material {
+        session,
+        pair: g.binding[p].pair,
+        plan_digest: g.binding[p].plan_digest,
+        party: p as u8,
+        seed: g.seeds[p],
+        steps: Vec::with_capacity(plan.steps.len()),
+    });
+    while let Some([m0, m1]) = g.next_step() {
         out[0].steps.push(m0);
         out[1].steps.push(m1);
     }

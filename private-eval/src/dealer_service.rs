@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use cryptpeft_types::NetworkProfile;
 
 use crate::comm::{self, Party};
 use crate::dealer::{self, ModelMasks};
+use crate::material::write_step;
 use crate::plan::SecurePlan;
 use crate::prg::Prg;
 use crate::roles::{ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError};
@@ -45,6 +47,8 @@ struct Pending {
     /// a slow generation under load does not expire before anyone could fetch it.
     ready_at: Option<Instant>,
     halves: Arc<Halves>,
+    /// A streamed session's party 1 half, as the generator pushes it.
+    pipe: Option<Receiver<Vec<u8>>>,
     taken: [bool; 2],
 }
 
@@ -68,6 +72,8 @@ struct Model {
     owner: Option<Fingerprint>,
     /// Each party's half of one session, encoded.
     half_bytes: [u64; 2],
+    /// Sessions stream ([`DealerLimits::stream_above`]).
+    streams: bool,
 }
 
 #[derive(Default)]
@@ -191,6 +197,7 @@ fn serve_request(
             }
             check_plan(&plan, limits)?;
             let half_bytes = [Party::Client, Party::Server].map(|p| comm::material_bytes(&plan, p));
+            let streams = half_bytes.iter().any(|&b| b > limits.stream_above);
             let seed = Prg::os_seed();
             let model: u64 = rand::random();
             let mut st = state.lock().expect("dealer state");
@@ -204,6 +211,7 @@ fn serve_request(
                 token,
                 owner: who,
                 half_bytes,
+                streams,
             };
             st.models.insert(model, entry);
             let reply =
@@ -215,15 +223,129 @@ fn serve_request(
             session,
             party,
             token,
-        } => (
-            material(state, limits, peer, who, model, session, party, token)?,
-            format!("session {session:016x} party {party}"),
-        ),
+        } => {
+            let what = format!("session {session:016x} party {party}");
+            let delivery = material(state, limits, peer, who, model, session, party, token)?;
+            let streamed = !matches!(delivery, Delivery::Whole(_));
+            chan.send(MsgKind::Material, &[streamed as u8])
+                .map_err(ctx("dealer sending material"))?;
+            match delivery {
+                Delivery::Whole(half) => send_half(chan, &half)?,
+                Delivery::Generate { plan, masks, pipe } => {
+                    let r = stream_session(chan, &plan, &masks, session, pipe, limits.pending_ttl);
+                    if r.is_err() {
+                        let mut st = state.lock().expect("dealer state");
+                        st.pending.remove(&session);
+                        st.served.insert((session, 1), Instant::now());
+                    }
+                    r?
+                }
+                Delivery::Forward { pipe, bytes } => forward(chan, pipe, bytes)?,
+            }
+            return Ok(what);
+        }
     };
     chan.send(MsgKind::Material, &reply)
         .map_err(ctx("dealer replying"))?;
     chan.flush().map_err(ctx("dealer flushing"))?;
     Ok(what)
+}
+
+/// How a party gets its half.
+#[derive(Debug)]
+enum Delivery {
+    Whole(Vec<u8>),
+    /// Party 0 of a streamed session: this request generates both halves step by step,
+    /// its own straight to the client, party 1's into the pipe.
+    Generate {
+        plan: SecurePlan,
+        masks: ModelMasks,
+        pipe: SyncSender<Vec<u8>>,
+    },
+    /// Party 1 of a streamed session: what the generator pushes, `bytes` in all.
+    Forward {
+        pipe: Receiver<Vec<u8>>,
+        bytes: u64,
+    },
+}
+
+/// Chunks of a streamed half the dealer holds for a server not yet reading (64 MiB).
+const PIPE_CHUNKS: usize = 16;
+
+fn send_half(chan: &mut impl Channel, half: &[u8]) -> Result<(), RoleError> {
+    for c in half.chunks(comm::MATERIAL_CHUNK) {
+        chan.send(MsgKind::Material, c)
+            .map_err(ctx("dealer sending material"))?;
+    }
+    chan.flush().map_err(ctx("dealer flushing"))
+}
+
+/// Generates a streamed session: each step's halves leave as soon as they exist, so
+/// memory holds one step and the pipe. Fails if the server leaves its half untaken for
+/// `ttl`.
+fn stream_session(
+    chan: &mut impl Channel,
+    plan: &SecurePlan,
+    masks: &ModelMasks,
+    session: u64,
+    pipe: SyncSender<Vec<u8>>,
+    ttl: Duration,
+) -> Result<(), RoleError> {
+    let push = |bytes: Vec<u8>| -> Result<(), RoleError> {
+        for c in bytes.chunks(comm::MATERIAL_CHUNK) {
+            let mut c = c.to_vec();
+            let since = Instant::now();
+            loop {
+                match pipe.try_send(c) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) if since.elapsed() < ttl => {
+                        c = back;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => {
+                        return Err(RoleError::Protocol(format!(
+                            "session {session:016x}: the server stopped taking its material"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut g = dealer::Generator::new(plan, masks, session, &mut Prg::new(Prg::os_seed()));
+    send_half(chan, &g.header(0))?;
+    push(g.header(1))?;
+    while let Some([mut m0, mut m1]) = g.next_step() {
+        let mut b = Vec::new();
+        write_step(&mut m0, 0, plan.frac_bits, &mut b);
+        drop(m0);
+        send_half(chan, &b)?;
+        let mut b = Vec::new();
+        write_step(&mut m1, 1, plan.frac_bits, &mut b);
+        drop(m1);
+        push(b)?;
+    }
+    Ok(())
+}
+
+/// Hands party 1 of a streamed session what the generator pushes; a session whose
+/// generation stopped early is an error the server sees, not a short half.
+fn forward(chan: &mut impl Channel, pipe: Receiver<Vec<u8>>, bytes: u64) -> Result<(), RoleError> {
+    let mut sent = 0;
+    loop {
+        match pipe.recv_timeout(GENERATION_WAIT) {
+            Ok(c) => {
+                sent += c.len() as u64;
+                send_half(chan, &c)?;
+            }
+            Err(RecvTimeoutError::Disconnected) if sent == bytes => return Ok(()),
+            Err(_) => {
+                return Err(RoleError::Protocol(format!(
+                    "material generation stopped after {sent} of {bytes} bytes (the client's session ended)"
+                )))
+            }
+        }
+    }
 }
 
 /// One party's half of a session. Party 0's request opens the session and generates
@@ -238,13 +360,13 @@ fn material(
     session: u64,
     party: u8,
     token: Option<u128>,
-) -> Result<Vec<u8>, RoleError> {
+) -> Result<Delivery, RoleError> {
     if party > 1 {
         return Err(RoleError::Protocol(format!("party {party} does not exist")));
     }
     let p = party as usize;
     let refuse = |msg: String| Err(RoleError::Protocol(msg));
-    let (halves, generate) = {
+    let (halves, generate, forward) = {
         let mut st = state.lock().expect("dealer state");
         st.sweep(limits.pending_ttl);
         let m = st.models.get(&model).cloned().ok_or_else(|| {
@@ -286,30 +408,61 @@ fn material(
                 if mine >= limits.max_pending_per_peer {
                     return Err(busy(format!("{mine} sessions of {peer} pending")));
                 }
+                // A streamed session holds at most the pipe.
+                let half_bytes = match m.streams {
+                    true => [0, (PIPE_CHUNKS * comm::MATERIAL_CHUNK) as u64],
+                    false => m.half_bytes,
+                };
                 let held: u64 = st.pending.values().map(Pending::held).sum();
-                if held + m.half_bytes.iter().sum::<u64>() > limits.max_pending_bytes {
+                if held + half_bytes.iter().sum::<u64>() > limits.max_pending_bytes {
                     return Err(busy(format!("{} MB of material pending", held / 1_000_000)));
                 }
+                let (tx, rx) = match m.streams {
+                    true => {
+                        let (tx, rx) = sync_channel(PIPE_CHUNKS);
+                        (Some(tx), Some(rx))
+                    }
+                    false => (None, None),
+                };
                 st.pending.insert(
                     session,
                     Pending {
                         model,
-                        half_bytes: m.half_bytes,
+                        half_bytes,
                         peer,
                         ready_at: None,
                         halves: Arc::default(),
+                        pipe: rx,
                         taken: [false; 2],
                     },
                 );
-                Some((m.plan, m.masks))
+                Some((m.plan, m.masks, tx))
             }
         };
         st.served.insert((session, party), Instant::now());
         let pend = st.pending.get_mut(&session).expect("just checked");
         pend.taken[p] = true;
-        (pend.halves.clone(), generate)
+        let forward = match party {
+            1 => pend.pipe.take(),
+            _ => None,
+        };
+        if forward.is_some() {
+            st.pending.remove(&session);
+        }
+        (
+            pend_halves(&st, session),
+            generate,
+            forward.map(|f| (f, m.half_bytes[1])),
+        )
     };
-    if let Some((plan, masks)) = generate {
+    if let Some((plan, masks, Some(pipe))) = generate {
+        return Ok(Delivery::Generate { plan, masks, pipe });
+    }
+    if let Some((pipe, bytes)) = forward {
+        return Ok(Delivery::Forward { pipe, bytes });
+    }
+    let halves = halves.expect("a whole session is pending");
+    if let Some((plan, masks, None)) = generate {
         let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
         let halves_bytes = [Some(m0.into_bytes(&plan)), Some(m1.into_bytes(&plan))];
         *halves.ready.lock().expect("halves") = Some(halves_bytes);
@@ -346,7 +499,12 @@ fn material(
     {
         st.pending.remove(&session);
     }
-    Ok(mine)
+    Ok(Delivery::Whole(mine))
+}
+
+/// The shared slot of a whole session's halves (none once a streamed one is handed on).
+fn pend_halves(st: &State, session: u64) -> Option<Arc<Halves>> {
+    st.pending.get(&session).map(|p| p.halves.clone())
 }
 
 #[cfg(test)]
@@ -375,6 +533,7 @@ mod tests {
                 token: 77,
                 owner: Some(owner),
                 half_bytes: [1, 1],
+                streams: false,
             },
         );
         let limits = DealerLimits::default();

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::dcf::DcfKey;
 use crate::dealer::ModelMasks;
 use crate::fixed::Fixed;
-use crate::material::{CmpMat, Material, ReluMat, StepMat, Triple, TruncMat};
+use crate::material::{CmpMat, ReluMat, Source, StepMat, Triple, TruncMat};
 use crate::matmul::matmul;
 use crate::plain::{head_assemble, head_operands, Grid};
 use crate::plan::*;
@@ -917,13 +917,16 @@ pub struct RunOutput {
     /// The revealed logits (client only).
     pub logits: Option<Vec<f64>>,
     pub steps: Vec<StepTrace>,
+    /// Time spent getting each step's material: expanding it, or waiting for a dealer
+    /// that streams it.
+    pub material_s: f64,
 }
 
 /// Runs the online phase as `party` (`CLIENT` with the hidden states, or `SERVER`).
 pub fn run(
     plan: &SecurePlan,
     keys: Keys<'_>,
-    material: Material,
+    material: impl Source,
     hidden: Option<&[Mat]>,
     chan: &mut dyn Channel,
 ) -> Result<RunOutput, ExecError> {
@@ -953,7 +956,7 @@ pub type HiddenSource<'a> = &'a mut dyn FnMut(usize) -> Result<Mat, String>;
 pub fn run_with(
     plan: &SecurePlan,
     keys: Keys<'_>,
-    material: Material,
+    mut material: impl Source,
     mut hidden: Option<HiddenSource<'_>>,
     chan: &mut dyn Channel,
 ) -> Result<RunOutput, ExecError> {
@@ -961,24 +964,20 @@ pub fn run_with(
         Keys::Client(_) => CLIENT,
         Keys::Server(_) => SERVER,
     };
-    if material.session != chan.session() {
+    let b = material.binding();
+    if b.session != chan.session() {
         return Err(ExecError::Material(format!(
             "material is bound to session {:016x}, this channel runs session {:016x}",
-            material.session,
+            b.session,
             chan.session()
         )));
     }
-    if material.party as usize != p
-        || material.plan_digest != plan.digest()
-        || material.steps.len() != plan.steps.len()
-    {
+    if b.party as usize != p || b.plan_digest != plan.digest() {
         return Err(ExecError::Material(format!(
-            "material for party {} / plan {:x} with {} steps, expected party {p} / plan {:x} with {} steps",
-            material.party,
-            material.plan_digest,
-            material.steps.len(),
+            "material for party {} / plan {:x}, expected party {p} / plan {:x}",
+            b.party,
+            b.plan_digest,
             plan.digest(),
-            plan.steps.len()
         )));
     }
     if p == CLIENT && hidden.is_none() {
@@ -1033,7 +1032,13 @@ pub fn run_with(
     };
     let mut traces = Vec::with_capacity(plan.steps.len());
     let mut logits = None;
-    for (index, (step, mat)) in plan.steps.iter().zip(material.steps).enumerate() {
+    let mut waited = 0.0;
+    for (index, step) in plan.steps.iter().enumerate() {
+        let t = Instant::now();
+        let mat = material
+            .next_step(plan)
+            .map_err(|e| ExecError::Material(e.0))?;
+        waited += t.elapsed().as_secs_f64();
         let needed = step
             .reads(&plan.openings)
             .iter()
@@ -1066,9 +1071,11 @@ pub fn run_with(
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
+    material.finish().map_err(|e| ExecError::Material(e.0))?;
     Ok(RunOutput {
         logits,
         steps: traces,
+        material_s: waited,
     })
 }
 

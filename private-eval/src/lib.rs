@@ -8,6 +8,7 @@ pub mod dealer;
 pub mod dealer_service;
 pub mod exec;
 pub mod fixed;
+pub mod half;
 pub mod hidden;
 pub mod keys;
 pub mod local;

@@ -13,6 +13,7 @@
 use crate::dcf::{Bit, Cws, DcfKey, Group, Pair};
 use crate::plan::{CmpWidth, SecurePlan, Step};
 use crate::prg::Prg;
+use std::io::Read;
 
 /// One party's share of a Beaver triple `c = a * b` (matrix or element-wise).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -353,28 +354,39 @@ fn write(c: &Correction<'_>, out: &mut Vec<u8>) {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Appends what travels of one step's material for `party`.
+pub fn write_step(m: &mut StepMat, party: u8, frac_bits: u32, out: &mut Vec<u8>) {
+    for c in corrections(m, party, frac_bits) {
+        write(&c, out);
+    }
+}
 
-impl Reader<'_> {
+/// Reads a half's bytes from any source: a slice, or a dealer connection as it arrives.
+struct Reader<R> {
+    r: R,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> Reader<R> {
     fn take(&mut self, n: usize) -> Result<&[u8], MaterialError> {
-        if self.0.len() < n {
-            return Err(MaterialError(format!(
-                "truncated: {n} bytes wanted, {} left",
-                self.0.len()
-            )));
-        }
-        let (h, t) = self.0.split_at(n);
-        self.0 = t;
-        Ok(h)
+        self.buf.resize(n, 0);
+        self.r
+            .read_exact(&mut self.buf)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    MaterialError(format!("truncated: {n} bytes wanted, fewer left"))
+                }
+                _ => MaterialError(e.to_string()),
+            })?;
+        Ok(&self.buf)
     }
     fn u64(&mut self) -> Result<u64, MaterialError> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
     fn keys<G: Group>(&mut self, keys: &mut [DcfKey<G>], bits: usize) -> Result<(), MaterialError> {
         for k in keys {
-            let (cws, rest) = Cws::read(self.0, bits).map_err(MaterialError)?;
-            k.cws = cws;
-            self.0 = rest;
+            let b = self.take(Cws::<G>::bytes(bits))?;
+            k.cws = Cws::read(b, bits).map_err(MaterialError)?.0;
         }
         Ok(())
     }
@@ -405,19 +417,144 @@ impl Reader<'_> {
 /// Header: session, pair id, plan digest, party, then the 16-byte seed.
 pub const HEADER_BYTES: usize = 4 * 8 + 16;
 
-impl Material {
-    /// The seeded encoding: the header, then the corrections of every step. The random
-    /// parts must have been drawn from `self.seed` by [`draw`] (the dealer's way).
-    pub fn into_bytes(mut self, plan: &SecurePlan) -> Vec<u8> {
+/// What a half is bound to: both parties check it before the online phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub session: u64,
+    pub pair: u64,
+    pub plan_digest: u64,
+    pub party: u8,
+}
+
+impl Binding {
+    /// The seeded encoding's header for a half drawn from `seed`.
+    pub fn header(&self, seed: u128) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_BYTES);
         for v in [self.session, self.pair, self.plan_digest, self.party as u64] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&self.seed.to_le_bytes());
+        out.extend_from_slice(&seed.to_le_bytes());
+        out
+    }
+}
+
+/// A party's material as the executor consumes it, step by step, so that a half need
+/// never be whole in memory.
+pub trait Source {
+    fn binding(&self) -> Binding;
+    /// The next step's material (steps in plan order).
+    fn next_step(&mut self, plan: &SecurePlan) -> Result<StepMat, MaterialError>;
+    /// Checks that the material ended with the plan.
+    fn finish(self) -> Result<(), MaterialError>;
+}
+
+/// A seeded half expanded as it is read: the random parts redrawn from the seed and the
+/// corrections read, one step at a time.
+pub struct Expander<R> {
+    binding: Binding,
+    seed: u128,
+    prg: Prg,
+    reader: Reader<R>,
+    next: usize,
+}
+
+impl<R: Read> Expander<R> {
+    /// Reads the header of a half of a session of `plan`.
+    pub fn new(plan: &SecurePlan, r: R) -> Result<Self, MaterialError> {
+        let mut reader = Reader { r, buf: Vec::new() };
+        let session = reader.u64()?;
+        let pair = reader.u64()?;
+        let plan_digest = reader.u64()?;
+        let party = reader.u64()?;
+        if party > 1 {
+            return Err(MaterialError(format!("party {party}")));
+        }
+        if plan_digest != plan.digest() {
+            return Err(MaterialError(
+                "material for another plan (digest differs)".into(),
+            ));
+        }
+        let seed = u128::from_le_bytes(reader.take(16)?.try_into().unwrap());
+        Ok(Self {
+            binding: Binding {
+                session,
+                pair,
+                plan_digest,
+                party: party as u8,
+            },
+            seed,
+            prg: Prg::new(seed),
+            reader,
+            next: 0,
+        })
+    }
+}
+
+impl<R: Read> Expander<R> {
+    /// Reads and expands every step, and checks that nothing follows.
+    pub fn expand_all(mut self, plan: &SecurePlan) -> Result<Material, MaterialError> {
+        let steps = (0..plan.steps.len())
+            .map(|_| self.next_step(plan))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (b, seed) = (self.binding, self.seed);
+        self.finish()?;
+        Ok(Material {
+            session: b.session,
+            pair: b.pair,
+            plan_digest: b.plan_digest,
+            party: b.party,
+            seed,
+            steps,
+        })
+    }
+}
+
+impl<R: Read> Source for Expander<R> {
+    fn binding(&self) -> Binding {
+        self.binding
+    }
+
+    fn next_step(&mut self, plan: &SecurePlan) -> Result<StepMat, MaterialError> {
+        let step = plan.steps.get(self.next).ok_or_else(|| {
+            MaterialError(format!("the plan has only {} steps", plan.steps.len()))
+        })?;
+        let party = self.binding.party;
+        let mut m = draw(plan, step, party, &mut self.prg);
+        for c in corrections(&mut m, party, plan.frac_bits) {
+            self.reader
+                .read(c)
+                .map_err(|e| MaterialError(format!("step {}: {}", self.next, e.0)))?;
+        }
+        self.next += 1;
+        Ok(m)
+    }
+
+    fn finish(mut self) -> Result<(), MaterialError> {
+        let mut rest = Vec::new();
+        match self.reader.r.read_to_end(&mut rest) {
+            Ok(0) => Ok(()),
+            Ok(n) => Err(MaterialError(format!("{n} trailing bytes"))),
+            Err(e) => Err(MaterialError(e.to_string())),
+        }
+    }
+}
+
+impl Material {
+    pub fn binding(&self) -> Binding {
+        Binding {
+            session: self.session,
+            pair: self.pair,
+            plan_digest: self.plan_digest,
+            party: self.party,
+        }
+    }
+
+    /// The seeded encoding: the header, then the corrections of every step. The random
+    /// parts must have been drawn from `self.seed` by [`draw`] (the dealer's way).
+    pub fn into_bytes(mut self, plan: &SecurePlan) -> Vec<u8> {
+        let mut out = self.binding().header(self.seed);
         for s in &mut self.steps {
-            for c in corrections(s, self.party, plan.frac_bits) {
-                write(&c, &mut out);
-            }
+            write_step(s, self.party, plan.frac_bits, &mut out);
         }
         out
     }
@@ -430,40 +567,27 @@ impl Material {
     /// Expands a seeded half of a session of `plan`: redraws its random parts and
     /// reads the corrections.
     pub fn from_bytes(plan: &SecurePlan, bytes: &[u8]) -> Result<Self, MaterialError> {
-        let mut r = Reader(bytes);
-        let session = r.u64()?;
-        let pair = r.u64()?;
-        let plan_digest = r.u64()?;
-        let party = r.u64()?;
-        if party > 1 {
-            return Err(MaterialError(format!("party {party}")));
+        Expander::new(plan, bytes)?.expand_all(plan)
+    }
+}
+
+/// An expanded half, consumed from the front.
+impl Source for Material {
+    fn binding(&self) -> Binding {
+        Material::binding(self)
+    }
+
+    fn next_step(&mut self, _: &SecurePlan) -> Result<StepMat, MaterialError> {
+        match self.steps.is_empty() {
+            true => Err(MaterialError("fewer steps than the plan".into())),
+            false => Ok(self.steps.remove(0)),
         }
-        if plan_digest != plan.digest() {
-            return Err(MaterialError(
-                "material for another plan (digest differs)".into(),
-            ));
+    }
+
+    fn finish(self) -> Result<(), MaterialError> {
+        match self.steps.len() {
+            0 => Ok(()),
+            n => Err(MaterialError(format!("{n} steps more than the plan"))),
         }
-        let seed = u128::from_le_bytes(r.take(16)?.try_into().unwrap());
-        let party = party as u8;
-        let mut prg = Prg::new(seed);
-        let mut steps = Vec::with_capacity(plan.steps.len());
-        for step in &plan.steps {
-            let mut m = draw(plan, step, party, &mut prg);
-            for c in corrections(&mut m, party, plan.frac_bits) {
-                r.read(c)?;
-            }
-            steps.push(m);
-        }
-        if !r.0.is_empty() {
-            return Err(MaterialError(format!("{} trailing bytes", r.0.len())));
-        }
-        Ok(Self {
-            session,
-            pair,
-            plan_digest,
-            party,
-            seed,
-            steps,
-        })
     }
 }

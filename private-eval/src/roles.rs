@@ -13,15 +13,19 @@
 //! server fetches party 1's half.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
 use serde::{Deserialize, Serialize};
 
+use crate::comm::Party;
 use crate::dealer::ModelMasks;
 use crate::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
+use crate::half::Half;
 use crate::local::sync;
-use crate::material::Material;
+use crate::material::Source;
 use crate::model::OwcModel;
 use crate::plan::{PlanWeights, SecurePlan};
 use crate::security::Security;
@@ -102,6 +106,11 @@ pub struct DealerLimits {
     pub max_pending_bytes: u64,
     /// Connections served at once (one thread each); more are told "busy" and closed.
     pub max_connections: usize,
+    /// A plan whose larger half exceeds this many bytes streams its material during the
+    /// online phase instead of handing it over whole before: neither the dealer nor a
+    /// party then holds more than a step of it (LoRA's and AdaptFormer's halves at
+    /// ViT-B/16 are about 15 GB each).
+    pub stream_above: u64,
 }
 
 impl Default for DealerLimits {
@@ -115,6 +124,7 @@ impl Default for DealerLimits {
             max_pending_total: 256,
             max_pending_bytes: 4 << 30,
             max_connections: 128,
+            stream_above: 2 << 30,
         }
     }
 }
@@ -158,11 +168,12 @@ fn tls_hint(config: &RoleConfig) -> &'static str {
     }
 }
 
-fn dealer_call(
+/// Connects to the dealer and sends `req`.
+fn dealer_request(
     addr: &str,
     req: &DealerRequest,
     config: &RoleConfig,
-) -> Result<(Vec<u8>, u64), RoleError> {
+) -> Result<FramedChannel<Link>, RoleError> {
     let mut chan = config
         .security
         .connect(
@@ -175,15 +186,15 @@ fn dealer_call(
         .map_err(ctx(format!("connecting to the dealer at {addr}")))?;
     chan.send(MsgKind::MaterialRequest, &serde_json::to_vec(req).unwrap())
         .map_err(ctx("asking the dealer"))?;
-    let reply = chan
-        .recv(MsgKind::Material)
-        .map_err(ctx(format!("waiting for the dealer{}", tls_hint(config))))?;
-    let bytes = chan.stats().total_bytes();
-    Ok((reply, bytes))
+    Ok(chan)
 }
 
-/// Fetches this party's seeded half of a session and expands it; returns it and the
-/// bytes exchanged.
+/// A party's half as [`fetch_material`] gets it.
+pub type DealerHalf = Half<FramedChannel<Link>>;
+
+/// Fetches this party's seeded half of a session: expanded whole, or, for a plan that
+/// streams, its header, the rest coming during the online phase. Returns it and a
+/// counter of the bytes exchanged with the dealer.
 pub fn fetch_material(
     dealer: &str,
     plan: &SecurePlan,
@@ -191,28 +202,33 @@ pub fn fetch_material(
     session: u64,
     who: Requester,
     config: &RoleConfig,
-) -> Result<(Material, u64), RoleError> {
+) -> Result<(DealerHalf, Arc<AtomicU64>), RoleError> {
     let (party, token) = match who {
         Requester::Client => (0, None),
         Requester::Server { token } => (1, Some(token)),
     };
-    let (bytes, n) = dealer_call(
-        dealer,
-        &DealerRequest::Material {
-            model,
-            session,
-            party,
-            token,
-        },
-        config,
-    )?;
-    let m = Material::from_bytes(plan, &bytes).map_err(|e| RoleError::Protocol(e.to_string()))?;
-    if m.session != session || m.party != party {
+    let req = DealerRequest::Material {
+        model,
+        session,
+        party,
+        token,
+    };
+    let chan = dealer_request(dealer, &req, config)?;
+    let who = [Party::Client, Party::Server][party as usize];
+    let (half, bytes) = Half::receive(plan, who, chan).map_err(|e| {
+        RoleError::Protocol(format!(
+            "material from the dealer{}: {}",
+            tls_hint(config),
+            e.0
+        ))
+    })?;
+    let b = half.binding();
+    if b.session != session || b.party != party {
         return Err(RoleError::Protocol(
             "the dealer sent material for another session or party".into(),
         ));
     }
-    Ok((m, n))
+    Ok((half, bytes))
 }
 
 /// A server ready to answer clients: its plan, weights and registration with the dealer.
@@ -228,7 +244,7 @@ pub struct Server {
     dealer: String,
     config: RoleConfig,
     /// Bytes exchanged with the dealer for sessions so far (the server's offline traffic).
-    dealer_bytes: std::sync::atomic::AtomicU64,
+    dealer_bytes: AtomicU64,
 }
 
 /// The client's first message: the setup digest it holds for this server, if any.
@@ -262,11 +278,14 @@ impl Server {
         dealer: &str,
         config: RoleConfig,
     ) -> Result<Self, RoleError> {
-        let (reply, _) = dealer_call(
+        let mut chan = dealer_request(
             dealer,
             &DealerRequest::Register { plan: plan.clone() },
             &config,
         )?;
+        let reply = chan
+            .recv(MsgKind::Material)
+            .map_err(ctx(format!("waiting for the dealer{}", tls_hint(&config))))?;
         let reg: Registered = serde_json::from_slice(&reply)
             .map_err(|e| RoleError::Protocol(format!("dealer registration reply: {e}")))?;
         let keys = ServerKeys::new(&plan, weights, &ModelMasks { seed: reg.seed });
@@ -287,7 +306,7 @@ impl Server {
 
     /// Total bytes exchanged with the dealer for sessions so far.
     pub fn dealer_bytes(&self) -> u64 {
-        self.dealer_bytes.load(std::sync::atomic::Ordering::Relaxed)
+        self.dealer_bytes.load(Ordering::Relaxed)
     }
 
     /// The plan this server runs.
@@ -301,19 +320,16 @@ impl Server {
     }
 
     /// Fetches this server's half (party 1) of a session from the dealer.
-    pub fn material(&self, session: u64) -> Result<(Material, u64), RoleError> {
+    pub fn material(&self, session: u64) -> Result<(DealerHalf, Arc<AtomicU64>), RoleError> {
         let who = Requester::Server { token: self.token };
-        let (m, n) = fetch_material(
+        fetch_material(
             &self.dealer,
             &self.plan,
             self.model,
             session,
             who,
             &self.config,
-        )?;
-        self.dealer_bytes
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        Ok((m, n))
+        )
     }
 
     /// Answers one client connection: per session the spec, the setup (unless the
@@ -370,9 +386,12 @@ impl Server {
         let SessionMsg { session } = serde_json::from_slice(&session)
             .map_err(|e| RoleError::Protocol(format!("malformed session message: {e}")))?;
         chan.set_session(session);
-        let (material, _) = self.material(session)?;
-        sync(chan, material.pair)?;
-        exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan)?;
+        let (material, dealt) = self.material(session)?;
+        sync(chan, material.binding().pair)?;
+        let run = exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan);
+        self.dealer_bytes
+            .fetch_add(dealt.load(Ordering::Relaxed), Ordering::Relaxed);
+        run?;
         chan.flush().map_err(ctx("server flushing"))?;
         Ok(true)
     }
@@ -427,6 +446,11 @@ pub struct ClientReport {
     pub online_bytes_received: u64,
     pub rounds: u64,
     pub online_s: f64,
+    /// Part of `online_s` spent getting each step's material: for a streamed half,
+    /// expanding it and waiting for the dealer.
+    pub material_s: f64,
+    /// Whether the half streamed during the online phase ([`crate::comm::streams`]).
+    pub streamed: bool,
     pub offline_bytes: u64,
     pub offline_s: f64,
     pub setup_bytes: u64,
@@ -602,7 +626,7 @@ fn client_session<C: Channel>(
     // The session is opened at the dealer before anyone else learns its id.
     let session: u64 = rand::random::<u64>() | 1;
     let t_off = Instant::now();
-    let (material, offline_bytes) = fetch_material(
+    let (material, dealt) = fetch_material(
         dealer,
         &spec.plan,
         spec.model,
@@ -615,7 +639,8 @@ fn client_session<C: Channel>(
     chan.send(MsgKind::Session, &msg)
         .map_err(ctx("client announcing its session"))?;
     chan.set_session(session);
-    sync(chan, material.pair)?;
+    sync(chan, material.binding().pair)?;
+    let streamed = matches!(material, Half::Streamed(_));
     let count = spec.plan.inputs;
     let mut source = |k: usize| hidden(k, count);
     let before: Stats = chan.stats();
@@ -629,6 +654,7 @@ fn client_session<C: Channel>(
         chan,
     )?;
     let online_s = t.elapsed().as_secs_f64();
+    let offline_bytes = dealt.load(Ordering::Relaxed);
     let online = chan.stats() - before;
     let online_wire_bytes = match (wire_before, chan.wire_bytes()) {
         (Some(a), Some(b)) => b - a,
@@ -650,6 +676,8 @@ fn client_session<C: Channel>(
         online_bytes_received: online.bytes_received,
         rounds: online.rounds,
         online_s,
+        material_s: out.material_s,
+        streamed,
         offline_bytes,
         offline_s,
         setup_bytes,

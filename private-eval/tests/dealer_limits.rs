@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
 use private_eval::lower::lower;
+use private_eval::material::Source;
 use private_eval::model::OwcModel;
 use private_eval::roles::{fetch_material, DealerLimits, Requester, RoleConfig, Server};
 use private_eval::transport;
@@ -156,7 +157,11 @@ fn concurrent_sessions_get_matching_halves() {
                 })
             })
             .collect();
-        let halves: Vec<_> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let halves: Vec<_> = hs
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .map(|h| h.binding())
+            .collect();
         for pair in halves.chunks(2) {
             assert_eq!(pair[0].session, pair[1].session);
             assert_eq!((pair[0].party, pair[1].party), (0, 1));

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
 use private_eval::bench::protocol_plan;
+use private_eval::material::Source;
 use private_eval::model::{CheckpointError, OwcModel};
 use private_eval::roles::Requester::Client;
 use private_eval::transport::{memory_pair, Channel, MsgKind, Stats, TransportError, HEADER_LEN};
@@ -235,7 +236,11 @@ fn dealer_refuses_reused_material() {
             .unwrap()
             .0;
         let b = server.material(session).unwrap().0;
-        assert_eq!(a.pair, b.pair, "halves of different generations");
+        assert_eq!(
+            a.binding().pair,
+            b.binding().pair,
+            "halves of different generations"
+        );
     }
     // A session id that exists cannot be opened again (nobody else gets party 0's half).
     let err = roles::fetch_material(&daddr, &plan, model_id, 100, Client, &cfg)
