@@ -10,7 +10,9 @@ use cryptpeft_types::{BackboneSpec, NetworkProfile};
 use private_eval::baseline::{Baseline, BaselineModel};
 use private_eval::bench::{self, SecureBench};
 use private_eval::hidden;
-use private_eval::lower::{lower, LowerOptions};
+use private_eval::lower::lower;
+
+use crate::secure::ProtocolArgs;
 
 /// CrypTen 0.4.1's counts measured on this machine (DESIGN.md section 6): online bytes
 /// (both directions), rounds and `wan` seconds modelled as compute + bytes at 400 Mbit/s
@@ -30,18 +32,24 @@ pub struct BaselinesArgs {
     /// Adapters (h,r,s) measured against the baselines.
     #[arg(long, value_delimiter = ';', default_value = "1,300,1;2,120,2")]
     pub(crate) adapters: Vec<String>,
-    /// Baselines run end to end (the others are priced: LoRA's and AdaptFormer's dealer
-    /// material, about 30 GB a session at ViT-B/16, exceeds this machine's memory).
-    #[arg(long, value_delimiter = ',', default_value = "sft-1,sft-2")]
+    /// Baselines run end to end (the others are only priced). LoRA's and AdaptFormer's
+    /// dealer material (about 29 GB a session at ViT-B/16) streams during the online
+    /// phase; their runs peak near 20 GB of memory.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sft-1,sft-2,lora,adaptformer"
+    )]
     pub(crate) measure: Vec<Baseline>,
     #[arg(long, value_delimiter = ',', default_value = "lan,wan")]
     pub(crate) networks: Vec<NetworkProfile>,
     #[arg(long, default_value_t = 3)]
     pub(crate) repeat: usize,
-    /// Local truncation (fewer rounds, a small failure probability per value) instead
-    /// of exact.
-    #[arg(long)]
-    pub(crate) local_truncation: bool,
+    /// Runs of LoRA and AdaptFormer (whole backbones under MPC, minutes each).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) deep_repeat: usize,
+    #[command(flatten)]
+    pub(crate) protocol: ProtocolArgs,
     #[arg(long, default_value = "results/baselines.csv")]
     pub(crate) out: PathBuf,
 }
@@ -69,10 +77,7 @@ impl Row {
 pub fn run(a: BaselinesArgs) -> Result<(), String> {
     let bb = BackboneSpec::vit_b16();
     let consts = Constants::shipped();
-    let opts = LowerOptions {
-        exact_truncation: !a.local_truncation,
-        ..Default::default()
-    };
+    let opts = a.protocol.lower();
     let mut rows: Vec<Row> = Vec::new();
     for profile in &a.networks {
         for adapter in &a.adapters {
@@ -91,8 +96,12 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
                 true => {
                     let m = BaselineModel::random(kind, bb.clone(), 100, 5)?;
                     let x = hidden::random(1, bb.tokens(), bb.hidden_dim, 17);
+                    let repeat = match kind {
+                        Baseline::Sft(_) => a.repeat,
+                        _ => a.deep_repeat,
+                    };
                     Some(
-                        bench::bench_baseline(&m, &x, profile.clone(), a.repeat, true, opts)
+                        bench::bench_baseline(&m, &x, profile.clone(), repeat, true, opts)
                             .map_err(|e| e.to_string())?,
                     )
                 }
@@ -151,31 +160,33 @@ fn write_csv(a: &BaselinesArgs, rows: &[Row]) -> Result<(), String> {
             names.push(&r.model);
         }
     }
-    let mut head = "network,model,basis,online_bytes,rounds,online_s,predicted_online_s,offline_bytes,max_abs_logit_err,crypten_bytes,crypten_rounds,crypten_wan_s".to_string();
+    let mut head = "network,model,basis,repeat,online_bytes,rounds,online_s,material_s,predicted_online_s,offline_bytes,max_abs_logit_err,crypten_bytes,crypten_rounds,crypten_wan_s".to_string();
     for n in &names {
         head.push_str(&format!(",speedup_of_{n}"));
     }
     let mut lines = vec![head];
     for r in rows {
-        let (basis, bytes, rounds, secs, err) = match &r.measured {
+        let (basis, repeat, bytes, rounds, secs, err) = match &r.measured {
             Some(b) => (
                 "measured",
+                b.repeat.to_string(),
                 b.online_bytes,
                 b.rounds,
-                format!("{:.4}", b.online_s),
+                format!("{:.4},{:.4}", b.online_s, b.material_s),
                 format!("{:.2e}", b.max_abs_logit_err),
             ),
             None => (
                 "predicted",
+                String::new(),
                 r.predicted_bytes,
                 r.predicted_rounds,
-                String::new(),
+                ",".to_string(),
                 String::new(),
             ),
         };
         let cr = crypten(&r.model);
         let mut line = format!(
-            "{},{},{basis},{bytes},{rounds},{secs},{:.4},{},{err},{},{},{}",
+            "{},{},{basis},{repeat},{bytes},{rounds},{secs},{:.4},{},{err},{},{},{}",
             r.network,
             r.model,
             r.predicted_s,

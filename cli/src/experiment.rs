@@ -168,7 +168,8 @@ pub fn run(a: ExperimentArgs) -> Result<(), String> {
                     })
                     .collect::<Result<_, _>>()?,
                 repeat: *repeat,
-                local_truncation: false,
+                deep_repeat: 1,
+                protocol: Default::default(),
                 out: csv.clone(),
             };
             crate::baselines::run(b)?;

@@ -8,6 +8,7 @@ use clap::Args;
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
 use private_eval::baseline::{Baseline, BaselineModel};
 use private_eval::keys::Deployment;
+use private_eval::plan::InvSqrtParams;
 use private_eval::roles::RoleError;
 use private_eval::security::{Role, Security};
 use private_eval::setup_cache::SetupCache;
@@ -102,7 +103,8 @@ pub struct DealerArgs {
     /// Largest dealer material (MB, both parties) one session of a registered plan may need.
     #[arg(long, default_value_t = 2048.0)]
     max_session_mb: f64,
-    /// Seconds a generated half waits for its party before it is dropped.
+    /// Seconds a generated half waits for its party before it is dropped (for a streamed
+    /// session: the server's longest pause in taking its half).
     #[arg(long, default_value_t = 60.0)]
     pending_ttl: f64,
     /// Sessions with material waiting, per client address.
@@ -114,6 +116,11 @@ pub struct DealerArgs {
     /// Material held for waiting sessions (MB): bounds the dealer's memory.
     #[arg(long, default_value_t = 4096.0)]
     max_pending_mb: f64,
+    /// Plans whose larger half exceeds this (MB) stream their material during the online
+    /// phase (the dealer stays connected to both parties) instead of handing it over
+    /// whole before it.
+    #[arg(long, default_value_t = 2000.0)]
+    stream_above_mb: f64,
 }
 
 pub fn dealer(a: DealerArgs) -> Res {
@@ -121,6 +128,7 @@ pub fn dealer(a: DealerArgs) -> Res {
         ("--max-session-mb", a.max_session_mb),
         ("--pending-ttl", a.pending_ttl),
         ("--max-pending-mb", a.max_pending_mb),
+        ("--stream-above-mb", a.stream_above_mb),
     ] {
         if !(v.is_finite() && v > 0.0) {
             return Err(format!("{name} {v}: must be a positive number"));
@@ -133,6 +141,7 @@ pub fn dealer(a: DealerArgs) -> Res {
         max_pending_per_peer: a.max_pending_per_client,
         max_pending_total: a.max_pending,
         max_pending_bytes: (a.max_pending_mb * 1e6) as u64,
+        stream_above: (a.stream_above_mb * 1e6) as u64,
         ..Default::default()
     };
     let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
@@ -168,6 +177,25 @@ pub struct ProtocolArgs {
     /// magnitude (f = 16); each bit costs about 2 bytes of dealer keys per value and party.
     #[arg(long, default_value_t = lower::RELU_BITS)]
     relu_bits: u32,
+    /// Newton iterations of the norms' inverse square root (LayerNorm, softmax's row
+    /// sums): each costs 7 rounds under exact truncation (3 with local truncation).
+    #[arg(long, default_value_t = InvSqrtParams::default().newton)]
+    ln_newton: u32,
+    /// Segments per octave of the inverse square root's first, piecewise-linear guess:
+    /// more segments cost DCF evaluations, not rounds or bytes, and replace Newton.
+    #[arg(long, default_value_t = InvSqrtParams::default().per_octave)]
+    ln_per_octave: u32,
+}
+
+impl Default for ProtocolArgs {
+    fn default() -> Self {
+        Self {
+            local_truncation: false,
+            relu_bits: lower::RELU_BITS,
+            ln_newton: InvSqrtParams::default().newton,
+            ln_per_octave: InvSqrtParams::default().per_octave,
+        }
+    }
 }
 
 impl ProtocolArgs {
@@ -176,6 +204,11 @@ impl ProtocolArgs {
         lower::LowerOptions {
             exact_truncation: !self.local_truncation,
             relu_bits: self.relu_bits,
+            inv_sqrt: InvSqrtParams {
+                newton: self.ln_newton,
+                per_octave: self.ln_per_octave,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }

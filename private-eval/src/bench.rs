@@ -159,6 +159,7 @@ fn bench_plan(
         )));
     }
     limits.transport.max_frame_bytes = limits.transport.max_frame_bytes.max(setup + (1 << 20));
+    limits.transport.read_timeout += Duration::from_secs(setup / 20_000_000);
     limits.dealer.max_session_bytes = limits.dealer.max_session_bytes.max(2 * half + (1 << 20));
     limits.dealer.max_pending_bytes = limits.dealer.max_pending_bytes.max(2 * half + (1 << 20));
     let role = |r| RoleConfig {

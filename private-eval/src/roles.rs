@@ -124,7 +124,7 @@ impl Default for DealerLimits {
             max_pending_total: 256,
             max_pending_bytes: 4 << 30,
             max_connections: 128,
-            stream_above: 2 << 30,
+            stream_above: 2_000_000_000,
         }
     }
 }

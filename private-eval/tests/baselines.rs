@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
 use private_eval::baseline::{Baseline, BaselineModel};
+use private_eval::lower::LowerOptions;
+use private_eval::plan::InvSqrtParams;
 use private_eval::{hidden, local, reference, transport::memory_pair};
 
 #[test]
@@ -22,25 +24,40 @@ fn baselines_match_the_plaintext_model() {
     {
         let seed = 40 + i as u64;
         let m = BaselineModel::random(kind, bb.clone(), 5, seed).unwrap();
-        let (plan, w) = m.lower(Default::default()).unwrap();
         let x = hidden::random(1, bb.tokens(), bb.hidden_dim, seed);
         let want = reference::layers_forward(&m.layers, bb.heads, &m.final_norm, &m.head, &x[0]);
-        let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
-        let got = local::infer(&plan, &w, &x, c, s, seed as u128).unwrap();
-        let err = want
-            .iter()
-            .zip(&got.logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        assert!(
-            err <= 1e-2,
-            "{kind}: max |logit error| {err}\n want {want:?}\n got {:?}",
-            got.logits
-        );
-        eprintln!(
-            "{kind}: {} layers, max |logit error| {err:.1e}",
-            m.layers.len()
-        );
+        // The default inverse square root, and one without Newton's 7 rounds (a first
+        // guess 4x finer instead).
+        let no_newton = LowerOptions {
+            inv_sqrt: InvSqrtParams {
+                newton: 0,
+                per_octave: 32,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for (how, opts) in [
+            ("default", LowerOptions::default()),
+            ("no newton", no_newton),
+        ] {
+            let (plan, w) = m.lower(opts).unwrap();
+            let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+            let got = local::infer(&plan, &w, &x, c, s, seed as u128).unwrap();
+            let err = want
+                .iter()
+                .zip(&got.logits)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                err <= 1e-2,
+                "{kind} ({how}): max |logit error| {err}\n want {want:?}\n got {:?}",
+                got.logits
+            );
+            eprintln!(
+                "{kind} ({how}): {} layers, max |logit error| {err:.1e}",
+                m.layers.len()
+            );
+        }
     }
 }
 
