@@ -3,7 +3,9 @@
 //! outside the global lock (sessions of different clients proceed in parallel);
 //! a half whose twin is never fetched expires; pending sessions are capped per client
 //! address and in total, and a request over a cap is answered "busy", never an
-//! out-of-memory kill.
+//! out-of-memory kill. A plan whose halves are too large to hold streams: the client's
+//! request generates step by step, sending its own half as it goes and pushing the
+//! server's into a bounded pipe that the server's request drains.
 //!
 //! Who gets what: only a peer with a certificate from the deployment's CA (under
 //! TLS) may register a model, and party 1's halves of that model go only to that

@@ -58,7 +58,8 @@ impl<C: Channel> Read for HalfStream<C> {
 /// A party's half: expanded whole, or streaming from the dealer.
 pub enum Half<C> {
     Whole(Material),
-    Streamed(Expander<HalfStream<C>>),
+    /// Boxed: the expander carries its AES key schedule.
+    Streamed(Box<Expander<HalfStream<C>>>),
 }
 
 impl<C: Channel> Half<C> {
@@ -88,7 +89,7 @@ impl<C: Channel> Half<C> {
         };
         let ex = Expander::new(plan, stream)?;
         let half = match streamed {
-            true => Half::Streamed(ex),
+            true => Half::Streamed(Box::new(ex)),
             false => Half::Whole(ex.expand_all(plan)?),
         };
         Ok((half, exchanged))

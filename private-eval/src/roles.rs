@@ -10,7 +10,9 @@
 //! server answers with the plan and the setup; the client then opens a session at
 //! the dealer under a fresh random id (getting party 0's half), and only then
 //! announces the id to the server (`Session`); both ends switch to it, and the
-//! server fetches party 1's half.
+//! server fetches party 1's half. For a plan too large to hold
+//! ([`DealerLimits::stream_above`]) the halves stream over those same dealer
+//! connections while the online phase runs ([`crate::half`]).
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,8 +3,10 @@
 //! sessions get matching halves (generation runs outside the global lock).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
+
+mod common;
+use common::{dealer, Dealer};
 
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
 use private_eval::lower::lower;
@@ -12,33 +14,6 @@ use private_eval::material::Source;
 use private_eval::model::OwcModel;
 use private_eval::roles::{fetch_material, DealerLimits, Requester, RoleConfig, Server};
 use private_eval::transport;
-
-struct Dealer {
-    addr: String,
-    stop: Arc<AtomicBool>,
-    config: RoleConfig,
-}
-
-impl Drop for Dealer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn dealer(limits: DealerLimits) -> Dealer {
-    let l = transport::listen("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let config = RoleConfig {
-        dealer: limits,
-        ..RoleConfig::default()
-    };
-    let (st, cfg) = (stop.clone(), config.clone());
-    std::thread::spawn(move || {
-        private_eval::dealer_service::run_dealer(l, cfg, || st.load(Ordering::Relaxed))
-    });
-    Dealer { addr, stop, config }
-}
 
 fn register(d: &Dealer) -> Result<Server, String> {
     let model = OwcModel::random(

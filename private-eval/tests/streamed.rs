@@ -4,43 +4,24 @@
 //! and a server that never takes its half ends the session with an error, not a hang.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
+
+mod common;
+use common::{dealer, Dealer};
 
 use cryptpeft_types::BackboneSpec;
 use private_eval::baseline::{Baseline, BaselineModel};
 use private_eval::material::Source;
-use private_eval::roles::{self, fetch_material, DealerLimits, Requester, RoleConfig, Server};
-use private_eval::{dealer_service, hidden, reference, transport};
+use private_eval::roles::{self, fetch_material, DealerLimits, Requester, Server};
+use private_eval::{hidden, reference, transport};
 
-/// A dealer streaming every plan, on loopback, until dropped.
-struct Dealer {
-    addr: String,
-    stop: Arc<AtomicBool>,
-    config: RoleConfig,
-}
-
-impl Drop for Dealer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
+/// A dealer streaming every plan.
 fn streaming_dealer(pending_ttl: Duration) -> Dealer {
-    let l = transport::listen("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let config = RoleConfig {
-        dealer: DealerLimits {
-            stream_above: 0,
-            pending_ttl,
-            ..DealerLimits::default()
-        },
-        ..RoleConfig::default()
-    };
-    let (st, cfg) = (stop.clone(), config.clone());
-    std::thread::spawn(move || dealer_service::run_dealer(l, cfg, || st.load(Ordering::Relaxed)));
-    Dealer { addr, stop, config }
+    dealer(DealerLimits {
+        stream_above: 0,
+        pending_ttl,
+        ..DealerLimits::default()
+    })
 }
 
 #[test]

@@ -122,12 +122,7 @@ pub fn features(space: &SpaceFile, vit: &Vit, dir: &Path, progress: bool) -> Res
 fn check_memory(spec: &BackboneSpec, first: usize, images: usize) -> Result<()> {
     let states = spec.layers + 1 - first;
     let need = (images * states * spec.tokens() * spec.hidden_dim * 4) as f64;
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
-        let line = t.lines().find(|l| l.starts_with("MemAvailable:"))?;
-        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024.0)
-    });
-    match available {
+    match cryptpeft_types::memory::available_bytes() {
         Some(avail) if need > 0.8 * avail => Err(Error::Other(format!(
             "the feature cache needs {:.1} GB in memory ({images} images x {states} hidden states \
              of {} x {}), {:.1} GB are available; lower data.max_train / data.max_test or the \

@@ -4,6 +4,7 @@
 mod adapter;
 mod backbone;
 mod error;
+pub mod memory;
 mod network;
 
 pub use adapter::{Activation, AdapterSpec, AttentionKind, NormKind};
