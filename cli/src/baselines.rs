@@ -34,7 +34,7 @@ pub struct BaselinesArgs {
     pub(crate) adapters: Vec<String>,
     /// Baselines run end to end (the others are only priced). LoRA's and AdaptFormer's
     /// dealer material (about 29 GB a session at ViT-B/16) streams during the online
-    /// phase; their runs peak near 20 GB of memory.
+    /// phase; their runs peak near 15 GB of memory.
     #[arg(
         long,
         value_delimiter = ',',
@@ -116,9 +116,10 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
 }
 
 /// Peak memory of an end-to-end run per byte of the setup `E`, which the run holds in
-/// several forms (the server's weights, the message, the client's copy, the frames):
-/// LoRA at ViT-B/16 peaked at 20.2 GB with a 2.36 GB setup, all roles in one process.
-const PEAK_PER_SETUP_BYTE: f64 = 9.0;
+/// several forms (the server's weights and masks, the message, the client's copy, the
+/// frames): LoRA at ViT-B/16 peaked at 14.6 GB with a 2.36 GB setup (6.2x), all roles
+/// in one process.
+const PEAK_PER_SETUP_BYTE: f64 = 7.0;
 
 /// Refuses an end-to-end run that would not fit in memory, before it starts.
 fn check_memory(kind: Baseline, plan: &private_eval::plan::SecurePlan) -> Result<(), String> {

@@ -624,6 +624,8 @@ fn client_session<C: Channel>(
             })?
     };
     let keys = exec::ClientKeys::from_message(&spec.plan, &setup);
+    // The keys hold their own copy (the cache, if any, another).
+    drop(setup);
     let setup_bytes = chan.stats().total_bytes();
     // The session is opened at the dealer before anyone else learns its id.
     let session: u64 = rand::random::<u64>() | 1;
