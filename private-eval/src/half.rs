@@ -128,3 +128,66 @@ impl<C: Channel> Source for Half<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dealer::{generate, ModelMasks};
+    use crate::lower::lower;
+    use crate::model::OwcModel;
+    use crate::prg::Prg;
+    use crate::transport::memory_pair;
+    use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
+    use std::time::Duration;
+
+    fn plan() -> SecurePlan {
+        let m = OwcModel::random(
+            AdapterSpec::paper(1, 4, 1),
+            BackboneSpec::test_small(),
+            3,
+            1,
+        );
+        lower(&m, Default::default()).unwrap().0
+    }
+
+    /// What a party makes of a dealer sending `frames`: the error, if any, once every
+    /// step has been asked for.
+    fn receive(plan: &SecurePlan, frames: Vec<Vec<u8>>) -> Result<(), String> {
+        let (mut dealer, party) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
+        for f in &frames {
+            dealer.send(MsgKind::Material, f).unwrap();
+        }
+        dealer.flush().unwrap();
+        drop(dealer);
+        let (mut half, _) = Half::receive(plan, Party::Client, party).map_err(|e| e.0)?;
+        for _ in 0..plan.steps.len() {
+            half.next_step(plan).map_err(|e| e.0)?;
+        }
+        half.finish().map_err(|e| e.0)
+    }
+
+    #[test]
+    fn a_half_is_read_to_the_plans_length_and_no_further() {
+        let plan = plan();
+        let [m0, _] = generate(&plan, &ModelMasks { seed: 1 }, 7, &mut Prg::new(2));
+        let bytes = m0.into_bytes(&plan);
+        let chunks = |b: &[u8]| b.chunks(100).map(<[u8]>::to_vec).collect::<Vec<_>>();
+        for mode in [0u8, 1] {
+            let mut frames = vec![vec![mode]];
+            frames.extend(chunks(&bytes));
+            receive(&plan, frames.clone()).unwrap();
+            // One byte more than the plan's half, in the last frame or a frame of its own.
+            let mut long = frames.clone();
+            long.last_mut().unwrap().push(0);
+            let e = receive(&plan, long).unwrap_err();
+            assert!(e.contains("sent a frame of"), "{e}");
+            // One byte short: the half ends early.
+            let mut short = frames.clone();
+            short.last_mut().unwrap().pop();
+            let e = receive(&plan, short).unwrap_err();
+            assert!(e.contains("from the dealer"), "{e}");
+        }
+        let e = receive(&plan, vec![vec![2]]).unwrap_err();
+        assert!(e.contains("no valid mode frame"), "{e}");
+    }
+}
