@@ -48,21 +48,11 @@ fn assert_budget_once(t: &[Trial]) {
     assert_eq!(configs.len(), BUDGET, "a configuration was evaluated twice");
 }
 
-/// Starts three workers on `space_text` (the first with `kill_at` armed), one run
-/// directory each.
-fn three_workers(
-    tmp: &Path,
-    space_text: &str,
-    url: &str,
-    kill_at: Option<&str>,
-) -> (Vec<PathBuf>, Vec<Child>) {
+/// Starts three workers on `space_text`, one run directory each.
+fn three_workers(tmp: &Path, space_text: &str, url: &str) -> (Vec<PathBuf>, Vec<Child>) {
     let space = write_space(tmp, space_text);
     let dirs: Vec<PathBuf> = (0..3).map(|i| tmp.join(format!("machine{i}"))).collect();
-    let children = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| worker(&space, d, url, if i == 0 { kill_at } else { None }))
-        .collect();
+    let children = dirs.iter().map(|d| worker(&space, d, url, None)).collect();
     (dirs, children)
 }
 
@@ -73,7 +63,7 @@ fn three_workers_split_one_study() {
     // Random proposals (no generation to wait for) and four epochs a trial, so that
     // every worker gets a share although the tiny trials take a second or so.
     let text = tiny_space(3, BUDGET, 4).replace("population: 3\n", "strategy: random\n");
-    let (dirs, children) = three_workers(tmp.path(), &text, &url, None);
+    let (dirs, children) = three_workers(tmp.path(), &text, &url);
     let mut names = Vec::new();
     for mut c in children {
         names.push(format!(":{}", c.id()));
@@ -142,17 +132,20 @@ fn three_workers_split_one_study() {
 fn a_killed_workers_trial_is_taken_over_once() {
     let tmp = tempfile::tempdir().unwrap();
     let url = pg::fresh_database("kill");
-    let text = tiny_space(3, BUDGET, 2);
-    let (_, children) = three_workers(tmp.path(), &text, &url, Some("train:1"));
-    let mut it = children.into_iter();
-    let mut killed = it.next().unwrap();
+    let space = write_space(tmp.path(), &tiny_space(3, BUDGET, 2));
+    // The first worker runs alone until it dies in its first training, so that it holds
+    // a trial however the machine schedules the others; then two survivors start.
+    let mut killed = worker(&space, &tmp.path().join("machine0"), &url, Some("train:1"));
     let killed_name = format!(":{}", killed.id());
     assert_eq!(
         killed.wait().unwrap().signal(),
         Some(9),
         "the first worker was not killed mid-training"
     );
-    for mut c in it {
+    let survivors: Vec<Child> = (1..3)
+        .map(|i| worker(&space, &tmp.path().join(format!("machine{i}")), &url, None))
+        .collect();
+    for mut c in survivors {
         let s = c.wait().unwrap();
         assert!(s.success(), "a surviving worker failed: {s:?}");
     }
