@@ -448,14 +448,11 @@ fn material(
             1 => pend.pipe.take(),
             _ => None,
         };
+        let halves = pend.halves.clone();
         if forward.is_some() {
             st.pending.remove(&session);
         }
-        (
-            pend_halves(&st, session),
-            generate,
-            forward.map(|f| (f, m.half_bytes[1])),
-        )
+        (halves, generate, forward.map(|f| (f, m.half_bytes[1])))
     };
     if let Some((plan, masks, Some(pipe))) = generate {
         return Ok(Delivery::Generate { plan, masks, pipe });
@@ -463,7 +460,6 @@ fn material(
     if let Some((pipe, bytes)) = forward {
         return Ok(Delivery::Forward { pipe, bytes });
     }
-    let halves = halves.expect("a whole session is pending");
     if let Some((plan, masks, None)) = generate {
         let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
         let halves_bytes = [Some(m0.into_bytes(&plan)), Some(m1.into_bytes(&plan))];
@@ -502,11 +498,6 @@ fn material(
         st.pending.remove(&session);
     }
     Ok(Delivery::Whole(mine))
-}
-
-/// The shared slot of a whole session's halves (none once a streamed one is handed on).
-fn pend_halves(st: &State, session: u64) -> Option<Arc<Halves>> {
-    st.pending.get(&session).map(|p| p.halves.clone())
 }
 
 #[cfg(test)]
