@@ -147,13 +147,13 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, c) = plan.norm_shape(*x, *z);
-                let mults = layernorm_mults(inv_sqrt);
+                let mults = layernorm_mults(plan, inv_sqrt);
                 triple(rows * d, 0, rows * d)
                     + cmp(rows)
                     + 16
                     + layernorm_truncs(plan, rows, c, inv_sqrt)
                         .iter()
-                        .map(|n| trunc(*n))
+                        .map(|t| trunc(t.values))
                         .sum::<u64>()
                     + (0..mults)
                         .map(|i| match i + 1 == mults {

@@ -390,7 +390,7 @@ pub fn cost_with(
                                 pr.elem(p, 6.0 * out as f64);
                             }
                         }
-                        LnWave::Truncate(n) => pr.truncate(n, plan.frac_bits, frames),
+                        LnWave::Truncate(t) => pr.truncate(t.values, t.shift, frames),
                     }
                 }
             }
@@ -560,9 +560,14 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, cz) = plan.norm_shape(*x, *z);
                 keys(rows, CmpWidth::FULL);
-                words += (3 * rows * d + 8 * rows + layernorm_mults(inv_sqrt) * 3 * rows * (1 + cz))
+                words += (3 * rows * d
+                    + 8 * rows
+                    + layernorm_mults(plan, inv_sqrt) * 3 * rows * (1 + cz))
                     as f64;
-                let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt).iter().sum();
+                let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt)
+                    .iter()
+                    .map(|t| t.values)
+                    .sum();
                 words += 5.0 * truncs as f64;
             }
             Step::Truncate { wires } => words += 5.0 * truncate_len(plan, wires) as f64,

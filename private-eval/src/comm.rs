@@ -28,8 +28,8 @@ use crate::dcf::{Bit, Cws, Pair};
 use crate::material::HEADER_BYTES;
 use crate::plan::*;
 use crate::shapes::{
-    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, masked_weights, private_terms,
-    rowmax_pairs, truncate_len, LnWave,
+    head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves,
+    masked_weights, private_terms, rowmax_pairs, truncate_len, LnWave,
 };
 use crate::transport::HEADER_LEN;
 
@@ -67,9 +67,10 @@ impl Msg {
 
 const ELEM: u64 = 8;
 
-/// One exact truncation of `n` values: both parties send a masked bit per value.
-fn trunc_msgs(plan: &SecurePlan, n: usize) -> [Msg; 2] {
-    let payload_bytes = (n * crate::trunc::wire_bytes(plan.frac_bits)) as u64;
+/// One exact truncation of `n` values by `shift` bits: both parties send a masked bit
+/// per value, in `ceil(shift / 8)` bytes.
+fn trunc_msgs(n: usize, shift: u32) -> [Msg; 2] {
+    let payload_bytes = (n * crate::trunc::wire_bytes(shift)) as u64;
     [Party::Client, Party::Server].map(|from| Msg {
         from,
         payload_bytes,
@@ -134,7 +135,7 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                     LnWave::Square(n)
                     | LnWave::Compare { values: n, .. }
                     | LnWave::Product { elems: n, .. } => both(0, n),
-                    LnWave::Truncate(n) => trunc_msgs(plan, n),
+                    LnWave::Truncate(t) => trunc_msgs(t.values, t.shift),
                 })
                 .collect();
             waves
@@ -148,7 +149,7 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                 })
                 .collect()
         }
-        Step::Truncate { wires } => trunc_msgs(plan, truncate_len(plan, wires)).to_vec(),
+        Step::Truncate { wires } => trunc_msgs(truncate_len(plan, wires), plan.frac_bits).to_vec(),
         Step::Reveal { wire, .. } => {
             let w = &plan.wires[*wire];
             vec![Msg {
@@ -264,9 +265,9 @@ pub fn setup_bytes(plan: &SecurePlan) -> u64 {
 pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
     let server = party == Party::Server;
     let ring = |n: usize| if server { 8 * n as u64 } else { 0 };
-    let low = |n: usize| {
+    let low = |n: usize, bits: u32| {
         if server {
-            (n * crate::trunc::wire_bytes(plan.frac_bits)) as u64
+            (n * crate::trunc::wire_bytes(bits)) as u64
         } else {
             0
         }
@@ -298,15 +299,18 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, c) = plan.norm_shape(*x, *z);
-                let mults = layernorm_mults(inv_sqrt);
-                let truncs: usize = layernorm_truncs(plan, rows, c, inv_sqrt).iter().sum();
-                let scalings = inv_sqrt.power as usize;
+                let scalings = (0..layernorm_mults(plan, inv_sqrt))
+                    .filter(|&i| layernorm_scales_output(inv_sqrt, i))
+                    .count();
+                let per_row = layernorm_mults(plan, inv_sqrt) - scalings;
+                let truncs: u64 = layernorm_truncs(plan, rows, c, inv_sqrt)
+                    .iter()
+                    .map(|t| low(t.values, t.shift))
+                    .sum();
                 let sq = if inv_sqrt.squares { rows * d } else { 0 };
-                ring(sq + (mults - scalings) * rows + scalings * rows * c)
-                    + low(truncs)
-                    + cmp(rows, CmpWidth::FULL)
+                ring(sq + per_row * rows + scalings * rows * c) + truncs + cmp(rows, CmpWidth::FULL)
             }
-            Step::Truncate { wires } => low(truncate_len(plan, wires)),
+            Step::Truncate { wires } => low(truncate_len(plan, wires), plan.frac_bits),
         };
     }
     total

@@ -165,7 +165,6 @@ impl<'a> Generator<'a> {
         let plan = self.plan;
         let step = plan.steps.get(self.next)?;
         self.next += 1;
-        let f = plan.frac_bits;
         let mut m0 = draw(plan, step, 0, &mut self.prgs[0]);
         let mut m1 = draw(plan, step, 1, &mut self.prgs[1]);
         match (step, &mut m0, &mut m1) {
@@ -241,11 +240,11 @@ impl<'a> Generator<'a> {
                     fill_triple(t0, t1, |a, b| ring::mul_bcast(a, 1, b, cols, rows));
                 }
                 for (t0, t1) in r0.iter().zip(r1.iter_mut()) {
-                    trunc::fill(t0, t1, f);
+                    trunc::fill(t0, t1);
                 }
             }
             (Step::Truncate { .. }, StepMat::Truncate(t0), StepMat::Truncate(t1)) => {
-                trunc::fill(t0, t1, f)
+                trunc::fill(t0, t1)
             }
             _ => {}
         }

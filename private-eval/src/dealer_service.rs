@@ -319,11 +319,11 @@ fn stream_session(
     push(g.header(1))?;
     while let Some([mut m0, mut m1]) = g.next_step() {
         let mut b = Vec::new();
-        write_step(&mut m0, 0, plan.frac_bits, &mut b);
+        write_step(&mut m0, 0, &mut b);
         drop(m0);
         send_half(chan, &b)?;
         let mut b = Vec::new();
-        write_step(&mut m1, 1, plan.frac_bits, &mut b);
+        write_step(&mut m1, 1, &mut b);
         drop(m1);
         push(b)?;
     }
@@ -462,7 +462,7 @@ fn material(
     }
     if let Some((plan, masks, None)) = generate {
         let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
-        let halves_bytes = [Some(m0.into_bytes(&plan)), Some(m1.into_bytes(&plan))];
+        let halves_bytes = [Some(m0.into_bytes()), Some(m1.into_bytes())];
         *halves.ready.lock().expect("halves") = Some(halves_bytes);
         halves.cv.notify_all();
         if let Some(pend) = state

@@ -12,7 +12,7 @@ use crate::matmul::matmul;
 use crate::plain::{head_assemble, head_operands, Grid};
 use crate::plan::*;
 use crate::ring;
-use crate::shapes::{head_shapes, masked_weights};
+use crate::shapes::{head_shapes, masked_weights, weights_at_f};
 use crate::tensor::Mat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
 use crate::trunc;
@@ -61,11 +61,11 @@ impl ServerKeys {
         let w = weights
             .mats
             .iter()
-            .zip(&masked)
-            .map(|(m, &mk)| {
+            .zip(weights_at_f(plan))
+            .map(|(m, at_f)| {
                 m.data
                     .iter()
-                    .map(|&v| if mk { fx.encode(v) } else { fx.encode2(v) })
+                    .map(|&v| if at_f { fx.encode(v) } else { fx.encode2(v) })
                     .collect()
             })
             .collect();
@@ -197,21 +197,39 @@ impl Party<'_> {
         }
     }
 
-    /// Truncation inside a step: local, or exact with the next of `mats`.
+    /// Truncation by `f` inside a step: local, or exact with the next of `mats`.
     fn trunc_now(
         &self,
         chan: &mut dyn Channel,
         v: Vec<u64>,
         mats: &mut std::slice::Iter<'_, TruncMat>,
     ) -> Result<Vec<u64>, LnError> {
+        self.trunc_by(chan, v, mats, self.fx.frac_bits)
+    }
+
+    /// [`Self::trunc_now`] by `shift` bits.
+    fn trunc_by(
+        &self,
+        chan: &mut dyn Channel,
+        mut v: Vec<u64>,
+        mats: &mut std::slice::Iter<'_, TruncMat>,
+        shift: u32,
+    ) -> Result<Vec<u64>, LnError> {
         if !self.plan.exact_truncation {
-            return Ok(self.trunc(v));
+            v.iter_mut()
+                .for_each(|x| *x = crate::fixed::truncate_share_by(*x, self.p, shift));
+            return Ok(v);
         }
         let m = mats
             .next()
-            .filter(|m| m.mask.len() == v.len() && m.gamma.len() == v.len())
-            .ok_or_else(|| LnError::M(format!("truncation material for {} values", v.len())))?;
-        Ok(trunc::truncate(chan, self.p, &v, m, self.fx.frac_bits)?)
+            .filter(|m| m.mask.len() == v.len() && m.gamma.len() == v.len() && m.bits == shift)
+            .ok_or_else(|| {
+                LnError::M(format!(
+                    "truncation material for {} values by {shift} bits",
+                    v.len()
+                ))
+            })?;
+        Ok(trunc::truncate(chan, self.p, &v, m)?)
     }
 
     /// Party 0 adds public constants.
@@ -260,21 +278,25 @@ impl Party<'_> {
         Ok(out)
     }
 
-    /// A piecewise-linear function of shared `v` from one comparison opening:
-    /// `a_0 + s_0 v + sum_k [v >= t_k] (da_k + ds_k v)`, at `2f` bits. The segments are
-    /// encoded first and differenced as ring elements, so the differences telescope
-    /// exactly to the active segment's encoding.
+    /// A piecewise-linear function of shared `v` (at `f` bits) from one comparison
+    /// opening: `a_0 + s_0 v + sum_k [v >= t_k] (da_k + ds_k v)`, slopes at `slope_bits`
+    /// and the result at `f + slope_bits`. The segments are encoded first and
+    /// differenced as ring elements, so the differences telescope exactly to the active
+    /// segment's encoding.
     fn piecewise(
         &self,
         chan: &mut dyn Channel,
         v: &[u64],
-        ts: &[f64],
-        segs: &[(f64, f64)],
+        (ts, segs): (&[f64], &[(f64, f64)]),
+        slope_bits: u32,
         cmp: &CmpMat,
     ) -> StepResult<Vec<u64>> {
         let segs: Vec<(u64, u64)> = segs
             .iter()
-            .map(|&(a, s)| (self.fx.encode2(a), self.fx.encode(s)))
+            .map(|&(a, s)| {
+                let a = crate::fixed::encode_at(a, self.fx.frac_bits + slope_bits);
+                (a, crate::fixed::encode_at(s, slope_bits))
+            })
             .collect();
         let enc_t: Vec<u64> = ts.iter().map(|&t| self.fx.encode(t)).collect();
         let bits = self.compare(chan, v, &enc_t, cmp)?;
@@ -391,15 +413,20 @@ impl Party<'_> {
                 let StepMat::Linear(ab) = mat else {
                     return Err(bad("linear correlations"));
                 };
+                let keeps = step.keeps_scale();
                 let w = &self.plan.wires[*out];
                 let mut acc = vec![0u64; w.rows * w.cols];
                 let mut ab = ab.into_iter();
                 for t in terms {
                     match t {
                         Term::Public { wire, rows, coef } => {
+                            let c = match keeps {
+                                true => *coef as i64 as u64,
+                                false => self.fx.encode(*coef),
+                            };
                             ring::add_assign(
                                 &mut acc,
-                                &ring::scale(&self.rows_of(*wire, *rows), self.fx.encode(*coef)),
+                                &ring::scale(&self.rows_of(*wire, *rows), c),
                             );
                         }
                         Term::Private { open, weight, cls } => {
@@ -452,7 +479,10 @@ impl Party<'_> {
                         ring::add_assign(row, &k.w[*b]);
                     }
                 }
-                self.shares[*out] = Some(self.trunc_out(acc));
+                self.shares[*out] = Some(match keeps {
+                    true => acc,
+                    false => self.trunc_out(acc),
+                });
             }
             Step::Slice { out, x, from, to } => {
                 let g = Grid {
@@ -544,7 +574,13 @@ impl Party<'_> {
                 check_cmp(&cmp, v.len(), CmpWidth::spline(*bits, self.fx.frac_bits))
                     .map_err(|w| bad(&w))?;
                 let y = self
-                    .piecewise(chan, &v, &func.thresholds(), &func.segments(), &cmp)
+                    .piecewise(
+                        chan,
+                        &v,
+                        (&func.thresholds(), &func.segments()),
+                        self.fx.frac_bits,
+                        &cmp,
+                    )
                     .map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(self.trunc_out(y));
             }
@@ -606,11 +642,13 @@ impl Party<'_> {
                     return Err(bad("truncation material"));
                 };
                 let all: Vec<u64> = wires.iter().flat_map(|w| self.share(*w).to_vec()).collect();
-                if m.mask.len() != all.len() || m.gamma.len() != all.len() {
+                if m.mask.len() != all.len()
+                    || m.gamma.len() != all.len()
+                    || m.bits != self.fx.frac_bits
+                {
                     return Err(bad("truncation material for every listed value"));
                 }
-                let t = trunc::truncate(chan, self.p, &all, &m, self.fx.frac_bits)
-                    .map_err(|e| self.terr(step, e))?;
+                let t = trunc::truncate(chan, self.p, &all, &m).map_err(|e| self.terr(step, e))?;
                 let mut at = 0;
                 for w in wires {
                     let n = self.plan.wires[*w].rows * self.plan.wires[*w].cols;
@@ -658,7 +696,7 @@ impl Party<'_> {
         let sq_len = if params.squares { rows * d } else { 0 };
         if square.a.len() != sq_len
             || square.c.len() != sq_len
-            || mults.len() != crate::shapes::layernorm_mults(params)
+            || mults.len() != crate::shapes::layernorm_mults(self.plan, params)
         {
             return Err(LnError::M(
                 "square and product triples of the norm's shape".into(),
@@ -674,12 +712,27 @@ impl Party<'_> {
         };
         let eps_enc = self.konst(self.fx.encode(eps));
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
-        // Initial 1/sqrt(v): piecewise linear between geometric thresholds, from one opening.
+        // First guess of v^(-1/2) (or, directly, v^(-power/2)): piecewise linear
+        // between geometric thresholds, from one opening.
         let ts = params.thresholds();
-        let mut y = self.piecewise(chan, &v, &ts, &segments(&ts, self.fx.frac_bits), &cmp)?;
+        let direct = crate::shapes::direct_guess(self.plan, params);
+        let slopes = crate::shapes::guess_slope_bits(self.plan, params);
+        let exponent = match direct {
+            true => params.power as f64 / 2.0,
+            false => 0.5,
+        };
+        let segs = segments(&ts, exponent, slopes);
+        let mut y = self.piecewise(chan, &v, (&ts, &segs), slopes, &cmp)?;
+        let mut t = mults.iter();
+        if direct {
+            // The guess is the answer: one product with z, one truncation of its scale.
+            let out = self
+                .mul_many(chan, &[(&y, 1, self.share(z), c, rows)], &mults)?
+                .remove(0);
+            return self.trunc_by(chan, out, &mut tm, self.fx.frac_bits + slopes);
+        }
         y = self.trunc_now(chan, y, &mut tm)?;
         // Newton: y <- y (3 - v y^2) / 2, as p = v y, q = p y, y = y (1.5 - q / 2).
-        let mut t = mults.iter();
         for _ in 0..params.newton {
             let p = self
                 .mul_many(
@@ -888,26 +941,35 @@ fn check_cmp(m: &CmpMat, n: usize, width: CmpWidth) -> Result<(), String> {
     Ok(())
 }
 
-/// Segments `(intercept, slope)` of the piecewise-linear `1/sqrt(v)`: index 0 is the
-/// constant below the first threshold, index `k + 1` starts at threshold `k`; the last
-/// segment is constant. A segment whose slope `f` fractional bits cannot carry (the
-/// slope's rounding, times `v`, would exceed 2^-8 of the value) is the constant at its
-/// geometric middle instead: Newton's step then starts within about 2%.
-pub fn segments(ts: &[f64], frac_bits: u32) -> Vec<(f64, f64)> {
-    let f = |v: f64| 1.0 / v.sqrt();
-    let ulp = 2f64.powi(-(frac_bits as i32) - 1);
+/// Segments `(intercept, slope)` of the piecewise-linear `v^(-exponent)`: index 0 is
+/// the constant below the first threshold, index `k + 1` starts at threshold `k`; the
+/// last segment is constant. A middle segment is the chord from `t_k` with its slope
+/// rounded to `slope_bits` fractional bits and the intercept made to match, so the
+/// rounding costs only `|ds| (v - t_k)`; where that is still worse than the constant at
+/// the geometric middle (slopes far below the grid), the constant.
+pub fn segments(ts: &[f64], exponent: f64, slope_bits: u32) -> Vec<(f64, f64)> {
+    let f = |v: f64| v.powf(-exponent);
+    let grid = 2f64.powi(slope_bits as i32);
     let mut segs = vec![(f(ts[0]), 0.0)];
-    for k in 0..ts.len() {
-        if k + 1 < ts.len() {
-            let s = (f(ts[k + 1]) - f(ts[k])) / (ts[k + 1] - ts[k]);
-            if ts[k + 1] * ulp > f(ts[k + 1]) / 256.0 {
-                segs.push((f((ts[k] * ts[k + 1]).sqrt()), 0.0));
-            } else {
-                segs.push((f(ts[k]) - s * ts[k], s));
-            }
-        } else {
-            segs.push((f(ts[k]), 0.0));
-        }
+    for (k, &t) in ts.iter().enumerate() {
+        let Some(&next) = ts.get(k + 1) else {
+            segs.push((f(t), 0.0));
+            break;
+        };
+        let mid = (t * next).sqrt();
+        let s = ((f(next) - f(t)) / (next - t) * grid).round() / grid;
+        let chord = (f(t) - s * t, s);
+        let flat = (f(mid), 0.0);
+        let worst = |(a, s): (f64, f64)| {
+            [t, mid, (t + next) / 2.0, next]
+                .iter()
+                .map(|&v| (a + s * v - f(v)).abs())
+                .fold(0.0, f64::max)
+        };
+        segs.push(match worst(chord) <= worst(flat) {
+            true => chord,
+            false => flat,
+        });
     }
     segs
 }

@@ -63,7 +63,8 @@ impl Fixed {
     }
 }
 
-fn encode_at(x: f64, bits: u32) -> u64 {
+/// Encodes at `bits` fractional bits.
+pub fn encode_at(x: f64, bits: u32) -> u64 {
     let v = (x * (1u64 << bits) as f64).round();
     (v.clamp(i64::MIN as f64, i64::MAX as f64) as i64) as u64
 }

@@ -170,7 +170,7 @@ mod tests {
     fn a_half_is_read_to_the_plans_length_and_no_further() {
         let plan = plan();
         let [m0, _] = generate(&plan, &ModelMasks { seed: 1 }, 7, &mut Prg::new(2));
-        let bytes = m0.into_bytes(&plan);
+        let bytes = m0.into_bytes();
         let chunks = |b: &[u8]| b.chunks(100).map(<[u8]>::to_vec).collect::<Vec<_>>();
         for mode in [0u8, 1] {
             let mut frames = vec![vec![mode]];

@@ -61,7 +61,7 @@ pub fn infer_with<C: Channel + 'static>(
         &mut Prg::new(seed ^ 0xdea1),
     );
     // As the roles do: each half travels seeded and is expanded by its party.
-    let [b0, b1] = [m0.into_bytes(plan), m1.into_bytes(plan)];
+    let [b0, b1] = [m0.into_bytes(), m1.into_bytes()];
     let offline_bytes = (b0.len() + b1.len()) as u64;
     let expand =
         |b: &[u8]| Material::from_bytes(plan, b).map_err(|e| ExecError::Material(e.to_string()));

@@ -50,7 +50,8 @@ impl Default for LowerOptions {
     }
 }
 
-/// Under exact truncation: `Linear`, `HeadMatMul` and `Square` outputs stay at `2f` bits, and
+/// Under exact truncation: `Linear` (unless it keeps its inputs' scale), `HeadMatMul`,
+/// `Square` and `Spline` outputs stay at `2f` bits, and
 /// every such wire is truncated, together with all others pending, just before the
 /// first step that reads it, so independent layers share one exchange. A revealed
 /// wire is truncated by the client in the clear instead.
@@ -73,6 +74,7 @@ fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
             });
         }
         match &step {
+            Step::Linear { .. } if step.keeps_scale() => {}
             Step::Linear { out: o, .. }
             | Step::HeadMatMul { out: o, .. }
             | Step::Square { out: o, .. }

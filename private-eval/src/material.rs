@@ -49,12 +49,13 @@ pub struct CmpMat {
     pub keys: Vec<DcfKey<Pair>>,
 }
 
-/// Material for exact truncation ([`crate::trunc`]): this party's bit mask (`alpha`
-/// or `beta`) and share of `alpha * beta`, all mod `2^f`.
+/// Material for exact truncation ([`crate::trunc`]) by `bits`: this party's bit mask
+/// (`alpha` or `beta`) and share of `alpha * beta`, all mod `2^bits`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TruncMat {
     pub mask: Vec<u64>,
     pub gamma: Vec<u64>,
+    pub bits: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,13 +142,13 @@ fn keys<G: Group>(prg: &mut Prg, party: u8, n: usize, empty: &Cws<G>) -> Vec<Dcf
         .collect()
 }
 
-fn trunc(prg: &mut Prg, party: u8, n: usize, f: u32) -> TruncMat {
-    let mask = prg.gen(n).into_iter().map(|v| low(v, f)).collect();
+fn trunc(prg: &mut Prg, party: u8, n: usize, bits: u32) -> TruncMat {
+    let mask = prg.gen(n).into_iter().map(|v| low(v, bits)).collect();
     let gamma = share_or_zero(prg, party, n)
         .into_iter()
-        .map(|v| low(v, f))
+        .map(|v| low(v, bits))
         .collect();
-    TruncMat { mask, gamma }
+    TruncMat { mask, gamma, bits }
 }
 
 /// ReLU material for `n` values with its corrections zero.
@@ -221,7 +222,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
             let sq = if inv_sqrt.squares { rows * d } else { 0 };
             let square = triple(prg, party, sq, 0, sq);
             let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
-            let n = layernorm_mults(inv_sqrt);
+            let n = layernorm_mults(plan, inv_sqrt);
             let mults = (0..n)
                 .map(|i| {
                     let cols = if layernorm_scales_output(inv_sqrt, i) {
@@ -234,7 +235,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
                 .collect();
             let truncs = layernorm_truncs(plan, rows, c, inv_sqrt)
                 .into_iter()
-                .map(|n| trunc(prg, party, n, plan.frac_bits))
+                .map(|t| trunc(prg, party, t.values, t.shift))
                 .collect();
             StepMat::LayerNorm {
                 square,
@@ -269,7 +270,7 @@ fn cmp_corrections<'a>(cmp: &'a mut CmpMat, server: bool, out: &mut Vec<Correcti
 }
 
 /// The fields of `m` that travel for `party`, in order.
-pub fn corrections(m: &mut StepMat, party: u8, frac_bits: u32) -> Vec<Correction<'_>> {
+pub fn corrections(m: &mut StepMat, party: u8) -> Vec<Correction<'_>> {
     use Correction::*;
     let server = party == 1;
     let mut out = Vec::new();
@@ -317,12 +318,12 @@ pub fn corrections(m: &mut StepMat, party: u8, frac_bits: u32) -> Vec<Correction
             out.push(PairKeys(&mut cmp.keys, cmp.width.domain()));
             if server {
                 out.extend(mults.iter_mut().map(|t| Ring(&mut t.c)));
-                out.extend(truncs.iter_mut().map(|t| Low(&mut t.gamma, frac_bits)));
+                out.extend(truncs.iter_mut().map(|t| Low(&mut t.gamma, t.bits)));
             }
         }
         StepMat::Truncate(t) => {
             if server {
-                out.push(Low(&mut t.gamma, frac_bits));
+                out.push(Low(&mut t.gamma, t.bits));
             }
         }
     }
@@ -355,8 +356,8 @@ fn write(c: &Correction<'_>, out: &mut Vec<u8>) {
 }
 
 /// Appends what travels of one step's material for `party`.
-pub fn write_step(m: &mut StepMat, party: u8, frac_bits: u32, out: &mut Vec<u8>) {
-    for c in corrections(m, party, frac_bits) {
+pub fn write_step(m: &mut StepMat, party: u8, out: &mut Vec<u8>) {
+    for c in corrections(m, party) {
         write(&c, out);
     }
 }
@@ -520,7 +521,7 @@ impl<R: Read> Source for Expander<R> {
         })?;
         let party = self.binding.party;
         let mut m = draw(plan, step, party, &mut self.prg);
-        for c in corrections(&mut m, party, plan.frac_bits) {
+        for c in corrections(&mut m, party) {
             self.reader
                 .read(c)
                 .map_err(|e| MaterialError(format!("step {}: {}", self.next, e.0)))?;
@@ -551,17 +552,17 @@ impl Material {
 
     /// The seeded encoding: the header, then the corrections of every step. The random
     /// parts must have been drawn from `self.seed` by [`draw`] (the dealer's way).
-    pub fn into_bytes(mut self, plan: &SecurePlan) -> Vec<u8> {
+    pub fn into_bytes(mut self) -> Vec<u8> {
         let mut out = self.binding().header(self.seed);
         for s in &mut self.steps {
-            write_step(s, self.party, plan.frac_bits, &mut out);
+            write_step(s, self.party, &mut out);
         }
         out
     }
 
     /// [`Material::into_bytes`] of a copy.
-    pub fn to_bytes(&self, plan: &SecurePlan) -> Vec<u8> {
-        self.clone().into_bytes(plan)
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.clone().into_bytes()
     }
 
     /// Expands a seeded half of a session of `plan`: redraws its random parts and

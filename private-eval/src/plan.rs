@@ -82,7 +82,12 @@ pub enum HeadProduct {
     Mix,
 }
 
+/// Largest whole coefficient a scale-keeping linear step multiplies by.
+pub const WHOLE_COEF_MAX: f64 = 65536.0;
+
 /// LayerNorm's inverse square root: comparison thresholds and Newton iterations.
+/// Without Newton, under exact truncation, the comparison's piecewise guess is the
+/// answer, `v^(-power/2)` ([`crate::shapes::direct_guess`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct InvSqrtParams {
     /// Thresholds are `2^(min_exp + k / per_octave)`, for `k` in `0..(max_exp-min_exp)*per_octave`.
@@ -312,6 +317,19 @@ pub enum Step {
 }
 
 impl Step {
+    /// Whether a `Linear` step keeps its inputs' scale of `f` bits: only public terms,
+    /// with whole coefficients (a residual sum, a norm's output plus its bias), so its
+    /// output needs no truncation.
+    pub fn keeps_scale(&self) -> bool {
+        let Step::Linear { terms, .. } = self else {
+            return false;
+        };
+        terms.iter().all(|t| match t {
+            Term::Public { coef, .. } => coef.fract() == 0.0 && coef.abs() <= WHOLE_COEF_MAX,
+            Term::Private { .. } => false,
+        })
+    }
+
     /// The wires a step reads (a private term reads its opening's wire).
     pub fn reads(&self, openings: &[Opening]) -> Vec<WireId> {
         match self {
@@ -421,6 +439,9 @@ impl SecurePlan {
                         || p.max_exp > 30
                     {
                         return Err(format!("norm parameters {p:?}"));
+                    }
+                    if let Some(why) = crate::shapes::direct_guess_problem(self, p) {
+                        return Err(format!("norm parameters: {why}"));
                     }
                 }
                 Step::Spline { out, x, bits, .. } | Step::RowMax { out, x, bits } => {

@@ -20,6 +20,19 @@ pub fn masked_weights(plan: &SecurePlan) -> Vec<bool> {
     used
 }
 
+/// Which weights the server encodes at `f` bits: those multiplied under masks, and the
+/// biases of linear steps that keep their inputs' scale ([`Step::keeps_scale`]); other
+/// biases join products at `2f`.
+pub fn weights_at_f(plan: &SecurePlan) -> Vec<bool> {
+    let mut at_f = masked_weights(plan);
+    for step in &plan.steps {
+        if let Step::Linear { bias: Some(b), .. } = step {
+            at_f[*b] |= step.keeps_scale();
+        }
+    }
+    at_f
+}
+
 /// Output lengths of a linear step's private terms, in term order.
 pub fn private_terms<'a>(
     plan: &'a SecurePlan,
@@ -58,11 +71,61 @@ pub fn head_shapes(
     }
 }
 
-/// Number of element-wise products LayerNorm's inverse square root runs after the
-/// comparisons: three per Newton iteration, then `power` scalings of the output by `u`
-/// (scaling twice keeps `z u^2` precise where `u^2` alone would lose bits).
-pub fn layernorm_mults(p: &InvSqrtParams) -> usize {
-    3 * p.newton as usize + p.power as usize
+/// Whether a norm's first guess is its answer, `v^(-power/2)` directly: without Newton,
+/// under exact truncation. Local truncation keeps the guess of `v^(-1/2)` at `f` bits
+/// and scales by it `power` times, since its failure chance grows with the scale of
+/// what it truncates.
+pub fn direct_guess(plan: &SecurePlan, p: &InvSqrtParams) -> bool {
+    p.newton == 0 && plan.exact_truncation
+}
+
+/// Fractional bits of the slopes of a norm's first guess, from the comparison's one
+/// opening: `f` for a guess of `v^(-1/2)`. A direct guess ([`direct_guess`]) is kept at
+/// `f + slopes` bits through the one product with the numerator, whose scale
+/// `2f + slopes` leaves room for the output below the exact truncation's 2^62: 2^48 for
+/// LayerNorm (outputs below 2^14), 2^60 for a row normalization (weights at most 1),
+/// whose slopes `-1/v^2` need the extra bits.
+pub fn guess_slope_bits(plan: &SecurePlan, p: &InvSqrtParams) -> u32 {
+    let f = plan.frac_bits;
+    match (direct_guess(plan, p), p.power) {
+        (true, 1) => 48u32.saturating_sub(2 * f),
+        (true, _) => 60u32.saturating_sub(2 * f),
+        (false, _) => f,
+    }
+}
+
+/// Why a direct guess ([`direct_guess`]) cannot run in `plan`, if it cannot: it needs
+/// `power` 1 or 2, slopes at least as fine as the input, and values below 2^62.
+pub fn direct_guess_problem(plan: &SecurePlan, p: &InvSqrtParams) -> Option<String> {
+    if !direct_guess(plan, p) {
+        return None;
+    }
+    let (frac_bits, slopes) = (plan.frac_bits, guess_slope_bits(plan, p));
+    let top = (frac_bits + slopes) as f64 - p.min_exp as f64 * p.power as f64 / 2.0;
+    if p.power > 2 {
+        Some(format!("power {} without Newton (1 or 2)", p.power))
+    } else if slopes < frac_bits {
+        Some(format!(
+            "{frac_bits} fractional bits leave a guess without Newton {slopes}-bit slopes"
+        ))
+    } else if top > 62.0 {
+        Some(format!(
+            "a first threshold of 2^{} without Newton",
+            p.min_exp
+        ))
+    } else {
+        None
+    }
+}
+
+/// Number of element-wise products a norm runs after the comparison: three per Newton
+/// iteration, then `power` scalings of the output by `u` (scaling twice keeps `z u^2`
+/// precise where `u^2` alone would lose bits); for a direct guess, the one scaling.
+pub fn layernorm_mults(plan: &SecurePlan, p: &InvSqrtParams) -> usize {
+    match direct_guess(plan, p) {
+        true => 1,
+        false => 3 * p.newton as usize + p.power as usize,
+    }
 }
 
 /// Whether LayerNorm's product `i` scales the `c`-column output (else a per-row value).
@@ -79,15 +142,23 @@ pub enum LnWave {
     Compare { values: usize, thresholds: usize },
     /// A Beaver product opening `elems` values, with `out` outputs.
     Product { elems: usize, out: usize },
-    /// An exact truncation of `n` values.
-    Truncate(usize),
+    /// An exact truncation ([`LnTrunc`]).
+    Truncate(LnTrunc),
+}
+
+/// One exact truncation inside a norm: `values` values shifted right by `shift` bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LnTrunc {
+    pub values: usize,
+    pub shift: u32,
 }
 
 /// Every exchange of a LayerNorm of `rows x d` input and `c` output columns in the
 /// executor's order: the square, the comparison, three products per Newton iteration,
 /// the final scaling; under exact truncation one truncation follows each but the
 /// comparison, and two follow Newton's second product (`q`, then `w = 1.5 - q / 2`).
-/// The one statement of this order for `comm` and the cost model.
+/// A direct guess is not truncated: square, comparison, one product. The one
+/// statement of this order for `comm` and the cost model.
 pub fn layernorm_waves(
     plan: &SecurePlan,
     rows: usize,
@@ -95,18 +166,22 @@ pub fn layernorm_waves(
     c: usize,
     p: &InvSqrtParams,
 ) -> Vec<LnWave> {
-    let mut truncs = layernorm_truncs(plan, rows, c, p).into_iter();
+    let mut truncs = layernorm_truncs(plan, rows, c, p)
+        .into_iter()
+        .map(LnWave::Truncate);
     let mut out = Vec::new();
     if p.squares {
         out.push(LnWave::Square(rows * d));
-        out.extend(truncs.next().map(LnWave::Truncate));
+        out.extend(truncs.next());
     }
     out.push(LnWave::Compare {
         values: rows,
         thresholds: p.thresholds().len(),
     });
-    out.extend(truncs.next().map(LnWave::Truncate));
-    for i in 0..layernorm_mults(p) {
+    if !direct_guess(plan, p) {
+        out.extend(truncs.next());
+    }
+    for i in 0..layernorm_mults(plan, p) {
         let scales = layernorm_scales_output(p, i);
         out.push(match scales {
             true => LnWave::Product {
@@ -119,25 +194,40 @@ pub fn layernorm_waves(
             },
         });
         let after = if i % 3 == 1 && !scales { 2 } else { 1 };
-        out.extend(truncs.by_ref().take(after).map(LnWave::Truncate));
+        out.extend(truncs.by_ref().take(after));
     }
     out
 }
 
-/// Values of each exact truncation inside a LayerNorm of `rows` rows and `c` output
-/// columns, in order: the variances, the initial inverse square roots, four per Newton
-/// iteration, one per output scaling. None under local truncation.
-pub fn layernorm_truncs(plan: &SecurePlan, rows: usize, c: usize, p: &InvSqrtParams) -> Vec<usize> {
+/// Each exact truncation inside a LayerNorm of `rows` rows and `c` output columns, in
+/// order: the variances, the initial inverse square roots, four per Newton iteration,
+/// one per output scaling, all by `f` bits; for a direct guess, the variances and the
+/// one scaled output, by `f` plus the guess's slope bits. None under local truncation.
+pub fn layernorm_truncs(
+    plan: &SecurePlan,
+    rows: usize,
+    c: usize,
+    p: &InvSqrtParams,
+) -> Vec<LnTrunc> {
     if !plan.exact_truncation {
         return Vec::new();
     }
-    let mut v = if p.squares {
-        vec![rows, rows]
-    } else {
-        vec![rows]
-    };
-    v.extend(std::iter::repeat_n(rows, 4 * p.newton as usize));
-    v.extend(std::iter::repeat_n(rows * c, p.power as usize));
+    let f = plan.frac_bits;
+    let by = |values: usize| LnTrunc { values, shift: f };
+    let mut v = Vec::new();
+    if p.squares {
+        v.push(by(rows));
+    }
+    if direct_guess(plan, p) {
+        v.push(LnTrunc {
+            values: rows * c,
+            shift: f + guess_slope_bits(plan, p),
+        });
+        return v;
+    }
+    v.push(by(rows));
+    v.extend(std::iter::repeat_n(by(rows), 4 * p.newton as usize));
+    v.extend(std::iter::repeat_n(by(rows * c), p.power as usize));
     v
 }
 

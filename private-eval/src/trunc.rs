@@ -49,8 +49,9 @@ fn local_part(share: u64, party: usize, bits: u32) -> (u64, u64) {
 }
 
 /// The dealer's correction for drawn masks: the server's share of `alpha * beta` (mod
-/// `2^f`) given the client's mask and share and the server's mask.
-pub fn fill(client: &TruncMat, server: &mut TruncMat, bits: u32) {
+/// `2^bits`) given the client's mask and share and the server's mask.
+pub fn fill(client: &TruncMat, server: &mut TruncMat) {
+    let bits = client.bits;
     for i in 0..client.mask.len() {
         let ab = client.mask[i].wrapping_mul(server.mask[i]);
         server.gamma[i] = low(ab.wrapping_sub(client.gamma[i]), bits);
@@ -85,15 +86,15 @@ fn unpack(bytes: &[u8], n: usize, bits: u32) -> Result<Vec<u64>, TransportError>
         .collect())
 }
 
-/// Truncates shares at `2f` to `f` bits in one exchange (see the module doc).
+/// Truncates shares by the material's `bits` (at `2f`, by `f`) in one exchange (see
+/// the module doc).
 pub fn truncate(
     chan: &mut dyn Channel,
     party: usize,
     shares: &[u64],
     mat: &TruncMat,
-    bits: u32,
 ) -> Result<Vec<u64>, TransportError> {
-    let n = shares.len();
+    let (n, bits) = (shares.len(), mat.bits);
     let (mut t, top): (Vec<u64>, Vec<u64>) =
         shares.iter().map(|&s| local_part(s, party, bits)).unzip();
     let mine: Vec<u64> = top
@@ -139,13 +140,14 @@ mod tests {
                 true => prg.gen(n).iter().map(|v| low(*v, bits)).collect(),
                 false => vec![0; n],
             },
+            bits,
         };
         let m0 = draw(true);
         let mut m1 = draw(false);
-        fill(&m0, &mut m1, bits);
+        fill(&m0, &mut m1);
         let (mut c, mut s) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
-        let h = std::thread::spawn(move || truncate(&mut s, 1, &shares1, &m1, bits).unwrap());
-        let t0 = truncate(&mut c, 0, &shares0, &m0, bits).unwrap();
+        let h = std::thread::spawn(move || truncate(&mut s, 1, &shares1, &m1).unwrap());
+        let t0 = truncate(&mut c, 0, &shares0, &m0).unwrap();
         let t1 = h.join().unwrap();
         t0.iter()
             .zip(&t1)

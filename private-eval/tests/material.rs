@@ -59,7 +59,7 @@ fn expanded_halves_equal_the_dealers_and_have_the_priced_length() {
             let masks = ModelMasks { seed: 77 };
             let halves = dealer::generate(&plan, &masks, 9, &mut Prg::new(i as u128));
             for (m, party) in halves.iter().zip([Party::Client, Party::Server]) {
-                let bytes = m.to_bytes(&plan);
+                let bytes = m.to_bytes();
                 assert_eq!(
                     bytes.len() as u64,
                     comm::material_bytes(&plan, party),
@@ -89,7 +89,7 @@ fn seeded_halves_give_bit_identical_online_results() {
     let halves = dealer::generate(&plan, &masks, 0, &mut Prg::new(6));
     let expanded = halves
         .clone()
-        .map(|m| Material::from_bytes(&plan, &m.to_bytes(&plan)).unwrap());
+        .map(|m| Material::from_bytes(&plan, &m.to_bytes()).unwrap());
     let run = |[m0, m1]: [Material; 2]| {
         let (mut c, mut s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let server_keys = ServerKeys::new(&plan, &w, &masks);
@@ -128,7 +128,7 @@ fn damaged_or_mismatched_halves_are_refused() {
     let spec = AdapterSpec::paper(1, 4, 1);
     let (_, plan) = plan_of(&spec, true, 1);
     let m = &dealer::generate(&plan, &ModelMasks { seed: 1 }, 2, &mut Prg::new(3))[1];
-    let bytes = m.to_bytes(&plan);
+    let bytes = m.to_bytes();
     let err = |b: &[u8]| Material::from_bytes(&plan, b).unwrap_err().to_string();
     assert!(
         err(&bytes[..bytes.len() - 1]).contains("truncated"),
