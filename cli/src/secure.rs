@@ -178,7 +178,9 @@ pub struct ProtocolArgs {
     #[arg(long, default_value_t = lower::RELU_BITS)]
     relu_bits: u32,
     /// Newton iterations of the norms' inverse square root (LayerNorm, softmax's row
-    /// sums): each costs 7 rounds under exact truncation (3 with local truncation).
+    /// sums): each costs 7 rounds under exact truncation (3 with local truncation). With
+    /// 0 under exact truncation the piecewise guess is the answer: a LayerNorm takes 5
+    /// rounds and softmax's row normalization 3 (13 each with one Newton).
     #[arg(long, default_value_t = InvSqrtParams::default().newton)]
     ln_newton: u32,
     /// Segments per octave of the inverse square root's first, piecewise-linear guess:
