@@ -76,13 +76,37 @@ impl Row {
 
 pub fn run(a: BaselinesArgs) -> Result<(), String> {
     let bb = BackboneSpec::vit_b16();
+    let opts = a.protocol.lower();
+    // Every end-to-end run's memory, before the first: later, memory this process freed
+    // but still holds would count against it.
+    for &kind in &a.measure {
+        let sym = BaselineModel::symbolic(kind, bb.clone(), 100)?;
+        check_memory(kind, &sym.lower(opts).map_err(|e| e.to_string())?.0)?;
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    match measure(&a, &bb, &mut rows) {
+        Ok(()) => write_csv(&a.out, &rows),
+        Err(e) if rows.is_empty() => Err(e),
+        Err(e) => {
+            let partial = a.out.with_extension("partial.csv");
+            write_csv(&partial, &rows)?;
+            Err(format!(
+                "{e} (the {} rows before are in {})",
+                rows.len(),
+                partial.display()
+            ))
+        }
+    }
+}
+
+/// Measures (or prices) every row into `rows`, stopping at the first error.
+fn measure(a: &BaselinesArgs, bb: &BackboneSpec, rows: &mut Vec<Row>) -> Result<(), String> {
     let consts = Constants::shipped();
     let opts = a.protocol.lower();
-    let mut rows: Vec<Row> = Vec::new();
     for profile in &a.networks {
         for adapter in &a.adapters {
-            let spec = crate::experiments::parse_adapter(adapter, &bb)?;
-            let (model, x) = crate::experiments::paper_adapter(spec.clone(), &bb);
+            let spec = crate::experiments::parse_adapter(adapter, bb)?;
+            let (model, x) = crate::experiments::paper_adapter(spec.clone(), bb);
             let (plan, _) = lower(&model, opts).map_err(|e| e.to_string())?;
             let b = bench::bench_secure(&model, &x, profile.clone(), a.repeat, true, opts)
                 .map_err(|e| e.to_string())?;
@@ -94,7 +118,6 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
             let (plan, _) = sym.lower(opts).map_err(|e| e.to_string())?;
             let measured = match a.measure.contains(&kind) {
                 true => {
-                    check_memory(kind, &plan)?;
                     let m = BaselineModel::random(kind, bb.clone(), 100, 5)?;
                     let x = hidden::random(1, bb.tokens(), bb.hidden_dim, 17);
                     let repeat = match kind {
@@ -112,7 +135,7 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
             report(rows.last().unwrap());
         }
     }
-    write_csv(&a, &rows)
+    Ok(())
 }
 
 /// Peak memory of an end-to-end run per byte of the setup `E`, which the run holds in
@@ -173,7 +196,7 @@ fn report(r: &Row) {
     }
 }
 
-fn write_csv(a: &BaselinesArgs, rows: &[Row]) -> Result<(), String> {
+fn write_csv(out: &std::path::Path, rows: &[Row]) -> Result<(), String> {
     let adapters: Vec<&Row> = rows.iter().filter(|r| r.model.starts_with('h')).collect();
     let mut names: Vec<&str> = Vec::new();
     for r in &adapters {
@@ -217,25 +240,24 @@ fn write_csv(a: &BaselinesArgs, rows: &[Row]) -> Result<(), String> {
             cr.map_or(String::new(), |c| c.2.to_string()),
         );
         for n in &names {
-            let ad = adapters
+            // Measured against measured; a priced baseline against the adapter's price.
+            // Blank where a run stopped before the adapter's row under this network.
+            let ratio = adapters
                 .iter()
                 .find(|x| x.model == *n && x.network == r.network)
-                .expect("every adapter under every network");
-            // Measured against measured; a priced baseline against the adapter's price.
-            let ratio = match r.measured.is_some() {
-                true => r.seconds() / ad.seconds(),
-                false => r.predicted_s / ad.predicted_s,
-            };
-            line.push_str(&format!(",{ratio:.2}"));
+                .map_or(String::new(), |ad| match r.measured.is_some() {
+                    true => format!("{:.2}", r.seconds() / ad.seconds()),
+                    false => format!("{:.2}", r.predicted_s / ad.predicted_s),
+                });
+            line.push_str(&format!(",{ratio}"));
         }
         lines.push(line);
     }
-    if let Some(dir) = a.out.parent() {
+    if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::write(&a.out, lines.join("\n") + "\n")
-        .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    std::fs::write(out, lines.join("\n") + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
     println!("{}", lines.join("\n"));
-    eprintln!("wrote {}", a.out.display());
+    eprintln!("wrote {}", out.display());
     Ok(())
 }
