@@ -1036,7 +1036,8 @@ pub fn run_with(
     }
     if b.party as usize != p || b.plan_digest != plan.digest() {
         return Err(ExecError::Material(format!(
-            "material for party {} / plan {:x}, expected party {p} / plan {:x}",
+            "material for party {} / plan {:x}, expected party {p} / plan {:x} (a dealer of \
+             another release digests plans differently)",
             b.party,
             b.plan_digest,
             plan.digest(),

@@ -82,6 +82,13 @@ pub enum HeadProduct {
     Mix,
 }
 
+/// Version of what a plan's steps mean, bumped when the same plan would run differently
+/// (2: norms without Newton take their guess as the answer; linear steps of whole
+/// public coefficients keep scale `f`). It enters [`SecurePlan::digest`], so parties and
+/// a dealer of different versions refuse each other's material, and client and server
+/// compare it in their handshake.
+pub const PROTOCOL: u32 = 2;
+
 /// Largest whole coefficient a scale-keeping linear step multiplies by.
 pub const WHOLE_COEF_MAX: f64 = 65536.0;
 
@@ -552,7 +559,8 @@ impl SecurePlan {
 
     /// A stable digest of the plan, so the parties and the dealer can check they agree.
     pub fn digest(&self) -> u64 {
-        let json = serde_json::to_vec(self).expect("plan serializes");
+        let mut json = PROTOCOL.to_le_bytes().to_vec();
+        json.extend(serde_json::to_vec(self).expect("plan serializes"));
         // FNV-1a: not a security boundary, just an agreement check.
         json.iter().fold(0xcbf29ce484222325u64, |h, &b| {
             (h ^ b as u64).wrapping_mul(0x100000001b3)

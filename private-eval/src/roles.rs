@@ -29,7 +29,7 @@ use crate::half::Half;
 use crate::local::sync;
 use crate::material::Source;
 use crate::model::OwcModel;
-use crate::plan::{PlanWeights, SecurePlan};
+use crate::plan::{PlanWeights, SecurePlan, PROTOCOL};
 use crate::security::Security;
 use crate::setup_cache::{self, SharedSetupCache};
 use crate::tensor::Mat;
@@ -249,11 +249,31 @@ pub struct Server {
     dealer_bytes: AtomicU64,
 }
 
-/// The client's first message: the setup digest it holds for this server, if any.
+/// The client's first message: its [`PROTOCOL`] version and the setup digest it holds
+/// for this server, if any.
 #[derive(Debug, Serialize, Deserialize)]
 struct Hello {
     #[serde(default)]
     setup: Option<String>,
+    #[serde(default = "first_protocol")]
+    protocol: u32,
+}
+
+/// The version of peers from before versions were sent.
+fn first_protocol() -> u32 {
+    1
+}
+
+/// Refuses a peer whose plans mean something else: the same plan would compute other
+/// numbers.
+fn same_protocol(peer: &str, theirs: u32) -> Result<(), RoleError> {
+    match theirs == PROTOCOL {
+        true => Ok(()),
+        false => Err(RoleError::Protocol(format!(
+            "the {peer} speaks protocol {theirs} and this build {PROTOCOL}: run the same \
+             release on both sides"
+        ))),
+    }
 }
 
 /// The session the client opened at the dealer.
@@ -264,6 +284,8 @@ struct SessionMsg {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SpecMsg {
+    #[serde(default = "first_protocol")]
+    protocol: u32,
     model: u64,
     plan: SecurePlan,
     classes: usize,
@@ -366,9 +388,11 @@ impl Server {
         };
         let hello: Hello = serde_json::from_slice(&hello)
             .map_err(|e| RoleError::Protocol(format!("malformed hello: {e}")))?;
+        same_protocol("client", hello.protocol)?;
         let classes = self.plan.wires.last().map_or(0, |w| w.cols);
         let setup_sent = hello.setup.as_deref() != Some(self.setup_digest.as_str());
         let spec = serde_json::to_vec(&SpecMsg {
+            protocol: PROTOCOL,
             model: self.model,
             plan: self.plan.clone(),
             classes,
@@ -588,6 +612,7 @@ fn client_session<C: Channel>(
     let cache = config.setup_cache.as_deref();
     let hello = Hello {
         setup: cache.and_then(|c| c.digest_for(server)),
+        protocol: PROTOCOL,
     };
     chan.send(MsgKind::Hello, &serde_json::to_vec(&hello).unwrap())
         .map_err(ctx("client hello"))?;
@@ -597,6 +622,7 @@ fn client_session<C: Channel>(
     )))?;
     let spec: SpecMsg = serde_json::from_slice(&spec)
         .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
+    same_protocol("server", spec.protocol)?;
     spec.plan
         .check()
         .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
@@ -699,4 +725,24 @@ pub fn load_server_model(
     opts: crate::lower::LowerOptions,
 ) -> Result<(SecurePlan, PlanWeights), RoleError> {
     crate::lower::lower(model, opts).map_err(|e| RoleError::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_of_another_protocol_is_refused_by_name() {
+        // A client from before versions were sent.
+        let old: Hello = serde_json::from_str(r#"{"setup":null}"#).unwrap();
+        assert_eq!(old.protocol, 1);
+        let e = same_protocol("client", old.protocol)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("client speaks protocol 1") && e.contains(&format!("this build {PROTOCOL}")),
+            "{e}"
+        );
+        assert!(same_protocol("server", PROTOCOL).is_ok());
+    }
 }
