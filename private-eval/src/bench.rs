@@ -286,10 +286,18 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         }],
         bias: None,
     };
-    let plan = |wires, openings, weights, steps| SecurePlan {
+    // The client's input and the shared copy `public(0)` makes of it.
+    let input = |name: &str, rows, cols| {
+        vec![
+            wire(name, rows, cols, client),
+            wire(&format!("{name}s"), rows, cols, shared),
+        ]
+    };
+    // A plan without openings or weights; a linear protocol adds its own.
+    let plan = |wires, steps| SecurePlan {
         wires,
-        openings,
-        weights,
+        openings: vec![],
+        weights: vec![],
         steps,
         inputs: 1,
         frac_bits: 16,
@@ -322,13 +330,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 _ => (Step::Square { out: 2, x: 1 }, c),
             };
             let p = plan(
-                vec![
-                    wire("x", n, c, client),
-                    wire("xs", n, c, shared),
-                    wire("y", n, out_cols, shared),
-                ],
-                vec![],
-                vec![],
+                [input("x", n, c), vec![wire("y", n, out_cols, shared)]].concat(),
                 vec![public(0), act],
             );
             let x = match name {
@@ -342,16 +344,16 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
             let (rows, n) = (12 * 197, 197);
             let bits = crate::lower::RELU_BITS;
             let p = plan(
-                vec![
-                    wire("s", rows, n, client),
-                    wire("ss", rows, n, shared),
-                    wire("m", rows, 1, shared),
-                    wire("x", rows, n, shared),
-                    wire("e", rows, n, shared),
-                    wire("p", rows, n, shared),
-                ],
-                vec![],
-                vec![],
+                [
+                    input("s", rows, n),
+                    vec![
+                        wire("m", rows, 1, shared),
+                        wire("x", rows, n, shared),
+                        wire("e", rows, n, shared),
+                        wire("p", rows, n, shared),
+                    ],
+                ]
+                .concat(),
                 vec![
                     public(0),
                     Step::RowMax { out: 2, x: 1, bits },
@@ -392,13 +394,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
             // LayerNorm at ViT-B/16's width: 197 x 768, centred and scaled input.
             let (n, d) = (197, 768);
             let p = plan(
-                vec![
-                    wire("x", n, d, client),
-                    wire("xs", n, d, shared),
-                    wire("y", n, d, shared),
-                ],
-                vec![],
-                vec![],
+                [input("x", n, d), vec![wire("y", n, d, shared)]].concat(),
                 vec![
                     public(0),
                     Step::LayerNorm {
@@ -417,15 +413,15 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
             // ViT-B/16's scores: 12 heads of 197 x 64 by 64 x 197.
             let (n, r, h) = (197, 768, 12);
             let p = plan(
-                vec![
-                    wire("q", n, 2 * r, client),
-                    wire("qs", n, 2 * r, shared),
-                    wire("a", n, r, shared),
-                    wire("b", n, r, shared),
-                    wire("s", h * n, n, shared),
-                ],
-                vec![],
-                vec![],
+                [
+                    input("q", n, 2 * r),
+                    vec![
+                        wire("a", n, r, shared),
+                        wire("b", n, r, shared),
+                        wire("s", h * n, n, shared),
+                    ],
+                ]
+                .concat(),
                 vec![
                     public(0),
                     Step::Slice {
@@ -460,31 +456,29 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
             let (n, d, r) = (197, 768, 300);
             let w = rand_mat(d, r, 1.0 / (d as f64).sqrt());
             let src = if name == "linear-client" { 0 } else { 1 };
-            let p = plan(
-                vec![
-                    wire("x", n, d, client),
-                    wire("xs", n, d, shared),
-                    wire("y", n, r, shared),
-                ],
-                vec![Opening {
+            let p = SecurePlan {
+                openings: vec![Opening {
                     wire: src,
                     rows: Rows::All,
                 }],
-                vec![WeightShape { rows: d, cols: r }],
-                vec![
-                    public(0),
-                    Step::Open { open: 0 },
-                    Step::Linear {
-                        out: 2,
-                        terms: vec![Term::Private {
-                            open: 0,
-                            weight: 0,
-                            cls: false,
-                        }],
-                        bias: None,
-                    },
-                ],
-            );
+                weights: vec![WeightShape { rows: d, cols: r }],
+                ..plan(
+                    [input("x", n, d), vec![wire("y", n, r, shared)]].concat(),
+                    vec![
+                        public(0),
+                        Step::Open { open: 0 },
+                        Step::Linear {
+                            out: 2,
+                            terms: vec![Term::Private {
+                                open: 0,
+                                weight: 0,
+                                cls: false,
+                            }],
+                            bias: None,
+                        },
+                    ],
+                )
+            };
             (
                 p,
                 PlanWeights { mats: vec![w] },
@@ -497,14 +491,11 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
             // `w / sum_row w` for `w = x^2`, `x` the shifted scores (in [2, 8]).
             let (rows, n) = (12 * 197, 197);
             let p = plan(
-                vec![
-                    wire("x", rows, n, client),
-                    wire("xs", rows, n, shared),
-                    wire("e", rows, n, shared),
-                    wire("p", rows, n, shared),
-                ],
-                vec![],
-                vec![],
+                [
+                    input("x", rows, n),
+                    vec![wire("e", rows, n, shared), wire("p", rows, n, shared)],
+                ]
+                .concat(),
                 vec![
                     public(0),
                     Step::Square { out: 2, x: 1 },
