@@ -10,12 +10,13 @@
 //! | `Relu` | both at once, in sequence: one masked value per input, then one masked bit per input (bytes, not ring elements) |
 //! | `Square`, `Spline` | both at once: one masked value per input |
 //! | `RowMax` | both at once, one exchange per tree level: one masked difference per pair |
-//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` (final scaling) |
-//! | `Truncate` | both at once: one masked bit per value, `ceil(f/8)` bytes each (not ring elements) |
+//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` per scaling ([`crate::shapes::layernorm_waves`]) |
+//! | `Truncate` | both at once: one masked bit per value, `ceil(shift/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
 //!
-//! Under exact truncation a `LayerNorm` also truncates exactly after each of its
-//! exchanges but the comparison: one more wave each (see [`crate::trunc`]).
+//! Under exact truncation a `LayerNorm` also truncates exactly after its exchanges
+//! (see [`crate::trunc`]); a direct guess skips the one after the comparison and
+//! truncates its one scaling by `f` plus the guess's slope bits.
 //!
 //! Every frame adds [`HEADER_LEN`] bytes. Rounds follow the transport's rule (see
 //! [`crate::transport::Channel`]): each end keeps the largest depth it has received;
@@ -261,7 +262,8 @@ pub fn setup_bytes(plan: &SecurePlan) -> u64 {
 /// Length of `party`'s seeded half ([`Material::to_bytes`](crate::material::Material::to_bytes))
 /// for one session of `plan`, computed from the shapes: the header, then the
 /// corrections ([`crate::material::corrections`]): the server's shares of products,
-/// `ceil(f/8)` bytes per exact truncation, and the DCF correction words (both parties).
+/// `ceil(shift/8)` bytes per value of an exact truncation, and the DCF correction words
+/// (both parties).
 pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
     let server = party == Party::Server;
     let ring = |n: usize| if server { 8 * n as u64 } else { 0 };

@@ -1,6 +1,8 @@
 //! Exact truncation with the dealer: a shared value `x` at `2f` fractional bits
 //! becomes `floor(x / 2^f)` or one less (faithful), with no probability of failure,
-//! for `|x| < 2^62` (at f = 16: reals of magnitude below 2^30).
+//! for `|x| < 2^62` (at f = 16: reals of magnitude below 2^30). Below, `f` is the
+//! shift, which the material carries ([`TruncMat::bits`]): a norm's direct guess
+//! truncates by more than `f` at once.
 //!
 //! Local truncation goes wrong when the two shares wrap around the ring. Here the
 //! client adds `2^62` to its share, so the value `x' = x + 2^62` has its top bit 0;
