@@ -1,7 +1,7 @@
 //! Prices a `SecurePlan` (DESIGN.md sections 2 and 3): exact online bytes and rounds
 //! (from [`private_eval::comm`], the frames each protocol sends), exact offline bytes
 //! (the dealer material's encoding), and time from an event simulation of both parties
-//! with per-operation throughputs measured on this machine ([`calibrate`]).
+//! with per-operation throughputs measured on this machine ([`calibrate()`]).
 //!
 //! * [`price::cost`]: `SecurePlan` x `NetworkProfile` x [`Constants`] -> [`CostReport`].
 //! * [`shape::plan_shape_only`]: the plan of a spec without weights (fast, for search).

@@ -78,7 +78,7 @@ pub struct CostReport {
     pub compute_s: f64,
     pub transfer_s: f64,
     pub latency_s: f64,
-    /// Predicted offline seconds for one session, [`offline_seconds`]: the dealer's
+    /// Predicted offline seconds for one session, [`offline`]: the dealer's
     /// generation, then each half over a link like the online one, then its expansion.
     pub predicted_offline_s: f64,
     /// The dealer's share of it.

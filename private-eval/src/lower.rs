@@ -1,5 +1,5 @@
 //! Lowering `AdapterSpec` + weights to a `SecurePlan` (DESIGN.md section 3):
-//! every linear piece is kept symbolic as an affine [`Form`] over wires and folded
+//! every linear piece is kept symbolic as an affine `Form` over wires and folded
 //! offline; a form is materialized only where a nonlinear step needs its value. Openings
 //! of a wire are shared by every server-weight map applied to it; the client's hidden
 //! states are opened first so they travel before any round; only what reaches the CLS

@@ -475,7 +475,8 @@ pub struct ClientReport {
     /// Part of `online_s` spent getting each step's material: for a streamed half,
     /// expanding it and waiting for the dealer.
     pub material_s: f64,
-    /// Whether the half streamed during the online phase ([`crate::comm::streams`]).
+    /// Whether the half streamed during the online phase
+    /// ([`DealerLimits::stream_above`]).
     pub streamed: bool,
     pub offline_bytes: u64,
     pub offline_s: f64,

@@ -72,7 +72,7 @@ pub struct RunArgs {
     /// Space file (YAML); default: the embedded digits space on vit-mini.
     #[arg(long)]
     pub space: Option<PathBuf>,
-    /// Run directory (study, cache, outputs); default: runs/<space name>.
+    /// Run directory (study, cache, outputs); default: runs/NAME, NAME the space.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Override the space's strategy (nsga2, reinforce, random, grid).

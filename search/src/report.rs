@@ -34,7 +34,7 @@ pub struct Front {
     pub plot_png: PathBuf,
 }
 
-/// What [`write`] produced.
+/// What [`write()`] produced.
 #[derive(Debug)]
 pub struct Outputs {
     pub dir: PathBuf,
