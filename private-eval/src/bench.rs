@@ -151,14 +151,7 @@ fn bench_plan(
     if half <= limits.dealer.stream_above {
         limits.transport.read_timeout += Duration::from_secs(half / 20_000_000);
     }
-    // The setup `E` travels in one frame.
     let setup = crate::comm::setup_bytes(&plan);
-    if setup > u32::MAX as u64 - (1 << 20) {
-        return Err(RoleError::Protocol(format!(
-            "a setup of {setup} bytes does not fit one frame"
-        )));
-    }
-    limits.transport.max_frame_bytes = limits.transport.max_frame_bytes.max(setup + (1 << 20));
     limits.transport.read_timeout += Duration::from_secs(setup / 20_000_000);
     limits.dealer.max_session_bytes = limits.dealer.max_session_bytes.max(2 * half + (1 << 20));
     limits.dealer.max_pending_bytes = limits.dealer.max_pending_bytes.max(2 * half + (1 << 20));

@@ -247,16 +247,16 @@ pub fn simulate(plan: &SecurePlan) -> Comm {
     }
 }
 
-/// Payload bytes of the setup message `E = W - B` (server to client, once per model;
-/// not online).
+/// Bytes of the setup message `E = W - B` (server to client, once per model; not
+/// online): its elements in frames of at most [`CHUNK`] bytes, at least one.
 pub fn setup_bytes(plan: &SecurePlan) -> u64 {
-    masked_weights(plan)
+    let payload = masked_weights(plan)
         .iter()
         .zip(&plan.weights)
         .filter(|(m, _)| **m)
         .map(|(_, s)| (s.rows * s.cols) as u64 * ELEM)
-        .sum::<u64>()
-        + HEADER_LEN as u64
+        .sum::<u64>();
+    payload + payload.div_ceil(CHUNK as u64).max(1) * HEADER_LEN as u64
 }
 
 /// Length of `party`'s seeded half ([`Material::to_bytes`](crate::material::Material::to_bytes))
@@ -324,5 +324,6 @@ pub fn offline_bytes(plan: &SecurePlan) -> u64 {
     material_bytes(plan, Party::Client) + material_bytes(plan, Party::Server)
 }
 
-/// Largest piece of a half in one frame.
-pub const MATERIAL_CHUNK: usize = 4 << 20;
+/// Largest piece of a dealer's half, or of the setup `E`, in one frame: no message needs
+/// a frame limit of its own size.
+pub const CHUNK: usize = 4 << 20;

@@ -275,7 +275,7 @@ enum Delivery {
 const PIPE_CHUNKS: usize = 16;
 
 fn send_half(chan: &mut impl Channel, half: &[u8]) -> Result<(), RoleError> {
-    for c in half.chunks(comm::MATERIAL_CHUNK) {
+    for c in half.chunks(comm::CHUNK) {
         chan.send(MsgKind::Material, c)
             .map_err(ctx("dealer sending material"))?;
     }
@@ -294,7 +294,7 @@ fn stream_session(
     ttl: Duration,
 ) -> Result<(), RoleError> {
     let push = |bytes: Vec<u8>| -> Result<(), RoleError> {
-        for c in bytes.chunks(comm::MATERIAL_CHUNK) {
+        for c in bytes.chunks(comm::CHUNK) {
             let mut c = c.to_vec();
             let since = Instant::now();
             loop {
@@ -412,7 +412,7 @@ fn material(
                 }
                 // A streamed session holds at most the pipe.
                 let half_bytes = match m.streams {
-                    true => [0, (PIPE_CHUNKS * comm::MATERIAL_CHUNK) as u64],
+                    true => [0, (PIPE_CHUNKS * comm::CHUNK) as u64],
                     false => m.half_bytes,
                 };
                 let held: u64 = st.pending.values().map(Pending::held).sum();

@@ -125,8 +125,23 @@ impl ClientKeys {
 
 /// Server: sends `E` to the client (once per model and client).
 pub fn server_setup(keys: &ServerKeys, chan: &mut dyn Channel) -> Result<(), ExecError> {
-    chan.send_u64s(MsgKind::Setup, &keys.setup_message())
-        .map_err(ExecError::Setup)
+    send_setup(chan, &keys.setup_message())
+}
+
+/// Sends a setup message in frames of at most [`crate::comm::CHUNK`] bytes (one, empty,
+/// for a plan without masked weights).
+pub fn send_setup(chan: &mut dyn Channel, setup: &[u64]) -> Result<(), ExecError> {
+    let per = crate::comm::CHUNK / 8;
+    if setup.is_empty() {
+        return chan
+            .send_u64s(MsgKind::Setup, &[])
+            .map_err(ExecError::Setup);
+    }
+    for c in setup.chunks(per) {
+        chan.send_u64s(MsgKind::Setup, c)
+            .map_err(ExecError::Setup)?;
+    }
+    Ok(())
 }
 
 /// Client: receives `E` (the raw message, to cache; see [`ClientKeys::from_message`]).
@@ -134,8 +149,18 @@ pub fn client_setup_message(
     plan: &SecurePlan,
     chan: &mut dyn Channel,
 ) -> Result<Vec<u64>, ExecError> {
-    chan.recv_u64s(MsgKind::Setup, ClientKeys::setup_len(plan))
-        .map_err(ExecError::Setup)
+    let (n, per) = (ClientKeys::setup_len(plan), crate::comm::CHUNK / 8);
+    let mut setup = Vec::with_capacity(n);
+    loop {
+        let want = per.min(n - setup.len());
+        setup.extend(
+            chan.recv_u64s(MsgKind::Setup, want)
+                .map_err(ExecError::Setup)?,
+        );
+        if setup.len() == n {
+            return Ok(setup);
+        }
+    }
 }
 
 /// Client: receives `E`.

@@ -1,6 +1,6 @@
 //! A party's half of a session as it comes from the dealer: a one-byte frame saying
 //! whether it streams, then the seeded encoding in frames of at most
-//! [`comm::MATERIAL_CHUNK`] bytes. A whole half is read and expanded before the online
+//! [`comm::CHUNK`] bytes. A whole half is read and expanded before the online
 //! phase; a streamed one (a plan whose halves are too large to hold, see
 //! [`crate::roles::DealerLimits::stream_above`]) is expanded step by step while the
 //! online phase runs, the dealer connection open throughout. Either way no more is read

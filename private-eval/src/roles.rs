@@ -403,8 +403,7 @@ impl Server {
         chan.send(MsgKind::Spec, &spec)
             .map_err(ctx("server sending the plan"))?;
         if setup_sent {
-            chan.send_u64s(MsgKind::Setup, &self.setup)
-                .map_err(|e| RoleError::Exec(ExecError::Setup(e)))?;
+            exec::send_setup(chan, &self.setup).map_err(RoleError::Exec)?;
         }
         let session = chan
             .recv(MsgKind::Session)

@@ -353,3 +353,30 @@ fn inverse_square_root_holds_across_its_range() {
         }
     }
 }
+
+/// A setup `E` larger than one frame's chunk arrives whole, in `comm::CHUNK` pieces (no
+/// frame limit of its size needed), and its bytes on the wire are `comm::setup_bytes`.
+#[test]
+fn a_setup_larger_than_a_chunk_travels_in_pieces() {
+    use private_eval::{comm, dealer::ModelMasks, exec, tensor::Mat};
+    let (mut plan, mut w, _, _) = protocol_plan("linear-client");
+    let (d, cols) = (768, 1100);
+    plan.weights[0].cols = cols;
+    plan.wires[2].cols = cols;
+    w.mats[0] = Mat::new(
+        d,
+        cols,
+        (0..d * cols).map(|i| (i % 97) as f64 / 97.0 - 0.5).collect(),
+    );
+    plan.check().unwrap();
+    let keys = exec::ServerKeys::new(&plan, &w, &ModelMasks { seed: 3 });
+    let want = keys.setup_message();
+    assert!(want.len() * 8 > comm::CHUNK, "two chunks at least");
+    let (mut c, mut s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+    let got = std::thread::scope(|t| {
+        t.spawn(|| exec::server_setup(&keys, &mut s).unwrap());
+        exec::client_setup_message(&plan, &mut c).unwrap()
+    });
+    assert_eq!(got, want);
+    assert_eq!(c.stats().total_bytes(), comm::setup_bytes(&plan));
+}
