@@ -150,7 +150,8 @@ pub fn client_setup_message(
     chan: &mut dyn Channel,
 ) -> Result<Vec<u64>, ExecError> {
     let (n, per) = (ClientKeys::setup_len(plan), crate::comm::CHUNK / 8);
-    let mut setup = Vec::with_capacity(n);
+    // Grown as frames arrive, not sized up front by the peer's plan.
+    let mut setup = Vec::new();
     loop {
         let want = per.min(n - setup.len());
         setup.extend(

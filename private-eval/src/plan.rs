@@ -89,6 +89,10 @@ pub enum HeadProduct {
 /// compare it in their handshake.
 pub const PROTOCOL: u32 = 2;
 
+/// Most values one wire or weight may hold: far above any ViT's (ViT-B/16's largest,
+/// 12 x 197 x 197 scores, hold 2^19), low enough that sizes never overflow.
+pub const MAX_ELEMENTS: usize = 1 << 36;
+
 /// Largest whole coefficient a scale-keeping linear step multiplies by.
 pub const WHOLE_COEF_MAX: f64 = 65536.0;
 
@@ -404,11 +408,19 @@ pub struct SecurePlan {
 
 impl SecurePlan {
     /// Checks the protocol parameters a peer's plan carries before anything sizes or
-    /// runs it: the fixed-point width, each ReLU's comparison width, each norm's
-    /// `1/sqrt` parameters, and that every step names existing wires and openings.
+    /// runs it: the fixed-point width, each wire's and weight's size, each ReLU's
+    /// comparison width, each norm's `1/sqrt` parameters, and that every step names
+    /// existing wires and openings.
     pub fn check(&self) -> Result<(), String> {
         if !(1..=30).contains(&self.frac_bits) {
             return Err(format!("{} fractional bits (1 to 30)", self.frac_bits));
+        }
+        let sizes = self.wires.iter().map(|w| (w.rows, w.cols, w.name.as_str()));
+        let weights = self.weights.iter().map(|w| (w.rows, w.cols, "a weight"));
+        for (rows, cols, name) in sizes.chain(weights) {
+            if rows.checked_mul(cols).is_none_or(|n| n > MAX_ELEMENTS) {
+                return Err(format!("{name} of {rows} x {cols} (at most 2^36 values)"));
+            }
         }
         let wire = |w: WireId| match w < self.wires.len() {
             true => Ok(()),

@@ -110,4 +110,22 @@ fn a_peers_plan_with_bad_parameters_or_dangling_wires_is_refused() {
         _ => false,
     });
     assert!(e.contains("wire 10000"), "{e}");
+    // Sizes that would overflow, or that no model needs.
+    let mut p = plan.clone();
+    p.wires[0].rows = usize::MAX / 2;
+    let e = p.check().unwrap_err();
+    assert!(e.contains("at most 2^36 values"), "{e}");
+    let mut p = plan.clone();
+    p.weights[0].cols = 1 << 40;
+    assert!(p.check().unwrap_err().contains("a weight of"));
+    // A direct guess (no Newton) whose first threshold would overflow its scale.
+    let e = broken(&|s| match s {
+        Step::LayerNorm { inv_sqrt, .. } => {
+            (inv_sqrt.newton, inv_sqrt.power) = (0, 2);
+            inv_sqrt.min_exp = -30;
+            true
+        }
+        _ => false,
+    });
+    assert!(e.contains("first threshold of 2^-30"), "{e}");
 }

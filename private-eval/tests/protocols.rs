@@ -366,7 +366,9 @@ fn a_setup_larger_than_a_chunk_travels_in_pieces() {
     w.mats[0] = Mat::new(
         d,
         cols,
-        (0..d * cols).map(|i| (i % 97) as f64 / 97.0 - 0.5).collect(),
+        (0..d * cols)
+            .map(|i| (i % 97) as f64 / 97.0 - 0.5)
+            .collect(),
     );
     plan.check().unwrap();
     let keys = exec::ServerKeys::new(&plan, &w, &ModelMasks { seed: 3 });
