@@ -261,10 +261,7 @@ pub fn generate(
 ) -> [Material; 2] {
     let mut g = Generator::new(plan, masks, session, rng);
     let mut out = [0, 1].map(|p| Material {
-        session,
-        pair: g.binding[p].pair,
-        plan_digest: g.binding[p].plan_digest,
-        party: p as u8,
+        binding: g.binding[p],
         seed: g.seeds[p],
         steps: Vec::with_capacity(plan.steps.len()),
     });

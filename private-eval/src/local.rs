@@ -71,14 +71,14 @@ pub fn infer_with<C: Channel + 'static>(
     std::thread::scope(|s| {
         let server = s.spawn(move || -> Result<(), ExecError> {
             exec::server_setup(&server_keys, &mut server_chan)?;
-            sync(&mut server_chan, m1.pair)?;
+            sync(&mut server_chan, m1.binding.pair)?;
             exec::run(plan, Keys::Server(&server_keys), m1, None, &mut server_chan)?;
             server_chan.flush().map_err(ExecError::Setup)?;
             Ok(())
         });
         let client = (|| {
             let keys: ClientKeys = exec::client_setup(plan, &mut client_chan)?;
-            sync(&mut client_chan, m0.pair)?;
+            sync(&mut client_chan, m0.binding.pair)?;
             let before = client_chan.stats();
             let t = Instant::now();
             let out = exec::run_with(

@@ -89,12 +89,7 @@ pub enum StepMat {
 /// One party's material for one session, expanded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Material {
-    pub session: u64,
-    /// Random id shared by the two halves of one generation: the parties compare it
-    /// before the online phase, so halves of different generations never mix.
-    pub pair: u64,
-    pub plan_digest: u64,
-    pub party: u8,
+    pub binding: Binding,
     /// What this half's random parts were drawn from.
     pub seed: u128,
     pub steps: Vec<StepMat>,
@@ -422,6 +417,8 @@ pub const HEADER_BYTES: usize = 4 * 8 + 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding {
     pub session: u64,
+    /// Random id shared by the two halves of one generation: the parties compare it
+    /// before the online phase, so halves of different generations never mix.
     pub pair: u64,
     pub plan_digest: u64,
     pub party: u8,
@@ -489,21 +486,16 @@ impl<R: Read> Expander<R> {
             next: 0,
         })
     }
-}
 
-impl<R: Read> Expander<R> {
     /// Reads and expands every step, and checks that nothing follows.
     pub fn expand_all(mut self, plan: &SecurePlan) -> Result<Material, MaterialError> {
         let steps = (0..plan.steps.len())
             .map(|_| self.next_step(plan))
             .collect::<Result<Vec<_>, _>>()?;
-        let (b, seed) = (self.binding, self.seed);
+        let (binding, seed) = (self.binding, self.seed);
         self.finish()?;
         Ok(Material {
-            session: b.session,
-            pair: b.pair,
-            plan_digest: b.plan_digest,
-            party: b.party,
+            binding,
             seed,
             steps,
         })
@@ -541,21 +533,12 @@ impl<R: Read> Source for Expander<R> {
 }
 
 impl Material {
-    pub fn binding(&self) -> Binding {
-        Binding {
-            session: self.session,
-            pair: self.pair,
-            plan_digest: self.plan_digest,
-            party: self.party,
-        }
-    }
-
     /// The seeded encoding: the header, then the corrections of every step. The random
     /// parts must have been drawn from `self.seed` by [`draw`] (the dealer's way).
     pub fn into_bytes(mut self) -> Vec<u8> {
-        let mut out = self.binding().header(self.seed);
+        let mut out = self.binding.header(self.seed);
         for s in &mut self.steps {
-            write_step(s, self.party, &mut out);
+            write_step(s, self.binding.party, &mut out);
         }
         out
     }
@@ -575,7 +558,7 @@ impl Material {
 /// An expanded half, consumed from the front.
 impl Source for Material {
     fn binding(&self) -> Binding {
-        Material::binding(self)
+        self.binding
     }
 
     fn next_step(&mut self, _: &SecurePlan) -> Result<StepMat, MaterialError> {
