@@ -7,6 +7,7 @@ use cryptpeft_train::{cpu, owc::OwcModel as BurnOwc};
 use cryptpeft_types::{
     Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
 };
+use private_eval::tensor::max_abs_diff;
 use private_eval::{hidden, local, lower, model::OwcModel, reference, transport::memory_pair};
 
 #[test]
@@ -72,11 +73,7 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
                 let secure = local::infer(&plan, &w, &x, c, sv, seed as u128)
                     .unwrap()
                     .logits;
-                let err = secure
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f64::max);
+                let err = max_abs_diff(&secure, &want);
                 assert!(
                     err <= 0.01,
                     "{}: secure vs reference max abs err {err}",
@@ -109,19 +106,11 @@ fn sft_baseline_loads_the_backbone_layers() {
         private_eval::tensor::Mat::new(1, bb.hidden_dim, cls.iter().map(|&v| v as f64).collect());
     let burn = cls.linear(&m.head.weight, Some(&m.head.bias)).data;
     let want = reference::layers_forward(&m.layers, bb.heads, &m.final_norm, &m.head, &x[0]);
-    let err = burn
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let err = max_abs_diff(&burn, &want);
     assert!(err <= 1e-4, "burn vs f64 on the loaded layers: {err}");
     let (plan, w) = m.lower(Default::default()).unwrap();
     let (c, s) = memory_pair(NetworkProfile::none(), std::time::Duration::from_secs(10));
     let got = local::infer(&plan, &w, &x, c, s, 7).unwrap().logits;
-    let err = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let err = max_abs_diff(&got, &want);
     assert!(err <= 1e-2, "secure vs f64: {err}");
 }

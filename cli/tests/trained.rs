@@ -12,6 +12,7 @@ use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, NetworkProfile, NormKind};
 use private_eval::lower::LowerOptions;
 use private_eval::plan::InvSqrtParams;
+use private_eval::tensor::max_abs_diff;
 use private_eval::{local, lower, model::OwcModel, reference, transport::memory_pair};
 
 const IMAGES: usize = 4;
@@ -87,11 +88,7 @@ fn trained_checkpoints_of_every_kind_evaluate_securely() {
                 let got = local::infer(&plan, &w, &x, c, s, img as u128)
                     .unwrap()
                     .logits;
-                let err = want
-                    .iter()
-                    .zip(&got)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f64::max);
+                let err = max_abs_diff(&want, &got);
                 worst = worst.max(err);
             }
             eprintln!(

@@ -192,7 +192,7 @@ fn bench_plan(
         let reports: Vec<roles::ClientReport> = result?;
         let err = reports
             .iter()
-            .flat_map(|r| r.logits.iter().zip(want).map(|(a, b)| (a - b).abs()))
+            .map(|r| crate::tensor::max_abs_diff(&r.logits, want))
             .fold(0.0, f64::max);
         let mut online: Vec<f64> = reports.iter().map(|r| r.online_s).collect();
         let all = online.clone();

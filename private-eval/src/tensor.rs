@@ -194,10 +194,15 @@ impl Mat {
     }
 
     pub fn max_abs_diff(&self, other: &Mat) -> f64 {
-        self.data
-            .iter()
-            .zip(&other.data)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max)
+        max_abs_diff(&self.data, &other.data)
     }
+}
+
+/// Largest `|a_i - b_i|` (0 for empty input): how far secure logits stray from a
+/// reference's.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }

@@ -2,6 +2,7 @@
 //! plaintext f64 model's logits: softmax attention, GELU, LayerNorm, AdaptFormer's
 //! bottleneck, dead-token elimination in the last layer.
 
+use private_eval::tensor::max_abs_diff;
 use std::time::Duration;
 
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
@@ -43,11 +44,7 @@ fn baselines_match_the_plaintext_model() {
             let (plan, w) = m.lower(opts).unwrap();
             let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
             let got = local::infer(&plan, &w, &x, c, s, seed as u128).unwrap();
-            let err = want
-                .iter()
-                .zip(&got.logits)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = max_abs_diff(&want, &got.logits);
             assert!(
                 err <= 1e-2,
                 "{kind} ({how}): max |logit error| {err}\n want {want:?}\n got {:?}",

@@ -1,5 +1,6 @@
 //! Closed-form costs, single-use material, masked transcripts, checkpoint errors.
 
+use private_eval::tensor::max_abs_diff;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,11 +87,7 @@ fn protocol_results_are_correct() {
         let want = private_eval::plain::eval(&plan, &w, &x);
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, s, 11).unwrap().logits;
-        let err = want
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let err = max_abs_diff(&want, &got);
         // Inputs and weights carry 2^-17 rounding; products one truncation ulp; the
         // splines their chords' error (GELU 1.6e-3, exp 0.2% of values up to 1).
         let bound = match name {
@@ -285,7 +282,7 @@ fn checkpoint_errors_name_the_tensor() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("adapter.0.up.bias") && err.contains("[15]") && err.contains("[16]"),
+        err.contains("adapter.0.up.bias") & err.contains("[15]") & err.contains("[16]"),
         "{err}"
     );
     // Not a safetensors file at all.
@@ -337,11 +334,7 @@ fn inverse_square_root_holds_across_its_range() {
                 let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
                 let got = local::infer(&plan, &w, &x, c, s, 3).unwrap().logits;
                 let top = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let err = want
-                    .iter()
-                    .zip(&got)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f64::max);
+                let err = max_abs_diff(&want, &got);
                 // Scaling twice by u doubles u's error; a direct guess scales once.
                 let tol = tol * if exact { 1.0 } else { power as f64 };
                 let case = format!(

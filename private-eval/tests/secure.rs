@@ -1,5 +1,6 @@
 //! Secure logits equal the plaintext reference for many random specs on small shapes.
 
+use private_eval::tensor::max_abs_diff;
 use std::time::Duration;
 
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
@@ -35,11 +36,7 @@ fn secure_logits_match_reference_for_random_specs() {
                     let want = reference::forward(&model, &x);
                     let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
                     let got = local::infer(&plan, &w, &x, c, sv, seed as u128).unwrap();
-                    let err = want
-                        .iter()
-                        .zip(&got.logits)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f64::max);
+                    let err = max_abs_diff(&want, &got.logits);
                     worst = worst.max(err);
                     assert!(
                         err <= BOUND,

@@ -3,6 +3,7 @@
 //! plans by a dealer that streams everything. The logits are the plaintext model's,
 //! and a server that never takes its half ends the session with an error, not a hang.
 
+use private_eval::tensor::max_abs_diff;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -48,11 +49,7 @@ fn streamed_material_gives_the_plaintext_logits() {
         });
         for r in &report {
             assert!(r.streamed, "{kind}: the dealer was to stream");
-            let err = want
-                .iter()
-                .zip(&r.logits)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = max_abs_diff(&want, &r.logits);
             assert!(err <= 1e-2, "{kind}: max |logit error| {err}");
             // The whole half came, in frames, during the online phase.
             let half = private_eval::comm::material_bytes(
