@@ -22,3 +22,16 @@ pub use price::{
     cost, cost_with, format_table, offline, print_table, CostReport, Deployment, StepCost,
 };
 pub use shape::{plan_shape_only, plan_shape_only_with};
+
+/// Revision of the pricing itself: bump it whenever the same plan and constants would
+/// be priced differently. Changes of the plans are covered by the protocol version.
+pub const PRICING: u32 = 1;
+
+/// What priced a figure: a study records it beside its constants, so that stored
+/// prices are never mixed with prices from another release.
+pub fn version() -> String {
+    format!(
+        "pricing {PRICING}, protocol {}",
+        private_eval::plan::PROTOCOL
+    )
+}

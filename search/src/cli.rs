@@ -48,7 +48,11 @@ pub enum Cmd {
         seeds: u64,
         #[arg(long, value_delimiter = ',', default_value = "20,40,60,100")]
         budgets: Vec<usize>,
-        /// Where to write replay.csv, replay_summary.csv, replay.md and the plot.
+        /// Strategies to replay (default: ehvi, nsga2, reinforce, reinforce-paper, random).
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<StrategyKind>,
+        /// Where to write replay.csv, proposals.csv, replay_summary.csv, replay.md and
+        /// the plots (default: TABLE/replay).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -75,7 +79,7 @@ pub struct RunArgs {
     /// Run directory (study, cache, outputs); default: runs/NAME, NAME the space.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Override the space's strategy (nsga2, reinforce, random, grid).
+    /// Override the space's strategy (ehvi, nsga2, reinforce, reinforce-paper, random, grid).
     #[arg(long)]
     pub strategy: Option<StrategyKind>,
     /// Override the space's budget of trainings (`all`: every valid configuration).
@@ -84,9 +88,13 @@ pub struct RunArgs {
     /// Override the space's budget in minutes.
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// Override the space's seed.
+    /// Override the space's seed (data split and training initialisation; also the
+    /// strategy's unless --strategy-seed is given).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Override the strategy's seed alone.
+    #[arg(long)]
+    pub strategy_seed: Option<u64>,
     /// Run each front member securely (dealer, server, client on loopback, with the
     /// profile's shaping) and report measured beside predicted.
     #[arg(long)]
@@ -123,6 +131,9 @@ fn space(a: &RunArgs) -> Result<SpaceFile> {
     }
     if let Some(seed) = a.seed {
         s.seed = seed;
+    }
+    if let Some(seed) = a.strategy_seed {
+        s.strategy_seed = Some(seed);
     }
     Ok(s)
 }
@@ -183,17 +194,23 @@ pub fn main(args: SearchArgs) -> Result<()> {
             at,
             seeds,
             budgets,
+            strategies,
             out,
         }) => {
             let (s, location) = stored(&table, &at)?;
             let study = study::open(s, &table, location, true)?;
-            let rows = replay::replay(&study, &STRATEGIES, seeds, &budgets)?;
+            let strategies = if strategies.is_empty() {
+                STRATEGIES.to_vec()
+            } else {
+                strategies
+            };
+            let r = replay::replay(&study, &strategies, seeds, &budgets)?;
             let out = out.unwrap_or_else(|| table.join("replay"));
             let title = format!(
-                "{}: hypervolume reached by budget ({} seeds)",
+                "{}: replayed on its table ({} seeds)",
                 study.space.name, seeds
             );
-            let md = replay::write(&rows, &budgets, &out, &title)?;
+            let md = replay::write(&r, &budgets, &out, &title)?;
             println!("{md}");
             println!("tables and plot in {}", out.display());
             Ok(())

@@ -21,6 +21,10 @@ pub enum Error {
     /// `at`: the study's file, or its name and database.
     #[error("study {at}: {problem}")]
     Study { at: String, problem: String },
+    /// A finish that changed nothing: another worker took the trial over (this one
+    /// looked dead), and its result stands.
+    #[error("study {at}: trial {number} is no longer this worker's (another worker took it over)")]
+    TakenOver { at: String, number: u64 },
     #[error(transparent)]
     Train(#[from] cryptpeft_train::TrainError),
     #[error("{0}")]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod fault;
 pub mod genes;
+pub mod metrics;
 pub mod pareto;
 pub mod plot;
 pub mod price;

@@ -95,19 +95,27 @@ pub fn front(points: &[Point]) -> Vec<usize> {
 
 /// Hypervolume of the feasible points against the reference (accuracy 0, seconds
 /// `reference_s`), with seconds normalised by `reference_s`: a fraction of the unit square.
+/// DESIGN.md section 5 calls this reference lenient; [`crate::metrics`] has the nadir's.
 pub fn hypervolume(points: &[Point], reference_s: f64) -> f64 {
+    hypervolume_at(points, 0.0, reference_s) / reference_s
+}
+
+/// Area dominated by the feasible points and bounded by the reference (accuracy
+/// `ref_accuracy`, seconds `ref_seconds`); points not better than the reference in both
+/// objectives add nothing. Accuracy above 1 counts as 1.
+pub fn hypervolume_at(points: &[Point], ref_accuracy: f64, ref_seconds: f64) -> f64 {
     let mut pts: Vec<(f64, f64)> = points
         .iter()
-        .filter(|p| p.violation == 0.0 && p.seconds < reference_s && p.accuracy > 0.0)
-        .map(|p| (p.seconds / reference_s, p.accuracy.min(1.0)))
+        .filter(|p| p.violation == 0.0 && p.seconds < ref_seconds && p.accuracy > ref_accuracy)
+        .map(|p| (p.seconds, p.accuracy.min(1.0)))
         .collect();
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut area = 0.0;
-    let mut best = 0.0f64;
+    let mut best = ref_accuracy;
     for (k, &(s, a)) in pts.iter().enumerate() {
         best = best.max(a);
-        let next = pts.get(k + 1).map_or(1.0, |p| p.0);
-        area += (next - s) * best;
+        let next = pts.get(k + 1).map_or(ref_seconds, |p| p.0);
+        area += (next - s) * (best - ref_accuracy);
     }
     area
 }
@@ -156,5 +164,8 @@ mod tests {
         let hv = hypervolume(&[p(0.5, 1.0), p(0.8, 2.0), p(0.4, 3.0)], 4.0);
         assert!((hv - (0.25 * 0.5 + 0.5 * 0.8)).abs() < 1e-12, "{hv}");
         assert_eq!(hypervolume(&[], 4.0), 0.0);
+        // Against (0.45, 2.5 s): only the 1 s and 2 s points count, above 0.45.
+        let at = hypervolume_at(&[p(0.5, 1.0), p(0.8, 2.0), p(0.4, 3.0)], 0.45, 2.5);
+        assert!((at - (1.0 * 0.05 + 0.5 * 0.35)).abs() < 1e-12, "{at}");
     }
 }

@@ -1,47 +1,74 @@
 //! The tabulated benchmark, the way NAS-Bench does it: a grid study holds every valid
 //! configuration evaluated once; each strategy replays on that table (no training) with
-//! many seeds, and the hypervolume it reaches at each budget is reported as a fraction of
-//! the true front's.
+//! many seeds. At each budget it reports, against the table's true front
+//! ([`crate::metrics`]): the hypervolume with the reference at the front's nadir, the
+//! share of front members found, IGD+, and the lenient hypervolume of earlier releases.
+//! Every run's proposals are written in order, so anyone can compute their own metric.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::genes::Genome;
-use crate::pareto::{hypervolume, Point};
+use crate::metrics::{Scores, Truth};
+use crate::pareto::Point;
 use crate::plot;
-use crate::report::reference_seconds;
 use crate::space::StrategyKind;
 use crate::strategy::{propose, Objectives, Outcome, Record, Step};
 use crate::study::State;
 use crate::study::{write_atomic, Study};
 
-/// One replay: strategy, seed, budget, evaluations used, hypervolume fraction.
+/// One replay at one budget.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub strategy: StrategyKind,
     pub seed: u64,
     pub budget: usize,
+    /// Trainings used (less than the budget when the strategy stops early).
     pub evaluations: usize,
-    pub fraction: f64,
+    pub scores: Scores,
 }
 
-pub const STRATEGIES: [StrategyKind; 3] = [
+/// One proposal of one run, in order.
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    pub strategy: StrategyKind,
+    pub seed: u64,
+    pub step: usize,
+    pub config: String,
+    /// Trained (`true`) or recorded without training (the paper's controller).
+    pub trained: bool,
+    /// The proposal's own time: surrogate fit and acquisition included.
+    pub seconds: f64,
+}
+
+/// What a replay produced.
+pub struct Replay {
+    pub rows: Vec<Row>,
+    pub proposals: Vec<Proposed>,
+    pub configurations: usize,
+    pub front: usize,
+}
+
+pub const STRATEGIES: [StrategyKind; 5] = [
+    StrategyKind::Ehvi,
     StrategyKind::Nsga2,
     StrategyKind::Reinforce,
+    StrategyKind::ReinforcePaper,
     StrategyKind::Random,
 ];
 
 /// Replays `strategies` on the table of `study` (which must hold every valid
-/// configuration), `seeds` seeds each, recording the hypervolume fraction at `budgets`.
+/// configuration), seeds `0..seeds` each, scoring at `budgets`.
 pub fn replay(
     study: &Study,
     strategies: &[StrategyKind],
     seeds: u64,
     budgets: &[usize],
-) -> Result<Vec<Row>> {
+) -> Result<Replay> {
     let first = study.space.fidelity.rungs()[0];
     let table: HashMap<Genome, f64> = study
         .store
@@ -50,47 +77,45 @@ pub fn replay(
         .filter(|t| t.state == State::Complete && t.epochs == first)
         .map(|t| (t.genome, t.val_accuracy.unwrap_or(0.0)))
         .collect();
-    let missing = study
-        .genomes
-        .valid()
-        .iter()
-        .filter(|g| !table.contains_key(*g))
-        .count();
+    let valid = study.genomes.valid();
+    let missing = valid.iter().filter(|g| !table.contains_key(*g)).count();
     if missing > 0 {
         return Err(Error::Other(format!(
             "the table lacks {missing} of {} valid configurations; run the grid to the end first",
-            study.genomes.valid().len()
+            valid.len()
         )));
     }
-    let p = study.space.select_index();
-    let reference = reference_seconds(study, p);
-    let hv = |gs: &[Genome]| {
-        let pts: Vec<Point> = gs.iter().map(|g| study.point(g, Some(table[g]))).collect();
-        hypervolume(&pts, reference)
-    };
-    let all: Vec<Genome> = table.keys().copied().collect();
-    let best = hv(&all);
+    // Points priced by this study's cost model (the same the strategies see).
+    let point = |g: &Genome| (*g, study.point(g, Some(table[g])));
+    let all: Vec<(Genome, Point)> = valid.iter().map(point).collect();
+    let truth = Truth::new(&all);
     let max_budget = budgets.iter().copied().max().unwrap_or(0);
-    let mut rows = Vec::new();
+    let (mut rows, mut proposals) = (Vec::new(), Vec::new());
     for &kind in strategies {
         for seed in 0..seeds {
             let ctx = study.ctx(seed);
             let mut history: Vec<Record> = Vec::new();
-            let mut evaluated: Vec<Genome> = Vec::new();
+            let mut evaluated: Vec<(Genome, Point)> = Vec::new();
             while evaluated.len() < max_budget {
-                match propose(kind, &ctx, &history) {
-                    Step::Evaluate(g) => {
-                        history.push(Record {
-                            genome: g,
-                            outcome: Outcome::Accuracy(table[&g]),
-                        });
-                        evaluated.push(g);
-                    }
-                    Step::Skip(g) => history.push(Record {
-                        genome: g,
-                        outcome: Outcome::Skipped,
-                    }),
+                let start = Instant::now();
+                let step = propose(kind, &ctx, &history);
+                let seconds = start.elapsed().as_secs_f64();
+                let (g, outcome) = match step {
+                    Step::Evaluate(g) => (g, Outcome::Accuracy(table[&g])),
+                    Step::Skip(g) => (g, Outcome::Skipped),
                     Step::Wait | Step::Done => break,
+                };
+                proposals.push(Proposed {
+                    strategy: kind,
+                    seed,
+                    step: history.len(),
+                    config: study.genomes.spec(&g).label(),
+                    trained: matches!(step, Step::Evaluate(_)),
+                    seconds,
+                });
+                history.push(Record { genome: g, outcome });
+                if matches!(step, Step::Evaluate(_)) {
+                    evaluated.push(point(&g));
                 }
             }
             for &b in budgets {
@@ -100,33 +125,53 @@ pub fn replay(
                     seed,
                     budget: b,
                     evaluations: used,
-                    fraction: hv(&evaluated[..used]) / best,
+                    scores: truth.score(&evaluated[..used]),
                 });
             }
         }
     }
-    Ok(rows)
+    Ok(Replay {
+        rows,
+        proposals,
+        configurations: valid.len(),
+        front: truth.front_len(),
+    })
 }
 
-/// Mean, standard deviation, minimum and maximum.
-fn stats(xs: &[f64]) -> (f64, f64, f64, f64) {
+/// Mean, minimum and maximum.
+fn stats(xs: &[f64]) -> (f64, f64, f64) {
     let n = xs.len().max(1) as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
     let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
     let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (mean, var.sqrt(), min, max)
+    (xs.iter().sum::<f64>() / n, min, max)
 }
 
-/// Writes `replay.csv`, `replay_summary.csv`, `replay.md` and `replay.png`/`.svg` into
-/// `out`; returns the summary as markdown.
-pub fn write(rows: &[Row], budgets: &[usize], out: &Path, title: &str) -> Result<String> {
+fn frame(cols: Vec<Column>) -> Result<DataFrame> {
+    DataFrame::new_infer_height(cols).map_err(|e| Error::Other(e.to_string()))
+}
+
+fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf)
+        .finish(df)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    write_atomic(path, &buf)
+}
+
+/// Writes `replay.csv` (every run and budget), `proposals.csv` (every proposal in
+/// order), `replay_summary.csv`, `replay.md` and the plots into `out`; returns the
+/// summary as markdown.
+pub fn write(r: &Replay, budgets: &[usize], out: &Path, title: &str) -> Result<String> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let col = |name: &str, f: &dyn Fn(&Row) -> String| {
-        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
-    };
-    let mut raw = DataFrame::new_infer_height(vec![
-        col("strategy", &|r| r.strategy.to_string()),
+    let rows = &r.rows;
+    let f64s = |f: &dyn Fn(&Row) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+    let mut raw = frame(vec![
+        Column::new(
+            "strategy".into(),
+            rows.iter()
+                .map(|r| r.strategy.to_string())
+                .collect::<Vec<_>>(),
+        ),
         Column::new(
             "seed".into(),
             rows.iter().map(|r| r.seed).collect::<Vec<_>>(),
@@ -141,21 +186,55 @@ pub fn write(rows: &[Row], budgets: &[usize], out: &Path, title: &str) -> Result
                 .map(|r| r.evaluations as u64)
                 .collect::<Vec<_>>(),
         ),
+        Column::new("nadir_hv_fraction".into(), f64s(&|r| r.scores.nadir_hv)),
+        Column::new("front_share".into(), f64s(&|r| r.scores.front_share)),
+        Column::new("igd_plus".into(), f64s(&|r| r.scores.igd_plus)),
+        Column::new("lenient_hv_fraction".into(), f64s(&|r| r.scores.lenient_hv)),
+    ])?;
+    write_csv(&mut raw, &out.join("replay.csv"))?;
+    let p = &r.proposals;
+    let mut props = frame(vec![
         Column::new(
-            "hypervolume_fraction".into(),
-            rows.iter().map(|r| r.fraction).collect::<Vec<_>>(),
+            "strategy".into(),
+            p.iter().map(|x| x.strategy.to_string()).collect::<Vec<_>>(),
         ),
-    ])
-    .map_err(|e| Error::Other(e.to_string()))?;
-    let mut md = String::from(
-        "| strategy | budget | mean | std | min | max | mean evaluations used |\n|---|---|---|---|---|---|---|\n",
+        Column::new("seed".into(), p.iter().map(|x| x.seed).collect::<Vec<_>>()),
+        Column::new(
+            "step".into(),
+            p.iter().map(|x| x.step as u64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "config".into(),
+            p.iter().map(|x| x.config.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "trained".into(),
+            p.iter().map(|x| x.trained).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "propose_ms".into(),
+            p.iter().map(|x| 1e3 * x.seconds).collect::<Vec<_>>(),
+        ),
+    ])?;
+    write_csv(&mut props, &out.join("proposals.csv"))?;
+
+    let mut md = format!(
+        "{} valid configurations, {} on the true front; random search's expected share of \
+         the front at budget b is b / {}.\n\n\
+         | strategy | budget | nadir HV mean | nadir HV min | front share mean | front share min | IGD+ mean | lenient HV mean | evaluations used | ms per proposal |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        r.configurations, r.front, r.configurations
     );
-    let (mut s_name, mut s_budget, mut s_mean, mut s_std, mut s_min, mut s_max, mut s_used) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut curves = Vec::new();
-    let names: Vec<String> = STRATEGIES.iter().map(|s| s.to_string()).collect();
+    let mut summary: Vec<(String, u64, [f64; 8])> = Vec::new();
+    let (mut hv_curves, mut share_curves, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for kind in STRATEGIES {
-        let mut curve = Vec::new();
+        let (mut hv_curve, mut share_curve) = (Vec::new(), Vec::new());
+        let times: Vec<f64> = p
+            .iter()
+            .filter(|x| x.strategy == kind)
+            .map(|x| 1e3 * x.seconds)
+            .collect();
+        let ms = stats(&times).0;
         for &b in budgets {
             let sel: Vec<&Row> = rows
                 .iter()
@@ -164,50 +243,66 @@ pub fn write(rows: &[Row], budgets: &[usize], out: &Path, title: &str) -> Result
             if sel.is_empty() {
                 continue;
             }
-            let f: Vec<f64> = sel.iter().map(|r| r.fraction).collect();
-            let (mean, std, min, max) = stats(&f);
+            let of = |f: &dyn Fn(&Scores) -> f64| {
+                stats(&sel.iter().map(|r| f(&r.scores)).collect::<Vec<_>>())
+            };
+            let (hv, hv_min, _) = of(&|s| s.nadir_hv);
+            let (share, share_min, _) = of(&|s| s.front_share);
+            let (igd, _, _) = of(&|s| s.igd_plus);
+            let (lenient, _, _) = of(&|s| s.lenient_hv);
             let used = sel.iter().map(|r| r.evaluations as f64).sum::<f64>() / sel.len() as f64;
             md += &format!(
-                "| {kind} | {b} | {mean:.3} | {std:.3} | {min:.3} | {max:.3} | {used:.1} |\n"
+                "| {kind} | {b} | {hv:.3} | {hv_min:.3} | {share:.3} | {share_min:.3} | {igd:.4} | {lenient:.3} | {used:.1} | {ms:.2} |\n"
             );
-            s_name.push(kind.to_string());
-            s_budget.push(b as u64);
-            s_mean.push(mean);
-            s_std.push(std);
-            s_min.push(min);
-            s_max.push(max);
-            s_used.push(used);
-            curve.push((b as f64, mean));
+            summary.push((
+                kind.to_string(),
+                b as u64,
+                [hv, hv_min, share, share_min, igd, lenient, used, ms],
+            ));
+            hv_curve.push((b as f64, hv));
+            share_curve.push((b as f64, share));
         }
-        curves.push(curve);
+        if !hv_curve.is_empty() {
+            hv_curves.push(hv_curve);
+            share_curves.push(share_curve);
+            names.push(kind.to_string());
+        }
     }
-    let mut summary = DataFrame::new_infer_height(vec![
-        Column::new("strategy".into(), s_name),
-        Column::new("budget".into(), s_budget),
-        Column::new("mean".into(), s_mean),
-        Column::new("std".into(), s_std),
-        Column::new("min".into(), s_min),
-        Column::new("max".into(), s_max),
-        Column::new("mean_evaluations".into(), s_used),
-    ])
-    .map_err(|e| Error::Other(e.to_string()))?;
-    for (df, name) in [
-        (&mut raw, "replay.csv"),
-        (&mut summary, "replay_summary.csv"),
-    ] {
-        let mut buf = Vec::new();
-        CsvWriter::new(&mut buf)
-            .finish(df)
-            .map_err(|e| Error::Other(format!("{name}: {e}")))?;
-        write_atomic(&out.join(name), &buf)?;
-    }
+    let col = |k: usize| summary.iter().map(|s| s.2[k]).collect::<Vec<_>>();
+    let mut sum = frame(vec![
+        Column::new(
+            "strategy".into(),
+            summary.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "budget".into(),
+            summary.iter().map(|s| s.1).collect::<Vec<_>>(),
+        ),
+        Column::new("nadir_hv_mean".into(), col(0)),
+        Column::new("nadir_hv_min".into(), col(1)),
+        Column::new("front_share_mean".into(), col(2)),
+        Column::new("front_share_min".into(), col(3)),
+        Column::new("igd_plus_mean".into(), col(4)),
+        Column::new("lenient_hv_mean".into(), col(5)),
+        Column::new("mean_evaluations".into(), col(6)),
+        Column::new("ms_per_proposal".into(), col(7)),
+    ])?;
+    write_csv(&mut sum, &out.join("replay_summary.csv"))?;
     write_atomic(&out.join("replay.md"), md.as_bytes())?;
     plot::lines(
         &out.join("replay"),
         title,
         "budget (evaluations)",
-        "hypervolume / true front's (mean over seeds)",
-        &curves,
+        "hypervolume at the true front's nadir / true front's (mean)",
+        &hv_curves,
+        &names,
+    )?;
+    plot::lines(
+        &out.join("replay_front"),
+        title,
+        "budget (evaluations)",
+        "share of the true front found (mean)",
+        &share_curves,
         &names,
     )?;
     Ok(md)

@@ -111,7 +111,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     let dir = &study.dir;
     let profiles = study.space.networks.clone();
     let mut fronts_idx = Vec::new();
-    let finals = finalists(&study.store.trials()?);
+    let finals = finalists(&study.trials()?);
     for p in 0..profiles.len() {
         fronts_idx.push(front(&points(study, &finals, p)));
     }
@@ -133,7 +133,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
             study.store.set_test_accuracy(t.number, acc)?;
         }
     }
-    let trials = study.store.trials()?;
+    let trials = study.trials()?;
     let finals = finalists(&trials);
     write_table(&candidates(study, &trials)?, &dir.join("candidates"), true)?;
     fault::point("output");
@@ -291,6 +291,10 @@ fn candidates(study: &Study, trials: &[Trial]) -> Result<DataFrame> {
             "train_seconds".into(),
             trials.iter().map(|t| t.train_seconds).collect::<Vec<_>>(),
         ),
+        Column::new(
+            "propose_seconds".into(),
+            trials.iter().map(|t| t.propose_seconds).collect::<Vec<_>>(),
+        ),
         // Which machine and process evaluated it (workers may share a study).
         Column::new(
             "worker".into(),
@@ -405,12 +409,14 @@ fn front_table(rows: &[FrontRow]) -> Result<DataFrame> {
     df(cols)
 }
 
-/// Hypervolume per profile after each completed trial, against the space's slowest
+/// Hypervolume per profile after each completed trial of the first rung (one fidelity:
+/// accuracies after different epochs do not compare), against the space's slowest
 /// configuration on that profile. Returns the table and the curves.
 fn hypervolume_table(study: &Study, trials: &[Trial]) -> Result<(DataFrame, Vec<Vec<f64>>)> {
+    let first = study.space.fidelity.rungs()[0];
     let done: Vec<Trial> = trials
         .iter()
-        .filter(|t| t.state == State::Complete)
+        .filter(|t| t.state == State::Complete && t.epochs == first)
         .cloned()
         .collect();
     let mut cols = vec![Column::new(
@@ -444,6 +450,26 @@ pub fn reference_seconds(study: &Study, p: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The median of `xs` (none when empty).
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    (n > 0).then(|| (xs[(n - 1) / 2] + xs[n / 2]) / 2.0)
+}
+
+/// The strategy's own time per trial beside the training's (medians).
+fn proposal_time(trials: &[Trial]) -> Option<String> {
+    let propose = median(trials.iter().filter_map(|t| t.propose_seconds).collect())?;
+    let train = median(trials.iter().filter_map(|t| t.train_seconds).collect())?;
+    Some(format!(
+        "Proposal time (surrogate fit and acquisition included): median {:.1} ms per trial, \
+         {:.1}% of the median training time ({:.2} s).",
+        1e3 * propose,
+        100.0 * propose / train,
+        train
+    ))
+}
+
 fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
     let s = &study.space;
     let mut md = String::new();
@@ -458,8 +484,8 @@ fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
     let _ = writeln!(
         md,
         "{} trials: {} complete, {} pruned, {} failed, {} running. Backbone `{}`, dataset {:?}, \
-         validation {:.0}% of the training split, seed {}. Costs predicted by the cost model \
-         with constants measured on: {}.\n",
+         validation {:.0}% of the training split, seed {} (strategy seed {}). Costs \
+         predicted by the cost model ({}{}) with constants measured on: {}.\n",
         trials.len(),
         count(State::Complete),
         count(State::Pruned),
@@ -469,8 +495,16 @@ fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
         s.data.dataset,
         100.0 * s.validation,
         s.seed,
+        s.strategy_seed(),
+        cryptpeft_cost_model::version(),
+        study.priced_by.as_ref().map_or(String::new(), |old| {
+            format!("; every trial repriced, the study's prices came from `{old}`")
+        }),
         study.pricer.constants().machine
     );
+    if let Some(line) = proposal_time(trials) {
+        let _ = writeln!(md, "{line}\n");
+    }
     for f in fronts {
         let file = file_name(&f.profile);
         let _ = writeln!(

@@ -59,19 +59,31 @@ pub fn spent(trials: &[Trial]) -> usize {
     trials.iter().filter(|t| t.state != State::Pruned).count()
 }
 
-/// Successive halving: the next configuration to move up a rung, if any. At each rung
-/// the best `1/eta` (constrained non-dominated rank, then accuracy) move up.
+/// Successive halving: the next configuration to move up a rung, if any. A rung is
+/// decided in blocks of `population` trials, in the order they were proposed, once a
+/// block's trials have all finished (like NSGA-II's generations): after `m` trials the
+/// best `m / eta` of them (constrained non-dominated rank, then accuracy) move up. So a
+/// study shared by workers, whose results arrive in any order, promotes what an
+/// uninterrupted one would.
 fn promotion(study: &Study, trials: &[Trial]) -> Option<(Genome, usize)> {
     let rungs = study.space.fidelity.rungs();
+    let block = study.space.population.max(1);
     for r in 0..rungs.len().saturating_sub(1) {
-        let done: Vec<&Trial> = trials
+        let at: Vec<&Trial> = trials
             .iter()
-            .filter(|t| t.epochs == rungs[r] && t.state == State::Complete)
+            .filter(|t| t.epochs == rungs[r] && t.state != State::Pruned)
             .collect();
-        let k = done.len() / study.space.fidelity.eta;
+        let finished = at.iter().take_while(|t| t.state != State::Running).count();
+        let decided = &at[..finished / block * block];
+        let k = decided.len() / study.space.fidelity.eta;
         if k == 0 {
             continue;
         }
+        let done: Vec<&Trial> = decided
+            .iter()
+            .filter(|t| t.state == State::Complete)
+            .copied()
+            .collect();
         let pts: Vec<Point> = done
             .iter()
             .map(|t| study.point(&t.genome, t.val_accuracy))
@@ -105,6 +117,7 @@ fn propose(study: &Study, trials: &[Trial], deadline: Option<Instant>) -> Propos
     {
         return Proposal::Done;
     }
+    let start = Instant::now();
     let new = |g: Genome, epochs: usize, skip: bool| {
         let spec = study.genomes.spec(&g);
         Proposal::New(NewTrial {
@@ -113,12 +126,13 @@ fn propose(study: &Study, trials: &[Trial], deadline: Option<Instant>) -> Propos
             epochs,
             price: study.pricer.price(&spec),
             skip,
+            propose_seconds: start.elapsed().as_secs_f64(),
         })
     };
     if let Some((g, epochs)) = promotion(study, trials) {
         return new(g, epochs, false);
     }
-    let ctx = study.ctx(study.space.seed);
+    let ctx = study.ctx(study.space.strategy_seed());
     let rung0 = study.space.fidelity.rungs()[0];
     match strategy::propose(study.space.strategy, &ctx, &history(trials, study)) {
         Step::Evaluate(g) => new(g, rung0, false),
@@ -203,6 +217,7 @@ pub fn run(
     progress: bool,
 ) -> Result<RunSummary> {
     let study = open(space, dir, location, progress)?;
+    study.check_resumable()?;
     let worker = worker_name();
     let deadline = study
         .space
@@ -270,8 +285,115 @@ fn run_trial(study: &Study, worker: &str, trial: &Trial) -> Result<()> {
         }),
         Err(e) => Err(e.to_string()),
     };
-    study.store.finish(trial.number, worker, outcome)?;
-    // The study holds the checkpoint now; the file was the trainer's scratch copy.
+    let finished = study.store.finish(trial.number, worker, outcome);
+    // The study holds the checkpoint now (or another worker's); the file was the
+    // trainer's scratch copy.
     let _ = std::fs::remove_file(&ckpt);
-    Ok(())
+    match finished {
+        // This worker looked dead (no heartbeat for a while): the trial is the other
+        // worker's now, and this one goes on with its next proposal.
+        Err(e @ Error::TakenOver { .. }) => {
+            eprintln!("note: {e}; going on");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small study: 8 configurations on 120 digits, 1 epoch, population 3.
+    fn tiny(dir: &Path, ladder: &str) -> Study {
+        let text = format!(
+            "name: t
+backbone: vit-mini
+data:
+  dataset: digits
+  max_train: 120
+  max_test: 20
+genes:
+  heads: [1, 2]
+  rank: [8, 16]
+  scope: [1, 2]
+fidelity:
+  epochs: 1
+{ladder}networks: [wan]
+population: 3
+constants: shipped
+"
+        );
+        let space = SpaceFile::parse(&text, "t.yaml").unwrap();
+        let at = Location::of_run(dir, None, Some("t")).unwrap();
+        open(space, dir, at, false).unwrap()
+    }
+
+    #[test]
+    fn a_worker_whose_trial_was_taken_over_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let study = tiny(tmp.path(), "");
+        // A worker of this machine whose process is gone claims a trial ...
+        let me = worker_name();
+        let (space, _) = me.rsplit_once(':').unwrap();
+        let gone = format!("{space}:{}", (1 << 22) + 7);
+        let mut propose = |t: &[Trial]| super::propose(&study, t, None);
+        let Claim::Run(trial) = study.store.claim(&gone, &mut propose).unwrap() else {
+            panic!("no trial");
+        };
+        // ... this worker takes it over ...
+        let Claim::Run(taken) = study.store.claim(&me, &mut propose).unwrap() else {
+            panic!("not taken over");
+        };
+        assert_eq!(taken.number, trial.number);
+        // ... and the first one's finish is refused, without ending that worker.
+        run_trial(&study, &gone, &trial).unwrap();
+        run_trial(&study, &me, &taken).unwrap();
+        let t = &study.store.trials().unwrap()[0];
+        assert_eq!((t.state, t.worker.as_str()), (State::Complete, me.as_str()));
+    }
+
+    fn trial(number: u64, g: Genome, epochs: usize, accuracy: Option<f64>) -> Trial {
+        Trial {
+            number,
+            genome: g,
+            config: format!("c{}", g[1]),
+            epochs,
+            state: match accuracy {
+                Some(_) => State::Complete,
+                None => State::Running,
+            },
+            worker: "w".into(),
+            price: crate::price::Price {
+                online_bytes: 0,
+                rounds: 0,
+                offline_bytes: 0,
+                seconds: vec![0.0],
+            },
+            val_accuracy: accuracy,
+            test_accuracy: None,
+            train_seconds: None,
+            message: None,
+            propose_seconds: None,
+        }
+    }
+
+    #[test]
+    fn successive_halving_decides_a_block_once_it_is_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let study = tiny(tmp.path(), "  ladder: [1, 2]\n  eta: 3\n");
+        let g = |rank: u16, heads: u16| [heads, rank, 0, 0, 0, 0, 0, 0];
+        let mut trials = vec![
+            trial(0, g(0, 0), 1, Some(0.5)),
+            trial(1, g(1, 0), 1, Some(0.6)),
+            trial(2, g(0, 1), 1, None),
+            trial(3, g(1, 1), 1, Some(0.7)),
+        ];
+        // Three of four finished, but the first block (0, 1, 2) is not: a worker that
+        // promoted now would promote what an uninterrupted run might not.
+        assert_eq!(promotion(&study, &trials), None);
+        trials[2] = trial(2, g(0, 1), 1, Some(0.9));
+        // The most accurate of the block is on its front and moves up, not trial 3.
+        assert_eq!(promotion(&study, &trials), Some((g(0, 1), 2)));
+    }
 }

@@ -48,8 +48,13 @@ pub struct SpaceFile {
     pub reinforce: ReinforceConfig,
     #[serde(default)]
     pub budget: Budget,
+    /// Seed of the data split (validation part) and of training initialisation.
     #[serde(default)]
     pub seed: u64,
+    /// Seed of the strategy's proposals (default: `seed`), so that a study's spread
+    /// over strategy seeds is the strategy's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy_seed: Option<u64>,
     /// Cost-model constants: `calibrate` (default: measured on this machine at the
     /// study's first run and kept with it), `shipped`, or a YAML path.
     #[serde(default = "d_constants")]
@@ -134,10 +139,15 @@ pub struct Constraints {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
+    /// A Gaussian process of accuracy over the genes, proposing the largest expected
+    /// hypervolume improvement at each candidate's priced latency.
     #[default]
+    Ehvi,
     Nsga2,
-    /// The paper's controller (DESIGN.md section 5).
+    /// The paper's controller generalised to every gene, restarting over the scopes.
     Reinforce,
+    /// The paper's controller as published (DESIGN.md section 5).
+    ReinforcePaper,
     Random,
     /// Every valid configuration, in order.
     Grid,
@@ -146,8 +156,11 @@ pub enum StrategyKind {
 impl std::str::FromStr for StrategyKind {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        serde_yaml::from_str(s)
-            .map_err(|_| format!("unknown strategy `{s}` (nsga2, reinforce, random, grid)"))
+        serde_yaml::from_str(s).map_err(|_| {
+            format!(
+                "unknown strategy `{s}` (ehvi, nsga2, reinforce, reinforce-paper, random, grid)"
+            )
+        })
     }
 }
 
@@ -443,6 +456,11 @@ impl SpaceFile {
             .iter()
             .map(|n| n.parse().expect("checked at parse time"))
             .collect()
+    }
+
+    /// The seed the strategy proposes with.
+    pub fn strategy_seed(&self) -> u64 {
+        self.strategy_seed.unwrap_or(self.seed)
     }
 
     /// Index of the selection profile in [`Self::profiles`].

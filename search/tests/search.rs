@@ -28,6 +28,13 @@ fn successive_halving_promotes_the_best_and_fronts_use_the_top_rung() {
             p.config
         );
     }
+    // The hypervolume follows one fidelity: the first rung's trials.
+    let hv = std::fs::read_to_string(out.join("hypervolume.csv")).unwrap();
+    let rung0 = t
+        .iter()
+        .filter(|t| t.epochs == 1 && t.state == State::Complete)
+        .count();
+    assert_eq!(hv.lines().count() - 1, rung0, "{hv}");
     let front = std::fs::read_to_string(out.join("pareto_wan.csv")).unwrap();
     for line in front.lines().skip(1) {
         let config = line.split(',').nth(1).unwrap();
@@ -116,14 +123,84 @@ fn report_rebuilds_the_outputs_and_replay_reads_a_grid() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = std::fs::read_to_string(tmp.path().join("replay/replay_summary.csv")).unwrap();
-    // With the whole space as budget, NSGA-II and random find the whole true front.
-    for s in ["nsga2", "random"] {
+    assert!(summary.starts_with("strategy,budget,nadir_hv_mean,nadir_hv_min,front_share_mean"));
+    // With the whole space as budget, these find the whole true front.
+    for s in ["ehvi", "nsga2", "random"] {
         let row = summary
             .lines()
             .find(|l| l.starts_with(&format!("{s},8,")))
             .unwrap_or_else(|| panic!("{summary}"));
-        let mean: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
-        assert!((mean - 1.0).abs() < 1e-12, "{row}");
+        let cols: Vec<f64> = row.split(',').skip(2).map(|c| c.parse().unwrap()).collect();
+        // nadir hypervolume, its minimum, front share, its minimum: all 1; IGD+ 0.
+        assert!(cols[..4].iter().all(|c| (c - 1.0).abs() < 1e-12), "{row}");
+        assert!(cols[4].abs() < 1e-12, "{row}");
     }
+    // Every proposal of every run, in order.
+    let proposals = std::fs::read_to_string(tmp.path().join("replay/proposals.csv")).unwrap();
+    assert!(proposals.starts_with("strategy,seed,step,config,trained,propose_ms\n"));
+    let ehvi: Vec<&str> = proposals
+        .lines()
+        .filter(|l| l.starts_with("ehvi,0,"))
+        .collect();
+    assert_eq!(ehvi.len(), 8, "{proposals}");
     assert!(tmp.path().join("replay/replay.png").is_file());
+    assert!(tmp.path().join("replay/replay_front.png").is_file());
+}
+
+#[test]
+fn a_study_priced_by_another_cost_model_is_repriced_or_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = write_space(tmp.path(), &tiny_space(2, 3, 1));
+    let out = tmp.path().join("run");
+    let o = search(&space, &out, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let db = rusqlite::Connection::open(out.join("study.sqlite")).unwrap();
+    let today: String = db
+        .query_row("SELECT value FROM meta WHERE key = 'cost_model'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(today, cryptpeft_cost_model::version());
+    db.execute(
+        "UPDATE meta SET value = 'pricing 0, protocol 1' WHERE key = 'cost_model'",
+        [],
+    )
+    .unwrap();
+    // A stored price that today's model would not give: a report must not show it.
+    db.execute(
+        "UPDATE trials SET price = replace(price, '\"rounds\":', '\"rounds\":9') ",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    // Resuming (a larger budget) would mix prices: refused, naming both versions.
+    let more = write_space(&tmp.path().join("more"), &tiny_space(2, 5, 1));
+    let o = search(&more, &out, None);
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("pricing 0, protocol 1") && e.contains(&today),
+        "{e}"
+    );
+    assert_eq!(trials(&out).len(), 3);
+    // A report reprices every trial with today's model and says so.
+    let o = Command::new(BIN)
+        .arg("report")
+        .arg(&out)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("every trial repriced"), "{summary}");
+    let candidates = std::fs::read_to_string(out.join("candidates.csv")).unwrap();
+    let header: Vec<&str> = candidates.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "rounds").unwrap();
+    for (line, t) in candidates.lines().skip(1).zip(trials(&out)) {
+        let rounds: u64 = line.split(',').nth(col).unwrap().parse().unwrap();
+        assert_ne!(
+            rounds, t.price.rounds,
+            "the stored (tampered) price was shown"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! is a pure function of (seed, history), so a resumed or shared study proposes exactly
 //! what an uninterrupted one would, and the same code replays on a tabulated benchmark.
 
+mod ehvi;
+mod gp;
 mod nsga2;
 mod reinforce;
 mod simple;
@@ -53,6 +55,10 @@ pub trait Objectives {
     /// Predicted seconds on the selection profile of any spec on the backbone, in the
     /// space or not (`None` when it is invalid).
     fn latency_of(&self, spec: &AdapterSpec) -> Option<f64>;
+    /// The validation-accuracy floor, if the space sets one.
+    fn accuracy_floor(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// What a strategy may look at besides the history.
@@ -77,8 +83,10 @@ impl Ctx<'_> {
 /// The next step of `kind` after `history`.
 pub fn propose(kind: StrategyKind, ctx: &Ctx, history: &[Record]) -> Step {
     match kind {
+        StrategyKind::Ehvi => ehvi::propose(ctx, history),
         StrategyKind::Nsga2 => nsga2::propose(ctx, history),
-        StrategyKind::Reinforce => reinforce::propose(ctx, history),
+        StrategyKind::Reinforce => reinforce::propose(ctx, history, false),
+        StrategyKind::ReinforcePaper => reinforce::propose(ctx, history, true),
         StrategyKind::Random => simple::random(ctx, history),
         StrategyKind::Grid => simple::grid(ctx, history),
     }
@@ -87,6 +95,7 @@ pub fn propose(kind: StrategyKind, ctx: &Ctx, history: &[Record]) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::genes::SCOPE as SCOPE_GENE;
     use crate::space::Genes;
     use cryptpeft_types::{Activation, AttentionKind, BackboneSpec, NormKind};
 
@@ -159,6 +168,7 @@ mod tests {
         let space = space();
         let n = space.valid().len();
         for kind in [
+            StrategyKind::Ehvi,
             StrategyKind::Nsga2,
             StrategyKind::Random,
             StrategyKind::Grid,
@@ -168,20 +178,19 @@ mod tests {
             let set: std::collections::HashSet<_> = h.iter().map(|r| r.genome).collect();
             assert_eq!(set.len(), n);
         }
-        let h = drive(StrategyKind::Reinforce, &space, 1, 10 * n);
-        let set: std::collections::HashSet<_> = h.iter().map(|r| r.genome).collect();
-        assert_eq!(
-            set.len(),
-            h.len(),
-            "the controller re-records a configuration"
-        );
-        assert!(h.iter().all(|r| space.is_valid(&r.genome)));
+        for kind in [StrategyKind::Reinforce, StrategyKind::ReinforcePaper] {
+            let h = drive(kind, &space, 1, 10 * n);
+            let set: std::collections::HashSet<_> = h.iter().map(|r| r.genome).collect();
+            assert_eq!(set.len(), h.len(), "{kind} re-records a configuration");
+            assert!(h.iter().all(|r| space.is_valid(&r.genome)));
+        }
     }
 
     #[test]
     fn proposals_depend_only_on_seed_and_history() {
         let space = space();
         for kind in [
+            StrategyKind::Ehvi,
             StrategyKind::Nsga2,
             StrategyKind::Reinforce,
             StrategyKind::Random,
@@ -252,5 +261,123 @@ mod tests {
             }
         }
         assert!(h.iter().any(|r| r.outcome == Outcome::Skipped));
+    }
+
+    #[test]
+    fn the_papers_controller_samples_heads_and_rank_in_one_pass_over_the_scopes() {
+        let space = space();
+        let h = drive(StrategyKind::ReinforcePaper, &space, 2, 1000);
+        assert!(
+            !h.is_empty() && h.len() < space.valid().len(),
+            "{}",
+            h.len()
+        );
+        // Norm is the only other gene with a choice: always its first.
+        assert!(h.iter().all(|r| r.genome[5] == 0));
+        let scopes: Vec<u16> = h.iter().map(|r| r.genome[SCOPE_GENE]).collect();
+        assert!(scopes.windows(2).all(|w| w[0] <= w[1]), "{scopes:?}");
+    }
+
+    /// Share of the toy table's true front that `kind` finds in `budget` trainings,
+    /// averaged over 10 seeds.
+    fn front_share(kind: StrategyKind, budget: usize) -> f64 {
+        let space = space();
+        let toy = Toy(&space);
+        let table: Vec<(Genome, Point)> = space
+            .valid()
+            .iter()
+            .map(|g| (*g, toy.point(g, Some(toy_accuracy(&space, g)))))
+            .collect();
+        let truth = crate::metrics::Truth::new(&table);
+        let shares: f64 = (0..10)
+            .map(|seed| {
+                let h = drive(kind, &space, seed, budget);
+                let found: Vec<(Genome, Point)> = h
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.genome,
+                            toy.point(&r.genome, Some(toy_accuracy(&space, &r.genome))),
+                        )
+                    })
+                    .collect();
+                truth.score(&found).front_share
+            })
+            .sum();
+        shares / 10.0
+    }
+
+    #[test]
+    fn the_surrogate_finds_more_of_the_front_than_random_search() {
+        let (ehvi, random) = (
+            front_share(StrategyKind::Ehvi, 15),
+            front_share(StrategyKind::Random, 15),
+        );
+        assert!(ehvi > random + 0.2, "ehvi {ehvi}, random {random}");
+    }
+
+    #[test]
+    fn running_trials_are_never_repeated_and_every_worker_proposes_alike() {
+        let space = space();
+        let toy = Toy(&space);
+        let rc = ReinforceConfig::default();
+        let ctx = Ctx {
+            space: &space,
+            seed: 4,
+            population: 6,
+            reinforce: &rc,
+            objectives: &toy,
+        };
+        let mut h = drive(StrategyKind::Ehvi, &space, 4, 10);
+        for r in &mut h[7..] {
+            r.outcome = Outcome::Pending;
+        }
+        let Step::Evaluate(g) = propose(StrategyKind::Ehvi, &ctx, &h) else {
+            panic!("ehvi waits or stops with trials running");
+        };
+        assert!(h.iter().all(|r| r.genome != g));
+        assert_eq!(propose(StrategyKind::Ehvi, &ctx, &h), Step::Evaluate(g));
+    }
+
+    /// Toy objectives with a latency budget: the slowest configurations are infeasible.
+    struct Capped<'a>(Toy<'a>, f64);
+    impl Objectives for Capped<'_> {
+        fn point(&self, g: &Genome, accuracy: Option<f64>) -> Point {
+            let mut p = self.0.point(g, accuracy);
+            p.violation = (p.seconds / self.1 - 1.0).max(0.0);
+            p
+        }
+        fn latency_of(&self, spec: &AdapterSpec) -> Option<f64> {
+            self.0.latency_of(spec)
+        }
+    }
+
+    #[test]
+    fn the_surrogate_never_trains_what_the_price_rules_out() {
+        let space = space();
+        let capped = Capped(Toy(&space), 5.0);
+        let rc = ReinforceConfig::default();
+        let ctx = Ctx {
+            space: &space,
+            seed: 0,
+            population: 6,
+            reinforce: &rc,
+            objectives: &capped,
+        };
+        let feasible = space
+            .valid()
+            .iter()
+            .filter(|g| capped.point(g, None).violation == 0.0)
+            .count();
+        assert!(feasible > 3 && feasible < space.valid().len());
+        let mut h = Vec::new();
+        while let Step::Evaluate(g) = propose(StrategyKind::Ehvi, &ctx, &h) {
+            assert_eq!(capped.point(&g, None).violation, 0.0);
+            h.push(Record {
+                genome: g,
+                outcome: Outcome::Accuracy(toy_accuracy(&space, &g)),
+            });
+        }
+        assert_eq!(h.len(), feasible, "stops once the feasible part is done");
     }
 }

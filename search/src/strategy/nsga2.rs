@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 use super::simple::unseen_random;
 use super::{Ctx, Outcome, Record, Step};
@@ -28,54 +29,87 @@ pub fn propose(ctx: &Ctx, history: &[Record]) -> Step {
     if earlier.iter().any(|r| r.outcome == Outcome::Pending) {
         return Step::Wait;
     }
-    // The archive: every trained configuration of earlier generations.
-    let archive: Vec<(Genome, Point)> = earlier
-        .iter()
-        .filter_map(|r| match r.outcome {
-            Outcome::Accuracy(a) => Some((r.genome, ctx.objectives.point(&r.genome, Some(a)))),
-            _ => None,
-        })
-        .collect();
-    if archive.len() < 2 {
+    let Some(parents) = Parents::new(ctx, earlier) else {
         return unseen_random(ctx, history, &mut rng);
-    }
-    let points: Vec<Point> = archive.iter().map(|a| a.1).collect();
-    let rank = ranks(&points);
-    let crowd = crowding(&points, &rank);
-    // Environmental selection: the best `pop` by (rank, crowding).
-    let mut order: Vec<usize> = (0..archive.len()).collect();
-    order.sort_by(|&a, &b| {
-        rank[a]
-            .cmp(&rank[b])
-            .then(crowd[b].total_cmp(&crowd[a]))
-            .then(a.cmp(&b))
-    });
-    order.truncate(pop);
-    let better = |a: usize, b: usize| {
-        if rank[a] != rank[b] {
-            rank[a] < rank[b]
-        } else {
-            crowd[a] > crowd[b]
-        }
     };
-    let tournament = |rng: &mut rand_chacha::ChaCha8Rng| {
-        let a = order[rng.random_range(0..order.len())];
-        let b = order[rng.random_range(0..order.len())];
-        if better(b, a) {
+    let seen: HashSet<Genome> = history.iter().map(|r| r.genome).collect();
+    for _ in 0..BREED_TRIES {
+        let child = parents.child(ctx, &mut rng);
+        if ctx.space.is_valid(&child) && !seen.contains(&child) {
+            return Step::Evaluate(child);
+        }
+    }
+    unseen_random(ctx, history, &mut rng)
+}
+
+/// The mating pool: the best `population` trained configurations of `history` by
+/// (constrained rank, crowding), with what binary tournaments compare.
+pub(super) struct Parents {
+    archive: Vec<Genome>,
+    rank: Vec<usize>,
+    crowd: Vec<f64>,
+    order: Vec<usize>,
+}
+
+impl Parents {
+    /// `None` with fewer than two trained configurations.
+    pub(super) fn new(ctx: &Ctx, history: &[Record]) -> Option<Self> {
+        let (archive, points): (Vec<Genome>, Vec<Point>) = history
+            .iter()
+            .filter_map(|r| match r.outcome {
+                Outcome::Accuracy(a) => Some((r.genome, ctx.objectives.point(&r.genome, Some(a)))),
+                _ => None,
+            })
+            .unzip();
+        if archive.len() < 2 {
+            return None;
+        }
+        let rank = ranks(&points);
+        let crowd = crowding(&points, &rank);
+        // Environmental selection: the best `population` by (rank, crowding).
+        let mut order: Vec<usize> = (0..archive.len()).collect();
+        order.sort_by(|&a, &b| {
+            rank[a]
+                .cmp(&rank[b])
+                .then(crowd[b].total_cmp(&crowd[a]))
+                .then(a.cmp(&b))
+        });
+        order.truncate(ctx.population);
+        Some(Self {
+            archive,
+            rank,
+            crowd,
+            order,
+        })
+    }
+
+    fn tournament(&self, rng: &mut ChaCha8Rng) -> usize {
+        let a = self.order[rng.random_range(0..self.order.len())];
+        let b = self.order[rng.random_range(0..self.order.len())];
+        let b_better = if self.rank[a] != self.rank[b] {
+            self.rank[b] < self.rank[a]
+        } else {
+            self.crowd[b] > self.crowd[a]
+        };
+        if b_better {
             b
         } else {
             a
         }
-    };
-    let seen: HashSet<Genome> = history.iter().map(|r| r.genome).collect();
-    let genes = archive[0].0.len();
-    let active = (0..genes)
-        .filter(|&k| ctx.space.arity(k) > 1)
-        .count()
-        .max(1);
-    for _ in 0..BREED_TRIES {
-        let (p1, p2) = (tournament(&mut rng), tournament(&mut rng));
-        let (a, b) = (archive[p1].0, archive[p2].0);
+    }
+
+    /// One child: two tournaments, uniform crossover, one-gene-on-average mutation
+    /// (possibly invalid or seen; the caller checks).
+    pub(super) fn child(&self, ctx: &Ctx, rng: &mut ChaCha8Rng) -> Genome {
+        let (a, b) = (
+            self.archive[self.tournament(rng)],
+            self.archive[self.tournament(rng)],
+        );
+        let genes = a.len();
+        let active = (0..genes)
+            .filter(|&k| ctx.space.arity(k) > 1)
+            .count()
+            .max(1);
         let mut child = a;
         for k in 0..genes {
             if rng.random_bool(0.5) {
@@ -89,9 +123,6 @@ pub fn propose(ctx: &Ctx, history: &[Record]) -> Step {
                 *gene = if other >= *gene { other + 1 } else { other };
             }
         }
-        if ctx.space.is_valid(&child) && !seen.contains(&child) {
-            return Step::Evaluate(child);
-        }
+        child
     }
-    unseen_random(ctx, history, &mut rng)
 }

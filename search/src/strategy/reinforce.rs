@@ -4,14 +4,21 @@
 //! candidate slower than the latency target, or than (first heads, first rank, s + 4),
 //! is not trained and earns `1 / latency`; otherwise it is trained and earns
 //! `accuracy + 1 / latency`; loss `-sum(log p) * reward`; after `patience` samples
-//! without a new best accuracy, the next scope. The paper stops after the last scope;
-//! here a new pass over the scopes starts while the budget lasts (an extension, so that
-//! budgets compare). The controller is replayed from the history at every proposal.
+//! without a new best accuracy, the next scope. A failed training earns nothing.
+//!
+//! Two variants. `reinforce-paper` is the paper's controller: policies over heads and
+//! rank only (every other gene at its first choice), one pass over the scopes, then done.
+//! `reinforce` generalises it to the project's spaces: a policy over every gene but
+//! scope, and a new pass over the scopes while the budget lasts, so that budgets compare.
+//! The controller is replayed from the history at every proposal.
 
 use rand::Rng;
 
 use super::{Ctx, Outcome, Record, Step};
 use crate::genes::{Genome, GENES, SCOPE};
+
+/// The genes the paper's controller samples: heads and rank.
+const PAPER_GENES: [usize; 2] = [0, 1];
 
 /// Samples per scope at most (guards against a policy that keeps re-sampling).
 const MAX_SAMPLES_PER_SCOPE: usize = 200;
@@ -77,7 +84,9 @@ impl Policy {
     }
 }
 
-pub fn propose(ctx: &Ctx, history: &[Record]) -> Step {
+/// `paper`: the paper's controller; otherwise the generalisation (module doc).
+pub fn propose(ctx: &Ctx, history: &[Record], paper: bool) -> Step {
+    let sampled = |k: usize| k != SCOPE && (!paper || PAPER_GENES.contains(&k));
     let cfg = ctx.reinforce;
     let scopes = ctx.space.arity(SCOPE);
     let mut next = 0usize; // history entries consumed by the replay
@@ -107,8 +116,10 @@ pub fn propose(ctx: &Ctx, history: &[Record]) -> Step {
                 for (k, p) in policies.iter().enumerate() {
                     g[k] = if k == SCOPE {
                         s as u16
-                    } else {
+                    } else if sampled(k) {
                         p.sample(&mut rng) as u16
+                    } else {
+                        0
                     };
                 }
                 let reward = if !ctx.space.is_valid(&g) {
@@ -148,6 +159,10 @@ pub fn propose(ctx: &Ctx, history: &[Record]) -> Step {
                             }
                             acc + 1.0 / lat
                         }
+                        Outcome::Failed => {
+                            stale += 1;
+                            0.0
+                        }
                         _ => {
                             stale += 1;
                             1.0 / lat
@@ -158,7 +173,7 @@ pub fn propose(ctx: &Ctx, history: &[Record]) -> Step {
                     stale += 1;
                 }
                 for (k, p) in policies.iter_mut().enumerate() {
-                    if k != SCOPE {
+                    if sampled(k) {
                         p.step(g[k] as usize, reward, cfg.lr);
                     }
                 }
@@ -168,7 +183,7 @@ pub fn propose(ctx: &Ctx, history: &[Record]) -> Step {
             }
         }
         idle = if next == before { idle + 1 } else { 0 };
-        if idle >= MAX_IDLE_PASSES {
+        if paper || idle >= MAX_IDLE_PASSES {
             return Step::Done;
         }
     }

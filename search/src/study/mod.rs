@@ -39,7 +39,13 @@ pub struct Study {
     /// The controller's settings, its latency target defaulting to the selection
     /// profile's latency budget.
     pub reinforce: ReinforceConfig,
+    /// The cost model that priced the stored trials, when it is not this release's:
+    /// [`Study::trials`] then reprices every trial, and a worker refuses to resume.
+    pub priced_by: Option<String>,
 }
+
+/// What [`Study::priced_by`] says of a study from before versions were recorded.
+pub const UNVERSIONED: &str = "unrecorded (a release before cost-model versions)";
 
 /// Opens the study at `location` for `space` (creating it), with `dir` as this
 /// machine's run directory; checks that an existing study is of the same space, fixes
@@ -65,6 +71,7 @@ pub fn open(space: SpaceFile, dir: &Path, location: Location, progress: bool) ->
         });
     }
     let constants = study_constants(&space, store.as_ref(), progress)?;
+    let priced_by = cost_model_version(store.as_ref())?;
     write_atomic(&dir.join("constants.yaml"), constants.to_yaml().as_bytes())?;
     let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
     let features = eval::features(&space, &vit, &dir.join("cache"), progress)?;
@@ -74,6 +81,7 @@ pub fn open(space: SpaceFile, dir: &Path, location: Location, progress: bool) ->
         reinforce.latency_target_s = space.constraints.latency_s.get(name).copied();
     }
     Ok(Study {
+        priced_by,
         reinforce,
         space,
         dir: dir.to_path_buf(),
@@ -127,6 +135,18 @@ fn study_constants(space: &SpaceFile, store: &dyn Storage, progress: bool) -> Re
     })
 }
 
+/// The cost model that priced the study's trials, if not this release's. A new study
+/// records this release's.
+fn cost_model_version(store: &dyn Storage) -> Result<Option<String>> {
+    let today = cryptpeft_cost_model::version();
+    let stored = match store.meta("cost_model")? {
+        Some(v) => v,
+        None if store.trials()?.is_empty() => store.meta_or_insert("cost_model", &today)?,
+        None => UNVERSIONED.to_string(),
+    };
+    Ok((stored != today).then_some(stored))
+}
+
 /// Writes a file atomically (temporary file, then rename).
 /// The temporary name is per process: workers finishing together each write whole files.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -148,9 +168,39 @@ impl Objectives for Study {
         let profile = &self.pricer.profiles()[self.space.select_index()];
         Some(cost(&plan, profile, self.pricer.constants()).predicted_online_s)
     }
+
+    fn accuracy_floor(&self) -> Option<f64> {
+        self.space.constraints.min_accuracy
+    }
 }
 
 impl Study {
+    /// The stored trials, with prices from this study's cost model: repriced whole by
+    /// this release's when another one priced them.
+    pub fn trials(&self) -> Result<Vec<Trial>> {
+        let mut trials = self.store.trials()?;
+        if self.priced_by.is_some() {
+            for t in &mut trials {
+                t.price = self.pricer.price(&self.genomes.spec(&t.genome));
+            }
+        }
+        Ok(trials)
+    }
+
+    /// Refuses to add trials priced by this release to a study another one priced.
+    pub fn check_resumable(&self) -> Result<()> {
+        match &self.priced_by {
+            Some(old) => Err(Error::Study {
+                at: self.location.to_string(),
+                problem: format!(
+                    "its trials were priced by cost model `{old}`; this release prices with                      `{}`, and the two would mix in one front. `report` and `replay` reprice                      it whole; to search on, start a new study (another --out or --study)",
+                    cryptpeft_cost_model::version()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The strategies' view of this study, with seed `seed`.
     pub fn ctx(&self, seed: u64) -> Ctx<'_> {
         Ctx {

@@ -50,9 +50,12 @@ CREATE TABLE IF NOT EXISTS cryptpeft_trials (
     train_seconds DOUBLE PRECISION,
     message TEXT,
     checkpoint BYTEA,
+    propose_seconds DOUBLE PRECISION,
     PRIMARY KEY (study, number),
     UNIQUE (study, config, epochs)
 );
+-- Added since the first release.
+ALTER TABLE cryptpeft_trials ADD COLUMN IF NOT EXISTS propose_seconds DOUBLE PRECISION;
 ";
 
 pub struct PgStudy {
@@ -193,7 +196,8 @@ impl PgStudy {
                     test_accuracy: r.try_get(8)?,
                     train_seconds: r.try_get(9)?,
                     message: r.try_get(10)?,
-                    age: r.try_get(11)?,
+                    propose_seconds: r.try_get(11)?,
+                    age: r.try_get(12)?,
                 })
             })
             .collect::<std::result::Result<_, postgres::Error>>()
@@ -216,8 +220,9 @@ impl PgStudy {
                 .execute(
                     &format!(
                         "INSERT INTO cryptpeft_trials
-                         (study, number, genome, config, epochs, state, worker, heartbeat, price)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, {NOW}, $8)"
+                         (study, number, genome, config, epochs, state, worker, heartbeat, price,
+                          propose_seconds)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, {NOW}, $8, $9)"
                     ),
                     &[
                         &self.study,
@@ -228,6 +233,7 @@ impl PgStudy {
                         &new_state(new).as_str(),
                         &worker,
                         &serde_json::to_string(&new.price).expect("price"),
+                        &new.propose_seconds,
                     ],
                 )
                 .map_err(|e| Error::Study {

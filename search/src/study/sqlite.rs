@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS trials (
     train_seconds REAL,
     message TEXT,
     checkpoint BLOB,
+    propose_seconds REAL,
     UNIQUE (config, epochs)
 );
 ";
@@ -56,18 +57,20 @@ impl SqliteStudy {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        // Studies of releases that kept checkpoints as files only.
-        let has_checkpoints: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('trials') WHERE name = 'checkpoint'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(err)?
-            > 0;
-        if !has_checkpoints {
-            conn.execute_batch("ALTER TABLE trials ADD COLUMN checkpoint BLOB;")
+        // Columns added since the first release: checkpoints (kept as files only
+        // before), proposal times.
+        for (column, kind) in [("checkpoint", "BLOB"), ("propose_seconds", "REAL")] {
+            let present: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('trials') WHERE name = ?1",
+                    [column],
+                    |r| r.get(0),
+                )
                 .map_err(err)?;
+            if present == 0 {
+                conn.execute_batch(&format!("ALTER TABLE trials ADD COLUMN {column} {kind};"))
+                    .map_err(err)?;
+            }
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -103,7 +106,8 @@ impl SqliteStudy {
                 test_accuracy: r.get(8)?,
                 train_seconds: r.get(9)?,
                 message: r.get(10)?,
-                age: r.get(11)?,
+                propose_seconds: r.get(11)?,
+                age: r.get(12)?,
             })
         })?;
         rows.collect()
@@ -140,8 +144,9 @@ impl Storage for SqliteStudy {
             }
             Decision::Record(number, new) => {
                 tx.execute(
-                    "INSERT INTO trials (number, genome, config, epochs, state, worker, heartbeat, price)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO trials (number, genome, config, epochs, state, worker, heartbeat, price,
+                                         propose_seconds)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         *number as i64,
                         serde_json::to_string(&new.genome).expect("genome"),
@@ -151,6 +156,7 @@ impl Storage for SqliteStudy {
                         worker,
                         now(),
                         serde_json::to_string(&new.price).expect("price"),
+                        new.propose_seconds,
                     ],
                 )
                 .map_err(|e| self.err(format!("recording trial {number} ({}): {e}", new.config)))?;

@@ -58,6 +58,8 @@ pub struct Trial {
     pub test_accuracy: Option<f64>,
     pub train_seconds: Option<f64>,
     pub message: Option<String>,
+    /// The proposal's own time (the strategy's surrogate fit and acquisition).
+    pub propose_seconds: Option<f64>,
 }
 
 /// A trial to record: the strategy's proposal, already priced.
@@ -67,6 +69,7 @@ pub struct NewTrial {
     pub config: String,
     pub epochs: usize,
     pub price: Price,
+    pub propose_seconds: f64,
     /// Record as pruned (not to be trained).
     pub skip: bool,
 }
@@ -196,11 +199,13 @@ pub(crate) struct Row {
     pub test_accuracy: Option<f64>,
     pub train_seconds: Option<f64>,
     pub message: Option<String>,
+    pub propose_seconds: Option<f64>,
 }
 
 /// The columns a [`Row`] is read from, in its order; the age follows them.
 pub(crate) const ROW_COLUMNS: &str = "number, genome, config, epochs, state, worker, price, \
-                                      val_accuracy, test_accuracy, train_seconds, message";
+                                      val_accuracy, test_accuracy, train_seconds, message, \
+                                      propose_seconds";
 
 impl Row {
     /// `at` names the study in errors.
@@ -221,6 +226,7 @@ impl Row {
             test_accuracy: self.test_accuracy,
             train_seconds: self.train_seconds,
             message: self.message,
+            propose_seconds: self.propose_seconds,
         };
         Ok((t, self.age))
     }
@@ -250,10 +256,13 @@ impl Decision {
         worker: &str,
         propose: &mut dyn FnMut(&[Trial]) -> Proposal,
     ) -> Self {
+        // A trial under this worker's own name is not one it holds (a worker claims
+        // only between trials): its pid was reused after a dead worker's, and the
+        // heartbeat's age tells.
         let orphan = trials.iter().find(|(tr, age)| {
             tr.state == State::Running
-                && tr.worker != worker
-                && (*age > STALE_AFTER.as_secs_f64() || known_dead(&tr.worker))
+                && (*age > STALE_AFTER.as_secs_f64()
+                    || (tr.worker != worker && known_dead(&tr.worker)))
         });
         if let Some((tr, _)) = orphan {
             return Decision::TakeOver(tr.clone());
@@ -296,6 +305,7 @@ pub(crate) fn claimed(decision: Decision, worker: &str) -> Claim {
             test_accuracy: None,
             train_seconds: None,
             message: None,
+            propose_seconds: Some(new.propose_seconds),
         })),
         Decision::Wait => Claim::Wait,
         Decision::Done => Claim::Done,
@@ -305,15 +315,56 @@ pub(crate) fn claimed(decision: Decision, worker: &str) -> Claim {
 /// The message of a finish that changed nothing: another worker took the trial over
 /// (this one looked dead); its result stands.
 pub(crate) fn no_longer_ours(at: &str, number: u64) -> Error {
-    Error::Study {
+    Error::TakenOver {
         at: at.to_string(),
-        problem: format!("trial {number} is no longer this worker's"),
+        number,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn running(worker: &str) -> Trial {
+        Trial {
+            number: 0,
+            genome: [0; 8],
+            config: "h1-r8-s1".into(),
+            epochs: 1,
+            state: State::Running,
+            worker: worker.into(),
+            price: Price {
+                online_bytes: 0,
+                rounds: 0,
+                offline_bytes: 0,
+                seconds: vec![0.0],
+            },
+            val_accuracy: None,
+            test_accuracy: None,
+            train_seconds: None,
+            message: None,
+            propose_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_trial_under_this_workers_reused_name_is_taken_over_by_its_age() {
+        let me = worker_name();
+        let asked = std::cell::Cell::new(false);
+        let mut propose = |_: &[Trial]| {
+            asked.set(true);
+            Proposal::Done
+        };
+        let stale = STALE_AFTER.as_secs_f64() + 1.0;
+        match Decision::new(vec![(running(&me), stale)], &me, &mut propose) {
+            Decision::TakeOver(t) => assert_eq!(t.number, 0),
+            _ => panic!("a stale trial under this worker's name blocks the study"),
+        }
+        assert!(!asked.get());
+        // A fresh heartbeat under this name is not taken over: the strategy decides.
+        let fresh = Decision::new(vec![(running(&me), 1.0)], &me, &mut propose);
+        assert!(matches!(fresh, Decision::Done) && asked.get());
+    }
 
     #[test]
     fn only_a_gone_process_of_this_process_space_is_known_dead() {

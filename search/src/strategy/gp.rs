@@ -1,0 +1,291 @@
+//! A Gaussian process over genomes: the surrogate of accuracy. Ordinal genes (heads,
+//! rank, scope, blocks, scale) enter by their choice's position scaled to [0, 1] with a
+//! squared-exponential kernel; categorical genes (attention, norm, activation) by an
+//! exponential overlap kernel (`exp(-theta)` when the choices differ). One length or
+//! decay per gene (ARD), a noise ratio and a constant mean are fitted by maximising the
+//! marginal likelihood over a small grid, coordinate by coordinate; the signal variance
+//! has its closed-form maximum. Dozens of points: a dense Cholesky factor is exact and
+//! takes microseconds.
+
+use crate::genes::{Genome, Space, GENES};
+
+/// Genes whose choices are unordered.
+const CATEGORICAL: [&str; 3] = ["attention", "norm", "activation"];
+/// Length scales tried for an ordinal gene (positions span [0, 1]).
+const LENGTHS: [f64; 6] = [0.2, 0.35, 0.6, 1.0, 2.0, 5.0];
+/// Decays tried for a categorical gene.
+const DECAYS: [f64; 6] = [0.05, 0.2, 0.5, 1.0, 2.0, 4.0];
+/// Noise variance over signal variance.
+const NOISE: [f64; 5] = [1e-4, 1e-3, 1e-2, 0.05, 0.2];
+/// Coordinate sweeps over the hyperparameters.
+const SWEEPS: usize = 2;
+
+/// How one gene enters the kernel.
+#[derive(Clone, Copy, Debug)]
+enum Input {
+    /// Position of the choice, scaled to [0, 1].
+    Ordinal {
+        gene: usize,
+        last: f64,
+    },
+    Categorical {
+        gene: usize,
+    },
+}
+
+/// The encoding of a space: its genes with more than one choice.
+#[derive(Clone, Debug)]
+pub struct Encoding {
+    inputs: Vec<Input>,
+}
+
+impl Encoding {
+    pub fn new(space: &Space) -> Self {
+        let inputs = (0..GENES.len())
+            .filter(|&k| space.arity(k) > 1)
+            .map(|k| {
+                if CATEGORICAL.contains(&GENES[k]) {
+                    Input::Categorical { gene: k }
+                } else {
+                    Input::Ordinal {
+                        gene: k,
+                        last: (space.arity(k) - 1) as f64,
+                    }
+                }
+            })
+            .collect();
+        Self { inputs }
+    }
+
+    /// Genes with more than one choice.
+    pub fn active(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Correlation of `a` and `b` under per-input parameters `theta`.
+    fn corr(&self, theta: &[f64], a: &Genome, b: &Genome) -> f64 {
+        let mut log = 0.0;
+        for (input, &t) in self.inputs.iter().zip(theta) {
+            log -= match *input {
+                Input::Ordinal { gene, last } => {
+                    let d = (a[gene] as f64 - b[gene] as f64) / last / t;
+                    0.5 * d * d
+                }
+                Input::Categorical { gene } => t * (a[gene] != b[gene]) as u8 as f64,
+            };
+        }
+        log.exp()
+    }
+
+    /// The values each input's parameter is chosen among, and where the fit starts.
+    fn grid(&self, k: usize) -> (&'static [f64], f64) {
+        match self.inputs[k] {
+            Input::Ordinal { .. } => (&LENGTHS, 0.6),
+            Input::Categorical { .. } => (&DECAYS, 1.0),
+        }
+    }
+}
+
+/// A fitted process.
+pub struct Gp {
+    enc: Encoding,
+    x: Vec<Genome>,
+    theta: Vec<f64>,
+    /// Lower Cholesky factor of `R + noise I`, row-major.
+    chol: Vec<f64>,
+    /// `(R + noise I)^-1 y`, `y` standardised.
+    alpha: Vec<f64>,
+    mean: f64,
+    scale: f64,
+    /// Signal variance of the standardised outputs (its maximum-likelihood value).
+    signal: f64,
+}
+
+/// Lower Cholesky factor of the `n x n` matrix `a` (row-major), `None` if not positive.
+fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+            let v = a[i * n + j] - s;
+            if i == j {
+                if v <= 0.0 {
+                    return None;
+                }
+                l[i * n + i] = v.sqrt();
+            } else {
+                l[i * n + j] = v / l[j * n + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Solves `L z = b` for lower-triangular `L`.
+fn forward(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
+    let mut z = vec![0.0; n];
+    for i in 0..n {
+        let s: f64 = (0..i).map(|k| l[i * n + k] * z[k]).sum();
+        z[i] = (b[i] - s) / l[i * n + i];
+    }
+    z
+}
+
+/// Solves `L^T z = b` for lower-triangular `L`.
+fn backward(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
+    let mut z = vec![0.0; n];
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * z[k]).sum();
+        z[i] = (b[i] - s) / l[i * n + i];
+    }
+    z
+}
+
+/// Factor, weights, signal variance and negative log marginal likelihood (up to a
+/// constant) of standardised outputs `y` under `theta` and `noise`.
+type Fitted = (Vec<f64>, Vec<f64>, f64, f64);
+
+fn evaluate(enc: &Encoding, x: &[Genome], y: &[f64], theta: &[f64], noise: f64) -> Option<Fitted> {
+    let n = x.len();
+    let mut r = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..i {
+            let c = enc.corr(theta, &x[i], &x[j]);
+            r[i * n + j] = c;
+            r[j * n + i] = c;
+        }
+        r[i * n + i] = 1.0 + noise;
+    }
+    let l = cholesky(&r, n)?;
+    let alpha = backward(&l, n, &forward(&l, n, y));
+    let signal = (y.iter().zip(&alpha).map(|(a, b)| a * b).sum::<f64>() / n as f64).max(1e-12);
+    let logdet: f64 = (0..n).map(|i| l[i * n + i].ln()).sum();
+    let nll = 0.5 * n as f64 * signal.ln() + logdet;
+    Some((l, alpha, signal, nll))
+}
+
+impl Gp {
+    /// Fits the process to accuracies `y` of genomes `x` (at least one).
+    pub fn fit(enc: &Encoding, x: &[Genome], y: &[f64]) -> Self {
+        let n = y.len() as f64;
+        let mean = y.iter().sum::<f64>() / n;
+        let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let scale = var.sqrt().max(1e-6);
+        let ys: Vec<f64> = y.iter().map(|v| (v - mean) / scale).collect();
+        let mut theta: Vec<f64> = (0..enc.active()).map(|k| enc.grid(k).1).collect();
+        let mut noise = 1e-2;
+        let nll = |theta: &[f64], noise: f64| {
+            evaluate(enc, x, &ys, theta, noise).map_or(f64::INFINITY, |f| f.3)
+        };
+        let mut best = nll(&theta, noise);
+        for _ in 0..SWEEPS {
+            for k in 0..enc.active() {
+                for &v in enc.grid(k).0 {
+                    let mut t = theta.clone();
+                    t[k] = v;
+                    let f = nll(&t, noise);
+                    if f < best {
+                        (best, theta) = (f, t);
+                    }
+                }
+            }
+            for &v in &NOISE {
+                let f = nll(&theta, v);
+                if f < best {
+                    (best, noise) = (f, v);
+                }
+            }
+        }
+        // Noise 0.2 always factors (the matrix is then strictly diagonally dominant
+        // enough in practice); fall back to it, then to a large jitter.
+        let (chol, alpha, signal, _) = evaluate(enc, x, &ys, &theta, noise)
+            .or_else(|| evaluate(enc, x, &ys, &theta, 1.0))
+            .expect("R + I is positive definite");
+        Self {
+            enc: enc.clone(),
+            x: x.to_vec(),
+            theta,
+            chol,
+            alpha,
+            mean,
+            scale,
+            signal,
+        }
+    }
+
+    /// Posterior mean and standard deviation of accuracy at `g` (noise-free).
+    pub fn predict(&self, g: &Genome) -> (f64, f64) {
+        let n = self.x.len();
+        let r: Vec<f64> = self
+            .x
+            .iter()
+            .map(|xi| self.enc.corr(&self.theta, g, xi))
+            .collect();
+        let mu: f64 = r.iter().zip(&self.alpha).map(|(a, b)| a * b).sum();
+        let v = forward(&self.chol, n, &r);
+        let var = self.signal * (1.0 - v.iter().map(|z| z * z).sum::<f64>()).max(1e-12);
+        (self.mean + self.scale * mu, self.scale * var.sqrt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::Genes;
+    use cryptpeft_types::{Activation, AttentionKind, BackboneSpec, NormKind};
+
+    fn space() -> Space {
+        let genes = Genes {
+            heads: vec![1, 2],
+            rank: vec![4, 8, 16, 32],
+            scope: vec![1, 2, 3],
+            blocks: vec![1],
+            attention: vec![AttentionKind::LinAtten],
+            norm: vec![NormKind::Affine, NormKind::None],
+            activation: vec![Activation::Relu],
+            scale: vec![0.5],
+        };
+        Space::new(&genes, &BackboneSpec::test_small(), 3).unwrap()
+    }
+
+    /// Smooth in rank and scope, a step for the norm.
+    fn truth(g: &Genome) -> f64 {
+        0.5 + 0.1 * g[1] as f64 + 0.05 * g[2] as f64 + 0.08 * g[5] as f64
+    }
+
+    #[test]
+    fn it_interpolates_and_is_unsure_far_from_data() {
+        let space = space();
+        let enc = Encoding::new(&space);
+        assert_eq!(enc.active(), 4);
+        let all = space.valid();
+        let x: Vec<Genome> = all.iter().step_by(3).copied().collect();
+        let y: Vec<f64> = x.iter().map(truth).collect();
+        let gp = Gp::fit(&enc, &x, &y);
+        // At the data: close, and sure.
+        let (m, s) = gp.predict(&x[0]);
+        assert!((m - y[0]).abs() < 0.02 && s < 0.03, "{m} {s}");
+        // Elsewhere: the smooth trend is learned.
+        let err: f64 = all
+            .iter()
+            .map(|g| (gp.predict(g).0 - truth(g)).abs())
+            .sum::<f64>()
+            / all.len() as f64;
+        assert!(err < 0.03, "mean error {err}");
+        // With two points, the far corner is uncertain.
+        let gp2 = Gp::fit(&enc, &x[..2], &y[..2]);
+        let far = all.last().unwrap();
+        assert!(gp2.predict(far).1 > gp2.predict(&x[0]).1 * 3.0);
+    }
+
+    #[test]
+    fn the_factor_solves() {
+        let a = [4.0, 2.0, 2.0, 3.0];
+        let l = cholesky(&a, 2).unwrap();
+        let z = backward(&l, 2, &forward(&l, 2, &[2.0, 1.0]));
+        // a z = b
+        assert!((4.0 * z[0] + 2.0 * z[1] - 2.0).abs() < 1e-12);
+        assert!((2.0 * z[0] + 3.0 * z[1] - 1.0).abs() < 1e-12);
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+}
