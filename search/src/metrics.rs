@@ -68,11 +68,7 @@ impl Truth {
             nadir,
             slowest,
             span: ((amax - amin).max(1e-12), (smax - smin).max(1e-12)),
-            worst: Point {
-                accuracy: amin,
-                seconds: smax,
-                violation: 0.0,
-            },
+            worst: Point::feasible(amin, smax),
         }
     }
 
@@ -131,11 +127,7 @@ mod tests {
     use super::*;
 
     fn p(accuracy: f64, seconds: f64) -> Point {
-        Point {
-            accuracy,
-            seconds,
-            violation: 0.0,
-        }
+        Point::feasible(accuracy, seconds)
     }
 
     fn g(i: u16) -> Genome {

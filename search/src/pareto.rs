@@ -11,6 +11,17 @@ pub struct Point {
     pub violation: f64,
 }
 
+impl Point {
+    /// A point that meets every constraint.
+    pub fn feasible(accuracy: f64, seconds: f64) -> Self {
+        Self {
+            accuracy,
+            seconds,
+            violation: 0.0,
+        }
+    }
+}
+
 /// `a` constrained-dominates `b`.
 pub fn dominates(a: &Point, b: &Point) -> bool {
     match (a.violation > 0.0, b.violation > 0.0) {
@@ -125,11 +136,7 @@ mod tests {
     use super::*;
 
     fn p(accuracy: f64, seconds: f64) -> Point {
-        Point {
-            accuracy,
-            seconds,
-            violation: 0.0,
-        }
+        Point::feasible(accuracy, seconds)
     }
 
     #[test]

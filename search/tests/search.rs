@@ -102,12 +102,7 @@ fn report_rebuilds_the_outputs_and_replay_reads_a_grid() {
     ] {
         std::fs::remove_file(out.join(f)).unwrap();
     }
-    let o = Command::new(BIN)
-        .arg("report")
-        .arg(&out)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = report(&out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(out.join("pareto_lan.csv")).unwrap(),
@@ -184,12 +179,7 @@ fn a_study_priced_by_another_cost_model_is_repriced_or_refused() {
     );
     assert_eq!(trials(&out).len(), 3);
     // A report reprices every trial with today's model and says so.
-    let o = Command::new(BIN)
-        .arg("report")
-        .arg(&out)
-        .arg("-q")
-        .output()
-        .unwrap();
+    let o = report(&out);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("every trial repriced"), "{summary}");

@@ -212,11 +212,7 @@ mod tests {
     use super::*;
 
     fn p(accuracy: f64, seconds: f64) -> Point {
-        Point {
-            accuracy,
-            seconds,
-            violation: 0.0,
-        }
+        Point::feasible(accuracy, seconds)
     }
 
     #[test]

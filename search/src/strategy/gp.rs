@@ -196,8 +196,7 @@ impl Gp {
                 }
             }
         }
-        // Noise 0.2 always factors (the matrix is then strictly diagonally dominant
-        // enough in practice); fall back to it, then to a large jitter.
+        // R is a correlation matrix (positive semi-definite), so R + I always factors.
         let (chol, alpha, signal, _) = evaluate(enc, x, &ys, &theta, noise)
             .or_else(|| evaluate(enc, x, &ys, &theta, 1.0))
             .expect("R + I is positive definite");
@@ -231,22 +230,7 @@ impl Gp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::space::Genes;
-    use cryptpeft_types::{Activation, AttentionKind, BackboneSpec, NormKind};
-
-    fn space() -> Space {
-        let genes = Genes {
-            heads: vec![1, 2],
-            rank: vec![4, 8, 16, 32],
-            scope: vec![1, 2, 3],
-            blocks: vec![1],
-            attention: vec![AttentionKind::LinAtten],
-            norm: vec![NormKind::Affine, NormKind::None],
-            activation: vec![Activation::Relu],
-            scale: vec![0.5],
-        };
-        Space::new(&genes, &BackboneSpec::test_small(), 3).unwrap()
-    }
+    use crate::strategy::tests::space;
 
     /// Smooth in rank and scope, a step for the norm.
     fn truth(g: &Genome) -> f64 {

@@ -120,7 +120,7 @@ mod tests {
         1.0 - 1.0 / (1.0 + (s.rank * s.scope) as f64 / 8.0 + s.heads as f64 / 4.0)
     }
 
-    fn space() -> Space {
+    pub(super) fn space() -> Space {
         let genes = Genes {
             heads: vec![1, 2, 4],
             rank: vec![4, 8, 16],

@@ -56,6 +56,16 @@ pub fn search(space: &Path, out: &Path, kill_at: Option<&str>) -> Output {
     c.output().unwrap()
 }
 
+/// Runs `report` on the run directory `out`, quietly.
+pub fn report(out: &Path) -> Output {
+    Command::new(BIN)
+        .arg("report")
+        .arg(out)
+        .arg("-q")
+        .output()
+        .unwrap()
+}
+
 pub fn trials(out: &Path) -> Vec<Trial> {
     SqliteStudy::open(&out.join("study.sqlite"))
         .unwrap()
