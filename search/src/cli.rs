@@ -221,6 +221,9 @@ pub fn main(args: SearchArgs) -> Result<()> {
 /// Prints each front and where the files are.
 fn print_fronts(o: &Outputs) {
     println!("{} candidates evaluated", o.evaluated);
+    if let Some(t) = &o.proposal_time {
+        println!("{t}");
+    }
     for f in &o.fronts {
         println!("\nfront on {} ({} adapters):", f.profile, f.rows.len());
         println!(

@@ -2,12 +2,14 @@
 //! deploying for each network, as tables, pictures and checkpoints `cryptpeft serve` loads.
 //!
 //! - [`space`]: the space file; [`genes`]: its valid configurations.
-//! - [`strategy`]: NSGA-II, the paper's REINFORCE controller, random, grid.
+//! - [`strategy`]: EHVI over a Gaussian process of accuracy (the default), NSGA-II, the
+//!   paper's REINFORCE controller and its generalisation, random, grid.
 //! - [`study`]: the opened study, its trials in SQLite or PostgreSQL (kill-safe, shared
 //!   by workers on one machine or several); [`run`]: a worker.
 //! - [`eval`]: the feature cache and training; [`price`]: the cost model's prices.
 //! - [`pareto`], [`report`], [`plot`]: fronts, tables, pictures; [`verify`]: measured runs.
-//! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style).
+//! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style), scored by
+//!   [`metrics`] against its true front.
 
 pub mod cli;
 pub mod error;

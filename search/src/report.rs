@@ -41,6 +41,8 @@ pub struct Outputs {
     pub fronts: Vec<Front>,
     pub evaluated: usize,
     pub summary: PathBuf,
+    /// The strategy's time per proposal beside the training's, when recorded.
+    pub proposal_time: Option<String>,
 }
 
 /// A profile name fit for a file name (`custom:mbit=100,delay_ms=20` ->
@@ -190,6 +192,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     Ok(Outputs {
         dir: dir.clone(),
         evaluated: trials.iter().filter(|t| t.state == State::Complete).count(),
+        proposal_time: proposal_time(&trials),
         fronts,
         summary,
     })

@@ -278,42 +278,32 @@ mod tests {
         assert!(scopes.windows(2).all(|w| w[0] <= w[1]), "{scopes:?}");
     }
 
-    /// Share of the toy table's true front that `kind` finds in `budget` trainings,
-    /// averaged over 10 seeds.
-    fn front_share(kind: StrategyKind, budget: usize) -> f64 {
+    /// Nadir hypervolume fraction `kind` reaches on the toy table in `budget` trainings,
+    /// averaged over 10 seeds (the toy's many ties make front shares a lottery).
+    fn toy_hypervolume(kind: StrategyKind, budget: usize) -> f64 {
         let space = space();
         let toy = Toy(&space);
-        let table: Vec<(Genome, Point)> = space
-            .valid()
-            .iter()
-            .map(|g| (*g, toy.point(g, Some(toy_accuracy(&space, g)))))
-            .collect();
+        let scored = |g: &Genome| (*g, toy.point(g, Some(toy_accuracy(&space, g))));
+        let table: Vec<(Genome, Point)> = space.valid().iter().map(scored).collect();
         let truth = crate::metrics::Truth::new(&table);
-        let shares: f64 = (0..10)
+        let sum: f64 = (0..10)
             .map(|seed| {
                 let h = drive(kind, &space, seed, budget);
-                let found: Vec<(Genome, Point)> = h
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.genome,
-                            toy.point(&r.genome, Some(toy_accuracy(&space, &r.genome))),
-                        )
-                    })
-                    .collect();
-                truth.score(&found).front_share
+                let found: Vec<(Genome, Point)> = h.iter().map(|r| scored(&r.genome)).collect();
+                truth.score(&found).nadir_hv
             })
             .sum();
-        shares / 10.0
+        sum / 10.0
     }
 
     #[test]
-    fn the_surrogate_finds_more_of_the_front_than_random_search() {
+    fn the_surrogate_reaches_more_hypervolume_than_random_search() {
         let (ehvi, random) = (
-            front_share(StrategyKind::Ehvi, 15),
-            front_share(StrategyKind::Random, 15),
+            toy_hypervolume(StrategyKind::Ehvi, 12),
+            toy_hypervolume(StrategyKind::Random, 12),
         );
-        assert!(ehvi > random + 0.2, "ehvi {ehvi}, random {random}");
+        eprintln!("ehvi {ehvi}, random {random}");
+        assert!(ehvi > random + 0.05, "ehvi {ehvi}, random {random}");
     }
 
     #[test]
