@@ -302,7 +302,6 @@ mod tests {
             toy_hypervolume(StrategyKind::Ehvi, 12),
             toy_hypervolume(StrategyKind::Random, 12),
         );
-        eprintln!("ehvi {ehvi}, random {random}");
         assert!(ehvi > random + 0.05, "ehvi {ehvi}, random {random}");
     }
 
