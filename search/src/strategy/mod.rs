@@ -120,6 +120,22 @@ mod tests {
         1.0 - 1.0 / (1.0 + (s.rank * s.scope) as f64 / 8.0 + s.heads as f64 / 4.0)
     }
 
+    fn test_ctx<'a>(
+        space: &'a Space,
+        objectives: &'a dyn Objectives,
+        reinforce: &'a ReinforceConfig,
+        seed: u64,
+        population: usize,
+    ) -> Ctx<'a> {
+        Ctx {
+            space,
+            seed,
+            population,
+            reinforce,
+            objectives,
+        }
+    }
+
     pub(super) fn space() -> Space {
         let genes = Genes {
             heads: vec![1, 2, 4],
@@ -138,13 +154,7 @@ mod tests {
     fn drive(kind: StrategyKind, space: &Space, seed: u64, limit: usize) -> Vec<Record> {
         let toy = Toy(space);
         let rc = ReinforceConfig::default();
-        let ctx = Ctx {
-            space,
-            seed,
-            population: 6,
-            reinforce: &rc,
-            objectives: &toy,
-        };
+        let ctx = test_ctx(space, &toy, &rc, seed, 6);
         let mut h = Vec::new();
         while h.len() < limit {
             match propose(kind, &ctx, &h) {
@@ -213,13 +223,7 @@ mod tests {
         let space = space();
         let toy = Toy(&space);
         let rc = ReinforceConfig::default();
-        let ctx = Ctx {
-            space: &space,
-            seed: 0,
-            population: 2,
-            reinforce: &rc,
-            objectives: &toy,
-        };
+        let ctx = test_ctx(&space, &toy, &rc, 0, 2);
         let mut h = drive(StrategyKind::Nsga2, &space, 0, 2);
         h[1].outcome = Outcome::Pending;
         assert_eq!(propose(StrategyKind::Nsga2, &ctx, &h), Step::Wait);
@@ -233,13 +237,7 @@ mod tests {
             latency_target_s: Some(4.0),
             ..ReinforceConfig::default()
         };
-        let ctx = Ctx {
-            space: &space,
-            seed: 3,
-            population: 6,
-            reinforce: &rc,
-            objectives: &toy,
-        };
+        let ctx = test_ctx(&space, &toy, &rc, 3, 6);
         let mut h = Vec::new();
         for _ in 0..40 {
             match propose(StrategyKind::Reinforce, &ctx, &h) {
@@ -310,13 +308,7 @@ mod tests {
         let space = space();
         let toy = Toy(&space);
         let rc = ReinforceConfig::default();
-        let ctx = Ctx {
-            space: &space,
-            seed: 4,
-            population: 6,
-            reinforce: &rc,
-            objectives: &toy,
-        };
+        let ctx = test_ctx(&space, &toy, &rc, 4, 6);
         let mut h = drive(StrategyKind::Ehvi, &space, 4, 10);
         for r in &mut h[7..] {
             r.outcome = Outcome::Pending;
@@ -346,13 +338,7 @@ mod tests {
         let space = space();
         let capped = Capped(Toy(&space), 5.0);
         let rc = ReinforceConfig::default();
-        let ctx = Ctx {
-            space: &space,
-            seed: 0,
-            population: 6,
-            reinforce: &rc,
-            objectives: &capped,
-        };
+        let ctx = test_ctx(&space, &capped, &rc, 0, 6);
         let feasible = space
             .valid()
             .iter()
