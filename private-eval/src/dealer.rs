@@ -259,15 +259,30 @@ pub fn generate(
     session: u64,
     rng: &mut Prg,
 ) -> [Material; 2] {
+    generate_while(plan, masks, session, rng, || true).expect("never stopped")
+}
+
+/// [`generate`], asking `go_on` before each step: None once it says no (the
+/// requester has left, say), so nobody waits for material no one will take.
+pub fn generate_while(
+    plan: &SecurePlan,
+    masks: &ModelMasks,
+    session: u64,
+    rng: &mut Prg,
+    go_on: impl Fn() -> bool,
+) -> Option<[Material; 2]> {
     let mut g = Generator::new(plan, masks, session, rng);
     let mut out = [0, 1].map(|p| Material {
         binding: g.binding[p],
         seed: g.seeds[p],
         steps: Vec::with_capacity(plan.steps.len()),
     });
-    while let Some([m0, m1]) = g.next_step() {
+    while go_on() {
+        let Some([m0, m1]) = g.next_step() else {
+            return Some(out);
+        };
         out[0].steps.push(m0);
         out[1].steps.push(m1);
     }
-    out
+    None
 }

@@ -7,8 +7,15 @@
 //! request generates step by step, sending its own half as it goes and pushing the
 //! server's into a bounded pipe that the server's request drains.
 //!
-//! Who gets what: only a peer with a certificate from the deployment's CA (under
-//! TLS) may register a model, and party 1's halves of that model go only to that
+//! The books: a session's halves count against the pending-bytes cap from the moment
+//! generation starts until they are written to their party (a slow reader's queued
+//! half included); generation stops when its requester hangs up, runs under
+//! `catch_unwind`, and a session that never becomes ready expires. Registrations hold
+//! a lease the server renews; one server keeps at most a few models (past that its
+//! least recently renewed one goes), and may drop its own.
+//!
+//! Who gets what: only a peer with a server certificate (issued by `server-ca.pem`,
+//! under TLS) may register a model, and party 1's halves of that model go only to that
 //! same certificate holding the registration token. A session is opened by the
 //! request for party 0's half, which is handed to the opener in the same reply; a
 //! session id that exists already is refused, so nobody else (the server included)
@@ -27,14 +34,21 @@ use crate::dealer::{self, ModelMasks};
 use crate::material::write_step;
 use crate::plan::SecurePlan;
 use crate::prg::Prg;
-use crate::roles::{ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError};
+use crate::roles::{
+    ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError, MAX_PLAN_BYTES,
+};
 use crate::security::Fingerprint;
 use crate::transport::{serve_connections, Admit, Channel, ChannelExt, Gate, MsgKind};
+
+/// Material of registered plans up to this size is generated once at registration
+/// (under `catch_unwind`), so a plan whose generation would fail is refused there.
+const TRIAL_GENERATION_BYTES: u64 = 64 << 20;
 
 /// Longest a server's request waits for its session's material to be generated.
 const GENERATION_WAIT: Duration = Duration::from_secs(300);
 
-/// The two seeded halves of a session, filled in by whichever request generates them.
+/// The two seeded halves of a session, filled in by whichever request generates them
+/// (both None if generation stopped).
 #[derive(Default)]
 struct Halves {
     ready: Mutex<Option<[Option<Vec<u8>>; 2]>>,
@@ -45,6 +59,7 @@ struct Pending {
     model: u64,
     half_bytes: [u64; 2],
     peer: IpAddr,
+    created: Instant,
     /// When both halves were ready (None while generating): the TTL runs from here, so
     /// a slow generation under load does not expire before anyone could fetch it.
     ready_at: Option<Instant>,
@@ -64,6 +79,13 @@ impl Pending {
     }
 }
 
+/// Who registered a model: a server certificate, or on an insecure dealer an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Registrant {
+    Cert(Fingerprint),
+    Address(IpAddr),
+}
+
 /// A registered model and who may act as its server.
 #[derive(Clone)]
 struct Model {
@@ -72,6 +94,9 @@ struct Model {
     token: u128,
     /// The registering server's certificate (None on an insecure dealer).
     owner: Option<Fingerprint>,
+    registrant: Registrant,
+    /// Last registration or renewal: the lease runs from here.
+    renewed: Instant,
     /// Each party's half of one session, encoded.
     half_bytes: [u64; 2],
     /// Sessions stream ([`DealerLimits::stream_above`]).
@@ -82,18 +107,25 @@ struct Model {
 struct State {
     models: HashMap<u64, Model>,
     pending: HashMap<u64, Pending>,
+    /// Bytes of halves handed to a request and not yet written to its party.
+    sending: u64,
     /// (session, party) halves handed out or expired, with when: single use. Entries
     /// older than ten TTLs are forgotten (a replayed id then gets fresh material).
     served: HashMap<(u64, u8), Instant>,
 }
 
 impl State {
-    fn sweep(&mut self, ttl: Duration) {
+    /// Drops halves nobody fetched within `ttl` of being ready, sessions never ready
+    /// within the generation wait, and registrations past their lease.
+    fn sweep(&mut self, ttl: Duration, lease: Duration) {
         let now = Instant::now();
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.ready_at.is_some_and(|t| now.duration_since(t) > ttl))
+            .filter(|(_, p)| match p.ready_at {
+                Some(t) => now.duration_since(t) > ttl,
+                None => now.duration_since(p.created) > GENERATION_WAIT + ttl,
+            })
             .map(|(s, _)| *s)
             .collect();
         for s in expired {
@@ -102,6 +134,26 @@ impl State {
             self.served.insert((s, 1), now);
         }
         self.served.retain(|_, t| now.duration_since(*t) < ttl * 10);
+        self.models
+            .retain(|_, m| now.duration_since(m.renewed) <= lease);
+    }
+
+    /// Bytes held for sessions: halves waiting, being generated, or being written.
+    fn held(&self) -> u64 {
+        self.pending.values().map(Pending::held).sum::<u64>() + self.sending
+    }
+}
+
+/// A half being written to its party: counted in [`State::sending`] until dropped.
+struct Sending<'a> {
+    state: &'a Mutex<State>,
+    bytes: u64,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.sending -= self.bytes;
     }
 }
 
@@ -112,10 +164,11 @@ pub fn run_dealer(
     stop: impl Fn() -> bool,
 ) -> Result<(), RoleError> {
     let state = Arc::new(Mutex::new(State::default()));
-    let gate = Gate::new(config.dealer.max_connections);
+    let limits = &config.dealer;
+    let gate = Gate::new(limits.max_connections, limits.max_connections_per_address);
     serve_connections(&listener, stop, |stream, peer| {
-        let Some(admit) = gate.admit() else {
-            return log::warn!("dealer: {peer}: dropped, no connection slot left");
+        let Some(admit) = gate.admit(peer.ip()) else {
+            return log::warn!("dealer: {peer}: dropped, no connection slot left for its address");
         };
         let (state, cfg) = (state.clone(), config.clone());
         std::thread::spawn(move || {
@@ -128,7 +181,7 @@ pub fn run_dealer(
                 Ok(c) => c,
                 Err(e) => return log::warn!("dealer: {peer}: {e}"),
             };
-            if let Admit::Refuse(_) = admit {
+            if let Admit::Refuse(..) = admit {
                 let n = cfg.dealer.max_connections;
                 chan.abort(&busy(format!("{n} connections open")).to_string());
                 return log::warn!("dealer: {peer}: refused, {n} connections open");
@@ -148,7 +201,8 @@ pub fn run_dealer(
     .map_err(ctx("dealer"))
 }
 
-/// Checks a plan's size before the dealer accepts it.
+/// Checks a plan before the dealer accepts it: its size, and for a plan small enough,
+/// that one session's material can be generated.
 fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError> {
     plan.check()
         .map_err(|e| RoleError::Protocol(format!("plan refused: {e}")))?;
@@ -170,7 +224,31 @@ fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError>
             limits.max_session_bytes
         )));
     }
+    if bytes <= TRIAL_GENERATION_BYTES {
+        let masks = ModelMasks { seed: 1 };
+        generate_halves(plan, &masks, 1, &|| true).map_err(|e| {
+            RoleError::Protocol(format!("plan refused: {e}"))
+        })?;
+    }
     Ok(())
+}
+
+/// Both halves of a session, generated under `catch_unwind` and while `go_on` holds.
+fn generate_halves(
+    plan: &SecurePlan,
+    masks: &ModelMasks,
+    session: u64,
+    go_on: &dyn Fn() -> bool,
+) -> Result<[Vec<u8>; 2], String> {
+    let seed = Prg::os_seed();
+    let run = std::panic::AssertUnwindSafe(|| {
+        dealer::generate_while(plan, masks, session, &mut Prg::new(seed), go_on)
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(Some([m0, m1])) => Ok([m0.into_bytes(), m1.into_bytes()]),
+        Ok(None) => Err("the requester left during generation".into()),
+        Err(_) => Err("material generation failed (the plan's shapes disagree)".into()),
+    }
 }
 
 fn busy(what: String) -> RoleError {
@@ -185,16 +263,24 @@ fn serve_request(
     tls: bool,
     who: Option<Fingerprint>,
 ) -> Result<String, RoleError> {
+    // Only a server (authenticated, or anyone on an insecure dealer) sends a plan.
+    if who.is_some() || !tls {
+        chan.limit(MsgKind::MaterialRequest, MAX_PLAN_BYTES);
+    }
     let req = chan
         .recv(MsgKind::MaterialRequest)
         .map_err(ctx("dealer waiting for a request"))?;
     let req: DealerRequest = serde_json::from_slice(&req)
-        .map_err(|e| RoleError::Protocol(format!("malformed dealer request: {e}")))?;
+        .map_err(|e| crate::roles::malformed("dealer request", e))?;
+    let registrant = match who {
+        Some(f) => Registrant::Cert(f),
+        None => Registrant::Address(peer),
+    };
     let (reply, what) = match req {
         DealerRequest::Register { plan } => {
             if tls && who.is_none() {
                 return Err(RoleError::Protocol(
-                    "registration refused: only a server with a certificate from the deployment's CA may register a model".into(),
+                    "registration refused: only a server, with a certificate issued by the deployment's server-ca.pem, may register a model".into(),
                 ));
             }
             check_plan(&plan, limits)?;
@@ -203,6 +289,20 @@ fn serve_request(
             let seed = Prg::os_seed();
             let model: u64 = rand::random();
             let mut st = state.lock().expect("dealer state");
+            st.sweep(limits.pending_ttl, limits.lease);
+            let mut own: Vec<(Instant, u64)> = st
+                .models
+                .iter()
+                .filter(|(_, m)| m.registrant == registrant)
+                .map(|(id, m)| (m.renewed, *id))
+                .collect();
+            own.sort();
+            // A server past its share makes room from its own least recently renewed.
+            let over = (own.len() + 1).saturating_sub(limits.max_models_per_server.max(1));
+            for (_, id) in own.into_iter().take(over) {
+                st.models.remove(&id);
+                log::info!("dealer: dropped model {id:016x}: its server registered another past its share");
+            }
             if st.models.len() >= limits.max_models {
                 return Err(busy(format!("{} models registered", st.models.len())));
             }
@@ -212,13 +312,44 @@ fn serve_request(
                 masks: ModelMasks { seed },
                 token,
                 owner: who,
+                registrant,
+                renewed: Instant::now(),
                 half_bytes,
                 streams,
             };
             st.models.insert(model, entry);
-            let reply =
-                serde_json::to_vec(&Registered { model, seed, token }).expect("registration reply");
+            let reply = serde_json::to_vec(&Registered {
+                model,
+                seed,
+                token,
+                lease_s: limits.lease.as_secs_f64(),
+            })
+            .expect("registration reply");
             (reply, format!("registered model {model:016x}"))
+        }
+        DealerRequest::Renew { model } | DealerRequest::Unregister { model } => {
+            let renew = matches!(req, DealerRequest::Renew { .. });
+            let mut st = state.lock().expect("dealer state");
+            let Some(m) = st.models.get_mut(&model) else {
+                return Err(RoleError::Protocol(format!(
+                    "unknown model {model:016x} (its lease ran out, or it was dropped): register again"
+                )));
+            };
+            if m.registrant != registrant || (tls && who.is_none()) {
+                return Err(RoleError::Protocol(format!(
+                    "model {model:016x} is managed only by the server that registered it"
+                )));
+            }
+            match renew {
+                true => {
+                    m.renewed = Instant::now();
+                    (vec![1], format!("renewed model {model:016x}"))
+                }
+                false => {
+                    st.models.remove(&model);
+                    (vec![0], format!("unregistered model {model:016x}"))
+                }
+            }
         }
         DealerRequest::Material {
             model,
@@ -227,12 +358,16 @@ fn serve_request(
             token,
         } => {
             let what = format!("session {session:016x} party {party}");
-            let delivery = material(state, limits, peer, who, model, session, party, token)?;
-            let streamed = !matches!(delivery, Delivery::Whole(_));
+            let gone = || chan.peer_gone();
+            let delivery = material(state, limits, peer, who, model, session, party, token, &gone)?;
+            let streamed = !matches!(delivery, Delivery::Whole(..));
             chan.send(MsgKind::Material, &[streamed as u8])
                 .map_err(ctx("dealer sending material"))?;
             match delivery {
-                Delivery::Whole(half) => send_half(chan, &half)?,
+                Delivery::Whole(half, sending) => {
+                    send_half(chan, &half)?;
+                    drop(sending);
+                }
                 Delivery::Generate { plan, masks, pipe } => {
                     let r = stream_session(chan, &plan, &masks, session, pipe, limits.pending_ttl);
                     if r.is_err() {
@@ -254,9 +389,9 @@ fn serve_request(
 }
 
 /// How a party gets its half.
-#[derive(Debug)]
-enum Delivery {
-    Whole(Vec<u8>),
+enum Delivery<'a> {
+    /// The half, counted in the books until it is written.
+    Whole(Vec<u8>, Sending<'a>),
     /// Party 0 of a streamed session: this request generates both halves step by step,
     /// its own straight to the client, party 1's into the pipe.
     Generate {
@@ -353,8 +488,8 @@ fn forward(chan: &mut impl Channel, pipe: Receiver<Vec<u8>>, bytes: u64) -> Resu
 /// One party's half of a session. Party 0's request opens the session and generates
 /// both halves (outside the global lock); party 1's finds its half waiting.
 #[allow(clippy::too_many_arguments)]
-fn material(
-    state: &Mutex<State>,
+fn material<'a>(
+    state: &'a Mutex<State>,
     limits: &DealerLimits,
     peer: IpAddr,
     who: Option<Fingerprint>,
@@ -362,7 +497,8 @@ fn material(
     session: u64,
     party: u8,
     token: Option<u128>,
-) -> Result<Delivery, RoleError> {
+    gone: &dyn Fn() -> bool,
+) -> Result<Delivery<'a>, RoleError> {
     if party > 1 {
         return Err(RoleError::Protocol(format!("party {party} does not exist")));
     }
@@ -370,7 +506,7 @@ fn material(
     let refuse = |msg: String| Err(RoleError::Protocol(msg));
     let (halves, generate, forward) = {
         let mut st = state.lock().expect("dealer state");
-        st.sweep(limits.pending_ttl);
+        st.sweep(limits.pending_ttl, limits.lease);
         let m = st.models.get(&model).cloned().ok_or_else(|| {
             RoleError::Protocol(format!(
                 "unknown model {model:016x}: the server must register first"
@@ -415,7 +551,7 @@ fn material(
                     true => [0, (PIPE_CHUNKS * comm::CHUNK) as u64],
                     false => m.half_bytes,
                 };
-                let held: u64 = st.pending.values().map(Pending::held).sum();
+                let held = st.held();
                 if held + half_bytes.iter().sum::<u64>() > limits.max_pending_bytes {
                     return Err(busy(format!("{} MB of material pending", held / 1_000_000)));
                 }
@@ -432,6 +568,7 @@ fn material(
                         model,
                         half_bytes,
                         peer,
+                        created: Instant::now(),
                         ready_at: None,
                         halves: Arc::default(),
                         pipe: rx,
@@ -443,7 +580,11 @@ fn material(
         };
         st.served.insert((session, party), Instant::now());
         let pend = st.pending.get_mut(&session).expect("just checked");
-        pend.taken[p] = true;
+        // A whole half counts as pending until handed out (below), a streamed one
+        // as the pipe.
+        if m.streams {
+            pend.taken[p] = true;
+        }
         let forward = match party {
             1 => pend.pipe.take(),
             _ => None,
@@ -461,16 +602,21 @@ fn material(
         return Ok(Delivery::Forward { pipe, bytes });
     }
     if let Some((plan, masks, None)) = generate {
-        let [m0, m1] = dealer::generate(&plan, &masks, session, &mut Prg::new(Prg::os_seed()));
-        let halves_bytes = [Some(m0.into_bytes()), Some(m1.into_bytes())];
+        let made = generate_halves(&plan, &masks, session, &|| !gone());
+        let failed = made.as_ref().err().cloned();
+        let halves_bytes = match made {
+            Ok([h0, h1]) => [Some(h0), Some(h1)],
+            Err(_) => [None, None],
+        };
         *halves.ready.lock().expect("halves") = Some(halves_bytes);
         halves.cv.notify_all();
-        if let Some(pend) = state
-            .lock()
-            .expect("dealer state")
-            .pending
-            .get_mut(&session)
-        {
+        let mut st = state.lock().expect("dealer state");
+        if let Some(why) = failed {
+            st.pending.remove(&session);
+            st.served.insert((session, 1), Instant::now());
+            return Err(RoleError::Protocol(format!("session {session:016x}: {why}")));
+        }
+        if let Some(pend) = st.pending.get_mut(&session) {
             pend.ready_at = Some(Instant::now());
         }
     }
@@ -485,19 +631,23 @@ fn material(
                 "session {session:016x}: material generation did not finish"
             )));
         }
-        ready.as_mut().expect("ready")[p]
-            .take()
-            .expect("taken once")
+        ready.as_mut().expect("ready")[p].take().ok_or_else(|| {
+            RoleError::Protocol(format!(
+                "session {session:016x}: material generation stopped (the client left)"
+            ))
+        })?
     };
+    // From pending to being written: still on the books until `Sending` drops.
     let mut st = state.lock().expect("dealer state");
-    if st
-        .pending
-        .get(&session)
-        .is_some_and(|q| q.taken == [true; 2])
-    {
-        st.pending.remove(&session);
+    let bytes = mine.len() as u64;
+    st.sending += bytes;
+    if let Some(q) = st.pending.get_mut(&session) {
+        q.taken[p] = true;
+        if q.taken == [true; 2] {
+            st.pending.remove(&session);
+        }
     }
-    Ok(Delivery::Whole(mine))
+    Ok(Delivery::Whole(mine, Sending { state, bytes }))
 }
 
 #[cfg(test)]
@@ -525,13 +675,17 @@ mod tests {
                 masks: ModelMasks { seed: 9 },
                 token: 77,
                 owner: Some(owner),
+                registrant: Registrant::Cert(owner),
+                renewed: Instant::now(),
                 half_bytes: [1, 1],
                 streams: false,
             },
         );
         let limits = DealerLimits::default();
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let get = |who, party, token| material(&state, &limits, ip, who, 5, 3, party, token);
+        let get = |who, party, token| {
+            material(&state, &limits, ip, who, 5, 3, party, token, &|| false).map(|_| ())
+        };
         get(None, 0, None).unwrap();
         // A leaked token is not enough, nor the certificate without it.
         for (who, token) in [

@@ -486,9 +486,20 @@ impl SecurePlan {
                         ));
                     }
                 }
-                Step::Square { out, x } | Step::Slice { out, x, .. } => {
+                Step::Square { out, x } => {
                     wire(*out)?;
                     wire(*x)?;
+                }
+                Step::Slice { out, x, from, to } => {
+                    wire(*out)?;
+                    wire(*x)?;
+                    let (o, w) = (&self.wires[*out], &self.wires[*x]);
+                    if from > to || *to > w.cols || o.cols != to - from || o.rows != w.rows {
+                        return Err(format!(
+                            "slice {from}..{to} of {}x{} into {}x{}",
+                            w.rows, w.cols, o.rows, o.cols
+                        ));
+                    }
                 }
                 Step::HeadMatMul {
                     out, a, b, heads, ..
@@ -567,6 +578,49 @@ impl SecurePlan {
             }
             Step::Reveal { wire: w, .. } => wire(*w),
         }
+    }
+
+    /// SHA-256 of the protocol version and the plan, in hex: what `serve` prints and a
+    /// client pins with `--expect-digest`. It names the function (architecture and
+    /// protocol parameters), not the server's secret weights.
+    pub fn sha256_hex(&self) -> String {
+        let mut bytes = PROTOCOL.to_le_bytes().to_vec();
+        bytes.extend(serde_json::to_vec(self).expect("plan serializes"));
+        let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Bytes of all wires together: no single exchange of the online phase is larger,
+    /// so it bounds the frames a peer may send once a session runs.
+    pub fn max_exchange_bytes(&self) -> u64 {
+        self.wires
+            .iter()
+            .map(|w| (w.rows as u64).saturating_mul(w.cols as u64))
+            .fold(0u64, u64::saturating_add)
+            .saturating_mul(8)
+            .max(crate::security::PRE_AUTH_FRAME)
+    }
+
+    /// Comparisons in one session (each a DCF evaluation per party): ReLU inputs,
+    /// spline inputs per threshold, the row maxima's pairs, and each norm row per
+    /// threshold of its inverse square root's guess.
+    pub fn comparisons(&self) -> u64 {
+        let size = |w: WireId| {
+            let w = &self.wires[w];
+            (w.rows as u64).saturating_mul(w.cols as u64)
+        };
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Relu { x, .. } | Step::RowMax { x, .. } => size(*x),
+                Step::Spline { x, func, .. } => {
+                    size(*x).saturating_mul(func.thresholds().len() as u64)
+                }
+                Step::LayerNorm { x, inv_sqrt, .. } => (self.wires[*x].rows as u64)
+                    .saturating_mul(inv_sqrt.thresholds().len() as u64),
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// A stable digest of the plan, so the parties and the dealer can check they agree.

@@ -30,7 +30,7 @@ use crate::local::sync;
 use crate::material::Source;
 use crate::model::OwcModel;
 use crate::plan::{PlanWeights, SecurePlan, PROTOCOL};
-use crate::security::Security;
+use crate::security::{Peer, Security, PRE_AUTH_FRAME};
 use crate::setup_cache::{self, SharedSetupCache};
 use crate::tensor::Mat;
 use crate::transport::{
@@ -50,6 +50,12 @@ pub enum RoleError {
     Exec(#[from] ExecError),
     #[error("{0}")]
     Protocol(String),
+}
+
+/// A peer's malformed message, its parser's words escaped (they may quote the peer).
+pub(crate) fn malformed(what: &str, e: impl std::fmt::Display) -> RoleError {
+    let e = crate::transport::printable(e.to_string().as_bytes());
+    RoleError::Protocol(format!("malformed {what}: {e}"))
 }
 
 pub(crate) fn ctx(context: impl Into<String>) -> impl FnOnce(TransportError) -> RoleError {
@@ -73,9 +79,14 @@ pub struct RoleConfig {
     pub security: Security,
     /// The client's cache of per-model setups (none: download every time).
     pub setup_cache: Option<SharedSetupCache>,
+    /// Connections a server takes from one address at once.
+    pub max_sessions_per_address: usize,
+    /// What a client accepts from a server (used by the client only).
+    pub client: ClientChecks,
 }
 
 impl Default for RoleConfig {
+    /// Secure by default: links refuse to open until a [`Security`] is chosen.
     fn default() -> Self {
         Self {
             transport: TransportConfig::default(),
@@ -83,11 +94,46 @@ impl Default for RoleConfig {
             network: NetworkProfile::none(),
             dealer: DealerLimits::default(),
             max_sessions: 8,
-            security: Security::Insecure,
+            security: Security::Unset,
             setup_cache: None,
+            max_sessions_per_address: 4,
+            client: ClientChecks::default(),
         }
     }
 }
+
+/// What a client checks in the plan a server sends before running it: a hostile
+/// server chooses the function, and these bound what that choice can cost or risk.
+#[derive(Debug, Clone)]
+pub struct ClientChecks {
+    /// The plan's SHA-256 ([`SecurePlan::sha256_hex`]) the client expects, as `serve`
+    /// prints it: pins the model's architecture and protocol parameters.
+    pub expect_digest: Option<String>,
+    /// Run plans with local truncation (which fails with a small probability per
+    /// value); off, such a plan is refused.
+    pub allow_local_truncation: bool,
+    /// Largest wire (rows x cols) of a plan.
+    pub max_wire_elems: usize,
+    /// Largest dealer material of one session, both halves (bytes).
+    pub max_session_bytes: u64,
+    /// Most comparisons (ReLU, spline, row-max values) in one session.
+    pub max_comparisons: u64,
+}
+
+impl Default for ClientChecks {
+    fn default() -> Self {
+        Self {
+            expect_digest: None,
+            allow_local_truncation: false,
+            max_wire_elems: 64 << 20,
+            max_session_bytes: 64 << 30,
+            max_comparisons: 1 << 32,
+        }
+    }
+}
+
+/// Largest plan (JSON) a registration or a spec may carry.
+pub const MAX_PLAN_BYTES: u64 = 64 << 20;
 
 /// What one dealer accepts.
 #[derive(Debug, Clone)]
@@ -108,6 +154,14 @@ pub struct DealerLimits {
     pub max_pending_bytes: u64,
     /// Connections served at once (one thread each); more are told "busy" and closed.
     pub max_connections: usize,
+    /// Connections from one address at once; more are dropped unanswered.
+    pub max_connections_per_address: usize,
+    /// Models one server (one certificate; one address when insecure) keeps
+    /// registered: past it, its least recently renewed one is dropped.
+    pub max_models_per_server: usize,
+    /// A registration not renewed for this long is dropped (a server renews it every
+    /// quarter of it while it runs).
+    pub lease: Duration,
     /// A plan whose larger half exceeds this many bytes streams its material during the
     /// online phase instead of handing it over whole before: neither the dealer nor a
     /// party then holds more than a step of it (LoRA's and AdaptFormer's halves at
@@ -126,6 +180,9 @@ impl Default for DealerLimits {
             max_pending_total: 256,
             max_pending_bytes: 4 << 30,
             max_connections: 128,
+            max_connections_per_address: 48,
+            max_models_per_server: 16,
+            lease: Duration::from_secs(120),
             stream_above: 2_000_000_000,
         }
     }
@@ -144,6 +201,10 @@ pub(crate) enum DealerRequest {
         #[serde(default)]
         token: Option<u128>,
     },
+    /// The registering server (same certificate): keep `model` registered.
+    Renew { model: u64 },
+    /// The registering server, on shutdown or by `cryptpeft unregister`: drop `model`.
+    Unregister { model: u64 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -152,6 +213,9 @@ pub(crate) struct Registered {
     pub(crate) seed: u128,
     /// Entitles the registering server, and only it, to party 1's halves of this model.
     pub(crate) token: u128,
+    /// Seconds the registration lasts unless renewed.
+    #[serde(default)]
+    pub(crate) lease_s: f64,
 }
 
 /// Who asks the dealer for a session's material: the client (party 0) or the server
@@ -166,7 +230,7 @@ pub enum Requester {
 fn tls_hint(config: &RoleConfig) -> &'static str {
     match config.security {
         Security::Insecure => " (a TLS peer hangs up on an --insecure one)",
-        Security::Tls(_) => "",
+        Security::Tls(_) | Security::Unset => "",
     }
 }
 
@@ -180,15 +244,33 @@ fn dealer_request(
         .security
         .connect(
             addr,
+            Peer::Dealer,
             0,
             NetworkProfile::none(),
             config.transport.clone(),
             config.connect_wait,
         )
         .map_err(ctx(format!("connecting to the dealer at {addr}")))?;
+    // Replies are small; material comes in chunks.
+    chan.limit_all(PRE_AUTH_FRAME);
+    chan.limit(MsgKind::Material, crate::comm::CHUNK as u64);
     chan.send(MsgKind::MaterialRequest, &serde_json::to_vec(req).unwrap())
         .map_err(ctx("asking the dealer"))?;
     Ok(chan)
+}
+
+/// Sends the dealer a request about a registered model and waits for its "done".
+pub(crate) fn manage(addr: &str, req: DealerRequest, config: &RoleConfig) -> Result<(), RoleError> {
+    let mut chan = dealer_request(addr, &req, config)?;
+    chan.recv(MsgKind::Material)
+        .map_err(ctx(format!("waiting for the dealer{}", tls_hint(config))))?;
+    Ok(())
+}
+
+/// Drops a registered model at the dealer: what `cryptpeft unregister` does, with the
+/// certificate of the server that registered it.
+pub fn unregister(dealer: &str, model: u64, config: &RoleConfig) -> Result<(), RoleError> {
+    manage(dealer, DealerRequest::Unregister { model }, config)
 }
 
 /// A party's half as [`fetch_material`] gets it.
@@ -247,6 +329,8 @@ pub struct Server {
     config: RoleConfig,
     /// Bytes exchanged with the dealer for sessions so far (the server's offline traffic).
     dealer_bytes: AtomicU64,
+    /// How long the dealer keeps the registration without a renewal.
+    lease: Duration,
 }
 
 /// The client's first message: its [`PROTOCOL`] version and the setup digest it holds
@@ -313,6 +397,7 @@ impl Server {
         let reg: Registered = serde_json::from_slice(&reply)
             .map_err(|e| RoleError::Protocol(format!("dealer registration reply: {e}")))?;
         let keys = ServerKeys::new(&plan, weights, &ModelMasks { seed: reg.seed });
+        let lease = Duration::try_from_secs_f64(reg.lease_s).unwrap_or(Duration::MAX);
         let setup = keys.setup_message();
         let setup_digest = setup_cache::digest(plan.digest(), &setup);
         Ok(Self {
@@ -325,7 +410,27 @@ impl Server {
             dealer: dealer.to_string(),
             config,
             dealer_bytes: Default::default(),
+            lease,
         })
+    }
+
+    /// SHA-256 of the plan, for clients to pin (`infer --expect-digest`).
+    pub fn plan_digest(&self) -> String {
+        self.plan.sha256_hex()
+    }
+
+    /// Asks the dealer to keep this model registered for another lease.
+    pub fn renew(&self) -> Result<(), RoleError> {
+        manage(&self.dealer, DealerRequest::Renew { model: self.model }, &self.config)
+    }
+
+    /// Drops this model at the dealer: its sessions can no longer be opened.
+    pub fn unregister(&self) -> Result<(), RoleError> {
+        manage(
+            &self.dealer,
+            DealerRequest::Unregister { model: self.model },
+            &self.config,
+        )
     }
 
     /// Total bytes exchanged with the dealer for sessions so far.
@@ -367,6 +472,7 @@ impl Server {
                 Ok(true) => {
                     done += 1;
                     chan.set_session(0);
+                    chan.limit_all(PRE_AUTH_FRAME);
                 }
                 Ok(false) => return Ok(done),
                 Err(e) => {
@@ -386,8 +492,7 @@ impl Server {
             }
             r => r.map_err(ctx("server waiting for the client's hello"))?,
         };
-        let hello: Hello = serde_json::from_slice(&hello)
-            .map_err(|e| RoleError::Protocol(format!("malformed hello: {e}")))?;
+        let hello: Hello = serde_json::from_slice(&hello).map_err(|e| malformed("hello", e))?;
         same_protocol("client", hello.protocol)?;
         let classes = self.plan.wires.last().map_or(0, |w| w.cols);
         let setup_sent = hello.setup.as_deref() != Some(self.setup_digest.as_str());
@@ -408,10 +513,14 @@ impl Server {
         let session = chan
             .recv(MsgKind::Session)
             .map_err(ctx("server waiting for the client's session"))?;
-        let SessionMsg { session } = serde_json::from_slice(&session)
-            .map_err(|e| RoleError::Protocol(format!("malformed session message: {e}")))?;
+        let SessionMsg { session } =
+            serde_json::from_slice(&session).map_err(|e| malformed("session message", e))?;
         chan.set_session(session);
         let (material, dealt) = self.material(session)?;
+        // The session is known: the client's openings may be as large as the plan's.
+        let exchange = self.plan.max_exchange_bytes();
+        chan.limit(MsgKind::Open, exchange);
+        chan.limit(MsgKind::Reveal, exchange);
         sync(chan, material.binding().pair)?;
         let run = exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan);
         self.dealer_bytes
@@ -423,13 +532,21 @@ impl Server {
 
     /// Serves clients, up to `max_sessions` at once, until `stop` returns true. Each
     /// connection gets its own thread, where the TLS handshake runs too.
+    /// The registration is renewed while it serves and dropped when `stop` ends it.
     pub fn serve(&self, listener: TcpListener, stop: impl Fn() -> bool) -> Result<(), RoleError> {
-        let gate = transport::Gate::new(self.config.max_sessions);
+        let gate = transport::Gate::new(self.config.max_sessions, self.config.max_sessions_per_address);
         let cfg = &self.config;
-        std::thread::scope(|s| {
-            transport::serve_connections(&listener, stop, |stream, peer| {
-                let Some(admit) = gate.admit() else {
-                    return log::warn!("server: client {peer}: dropped, no slot left");
+        let stopped = std::sync::atomic::AtomicBool::new(false);
+        let r = std::thread::scope(|s| {
+            s.spawn(|| self.keep_registered(&stopped));
+            let stop = || {
+                let now = stop();
+                stopped.store(now, Ordering::Relaxed);
+                now
+            };
+            let r = transport::serve_connections(&listener, stop, |stream, peer| {
+                let Some(admit) = gate.admit(peer.ip()) else {
+                    return log::warn!("server: client {peer}: dropped, no slot left for its address");
                 };
                 s.spawn(move || {
                     let accepted = cfg.security.accept(
@@ -442,7 +559,7 @@ impl Server {
                         Ok((c, _)) => c,
                         Err(e) => return log::warn!("server: client {peer}: {e}"),
                     };
-                    if let Admit::Refuse(_) = admit {
+                    if let Admit::Refuse(..) = admit {
                         let n = cfg.max_sessions;
                         chan.abort(&format!(
                             "server busy: {n} sessions running; try again later"
@@ -455,9 +572,30 @@ impl Server {
                     }
                     drop(admit);
                 });
-            })
-        })
-        .map_err(ctx("server"))
+            });
+            stopped.store(true, Ordering::Relaxed);
+            r
+        });
+        if let Err(e) = self.unregister() {
+            log::warn!("server: unregistering model {:016x}: {e}", self.model);
+        }
+        r.map_err(ctx("server"))
+    }
+
+    /// Renews the registration every quarter lease until `stopped`; a failed renewal
+    /// is logged and retried at the next.
+    fn keep_registered(&self, stopped: &std::sync::atomic::AtomicBool) {
+        let every = (self.lease / 4).max(Duration::from_millis(100));
+        let mut last = Instant::now();
+        while !stopped.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            if last.elapsed() >= every {
+                last = Instant::now();
+                if let Err(e) = self.renew() {
+                    log::warn!("server: renewing model {:016x}: {e}", self.model);
+                }
+            }
+        }
     }
 }
 
@@ -573,16 +711,72 @@ impl ClientConnection {
 /// The client's connection to `server`: TCP, then TLS unless insecure, shaped like
 /// the client-server link.
 pub fn connect_server(server: &str, config: &RoleConfig) -> Result<FramedChannel<Link>, RoleError> {
-    config
+    let mut chan = config
         .security
         .connect(
             server,
+            Peer::Server,
             0,
             config.network.clone(),
             config.transport.clone(),
             config.connect_wait,
         )
-        .map_err(ctx(format!("connecting to the server at {server}")))
+        .map_err(ctx(format!("connecting to the server at {server}")))?;
+    // Until the plan is known: a plan, and the setup in chunks.
+    chan.limit_all(PRE_AUTH_FRAME);
+    chan.limit(MsgKind::Spec, MAX_PLAN_BYTES);
+    chan.limit(MsgKind::Setup, crate::comm::CHUNK as u64);
+    Ok(chan)
+}
+
+/// Refuses a server's plan the client did not agree to run: another model than the
+/// pinned one, local truncation it did not ask for, or sizes past its bounds.
+fn check_spec(plan: &SecurePlan, checks: &ClientChecks) -> Result<(), RoleError> {
+    let refuse = |why: String| Err(RoleError::Protocol(format!("plan refused: {why}")));
+    plan.check()
+        .or_else(|e| refuse(format!("malformed plan from the server: {e}")))?;
+    if let Some(want) = &checks.expect_digest {
+        let got = plan.sha256_hex();
+        if !got.eq_ignore_ascii_case(want.trim()) {
+            return refuse(format!(
+                "the server runs plan {got}, not the expected {want} (--expect-digest)"
+            ));
+        }
+    }
+    if !plan.exact_truncation && !checks.allow_local_truncation {
+        return refuse(
+            "the server asks for local truncation (wrong with a small probability per value); \
+             allow it with --allow-local-truncation"
+                .into(),
+        );
+    }
+    if let Some((i, w)) = plan
+        .wires
+        .iter()
+        .enumerate()
+        .find(|(_, w)| w.rows.saturating_mul(w.cols) > checks.max_wire_elems)
+    {
+        return refuse(format!(
+            "wire {i} is {} x {}, more than {} values",
+            w.rows, w.cols, checks.max_wire_elems
+        ));
+    }
+    let comparisons = plan.comparisons();
+    if comparisons > checks.max_comparisons {
+        return refuse(format!(
+            "{comparisons} comparisons in one session, more than {}",
+            checks.max_comparisons
+        ));
+    }
+    let bytes = std::panic::catch_unwind(|| crate::comm::offline_bytes(plan))
+        .map_err(|_| RoleError::Protocol("plan refused: inconsistent shapes".into()))?;
+    if bytes > checks.max_session_bytes {
+        return refuse(format!(
+            "one session needs {bytes} bytes of dealer material, more than {}",
+            checks.max_session_bytes
+        ));
+    }
+    Ok(())
 }
 
 /// One inference over a channel connected to `server` (`run_client` connects first);
@@ -620,12 +814,13 @@ fn client_session<C: Channel>(
         "client waiting for the plan{}",
         tls_hint(config)
     )))?;
-    let spec: SpecMsg = serde_json::from_slice(&spec)
-        .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
+    let spec: SpecMsg =
+        serde_json::from_slice(&spec).map_err(|e| malformed("plan from the server", e))?;
     same_protocol("server", spec.protocol)?;
-    spec.plan
-        .check()
-        .map_err(|e| RoleError::Protocol(format!("malformed plan from the server: {e}")))?;
+    check_spec(&spec.plan, &config.client)?;
+    let exchange = spec.plan.max_exchange_bytes();
+    chan.limit(MsgKind::Open, exchange);
+    chan.limit(MsgKind::Reveal, exchange);
     let plan_digest = spec.plan.digest();
     let setup = if spec.setup_sent {
         let msg = exec::client_setup_message(&spec.plan, chan)?;

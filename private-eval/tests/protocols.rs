@@ -131,6 +131,9 @@ impl<C: Channel> Channel for Recording<C> {
     fn flush(&mut self) -> Result<(), TransportError> {
         self.inner.flush()
     }
+    fn limit(&mut self, kind: MsgKind, max_bytes: u64) {
+        self.inner.limit(kind, max_bytes)
+    }
 }
 
 #[test]
@@ -200,7 +203,10 @@ fn dealer_refuses_reused_material() {
     let daddr = dl.local_addr().unwrap().to_string();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let st = stop.clone();
-    let cfg = roles::RoleConfig::default();
+    let cfg = roles::RoleConfig {
+        security: private_eval::security::Security::Insecure,
+        ..Default::default()
+    };
     let h = std::thread::spawn({
         let cfg = cfg.clone();
         move || {

@@ -42,6 +42,19 @@ pub trait Channel: Send {
     fn wire_bytes(&self) -> Option<u64> {
         None
     }
+    /// Receives no frame of `kind` larger than `max_bytes` from now on: each role
+    /// allows a message only the size it can have at that point of the protocol.
+    fn limit(&mut self, kind: MsgKind, max_bytes: u64);
+    /// Whether the peer has closed its end (see [`Stream::peer_gone`](super::Stream::peer_gone)).
+    fn peer_gone(&self) -> bool {
+        false
+    }
+    /// [`limit`](Channel::limit) for every kind.
+    fn limit_all(&mut self, max_bytes: u64) {
+        for kind in MsgKind::ALL {
+            self.limit(kind, max_bytes);
+        }
+    }
 }
 
 impl<C: Channel + ?Sized> Channel for Box<C> {
@@ -68,6 +81,12 @@ impl<C: Channel + ?Sized> Channel for Box<C> {
     }
     fn wire_bytes(&self) -> Option<u64> {
         (**self).wire_bytes()
+    }
+    fn limit(&mut self, kind: MsgKind, max_bytes: u64) {
+        (**self).limit(kind, max_bytes)
+    }
+    fn peer_gone(&self) -> bool {
+        (**self).peer_gone()
     }
 }
 
@@ -97,8 +116,13 @@ pub trait ChannelExt: Channel {
 
     /// Tells the peer why we stop; its pending or next `recv` fails with
     /// `PeerAborted` carrying `reason`. Best effort: errors are ignored.
+    /// The reason is cut to [`MAX_ABORT_BYTES`](super::framed::MAX_ABORT_BYTES).
     fn abort(&mut self, reason: &str) {
-        let _ = self.send(MsgKind::Abort, reason.as_bytes());
+        let mut end = reason.len().min(super::framed::MAX_ABORT_BYTES as usize);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let _ = self.send(MsgKind::Abort, reason[..end].as_bytes());
         let _ = self.flush();
     }
 }

@@ -23,6 +23,20 @@ pub enum MsgKind {
     Session = 9,
 }
 
+impl MsgKind {
+    pub const ALL: [MsgKind; 9] = [
+        MsgKind::Hello,
+        MsgKind::Spec,
+        MsgKind::Setup,
+        MsgKind::Open,
+        MsgKind::Reveal,
+        MsgKind::MaterialRequest,
+        MsgKind::Material,
+        MsgKind::Abort,
+        MsgKind::Session,
+    ];
+}
+
 impl TryFrom<u8> for MsgKind {
     type Error = u8;
 

@@ -2,7 +2,7 @@
 
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
 
@@ -16,10 +16,18 @@ use super::stream::Stream;
 /// Limits of one channel end.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransportConfig {
-    /// Longest wait for bytes of a frame (and for the peer to take ours).
+    /// Longest wait for a frame to start (and for the peer to take ours).
     pub read_timeout: Duration,
-    /// Largest payload accepted or sent; checked before any allocation.
+    /// Largest payload accepted or sent; checked before any allocation. Roles lower
+    /// it per message kind ([`Channel::limit`]).
     pub max_frame_bytes: u64,
+    /// Slowest rate a frame may travel at (bytes per second): a frame of `b` bytes
+    /// must be read, or taken by the peer, within
+    /// [`frame_budget`](TransportConfig::frame_budget), so a peer trickling bytes or
+    /// reading slowly is dropped instead of holding a thread.
+    pub min_rate: u64,
+    /// An accepted connection's TLS handshake and first request complete within this.
+    pub handshake_deadline: Duration,
 }
 
 impl Default for TransportConfig {
@@ -27,9 +35,24 @@ impl Default for TransportConfig {
         TransportConfig {
             read_timeout: Duration::from_secs(30),
             max_frame_bytes: 1 << 30,
+            min_rate: 256 << 10,
+            handshake_deadline: Duration::from_secs(10),
         }
     }
 }
+
+impl TransportConfig {
+    /// Longest a frame of `bytes` may take once started: the read timeout, plus its
+    /// bytes at the slowest accepted rate, plus twice its time on the shaped link.
+    pub fn frame_budget(&self, bytes: u64, profile: &NetworkProfile) -> Duration {
+        let slow = bytes as f64 / self.min_rate.max(1) as f64;
+        let link = 2.0 * (profile.serialization_s(bytes) + profile.one_way_delay_s);
+        self.read_timeout + Duration::from_secs_f64(slow + link)
+    }
+}
+
+/// Largest abort reason sent or read (bytes); longer ones are cut.
+pub const MAX_ABORT_BYTES: u64 = 1 << 10;
 
 /// Length-prefixed frames over a socket, shaped by a [`NetworkProfile`].
 ///
@@ -53,6 +76,11 @@ pub struct FramedChannel<S: Stream> {
     max_sent: u32,
     max_received: u32,
     broken: Option<String>,
+    /// Largest payload per kind (indexed by the kind's byte).
+    limits: [u64; 16],
+    /// The next frame must have arrived by then (the first request of an accepted
+    /// connection).
+    next_by: Option<Instant>,
 }
 
 impl<S: Stream> FramedChannel<S> {
@@ -70,7 +98,9 @@ impl<S: Stream> FramedChannel<S> {
             .set_write_timeout(Some(config.read_timeout))
             .map_err(setup)?;
         let write_half = stream.try_clone().map_err(setup)?;
-        let writer = ShapedWriter::spawn(write_half, profile.clone())?;
+        let writer = ShapedWriter::spawn(write_half, profile.clone(), config.clone())?;
+        let mut limits = [config.max_frame_bytes; 16];
+        limits[MsgKind::Abort as usize] = MAX_ABORT_BYTES;
         Ok(FramedChannel {
             reader: stream,
             writer,
@@ -82,7 +112,14 @@ impl<S: Stream> FramedChannel<S> {
             max_sent: 0,
             max_received: 0,
             broken: None,
+            limits,
+            next_by: None,
         })
+    }
+
+    /// The next frame must arrive by `deadline`, however it trickles in.
+    pub fn expect_by(&mut self, deadline: Instant) {
+        self.next_by = Some(deadline);
     }
 
     pub fn profile(&self) -> &NetworkProfile {
@@ -119,13 +156,30 @@ impl<S: Stream> FramedChannel<S> {
         r
     }
 
+    /// Fills `buf` by `deadline`.
     fn read_exact(
         &mut self,
-        buf: &mut [u8],
+        mut buf: &mut [u8],
+        deadline: Instant,
         expected: MsgKind,
         what: &str,
     ) -> Result<(), TransportError> {
-        match self.reader.read_exact(buf) {
+        let mut r = Ok(());
+        while !buf.is_empty() {
+            match self.reader.read_by(buf, deadline) {
+                Ok(0) => {
+                    r = Err(std::io::Error::from(ErrorKind::UnexpectedEof));
+                    break;
+                }
+                Ok(n) => buf = &mut buf[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        match r {
             Ok(()) => Ok(()),
             Err(e) => Err(match e.kind() {
                 ErrorKind::WouldBlock | ErrorKind::TimedOut => TransportError::Timeout {
@@ -144,19 +198,22 @@ impl<S: Stream> FramedChannel<S> {
     }
 
     fn recv_frame(&mut self, expected: MsgKind) -> Result<Vec<u8>, TransportError> {
+        let start = Instant::now();
+        let (config, profile) = (self.config.clone(), self.profile.clone());
+        let budget = |bytes: u64| start + config.frame_budget(bytes, &profile);
+        let first = self.next_by.take();
+        let cap = |d: Instant| first.map_or(d, |f| f.min(d));
         let mut h = [0u8; HEADER_LEN];
-        self.read_exact(&mut h, expected, "the header of")?;
+        self.read_exact(&mut h, cap(budget(0)), expected, "the header of")?;
         self.stats.bytes_received += HEADER_LEN as u64;
         let header = Header::decode(&h);
         let size = u64::from(header.len);
-        if size > self.config.max_frame_bytes {
-            return Err(TransportError::FrameTooLarge {
-                size,
-                limit: self.config.max_frame_bytes,
-            });
-        }
         let kind = MsgKind::try_from(header.kind)
             .map_err(|byte| TransportError::UnknownKind { byte, expected })?;
+        let limit = self.limits[kind as usize];
+        if size > limit {
+            return Err(TransportError::FrameTooLarge { size, limit });
+        }
         // An abort concerns the connection: a peer that refuses before the session
         // switch (a busy server) still gets its reason through.
         if header.session != self.session && kind != MsgKind::Abort {
@@ -168,6 +225,7 @@ impl<S: Stream> FramedChannel<S> {
         let mut payload = vec![0u8; header.len as usize];
         self.read_exact(
             &mut payload,
+            cap(budget(size)),
             expected,
             &format!("the {size}-byte payload of"),
         )?;
@@ -179,7 +237,7 @@ impl<S: Stream> FramedChannel<S> {
             return Err(match kind {
                 MsgKind::Abort => TransportError::PeerAborted {
                     expected,
-                    message: String::from_utf8_lossy(&payload).into_owned(),
+                    message: printable(&payload),
                 },
                 got => TransportError::UnexpectedKind { expected, got },
             });
@@ -252,6 +310,31 @@ impl<S: Stream> Channel for FramedChannel<S> {
     fn wire_bytes(&self) -> Option<u64> {
         self.reader.wire_bytes()
     }
+
+    fn peer_gone(&self) -> bool {
+        self.reader.peer_gone()
+    }
+
+    fn limit(&mut self, kind: MsgKind, max_bytes: u64) {
+        if kind != MsgKind::Abort {
+            self.limits[kind as usize] = max_bytes.min(self.config.max_frame_bytes);
+        }
+    }
+}
+
+/// A peer's text made safe to log or show: control characters and non-ASCII
+/// escaped, at most [`MAX_ABORT_BYTES`] of it, so an abort reason cannot forge log
+/// lines or terminal escapes.
+pub fn printable(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&text[..text.len().min(MAX_ABORT_BYTES as usize)]);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            ' '..='~' => out.push(c),
+            _ => out.extend(c.escape_default()),
+        }
+    }
+    out
 }
 
 /// Two connected channel ends over a Unix socket pair (real sockets, so reads

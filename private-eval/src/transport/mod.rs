@@ -34,10 +34,14 @@ pub mod tls;
 pub use channel::{bytes_to_u64s, u64s_to_bytes, Channel, ChannelExt};
 pub use error::TransportError;
 pub use frame::{MsgKind, HEADER_LEN};
-pub use framed::{memory_pair, try_memory_pair, FramedChannel, TransportConfig};
+pub use framed::{
+    memory_pair, printable, try_memory_pair, FramedChannel, TransportConfig, MAX_ABORT_BYTES,
+};
 pub use stats::Stats;
 pub use stream::Stream;
-pub use tcp::{accept, connect, dial, listen, serve_connections, Admit, Gate, Slot, Slots};
+pub use tcp::{
+    accept, connect, dial, listen, serve_connections, Admit, AddressSlot, Gate, Slot, Slots,
+};
 pub use tls::{Link, TlsStream, WireBytes};
 
 #[cfg(test)]

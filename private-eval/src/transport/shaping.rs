@@ -26,6 +26,7 @@ use cryptpeft_types::NetworkProfile;
 
 use super::error::TransportError;
 use super::frame::MsgKind;
+use super::framed::TransportConfig;
 use super::stream::Stream;
 
 /// Computes release times from the profile.
@@ -74,13 +75,15 @@ impl ShapedWriter {
     pub(crate) fn spawn<S: Stream>(
         stream: S,
         profile: NetworkProfile,
+        config: TransportConfig,
     ) -> Result<Self, TransportError> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let link = profile.clone();
         let failure = Arc::new(Mutex::new(None));
         let fail = Arc::clone(&failure);
         let handle = std::thread::Builder::new()
             .name("transport-writer".into())
-            .spawn(move || writer_loop(stream, rx, fail))
+            .spawn(move || writer_loop(stream, rx, fail, config, link))
             .map_err(|e| TransportError::io("starting the transport writer thread", e))?;
         Ok(ShapedWriter {
             tx: Some(tx),
@@ -156,10 +159,14 @@ impl Drop for ShapedWriter {
     }
 }
 
+/// Writes each frame when due, within its [`TransportConfig::frame_budget`]: a peer
+/// that stops reading fails the channel instead of holding this thread.
 fn writer_loop<S: Stream>(
     mut stream: S,
     rx: mpsc::Receiver<Job>,
     failure: Arc<Mutex<Option<TransportError>>>,
+    config: TransportConfig,
+    profile: NetworkProfile,
 ) {
     let fail = |e: TransportError| {
         *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -173,12 +180,16 @@ fn writer_loop<S: Stream>(
                 bytes,
             } => {
                 wait_until(release);
-                if let Err(e) = stream.write_all(&bytes) {
-                    fail(write_error(kind, e));
+                let budget = config.frame_budget(bytes.len() as u64, &profile);
+                if let Err(e) = stream.write_all_by(&bytes, Instant::now() + budget) {
+                    fail(write_error(kind, bytes.len(), budget, e));
                     return;
                 }
             }
             Job::Flush(ack) => {
+                // Frames leave whole from `write_all_by`; this flush has only the
+                // socket's own to do, within the plain timeout.
+                let _ = stream.set_write_timeout(Some(config.read_timeout));
                 if let Err(e) = stream.flush() {
                     fail(TransportError::io("flushing the socket", e));
                     return;
@@ -187,6 +198,7 @@ fn writer_loop<S: Stream>(
             }
         }
     }
+    let _ = stream.set_write_timeout(Some(config.read_timeout));
     let _ = stream.flush();
     let _ = stream.shutdown_write();
 }
@@ -212,7 +224,7 @@ fn precise_timers() {
     }
 }
 
-fn write_error(kind: MsgKind, e: std::io::Error) -> TransportError {
+fn write_error(kind: MsgKind, bytes: usize, budget: Duration, e: std::io::Error) -> TransportError {
     use std::io::ErrorKind::*;
     match e.kind() {
         BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected => {
@@ -221,7 +233,10 @@ fn write_error(kind: MsgKind, e: std::io::Error) -> TransportError {
             }
         }
         WouldBlock | TimedOut => TransportError::io(
-            format!("sending a {kind} frame (the peer did not read it within the write timeout)"),
+            format!(
+                "sending a {kind} frame of {bytes} bytes (the peer did not take it within {:.1} s)",
+                budget.as_secs_f64()
+            ),
             e,
         ),
         _ => TransportError::io(format!("sending a {kind} frame"), e),

@@ -1,8 +1,9 @@
 //! TCP set-up: connect with retries (the peer may start later), listen, accept.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
@@ -125,10 +126,12 @@ pub fn serve_connections(
         .unwrap_or_else(|_| "?".into());
     let io = |e| TransportError::io(format!("accepting on {addr}"), e);
     listener.set_nonblocking(true).map_err(io)?;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     while !stop() {
         match listener.accept() {
             // A stream that cannot be made blocking is dropped; the service goes on.
             Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
                 if stream.set_nonblocking(false).is_ok() {
                     serve(stream, peer);
                 }
@@ -136,11 +139,20 @@ pub fn serve_connections(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20))
             }
-            Err(e) => return Err(io(e)),
+            // Out of descriptors or memory, a connection reset before it was taken:
+            // the service waits and goes on instead of stopping.
+            Err(e) => {
+                log::warn!("accepting on {addr}: {e}; retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
         }
     }
     Ok(())
 }
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A cap on connections served at once: a service takes a slot per connection and
 /// refuses the connection when none is left.
@@ -174,35 +186,92 @@ impl Drop for Slot {
     }
 }
 
-/// Admission of a new connection: served while slots last; past that, a few more
-/// are taken only to be told "busy" (under TLS that needs a handshake, so a
+/// Connections open per peer address.
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One address's share of the connections, given back when dropped.
+pub struct AddressSlot {
+    counts: PerAddress,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Admission of a new connection: at most `per_address` at once from one address
+/// (so one host cannot take every slot), served while slots last; past that, a few
+/// more are taken only to be told "busy" (under TLS that needs a handshake, so a
 /// thread), and the rest are dropped unanswered.
 pub struct Gate {
     serving: Slots,
     refusing: Slots,
+    per_address: usize,
+    counts: PerAddress,
 }
 
-/// What to do with an admitted connection; the slot is held until dropped.
+/// What to do with an admitted connection; the slots are held until dropped.
 pub enum Admit {
-    Serve(Slot),
-    Refuse(Slot),
+    Serve(Slot, AddressSlot),
+    Refuse(Slot, AddressSlot),
 }
 
 /// Connections at once that are only told "busy".
 const REFUSALS: usize = 4;
 
 impl Gate {
-    pub fn new(max: usize) -> Self {
+    pub fn new(max: usize, per_address: usize) -> Self {
         Self {
             serving: Slots::new(max),
             refusing: Slots::new(REFUSALS),
+            per_address: per_address.max(1),
+            counts: Arc::default(),
         }
     }
 
-    pub fn admit(&self) -> Option<Admit> {
+    /// None: drop the connection unanswered (its address holds its share, or even
+    /// the "busy" slots are taken).
+    pub fn admit(&self, ip: IpAddr) -> Option<Admit> {
+        let mine = {
+            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(ip).or_default();
+            if *n >= self.per_address {
+                return None;
+            }
+            *n += 1;
+            AddressSlot {
+                counts: self.counts.clone(),
+                ip,
+            }
+        };
         match self.serving.take() {
-            Some(s) => Some(Admit::Serve(s)),
-            None => self.refusing.take().map(Admit::Refuse),
+            Some(s) => Some(Admit::Serve(s, mine)),
+            None => self.refusing.take().map(|s| Admit::Refuse(s, mine)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_cannot_take_every_slot() {
+        let gate = Gate::new(4, 2);
+        let (a, b): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+        let held: Vec<_> = (0..2).map(|_| gate.admit(a).unwrap()).collect();
+        assert!(gate.admit(a).is_none(), "a third from one address");
+        let other = gate.admit(b).unwrap();
+        assert!(matches!(other, Admit::Serve(..)));
+        drop(held);
+        assert!(gate.admit(a).is_some(), "slots come back when dropped");
     }
 }

@@ -22,6 +22,7 @@ fn raw_peer(max_frame_bytes: u64) -> (FramedChannel<UnixStream>, UnixStream) {
     let config = TransportConfig {
         read_timeout: T,
         max_frame_bytes,
+        ..Default::default()
     };
     (
         FramedChannel::new(a, 0, NetworkProfile::none(), config).unwrap(),
@@ -458,4 +459,75 @@ fn lan_delay_is_accurate_over_many_small_rounds() {
     // Idle machine: ~0.11 s; two busy loops on both cores: ~0.125 s.
     assert!((0.1..0.3).contains(&took), "{took}");
     assert_eq!(a.stats().rounds, 200);
+}
+
+#[test]
+fn a_trickling_sender_is_cut_off_at_the_frame_deadline() {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let config = TransportConfig {
+        read_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut chan = FramedChannel::new(a, 0, NetworkProfile::none(), config).unwrap();
+    // One byte every 100 ms: each read succeeds well within the idle timeout.
+    let trickle = thread::spawn(move || {
+        for byte in raw_header(4, MsgKind::Hello as u8, 0) {
+            if b.write_all(&[byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let t = Instant::now();
+    let e = chan.recv(MsgKind::Hello).unwrap_err();
+    assert!(matches!(e, TransportError::Timeout { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+    trickle.join().unwrap();
+}
+
+#[test]
+fn a_reader_that_stops_taking_fails_the_writer_within_the_frame_budget() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let config = TransportConfig {
+        read_timeout: Duration::from_millis(200),
+        min_rate: 64 << 20,
+        ..Default::default()
+    };
+    let mut chan = FramedChannel::new(a, 0, NetworkProfile::none(), config).unwrap();
+    // Far more than the socket buffers hold; the peer never reads.
+    chan.send(MsgKind::Open, &vec![0u8; 8 << 20]).unwrap();
+    let t = Instant::now();
+    let e = chan.flush().unwrap_err().to_string();
+    assert!(e.contains("did not take it within"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn limits_per_kind_apply_before_allocation() {
+    let (mut chan, mut raw) = raw_peer(1 << 20);
+    chan.limit(MsgKind::Hello, 64);
+    raw.write_all(&raw_header(65, MsgKind::Hello as u8, 0)).unwrap();
+    let e = chan.recv(MsgKind::Hello).unwrap_err();
+    assert!(
+        matches!(e, TransportError::FrameTooLarge { size: 65, limit: 64 }),
+        "{e}"
+    );
+}
+
+#[test]
+fn abort_reasons_are_escaped_and_bounded() {
+    let (mut chan, mut raw) = raw_peer(1 << 20);
+    let reason = b"bye\n2026-12-03 ERROR forged line\x1b[31m";
+    raw.write_all(&raw_header(reason.len() as u32, MsgKind::Abort as u8, 0))
+        .unwrap();
+    raw.write_all(reason).unwrap();
+    let e = chan.recv(MsgKind::Hello).unwrap_err().to_string();
+    assert!(!e.contains('\n') && !e.contains('\x1b'), "{e:?}");
+    assert!(e.contains("bye\\n2026"), "{e}");
+    // Longer than the bound: refused unread.
+    let (mut chan, mut raw) = raw_peer(1 << 20);
+    raw.write_all(&raw_header(MAX_ABORT_BYTES as u32 + 1, MsgKind::Abort as u8, 0))
+        .unwrap();
+    let e = chan.recv(MsgKind::Hello).unwrap_err();
+    assert!(matches!(e, TransportError::FrameTooLarge { .. }), "{e}");
 }

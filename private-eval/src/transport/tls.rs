@@ -11,12 +11,12 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
 use rustls_pki_types::CertificateDer;
 
-use super::stream::Stream;
+use super::stream::{left, Stream};
 
 /// Plaintext handed to rustls per `write` call: bounds the ciphertext buffered
 /// at once, whatever the frame size.
@@ -37,18 +37,21 @@ impl WireBytes {
     }
 }
 
-/// The socket during the handshake, counted and shaped: the handshake runs before
-/// the channel's shaping thread exists, so each flight (the writes between two
-/// reads) pays the link's one-way delay here, and every write its serialization.
+/// The socket during the handshake, counted, shaped and bounded by a deadline: the
+/// handshake runs before the channel's shaping thread exists, so each flight (the
+/// writes between two reads) pays the link's one-way delay here, and every write
+/// its serialization; a peer trickling its flights is cut off at the deadline.
 struct Counted<'a> {
     sock: &'a mut TcpStream,
     wire: &'a WireBytes,
     profile: &'a NetworkProfile,
     new_flight: bool,
+    deadline: Instant,
 }
 
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read_timeout(Some(left(self.deadline)?))?;
         let n = self.sock.read(buf)?;
         self.wire.received.fetch_add(n as u64, Ordering::Relaxed);
         self.new_flight = true;
@@ -65,6 +68,7 @@ impl Write for Counted<'_> {
         if wait > 0.0 {
             std::thread::sleep(Duration::from_secs_f64(wait));
         }
+        self.sock.set_write_timeout(Some(left(self.deadline)?))?;
         let n = self.sock.write(buf)?;
         self.wire.sent.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -81,16 +85,19 @@ pub struct TlsStream {
     wire: Arc<WireBytes>,
     /// Ciphertext read from the socket that rustls has not taken yet.
     pending: Vec<u8>,
+    /// Socket reads and writes fail past it (set per call by `read_by`/`write_by`).
+    deadline: Option<Instant>,
 }
 
 impl TlsStream {
-    /// Runs the handshake on `sock` (bounded by the socket's timeouts, which the
-    /// caller sets; shaped by `profile`) and returns the stream with the peer's
-    /// end-entity certificate, if it presented one (rustls has verified it by then).
+    /// Runs the handshake on `sock` (done by `deadline` or failed; shaped by
+    /// `profile`) and returns the stream with the peer's end-entity certificate, if
+    /// it presented one (rustls has verified it by then).
     pub fn handshake(
         mut sock: TcpStream,
         conn: impl Into<rustls::Connection>,
         profile: &NetworkProfile,
+        deadline: Instant,
     ) -> io::Result<(Self, Option<CertificateDer<'static>>)> {
         let mut conn = conn.into();
         let wire = Arc::new(WireBytes::default());
@@ -99,6 +106,7 @@ impl TlsStream {
             wire: &wire,
             profile,
             new_flight: true,
+            deadline,
         };
         while conn.is_handshaking() {
             conn.complete_io(&mut io)?;
@@ -114,6 +122,7 @@ impl TlsStream {
             conn: Arc::new(Mutex::new(conn)),
             wire,
             pending: Vec::new(),
+            deadline: None,
         };
         Ok((stream, peer))
     }
@@ -136,7 +145,10 @@ impl TlsStream {
                 c.write_tls(&mut out)?;
             }
         }
-        self.sock.write_all(&out)?;
+        match self.deadline {
+            Some(d) => self.sock.write_all_by(&out, d)?,
+            None => self.sock.write_all(&out)?,
+        }
         self.wire
             .sent
             .fetch_add(out.len() as u64, Ordering::Relaxed);
@@ -185,7 +197,10 @@ impl Read for TlsStream {
                 continue;
             }
             let mut chunk = [0u8; READ_CHUNK];
-            let n = self.sock.read(&mut chunk)?;
+            let n = match self.deadline {
+                Some(d) => self.sock.read_by(&mut chunk, d)?,
+                None => self.sock.read(&mut chunk)?,
+            };
             self.wire.received.fetch_add(n as u64, Ordering::Relaxed);
             if n == 0 {
                 // Tell rustls the transport ended; its reader then says how.
@@ -223,7 +238,24 @@ impl Stream for TlsStream {
             conn: Arc::clone(&self.conn),
             wire: Arc::clone(&self.wire),
             pending: Vec::new(),
+            deadline: None,
         })
+    }
+    fn peer_gone(&self) -> bool {
+        super::stream::hung_up(&self.sock)
+    }
+    /// Every socket read of this call, until a record decrypts, ends by `deadline`.
+    fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.deadline = Some(deadline);
+        let r = self.read(buf);
+        self.deadline = None;
+        r
+    }
+    fn write_by(&mut self, buf: &[u8], deadline: Instant) -> io::Result<usize> {
+        self.deadline = Some(deadline);
+        let r = self.write(buf);
+        self.deadline = None;
+        r
     }
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.sock.set_read_timeout(t)
@@ -318,5 +350,23 @@ impl Stream for Link {
     }
     fn wire_bytes(&self) -> Option<u64> {
         self.wire().map(WireBytes::total)
+    }
+    fn peer_gone(&self) -> bool {
+        match self {
+            Link::Plain(s) => Stream::peer_gone(s),
+            Link::Tls(s) => Stream::peer_gone(s),
+        }
+    }
+    fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read_by(buf, deadline),
+            Link::Tls(s) => s.read_by(buf, deadline),
+        }
+    }
+    fn write_by(&mut self, buf: &[u8], deadline: Instant) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write_by(buf, deadline),
+            Link::Tls(s) => s.write_by(buf, deadline),
+        }
     }
 }

@@ -25,6 +25,7 @@ pub fn dealer(limits: DealerLimits) -> Dealer {
     let stop = Arc::new(AtomicBool::new(false));
     let config = RoleConfig {
         dealer: limits,
+        security: private_eval::security::Security::Insecure,
         ..RoleConfig::default()
     };
     let (st, cfg) = (stop.clone(), config.clone());
