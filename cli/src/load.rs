@@ -175,6 +175,11 @@ impl<C: Channel> Channel for Abandon<C> {
     fn flush(&mut self) -> Result<(), TransportError> {
         self.tick()?.flush()
     }
+    fn limit(&mut self, kind: MsgKind, max_bytes: u64) {
+        if let Some(c) = &mut self.inner {
+            c.limit(kind, max_bytes)
+        }
+    }
 }
 
 fn temp_dir() -> Result<PathBuf, String> {
@@ -249,6 +254,8 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         "10",
         "--max-pending-per-client",
         "256",
+        "--max-per-address",
+        "256",
     ];
     dargs.extend(&links);
     let mut dealer = Proc::spawn(&dargs, &dlog)?;
@@ -263,6 +270,8 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         "--dealer",
         &daddr,
         "--max-sessions",
+        &sessions,
+        "--max-per-address",
         &sessions,
         "--network",
         &net_arg,

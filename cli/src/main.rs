@@ -53,6 +53,8 @@ enum Cmd {
     Keys(secure::KeysArgs),
     /// Serve a checkpoint to clients.
     Serve(secure::ServeArgs),
+    /// Drop a registered model at the dealer (with its server's certificate).
+    Unregister(secure::UnregisterArgs),
     /// Run one private inference as the client.
     Infer(secure::InferArgs),
     /// Many concurrent clients against a dealer and a server process: failures,
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Cmd::Dealer(a) => secure::dealer(a),
         Cmd::Keys(a) => secure::keys(a),
         Cmd::Serve(a) => secure::serve(a),
+        Cmd::Unregister(a) => secure::unregister(a),
         Cmd::Infer(a) => secure::infer(a),
         Cmd::BenchSecure(a) => secure::bench_secure(a),
         Cmd::LoadTest(a) => load::load_test(a),

@@ -24,10 +24,19 @@ pub struct NetArgs {
     /// Seconds to wait for any message before failing.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// Directory from `cryptpeft keys`: `ca.pem`, and this role's certificate and key
-    /// (`dealer.*`, `server.*`; a client needs only `ca.pem`).
+    /// Directory from `cryptpeft keys`: the role CAs (`dealer-ca.pem`, `server-ca.pem`,
+    /// `client-ca.pem`) and this role's certificate and key (`dealer.*`, `server.*`; a
+    /// client needs only the CAs, and `client.*` where servers admit known clients only).
     #[arg(long, value_name = "DIR")]
     tls: Option<PathBuf>,
+    /// Seconds an accepted connection has for its TLS handshake and first request.
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Slowest transfer accepted (KB/s): a message of B bytes must arrive, or be taken
+    /// by the peer, within --timeout plus B at this rate, so a peer trickling bytes or
+    /// reading slowly is dropped.
+    #[arg(long, default_value_t = 256.0)]
+    min_rate_kbs: f64,
     /// Plaintext TCP, for benchmarks on a trusted machine: anyone on the network then
     /// reads the client's input and can take the server's weights.
     #[arg(long, conflicts_with = "tls")]
@@ -36,8 +45,23 @@ pub struct NetArgs {
 
 impl NetArgs {
     fn config(&self, role: Role) -> Result<roles::RoleConfig, String> {
+        self.config_with(role, false)
+    }
+
+    fn config_with(&self, role: Role, known_clients: bool) -> Result<roles::RoleConfig, String> {
+        for (name, v) in [
+            ("--timeout", self.timeout),
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--min-rate-kbs", self.min_rate_kbs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} {v}: must be a positive number"));
+            }
+        }
         let security = match (&self.tls, self.insecure) {
-            (Some(dir), _) => Security::from_dir(dir, role).map_err(|e| e.to_string())?,
+            (Some(dir), _) => {
+                Security::from_dir_with(dir, role, known_clients).map_err(|e| e.to_string())?
+            }
             (None, true) => Security::Insecure,
             (None, false) => {
                 return Err(
@@ -53,13 +77,16 @@ impl NetArgs {
             ..Default::default()
         };
         c.transport.read_timeout = Duration::from_secs_f64(self.timeout);
+        c.transport.handshake_deadline = Duration::from_secs_f64(self.handshake_timeout);
+        c.transport.min_rate = (self.min_rate_kbs * 1e3) as u64;
         Ok(c)
     }
 }
 
 #[derive(Args)]
 pub struct KeysArgs {
-    /// Where to write ca.pem/.key, dealer.pem/.key, server.pem/.key (server-2.* ...).
+    /// Where to write the role CAs (dealer-ca, server-ca, client-ca: .pem and .key),
+    /// dealer.pem/.key, server.pem/.key (server-2.* ...) and client.pem/.key (...).
     #[arg(long, default_value = "keys")]
     out: PathBuf,
     /// Names or IP addresses the dealer and servers are dialled at (repeat the flag).
@@ -68,6 +95,9 @@ pub struct KeysArgs {
     /// Server certificates to issue (one per server machine).
     #[arg(long, default_value_t = 1)]
     servers: usize,
+    /// Client certificates to issue, for servers started with --known-clients.
+    #[arg(long, default_value_t = 0)]
+    clients: usize,
 }
 
 /// Writes a deployment's CA and certificates.
@@ -75,19 +105,25 @@ pub fn keys(a: KeysArgs) -> Res {
     if a.servers == 0 {
         return Err("--servers must be at least 1".into());
     }
-    if a.out.join("ca.key").exists() {
+    if ["ca.key", "dealer-ca.key"]
+        .iter()
+        .any(|f| a.out.join(f).exists())
+    {
         return Err(format!(
             "{}: holds a CA already; new keys would lock out every machine using it (choose another --out)",
             a.out.display()
         ));
     }
-    let dep = Deployment::generate(&a.hosts, a.servers).map_err(|e| e.to_string())?;
+    let dep = Deployment::generate_with_clients(&a.hosts, a.servers, a.clients)
+        .map_err(|e| e.to_string())?;
     dep.write(&a.out)
         .map_err(|e| format!("{}: {e}", a.out.display()))?;
     eprintln!(
-        "wrote a CA, a dealer and {} server certificate(s) for {} to {}: copy ca.pem to clients, \
-         dealer.* to the dealer, server.* to the server; keep ca.key offline",
+        "wrote one CA per role, a dealer, {} server and {} client certificate(s) for {} to {}: \
+         copy the three *-ca.pem to every machine, dealer.* to the dealer, server.* to the \
+         server, client.* to known clients; keep the *-ca.key offline",
         a.servers,
+        a.clients,
         a.hosts.join(", "),
         a.out.display()
     );
@@ -121,6 +157,18 @@ pub struct DealerArgs {
     /// whole before it.
     #[arg(long, default_value_t = 2000.0)]
     stream_above_mb: f64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 128)]
+    max_connections: usize,
+    /// Connections from one address at once (a server takes one per session it runs).
+    #[arg(long, default_value_t = 48)]
+    max_per_address: usize,
+    /// Models one server keeps registered; past it, its least recently renewed goes.
+    #[arg(long, default_value_t = 16)]
+    max_models_per_server: usize,
+    /// Seconds a registration lasts unless its server renews it.
+    #[arg(long, default_value_t = 120.0)]
+    lease: f64,
 }
 
 pub fn dealer(a: DealerArgs) -> Res {
@@ -129,6 +177,7 @@ pub fn dealer(a: DealerArgs) -> Res {
         ("--pending-ttl", a.pending_ttl),
         ("--max-pending-mb", a.max_pending_mb),
         ("--stream-above-mb", a.stream_above_mb),
+        ("--lease", a.lease),
     ] {
         if !(v.is_finite() && v > 0.0) {
             return Err(format!("{name} {v}: must be a positive number"));
@@ -142,11 +191,36 @@ pub fn dealer(a: DealerArgs) -> Res {
         max_pending_total: a.max_pending,
         max_pending_bytes: (a.max_pending_mb * 1e6) as u64,
         stream_above: (a.stream_above_mb * 1e6) as u64,
+        max_connections: a.max_connections.max(1),
+        max_connections_per_address: a.max_per_address.max(1),
+        max_models_per_server: a.max_models_per_server.max(1),
+        lease: Duration::from_secs_f64(a.lease),
         ..Default::default()
     };
     let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
     eprintln!("dealer: listening on {}", a.listen);
     private_eval::dealer_service::run_dealer(l, config, || false).map_err(|e| e.to_string())
+}
+
+#[derive(Args)]
+pub struct UnregisterArgs {
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    dealer: String,
+    /// The model id `serve` printed (hex).
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Drops a registered model at the dealer, with the certificate of its server.
+pub fn unregister(a: UnregisterArgs) -> Res {
+    let model = u64::from_str_radix(a.model.trim_start_matches("0x"), 16)
+        .map_err(|e| format!("--model {}: {e} (the hex id `serve` printed)", a.model))?;
+    let config = a.net.config(Role::Server)?;
+    roles::unregister(&a.dealer, model, &config).map_err(|e| e.to_string())?;
+    eprintln!("unregistered model {model:016x} at {}", a.dealer);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -162,6 +236,12 @@ pub struct ServeArgs {
     /// Client sessions run at once; more are told the server is busy.
     #[arg(long, default_value_t = 8)]
     max_sessions: usize,
+    /// Connections from one client address at once; more are dropped.
+    #[arg(long, default_value_t = 4)]
+    max_per_address: usize,
+    /// Admit only clients with a certificate from client-ca.pem (`keys --clients N`).
+    #[arg(long)]
+    known_clients: bool,
     #[command(flatten)]
     protocol: ProtocolArgs,
 }
@@ -225,16 +305,19 @@ pub fn serve(a: ServeArgs) -> Res {
     }
     let config = roles::RoleConfig {
         max_sessions: a.max_sessions,
-        ..a.net.config(Role::Server)?
+        max_sessions_per_address: a.max_per_address.max(1),
+        ..a.net.config_with(Role::Server, a.known_clients)?
     };
     let server =
         roles::Server::new(plan, &weights, &a.dealer, config).map_err(|e| e.to_string())?;
     let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
     eprintln!(
-        "server: {} ({}) listening on {}",
+        "server: {} ({}) listening on {}, model {:016x}\nplan digest (clients pin it with --expect-digest): {}",
         a.checkpoint.display(),
         model.spec.label(),
-        a.listen
+        a.listen,
+        server.model_id(),
+        server.plan_digest(),
     );
     server.serve(l, || false).map_err(|e| e.to_string())
 }
@@ -284,6 +367,14 @@ pub struct InferArgs {
     /// Download the setup every time.
     #[arg(long, conflicts_with = "setup_cache")]
     no_setup_cache: bool,
+    /// The plan digest `serve` printed: run only that model (its architecture and
+    /// protocol parameters; the weights stay the server's secret).
+    #[arg(long, value_name = "SHA256")]
+    expect_digest: Option<String>,
+    /// Run a plan with local truncation (wrong with a small probability per value) if
+    /// the server asks for it; otherwise such a plan is refused.
+    #[arg(long)]
+    allow_local_truncation: bool,
 }
 
 #[cfg(feature = "train")]
@@ -314,6 +405,8 @@ fn count_hidden(path: &std::path::Path) -> Result<usize, String> {
 
 pub fn infer(a: InferArgs) -> Res {
     let mut config = a.net.config(Role::Client)?;
+    config.client.expect_digest = a.expect_digest.clone();
+    config.client.allow_local_truncation = a.allow_local_truncation;
     if !a.no_setup_cache {
         config.setup_cache = a
             .setup_cache

@@ -226,9 +226,8 @@ fn check_plan(plan: &SecurePlan, limits: &DealerLimits) -> Result<(), RoleError>
     }
     if bytes <= TRIAL_GENERATION_BYTES {
         let masks = ModelMasks { seed: 1 };
-        generate_halves(plan, &masks, 1, &|| true).map_err(|e| {
-            RoleError::Protocol(format!("plan refused: {e}"))
-        })?;
+        generate_halves(plan, &masks, 1, &|| true)
+            .map_err(|e| RoleError::Protocol(format!("plan refused: {e}")))?;
     }
     Ok(())
 }
@@ -270,8 +269,8 @@ fn serve_request(
     let req = chan
         .recv(MsgKind::MaterialRequest)
         .map_err(ctx("dealer waiting for a request"))?;
-    let req: DealerRequest = serde_json::from_slice(&req)
-        .map_err(|e| crate::roles::malformed("dealer request", e))?;
+    let req: DealerRequest =
+        serde_json::from_slice(&req).map_err(|e| crate::roles::malformed("dealer request", e))?;
     let registrant = match who {
         Some(f) => Registrant::Cert(f),
         None => Registrant::Address(peer),
@@ -301,7 +300,9 @@ fn serve_request(
             let over = (own.len() + 1).saturating_sub(limits.max_models_per_server.max(1));
             for (_, id) in own.into_iter().take(over) {
                 st.models.remove(&id);
-                log::info!("dealer: dropped model {id:016x}: its server registered another past its share");
+                log::info!(
+                    "dealer: dropped model {id:016x}: its server registered another past its share"
+                );
             }
             if st.models.len() >= limits.max_models {
                 return Err(busy(format!("{} models registered", st.models.len())));
@@ -359,7 +360,9 @@ fn serve_request(
         } => {
             let what = format!("session {session:016x} party {party}");
             let gone = || chan.peer_gone();
-            let delivery = material(state, limits, peer, who, model, session, party, token, &gone)?;
+            let delivery = material(
+                state, limits, peer, who, model, session, party, token, &gone,
+            )?;
             let streamed = !matches!(delivery, Delivery::Whole(..));
             chan.send(MsgKind::Material, &[streamed as u8])
                 .map_err(ctx("dealer sending material"))?;
@@ -400,10 +403,7 @@ enum Delivery<'a> {
         pipe: SyncSender<Vec<u8>>,
     },
     /// Party 1 of a streamed session: what the generator pushes, `bytes` in all.
-    Forward {
-        pipe: Receiver<Vec<u8>>,
-        bytes: u64,
-    },
+    Forward { pipe: Receiver<Vec<u8>>, bytes: u64 },
 }
 
 /// Chunks of a streamed half the dealer holds for a server not yet reading (64 MiB).
@@ -614,7 +614,9 @@ fn material<'a>(
         if let Some(why) = failed {
             st.pending.remove(&session);
             st.served.insert((session, 1), Instant::now());
-            return Err(RoleError::Protocol(format!("session {session:016x}: {why}")));
+            return Err(RoleError::Protocol(format!(
+                "session {session:016x}: {why}"
+            )));
         }
         if let Some(pend) = st.pending.get_mut(&session) {
             pend.ready_at = Some(Instant::now());

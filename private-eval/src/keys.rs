@@ -100,7 +100,14 @@ impl Deployment {
                 })
                 .collect::<Result<_, _>>()?,
             clients: (1..=clients)
-                .map(|i| leaf(&client_ca, &format!("cryptpeft client {i}"), &[], vec![ClientAuth]))
+                .map(|i| {
+                    leaf(
+                        &client_ca,
+                        &format!("cryptpeft client {i}"),
+                        &[],
+                        vec![ClientAuth],
+                    )
+                })
                 .collect::<Result<_, _>>()?,
             dealer_ca: dealer_ca_pair,
             server_ca: server_ca_pair,
@@ -119,7 +126,11 @@ impl Deployment {
                 0 => stem.to_string(),
                 _ => format!("{stem}-{}", i + 1),
             };
-            pairs.iter().enumerate().map(|(i, p)| (name(i), p)).collect()
+            pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (name(i), p))
+                .collect()
         }
         let cas = [
             ("dealer-ca".to_string(), &self.dealer_ca),
@@ -161,8 +172,8 @@ impl Deployment {
 
     /// The settings of `role` holding `own` (any pair: tests pose as other roles).
     pub fn security_with(&self, role: Role, own: Option<&Pair>) -> Security {
-        let tls = Tls::new(self.trust(), own.map(pem), role)
-            .expect("generated certificates are valid");
+        let tls =
+            Tls::new(self.trust(), own.map(pem), role).expect("generated certificates are valid");
         Security::Tls(std::sync::Arc::new(tls))
     }
 

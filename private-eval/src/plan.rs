@@ -616,8 +616,9 @@ impl SecurePlan {
                 Step::Spline { x, func, .. } => {
                     size(*x).saturating_mul(func.thresholds().len() as u64)
                 }
-                Step::LayerNorm { x, inv_sqrt, .. } => (self.wires[*x].rows as u64)
-                    .saturating_mul(inv_sqrt.thresholds().len() as u64),
+                Step::LayerNorm { x, inv_sqrt, .. } => {
+                    (self.wires[*x].rows as u64).saturating_mul(inv_sqrt.thresholds().len() as u64)
+                }
                 _ => 0,
             })
             .fold(0u64, u64::saturating_add)

@@ -421,7 +421,11 @@ impl Server {
 
     /// Asks the dealer to keep this model registered for another lease.
     pub fn renew(&self) -> Result<(), RoleError> {
-        manage(&self.dealer, DealerRequest::Renew { model: self.model }, &self.config)
+        manage(
+            &self.dealer,
+            DealerRequest::Renew { model: self.model },
+            &self.config,
+        )
     }
 
     /// Drops this model at the dealer: its sessions can no longer be opened.
@@ -534,7 +538,10 @@ impl Server {
     /// connection gets its own thread, where the TLS handshake runs too.
     /// The registration is renewed while it serves and dropped when `stop` ends it.
     pub fn serve(&self, listener: TcpListener, stop: impl Fn() -> bool) -> Result<(), RoleError> {
-        let gate = transport::Gate::new(self.config.max_sessions, self.config.max_sessions_per_address);
+        let gate = transport::Gate::new(
+            self.config.max_sessions,
+            self.config.max_sessions_per_address,
+        );
         let cfg = &self.config;
         let stopped = std::sync::atomic::AtomicBool::new(false);
         let r = std::thread::scope(|s| {
@@ -546,7 +553,9 @@ impl Server {
             };
             let r = transport::serve_connections(&listener, stop, |stream, peer| {
                 let Some(admit) = gate.admit(peer.ip()) else {
-                    return log::warn!("server: client {peer}: dropped, no slot left for its address");
+                    return log::warn!(
+                        "server: client {peer}: dropped, no slot left for its address"
+                    );
                 };
                 s.spawn(move || {
                     let accepted = cfg.security.accept(

@@ -178,11 +178,7 @@ fn roots(ca: &[CertificateDer<'static>], what: &str) -> Result<Arc<RootCertStore
 
 /// Checks that `chain` is a certificate of `role`: issued by the role's CA, for the
 /// role's use (a dealer's and a server's for TLS servers, a client's for clients).
-fn check_own(
-    chain: &[CertificateDer<'static>],
-    role: Role,
-    trust: &Trust,
-) -> Result<(), String> {
+fn check_own(chain: &[CertificateDer<'static>], role: Role, trust: &Trust) -> Result<(), String> {
     let stem = role.stem();
     let ca = trust
         .of(role)
@@ -267,7 +263,10 @@ impl Tls {
                 // The dealer verifies servers; a server, clients that show a certificate.
                 let (peer, required) = match role {
                     Role::Dealer => (Some(Role::Server), false),
-                    _ => (trust.client_ca.as_ref().map(|_| Role::Client), known_clients),
+                    _ => (
+                        trust.client_ca.as_ref().map(|_| Role::Client),
+                        known_clients,
+                    ),
                 };
                 let builder = match peer {
                     Some(peer) => {

@@ -40,7 +40,7 @@ pub use framed::{
 pub use stats::Stats;
 pub use stream::Stream;
 pub use tcp::{
-    accept, connect, dial, listen, serve_connections, Admit, AddressSlot, Gate, Slot, Slots,
+    accept, connect, dial, listen, serve_connections, AddressSlot, Admit, Gate, Slot, Slots,
 };
 pub use tls::{Link, TlsStream, WireBytes};
 

@@ -481,7 +481,11 @@ fn a_trickling_sender_is_cut_off_at_the_frame_deadline() {
     let t = Instant::now();
     let e = chan.recv(MsgKind::Hello).unwrap_err();
     assert!(matches!(e, TransportError::Timeout { .. }), "{e}");
-    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
     trickle.join().unwrap();
 }
 
@@ -506,10 +510,17 @@ fn a_reader_that_stops_taking_fails_the_writer_within_the_frame_budget() {
 fn limits_per_kind_apply_before_allocation() {
     let (mut chan, mut raw) = raw_peer(1 << 20);
     chan.limit(MsgKind::Hello, 64);
-    raw.write_all(&raw_header(65, MsgKind::Hello as u8, 0)).unwrap();
+    raw.write_all(&raw_header(65, MsgKind::Hello as u8, 0))
+        .unwrap();
     let e = chan.recv(MsgKind::Hello).unwrap_err();
     assert!(
-        matches!(e, TransportError::FrameTooLarge { size: 65, limit: 64 }),
+        matches!(
+            e,
+            TransportError::FrameTooLarge {
+                size: 65,
+                limit: 64
+            }
+        ),
         "{e}"
     );
 }
@@ -526,8 +537,12 @@ fn abort_reasons_are_escaped_and_bounded() {
     assert!(e.contains("bye\\n2026"), "{e}");
     // Longer than the bound: refused unread.
     let (mut chan, mut raw) = raw_peer(1 << 20);
-    raw.write_all(&raw_header(MAX_ABORT_BYTES as u32 + 1, MsgKind::Abort as u8, 0))
-        .unwrap();
+    raw.write_all(&raw_header(
+        MAX_ABORT_BYTES as u32 + 1,
+        MsgKind::Abort as u8,
+        0,
+    ))
+    .unwrap();
     let e = chan.recv(MsgKind::Hello).unwrap_err();
     assert!(matches!(e, TransportError::FrameTooLarge { .. }), "{e}");
 }

@@ -158,7 +158,7 @@ fn configure_tls(dir: &Path, data: &Path, user: Option<(u32, u32)>) -> PathBuf {
         }
     }
     let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &d.ca.cert_pem).unwrap();
+    std::fs::write(&ca, &d.dealer_ca.cert_pem).unwrap();
     ca
 }
 
