@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,17 @@ pub struct LoadArgs {
     /// Plaintext links instead of TLS.
     #[arg(long)]
     insecure: bool,
+    /// Attackers of the hostile phase (0: no such phase): from 127.0.0.2 they trickle
+    /// TLS handshakes and first requests and announce oversized frames, at the dealer
+    /// and at the server, continuously, while the honest clients run.
+    #[arg(long, default_value_t = 24)]
+    attackers: usize,
+    /// Seconds between an attacker's bytes.
+    #[arg(long, default_value_t = 2.0)]
+    attack_every: f64,
+    /// The dealer's cap on material held for pending sessions (MB).
+    #[arg(long, default_value_t = 4096)]
+    max_pending_mb: u64,
     /// Where the JSON report goes (also printed).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -76,8 +87,16 @@ struct Phase {
     inferences_per_s: f64,
     latency_median_s: f64,
     latency_p95_s: f64,
+    /// Before the clients start, and the most during the phase (from /proc).
+    dealer_idle_rss_mb: f64,
+    server_idle_rss_mb: f64,
     dealer_peak_rss_mb: f64,
     server_peak_rss_mb: f64,
+    /// The dealer's memory cap: material pending (`--max-pending-mb`).
+    dealer_pending_cap_mb: u64,
+    /// Hostile phase: attacker threads, and their connections the roles cut off.
+    attackers: usize,
+    attacks_cut: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -224,7 +243,12 @@ fn argmax(v: &[f64]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
-fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, String> {
+fn run_phase(
+    s: &Setup<'_>,
+    name: &str,
+    abandoning: usize,
+    attackers: usize,
+) -> Result<Phase, String> {
     let a = s.a;
     let keys = s.dir.join(format!("keys-{name}"));
     let _ = std::fs::remove_dir_all(&keys);
@@ -243,9 +267,13 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
     let net_arg = format!("{}", a.network);
     let dlog = s.dir.join(format!("dealer-{name}.log"));
     let slog = s.dir.join(format!("server-{name}.log"));
-    // Room for a finishing session's thread while its client already reconnects.
-    let sessions = (2 * a.clients).to_string();
-    // Per-client caps count addresses, and every client here is 127.0.0.1.
+    // Room for a finishing session's thread while its client already reconnects, for
+    // as many again on the attackers' address.
+    let sessions = (4 * a.clients).to_string();
+    // Per-address caps count addresses, and every honest client here is 127.0.0.1.
+    let per_address = (2 * a.clients).to_string();
+    let dealer_per_address = (4 * a.clients).to_string();
+    let pending_mb = a.max_pending_mb.to_string();
     let mut dargs = vec![
         "dealer",
         "--listen",
@@ -255,7 +283,9 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         "--max-pending-per-client",
         "256",
         "--max-per-address",
-        "256",
+        &dealer_per_address,
+        "--max-pending-mb",
+        &pending_mb,
     ];
     dargs.extend(&links);
     let mut dealer = Proc::spawn(&dargs, &dlog)?;
@@ -272,7 +302,7 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         "--max-sessions",
         &sessions,
         "--max-per-address",
-        &sessions,
+        &per_address,
         "--network",
         &net_arg,
     ];
@@ -305,8 +335,26 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
             .expect("template"),
     );
     bar.set_message(format!("{name}:"));
+    let (dealer_idle, server_idle) = (dealer.rss_mb(), server.rss_mb());
+    let stop_attacks = AtomicBool::new(false);
+    let cut = AtomicU64::new(0);
+    let every = Duration::from_secs_f64(a.attack_every);
     let t0 = Instant::now();
     std::thread::scope(|sc| {
+        for i in 0..attackers {
+            use private_eval::attack::{self, Attack};
+            let (target, ca, kind) = match i % 2 {
+                0 => (&daddr, "dealer-ca.pem", MsgKind::MaterialRequest),
+                _ => (&saddr, "server-ca.pem", MsgKind::Hello),
+            };
+            let how = match i / 2 % 3 {
+                0 => Attack::SlowHandshake,
+                1 => Attack::SlowRequest(kind),
+                _ => Attack::Oversized(kind),
+            };
+            let (ca, stop, cut) = (keys.join(ca), &stop_attacks, &cut);
+            sc.spawn(move || attack::run(how, target, &ca, every, stop, cut));
+        }
         sc.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 let mut d = dealer_peak.lock().unwrap();
@@ -320,6 +368,7 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         for c in 0..a.clients {
             let (config, next, done, abandoned, results, bar) =
                 (&config, &next, &done, &abandoned, &results, &bar);
+            let stop_attacks = &stop_attacks;
             let daddr = &daddr;
             let saddr = &saddr;
             sc.spawn(move || {
@@ -348,6 +397,7 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
                     bar.inc(1);
                     if results.lock().unwrap().len() >= a.inferences {
                         done.store(true, Ordering::Relaxed);
+                        stop_attacks.store(true, Ordering::Relaxed);
                     }
                 }
             });
@@ -407,8 +457,13 @@ fn run_phase(s: &Setup<'_>, name: &str, abandoning: usize) -> Result<Phase, Stri
         inferences_per_s: completed as f64 / wall_s,
         latency_median_s: bench::median(&mut latencies),
         latency_p95_s: p95,
+        dealer_idle_rss_mb: dealer_idle,
+        server_idle_rss_mb: server_idle,
         dealer_peak_rss_mb: dealer_peak.into_inner().unwrap(),
         server_peak_rss_mb: server_peak.into_inner().unwrap(),
+        dealer_pending_cap_mb: a.max_pending_mb,
+        attackers,
+        attacks_cut: cut.into_inner(),
     })
 }
 
@@ -447,6 +502,9 @@ pub fn load_test(a: LoadArgs) -> Result<(), String> {
     if a.clients == 0 || a.inferences == 0 || !(0.0..1.0).contains(&a.abandon) {
         return Err("--clients and --inferences must be positive, --abandon in [0, 1)".into());
     }
+    if !(a.attack_every.is_finite() && a.attack_every > 0.0) {
+        return Err("--attack-every must be a positive number of seconds".into());
+    }
     let dir = temp_dir()?;
     let (model, checkpoint) = match &a.checkpoint {
         Some(p) => (OwcModel::load(p).map_err(|e| e.to_string())?, p.clone()),
@@ -470,10 +528,14 @@ pub fn load_test(a: LoadArgs) -> Result<(), String> {
         dir: &dir,
         a: &a,
     };
-    let mut phases = vec![run_phase(&setup, "steady", 0)?];
+    let mut phases = vec![run_phase(&setup, "steady", 0, 0)?];
     let abandoning = (a.clients as f64 * a.abandon).round() as usize;
     if abandoning > 0 {
-        phases.push(run_phase(&setup, "abandoning", abandoning)?);
+        phases.push(run_phase(&setup, "abandoning", abandoning, 0)?);
+    }
+    // The attacks speak TLS to the roles' certificates.
+    if a.attackers > 0 && !a.insecure {
+        phases.push(run_phase(&setup, "hostile", 0, a.attackers)?);
     }
     let report = Report {
         adapter: setup.model.spec.label(),

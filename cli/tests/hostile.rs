@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use common::{free_addr, wait_listening, Kill, BIN};
 use cryptpeft_types::NetworkProfile;
+use private_eval::attack::{self, header};
 use private_eval::security::{Role, Security};
 use private_eval::transport::{Channel, MsgKind, TransportConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Seconds a peer has for a frame to start, and for its handshake and first request.
 const TIMEOUT: &str = "3";
@@ -277,71 +278,18 @@ fn serve_with(
     p
 }
 
-/// A TCP connection to `addr` from 127.0.0.2.
-fn attacker(addr: &str) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let from: SocketAddr = "127.0.0.2:0".parse().unwrap();
-    s.bind(&from.into()).unwrap();
-    let to: SocketAddr = addr.parse().unwrap();
-    s.connect(&to.into()).unwrap();
-    s.into()
+/// Waits until the peer has closed `sock`; panics if it is still open after
+/// [`CUT_WITHIN`].
+fn cut_off(mut sock: TcpStream, since: Instant) {
+    let left = CUT_WITHIN.saturating_sub(since.elapsed());
+    assert!(
+        attack::closed_within(&mut sock, left).is_some(),
+        "still connected after {CUT_WITHIN:?}"
+    );
 }
 
-/// Waits until the peer has closed `sock` (EOF or reset); panics if it is still open
-/// after [`CUT_WITHIN`].
-fn cut_off(mut sock: TcpStream, since: Instant) -> Duration {
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.read(&mut buf) {
-            Ok(0) => return since.elapsed(),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => return since.elapsed(),
-        }
-        assert!(
-            since.elapsed() < CUT_WITHIN,
-            "still connected after {CUT_WITHIN:?}"
-        );
-    }
-}
-
-/// A TLS session to `addr` trusting `ca` (a file of the keys directory), from 127.0.0.2,
-/// with the raw plaintext stream to craft frames in.
-fn tls_attacker(
-    addr: &str,
-    keys: &str,
-    ca: &str,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(Path::new(keys).join(ca)).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, attacker(addr));
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).unwrap();
-    }
-    tls
-}
-
-/// A frame header (payload length, kind, session 0, depth 1).
-fn header(len: u32, kind: MsgKind) -> Vec<u8> {
-    let mut h = len.to_le_bytes().to_vec();
-    h.push(kind as u8);
-    h.extend_from_slice(&0u64.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h
+fn tls_attacker(addr: &str, keys: &str, ca: &str) -> attack::Tls {
+    attack::tls(addr, &Path::new(keys).join(ca)).unwrap()
 }
 
 /// A TLS server on a free port presenting `cert`/`key` (files of `dir`) and answering
@@ -523,7 +471,7 @@ fn a_client_certificate_used_as_a_server() {
 /// 500 ms; checks an honest inference meanwhile, then that every one is cut off.
 fn slowloris_handshake(site: &Site, addr: &str, n: usize, who: &Proc) {
     let t = Instant::now();
-    let socks: Vec<TcpStream> = (0..n).map(|_| attacker(addr)).collect();
+    let socks: Vec<TcpStream> = (0..n).map(|_| attack::connect(addr).unwrap()).collect();
     let trickle = {
         let mut socks: Vec<TcpStream> = socks.iter().map(|s| s.try_clone().unwrap()).collect();
         std::thread::spawn(move || {
@@ -612,9 +560,8 @@ fn a_slow_reader_of_a_large_half() {
     // Party 0's half of a fresh session, read a byte every 100 ms.
     let mut tls = tls_attacker(&site.daddr, &site.keys, "dealer-ca.pem");
     let req = format!(r#"{{"Material":{{"model":{model},"session":12345,"party":0}}}}"#);
-    let mut frame = header(req.len() as u32, MsgKind::MaterialRequest);
-    frame.extend_from_slice(req.as_bytes());
-    tls.write_all(&frame).unwrap();
+    tls.write_all(&attack::frame(MsgKind::MaterialRequest, req.as_bytes()))
+        .unwrap();
     tls.flush().unwrap();
     let sock = tls.sock.try_clone().unwrap();
     let t = Instant::now();
@@ -661,9 +608,8 @@ fn abort_text_injection() {
     let site = Site::start("abort", &[]);
     let mut tls = tls_attacker(&site.saddr, &site.keys, "server-ca.pem");
     let forged = "bye\n[2026-12-03T00:00:00Z ERROR cryptpeft] dealer compromised\x1b[2J";
-    let mut frame = header(forged.len() as u32, MsgKind::Abort);
-    frame.extend_from_slice(forged.as_bytes());
-    tls.write_all(&frame).unwrap();
+    tls.write_all(&attack::frame(MsgKind::Abort, forged.as_bytes()))
+        .unwrap();
     tls.flush().unwrap();
     let log = site.server.expect_log("peer aborted");
     assert!(log.contains(r"bye\n[2026"), "{log}");
@@ -828,9 +774,8 @@ fn a_requester_that_disconnects_during_generation() {
     for session in 1..=20u64 {
         let mut tls = tls_attacker(&site.daddr, &site.keys, "dealer-ca.pem");
         let req = format!(r#"{{"Material":{{"model":{model},"session":{session},"party":0}}}}"#);
-        let mut frame = header(req.len() as u32, MsgKind::MaterialRequest);
-        frame.extend_from_slice(req.as_bytes());
-        tls.write_all(&frame).unwrap();
+        tls.write_all(&attack::frame(MsgKind::MaterialRequest, req.as_bytes()))
+            .unwrap();
         tls.flush().unwrap();
         // Gone before any material could be sent.
         drop(tls);

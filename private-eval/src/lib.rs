@@ -1,5 +1,6 @@
 //! Secure two-party evaluation of OWC adapters with a dealer.
 
+pub mod attack;
 pub mod baseline;
 pub mod bench;
 pub mod comm;

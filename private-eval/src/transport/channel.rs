@@ -122,7 +122,7 @@ pub trait ChannelExt: Channel {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        let _ = self.send(MsgKind::Abort, reason[..end].as_bytes());
+        let _ = self.send(MsgKind::Abort, &reason.as_bytes()[..end]);
         let _ = self.flush();
     }
 }
