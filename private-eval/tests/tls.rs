@@ -375,3 +375,25 @@ fn a_returning_client_reuses_its_cached_setup() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn without_a_chosen_security_no_link_opens() {
+    let d = dealer(
+        Deployment::generate(&hosts(), 1)
+            .unwrap()
+            .security(Role::Dealer),
+    );
+    let unset = RoleConfig {
+        connect_wait: Duration::from_secs(2),
+        ..RoleConfig::default()
+    };
+    let e = refused(fetch_material(
+        &d.addr,
+        &plan(),
+        1,
+        1,
+        Requester::Client,
+        &unset,
+    ));
+    assert!(e.contains("no link security chosen"), "{e}");
+}
