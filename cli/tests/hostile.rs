@@ -662,17 +662,18 @@ fn a_server_restarted_300_times_against_one_dealer() {
     // Killed, not stopped: no unregistration; the dealer's per-server share and the
     // leases keep the registry bounded.
     for i in 0..300 {
-        drop(std::mem::replace(
-            &mut site.server,
-            serve(
-                &site.dir,
-                &site.ckpt,
-                &site.saddr,
-                &site.daddr,
-                &site.keys,
-                &format!("server-{}.log", i % 2),
-            ),
-        ));
+        let old = &mut site.server.child.0;
+        old.kill().unwrap();
+        old.wait().unwrap();
+        let log = format!("server-{}.log", i % 2);
+        site.server = serve(
+            &site.dir,
+            &site.ckpt,
+            &site.saddr,
+            &site.daddr,
+            &site.keys,
+            &log,
+        );
     }
     assert!(site.dealer.alive());
     site.dealer.expect_log("past its share");
@@ -839,4 +840,73 @@ fn a_pinned_digest_admits_only_that_plan() {
     );
     let out = site.infer_at(&saddr, &site.daddr, &["--allow-local-truncation"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_operator_unregisters_a_model_with_its_servers_keys_only() {
+    let site = Site::start("unregister", &[]);
+    let model = format!("{:016x}", model_id(&site.server));
+    let unregister = |keys: &str| {
+        run(&[
+            "unregister",
+            "--dealer",
+            &site.daddr,
+            "--model",
+            &model,
+            "--tls",
+            keys,
+        ])
+    };
+    // Another server's certificate may not.
+    let out = unregister(&server_keys(&site, 2));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("managed only by the server that registered it"),
+        "{}",
+        stderr(&out)
+    );
+    site.honest();
+    let out = unregister(&site.keys);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.infer_at(&site.saddr, &site.daddr, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown model"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_server_for_known_clients_admits_only_certified_ones() {
+    let site = Site::start("known-clients", &[]);
+    let saddr = free_addr();
+    let _known = serve_with(
+        &site.dir,
+        &site.ckpt,
+        &saddr,
+        &site.daddr,
+        &site.keys,
+        "known.log",
+        &["--known-clients"],
+    );
+    // The deployment's client holds client.pem: admitted.
+    let out = site.infer_at(&saddr, &site.daddr, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An anonymous one (no client.pem in its directory) is refused at the handshake.
+    let anonymous = site.dir.join("anonymous");
+    std::fs::create_dir_all(&anonymous).unwrap();
+    for f in ["dealer-ca.pem", "server-ca.pem"] {
+        std::fs::copy(Path::new(&site.keys).join(f), anonymous.join(f)).unwrap();
+    }
+    let out = run(&[
+        "infer",
+        "--server",
+        &saddr,
+        "--dealer",
+        &site.daddr,
+        "--tls",
+        anonymous.to_str().unwrap(),
+        "--hidden-states",
+        &site.hidden,
+        "--no-setup-cache",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
 }
