@@ -96,6 +96,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command failed, and its error says `what`.
+fn fails_saying(o: &Output, what: &str) {
+    assert!(!o.status.success(), "succeeded: {}", stderr(o));
+    assert!(stderr(o).contains(what), "no `{what}` in: {}", stderr(o));
+}
+
 /// A deployment: keys, one checkpoint, a dealer and a server, and the class the
 /// plaintext model gives the client's hidden states.
 struct Site {
@@ -206,6 +212,23 @@ impl Site {
             "--json",
         ];
         args.extend_from_slice(extra);
+        run(&args)
+    }
+
+    /// `serve` with the keys in `keys` against `dealer`, expected to stop.
+    fn serve_once(&self, keys: &str, dealer: &str) -> Output {
+        let saddr = free_addr();
+        let args = [
+            "serve",
+            "--checkpoint",
+            &self.ckpt,
+            "--listen",
+            &saddr,
+            "--dealer",
+            dealer,
+            "--tls",
+            keys,
+        ];
         run(&args)
     }
 
@@ -335,12 +358,7 @@ fn dealer_impersonation_with_a_server_certificate() {
     );
     let fake = free_addr();
     let out = run(&["dealer", "--listen", &fake, "--tls", &swapped]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("dealer.pem is not a dealer certificate"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "dealer.pem is not a dealer certificate");
     // An attacker who also swaps the CA file starts; no honest peer accepts it.
     let forged = site.forged_keys(
         "forged",
@@ -356,31 +374,9 @@ fn dealer_impersonation_with_a_server_certificate() {
     );
     wait_listening(&fake);
     let out = site.infer_at(&site.saddr, &fake, &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("not issued by dealer-ca.pem"),
-        "{}",
-        stderr(&out)
-    );
-    let saddr = free_addr();
-    let args = [
-        "serve",
-        "--checkpoint",
-        &site.ckpt,
-        "--listen",
-        &saddr,
-        "--dealer",
-        &fake,
-        "--tls",
-        &site.keys,
-    ];
-    let out = run(&args);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("not issued by dealer-ca.pem"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "not issued by dealer-ca.pem");
+    let out = site.serve_once(&site.keys, &fake);
+    fails_saying(&out, "not issued by dealer-ca.pem");
     drop(fake_dealer);
     site.honest();
 }
@@ -397,35 +393,13 @@ fn server_impersonation_with_the_dealers_certificate() {
             ("server-ca.pem", "dealer-ca.pem"),
         ],
     );
-    let saddr = free_addr();
-    let args = [
-        "serve",
-        "--checkpoint",
-        &site.ckpt,
-        "--listen",
-        &saddr,
-        "--dealer",
-        &site.daddr,
-        "--tls",
-        &forged,
-    ];
-    let out = run(&args);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("refused our certificate"),
-        "{}",
-        stderr(&out)
-    );
+    let out = site.serve_once(&forged, &site.daddr);
+    fails_saying(&out, "refused our certificate");
     site.dealer.expect_log("invalid peer certificate");
     // Posing as a server to clients: the client refuses the dealer's certificate.
     let fake = posing_server(&site.keys, "dealer.pem", "dealer.key");
     let out = site.infer_at(&fake, &site.daddr, &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("not issued by server-ca.pem"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "not issued by server-ca.pem");
     site.honest();
 }
 
@@ -434,36 +408,17 @@ fn a_client_certificate_used_as_a_server() {
     let site = Site::start("client-as-server", &[]);
     let fake = posing_server(&site.keys, "client.pem", "client.key");
     let out = site.infer_at(&fake, &site.daddr, &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("does not allow extended key usage for server authentication"),
-        "{}",
-        stderr(&out)
+    fails_saying(
+        &out,
+        "does not allow extended key usage for server authentication",
     );
     // Nor does the client's key make a server: `serve` refuses it as its certificate.
     let forged = site.forged_keys(
         "forged",
         &[("server.pem", "client.pem"), ("server.key", "client.key")],
     );
-    let saddr = free_addr();
-    let args = [
-        "serve",
-        "--checkpoint",
-        &site.ckpt,
-        "--listen",
-        &saddr,
-        "--dealer",
-        &site.daddr,
-        "--tls",
-        &forged,
-    ];
-    let out = run(&args);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("server.pem is not a server certificate"),
-        "{}",
-        stderr(&out)
-    );
+    let out = site.serve_once(&forged, &site.daddr);
+    fails_saying(&out, "server.pem is not a server certificate");
     site.honest();
 }
 
@@ -814,12 +769,7 @@ fn a_pinned_digest_admits_only_that_plan() {
     assert!(out.status.success(), "{}", stderr(&out));
     let other = "0".repeat(64);
     let out = site.infer_at(&site.saddr, &site.daddr, &["--expect-digest", &other]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("not the expected"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "not the expected");
     // Nor does a client run local truncation it did not ask for.
     let saddr = free_addr();
     let _local = serve_with(
@@ -832,12 +782,7 @@ fn a_pinned_digest_admits_only_that_plan() {
         &["--local-truncation"],
     );
     let out = site.infer_at(&saddr, &site.daddr, &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("local truncation"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "local truncation");
     let out = site.infer_at(&saddr, &site.daddr, &["--allow-local-truncation"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
@@ -859,12 +804,7 @@ fn an_operator_unregisters_a_model_with_its_servers_keys_only() {
     };
     // Another server's certificate may not.
     let out = unregister(&server_keys(&site, 2));
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("managed only by the server that registered it"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, "managed only by the server that registered it");
     site.honest();
     let out = unregister(&site.keys);
     assert!(out.status.success(), "{}", stderr(&out));
