@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cryptpeft_cost_model::{cost, Constants};
+use cryptpeft_deploy::loopback::{self, SecureBench};
+use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
+use cryptpeft_private_eval::hidden;
+use cryptpeft_private_eval::lower::lower;
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
-use private_eval::baseline::{Baseline, BaselineModel};
-use private_eval::bench::{self, SecureBench};
-use private_eval::hidden;
-use private_eval::lower::lower;
 
 use crate::secure::ProtocolArgs;
 
@@ -108,7 +108,7 @@ fn measure(a: &BaselinesArgs, bb: &BackboneSpec, rows: &mut Vec<Row>) -> Result<
             let spec = crate::experiments::parse_adapter(adapter, bb)?;
             let (model, x) = crate::experiments::paper_adapter(spec.clone(), bb);
             let (plan, _) = lower(&model, opts).map_err(|e| e.to_string())?;
-            let b = bench::bench_secure(&model, &x, profile.clone(), a.repeat, true, opts)
+            let b = loopback::bench_secure(&model, &x, profile.clone(), a.repeat, true, opts)
                 .map_err(|e| e.to_string())?;
             rows.push(row(profile, spec.label(), Some(b), &plan, &consts));
             report(rows.last().unwrap());
@@ -125,7 +125,7 @@ fn measure(a: &BaselinesArgs, bb: &BackboneSpec, rows: &mut Vec<Row>) -> Result<
                         _ => a.deep_repeat,
                     };
                     Some(
-                        bench::bench_baseline(&m, &x, profile.clone(), repeat, true, opts)
+                        loopback::bench_baseline(&m, &x, profile.clone(), repeat, true, opts)
                             .map_err(|e| e.to_string())?,
                     )
                 }
@@ -145,8 +145,11 @@ fn measure(a: &BaselinesArgs, bb: &BackboneSpec, rows: &mut Vec<Row>) -> Result<
 const PEAK_PER_SETUP_BYTE: f64 = 7.0;
 
 /// Refuses an end-to-end run that would not fit in memory, before it starts.
-fn check_memory(kind: Baseline, plan: &private_eval::plan::SecurePlan) -> Result<(), String> {
-    let need = PEAK_PER_SETUP_BYTE * private_eval::comm::setup_bytes(plan) as f64;
+fn check_memory(
+    kind: Baseline,
+    plan: &cryptpeft_private_eval::plan::SecurePlan,
+) -> Result<(), String> {
+    let need = PEAK_PER_SETUP_BYTE * cryptpeft_private_eval::comm::setup_bytes(plan) as f64;
     match cryptpeft_types::memory::available_bytes() {
         Some(avail) if need > avail => Err(format!(
             "{kind}: an end-to-end run needs about {:.1} GB of memory, {:.1} GB are available; \
@@ -162,7 +165,7 @@ fn row(
     profile: &NetworkProfile,
     model: String,
     measured: Option<SecureBench>,
-    plan: &private_eval::plan::SecurePlan,
+    plan: &cryptpeft_private_eval::plan::SecurePlan,
     consts: &Constants,
 ) -> Row {
     let c = cost(plan, profile, consts);

@@ -9,7 +9,7 @@ use cryptpeft_cost_model::{
 };
 use cryptpeft_types::NetworkProfile;
 
-use private_eval::baseline::BaselineModel;
+use cryptpeft_private_eval::baseline::BaselineModel;
 
 use crate::secure::ModelArgs;
 

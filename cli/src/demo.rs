@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Args;
+use cryptpeft_deploy::roles;
+use cryptpeft_deploy::security::Role;
+use cryptpeft_private_eval::{model::OwcModel, reference, tensor::Mat, transport};
 use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
 use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_train::{backbone::Vit, cpu};
 use cryptpeft_types::{AdapterSpec, NetworkProfile};
-use private_eval::security::Role;
-use private_eval::{model::OwcModel, reference, roles, tensor::Mat, transport};
 
 type Res = Result<(), String>;
 
@@ -126,10 +127,10 @@ pub fn demo(mut a: DemoArgs) -> Res {
         "3/3 private inference: dealer, server and client over loopback TLS ({})",
         a.network
     );
-    let (plan, weights) =
-        private_eval::lower::lower(&model, Default::default()).map_err(|e| e.to_string())?;
+    let (plan, weights) = cryptpeft_private_eval::lower::lower(&model, Default::default())
+        .map_err(|e| e.to_string())?;
     // TLS on every link, with a throwaway CA made for this run.
-    let keys = private_eval::keys::Deployment::generate(&["127.0.0.1".into()], 1)
+    let keys = cryptpeft_deploy::keys::Deployment::generate(&["127.0.0.1".into()], 1)
         .map_err(|e| e.to_string())?;
     let role = |r| roles::RoleConfig {
         network: a.network.clone(),
@@ -147,7 +148,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
     let result = std::thread::scope(|s| {
         let (st, cfg2) = (stop.clone(), role(Role::Dealer));
         s.spawn(move || {
-            private_eval::dealer_service::run_dealer(dl, cfg2, || st.load(Ordering::Relaxed))
+            cryptpeft_deploy::dealer_service::run_dealer(dl, cfg2, || st.load(Ordering::Relaxed))
         });
         let (st, cfg2, d2) = (stop.clone(), role(Role::Server), daddr.clone());
         let server = s.spawn(move || -> Result<(), String> {
@@ -196,7 +197,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
         a.network,
         r0.online_bytes,
         r0.rounds,
-        private_eval::bench::median(&mut online),
+        cryptpeft_private_eval::bench::median(&mut online),
         r0.offline_bytes
     );
     println!("checkpoint: {}", ckpt.display());

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use cryptpeft_cost_model::{cost, Constants};
+use cryptpeft_deploy::loopback;
+use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
+use cryptpeft_private_eval::{hidden, lower, model::OwcModel};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile};
 use polars::prelude::*;
-use private_eval::baseline::{Baseline, BaselineModel};
-use private_eval::{bench, hidden, lower, model::OwcModel};
 use serde::Deserialize;
 
 #[derive(Args)]
@@ -222,7 +223,7 @@ fn network_sweep(
                     bandwidth_bps: Some(bw * 1e6),
                     one_way_delay_s: delay / 1e3,
                 };
-                let b = bench::bench_secure(
+                let b = loopback::bench_secure(
                     &model_w,
                     &x,
                     profile.clone(),
@@ -431,7 +432,7 @@ fn accuracy_latency(
                     spec.validate(bb.layers).map_err(|err| err.to_string())?;
                     let model = OwcModel::random(spec.clone(), bb.clone(), classes(task), 3);
                     let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, 17);
-                    let b = bench::bench_secure(
+                    let b = loopback::bench_secure(
                         &model,
                         &x,
                         profile.clone(),
@@ -443,7 +444,7 @@ fn accuracy_latency(
                 }
                 Method::Searched(model) => {
                     let x = hidden::random(model.spec.scope + 1, bb.tokens(), bb.hidden_dim, 17);
-                    let b = bench::bench_secure(
+                    let b = loopback::bench_secure(
                         model,
                         &x,
                         profile.clone(),
@@ -456,7 +457,7 @@ fn accuracy_latency(
                 Method::Baseline(kind) => {
                     let model = BaselineModel::random(*kind, bb.clone(), classes(task), 3)?;
                     let x = hidden::random(1, bb.tokens(), bb.hidden_dim, 17);
-                    let b = bench::bench_baseline(
+                    let b = loopback::bench_baseline(
                         &model,
                         &x,
                         profile.clone(),

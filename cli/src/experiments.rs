@@ -5,13 +5,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile, NormKind};
-use private_eval::plan::{SecurePlan, Step};
-use private_eval::shapes::{
+use cryptpeft_deploy::loopback;
+use cryptpeft_private_eval::plan::{SecurePlan, Step};
+use cryptpeft_private_eval::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, private_terms, truncate_len,
 };
-use private_eval::tensor::Mat;
-use private_eval::{bench, hidden, model::OwcModel};
+use cryptpeft_private_eval::tensor::Mat;
+use cryptpeft_private_eval::{hidden, model::OwcModel};
+use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile, NormKind};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -78,7 +79,7 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                     let (model, x) = paper_adapter(spec.clone(), &bb);
                     for net in ["lan", "wan"] {
                         let profile: NetworkProfile = net.parse().unwrap();
-                        let b = bench::bench_secure(
+                        let b = loopback::bench_secure(
                             &model,
                             &x,
                             profile,
@@ -87,8 +88,9 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                             Default::default(),
                         )
                         .map_err(|e| e.to_string())?;
-                        let (plan, _) = private_eval::lower::lower(&model, Default::default())
-                            .map_err(|e| e.to_string())?;
+                        let (plan, _) =
+                            cryptpeft_private_eval::lower::lower(&model, Default::default())
+                                .map_err(|e| e.to_string())?;
                         // The benchmark's dealer link is unshaped loopback.
                         let predicted = cryptpeft_cost_model::offline(
                             &plan,
@@ -138,7 +140,7 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
             Step::Relu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
             // Not in that release; its encodings of these.
             Step::Spline { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
-            Step::RowMax { x, .. } => private_eval::shapes::rowmax_pairs(&plan.wires[*x])
+            Step::RowMax { x, .. } => cryptpeft_private_eval::shapes::rowmax_pairs(&plan.wires[*x])
                 .map(cmp)
                 .sum(),
             Step::Square { x, .. } => {
@@ -197,11 +199,11 @@ pub fn security_cost(a: SecurityCostArgs) -> Result<(), String> {
         let (model, x) = paper_adapter(spec, &bb);
         for profile in &a.networks {
             for (tls, exact) in [(false, false), (true, false), (false, true), (true, true)] {
-                let opts = private_eval::lower::LowerOptions {
+                let opts = cryptpeft_private_eval::lower::LowerOptions {
                     exact_truncation: exact,
                     ..Default::default()
                 };
-                let b = bench::bench_secure(&model, &x, profile.clone(), a.repeat, tls, opts)
+                let b = loopback::bench_secure(&model, &x, profile.clone(), a.repeat, tls, opts)
                     .map_err(|e| e.to_string())?;
                 let line = format!(
                     "{h},{r},{s},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{:.2e}",

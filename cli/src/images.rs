@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
+use cryptpeft_deploy::roles::{self, RoleConfig};
+use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::reference;
+use cryptpeft_private_eval::tensor::Mat;
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::burn::prelude::Device;
 use cryptpeft_train::data::{image_files, read_images, DataConfig, DatasetKind, Preprocess};
 use cryptpeft_train::{cpu, DeviceChoice};
-use private_eval::model::OwcModel;
-use private_eval::reference;
-use private_eval::roles::{self, RoleConfig};
-use private_eval::tensor::Mat;
 use serde::Serialize;
 
 /// One image's private inference.

@@ -10,16 +10,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use cryptpeft_deploy::keys::Deployment;
+use cryptpeft_deploy::roles::{self, ClientReport, RoleConfig};
+use cryptpeft_deploy::security::{Role, Security};
+use cryptpeft_deploy::setup_cache::SetupCache;
+use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::tensor::Mat;
+use cryptpeft_private_eval::transport::{Channel, MsgKind, Stats, TransportError};
+use cryptpeft_private_eval::{bench, hidden, reference};
 use cryptpeft_types::NetworkProfile;
 use indicatif::{ProgressBar, ProgressStyle};
-use private_eval::keys::Deployment;
-use private_eval::model::OwcModel;
-use private_eval::roles::{self, ClientReport, RoleConfig};
-use private_eval::security::{Role, Security};
-use private_eval::setup_cache::SetupCache;
-use private_eval::tensor::Mat;
-use private_eval::transport::{Channel, MsgKind, Stats, TransportError};
-use private_eval::{bench, hidden, reference};
 use rand::Rng;
 use serde::Serialize;
 
@@ -342,7 +342,7 @@ fn run_phase(
     let t0 = Instant::now();
     std::thread::scope(|sc| {
         for i in 0..attackers {
-            use private_eval::attack::{self, Attack};
+            use cryptpeft_deploy::attack::{self, Attack};
             let (target, ca, kind) = match i % 2 {
                 0 => (&daddr, "dealer-ca.pem", MsgKind::MaterialRequest),
                 _ => (&saddr, "server-ca.pem", MsgKind::Hello),

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use cryptpeft_deploy::keys::Deployment;
+use cryptpeft_deploy::roles::RoleError;
+use cryptpeft_deploy::security::{Role, Security};
+use cryptpeft_deploy::setup_cache::SetupCache;
+use cryptpeft_deploy::{loopback, roles};
+use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
+use cryptpeft_private_eval::plan::InvSqrtParams;
+use cryptpeft_private_eval::{bench, hidden, lower, model::OwcModel, transport};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
-use private_eval::baseline::{Baseline, BaselineModel};
-use private_eval::keys::Deployment;
-use private_eval::plan::InvSqrtParams;
-use private_eval::roles::RoleError;
-use private_eval::security::{Role, Security};
-use private_eval::setup_cache::SetupCache;
-use private_eval::{bench, hidden, lower, model::OwcModel, roles, transport};
 
 type Res = Result<(), String>;
 
@@ -199,7 +200,7 @@ pub fn dealer(a: DealerArgs) -> Res {
     };
     let l = transport::listen(&a.listen).map_err(|e| e.to_string())?;
     eprintln!("dealer: listening on {}", a.listen);
-    private_eval::dealer_service::run_dealer(l, config, || false).map_err(|e| e.to_string())
+    cryptpeft_deploy::dealer_service::run_dealer(l, config, || false).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -576,7 +577,7 @@ pub fn bench_secure(a: BenchSecureArgs) -> Res {
             let (_, bb) = a.model.spec()?;
             let model = BaselineModel::random(kind, bb.clone(), a.model.classes, a.model.seed)?;
             let h = hidden::random(1, bb.tokens(), bb.hidden_dim, a.model.seed ^ 0x41);
-            bench::bench_baseline(
+            loopback::bench_baseline(
                 &model,
                 &h,
                 a.network,
@@ -592,7 +593,7 @@ pub fn bench_secure(a: BenchSecureArgs) -> Res {
     Ok(())
 }
 
-fn adapter_bench(a: &BenchSecureArgs) -> Result<bench::SecureBench, RoleError> {
+fn adapter_bench(a: &BenchSecureArgs) -> Result<loopback::SecureBench, RoleError> {
     let model = a.model.model().map_err(RoleError::Protocol)?;
     let h = hidden::random(
         model.spec.scope + 1,
@@ -600,7 +601,7 @@ fn adapter_bench(a: &BenchSecureArgs) -> Result<bench::SecureBench, RoleError> {
         model.backbone.hidden_dim,
         a.model.seed ^ 0x41,
     );
-    bench::bench_secure(
+    loopback::bench_secure(
         &model,
         &h,
         a.network.clone(),
@@ -610,7 +611,7 @@ fn adapter_bench(a: &BenchSecureArgs) -> Result<bench::SecureBench, RoleError> {
     )
 }
 
-fn print_bench(r: &bench::SecureBench, json: bool) {
+fn print_bench(r: &loopback::SecureBench, json: bool) {
     if json {
         println!("{}", serde_json::to_string_pretty(r).unwrap());
     } else {

@@ -3,12 +3,14 @@
 #![cfg(feature = "train")]
 
 use burn::tensor::{Tensor, TensorData};
+use cryptpeft_private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::{
+    hidden, local, lower, model::OwcModel, reference, transport::memory_pair,
+};
 use cryptpeft_train::{cpu, owc::OwcModel as BurnOwc};
 use cryptpeft_types::{
     Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
 };
-use private_eval::tensor::max_abs_diff;
-use private_eval::{hidden, local, lower, model::OwcModel, reference, transport::memory_pair};
 
 #[test]
 fn burn_forward_equals_reference_on_exported_checkpoints() {
@@ -89,7 +91,7 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
 /// burn's on the same file, and the secure run gives the f64 logits.
 #[test]
 fn sft_baseline_loads_the_backbone_layers() {
-    use private_eval::baseline::{Baseline, BaselineModel};
+    use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
     let device = cpu();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/vit_tiny_torchvision.safetensors");
@@ -102,8 +104,11 @@ fn sft_baseline_loads_the_backbone_layers() {
     let t = Tensor::<3>::from_data(TensorData::new(v, [1, bb.tokens(), bb.hidden_dim]), &device);
     let z = vit.ln.forward(vit.layers[bb.layers - 1].forward(t));
     let cls: Vec<f32> = z.narrow(1, 0, 1).into_data().try_to_vec::<f32>().unwrap();
-    let cls =
-        private_eval::tensor::Mat::new(1, bb.hidden_dim, cls.iter().map(|&v| v as f64).collect());
+    let cls = cryptpeft_private_eval::tensor::Mat::new(
+        1,
+        bb.hidden_dim,
+        cls.iter().map(|&v| v as f64).collect(),
+    );
     let burn = cls.linear(&m.head.weight, Some(&m.head.bias)).data;
     let want = reference::layers_forward(&m.layers, bb.heads, &m.final_norm, &m.head, &x[0]);
     let err = max_abs_diff(&burn, &want);

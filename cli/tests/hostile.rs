@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_addr, wait_listening, Kill, BIN};
+use cryptpeft_deploy::attack::{self, header};
+use cryptpeft_deploy::security::{Role, Security};
+use cryptpeft_private_eval::transport::{Channel, MsgKind, TransportConfig};
 use cryptpeft_types::NetworkProfile;
-use private_eval::attack::{self, header};
-use private_eval::security::{Role, Security};
-use private_eval::transport::{Channel, MsgKind, TransportConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -135,9 +135,9 @@ fn checkpoint(dir: &Path, name: &str, adapter: &str, backbone: &str) -> (String,
     assert!(run(&["random-hidden", "--checkpoint", c, "--out", h])
         .status
         .success());
-    let model = private_eval::model::OwcModel::load(&ckpt).unwrap();
-    let states = private_eval::hidden::load(&hid, model.spec.scope + 1).unwrap();
-    let logits = private_eval::reference::forward(&model, &states);
+    let model = cryptpeft_private_eval::model::OwcModel::load(&ckpt).unwrap();
+    let states = cryptpeft_private_eval::hidden::load(&hid, model.spec.scope + 1).unwrap();
+    let logits = cryptpeft_private_eval::reference::forward(&model, &states);
     let want = (0..logits.len())
         .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
         .unwrap();
@@ -592,16 +592,16 @@ fn server_keys(site: &Site, i: usize) -> String {
 fn registry_exhaustion_by_one_server() {
     let site = Site::start("registry", &["--max-models-per-server", "8", "-v"]);
     let keys = server_keys(&site, 2);
-    let config = private_eval::roles::RoleConfig {
+    let config = cryptpeft_deploy::roles::RoleConfig {
         security: Security::from_dir(Path::new(&keys), Role::Server).unwrap(),
         ..Default::default()
     };
-    let model = private_eval::model::OwcModel::load(Path::new(&site.ckpt)).unwrap();
-    let (plan, weights) = private_eval::lower::lower(&model, Default::default()).unwrap();
+    let model = cryptpeft_private_eval::model::OwcModel::load(Path::new(&site.ckpt)).unwrap();
+    let (plan, weights) = cryptpeft_private_eval::lower::lower(&model, Default::default()).unwrap();
     let rss = site.dealer.rss_mb();
     // 300 registrations under one certificate: each past the 8th drops its oldest.
     for _ in 0..300 {
-        private_eval::roles::Server::new(plan.clone(), &weights, &site.daddr, config.clone())
+        cryptpeft_deploy::roles::Server::new(plan.clone(), &weights, &site.daddr, config.clone())
             .unwrap();
     }
     site.dealer.expect_log("past its share");
@@ -639,12 +639,12 @@ fn a_server_restarted_300_times_against_one_dealer() {
 /// A malicious server with a genuine certificate: it answers a client's hello with
 /// `plan` (the honest model's plan, edited) and nothing else.
 fn hostile_plan(site: &Site, edit: impl FnOnce(&mut serde_json::Value) + Send + 'static) -> String {
-    let model = private_eval::model::OwcModel::load(Path::new(&site.ckpt)).unwrap();
-    let (plan, _) = private_eval::lower::lower(&model, Default::default()).unwrap();
+    let model = cryptpeft_private_eval::model::OwcModel::load(Path::new(&site.ckpt)).unwrap();
+    let (plan, _) = cryptpeft_private_eval::lower::lower(&model, Default::default()).unwrap();
     let mut plan = serde_json::to_value(&plan).unwrap();
     edit(&mut plan);
     let spec = serde_json::json!({
-        "protocol": private_eval::plan::PROTOCOL,
+        "protocol": cryptpeft_private_eval::plan::PROTOCOL,
         "model": 1,
         "plan": plan,
         "classes": 5,

@@ -80,7 +80,7 @@ fn a_searched_adapter_serves_real_images_exactly() {
     for (i, &want) in plain.iter().enumerate() {
         let hidden = image_states(&states[first..], i, &bb);
         let file = tmp.path().join(format!("hidden{i}.safetensors"));
-        private_eval::hidden::save(&file, &hidden).unwrap();
+        cryptpeft_private_eval::hidden::save(&file, &hidden).unwrap();
         let o = infer().arg("--hidden-states").arg(&file).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -7,13 +7,13 @@
 mod common;
 
 use common::digits::{backbone_path, image_states, test_states};
+use cryptpeft_private_eval::lower::LowerOptions;
+use cryptpeft_private_eval::plan::InvSqrtParams;
+use cryptpeft_private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::{local, lower, model::OwcModel, reference, transport::memory_pair};
 use cryptpeft_train::data::{DataConfig, DatasetKind};
 use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, NetworkProfile, NormKind};
-use private_eval::lower::LowerOptions;
-use private_eval::plan::InvSqrtParams;
-use private_eval::tensor::max_abs_diff;
-use private_eval::{local, lower, model::OwcModel, reference, transport::memory_pair};
 
 const IMAGES: usize = 4;
 

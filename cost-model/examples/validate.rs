@@ -9,8 +9,8 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use cryptpeft_cost_model::{cost, plan_shape_only, Constants};
+use cryptpeft_private_eval::{local, lower, model::OwcModel, tensor::Mat, transport::memory_pair};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
-use private_eval::{local, lower, model::OwcModel, tensor::Mat, transport::memory_pair};
 use rand::{Rng, SeedableRng};
 
 fn spec(

@@ -1,11 +1,11 @@
 //! Prices of the paper's baselines (SFT of the last 1 or 2 layers, PEFT-LoRA,
-//! PEFT-AdaptFormer): the plans [`private_eval::baseline`] lowers and the executor runs,
+//! PEFT-AdaptFormer): the plans [`cryptpeft_private_eval::baseline`] lowers and the executor runs,
 //! priced like any plan, so `cost --baselines` and `bench-secure --baseline` agree on
 //! bytes and rounds exactly.
 
+use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
+use cryptpeft_private_eval::lower::LowerOptions;
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
-use private_eval::baseline::{Baseline, BaselineModel};
-use private_eval::lower::LowerOptions;
 use serde::Serialize;
 
 use crate::constants::Constants;

@@ -2,10 +2,10 @@
 //! evaluator's own lowering run on a weightless model (`OwcModel::symbolic`), so the
 //! plan priced is, step for step, the plan any model of this spec executes.
 
+use cryptpeft_private_eval::lower::{lower, LowerError, LowerOptions};
+use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::plan::SecurePlan;
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
-use private_eval::lower::{lower, LowerError, LowerOptions};
-use private_eval::model::OwcModel;
-use private_eval::plan::SecurePlan;
 
 /// The plan of `spec` on `backbone` with `classes` outputs and default options.
 pub fn plan_shape_only(

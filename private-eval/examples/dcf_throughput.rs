@@ -2,8 +2,8 @@
 //! dcf_throughput [values] [points]` evaluates one `Pair` key per value at `points`
 //! points (as a multi-threshold comparison does) and reports tree levels per second.
 
-use private_eval::dcf::{gen_keys, DcfKey, Pair};
-use private_eval::prg::Prg;
+use cryptpeft_private_eval::dcf::{gen_keys, DcfKey, Pair};
+use cryptpeft_private_eval::prg::Prg;
 
 fn main() {
     let args: Vec<usize> = std::env::args()

@@ -7,9 +7,9 @@ use std::time::Instant;
 use crate::dcf::DcfKey;
 use crate::dealer::ModelMasks;
 use crate::fixed::Fixed;
+use crate::layout::{head_assemble, head_operands, Grid};
 use crate::material::{CmpMat, ReluMat, Source, StepMat, Triple, TruncMat};
 use crate::matmul::matmul;
-use crate::plain::{head_assemble, head_operands, Grid};
 use crate::plan::*;
 use crate::ring;
 use crate::shapes::{head_shapes, masked_weights, weights_at_f};
@@ -121,6 +121,24 @@ impl ClientKeys {
             .collect();
         Self { e }
     }
+}
+
+/// A synchronizing exchange that ends setup: both sides check that their material halves
+/// come from one dealer generation, then reset the round count so online rounds start
+/// from zero on both ends.
+pub fn sync(chan: &mut dyn Channel, pair: u64) -> Result<(), ExecError> {
+    chan.send_u64s(MsgKind::Hello, &[pair])
+        .map_err(ExecError::Setup)?;
+    let theirs = chan
+        .recv_u64s(MsgKind::Hello, 1)
+        .map_err(ExecError::Setup)?[0];
+    if theirs != pair {
+        return Err(ExecError::Material(format!(
+            "the two parties hold material of different dealer generations ({pair:016x} vs {theirs:016x})"
+        )));
+    }
+    chan.reset_rounds();
+    Ok(())
 }
 
 /// Server: sends `E` to the client (once per model and client).
@@ -741,8 +759,8 @@ impl Party<'_> {
         // First guess of v^(-1/2) (or, directly, v^(-power/2)): piecewise linear
         // between geometric thresholds, from one opening.
         let ts = params.thresholds();
-        let direct = crate::shapes::direct_guess(self.plan, params);
-        let slopes = crate::shapes::guess_slope_bits(self.plan, params);
+        let direct = self.plan.direct_guess(params);
+        let slopes = self.plan.guess_slope_bits(params);
         let exponent = match direct {
             true => params.power as f64 / 2.0,
             false => 0.5,

@@ -2,7 +2,7 @@
 //! whether it streams, then the seeded encoding in frames of at most
 //! [`comm::CHUNK`] bytes. A whole half is read and expanded before the online
 //! phase; a streamed one (a plan whose halves are too large to hold, see
-//! [`crate::roles::DealerLimits::stream_above`]) is expanded step by step while the
+//! `cryptpeft_deploy::roles::DealerLimits::stream_above`) is expanded step by step while the
 //! online phase runs, the dealer connection open throughout. Either way no more is read
 //! than the plan says the half holds.
 

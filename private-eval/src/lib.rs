@@ -1,17 +1,15 @@
 //! Secure two-party evaluation of OWC adapters with a dealer.
 
-pub mod attack;
 pub mod baseline;
 pub mod bench;
 pub mod comm;
 pub mod dcf;
 pub mod dealer;
-pub mod dealer_service;
 pub mod exec;
 pub mod fixed;
 pub mod half;
 pub mod hidden;
-pub mod keys;
+pub mod layout;
 pub mod local;
 pub mod lower;
 pub mod material;
@@ -22,9 +20,6 @@ pub mod plan;
 pub mod prg;
 pub mod reference;
 pub mod ring;
-pub mod roles;
-pub mod security;
-pub mod setup_cache;
 pub mod shapes;
 pub mod tensor;
 pub mod transport;

@@ -1,6 +1,6 @@
 //! Runs client and server in two threads of this process over any channel pair, with
 //! the dealer's material generated in-process: the harness of tests and benchmarks
-//! (the deployed roles in [`crate::roles`] do the same across processes).
+//! (the deployed roles, `cryptpeft_deploy::roles`, do the same across processes).
 
 use std::time::Instant;
 
@@ -71,14 +71,14 @@ pub fn infer_with<C: Channel + 'static>(
     std::thread::scope(|s| {
         let server = s.spawn(move || -> Result<(), ExecError> {
             exec::server_setup(&server_keys, &mut server_chan)?;
-            sync(&mut server_chan, m1.binding.pair)?;
+            exec::sync(&mut server_chan, m1.binding.pair)?;
             exec::run(plan, Keys::Server(&server_keys), m1, None, &mut server_chan)?;
             server_chan.flush().map_err(ExecError::Setup)?;
             Ok(())
         });
         let client = (|| {
             let keys: ClientKeys = exec::client_setup(plan, &mut client_chan)?;
-            sync(&mut client_chan, m0.binding.pair)?;
+            exec::sync(&mut client_chan, m0.binding.pair)?;
             let before = client_chan.stats();
             let t = Instant::now();
             let out = exec::run_with(
@@ -104,23 +104,4 @@ pub fn infer_with<C: Channel + 'static>(
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
     })
-}
-
-/// A synchronizing exchange that ends setup: both sides check that their material halves
-/// come from one dealer generation, then reset the round count so online rounds start
-/// from zero on both ends.
-pub fn sync(chan: &mut dyn Channel, pair: u64) -> Result<(), ExecError> {
-    use crate::transport::{ChannelExt, MsgKind};
-    chan.send_u64s(MsgKind::Hello, &[pair])
-        .map_err(ExecError::Setup)?;
-    let theirs = chan
-        .recv_u64s(MsgKind::Hello, 1)
-        .map_err(ExecError::Setup)?[0];
-    if theirs != pair {
-        return Err(ExecError::Material(format!(
-            "the two parties hold material of different dealer generations ({pair:016x} vs {theirs:016x})"
-        )));
-    }
-    chan.reset_rounds();
-    Ok(())
 }

@@ -98,7 +98,7 @@ pub const WHOLE_COEF_MAX: f64 = 65536.0;
 
 /// LayerNorm's inverse square root: comparison thresholds and Newton iterations.
 /// Without Newton, under exact truncation, the comparison's piecewise guess is the
-/// answer, `v^(-power/2)` ([`crate::shapes::direct_guess`]).
+/// answer, `v^(-power/2)` ([`SecurePlan::direct_guess`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct InvSqrtParams {
     /// Thresholds are `2^(min_exp + k / per_octave)`, for `k` in `0..(max_exp-min_exp)*per_octave`.
@@ -459,7 +459,7 @@ impl SecurePlan {
                     {
                         return Err(format!("norm parameters {p:?}"));
                     }
-                    if let Some(why) = crate::shapes::direct_guess_problem(self, p) {
+                    if let Some(why) = self.direct_guess_problem(p) {
                         return Err(format!("norm parameters: {why}"));
                     }
                 }
@@ -538,6 +538,53 @@ impl SecurePlan {
         Ok(())
     }
 
+    /// Whether a norm's first guess is its answer, `v^(-power/2)` directly: without Newton,
+    /// under exact truncation. Local truncation keeps the guess of `v^(-1/2)` at `f` bits
+    /// and scales by it `power` times, since its failure chance grows with the scale of
+    /// what it truncates.
+    pub fn direct_guess(&self, p: &InvSqrtParams) -> bool {
+        p.newton == 0 && self.exact_truncation
+    }
+
+    /// Fractional bits of the slopes of a norm's first guess, from the comparison's one
+    /// opening: `f` for a guess of `v^(-1/2)`. A direct guess ([`direct_guess`](SecurePlan::direct_guess)) is kept at
+    /// `f + slopes` bits through the one product with the numerator, whose scale
+    /// `2f + slopes` leaves room for the output below the exact truncation's 2^62: 2^48 for
+    /// LayerNorm (outputs below 2^14), 2^60 for a row normalization (weights at most 1),
+    /// whose slopes `-1/v^2` need the extra bits.
+    pub fn guess_slope_bits(&self, p: &InvSqrtParams) -> u32 {
+        let f = self.frac_bits;
+        match (self.direct_guess(p), p.power) {
+            (true, 1) => 48u32.saturating_sub(2 * f),
+            (true, _) => 60u32.saturating_sub(2 * f),
+            (false, _) => f,
+        }
+    }
+
+    /// Why a direct guess ([`direct_guess`](SecurePlan::direct_guess)) cannot run in `plan`, if it cannot: it needs
+    /// `power` 1 or 2, slopes at least as fine as the input, and values below 2^62.
+    pub fn direct_guess_problem(&self, p: &InvSqrtParams) -> Option<String> {
+        if !self.direct_guess(p) {
+            return None;
+        }
+        let (frac_bits, slopes) = (self.frac_bits, self.guess_slope_bits(p));
+        let top = (frac_bits + slopes) as f64 - p.min_exp as f64 * p.power as f64 / 2.0;
+        if p.power > 2 {
+            Some(format!("power {} without Newton (1 or 2)", p.power))
+        } else if slopes < frac_bits {
+            Some(format!(
+                "{frac_bits} fractional bits leave a guess without Newton {slopes}-bit slopes"
+            ))
+        } else if top > 62.0 {
+            Some(format!(
+                "a first threshold of 2^{} without Newton",
+                p.min_exp
+            ))
+        } else {
+            None
+        }
+    }
+
     /// A `LayerNorm` step's `(rows, d, c)`: its input `x` is `rows x d`, its scaled
     /// `z` has `c` columns.
     pub fn norm_shape(&self, x: WireId, z: WireId) -> (usize, usize, usize) {
@@ -586,8 +633,11 @@ impl SecurePlan {
     pub fn sha256_hex(&self) -> String {
         let mut bytes = PROTOCOL.to_le_bytes().to_vec();
         bytes.extend(serde_json::to_vec(self).expect("plan serializes"));
-        let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
-        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Bytes of all wires together: no single exchange of the online phase is larger,
@@ -598,7 +648,7 @@ impl SecurePlan {
             .map(|w| (w.rows as u64).saturating_mul(w.cols as u64))
             .fold(0u64, u64::saturating_add)
             .saturating_mul(8)
-            .max(crate::security::PRE_AUTH_FRAME)
+            .max(crate::transport::PRE_AUTH_FRAME)
     }
 
     /// Comparisons in one session (each a DCF evaluation per party): ReLU inputs,

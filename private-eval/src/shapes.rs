@@ -71,58 +71,11 @@ pub fn head_shapes(
     }
 }
 
-/// Whether a norm's first guess is its answer, `v^(-power/2)` directly: without Newton,
-/// under exact truncation. Local truncation keeps the guess of `v^(-1/2)` at `f` bits
-/// and scales by it `power` times, since its failure chance grows with the scale of
-/// what it truncates.
-pub fn direct_guess(plan: &SecurePlan, p: &InvSqrtParams) -> bool {
-    p.newton == 0 && plan.exact_truncation
-}
-
-/// Fractional bits of the slopes of a norm's first guess, from the comparison's one
-/// opening: `f` for a guess of `v^(-1/2)`. A direct guess ([`direct_guess`]) is kept at
-/// `f + slopes` bits through the one product with the numerator, whose scale
-/// `2f + slopes` leaves room for the output below the exact truncation's 2^62: 2^48 for
-/// LayerNorm (outputs below 2^14), 2^60 for a row normalization (weights at most 1),
-/// whose slopes `-1/v^2` need the extra bits.
-pub fn guess_slope_bits(plan: &SecurePlan, p: &InvSqrtParams) -> u32 {
-    let f = plan.frac_bits;
-    match (direct_guess(plan, p), p.power) {
-        (true, 1) => 48u32.saturating_sub(2 * f),
-        (true, _) => 60u32.saturating_sub(2 * f),
-        (false, _) => f,
-    }
-}
-
-/// Why a direct guess ([`direct_guess`]) cannot run in `plan`, if it cannot: it needs
-/// `power` 1 or 2, slopes at least as fine as the input, and values below 2^62.
-pub fn direct_guess_problem(plan: &SecurePlan, p: &InvSqrtParams) -> Option<String> {
-    if !direct_guess(plan, p) {
-        return None;
-    }
-    let (frac_bits, slopes) = (plan.frac_bits, guess_slope_bits(plan, p));
-    let top = (frac_bits + slopes) as f64 - p.min_exp as f64 * p.power as f64 / 2.0;
-    if p.power > 2 {
-        Some(format!("power {} without Newton (1 or 2)", p.power))
-    } else if slopes < frac_bits {
-        Some(format!(
-            "{frac_bits} fractional bits leave a guess without Newton {slopes}-bit slopes"
-        ))
-    } else if top > 62.0 {
-        Some(format!(
-            "a first threshold of 2^{} without Newton",
-            p.min_exp
-        ))
-    } else {
-        None
-    }
-}
-
 /// Number of element-wise products a norm runs after the comparison: three per Newton
 /// iteration, then `power` scalings of the output by `u` (scaling twice keeps `z u^2`
 /// precise where `u^2` alone would lose bits); for a direct guess, the one scaling.
 pub fn layernorm_mults(plan: &SecurePlan, p: &InvSqrtParams) -> usize {
-    match direct_guess(plan, p) {
+    match plan.direct_guess(p) {
         true => 1,
         false => 3 * p.newton as usize + p.power as usize,
     }
@@ -178,7 +131,7 @@ pub fn layernorm_waves(
         values: rows,
         thresholds: p.thresholds().len(),
     });
-    if !direct_guess(plan, p) {
+    if !plan.direct_guess(p) {
         out.extend(truncs.next());
     }
     for i in 0..layernorm_mults(plan, p) {
@@ -218,10 +171,10 @@ pub fn layernorm_truncs(
     if p.squares {
         v.push(by(rows));
     }
-    if direct_guess(plan, p) {
+    if plan.direct_guess(p) {
         v.push(LnTrunc {
             values: rows * c,
-            shift: f + guess_slope_bits(plan, p),
+            shift: f + plan.guess_slope_bits(p),
         });
         return v;
     }

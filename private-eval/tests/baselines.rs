@@ -2,14 +2,14 @@
 //! plaintext f64 model's logits: softmax attention, GELU, LayerNorm, AdaptFormer's
 //! bottleneck, dead-token elimination in the last layer.
 
-use private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::tensor::max_abs_diff;
 use std::time::Duration;
 
+use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
+use cryptpeft_private_eval::lower::LowerOptions;
+use cryptpeft_private_eval::plan::InvSqrtParams;
+use cryptpeft_private_eval::{hidden, local, reference, transport::memory_pair};
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
-use private_eval::baseline::{Baseline, BaselineModel};
-use private_eval::lower::LowerOptions;
-use private_eval::plan::InvSqrtParams;
-use private_eval::{hidden, local, reference, transport::memory_pair};
 
 #[test]
 fn baselines_match_the_plaintext_model() {

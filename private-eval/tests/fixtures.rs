@@ -1,7 +1,7 @@
 //! The plaintext reference reproduces the golden OWC fixtures that PyTorch computed.
 
+use cryptpeft_private_eval::{model::OwcModel, reference, tensor::Mat};
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NormKind};
-use private_eval::{model::OwcModel, reference, tensor::Mat};
 use safetensors::SafeTensors;
 
 fn fixture(norm: &str) -> (OwcModel, Vec<Vec<Mat>>, Mat) {

@@ -1,7 +1,7 @@
 //! The lowered plan, run in plaintext, computes the reference model's logits.
 
+use cryptpeft_private_eval::{hidden, lower, model::OwcModel, plain, reference};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, BackboneSpec, NormKind};
-use private_eval::{hidden, lower, model::OwcModel, plain, reference};
 
 #[test]
 fn plaintext_plan_matches_reference_for_many_specs() {
@@ -44,7 +44,7 @@ fn plaintext_plan_matches_reference_for_many_specs() {
                         assert!(err < 1e-9, "{}: err {err}", spec.label());
                         // The plan travels as JSON to the client and the dealer: it must
                         // come back bit-identical, or the material's digest check fails.
-                        let back: private_eval::plan::SecurePlan =
+                        let back: cryptpeft_private_eval::plan::SecurePlan =
                             serde_json::from_slice(&serde_json::to_vec(&plan).unwrap()).unwrap();
                         assert_eq!(back.digest(), plan.digest(), "{}", spec.label());
                     }
@@ -74,7 +74,7 @@ fn a_relu_width_outside_f_plus_2_to_64_is_refused() {
 
 #[test]
 fn a_peers_plan_with_bad_parameters_or_dangling_wires_is_refused() {
-    use private_eval::plan::Step;
+    use cryptpeft_private_eval::plan::Step;
     let spec = AdapterSpec {
         norm: NormKind::LayerNorm,
         ..AdapterSpec::paper(1, 4, 1)

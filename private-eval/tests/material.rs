@@ -4,17 +4,17 @@
 
 use std::time::Duration;
 
+use cryptpeft_private_eval::comm::{self, Party};
+use cryptpeft_private_eval::dealer::{self, ModelMasks};
+use cryptpeft_private_eval::exec::{self, Keys, ServerKeys};
+use cryptpeft_private_eval::material::Material;
+use cryptpeft_private_eval::plan::SecurePlan;
+use cryptpeft_private_eval::prg::Prg;
+use cryptpeft_private_eval::transport::memory_pair;
+use cryptpeft_private_eval::{hidden, local, lower, model::OwcModel, plain};
 use cryptpeft_types::{
     Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
 };
-use private_eval::comm::{self, Party};
-use private_eval::dealer::{self, ModelMasks};
-use private_eval::exec::{self, Keys, ServerKeys};
-use private_eval::material::Material;
-use private_eval::plan::SecurePlan;
-use private_eval::prg::Prg;
-use private_eval::transport::memory_pair;
-use private_eval::{hidden, local, lower, model::OwcModel, plain};
 
 fn specs() -> Vec<AdapterSpec> {
     let mut out = Vec::new();

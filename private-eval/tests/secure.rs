@@ -1,10 +1,12 @@
 //! Secure logits equal the plaintext reference for many random specs on small shapes.
 
-use private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::tensor::max_abs_diff;
 use std::time::Duration;
 
+use cryptpeft_private_eval::{
+    hidden, local, lower, model::OwcModel, reference, transport::memory_pair,
+};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
-use private_eval::{hidden, local, lower, model::OwcModel, reference, transport::memory_pair};
 
 /// Fixed point with 16 fractional bits: weights and inputs carry 2^-17 rounding, every
 /// product a truncation of 1 ulp; through a few layers this stays far below 0.01.
@@ -76,6 +78,6 @@ fn hidden_states_are_fetched_lazily_in_order() {
     let first = plan.steps[0].reads(&plan.openings);
     assert!(first.iter().all(|&w| matches!(
         plan.wires[w].kind,
-        private_eval::plan::WireKind::ClientInput { hidden: 0 }
+        cryptpeft_private_eval::plan::WireKind::ClientInput { hidden: 0 }
     )));
 }

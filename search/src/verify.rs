@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use cryptpeft_deploy::loopback::bench_secure;
+use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::tensor::Mat;
 use cryptpeft_types::NetworkProfile;
-use private_eval::bench::bench_secure;
-use private_eval::model::OwcModel;
-use private_eval::tensor::Mat;
 
 use crate::error::{Error, Result};
 use crate::eval::Features;

@@ -199,7 +199,7 @@ fn over_tcp_the_connection_is_tls_and_verified() {
     let url = pg::tls_url(&pg::fresh_database("tls"));
     let space = write_space(tmp.path(), &tiny_space(3, 2, 1));
     let other_ca = tmp.path().join("other-ca.pem");
-    let other = private_eval::keys::Deployment::generate(&["127.0.0.1".into()], 1).unwrap();
+    let other = cryptpeft_deploy::keys::Deployment::generate(&["127.0.0.1".into()], 1).unwrap();
     std::fs::write(&other_ca, other.dealer_ca.cert_pem).unwrap();
     let run = |ca: &Path| {
         Command::new(BIN)

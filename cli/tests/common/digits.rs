@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
+use cryptpeft_private_eval::tensor::Mat;
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::cpu;
 use cryptpeft_train::data::{DataConfig, ImageSet, Preprocess, Split};
 use cryptpeft_types::BackboneSpec;
-use private_eval::tensor::Mat;
 
 /// The shipped backbone (`vit-mini`).
 pub fn backbone_path() -> PathBuf {

@@ -55,7 +55,7 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         TransportError::Io {
             context: context.into(),
             source,

@@ -51,6 +51,10 @@ impl TransportConfig {
     }
 }
 
+/// Largest frame read from a peer before it is authenticated and its session known:
+/// a hello, a session id, a material request.
+pub const PRE_AUTH_FRAME: u64 = 4 << 10;
+
 /// Largest abort reason sent or read (bytes); longer ones are cut.
 pub const MAX_ABORT_BYTES: u64 = 1 << 10;
 

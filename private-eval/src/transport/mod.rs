@@ -19,7 +19,7 @@
 //! * [`shaping`]: the writer thread that applies bandwidth and delay.
 //! * [`stats`]: [`Stats`] counters.
 //! * [`tcp`]: connect / listen / accept.
-//! * [`tls`]: TLS 1.3 under a channel, and [`Link`], a plain or TLS socket.
+//! * TLS lives in the deployment crate (`cryptpeft_deploy::tls`): the core builds none.
 
 pub mod channel;
 pub mod error;
@@ -29,20 +29,19 @@ pub mod shaping;
 pub mod stats;
 pub mod stream;
 pub mod tcp;
-pub mod tls;
 
 pub use channel::{bytes_to_u64s, u64s_to_bytes, Channel, ChannelExt};
 pub use error::TransportError;
 pub use frame::{MsgKind, HEADER_LEN};
 pub use framed::{
     memory_pair, printable, try_memory_pair, FramedChannel, TransportConfig, MAX_ABORT_BYTES,
+    PRE_AUTH_FRAME,
 };
 pub use stats::Stats;
 pub use stream::Stream;
 pub use tcp::{
     accept, connect, dial, listen, serve_connections, AddressSlot, Admit, Gate, Slot, Slots,
 };
-pub use tls::{Link, TlsStream, WireBytes};
 
 #[cfg(test)]
 mod tests;

@@ -50,7 +50,7 @@ pub trait Stream: Read + Write + Send + Sized + 'static {
 
 /// Linux's `POLLRDHUP`: the peer shut its sending side (bytes it sent before, a TLS
 /// close_notify say, may still be unread), or the socket hung up or failed.
-pub(crate) fn hung_up(sock: &impl std::os::fd::AsRawFd) -> bool {
+pub fn hung_up(sock: &impl std::os::fd::AsRawFd) -> bool {
     let mut fd = libc::pollfd {
         fd: sock.as_raw_fd(),
         events: libc::POLLRDHUP,

@@ -139,7 +139,7 @@ fn remove_stale(root: &Path) {
 /// to the cluster's user, as postgres demands), the CA beside it, and a `pg_hba.conf`
 /// that takes the Unix socket and TLS over loopback only.
 fn configure_tls(dir: &Path, data: &Path, user: Option<(u32, u32)>) -> PathBuf {
-    let d = private_eval::keys::Deployment::generate(&["127.0.0.1".into()], 1).unwrap();
+    let d = cryptpeft_deploy::keys::Deployment::generate(&["127.0.0.1".into()], 1).unwrap();
     let files = [
         ("server.crt", &d.dealer.cert_pem, 0o644),
         ("server.key", &d.dealer.key_pem, 0o600),

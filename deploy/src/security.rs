@@ -28,7 +28,9 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, Server
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use crate::transport::{self, FramedChannel, Link, TlsStream, TransportConfig, TransportError};
+use cryptpeft_private_eval::transport::{self, FramedChannel, TransportConfig, TransportError};
+
+use crate::tls::{Link, TlsStream};
 
 /// SHA-256 of a peer's verified end-entity certificate: who it is.
 pub type Fingerprint = [u8; 32];
@@ -303,9 +305,8 @@ impl Tls {
     }
 }
 
-/// Largest frame read from a peer before it is authenticated and its session known:
-/// a hello, a session id, a material request.
-pub const PRE_AUTH_FRAME: u64 = 4 << 10;
+/// Largest frame read from a peer before it is authenticated and its session known.
+pub use cryptpeft_private_eval::transport::PRE_AUTH_FRAME;
 
 impl Security {
     /// Loads a role's files from a directory made by `cryptpeft keys`: the role CAs
@@ -405,7 +406,7 @@ impl Security {
     /// fingerprint of the client certificate the peer presented, if any (verified
     /// against the CA of the role this end admits). The handshake and the first
     /// frame must complete within the handshake deadline, and until the role raises
-    /// them ([`Channel::limit`](crate::transport::Channel::limit)) frames are
+    /// them ([`Channel::limit`](cryptpeft_private_eval::transport::Channel::limit)) frames are
     /// limited to [`PRE_AUTH_FRAME`] bytes.
     pub fn accept(
         &self,
@@ -414,7 +415,7 @@ impl Security {
         profile: NetworkProfile,
         config: TransportConfig,
     ) -> Result<(FramedChannel<Link>, Option<Fingerprint>), TransportError> {
-        use crate::transport::Channel;
+        use cryptpeft_private_eval::transport::Channel;
         let deadline = Instant::now() + config.handshake_deadline;
         sock.set_nodelay(true)
             .map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;

@@ -1,4 +1,4 @@
-//! TLS 1.3 (rustls) under a [`FramedChannel`](super::FramedChannel).
+//! TLS 1.3 (rustls) under a [`FramedChannel`](cryptpeft_private_eval::transport::FramedChannel).
 //!
 //! The channel reads on the caller's thread and writes from its shaping thread,
 //! each with its own handle on the socket. rustls keeps one state per connection,
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use cryptpeft_types::NetworkProfile;
 use rustls_pki_types::CertificateDer;
 
-use super::stream::{left, Stream};
+use cryptpeft_private_eval::transport::stream::{left, Stream};
 
 /// Plaintext handed to rustls per `write` call: bounds the ciphertext buffered
 /// at once, whatever the frame size.
@@ -242,7 +242,7 @@ impl Stream for TlsStream {
         })
     }
     fn peer_gone(&self) -> bool {
-        super::stream::hung_up(&self.sock)
+        cryptpeft_private_eval::transport::stream::hung_up(&self.sock)
     }
     /// Every socket read of this call, until a record decrypts, ends by `deadline`.
     fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {

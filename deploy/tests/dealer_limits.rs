@@ -8,12 +8,12 @@ use std::time::Duration;
 mod common;
 use common::{dealer, Dealer};
 
+use cryptpeft_deploy::roles::{fetch_material, DealerLimits, Requester, RoleConfig, Server};
+use cryptpeft_private_eval::lower::lower;
+use cryptpeft_private_eval::material::Source;
+use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::transport;
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
-use private_eval::lower::lower;
-use private_eval::material::Source;
-use private_eval::model::OwcModel;
-use private_eval::roles::{fetch_material, DealerLimits, Requester, RoleConfig, Server};
-use private_eval::transport;
 
 fn register(d: &Dealer) -> Result<Server, String> {
     let model = OwcModel::random(
@@ -181,7 +181,7 @@ fn server_sessions_beyond_the_cap_are_told_busy() {
     let server = Server::new(plan, &weights, &d.addr, config.clone()).unwrap();
     let l = transport::listen("127.0.0.1:0").unwrap();
     let saddr = l.local_addr().unwrap().to_string();
-    let hidden = private_eval::hidden::random(3, 10, 16, 4);
+    let hidden = cryptpeft_private_eval::hidden::random(3, 10, 16, 4);
     let stop = AtomicBool::new(false);
     /// Stops the server however the test ends, so the scope can join it.
     struct StopOnDrop<'a>(&'a AtomicBool);
@@ -196,7 +196,7 @@ fn server_sessions_beyond_the_cap_are_told_busy() {
         // An idle connection holds the only session.
         let idle = std::net::TcpStream::connect(&saddr).unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        let e = refused(private_eval::roles::run_client(
+        let e = refused(cryptpeft_deploy::roles::run_client(
             &saddr, &d.addr, &hidden, &config,
         ));
         assert!(e.contains("server busy"), "{e}");
@@ -204,7 +204,7 @@ fn server_sessions_beyond_the_cap_are_told_busy() {
         std::thread::sleep(Duration::from_millis(300));
         // Two clients one after the other once the slot is free.
         for _ in 0..2 {
-            private_eval::roles::run_client(&saddr, &d.addr, &hidden, &config).unwrap();
+            cryptpeft_deploy::roles::run_client(&saddr, &d.addr, &hidden, &config).unwrap();
         }
     });
 }
@@ -218,8 +218,11 @@ fn pending_material_is_capped_in_bytes() {
         1,
     );
     let (plan, _) = lower(&model, Default::default()).unwrap();
-    let one = private_eval::comm::offline_bytes(&plan);
-    let server_half = private_eval::comm::material_bytes(&plan, private_eval::comm::Party::Server);
+    let one = cryptpeft_private_eval::comm::offline_bytes(&plan);
+    let server_half = cryptpeft_private_eval::comm::material_bytes(
+        &plan,
+        cryptpeft_private_eval::comm::Party::Server,
+    );
     // Room for one new session while another's server half waits, not for two.
     let d = dealer(DealerLimits {
         max_pending_bytes: one + server_half - 1,

@@ -1,16 +1,19 @@
 //! Closed-form costs, single-use material, masked transcripts, checkpoint errors.
 
-use private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::tensor::max_abs_diff;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cryptpeft_deploy::roles;
+use cryptpeft_deploy::roles::Requester::Client;
+use cryptpeft_private_eval::bench::protocol_plan;
+use cryptpeft_private_eval::material::Source;
+use cryptpeft_private_eval::model::{CheckpointError, OwcModel};
+use cryptpeft_private_eval::transport::{
+    memory_pair, Channel, MsgKind, Stats, TransportError, HEADER_LEN,
+};
+use cryptpeft_private_eval::{fixed::Fixed, hidden, local, lower, transport};
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
-use private_eval::bench::protocol_plan;
-use private_eval::material::Source;
-use private_eval::model::{CheckpointError, OwcModel};
-use private_eval::roles::Requester::Client;
-use private_eval::transport::{memory_pair, Channel, MsgKind, Stats, TransportError, HEADER_LEN};
-use private_eval::{fixed::Fixed, hidden, local, lower, roles, transport};
 
 const H: u64 = HEADER_LEN as u64;
 
@@ -67,24 +70,24 @@ fn accounting_matches_closed_forms() {
 
 #[test]
 fn protocol_results_are_correct() {
-    for name in private_eval::bench::PROTOCOLS {
+    for name in cryptpeft_private_eval::bench::PROTOCOLS {
         let (plan, w, x, _) = protocol_plan(name);
         let mut plan = plan;
         let out = plan.steps.last().map(|s| match s {
-            private_eval::plan::Step::Relu { out, .. }
-            | private_eval::plan::Step::Square { out, .. }
-            | private_eval::plan::Step::Spline { out, .. }
-            | private_eval::plan::Step::RowMax { out, .. }
-            | private_eval::plan::Step::LayerNorm { out, .. }
-            | private_eval::plan::Step::HeadMatMul { out, .. }
-            | private_eval::plan::Step::Linear { out, .. } => *out,
+            cryptpeft_private_eval::plan::Step::Relu { out, .. }
+            | cryptpeft_private_eval::plan::Step::Square { out, .. }
+            | cryptpeft_private_eval::plan::Step::Spline { out, .. }
+            | cryptpeft_private_eval::plan::Step::RowMax { out, .. }
+            | cryptpeft_private_eval::plan::Step::LayerNorm { out, .. }
+            | cryptpeft_private_eval::plan::Step::HeadMatMul { out, .. }
+            | cryptpeft_private_eval::plan::Step::Linear { out, .. } => *out,
             _ => unreachable!(),
         });
-        plan.steps.push(private_eval::plan::Step::Reveal {
+        plan.steps.push(cryptpeft_private_eval::plan::Step::Reveal {
             wire: out.unwrap(),
             raw: false,
         });
-        let want = private_eval::plain::eval(&plan, &w, &x);
+        let want = cryptpeft_private_eval::plain::eval(&plan, &w, &x);
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, s, 11).unwrap().logits;
         let err = max_abs_diff(&want, &got);
@@ -204,13 +207,13 @@ fn dealer_refuses_reused_material() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let st = stop.clone();
     let cfg = roles::RoleConfig {
-        security: private_eval::security::Security::Insecure,
+        security: cryptpeft_deploy::security::Security::Insecure,
         ..Default::default()
     };
     let h = std::thread::spawn({
         let cfg = cfg.clone();
         move || {
-            private_eval::dealer_service::run_dealer(dl, cfg, || {
+            cryptpeft_deploy::dealer_service::run_dealer(dl, cfg, || {
                 st.load(std::sync::atomic::Ordering::Relaxed)
             })
         }
@@ -309,7 +312,7 @@ fn checkpoint_errors_name_the_tensor() {
 /// local truncation, a guess of `u` at `f` bits, within 2% (4%).
 #[test]
 fn inverse_square_root_holds_across_its_range() {
-    use private_eval::plan::Step;
+    use cryptpeft_private_eval::plan::Step;
     let cases = [
         (1, false, 8, 0.015),
         (0, true, 32, 0.015),
@@ -320,7 +323,8 @@ fn inverse_square_root_holds_across_its_range() {
     for (newton, exact, per_octave, tol) in cases {
         for power in [1, 2] {
             for scale in [0.01, 1.0, 10.0] {
-                let (mut plan, w, mut x, _) = private_eval::bench::protocol_plan("2quad-norm");
+                let (mut plan, w, mut x, _) =
+                    cryptpeft_private_eval::bench::protocol_plan("2quad-norm");
                 x[0] = x[0].map(|v| v * scale);
                 if let Step::LayerNorm { inv_sqrt, .. } = &mut plan.steps[2] {
                     inv_sqrt.power = power;
@@ -336,7 +340,7 @@ fn inverse_square_root_holds_across_its_range() {
                     raw: false,
                 });
                 plan.check().unwrap();
-                let want = private_eval::plain::eval(&plan, &w, &x);
+                let want = cryptpeft_private_eval::plain::eval(&plan, &w, &x);
                 let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
                 let got = local::infer(&plan, &w, &x, c, s, 3).unwrap().logits;
                 let top = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -357,7 +361,7 @@ fn inverse_square_root_holds_across_its_range() {
 /// frame limit of its size needed), and its bytes on the wire are `comm::setup_bytes`.
 #[test]
 fn a_setup_larger_than_a_chunk_travels_in_pieces() {
-    use private_eval::{comm, dealer::ModelMasks, exec, tensor::Mat};
+    use cryptpeft_private_eval::{comm, dealer::ModelMasks, exec, tensor::Mat};
     let (mut plan, mut w, _, _) = protocol_plan("linear-client");
     let (d, cols) = (768, 1100);
     plan.weights[0].cols = cols;

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use private_eval::roles::{DealerLimits, RoleConfig};
-use private_eval::transport;
+use cryptpeft_deploy::roles::{DealerLimits, RoleConfig};
+use cryptpeft_private_eval::transport;
 
 /// A running dealer; it stops taking connections when dropped.
 pub struct Dealer {
@@ -25,12 +25,12 @@ pub fn dealer(limits: DealerLimits) -> Dealer {
     let stop = Arc::new(AtomicBool::new(false));
     let config = RoleConfig {
         dealer: limits,
-        security: private_eval::security::Security::Insecure,
+        security: cryptpeft_deploy::security::Security::Insecure,
         ..RoleConfig::default()
     };
     let (st, cfg) = (stop.clone(), config.clone());
     std::thread::spawn(move || {
-        private_eval::dealer_service::run_dealer(l, cfg, || st.load(Ordering::Relaxed))
+        cryptpeft_deploy::dealer_service::run_dealer(l, cfg, || st.load(Ordering::Relaxed))
     });
     Dealer { addr, stop, config }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-use crate::transport::{MsgKind, HEADER_LEN};
+use cryptpeft_private_eval::transport::{MsgKind, HEADER_LEN};
 
 /// Where attackers connect from.
 pub const ATTACKER_ADDRESS: &str = "127.0.0.2";
@@ -60,7 +60,7 @@ pub fn tls(addr: &str, ca: &Path) -> io::Result<Tls> {
 
 /// A frame header: payload length, kind, session 0, depth 1.
 pub fn header(len: u32, kind: MsgKind) -> [u8; HEADER_LEN] {
-    crate::transport::frame::Header {
+    cryptpeft_private_eval::transport::frame::Header {
         len,
         kind: kind as u8,
         session: 0,

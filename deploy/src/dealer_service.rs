@@ -29,16 +29,17 @@ use std::time::{Duration, Instant};
 
 use cryptpeft_types::NetworkProfile;
 
-use crate::comm::{self, Party};
-use crate::dealer::{self, ModelMasks};
-use crate::material::write_step;
-use crate::plan::SecurePlan;
-use crate::prg::Prg;
-use crate::roles::{
-    ctx, DealerLimits, DealerRequest, Registered, RoleConfig, RoleError, MAX_PLAN_BYTES,
-};
+use crate::messages::{DealerRequest, Registered, MAX_PLAN_BYTES};
+use crate::roles::{ctx, DealerLimits, RoleConfig, RoleError};
 use crate::security::Fingerprint;
-use crate::transport::{serve_connections, Admit, Channel, ChannelExt, Gate, MsgKind};
+use cryptpeft_private_eval::comm::{self, Party};
+use cryptpeft_private_eval::dealer::{self, ModelMasks};
+use cryptpeft_private_eval::material::write_step;
+use cryptpeft_private_eval::plan::SecurePlan;
+use cryptpeft_private_eval::prg::Prg;
+use cryptpeft_private_eval::transport::{
+    serve_connections, Admit, Channel, ChannelExt, Gate, MsgKind,
+};
 
 /// Material of registered plans up to this size is generated once at registration
 /// (under `catch_unwind`), so a plan whose generation would fail is refused there.
@@ -655,8 +656,8 @@ fn material<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lower::lower;
-    use crate::model::OwcModel;
+    use cryptpeft_private_eval::lower::lower;
+    use cryptpeft_private_eval::model::OwcModel;
     use cryptpeft_types::{AdapterSpec, BackboneSpec};
 
     /// A dealer's state with model 5 of a small plan registered by `owner`.

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cryptpeft_deploy::keys::Deployment;
+use cryptpeft_deploy::roles::{fetch_material, run_client, Requester, RoleConfig, Server};
+use cryptpeft_deploy::security::{Role, Security, Tls, Trust};
+use cryptpeft_deploy::setup_cache::SetupCache;
+use cryptpeft_private_eval::lower::lower;
+use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::{hidden, reference, transport};
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
-use private_eval::keys::Deployment;
-use private_eval::lower::lower;
-use private_eval::model::OwcModel;
-use private_eval::roles::{fetch_material, run_client, Requester, RoleConfig, Server};
-use private_eval::security::{Role, Security, Tls, Trust};
-use private_eval::setup_cache::SetupCache;
-use private_eval::{hidden, reference, transport};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -62,7 +62,7 @@ fn dealer(security: Security) -> Dealer {
     let st = stop.clone();
     let cfg = config(security);
     std::thread::spawn(move || {
-        private_eval::dealer_service::run_dealer(l, cfg, || st.load(Ordering::Relaxed))
+        cryptpeft_deploy::dealer_service::run_dealer(l, cfg, || st.load(Ordering::Relaxed))
     });
     Dealer { addr, stop }
 }
@@ -72,7 +72,7 @@ fn register(dealer: &str, security: Security) -> Result<Server, String> {
     Server::new(plan, &weights, dealer, config(security)).map_err(|e| e.to_string())
 }
 
-fn plan() -> private_eval::plan::SecurePlan {
+fn plan() -> cryptpeft_private_eval::plan::SecurePlan {
     lower(&model(), Default::default()).unwrap().0
 }
 

@@ -12,7 +12,7 @@
 //! announces the id to the server (`Session`); both ends switch to it, and the
 //! server fetches party 1's half. For a plan too large to hold
 //! ([`DealerLimits::stream_above`]) the halves stream over those same dealer
-//! connections while the online phase runs ([`crate::half`]).
+//! connections while the online phase runs ([`cryptpeft_private_eval::half`]).
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,19 +22,21 @@ use std::time::{Duration, Instant};
 use cryptpeft_types::NetworkProfile;
 use serde::{Deserialize, Serialize};
 
-use crate::comm::Party;
-use crate::dealer::ModelMasks;
-use crate::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
-use crate::half::Half;
-use crate::local::sync;
-use crate::material::Source;
-use crate::model::OwcModel;
-use crate::plan::{PlanWeights, SecurePlan, PROTOCOL};
+pub use crate::messages::MAX_PLAN_BYTES;
+use crate::messages::{DealerRequest, Registered};
 use crate::security::{Peer, Security, PRE_AUTH_FRAME};
 use crate::setup_cache::{self, SharedSetupCache};
-use crate::tensor::Mat;
-use crate::transport::{
-    self, Admit, Channel, ChannelExt, FramedChannel, Link, MsgKind, Stats, TransportConfig,
+use crate::tls::Link;
+use cryptpeft_private_eval::comm::Party;
+use cryptpeft_private_eval::dealer::ModelMasks;
+use cryptpeft_private_eval::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
+use cryptpeft_private_eval::half::Half;
+use cryptpeft_private_eval::material::Source;
+use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::plan::{PlanWeights, SecurePlan, PROTOCOL};
+use cryptpeft_private_eval::tensor::Mat;
+use cryptpeft_private_eval::transport::{
+    self, Admit, Channel, ChannelExt, FramedChannel, MsgKind, Stats, TransportConfig,
     TransportError,
 };
 
@@ -54,7 +56,7 @@ pub enum RoleError {
 
 /// A peer's malformed message, its parser's words escaped (they may quote the peer).
 pub(crate) fn malformed(what: &str, e: impl std::fmt::Display) -> RoleError {
-    let e = crate::transport::printable(e.to_string().as_bytes());
+    let e = cryptpeft_private_eval::transport::printable(e.to_string().as_bytes());
     RoleError::Protocol(format!("malformed {what}: {e}"))
 }
 
@@ -132,9 +134,6 @@ impl Default for ClientChecks {
     }
 }
 
-/// Largest plan (JSON) a registration or a spec may carry.
-pub const MAX_PLAN_BYTES: u64 = 64 << 20;
-
 /// What one dealer accepts.
 #[derive(Debug, Clone)]
 pub struct DealerLimits {
@@ -188,36 +187,6 @@ impl Default for DealerLimits {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum DealerRequest {
-    /// Server: register a plan; the reply carries the model id and the weight-mask seed.
-    Register { plan: SecurePlan },
-    /// Either party: its half of a session's material. Party 1's half needs the token
-    /// the dealer gave the registering server.
-    Material {
-        model: u64,
-        session: u64,
-        party: u8,
-        #[serde(default)]
-        token: Option<u128>,
-    },
-    /// The registering server (same certificate): keep `model` registered.
-    Renew { model: u64 },
-    /// The registering server, on shutdown or by `cryptpeft unregister`: drop `model`.
-    Unregister { model: u64 },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Registered {
-    pub(crate) model: u64,
-    pub(crate) seed: u128,
-    /// Entitles the registering server, and only it, to party 1's halves of this model.
-    pub(crate) token: u128,
-    /// Seconds the registration lasts unless renewed.
-    #[serde(default)]
-    pub(crate) lease_s: f64,
-}
-
 /// Who asks the dealer for a session's material: the client (party 0) or the server
 /// that registered the model (party 1, proven by the dealer's token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +222,10 @@ fn dealer_request(
         .map_err(ctx(format!("connecting to the dealer at {addr}")))?;
     // Replies are small; material comes in chunks.
     chan.limit_all(PRE_AUTH_FRAME);
-    chan.limit(MsgKind::Material, crate::comm::CHUNK as u64);
+    chan.limit(
+        MsgKind::Material,
+        cryptpeft_private_eval::comm::CHUNK as u64,
+    );
     chan.send(MsgKind::MaterialRequest, &serde_json::to_vec(req).unwrap())
         .map_err(ctx("asking the dealer"))?;
     Ok(chan)
@@ -525,7 +497,7 @@ impl Server {
         let exchange = self.plan.max_exchange_bytes();
         chan.limit(MsgKind::Open, exchange);
         chan.limit(MsgKind::Reveal, exchange);
-        sync(chan, material.binding().pair)?;
+        exec::sync(chan, material.binding().pair)?;
         let run = exec::run(&self.plan, Keys::Server(&self.keys), material, None, chan);
         self.dealer_bytes
             .fetch_add(dealt.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -734,7 +706,7 @@ pub fn connect_server(server: &str, config: &RoleConfig) -> Result<FramedChannel
     // Until the plan is known: a plan, and the setup in chunks.
     chan.limit_all(PRE_AUTH_FRAME);
     chan.limit(MsgKind::Spec, MAX_PLAN_BYTES);
-    chan.limit(MsgKind::Setup, crate::comm::CHUNK as u64);
+    chan.limit(MsgKind::Setup, cryptpeft_private_eval::comm::CHUNK as u64);
     Ok(chan)
 }
 
@@ -777,7 +749,7 @@ fn check_spec(plan: &SecurePlan, checks: &ClientChecks) -> Result<(), RoleError>
             checks.max_comparisons
         ));
     }
-    let bytes = std::panic::catch_unwind(|| crate::comm::offline_bytes(plan))
+    let bytes = std::panic::catch_unwind(|| cryptpeft_private_eval::comm::offline_bytes(plan))
         .map_err(|_| RoleError::Protocol("plan refused: inconsistent shapes".into()))?;
     if bytes > checks.max_session_bytes {
         return refuse(format!(
@@ -873,7 +845,7 @@ fn client_session<C: Channel>(
     chan.send(MsgKind::Session, &msg)
         .map_err(ctx("client announcing its session"))?;
     chan.set_session(session);
-    sync(chan, material.binding().pair)?;
+    exec::sync(chan, material.binding().pair)?;
     let streamed = matches!(material, Half::Streamed(_));
     let count = spec.plan.inputs;
     let mut source = |k: usize| hidden(k, count);
@@ -926,9 +898,10 @@ fn client_session<C: Channel>(
 /// Loads a model and lowers it: what `serve` does before registering.
 pub fn load_server_model(
     model: &OwcModel,
-    opts: crate::lower::LowerOptions,
+    opts: cryptpeft_private_eval::lower::LowerOptions,
 ) -> Result<(SecurePlan, PlanWeights), RoleError> {
-    crate::lower::lower(model, opts).map_err(|e| RoleError::Protocol(e.to_string()))
+    cryptpeft_private_eval::lower::lower(model, opts)
+        .map_err(|e| RoleError::Protocol(e.to_string()))
 }
 
 #[cfg(test)]
