@@ -164,12 +164,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
         server.join().expect("server thread")?;
         out
     })?;
-    let argmax = |v: &[f64]| {
-        v.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i)
-    };
+    let argmax = reference::argmax;
     let (mut agree, mut correct, mut err) = (0, 0, 0.0f64);
     for (i, r) in result.iter().enumerate() {
         let plain = reference::forward(&model, &per_image[i]);

@@ -39,12 +39,6 @@ pub struct ImageReport {
     pub plaintext: Option<usize>,
 }
 
-fn argmax(v: &[f64]) -> usize {
-    (0..v.len())
-        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
-        .unwrap_or(0)
-}
-
 /// PNG and JPEG files of `dir` (sorted), or the one file.
 pub fn image_paths(path: &Path, dir: bool) -> Result<Vec<PathBuf>, String> {
     match dir {
@@ -173,7 +167,7 @@ pub fn run(
         let hidden = states_kept;
         let plaintext = check.map(|m| {
             let states = &hidden[hidden.len().saturating_sub(m.spec.scope + 1)..];
-            argmax(&reference::forward(m, states))
+            reference::argmax(&reference::forward(m, states))
         });
         out.push(ImageReport {
             image: p.clone(),

@@ -236,13 +236,6 @@ struct Setup<'a> {
     a: &'a LoadArgs,
 }
 
-fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
 fn run_phase(
     s: &Setup<'_>,
     name: &str,
@@ -416,7 +409,7 @@ fn run_phase(
             Ok(rep) => {
                 latencies.push(*secs);
                 let want = &s.want[*input];
-                differing += usize::from(rep.predicted != argmax(want));
+                differing += usize::from(rep.predicted != reference::argmax(want));
                 let err = rep
                     .logits
                     .iter()

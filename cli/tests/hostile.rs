@@ -138,9 +138,7 @@ fn checkpoint(dir: &Path, name: &str, adapter: &str, backbone: &str) -> (String,
     let model = cryptpeft_private_eval::model::OwcModel::load(&ckpt).unwrap();
     let states = cryptpeft_private_eval::hidden::load(&hid, model.spec.scope + 1).unwrap();
     let logits = cryptpeft_private_eval::reference::forward(&model, &states);
-    let want = (0..logits.len())
-        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
-        .unwrap();
+    let want = cryptpeft_private_eval::reference::argmax(&logits);
     (c.to_string(), h.to_string(), want)
 }
 

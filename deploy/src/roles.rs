@@ -869,11 +869,7 @@ fn client_session<C: Channel>(
     let logits = out
         .logits
         .ok_or_else(|| RoleError::Protocol("the plan revealed nothing".into()))?;
-    let predicted = logits
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i);
+    let predicted = cryptpeft_private_eval::reference::argmax(&logits);
     Ok(ClientReport {
         logits,
         predicted,

@@ -167,3 +167,11 @@ pub fn forward(model: &OwcModel, hidden: &[Mat]) -> Vec<f64> {
     let z = hidden[s].add(a.as_ref().expect("scope >= 1"));
     classify(&model.final_norm, &model.head, &z)
 }
+
+/// The predicted class: the index of the largest logit (the last of exact ties; 0 for
+/// none).
+pub fn argmax(logits: &[f64]) -> usize {
+    (0..logits.len())
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap_or(0)
+}
