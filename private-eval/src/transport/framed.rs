@@ -203,12 +203,11 @@ impl<S: Stream> FramedChannel<S> {
 
     fn recv_frame(&mut self, expected: MsgKind) -> Result<Vec<u8>, TransportError> {
         let start = Instant::now();
-        let (config, profile) = (self.config.clone(), self.profile.clone());
-        let budget = |bytes: u64| start + config.frame_budget(bytes, &profile);
         let first = self.next_by.take();
         let cap = |d: Instant| first.map_or(d, |f| f.min(d));
+        let header_by = cap(start + self.config.frame_budget(0, &self.profile));
         let mut h = [0u8; HEADER_LEN];
-        self.read_exact(&mut h, cap(budget(0)), expected, "the header of")?;
+        self.read_exact(&mut h, header_by, expected, "the header of")?;
         self.stats.bytes_received += HEADER_LEN as u64;
         let header = Header::decode(&h);
         let size = u64::from(header.len);
@@ -227,9 +226,10 @@ impl<S: Stream> FramedChannel<S> {
             });
         }
         let mut payload = vec![0u8; header.len as usize];
+        let payload_by = cap(start + self.config.frame_budget(size, &self.profile));
         self.read_exact(
             &mut payload,
-            cap(budget(size)),
+            payload_by,
             expected,
             &format!("the {size}-byte payload of"),
         )?;
