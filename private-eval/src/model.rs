@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use cryptpeft_types::checkpoint;
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NormKind};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::tensor::Mat;
 
-pub const FORMAT: &str = "cryptpeft-adapter-v1";
+pub use cryptpeft_types::checkpoint::FORMAT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -245,15 +246,15 @@ impl OwcModel {
             meta.get(k)
                 .ok_or_else(|| CheckpointError::Metadata(format!("missing key `{k}`")))
         };
-        if field("format")? != FORMAT {
+        if field(checkpoint::META_FORMAT)? != FORMAT {
             return Err(CheckpointError::Metadata(format!(
                 "format is `{}`, expected `{FORMAT}`",
-                field("format")?
+                field(checkpoint::META_FORMAT)?
             )));
         }
-        let spec: AdapterSpec = serde_json::from_str(field("adapter_spec")?)
+        let spec: AdapterSpec = serde_json::from_str(field(checkpoint::META_ADAPTER_SPEC)?)
             .map_err(|e| CheckpointError::Metadata(format!("adapter_spec: {e}")))?;
-        let backbone: BackboneSpec = serde_json::from_str(field("backbone")?)
+        let backbone: BackboneSpec = serde_json::from_str(field(checkpoint::META_BACKBONE)?)
             .map_err(|e| CheckpointError::Metadata(format!("backbone: {e}")))?;
         Self::from_tensors(bytes, spec, backbone)
     }
@@ -281,7 +282,7 @@ impl OwcModel {
             backbone.tokens(),
             backbone.norm_eps,
         );
-        let head_view = rd.view("head.weight")?;
+        let head_view = rd.view(&format!("{}.weight", checkpoint::HEAD))?;
         let classes = *head_view
             .shape()
             .first()
@@ -291,46 +292,46 @@ impl OwcModel {
             })?;
         let mut adapters = Vec::new();
         for j in 0..spec.scope {
-            let p = format!("adapter.{j}");
+            let p = checkpoint::adapter(j);
             let mut blocks = Vec::new();
             for b in 0..spec.blocks {
-                let bp = format!("{p}.block.{b}");
+                let bp = p.block(b);
                 let attn = match spec.attention {
                     AttentionKind::None => None,
                     kind => Some(Attention {
-                        qkv: rd.mat(&format!("{bp}.attn.qkv.weight"), 3 * r, r)?,
+                        qkv: rd.mat(&format!("{}.weight", bp.qkv()), 3 * r, r)?,
                         qkv_bias: None,
                         token_mix: if kind == AttentionKind::LinAtten {
-                            Some(rd.linear(&format!("{bp}.attn.token_mix"), n, n)?)
+                            Some(rd.linear(&bp.token_mix(), n, n)?)
                         } else {
                             None
                         },
-                        proj: rd.linear(&format!("{bp}.attn.proj"), r, r)?,
+                        proj: rd.linear(&bp.proj(), r, r)?,
                     }),
                 };
                 let norm1 = if attn.is_some() {
-                    rd.norm(&format!("{bp}.norm1"), spec.norm, r, eps)?
+                    rd.norm(&bp.norm1(), spec.norm, r, eps)?
                 } else {
                     Norm::None
                 };
                 blocks.push(Block {
                     norm1,
                     attn,
-                    norm2: rd.norm(&format!("{bp}.norm2"), spec.norm, r, eps)?,
-                    fc1: rd.linear(&format!("{bp}.mlp.fc1"), r, r)?,
-                    fc2: rd.linear(&format!("{bp}.mlp.fc2"), r, r)?,
+                    norm2: rd.norm(&bp.norm2(), spec.norm, r, eps)?,
+                    fc1: rd.linear(&bp.fc1(), r, r)?,
+                    fc2: rd.linear(&bp.fc2(), r, r)?,
                     parallel: None,
                 });
             }
             adapters.push(Adapter {
-                down: rd.linear(&format!("{p}.down"), r, d)?,
+                down: rd.linear(&p.down(), r, d)?,
                 blocks,
-                up: rd.linear(&format!("{p}.up"), d, r)?,
+                up: rd.linear(&p.up(), d, r)?,
             });
         }
         Ok(Self {
-            final_norm: rd.norm("final_norm", spec.norm, d, eps)?,
-            head: rd.linear("head", classes, d)?,
+            final_norm: rd.norm(checkpoint::FINAL_NORM, spec.norm, d, eps)?,
+            head: rd.linear(checkpoint::HEAD, classes, d)?,
             spec,
             backbone,
             classes,
@@ -378,42 +379,42 @@ impl OwcModel {
             }
         }
         for (j, a) in self.adapters.iter().enumerate() {
-            lin(&mut put, &format!("adapter.{j}.down"), &a.down);
-            lin(&mut put, &format!("adapter.{j}.up"), &a.up);
+            lin(&mut put, &checkpoint::adapter(j).down(), &a.down);
+            lin(&mut put, &checkpoint::adapter(j).up(), &a.up);
             for (b, blk) in a.blocks.iter().enumerate() {
-                let bp = format!("adapter.{j}.block.{b}");
-                norm(&mut put, &format!("{bp}.norm1"), &blk.norm1);
-                norm(&mut put, &format!("{bp}.norm2"), &blk.norm2);
+                let bp = checkpoint::adapter(j).block(b);
+                norm(&mut put, &bp.norm1(), &blk.norm1);
+                norm(&mut put, &bp.norm2(), &blk.norm2);
                 if let Some(at) = &blk.attn {
                     put(
-                        format!("{bp}.attn.qkv.weight"),
+                        format!("{}.weight", bp.qkv()),
                         vec![at.qkv.rows, at.qkv.cols],
                         &at.qkv.data,
                     );
                     if let Some(tm) = &at.token_mix {
-                        lin(&mut put, &format!("{bp}.attn.token_mix"), tm);
+                        lin(&mut put, &bp.token_mix(), tm);
                     }
-                    lin(&mut put, &format!("{bp}.attn.proj"), &at.proj);
+                    lin(&mut put, &bp.proj(), &at.proj);
                 }
-                lin(&mut put, &format!("{bp}.mlp.fc1"), &blk.fc1);
-                lin(&mut put, &format!("{bp}.mlp.fc2"), &blk.fc2);
+                lin(&mut put, &bp.fc1(), &blk.fc1);
+                lin(&mut put, &bp.fc2(), &blk.fc2);
             }
         }
-        norm(&mut put, "final_norm", &self.final_norm);
-        lin(&mut put, "head", &self.head);
+        norm(&mut put, checkpoint::FINAL_NORM, &self.final_norm);
+        lin(&mut put, checkpoint::HEAD, &self.head);
         out
     }
 
     /// Serializes in the checkpoint format.
     pub fn to_bytes(&self) -> Vec<u8> {
         let meta = HashMap::from([
-            ("format".to_string(), FORMAT.to_string()),
+            (checkpoint::META_FORMAT.to_string(), FORMAT.to_string()),
             (
-                "adapter_spec".to_string(),
+                checkpoint::META_ADAPTER_SPEC.to_string(),
                 serde_json::to_string(&self.spec).unwrap(),
             ),
             (
-                "backbone".to_string(),
+                checkpoint::META_BACKBONE.to_string(),
                 serde_json::to_string(&self.backbone).unwrap(),
             ),
         ]);

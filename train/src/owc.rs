@@ -5,6 +5,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, softmax};
+use cryptpeft_types::checkpoint;
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, BackboneSpec, NormKind};
 
 use crate::error::{Result, TrainError};
@@ -12,7 +13,7 @@ use crate::nn::{merge_heads, split_heads, Init, Linear, Norm};
 use crate::st::{HostTensor, TensorFile};
 
 /// Checkpoint `format` metadata value.
-pub const FORMAT: &str = "cryptpeft-adapter-v1";
+pub use cryptpeft_types::checkpoint::FORMAT;
 /// `eps` of ReLU-softmax: `relu(S) / (sum relu(S) + eps)`.
 pub const RELU_SOFTMAX_EPS: f64 = 1e-6;
 /// Shift `c` of 2Quad: `(S + c)^2 / sum (S + c)^2`.
@@ -268,33 +269,34 @@ impl OwcModel {
     pub fn export(&self) -> TensorFile {
         let mut out = TensorFile::default();
         for (j, a) in self.adapters.iter().enumerate() {
-            let p = format!("adapter.{j}");
-            a.down.export(&format!("{p}.down"), &mut out);
+            let p = checkpoint::adapter(j);
+            a.down.export(&p.down(), &mut out);
             for (b, blk) in a.blocks.iter().enumerate() {
-                let q = format!("{p}.block.{b}");
+                let q = p.block(b);
                 if let Some(attn) = &blk.attn {
-                    blk.norm1.export(&format!("{q}.norm1"), &mut out);
-                    attn.qkv.export(&format!("{q}.attn.qkv"), &mut out);
+                    blk.norm1.export(&q.norm1(), &mut out);
+                    attn.qkv.export(&q.qkv(), &mut out);
                     if let Some(t) = &attn.token_mix {
-                        t.export(&format!("{q}.attn.token_mix"), &mut out);
+                        t.export(&q.token_mix(), &mut out);
                     }
-                    attn.proj.export(&format!("{q}.attn.proj"), &mut out);
+                    attn.proj.export(&q.proj(), &mut out);
                 }
-                blk.norm2.export(&format!("{q}.norm2"), &mut out);
-                blk.fc1.export(&format!("{q}.mlp.fc1"), &mut out);
-                blk.fc2.export(&format!("{q}.mlp.fc2"), &mut out);
+                blk.norm2.export(&q.norm2(), &mut out);
+                blk.fc1.export(&q.fc1(), &mut out);
+                blk.fc2.export(&q.fc2(), &mut out);
             }
-            a.up.export(&format!("{p}.up"), &mut out);
+            a.up.export(&p.up(), &mut out);
         }
-        self.final_norm.export("final_norm", &mut out);
-        self.head.export("head", &mut out);
-        out.metadata.insert("format".into(), FORMAT.into());
+        self.final_norm.export(checkpoint::FINAL_NORM, &mut out);
+        self.head.export(checkpoint::HEAD, &mut out);
+        out.metadata
+            .insert(checkpoint::META_FORMAT.into(), FORMAT.into());
         out.metadata.insert(
-            "adapter_spec".into(),
+            checkpoint::META_ADAPTER_SPEC.into(),
             serde_json::to_string(&self.spec).expect("spec json"),
         );
         out.metadata.insert(
-            "backbone".into(),
+            checkpoint::META_BACKBONE.into(),
             serde_json::to_string(&self.backbone).expect("backbone json"),
         );
         out
@@ -307,7 +309,11 @@ impl OwcModel {
     /// Loads a checkpoint written by [`OwcModel::save`] (spec and backbone from metadata).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let mut file = TensorFile::load(path)?;
-        match file.metadata.get("format").map(String::as_str) {
+        match file
+            .metadata
+            .get(checkpoint::META_FORMAT)
+            .map(String::as_str)
+        {
             Some(FORMAT) => {}
             other => {
                 return Err(TrainError::format(
@@ -322,9 +328,9 @@ impl OwcModel {
                 .cloned()
                 .ok_or_else(|| TrainError::format(path, format!("missing metadata `{k}`")))
         };
-        let spec: AdapterSpec = serde_json::from_str(&meta("adapter_spec")?)
+        let spec: AdapterSpec = serde_json::from_str(&meta(checkpoint::META_ADAPTER_SPEC)?)
             .map_err(|e| TrainError::format(path, format!("bad `adapter_spec`: {e}")))?;
-        let backbone: BackboneSpec = serde_json::from_str(&meta("backbone")?)
+        let backbone: BackboneSpec = serde_json::from_str(&meta(checkpoint::META_BACKBONE)?)
             .map_err(|e| TrainError::format(path, format!("bad `backbone`: {e}")))?;
         Self::from_tensors(&mut file, path, &spec, &backbone, device)
     }
@@ -346,39 +352,29 @@ impl OwcModel {
         );
         let classes = file
             .tensors
-            .get("head.weight")
+            .get(&format!("{}.weight", checkpoint::HEAD))
             .filter(|t| t.shape.len() == 2)
             .map(|t| t.shape[0])
             .ok_or_else(|| TrainError::format(path, "missing 2-D tensor `head.weight`"))?;
         let mut adapters = Vec::new();
         for j in 0..spec.scope {
-            let p = format!("adapter.{j}");
-            let down = Linear::load(file, path, &format!("{p}.down"), d, r, true, device)?;
+            let p = checkpoint::adapter(j);
+            let down = Linear::load(file, path, &p.down(), d, r, true, device)?;
             let mut blocks = Vec::new();
             for b in 0..spec.blocks {
-                let q = format!("{p}.block.{b}");
+                let q = p.block(b);
                 let (norm1, attn) = if spec.attention == AttentionKind::None {
                     (Norm::identity(), None)
                 } else {
-                    let norm1 =
-                        Norm::load(file, path, &format!("{q}.norm1"), spec.norm, r, eps, device)?;
-                    let qkv = Linear::load(
-                        file,
-                        path,
-                        &format!("{q}.attn.qkv"),
-                        r,
-                        3 * r,
-                        false,
-                        device,
-                    )?;
+                    let norm1 = Norm::load(file, path, &q.norm1(), spec.norm, r, eps, device)?;
+                    let qkv = Linear::load(file, path, &q.qkv(), r, 3 * r, false, device)?;
                     let token_mix = if spec.attention == AttentionKind::LinAtten {
-                        let name = format!("{q}.attn.token_mix");
+                        let name = q.token_mix();
                         Some(Linear::load(file, path, &name, n, n, true, device)?)
                     } else {
                         None
                     };
-                    let proj =
-                        Linear::load(file, path, &format!("{q}.attn.proj"), r, r, true, device)?;
+                    let proj = Linear::load(file, path, &q.proj(), r, r, true, device)?;
                     let attn = Attn {
                         qkv,
                         token_mix,
@@ -391,21 +387,13 @@ impl OwcModel {
                 blocks.push(Block {
                     norm1,
                     attn,
-                    norm2: Norm::load(
-                        file,
-                        path,
-                        &format!("{q}.norm2"),
-                        spec.norm,
-                        r,
-                        eps,
-                        device,
-                    )?,
-                    fc1: Linear::load(file, path, &format!("{q}.mlp.fc1"), r, r, true, device)?,
-                    fc2: Linear::load(file, path, &format!("{q}.mlp.fc2"), r, r, true, device)?,
+                    norm2: Norm::load(file, path, &q.norm2(), spec.norm, r, eps, device)?,
+                    fc1: Linear::load(file, path, &q.fc1(), r, r, true, device)?,
+                    fc2: Linear::load(file, path, &q.fc2(), r, r, true, device)?,
                     activation: spec.activation,
                 });
             }
-            let up = Linear::load(file, path, &format!("{p}.up"), r, d, true, device)?;
+            let up = Linear::load(file, path, &p.up(), r, d, true, device)?;
             adapters.push(Adapter {
                 down,
                 blocks,
@@ -413,8 +401,16 @@ impl OwcModel {
                 scale: spec.scale,
             });
         }
-        let final_norm = Norm::load(file, path, "final_norm", spec.norm, d, eps, device)?;
-        let head = Linear::load(file, path, "head", d, classes, true, device)?;
+        let final_norm = Norm::load(
+            file,
+            path,
+            checkpoint::FINAL_NORM,
+            spec.norm,
+            d,
+            eps,
+            device,
+        )?;
+        let head = Linear::load(file, path, checkpoint::HEAD, d, classes, true, device)?;
         if let Some(extra) = file
             .tensors
             .keys()

@@ -3,6 +3,7 @@
 
 mod adapter;
 mod backbone;
+pub mod checkpoint;
 mod error;
 pub mod memory;
 mod network;
