@@ -9,7 +9,7 @@ use cryptpeft_cost_model::{cost, Constants};
 use cryptpeft_deploy::loopback::{self, SecureBench};
 use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
 use cryptpeft_private_eval::hidden;
-use cryptpeft_private_eval::lower::lower;
+use cryptpeft_private_eval::plan::lower::lower;
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
 
 use crate::secure::ProtocolArgs;
@@ -149,7 +149,7 @@ fn check_memory(
     kind: Baseline,
     plan: &cryptpeft_private_eval::plan::SecurePlan,
 ) -> Result<(), String> {
-    let need = PEAK_PER_SETUP_BYTE * cryptpeft_private_eval::comm::setup_bytes(plan) as f64;
+    let need = PEAK_PER_SETUP_BYTE * cryptpeft_private_eval::online::comm::setup_bytes(plan) as f64;
     match cryptpeft_types::memory::available_bytes() {
         Some(avail) if need > avail => Err(format!(
             "{kind}: an end-to-end run needs about {:.1} GB of memory, {:.1} GB are available; \

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::Args;
 use cryptpeft_deploy::roles;
 use cryptpeft_deploy::security::Role;
-use cryptpeft_private_eval::{model::OwcModel, reference, tensor::Mat, transport};
+use cryptpeft_private_eval::{arith::tensor::Mat, model::OwcModel, reference, transport};
 use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
 use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_train::{backbone::Vit, cpu};
@@ -127,7 +127,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
         "3/3 private inference: dealer, server and client over loopback TLS ({})",
         a.network
     );
-    let (plan, weights) = cryptpeft_private_eval::lower::lower(&model, Default::default())
+    let (plan, weights) = cryptpeft_private_eval::plan::lower::lower(&model, Default::default())
         .map_err(|e| e.to_string())?;
     // TLS on every link, with a throwaway CA made for this run.
     let keys = cryptpeft_deploy::keys::Deployment::generate(&["127.0.0.1".into()], 1)

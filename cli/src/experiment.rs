@@ -10,7 +10,7 @@ use clap::Args;
 use cryptpeft_cost_model::{cost, Constants};
 use cryptpeft_deploy::loopback;
 use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
-use cryptpeft_private_eval::{hidden, lower, model::OwcModel};
+use cryptpeft_private_eval::{hidden, model::OwcModel, plan::lower};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile};
 use polars::prelude::*;
 use serde::Deserialize;

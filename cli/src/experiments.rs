@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cryptpeft_deploy::loopback;
-use cryptpeft_private_eval::plan::{SecurePlan, Step};
-use cryptpeft_private_eval::shapes::{
+use cryptpeft_private_eval::arith::tensor::Mat;
+use cryptpeft_private_eval::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, private_terms, truncate_len,
 };
-use cryptpeft_private_eval::tensor::Mat;
+use cryptpeft_private_eval::plan::{SecurePlan, Step};
 use cryptpeft_private_eval::{hidden, model::OwcModel};
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile, NormKind};
 use serde::Deserialize;
@@ -89,7 +89,7 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                         )
                         .map_err(|e| e.to_string())?;
                         let (plan, _) =
-                            cryptpeft_private_eval::lower::lower(&model, Default::default())
+                            cryptpeft_private_eval::plan::lower::lower(&model, Default::default())
                                 .map_err(|e| e.to_string())?;
                         // The benchmark's dealer link is unshaped loopback.
                         let predicted = cryptpeft_cost_model::offline(
@@ -140,9 +140,11 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
             Step::Relu { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
             // Not in that release; its encodings of these.
             Step::Spline { x, .. } => cmp(plan.wires[*x].rows * plan.wires[*x].cols),
-            Step::RowMax { x, .. } => cryptpeft_private_eval::shapes::rowmax_pairs(&plan.wires[*x])
-                .map(cmp)
-                .sum(),
+            Step::RowMax { x, .. } => {
+                cryptpeft_private_eval::plan::shapes::rowmax_pairs(&plan.wires[*x])
+                    .map(cmp)
+                    .sum()
+            }
             Step::Square { x, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
                 triple(n, 0, n)
@@ -199,7 +201,7 @@ pub fn security_cost(a: SecurityCostArgs) -> Result<(), String> {
         let (model, x) = paper_adapter(spec, &bb);
         for profile in &a.networks {
             for (tls, exact) in [(false, false), (true, false), (false, true), (true, true)] {
-                let opts = cryptpeft_private_eval::lower::LowerOptions {
+                let opts = cryptpeft_private_eval::plan::lower::LowerOptions {
                     exact_truncation: exact,
                     ..Default::default()
                 };

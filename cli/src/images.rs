@@ -8,9 +8,9 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use cryptpeft_deploy::roles::{self, RoleConfig};
+use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::model::OwcModel;
 use cryptpeft_private_eval::reference;
-use cryptpeft_private_eval::tensor::Mat;
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::burn::prelude::Device;
 use cryptpeft_train::data::{image_files, read_images, DataConfig, DatasetKind, Preprocess};

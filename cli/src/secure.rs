@@ -12,7 +12,7 @@ use cryptpeft_deploy::setup_cache::SetupCache;
 use cryptpeft_deploy::{loopback, roles};
 use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
 use cryptpeft_private_eval::plan::InvSqrtParams;
-use cryptpeft_private_eval::{bench, hidden, lower, model::OwcModel, transport};
+use cryptpeft_private_eval::{bench, hidden, model::OwcModel, plan::lower, transport};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
 
 type Res = Result<(), String>;

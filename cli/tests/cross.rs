@@ -3,9 +3,9 @@
 #![cfg(feature = "train")]
 
 use burn::tensor::{Tensor, TensorData};
-use cryptpeft_private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::arith::tensor::max_abs_diff;
 use cryptpeft_private_eval::{
-    hidden, local, lower, model::OwcModel, reference, transport::memory_pair,
+    hidden, model::OwcModel, online::local, plan::lower, reference, transport::memory_pair,
 };
 use cryptpeft_train::{cpu, owc::OwcModel as BurnOwc};
 use cryptpeft_types::{
@@ -104,7 +104,7 @@ fn sft_baseline_loads_the_backbone_layers() {
     let t = Tensor::<3>::from_data(TensorData::new(v, [1, bb.tokens(), bb.hidden_dim]), &device);
     let z = vit.ln.forward(vit.layers[bb.layers - 1].forward(t));
     let cls: Vec<f32> = z.narrow(1, 0, 1).into_data().try_to_vec::<f32>().unwrap();
-    let cls = cryptpeft_private_eval::tensor::Mat::new(
+    let cls = cryptpeft_private_eval::arith::tensor::Mat::new(
         1,
         bb.hidden_dim,
         cls.iter().map(|&v| v as f64).collect(),

@@ -595,7 +595,8 @@ fn registry_exhaustion_by_one_server() {
         ..Default::default()
     };
     let model = cryptpeft_private_eval::model::OwcModel::load(Path::new(&site.ckpt)).unwrap();
-    let (plan, weights) = cryptpeft_private_eval::lower::lower(&model, Default::default()).unwrap();
+    let (plan, weights) =
+        cryptpeft_private_eval::plan::lower::lower(&model, Default::default()).unwrap();
     let rss = site.dealer.rss_mb();
     // 300 registrations under one certificate: each past the 8th drops its oldest.
     for _ in 0..300 {
@@ -638,7 +639,7 @@ fn a_server_restarted_300_times_against_one_dealer() {
 /// `plan` (the honest model's plan, edited) and nothing else.
 fn hostile_plan(site: &Site, edit: impl FnOnce(&mut serde_json::Value) + Send + 'static) -> String {
     let model = cryptpeft_private_eval::model::OwcModel::load(Path::new(&site.ckpt)).unwrap();
-    let (plan, _) = cryptpeft_private_eval::lower::lower(&model, Default::default()).unwrap();
+    let (plan, _) = cryptpeft_private_eval::plan::lower::lower(&model, Default::default()).unwrap();
     let mut plan = serde_json::to_value(&plan).unwrap();
     edit(&mut plan);
     let spec = serde_json::json!({

@@ -7,10 +7,12 @@
 mod common;
 
 use common::digits::{backbone_path, image_states, test_states};
-use cryptpeft_private_eval::lower::LowerOptions;
+use cryptpeft_private_eval::arith::tensor::max_abs_diff;
+use cryptpeft_private_eval::plan::lower::LowerOptions;
 use cryptpeft_private_eval::plan::InvSqrtParams;
-use cryptpeft_private_eval::tensor::max_abs_diff;
-use cryptpeft_private_eval::{local, lower, model::OwcModel, reference, transport::memory_pair};
+use cryptpeft_private_eval::{
+    model::OwcModel, online::local, plan::lower, reference, transport::memory_pair,
+};
 use cryptpeft_train::data::{DataConfig, DatasetKind};
 use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, NetworkProfile, NormKind};

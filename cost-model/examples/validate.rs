@@ -9,7 +9,9 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use cryptpeft_cost_model::{cost, plan_shape_only, Constants};
-use cryptpeft_private_eval::{local, lower, model::OwcModel, tensor::Mat, transport::memory_pair};
+use cryptpeft_private_eval::{
+    arith::tensor::Mat, model::OwcModel, online::local, plan::lower, transport::memory_pair,
+};
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
 use rand::{Rng, SeedableRng};
 

@@ -4,7 +4,7 @@
 //! bytes and rounds exactly.
 
 use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
-use cryptpeft_private_eval::lower::LowerOptions;
+use cryptpeft_private_eval::plan::lower::LowerOptions;
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
 use serde::Serialize;
 

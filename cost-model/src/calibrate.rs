@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use cryptpeft_private_eval::dcf::{self, DcfKey};
-use cryptpeft_private_eval::dealer::{cmp_material, relu_material};
-use cryptpeft_private_eval::exec::relu;
-use cryptpeft_private_eval::matmul::{matmul, Kernel};
+use cryptpeft_private_eval::arith::matmul::{matmul, Kernel};
+use cryptpeft_private_eval::arith::prg::Prg;
+use cryptpeft_private_eval::arith::ring;
+use cryptpeft_private_eval::online::exec::relu;
 use cryptpeft_private_eval::plan::{CmpWidth, SplineFn};
-use cryptpeft_private_eval::prg::Prg;
-use cryptpeft_private_eval::ring;
+use cryptpeft_private_eval::preprocessing::dealer::{cmp_material, relu_material};
+use cryptpeft_private_eval::protocols::dcf::{self, DcfKey};
 use cryptpeft_private_eval::transport::{
     bytes_to_u64s, memory_pair, u64s_to_bytes, Channel, ChannelExt, MsgKind,
 };
@@ -100,8 +100,8 @@ pub fn calibrate() -> Constants {
     // per tree level from the cost per point: LayerNorm's rows (197 keys at 224
     // thresholds on the whole ring: few shared levels) and exp's values (2048 keys at its
     // 56 thresholds on the default narrow width: most levels shared).
-    let exp = CmpWidth::spline(cryptpeft_private_eval::lower::RELU_BITS, 16);
-    let fx = cryptpeft_private_eval::fixed::Fixed::new(16);
+    let exp = CmpWidth::spline(cryptpeft_private_eval::plan::lower::RELU_BITS, 16);
+    let fx = cryptpeft_private_eval::arith::fixed::Fixed::new(16);
     let exp_ts: Vec<u64> = fx
         .encode_all(&SplineFn::Exp.thresholds())
         .iter()
@@ -184,7 +184,7 @@ pub fn calibrate() -> Constants {
     let m = 1 << 20;
     let x = rng.gen(m);
     let y = rng.gen(m);
-    let fx = cryptpeft_private_eval::fixed::Fixed::new(16);
+    let fx = cryptpeft_private_eval::arith::fixed::Fixed::new(16);
     let t_elem = time(15, || {
         let mut s = ring::sub(&x, &y);
         ring::add_assign(&mut s, &x);

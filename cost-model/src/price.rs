@@ -1,9 +1,9 @@
 //! Prices a [`SecurePlan`] under a network profile.
 //!
-//! * Bytes and rounds come from [`cryptpeft_private_eval::comm`]: the frames each step sends, as
+//! * Bytes and rounds come from [`cryptpeft_private_eval::online::comm`]: the frames each step sends, as
 //!   the executor sends them, replayed under the transport's depth rule. They are exact.
 //! * Offline bytes: both parties' encoded dealer material
-//!   ([`cryptpeft_private_eval::comm::offline_bytes`]), exactly what `local::infer` reports.
+//!   ([`cryptpeft_private_eval::online::comm::offline_bytes`]), exactly what `local::infer` reports.
 //! * Time: a discrete-event simulation of the two parties walking the plan in the
 //!   executor's order. Each party alternates local work (priced from per-operation
 //!   [`Constants`]) with sends (which return at once, as the transport queues them) and
@@ -18,15 +18,15 @@
 
 use std::fmt::Write as _;
 
-use cryptpeft_private_eval::comm::{self, Party};
-use cryptpeft_private_eval::dcf;
-use cryptpeft_private_eval::exec::compare_walk_levels;
-use cryptpeft_private_eval::fixed::Fixed;
-use cryptpeft_private_eval::plan::*;
-use cryptpeft_private_eval::shapes::{
+use cryptpeft_private_eval::arith::fixed::Fixed;
+use cryptpeft_private_eval::online::comm::{self, Party};
+use cryptpeft_private_eval::online::exec::compare_walk_levels;
+use cryptpeft_private_eval::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
     LnWave,
 };
+use cryptpeft_private_eval::plan::*;
+use cryptpeft_private_eval::protocols::dcf;
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
 
@@ -143,7 +143,7 @@ impl Pricer<'_> {
             self.work(p, secs, true);
         }
     }
-    /// ReLU of `n` values ([`cryptpeft_private_eval::exec::relu`]): the two exchanges, and the
+    /// ReLU of `n` values ([`cryptpeft_private_eval::online::exec::relu`]): the two exchanges, and the
     /// calibrated two-party time of the rest (both parties at once, so half each as
     /// pool work; one chunk of 1024 values runs on one thread).
     fn relu(&mut self, n: usize, bits: u32, frames: [usize; 4]) {
@@ -172,10 +172,10 @@ impl Pricer<'_> {
             self.elem(p, elems as f64); // mine + theirs
         }
     }
-    /// An exact truncation of `n` values ([`cryptpeft_private_eval::trunc`]): top bits, one
+    /// An exact truncation of `n` values ([`cryptpeft_private_eval::protocols::trunc`]): top bits, one
     /// exchange of masked bits, the correction.
     fn truncate(&mut self, n: usize, bits: u32, frames: [usize; 2]) {
-        let bytes = (n * cryptpeft_private_eval::trunc::wire_bytes(bits)) as u64;
+        let bytes = (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(bits)) as u64;
         for p in 0..2 {
             self.elem(p, 3.0 * n as f64);
             self.ser(p, bytes);
@@ -186,7 +186,7 @@ impl Pricer<'_> {
         }
     }
     /// A comparison of `values` values against the encoded `ts` on `width`
-    /// ([`cryptpeft_private_eval::exec::compare`]).
+    /// ([`cryptpeft_private_eval::online::exec::compare`]).
     fn compare(&mut self, values: usize, ts: &[u64], width: CmpWidth, frames: [usize; 2]) {
         let t = ts.len();
         let levels = compare_walk_levels(ts, width);

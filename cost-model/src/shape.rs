@@ -2,8 +2,8 @@
 //! evaluator's own lowering run on a weightless model (`OwcModel::symbolic`), so the
 //! plan priced is, step for step, the plan any model of this spec executes.
 
-use cryptpeft_private_eval::lower::{lower, LowerError, LowerOptions};
 use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::plan::lower::{lower, LowerError, LowerOptions};
 use cryptpeft_private_eval::plan::SecurePlan;
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use cryptpeft_cost_model::{cost, shape::plan_shape_only_with, Constants};
 use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
 use cryptpeft_private_eval::plan::{InvSqrtParams, SecurePlan};
-use cryptpeft_private_eval::{hidden, local, lower, model::OwcModel, transport::memory_pair};
+use cryptpeft_private_eval::{
+    hidden, model::OwcModel, online::local, plan::lower, transport::memory_pair,
+};
 use cryptpeft_types::{
     Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
 };

@@ -32,11 +32,11 @@ use cryptpeft_types::NetworkProfile;
 use crate::messages::{DealerRequest, Registered, MAX_PLAN_BYTES};
 use crate::roles::{ctx, DealerLimits, RoleConfig, RoleError};
 use crate::security::Fingerprint;
-use cryptpeft_private_eval::comm::{self, Party};
-use cryptpeft_private_eval::dealer::{self, ModelMasks};
-use cryptpeft_private_eval::material::write_step;
+use cryptpeft_private_eval::arith::prg::Prg;
+use cryptpeft_private_eval::online::comm::{self, Party};
 use cryptpeft_private_eval::plan::SecurePlan;
-use cryptpeft_private_eval::prg::Prg;
+use cryptpeft_private_eval::preprocessing::dealer::{self, ModelMasks};
+use cryptpeft_private_eval::preprocessing::material::write_step;
 use cryptpeft_private_eval::transport::{
     serve_connections, Admit, Channel, ChannelExt, Gate, MsgKind,
 };
@@ -656,8 +656,8 @@ fn material<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cryptpeft_private_eval::lower::lower;
     use cryptpeft_private_eval::model::OwcModel;
+    use cryptpeft_private_eval::plan::lower::lower;
     use cryptpeft_types::{AdapterSpec, BackboneSpec};
 
     /// A dealer's state with model 5 of a small plan registered by `owner`.

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::baseline::BaselineModel;
 use cryptpeft_private_eval::bench::median;
-use cryptpeft_private_eval::comm::Party;
-use cryptpeft_private_eval::exec::StepTrace;
-use cryptpeft_private_eval::lower::{self, LowerOptions};
 use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::online::comm::Party;
+use cryptpeft_private_eval::online::exec::StepTrace;
+use cryptpeft_private_eval::plan::lower::{self, LowerOptions};
 use cryptpeft_private_eval::plan::*;
-use cryptpeft_private_eval::tensor::Mat;
 use cryptpeft_private_eval::{reference, transport};
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
@@ -130,7 +130,7 @@ fn bench_plan(
     // The limits sized to this plan: a deployment's defaults (2 GiB a session) refuse
     // the largest baselines.
     let half = [Party::Client, Party::Server]
-        .map(|p| cryptpeft_private_eval::comm::material_bytes(&plan, p))
+        .map(|p| cryptpeft_private_eval::online::comm::material_bytes(&plan, p))
         .into_iter()
         .max()
         .unwrap_or(0);
@@ -142,7 +142,7 @@ fn bench_plan(
     if half <= limits.dealer.stream_above {
         limits.transport.read_timeout += Duration::from_secs(half / 20_000_000);
     }
-    let setup = cryptpeft_private_eval::comm::setup_bytes(&plan);
+    let setup = cryptpeft_private_eval::online::comm::setup_bytes(&plan);
     limits.transport.read_timeout += Duration::from_secs(setup / 20_000_000);
     limits.dealer.max_session_bytes = limits.dealer.max_session_bytes.max(2 * half + (1 << 20));
     limits.dealer.max_pending_bytes = limits.dealer.max_pending_bytes.max(2 * half + (1 << 20));
@@ -183,7 +183,7 @@ fn bench_plan(
         let reports: Vec<roles::ClientReport> = result?;
         let err = reports
             .iter()
-            .map(|r| cryptpeft_private_eval::tensor::max_abs_diff(&r.logits, want))
+            .map(|r| cryptpeft_private_eval::arith::tensor::max_abs_diff(&r.logits, want))
             .fold(0.0, f64::max);
         let mut online: Vec<f64> = reports.iter().map(|r| r.online_s).collect();
         let all = online.clone();

@@ -12,7 +12,7 @@
 //! announces the id to the server (`Session`); both ends switch to it, and the
 //! server fetches party 1's half. For a plan too large to hold
 //! ([`DealerLimits::stream_above`]) the halves stream over those same dealer
-//! connections while the online phase runs ([`cryptpeft_private_eval::half`]).
+//! connections while the online phase runs ([`cryptpeft_private_eval::online::half`]).
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,14 +27,14 @@ use crate::messages::{DealerRequest, Registered};
 use crate::security::{Peer, Security, PRE_AUTH_FRAME};
 use crate::setup_cache::{self, SharedSetupCache};
 use crate::tls::Link;
-use cryptpeft_private_eval::comm::Party;
-use cryptpeft_private_eval::dealer::ModelMasks;
-use cryptpeft_private_eval::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
-use cryptpeft_private_eval::half::Half;
-use cryptpeft_private_eval::material::Source;
+use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::online::comm::Party;
+use cryptpeft_private_eval::online::exec::{self, ExecError, Keys, ServerKeys, StepTrace};
+use cryptpeft_private_eval::online::half::Half;
 use cryptpeft_private_eval::plan::{PlanWeights, SecurePlan, PROTOCOL};
-use cryptpeft_private_eval::tensor::Mat;
+use cryptpeft_private_eval::preprocessing::dealer::ModelMasks;
+use cryptpeft_private_eval::preprocessing::material::Source;
 use cryptpeft_private_eval::transport::{
     self, Admit, Channel, ChannelExt, FramedChannel, MsgKind, Stats, TransportConfig,
     TransportError,
@@ -224,7 +224,7 @@ fn dealer_request(
     chan.limit_all(PRE_AUTH_FRAME);
     chan.limit(
         MsgKind::Material,
-        cryptpeft_private_eval::comm::CHUNK as u64,
+        cryptpeft_private_eval::online::comm::CHUNK as u64,
     );
     chan.send(MsgKind::MaterialRequest, &serde_json::to_vec(req).unwrap())
         .map_err(ctx("asking the dealer"))?;
@@ -706,7 +706,10 @@ pub fn connect_server(server: &str, config: &RoleConfig) -> Result<FramedChannel
     // Until the plan is known: a plan, and the setup in chunks.
     chan.limit_all(PRE_AUTH_FRAME);
     chan.limit(MsgKind::Spec, MAX_PLAN_BYTES);
-    chan.limit(MsgKind::Setup, cryptpeft_private_eval::comm::CHUNK as u64);
+    chan.limit(
+        MsgKind::Setup,
+        cryptpeft_private_eval::online::comm::CHUNK as u64,
+    );
     Ok(chan)
 }
 
@@ -749,8 +752,9 @@ fn check_spec(plan: &SecurePlan, checks: &ClientChecks) -> Result<(), RoleError>
             checks.max_comparisons
         ));
     }
-    let bytes = std::panic::catch_unwind(|| cryptpeft_private_eval::comm::offline_bytes(plan))
-        .map_err(|_| RoleError::Protocol("plan refused: inconsistent shapes".into()))?;
+    let bytes =
+        std::panic::catch_unwind(|| cryptpeft_private_eval::online::comm::offline_bytes(plan))
+            .map_err(|_| RoleError::Protocol("plan refused: inconsistent shapes".into()))?;
     if bytes > checks.max_session_bytes {
         return refuse(format!(
             "one session needs {bytes} bytes of dealer material, more than {}",
@@ -894,9 +898,9 @@ fn client_session<C: Channel>(
 /// Loads a model and lowers it: what `serve` does before registering.
 pub fn load_server_model(
     model: &OwcModel,
-    opts: cryptpeft_private_eval::lower::LowerOptions,
+    opts: cryptpeft_private_eval::plan::lower::LowerOptions,
 ) -> Result<(SecurePlan, PlanWeights), RoleError> {
-    cryptpeft_private_eval::lower::lower(model, opts)
+    cryptpeft_private_eval::plan::lower::lower(model, opts)
         .map_err(|e| RoleError::Protocol(e.to_string()))
 }
 

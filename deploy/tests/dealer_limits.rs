@@ -9,9 +9,9 @@ mod common;
 use common::{dealer, Dealer};
 
 use cryptpeft_deploy::roles::{fetch_material, DealerLimits, Requester, RoleConfig, Server};
-use cryptpeft_private_eval::lower::lower;
-use cryptpeft_private_eval::material::Source;
 use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::plan::lower::lower;
+use cryptpeft_private_eval::preprocessing::material::Source;
 use cryptpeft_private_eval::transport;
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
 
@@ -218,10 +218,10 @@ fn pending_material_is_capped_in_bytes() {
         1,
     );
     let (plan, _) = lower(&model, Default::default()).unwrap();
-    let one = cryptpeft_private_eval::comm::offline_bytes(&plan);
-    let server_half = cryptpeft_private_eval::comm::material_bytes(
+    let one = cryptpeft_private_eval::online::comm::offline_bytes(&plan);
+    let server_half = cryptpeft_private_eval::online::comm::material_bytes(
         &plan,
-        cryptpeft_private_eval::comm::Party::Server,
+        cryptpeft_private_eval::online::comm::Party::Server,
     );
     // Room for one new session while another's server half waits, not for two.
     let d = dealer(DealerLimits {

@@ -1,18 +1,18 @@
 //! Closed-form costs, single-use material, masked transcripts, checkpoint errors.
 
-use cryptpeft_private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::arith::tensor::max_abs_diff;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cryptpeft_deploy::roles;
 use cryptpeft_deploy::roles::Requester::Client;
 use cryptpeft_private_eval::bench::protocol_plan;
-use cryptpeft_private_eval::material::Source;
 use cryptpeft_private_eval::model::{CheckpointError, OwcModel};
+use cryptpeft_private_eval::preprocessing::material::Source;
 use cryptpeft_private_eval::transport::{
     memory_pair, Channel, MsgKind, Stats, TransportError, HEADER_LEN,
 };
-use cryptpeft_private_eval::{fixed::Fixed, hidden, local, lower, transport};
+use cryptpeft_private_eval::{arith::fixed::Fixed, hidden, online::local, plan::lower, transport};
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
 
 const H: u64 = HEADER_LEN as u64;
@@ -87,7 +87,7 @@ fn protocol_results_are_correct() {
             wire: out.unwrap(),
             raw: false,
         });
-        let want = cryptpeft_private_eval::plain::eval(&plan, &w, &x);
+        let want = cryptpeft_private_eval::plan::plain::eval(&plan, &w, &x);
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, s, 11).unwrap().logits;
         let err = max_abs_diff(&want, &got);
@@ -340,7 +340,7 @@ fn inverse_square_root_holds_across_its_range() {
                     raw: false,
                 });
                 plan.check().unwrap();
-                let want = cryptpeft_private_eval::plain::eval(&plan, &w, &x);
+                let want = cryptpeft_private_eval::plan::plain::eval(&plan, &w, &x);
                 let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
                 let got = local::infer(&plan, &w, &x, c, s, 3).unwrap().logits;
                 let top = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -361,7 +361,9 @@ fn inverse_square_root_holds_across_its_range() {
 /// frame limit of its size needed), and its bytes on the wire are `comm::setup_bytes`.
 #[test]
 fn a_setup_larger_than_a_chunk_travels_in_pieces() {
-    use cryptpeft_private_eval::{comm, dealer::ModelMasks, exec, tensor::Mat};
+    use cryptpeft_private_eval::{
+        arith::tensor::Mat, online::comm, online::exec, preprocessing::dealer::ModelMasks,
+    };
     let (mut plan, mut w, _, _) = protocol_plan("linear-client");
     let (d, cols) = (768, 1100);
     plan.weights[0].cols = cols;

@@ -3,7 +3,7 @@
 //! plans by a dealer that streams everything. The logits are the plaintext model's,
 //! and a server that never takes its half ends the session with an error, not a hang.
 
-use cryptpeft_private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::arith::tensor::max_abs_diff;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use common::{dealer, Dealer};
 
 use cryptpeft_deploy::roles::{self, fetch_material, DealerLimits, Requester, Server};
 use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
-use cryptpeft_private_eval::material::Source;
+use cryptpeft_private_eval::preprocessing::material::Source;
 use cryptpeft_private_eval::{hidden, reference, transport};
 use cryptpeft_types::BackboneSpec;
 
@@ -52,9 +52,9 @@ fn streamed_material_gives_the_plaintext_logits() {
             let err = max_abs_diff(&want, &r.logits);
             assert!(err <= 1e-2, "{kind}: max |logit error| {err}");
             // The whole half came, in frames, during the online phase.
-            let half = cryptpeft_private_eval::comm::material_bytes(
+            let half = cryptpeft_private_eval::online::comm::material_bytes(
                 server.plan(),
-                cryptpeft_private_eval::comm::Party::Client,
+                cryptpeft_private_eval::online::comm::Party::Client,
             );
             assert!(
                 r.offline_bytes > half,

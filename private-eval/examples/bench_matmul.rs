@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use cryptpeft_private_eval::matmul::{matmul, matmul_bt, matmul_kernel, sgemm_f32, Kernel};
+use cryptpeft_private_eval::arith::matmul::{matmul, matmul_bt, matmul_kernel, sgemm_f32, Kernel};
 
 const SHAPES: &[(usize, usize, usize)] = &[(197, 768, 300), (197, 300, 197)];
 

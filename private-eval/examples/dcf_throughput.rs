@@ -2,8 +2,8 @@
 //! dcf_throughput [values] [points]` evaluates one `Pair` key per value at `points`
 //! points (as a multi-threshold comparison does) and reports tree levels per second.
 
-use cryptpeft_private_eval::dcf::{gen_keys, DcfKey, Pair};
-use cryptpeft_private_eval::prg::Prg;
+use cryptpeft_private_eval::arith::prg::Prg;
+use cryptpeft_private_eval::protocols::dcf::{gen_keys, DcfKey, Pair};
 
 fn main() {
     let args: Vec<usize> = std::env::args()

@@ -21,10 +21,10 @@ use cryptpeft_types::{BackboneSpec, NormKind};
 use rand::{Rng, SeedableRng};
 use safetensors::SafeTensors;
 
-use crate::lower::{lower_layers, LowerError, LowerOptions};
+use crate::arith::tensor::Mat;
 use crate::model::{Attention, Block, CheckpointError, Linear, Norm, ParallelAdapter, Reader};
+use crate::plan::lower::{lower_layers, LowerError, LowerOptions};
 use crate::plan::{PlanWeights, SecurePlan};
-use crate::tensor::Mat;
 
 /// AdaptFormer's bottleneck width at ViT-B/16 (`adaptformer`; `adaptformer-rN` picks
 /// another) and its scale (the trainer's).

@@ -6,9 +6,9 @@ use std::time::Duration;
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
 
-use crate::local;
+use crate::arith::tensor::Mat;
+use crate::online::local;
 use crate::plan::*;
-use crate::tensor::Mat;
 use crate::transport::{self, FramedChannel, TransportConfig};
 
 /// The median (the mean of the middle two for an even count); sorts `xs`.
@@ -94,7 +94,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 "exp" | "max" => (12 * 197, 197),
                 _ => (197, 3072),
             };
-            let bits = crate::lower::RELU_BITS;
+            let bits = crate::plan::lower::RELU_BITS;
             let (act, out_cols) = match name {
                 "relu" => (Step::Relu { out: 2, x: 1, bits }, c),
                 "gelu" | "exp" => (
@@ -125,7 +125,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         "softmax" => {
             // Softmax over ViT-B/16's scores: max tree, shift, exp, row normalization.
             let (rows, n) = (12 * 197, 197);
-            let bits = crate::lower::RELU_BITS;
+            let bits = crate::plan::lower::RELU_BITS;
             let p = plan(
                 [
                     input("s", rows, n),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::tensor::Mat;
+use crate::arith::tensor::Mat;
 
 pub fn load(path: &Path, count: usize) -> Result<Vec<Mat>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -1,26 +1,17 @@
-//! Secure two-party evaluation of OWC adapters with a dealer.
+//! Secure two-party evaluation of OWC adapters with a dealer, in layers: [`arith`]
+//! (ring, fixed point, PRG, matrices) and [`transport`] at the bottom; the plan IR and
+//! its lowering from a model in [`plan`]; the two-party [`protocols`]; the dealer's
+//! [`preprocessing`]; the [`online`] executor on top. The model, its f64 reference and
+//! the baselines sit beside them.
 
+pub mod arith;
 pub mod baseline;
 pub mod bench;
-pub mod comm;
-pub mod dcf;
-pub mod dealer;
-pub mod exec;
-pub mod fixed;
-pub mod half;
 pub mod hidden;
-pub mod layout;
-pub mod local;
-pub mod lower;
-pub mod material;
-pub mod matmul;
 pub mod model;
-pub mod plain;
+pub mod online;
 pub mod plan;
-pub mod prg;
+pub mod preprocessing;
+pub mod protocols;
 pub mod reference;
-pub mod ring;
-pub mod shapes;
-pub mod tensor;
 pub mod transport;
-pub mod trunc;

@@ -10,7 +10,7 @@ use cryptpeft_types::checkpoint;
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NormKind};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
-use crate::tensor::Mat;
+use crate::arith::tensor::Mat;
 
 pub use cryptpeft_types::checkpoint::FORMAT;
 

@@ -3,8 +3,9 @@
 
 use cryptpeft_types::{Activation, AttentionKind};
 
+use crate::arith::real::gelu;
+use crate::arith::tensor::Mat;
 use crate::model::{Block, Linear, Norm, OwcModel};
-use crate::tensor::Mat;
 
 /// Applies a norm row-wise.
 pub fn apply_norm(norm: &Norm, x: &Mat) -> Mat {
@@ -33,11 +34,6 @@ pub fn apply_norm(norm: &Norm, x: &Mat) -> Mat {
             out
         }
     }
-}
-
-/// Exact GELU, `x * Phi(x)`, as PyTorch's default.
-pub fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
 fn activate(kind: Activation, x: f64) -> f64 {

@@ -2,13 +2,13 @@
 //! plaintext f64 model's logits: softmax attention, GELU, LayerNorm, AdaptFormer's
 //! bottleneck, dead-token elimination in the last layer.
 
-use cryptpeft_private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::arith::tensor::max_abs_diff;
 use std::time::Duration;
 
 use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
-use cryptpeft_private_eval::lower::LowerOptions;
+use cryptpeft_private_eval::plan::lower::LowerOptions;
 use cryptpeft_private_eval::plan::InvSqrtParams;
-use cryptpeft_private_eval::{hidden, local, reference, transport::memory_pair};
+use cryptpeft_private_eval::{hidden, online::local, reference, transport::memory_pair};
 use cryptpeft_types::{BackboneSpec, NetworkProfile};
 
 #[test]

@@ -1,6 +1,6 @@
 //! The plaintext reference reproduces the golden OWC fixtures that PyTorch computed.
 
-use cryptpeft_private_eval::{model::OwcModel, reference, tensor::Mat};
+use cryptpeft_private_eval::{arith::tensor::Mat, model::OwcModel, reference};
 use cryptpeft_types::{AdapterSpec, BackboneSpec, NormKind};
 use safetensors::SafeTensors;
 

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use cryptpeft_private_eval::comm::{self, Party};
-use cryptpeft_private_eval::dealer::{self, ModelMasks};
-use cryptpeft_private_eval::exec::{self, Keys, ServerKeys};
-use cryptpeft_private_eval::material::Material;
+use cryptpeft_private_eval::arith::prg::Prg;
+use cryptpeft_private_eval::online::comm::{self, Party};
+use cryptpeft_private_eval::online::exec::{self, Keys, ServerKeys};
 use cryptpeft_private_eval::plan::SecurePlan;
-use cryptpeft_private_eval::prg::Prg;
+use cryptpeft_private_eval::preprocessing::dealer::{self, ModelMasks};
+use cryptpeft_private_eval::preprocessing::material::Material;
 use cryptpeft_private_eval::transport::memory_pair;
-use cryptpeft_private_eval::{hidden, local, lower, model::OwcModel, plain};
+use cryptpeft_private_eval::{hidden, model::OwcModel, online::local, plan::lower, plan::plain};
 use cryptpeft_types::{
     Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
 };

@@ -1,10 +1,10 @@
 //! Secure logits equal the plaintext reference for many random specs on small shapes.
 
-use cryptpeft_private_eval::tensor::max_abs_diff;
+use cryptpeft_private_eval::arith::tensor::max_abs_diff;
 use std::time::Duration;
 
 use cryptpeft_private_eval::{
-    hidden, local, lower, model::OwcModel, reference, transport::memory_pair,
+    hidden, model::OwcModel, online::local, plan::lower, reference, transport::memory_pair,
 };
 use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
 

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use cryptpeft_deploy::loopback::bench_secure;
+use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::model::OwcModel;
-use cryptpeft_private_eval::tensor::Mat;
 use cryptpeft_types::NetworkProfile;
 
 use crate::error::{Error, Result};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
-use cryptpeft_private_eval::tensor::Mat;
+use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::cpu;
 use cryptpeft_train::data::{DataConfig, ImageSet, Preprocess, Split};

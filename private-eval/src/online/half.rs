@@ -10,9 +10,9 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::comm::{self, Party};
-use crate::material::{Binding, Expander, Material, MaterialError, Source, StepMat};
+use crate::online::comm::{self, Party};
 use crate::plan::SecurePlan;
+use crate::preprocessing::material::{Binding, Expander, Material, MaterialError, Source, StepMat};
 use crate::transport::{Channel, MsgKind};
 
 /// The bytes of a half as its frames arrive.
@@ -132,10 +132,10 @@ impl<C: Channel> Source for Half<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dealer::{generate, ModelMasks};
-    use crate::lower::lower;
+    use crate::arith::prg::Prg;
     use crate::model::OwcModel;
-    use crate::prg::Prg;
+    use crate::plan::lower::lower;
+    use crate::preprocessing::dealer::{generate, ModelMasks};
     use crate::transport::memory_pair;
     use cryptpeft_types::{AdapterSpec, BackboneSpec, NetworkProfile};
     use std::time::Duration;

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use cryptpeft_types::{Activation, AttentionKind};
 
+use crate::arith::tensor::Mat;
 use crate::model::{Block, Linear, Norm, OwcModel};
 use crate::plan::*;
-use crate::tensor::Mat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {

@@ -15,11 +15,11 @@
 //! reveals nothing about `alpha` or `beta`. Evaluation hashes only the taken child at
 //! each level (one fixed-key AES call per level for `Bit`, two for `Pair`). The two keys
 //! share their correction words ([`Cws`]); only the root seeds differ, and those a party
-//! derives from its own seed with the dealer ([`crate::material`]).
+//! derives from its own seed with the dealer ([`crate::preprocessing::material`]).
 
 use rayon::prelude::*;
 
-use crate::prg::FixedKeyAes;
+use crate::arith::prg::FixedKeyAes;
 
 /// Seeds keep their two low bits clear: the control bit and `Bit`'s value bit live there.
 const SEED_MASK: u128 = !3;
@@ -600,7 +600,7 @@ pub fn gen_keys<G: Group>(
     alpha: u64,
     beta: G,
     bits: usize,
-    rng: &mut crate::prg::Prg,
+    rng: &mut crate::arith::prg::Prg,
 ) -> [DcfKey<G>; 2] {
     let roots = [rng.next_u128(), rng.next_u128()];
     let cws = gen(alpha, beta, bits, roots);
@@ -614,7 +614,7 @@ pub fn gen_keys<G: Group>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prg::Prg;
+    use crate::arith::prg::Prg;
 
     fn check<G: Group>(alpha: u64, beta: G, bits: usize, xs: &[u64], rng: &mut Prg) {
         let [k0, k1] = gen_keys(alpha, beta, bits, rng);

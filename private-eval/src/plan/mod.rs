@@ -1,11 +1,18 @@
 //! `SecurePlan`: the secure computation of an adapter as plain data, a list of protocol
 //! steps with their shapes. The executor runs it; the cost model prices the same plan.
 //! The plan is public (it depends on the spec and shapes, never on weights); the
-//! server's folded weights live beside it in [`PlanWeights`].
+//! server's folded weights live beside it in [`PlanWeights`]. Beside the IR: shape
+//! checks, lowering from a model, the wire layout of head outputs and the plaintext
+//! interpreter that gives a plan its meaning.
+
+pub mod layout;
+pub mod lower;
+pub mod plain;
+pub mod shapes;
 
 use serde::{Deserialize, Serialize};
 
-use crate::tensor::Mat;
+use crate::arith::tensor::Mat;
 
 pub type WireId = usize;
 pub type OpenId = usize;
@@ -137,7 +144,7 @@ impl Default for InvSqrtParams {
     }
 }
 
-/// A comparison's width ([`crate::exec::compare`]): inputs are compared as `bits`-bit
+/// A comparison's width ([`crate::online::exec::compare`]): inputs are compared as `bits`-bit
 /// two's complement values (exact for `|x| < 2^(bits-1)` in the ring) after dropping
 /// their `shift` low bits, so the DCF tree has `bits - shift - 1` levels. Dropping bits
 /// decides on `floor(x / 2^shift) + e`, `e` in {0, 1}: an input less than `2^shift`
@@ -205,7 +212,7 @@ impl SplineFn {
     /// The function the spline approximates.
     pub fn exact(self, x: f64) -> f64 {
         match self {
-            SplineFn::Gelu => crate::reference::gelu(x),
+            SplineFn::Gelu => crate::arith::real::gelu(x),
             SplineFn::Exp => x.exp(),
         }
     }
@@ -276,7 +283,7 @@ pub enum Step {
         kind: HeadProduct,
     },
     /// ReLU by a DCF key on the low `bits` bits of the masked input (exact for
-    /// `|x| < 2^(bits-1)` in the ring, see [`crate::exec`]): two simultaneous exchanges,
+    /// `|x| < 2^(bits-1)` in the ring, see [`crate::online::exec`]): two simultaneous exchanges,
     /// the masked shares, then one masked bit per value.
     Relu { out: WireId, x: WireId, bits: u32 },
     /// Element-wise `x^2` with a dealer square pair `(a, a^2)`: one simultaneous
@@ -314,7 +321,7 @@ pub enum Step {
         from: usize,
         to: usize,
     },
-    /// Exact truncation of wires at `2f` bits to `f` ([`crate::trunc`]), all in one
+    /// Exact truncation of wires at `2f` bits to `f` ([`crate::protocols::trunc`]), all in one
     /// exchange; in place (under exact truncation, `Linear` and `HeadMatMul` leave
     /// their outputs at `2f` until a `Truncate` lists them).
     Truncate { wires: Vec<WireId> },
@@ -400,7 +407,7 @@ pub struct SecurePlan {
     /// Number of hidden states the client provides (`s + 1`), each `[N, d]`.
     pub inputs: usize,
     pub frac_bits: u32,
-    /// Truncation with the dealer, exact ([`crate::trunc`]), instead of local (which
+    /// Truncation with the dealer, exact ([`crate::protocols::trunc`]), instead of local (which
     /// fails with a small probability per value).
     #[serde(default)]
     pub exact_truncation: bool,

@@ -20,8 +20,16 @@
 //! exchange (a plan truncates every value of a layer in one exchange); the dealer
 //! sends each party two ring elements.
 
-use crate::material::TruncMat;
 use crate::transport::{Channel, MsgKind, TransportError};
+
+/// Material for exact truncation by `bits`: this party's bit mask
+/// (`alpha` or `beta`) and share of `alpha * beta`, all mod `2^bits`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TruncMat {
+    pub mask: Vec<u64>,
+    pub gamma: Vec<u64>,
+    pub bits: u32,
+}
 
 /// The client's offset: `x + 2^62` has its top bit clear for `|x| < 2^62`.
 const OFFSET: u64 = 1 << 62;
@@ -126,8 +134,8 @@ pub fn truncate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixed::{truncate_share_by, Fixed};
-    use crate::prg::Prg;
+    use crate::arith::fixed::{truncate_share_by, Fixed};
+    use crate::arith::prg::Prg;
     use crate::transport::memory_pair;
     use cryptpeft_types::NetworkProfile;
     use std::time::Duration;

@@ -5,16 +5,16 @@
 
 use rayon::prelude::*;
 
-use crate::dcf;
-use crate::material::{
+use crate::arith::matmul::matmul;
+use crate::arith::prg::{FixedKeyAes, Prg};
+use crate::arith::ring;
+use crate::plan::shapes::{head_shapes, layernorm_scales_output};
+use crate::plan::*;
+use crate::preprocessing::material::{
     draw, draw_cmp, draw_relu, Binding, CmpMat, Material, ReluMat, StepMat, Triple,
 };
-use crate::matmul::matmul;
-use crate::plan::*;
-use crate::prg::{FixedKeyAes, Prg};
-use crate::ring;
-use crate::shapes::{head_shapes, layernorm_scales_output};
-use crate::trunc;
+use crate::protocols::dcf;
+use crate::protocols::trunc;
 
 /// The per-model weight masks `B_w`, derived from a seed the dealer and server share.
 #[derive(Debug, Clone, Copy)]

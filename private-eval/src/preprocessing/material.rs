@@ -10,9 +10,10 @@
 //! derives from its seed, and in which order; [`corrections`] lists what travels.
 //! Lengths come from the plan, so a malformed or mismatched stream is an error.
 
-use crate::dcf::{Bit, Cws, DcfKey, Group, Pair};
+use crate::arith::prg::Prg;
 use crate::plan::{CmpWidth, SecurePlan, Step};
-use crate::prg::Prg;
+use crate::protocols::dcf::{Bit, Cws, DcfKey, Group, Pair};
+use crate::protocols::trunc::TruncMat;
 use std::io::Read;
 
 /// One party's share of a Beaver triple `c = a * b` (matrix or element-wise).
@@ -23,7 +24,7 @@ pub struct Triple {
     pub c: Vec<u64>,
 }
 
-/// ReLU material ([`crate::exec::relu`]): shares of the input mask `r`, an XOR share of
+/// ReLU material ([`crate::online::exec::relu`]): shares of the input mask `r`, an XOR share of
 /// the masking bit `rho' = rho xor msb(r)`, arithmetic shares of `rho` and of `rho * r`,
 /// and a DCF key for `x < r mod 2^(bits-1)` with one-bit output.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,15 +48,6 @@ pub struct CmpMat {
     pub b: Vec<u64>,
     pub br: Vec<u64>,
     pub keys: Vec<DcfKey<Pair>>,
-}
-
-/// Material for exact truncation ([`crate::trunc`]) by `bits`: this party's bit mask
-/// (`alpha` or `beta`) and share of `alpha * beta`, all mod `2^bits`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TruncMat {
-    pub mask: Vec<u64>,
-    pub gamma: Vec<u64>,
-    pub bits: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +164,7 @@ pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize, width: CmpWidth) -> CmpMat {
 /// Party `party`'s material for `step` with every random part drawn from `prg` and
 /// every correction zero: the dealer fills the corrections, a party reads them.
 pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat {
-    use crate::shapes::{
+    use crate::plan::shapes::{
         head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, truncate_len,
     };
     let size = |w: usize| plan.wires[w].rows * plan.wires[w].cols;
@@ -185,7 +177,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
             _ => StepMat::Nothing,
         },
         Step::Linear { terms, .. } => StepMat::Linear(
-            crate::shapes::private_terms(plan, terms)
+            crate::plan::shapes::private_terms(plan, terms)
                 .map(|n| share_or_zero(prg, party, n))
                 .collect(),
         ),
@@ -208,7 +200,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat
             CmpWidth::spline(*bits, plan.frac_bits),
         )),
         Step::RowMax { x, bits, .. } => StepMat::RowMax(
-            crate::shapes::rowmax_pairs(&plan.wires[*x])
+            crate::plan::shapes::rowmax_pairs(&plan.wires[*x])
                 .map(|n| draw_cmp(prg, party, n, CmpWidth::exact(*bits)))
                 .collect(),
         ),

@@ -1,6 +1,6 @@
 //! What each plan step puts on the wire, stated next to the protocols (see
-//! [`crate::exec`]) so the cost model prices exactly what the executor sends, and the
-//! exact length of the dealer material ([`crate::material`]) a plan consumes.
+//! [`crate::online::exec`]) so the cost model prices exactly what the executor sends, and the
+//! exact length of the dealer material ([`crate::preprocessing::material`]) a plan consumes.
 //!
 //! | step | frames (payload in ring elements of 8 bytes) |
 //! | --- | --- |
@@ -10,12 +10,12 @@
 //! | `Relu` | both at once, in sequence: one masked value per input, then one masked bit per input (bytes, not ring elements) |
 //! | `Square`, `Spline` | both at once: one masked value per input |
 //! | `RowMax` | both at once, one exchange per tree level: one masked difference per pair |
-//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` per scaling ([`crate::shapes::layernorm_waves`]) |
+//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` per scaling ([`crate::plan::shapes::layernorm_waves`]) |
 //! | `Truncate` | both at once: one masked bit per value, `ceil(shift/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
 //!
 //! Under exact truncation a `LayerNorm` also truncates exactly after its exchanges
-//! (see [`crate::trunc`]); a direct guess skips the one after the comparison and
+//! (see [`crate::protocols::trunc`]); a direct guess skips the one after the comparison and
 //! truncates its one scaling by `f` plus the guess's slope bits.
 //!
 //! Every frame adds [`HEADER_LEN`] bytes. Rounds follow the transport's rule (see
@@ -25,13 +25,13 @@
 
 use serde::Serialize;
 
-use crate::dcf::{Bit, Cws, Pair};
-use crate::material::HEADER_BYTES;
-use crate::plan::*;
-use crate::shapes::{
+use crate::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves,
     masked_weights, private_terms, rowmax_pairs, truncate_len, LnWave,
 };
+use crate::plan::*;
+use crate::preprocessing::material::HEADER_BYTES;
+use crate::protocols::dcf::{Bit, Cws, Pair};
 use crate::transport::HEADER_LEN;
 
 /// A party of the online phase.
@@ -71,7 +71,7 @@ const ELEM: u64 = 8;
 /// One exact truncation of `n` values by `shift` bits: both parties send a masked bit
 /// per value, in `ceil(shift / 8)` bytes.
 fn trunc_msgs(n: usize, shift: u32) -> [Msg; 2] {
-    let payload_bytes = (n * crate::trunc::wire_bytes(shift)) as u64;
+    let payload_bytes = (n * crate::protocols::trunc::wire_bytes(shift)) as u64;
     [Party::Client, Party::Server].map(|from| Msg {
         from,
         payload_bytes,
@@ -259,9 +259,9 @@ pub fn setup_bytes(plan: &SecurePlan) -> u64 {
     payload + payload.div_ceil(CHUNK as u64).max(1) * HEADER_LEN as u64
 }
 
-/// Length of `party`'s seeded half ([`Material::to_bytes`](crate::material::Material::to_bytes))
+/// Length of `party`'s seeded half ([`Material::to_bytes`](crate::preprocessing::material::Material::to_bytes))
 /// for one session of `plan`, computed from the shapes: the header, then the
-/// corrections ([`crate::material::corrections`]): the server's shares of products,
+/// corrections ([`crate::preprocessing::material::corrections`]): the server's shares of products,
 /// `ceil(shift/8)` bytes per value of an exact truncation, and the DCF correction words
 /// (both parties).
 pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
@@ -269,7 +269,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
     let ring = |n: usize| if server { 8 * n as u64 } else { 0 };
     let low = |n: usize, bits: u32| {
         if server {
-            (n * crate::trunc::wire_bytes(bits)) as u64
+            (n * crate::protocols::trunc::wire_bytes(bits)) as u64
         } else {
             0
         }
@@ -319,7 +319,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
 }
 
 /// Offline bytes of one session as the in-process harness reports them
-/// ([`crate::local::Inference::offline_bytes`]): both parties' encoded material.
+/// ([`crate::online::local::Inference::offline_bytes`]): both parties' encoded material.
 pub fn offline_bytes(plan: &SecurePlan) -> u64 {
     material_bytes(plan, Party::Client) + material_bytes(plan, Party::Server)
 }

@@ -4,12 +4,12 @@
 
 use std::time::Instant;
 
-use crate::dealer::{self, ModelMasks};
-use crate::exec::{self, ClientKeys, ExecError, Keys, ServerKeys, StepTrace};
-use crate::material::Material;
+use crate::arith::prg::Prg;
+use crate::arith::tensor::Mat;
+use crate::online::exec::{self, ClientKeys, ExecError, Keys, ServerKeys, StepTrace};
 use crate::plan::{PlanWeights, SecurePlan};
-use crate::prg::Prg;
-use crate::tensor::Mat;
+use crate::preprocessing::dealer::{self, ModelMasks};
+use crate::preprocessing::material::Material;
 use crate::transport::{Channel, Stats};
 
 /// Outcome of one secure inference, measured on the client's channel.

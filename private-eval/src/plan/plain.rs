@@ -1,9 +1,9 @@
 //! Runs a `SecurePlan` on plaintext f64 values: checks the lowering (folding,
 //! dead-token elimination) against the reference independently of the cryptography.
 
-use crate::layout::{head_assemble, head_operands, select_rows, Grid};
+use crate::arith::tensor::Mat;
+use crate::plan::layout::{head_assemble, head_operands, select_rows, Grid};
 use crate::plan::*;
-use crate::tensor::Mat;
 
 fn to_grid(m: &Mat) -> Grid<f64> {
     Grid {

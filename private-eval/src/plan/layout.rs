@@ -2,8 +2,8 @@
 //! their reassembly, row-major grids. Shared by the executor (on shares) and the
 //! plaintext interpreter (on f64), so neither imports the other.
 
+use crate::arith::tensor::Mat;
 use crate::plan::*;
-use crate::tensor::Mat;
 
 /// Rows `rows` of `m`.
 pub fn select_rows(m: &Mat, rows: Rows) -> Mat {

@@ -4,18 +4,19 @@
 
 use std::time::Instant;
 
-use crate::dcf::DcfKey;
-use crate::dealer::ModelMasks;
-use crate::fixed::Fixed;
-use crate::layout::{head_assemble, head_operands, Grid};
-use crate::material::{CmpMat, ReluMat, Source, StepMat, Triple, TruncMat};
-use crate::matmul::matmul;
+use crate::arith::fixed::Fixed;
+use crate::arith::matmul::matmul;
+use crate::arith::ring;
+use crate::arith::tensor::Mat;
+use crate::plan::layout::{head_assemble, head_operands, Grid};
+use crate::plan::shapes::{head_shapes, masked_weights, weights_at_f};
 use crate::plan::*;
-use crate::ring;
-use crate::shapes::{head_shapes, masked_weights, weights_at_f};
-use crate::tensor::Mat;
+use crate::preprocessing::dealer::ModelMasks;
+use crate::preprocessing::material::{CmpMat, ReluMat, Source, StepMat, Triple};
+use crate::protocols::dcf::DcfKey;
+use crate::protocols::trunc;
+use crate::protocols::trunc::TruncMat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
-use crate::trunc;
 
 pub const CLIENT: usize = 0;
 pub const SERVER: usize = 1;
@@ -146,10 +147,10 @@ pub fn server_setup(keys: &ServerKeys, chan: &mut dyn Channel) -> Result<(), Exe
     send_setup(chan, &keys.setup_message())
 }
 
-/// Sends a setup message in frames of at most [`crate::comm::CHUNK`] bytes (one, empty,
+/// Sends a setup message in frames of at most [`crate::online::comm::CHUNK`] bytes (one, empty,
 /// for a plan without masked weights).
 pub fn send_setup(chan: &mut dyn Channel, setup: &[u64]) -> Result<(), ExecError> {
-    let per = crate::comm::CHUNK / 8;
+    let per = crate::online::comm::CHUNK / 8;
     if setup.is_empty() {
         return chan
             .send_u64s(MsgKind::Setup, &[])
@@ -167,7 +168,7 @@ pub fn client_setup_message(
     plan: &SecurePlan,
     chan: &mut dyn Channel,
 ) -> Result<Vec<u64>, ExecError> {
-    let (n, per) = (ClientKeys::setup_len(plan), crate::comm::CHUNK / 8);
+    let (n, per) = (ClientKeys::setup_len(plan), crate::online::comm::CHUNK / 8);
     // Grown as frames arrive, not sized up front by the peer's plan.
     let mut setup = Vec::new();
     loop {
@@ -261,7 +262,7 @@ impl Party<'_> {
     ) -> Result<Vec<u64>, LnError> {
         if !self.plan.exact_truncation {
             v.iter_mut()
-                .for_each(|x| *x = crate::fixed::truncate_share_by(*x, self.p, shift));
+                .for_each(|x| *x = crate::arith::fixed::truncate_share_by(*x, self.p, shift));
             return Ok(v);
         }
         let m = mats
@@ -338,8 +339,8 @@ impl Party<'_> {
         let segs: Vec<(u64, u64)> = segs
             .iter()
             .map(|&(a, s)| {
-                let a = crate::fixed::encode_at(a, self.fx.frac_bits + slope_bits);
-                (a, crate::fixed::encode_at(s, slope_bits))
+                let a = crate::arith::fixed::encode_at(a, self.fx.frac_bits + slope_bits);
+                (a, crate::arith::fixed::encode_at(s, slope_bits))
             })
             .collect();
         let enc_t: Vec<u64> = ts.iter().map(|&t| self.fx.encode(t)).collect();
@@ -634,7 +635,7 @@ impl Party<'_> {
                 };
                 let w = &self.plan.wires[*x];
                 let width = CmpWidth::exact(*bits);
-                let want: Vec<usize> = crate::shapes::rowmax_pairs(w).collect();
+                let want: Vec<usize> = crate::plan::shapes::rowmax_pairs(w).collect();
                 if levels.len() != want.len() {
                     return Err(bad(&format!("{} levels of material", want.len())));
                 }
@@ -740,7 +741,7 @@ impl Party<'_> {
         let sq_len = if params.squares { rows * d } else { 0 };
         if square.a.len() != sq_len
             || square.c.len() != sq_len
-            || mults.len() != crate::shapes::layernorm_mults(self.plan, params)
+            || mults.len() != crate::plan::shapes::layernorm_mults(self.plan, params)
         {
             return Err(LnError::M(
                 "square and product triples of the norm's shape".into(),
@@ -947,7 +948,7 @@ pub fn compare(
 /// encoded `thresholds` on `width`: the points `c' - t'` share their high bits.
 pub fn compare_walk_levels(thresholds: &[u64], width: CmpWidth) -> f64 {
     let ts: Vec<u64> = thresholds.iter().map(|t| t >> width.shift).collect();
-    crate::dcf::expected_walk_levels::<crate::dcf::Pair>(&ts, width.domain())
+    crate::protocols::dcf::expected_walk_levels::<crate::protocols::dcf::Pair>(&ts, width.domain())
 }
 
 enum LnError {
@@ -1189,8 +1190,8 @@ pub fn run_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dealer::{cmp_material, relu_material};
-    use crate::prg::Prg;
+    use crate::arith::prg::Prg;
+    use crate::preprocessing::dealer::{cmp_material, relu_material};
     use crate::transport::memory_pair;
     use cryptpeft_types::NetworkProfile;
     use std::time::Duration;
