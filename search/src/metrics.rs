@@ -36,6 +36,9 @@ pub struct Truth {
     lenient_hv: f64,
     /// Accuracy and seconds ranges over the whole table.
     span: (f64, f64),
+    /// Each feasible configuration's margin: its accuracy less the best of every other
+    /// one at most as slow (positive on the front).
+    margins: Vec<f64>,
     /// The table's worst corner (least accuracy, most seconds): an empty set's stand-in.
     worst: Point,
 }
@@ -69,7 +72,26 @@ impl Truth {
             slowest,
             span: ((amax - amin).max(1e-12), (smax - smin).max(1e-12)),
             worst: Point::feasible(amin, smax),
+            margins: margins(&pts),
         }
+    }
+
+    /// How hard the front is to pin down: how many members beat every faster
+    /// configuration by at most `within`, and how many non-members fall short of doing so
+    /// by at most `within`. When margins are of the order of the training noise, which
+    /// configurations the table calls "front" is decided by that noise.
+    pub fn close_calls(&self, within: f64) -> (usize, usize) {
+        let members = self
+            .margins
+            .iter()
+            .filter(|&&m| m > 0.0 && m <= within)
+            .count();
+        let others = self
+            .margins
+            .iter()
+            .filter(|&&m| m <= 0.0 && m >= -within)
+            .count();
+        (members, others)
     }
 
     /// Members of the true front.
@@ -122,6 +144,36 @@ impl Truth {
     }
 }
 
+/// Each feasible point's accuracy less the best accuracy of every other feasible point
+/// at most as slow (`+inf` for the fastest).
+fn margins(pts: &[Point]) -> Vec<f64> {
+    let mut feasible: Vec<&Point> = pts.iter().filter(|p| p.violation == 0.0).collect();
+    feasible.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mut out = Vec::with_capacity(feasible.len());
+    let (mut faster, mut start) = (f64::NEG_INFINITY, 0);
+    while start < feasible.len() {
+        let s = feasible[start].seconds;
+        let end = start
+            + feasible[start..]
+                .iter()
+                .take_while(|p| p.seconds == s)
+                .count();
+        let group = &feasible[start..end];
+        for (i, p) in group.iter().enumerate() {
+            let tied = group
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, q)| q.accuracy)
+                .fold(faster, f64::max);
+            out.push(p.accuracy - tied);
+        }
+        faster = group.iter().map(|p| p.accuracy).fold(faster, f64::max);
+        start = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +218,22 @@ mod tests {
         // the whole nadir hypervolume.
         assert_eq!(ends.nadir_hv, 0.0);
         assert!((truth.score(&table[1..2]).nadir_hv - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn close_calls_count_margins_on_both_sides_of_the_front() {
+        // Margins: 0 +inf, 1 +0.2, 3 (3 s) 0.6 - 0.7 = -0.1; 2 and 4 share 4 s, so each
+        // is measured against the other too: 2 +0.19, 4 -0.19.
+        let table = [
+            (g(0), p(0.5, 1.0)),
+            (g(1), p(0.7, 2.0)),
+            (g(2), p(0.9, 4.0)),
+            (g(3), p(0.6, 3.0)),
+            (g(4), p(0.71, 4.0)),
+        ];
+        let truth = Truth::new(&table);
+        assert_eq!(truth.close_calls(0.05), (0, 0));
+        assert_eq!(truth.close_calls(0.1), (0, 1));
+        assert_eq!(truth.close_calls(0.2), (2, 2));
     }
 }

@@ -51,7 +51,12 @@ pub struct Replay {
     pub proposals: Vec<Proposed>,
     pub configurations: usize,
     pub front: usize,
+    /// `(margin, members, non-members)` within each of [`CLOSE_CALLS`] of the front.
+    pub close_calls: Vec<(f64, usize, usize)>,
 }
+
+/// Accuracy margins at which the replay counts close calls on the true front.
+const CLOSE_CALLS: [f64; 3] = [0.005, 0.01, 0.02];
 
 pub const STRATEGIES: [StrategyKind; 5] = [
     StrategyKind::Ehvi,
@@ -135,6 +140,13 @@ pub fn replay(
         proposals,
         configurations: valid.len(),
         front: truth.front_len(),
+        close_calls: CLOSE_CALLS
+            .iter()
+            .map(|&m| {
+                let (a, b) = truth.close_calls(m);
+                (m, a, b)
+            })
+            .collect(),
     })
 }
 
@@ -218,12 +230,25 @@ pub fn write(r: &Replay, budgets: &[usize], out: &Path, title: &str) -> Result<S
     ])?;
     write_csv(&mut props, &out.join("proposals.csv"))?;
 
+    let list = |f: &dyn Fn(&(f64, usize, usize)) -> String| {
+        r.close_calls.iter().map(f).collect::<Vec<_>>().join(" / ")
+    };
     let mut md = format!(
         "{} valid configurations, {} on the true front; random search's expected share of \
          the front at budget b is b / {}.\n\n\
+         Close calls: {} front members beat every configuration at most as slow by at most \
+         {} in accuracy, and {} other configurations miss the front by at most as much. \
+         Where margins are of the order of the training noise, which of these \
+         configurations the table calls front is decided by that noise, and no strategy \
+         can predict it.\n\n\
          | strategy | budget | nadir HV mean | nadir HV min | front share mean | front share min | IGD+ mean | lenient HV mean | evaluations used | ms per proposal |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
-        r.configurations, r.front, r.configurations
+        r.configurations,
+        r.front,
+        r.configurations,
+        list(&|c| c.1.to_string()),
+        list(&|c| c.0.to_string()),
+        list(&|c| c.2.to_string()),
     );
     let mut summary: Vec<(String, u64, [f64; 8])> = Vec::new();
     let (mut hv_curves, mut share_curves, mut names) = (Vec::new(), Vec::new(), Vec::new());
