@@ -177,6 +177,8 @@ fn a_study_priced_by_another_cost_model_is_repriced_or_refused() {
         e.contains("pricing 0, protocol 1") && e.contains(&today),
         "{e}"
     );
+    // One sentence, not a source line's indentation.
+    assert!(e.contains(&format!("prices with `{today}`, and")), "{e}");
     assert_eq!(trials(&out).len(), 3);
     // A report reprices every trial with today's model and says so.
     let o = report(&out);

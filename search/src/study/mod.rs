@@ -193,7 +193,9 @@ impl Study {
             Some(old) => Err(Error::Study {
                 at: self.location.to_string(),
                 problem: format!(
-                    "its trials were priced by cost model `{old}`; this release prices with                      `{}`, and the two would mix in one front. `report` and `replay` reprice                      it whole; to search on, start a new study (another --out or --study)",
+                    "its trials were priced by cost model `{old}`; this release prices with `{}`, \
+                     and the two would mix in one front. `report` and `replay` reprice it \
+                     whole; to search on, start a new study (another --out or --study)",
                     cryptpeft_cost_model::version()
                 ),
             }),
