@@ -526,11 +526,19 @@ fn accuracy_latency(
     .map_err(|err| err.to_string())
 }
 
+/// Writes the table whole or not at all (a temporary file, then a rename), so a killed
+/// experiment never leaves a truncated CSV behind.
 fn write_table(path: &Path, df: &mut DataFrame) -> Result<(), String> {
-    let mut f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    CsvWriter::new(&mut f)
-        .finish(df)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf).finish(df).map_err(|e| fail(&e))?;
+    let tmp = path.with_extension(format!("csv.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, &buf)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(&e)
+        })
 }
 
 fn write_meta(
@@ -566,4 +574,26 @@ fn write_meta(
     let path = dir.join("meta.json");
     std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap() + "\n")
         .map_err(|err| format!("{}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("table.csv");
+        let mut df =
+            DataFrame::new_infer_height(vec![Column::new("rounds".into(), [14u64, 8])]).unwrap();
+        write_table(&path, &mut df).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "rounds\n14\n8\n");
+        // No temporary file stays behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A folder that does not exist: an error naming the path, and nothing written.
+        let missing = dir.path().join("gone").join("table.csv");
+        let e = write_table(&missing, &mut df).unwrap_err();
+        assert!(e.contains("gone/table.csv"), "{e}");
+        assert!(!dir.path().join("gone").exists());
+    }
 }
