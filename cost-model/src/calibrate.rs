@@ -7,6 +7,7 @@ use cryptpeft_private_eval::arith::matmul::{matmul, Kernel};
 use cryptpeft_private_eval::arith::prg::Prg;
 use cryptpeft_private_eval::arith::ring;
 use cryptpeft_private_eval::online::exec::relu;
+use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::{CmpWidth, SplineFn};
 use cryptpeft_private_eval::preprocessing::dealer::{cmp_material, relu_material};
 use cryptpeft_private_eval::protocols::dcf::{self, DcfKey};
@@ -147,10 +148,10 @@ pub fn calibrate() -> Constants {
         let t_relu = std::thread::scope(|s| {
             let peer = s.spawn(|| {
                 for _ in 0..6 {
-                    relu(1, &mut c1, &s1, &m1).unwrap();
+                    relu(Party::Server, &mut c1, &s1, &m1).unwrap();
                 }
             });
-            let t = time(5, || relu(0, &mut c0, &s0, &m0).unwrap());
+            let t = time(5, || relu(Party::Client, &mut c0, &s0, &m0).unwrap());
             peer.join().unwrap();
             t
         });
@@ -189,7 +190,7 @@ pub fn calibrate() -> Constants {
         let mut s = ring::sub(&x, &y);
         ring::add_assign(&mut s, &x);
         let mut c = s.to_vec();
-        fx.truncate_shares(&mut c, 1);
+        fx.truncate_shares(&mut c, Party::Server);
         c
     });
     let elementwise_per_s = 4.0 * m as f64 / t_elem;

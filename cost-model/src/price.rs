@@ -19,8 +19,9 @@
 use std::fmt::Write as _;
 
 use cryptpeft_private_eval::arith::fixed::Fixed;
-use cryptpeft_private_eval::online::comm::{self, Party};
+use cryptpeft_private_eval::online::comm;
 use cryptpeft_private_eval::online::exec::compare_walk_levels;
+use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
     LnWave,

@@ -221,7 +221,7 @@ fn pending_material_is_capped_in_bytes() {
     let one = cryptpeft_private_eval::online::comm::offline_bytes(&plan);
     let server_half = cryptpeft_private_eval::online::comm::material_bytes(
         &plan,
-        cryptpeft_private_eval::online::comm::Party::Server,
+        cryptpeft_private_eval::party::Party::Server,
     );
     // Room for one new session while another's server half waits, not for two.
     let d = dealer(DealerLimits {

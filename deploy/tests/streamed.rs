@@ -54,7 +54,7 @@ fn streamed_material_gives_the_plaintext_logits() {
             // The whole half came, in frames, during the online phase.
             let half = cryptpeft_private_eval::online::comm::material_bytes(
                 server.plan(),
-                cryptpeft_private_eval::online::comm::Party::Client,
+                cryptpeft_private_eval::party::Party::Client,
             );
             assert!(
                 r.offline_bytes > half,

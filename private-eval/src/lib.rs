@@ -10,6 +10,7 @@ pub mod bench;
 pub mod hidden;
 pub mod model;
 pub mod online;
+pub mod party;
 pub mod plan;
 pub mod preprocessing;
 pub mod protocols;

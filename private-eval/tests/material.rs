@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use cryptpeft_private_eval::arith::prg::Prg;
-use cryptpeft_private_eval::online::comm::{self, Party};
+use cryptpeft_private_eval::online::comm;
 use cryptpeft_private_eval::online::exec::{self, Keys, ServerKeys};
+use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::SecurePlan;
 use cryptpeft_private_eval::preprocessing::dealer::{self, ModelMasks};
 use cryptpeft_private_eval::preprocessing::material::Material;

@@ -1,6 +1,8 @@
 //! Fixed-point encoding in the ring `Z_2^64`: a real `x` is `round(x * 2^f) mod 2^64`.
 //! All arithmetic is wrapping; products carry `2f` fractional bits until truncated.
 
+use crate::party::Party;
+
 /// Fixed-point codec with `frac_bits` fractional bits (default 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fixed {
@@ -52,11 +54,11 @@ impl Fixed {
     /// Local (SecureML) truncation of one party's share by `f` bits. The reconstructed
     /// value is off by at most 1 ulp, except with probability about `|x| / 2^63`
     /// (a wrap of the shares), where `x` is the value at `2f` bits.
-    pub fn truncate_share(&self, share: u64, party: usize) -> u64 {
+    pub fn truncate_share(&self, share: u64, party: Party) -> u64 {
         truncate_share_by(share, party, self.frac_bits)
     }
 
-    pub fn truncate_shares(&self, shares: &mut [u64], party: usize) {
+    pub fn truncate_shares(&self, shares: &mut [u64], party: Party) {
         for s in shares {
             *s = self.truncate_share(*s, party);
         }
@@ -71,8 +73,8 @@ pub fn encode_at(x: f64, bits: u32) -> u64 {
 
 /// Party 0 shifts its share arithmetically; party 1 negates, shifts, negates back, so the
 /// two rounding errors cancel to within one unit.
-pub fn truncate_share_by(share: u64, party: usize, bits: u32) -> u64 {
-    if party == 0 {
+pub fn truncate_share_by(share: u64, party: Party, bits: u32) -> u64 {
+    if party == Party::Client {
         ((share as i64) >> bits) as u64
     } else {
         (((share.wrapping_neg()) as i64) >> bits).wrapping_neg() as u64
@@ -105,8 +107,8 @@ mod tests {
             let s0 = state;
             let s1 = v.wrapping_sub(s0);
             let t = fx
-                .truncate_share(s0, 0)
-                .wrapping_add(fx.truncate_share(s1, 1));
+                .truncate_share(s0, Party::Client)
+                .wrapping_add(fx.truncate_share(s1, Party::Server));
             assert!((fx.decode(t) - x).abs() <= 2.0 / 65536.0, "x={x}");
         }
     }

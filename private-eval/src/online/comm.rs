@@ -25,6 +25,7 @@
 
 use serde::Serialize;
 
+use crate::party::Party;
 use crate::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves,
     masked_weights, private_terms, rowmax_pairs, truncate_len, LnWave,
@@ -33,22 +34,6 @@ use crate::plan::*;
 use crate::preprocessing::material::HEADER_BYTES;
 use crate::protocols::dcf::{Bit, Cws, Pair};
 use crate::transport::HEADER_LEN;
-
-/// A party of the online phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Party {
-    Client,
-    Server,
-}
-
-impl Party {
-    pub fn index(self) -> usize {
-        match self {
-            Party::Client => 0,
-            Party::Server => 1,
-        }
-    }
-}
 
 /// One frame of a step. Frames of the same `wave` are sent by their parties before
 /// either receives the other's (a simultaneous exchange); waves run in order.

@@ -8,6 +8,7 @@ use crate::arith::fixed::Fixed;
 use crate::arith::matmul::matmul;
 use crate::arith::ring;
 use crate::arith::tensor::Mat;
+use crate::party::Party;
 use crate::plan::layout::{head_assemble, head_operands, Grid};
 use crate::plan::shapes::{head_shapes, masked_weights, weights_at_f};
 use crate::plan::*;
@@ -17,9 +18,6 @@ use crate::protocols::dcf::DcfKey;
 use crate::protocols::trunc;
 use crate::protocols::trunc::TruncMat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
-
-pub const CLIENT: usize = 0;
-pub const SERVER: usize = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -197,8 +195,8 @@ pub enum Keys<'a> {
     Server(&'a ServerKeys),
 }
 
-struct Party<'a> {
-    p: usize,
+struct State<'a> {
+    p: Party,
     fx: Fixed,
     plan: &'a SecurePlan,
     keys: Keys<'a>,
@@ -213,7 +211,7 @@ type StepResult<T> = Result<T, TransportError>;
 /// An element-wise product `a * b`: `(a, a_cols, b, b_cols, rows)`, a 1-column side broadcast.
 type MulOp<'a> = (&'a [u64], usize, &'a [u64], usize, usize);
 
-impl Party<'_> {
+impl State<'_> {
     fn share(&self, w: WireId) -> &[u64] {
         self.shares[w]
             .as_deref()
@@ -279,7 +277,7 @@ impl Party<'_> {
 
     /// Party 0 adds public constants.
     fn konst(&self, c: u64) -> u64 {
-        if self.p == 0 {
+        if self.p == Party::Client {
             c
         } else {
             0
@@ -315,7 +313,7 @@ impl Party<'_> {
                 &ring::mul_bcast(&t.a, ac, f, bc, rows),
             );
             ring::add_assign(&mut z, &t.c);
-            if self.p == 0 {
+            if self.p == Party::Client {
                 ring::add_assign(&mut z, &ring::mul_bcast(e, ac, f, bc, rows));
             }
             out.push(z);
@@ -407,7 +405,7 @@ impl Party<'_> {
             .map(|(e, a)| 2u64.wrapping_mul(e.wrapping_mul(*a)))
             .collect();
         ring::add_assign(&mut sq, &t.c);
-        if self.p == 0 {
+        if self.p == Party::Client {
             ring::add_assign(
                 &mut sq,
                 &e.iter().map(|e| e.wrapping_mul(*e)).collect::<Vec<_>>(),
@@ -436,7 +434,7 @@ impl Party<'_> {
         match step {
             Step::Open { open } => {
                 let op = &self.plan.openings[*open];
-                if self.p == CLIENT {
+                if self.p == Party::Client {
                     let StepMat::Mask(mask) = mat else {
                         return Err(bad("a mask"));
                     };
@@ -577,7 +575,7 @@ impl Party<'_> {
                         let f = &open[base + m * k..base + m * k + k * n];
                         let mut z = ring::add(&matmul(e, &t.b, m, k, n), &matmul(&t.a, f, m, k, n));
                         ring::add_assign(&mut z, &t.c);
-                        if self.p == 0 {
+                        if self.p == Party::Client {
                             ring::add_assign(&mut z, &matmul(e, f, m, k, n));
                         }
                         Grid {
@@ -703,7 +701,7 @@ impl Party<'_> {
             }
             Step::Reveal { wire, raw } => {
                 let s = self.share(*wire).to_vec();
-                if self.p == SERVER {
+                if self.p == Party::Server {
                     chan.send_u64s(MsgKind::Reveal, &s)
                         .map_err(|e| self.terr(step, e))?;
                 } else {
@@ -851,7 +849,7 @@ pub fn open_both(chan: &mut dyn Channel, mine: Vec<u64>) -> Result<Vec<u64>, Tra
 /// `d v = d c - (delta r + (1 - 2 delta) rho r)`, from the dealer's shares of `rho`
 /// and `rho r`. Exact, with zero failure probability, under the width bound.
 pub fn relu(
-    p: usize,
+    p: Party,
     chan: &mut dyn Channel,
     v: &[u64],
     m: &ReluMat,
@@ -861,7 +859,7 @@ pub fn relu(
     let points: Vec<u64> = c.iter().map(|&ci| ci & ((1u64 << top) - 1)).collect();
     let lt = DcfKey::eval_points(&m.keys, &points, top as usize);
     let mine: Vec<bool> = (0..c.len())
-        .map(|i| lt[i].0 ^ m.rho[i] ^ (p == 0 && (c[i] >> top) & 1 == 0))
+        .map(|i| lt[i].0 ^ m.rho[i] ^ (p == Party::Client && (c[i] >> top) & 1 == 0))
         .collect();
     chan.send(MsgKind::Open, &pack_bits(&mine))?;
     let theirs = unpack_bits(&chan.recv(MsgKind::Open)?, c.len())?;
@@ -869,7 +867,8 @@ pub fn relu(
         .map(|i| {
             let delta = (mine[i] ^ theirs[i]) as u64;
             let flip = 1u64.wrapping_sub(2 * delta);
-            let d = (if p == 0 { delta } else { 0 }).wrapping_add(flip.wrapping_mul(m.rho_a[i]));
+            let d = (if p == Party::Client { delta } else { 0 })
+                .wrapping_add(flip.wrapping_mul(m.rho_a[i]));
             let dr = delta
                 .wrapping_mul(m.r[i])
                 .wrapping_add(flip.wrapping_mul(m.rho_r[i]));
@@ -906,7 +905,7 @@ fn unpack_bits(bytes: &[u8], n: usize) -> Result<Vec<bool>, TransportError> {
 /// and the key's payload also gives `u * r` (the whole `r`), so `d * v = d * c - d * r`
 /// needs no extra round.
 pub fn compare(
-    p: usize,
+    p: Party,
     chan: &mut dyn Channel,
     v: &[u64],
     thresholds: &[u64],
@@ -933,7 +932,8 @@ pub fn compare(
                     let sign = 1u64.wrapping_sub(2 * a);
                     let u = m.b[i].wrapping_add(y.0[0]);
                     let ur = m.br[i].wrapping_add(y.0[1]);
-                    let d = (if p == 0 { 1 - a } else { 0 }).wrapping_sub(sign.wrapping_mul(u));
+                    let d = (if p == Party::Client { 1 - a } else { 0 })
+                        .wrapping_sub(sign.wrapping_mul(u));
                     let dr = (1 - a)
                         .wrapping_mul(m.r[i])
                         .wrapping_sub(sign.wrapping_mul(ur));
@@ -1029,7 +1029,7 @@ pub struct RunOutput {
     pub material_s: f64,
 }
 
-/// Runs the online phase as `party` (`CLIENT` with the hidden states, or `SERVER`).
+/// Runs the online phase as `party` (the client with the hidden states, or the server).
 pub fn run(
     plan: &SecurePlan,
     keys: Keys<'_>,
@@ -1068,8 +1068,8 @@ pub fn run_with(
     chan: &mut dyn Channel,
 ) -> Result<RunOutput, ExecError> {
     let p = match keys {
-        Keys::Client(_) => CLIENT,
-        Keys::Server(_) => SERVER,
+        Keys::Client(_) => Party::Client,
+        Keys::Server(_) => Party::Server,
     };
     let b = material.binding();
     if b.session != chan.session() {
@@ -1079,20 +1079,21 @@ pub fn run_with(
             chan.session()
         )));
     }
-    if b.party as usize != p || b.plan_digest != plan.digest() {
+    if b.party as usize != p.index() || b.plan_digest != plan.digest() {
         return Err(ExecError::Material(format!(
-            "material for party {} / plan {:x}, expected party {p} / plan {:x} (a dealer of \
+            "material for party {} / plan {:x}, expected party {} / plan {:x} (a dealer of \
              another release digests plans differently)",
             b.party,
             b.plan_digest,
+            p.index(),
             plan.digest(),
         )));
     }
-    if p == CLIENT && hidden.is_none() {
+    if p == Party::Client && hidden.is_none() {
         return Err(ExecError::Input("the client needs hidden states".into()));
     }
     let fx = Fixed::new(plan.frac_bits);
-    let mut party = Party {
+    let mut party = State {
         p,
         fx,
         plan,
@@ -1104,13 +1105,13 @@ pub fn run_with(
     for (i, w) in plan.wires.iter().enumerate() {
         if let WireKind::ClientInput { .. } = w.kind {
             party.zero[i] = true;
-            if p == SERVER {
+            if p == Party::Server {
                 party.shares[i] = Some(vec![0; w.rows * w.cols]);
             }
         }
     }
     // The client's states, loaded in input order as steps first read them.
-    let mut load_inputs = |party: &mut Party<'_>, upto: usize| -> Result<(), ExecError> {
+    let mut load_inputs = |party: &mut State<'_>, upto: usize| -> Result<(), ExecError> {
         let Some(src) = hidden.as_mut() else {
             return Ok(());
         };
@@ -1203,11 +1204,11 @@ mod tests {
     }
 
     /// Both parties' outputs of `f` over a memory channel pair.
-    fn both<T: Send>(f: impl Fn(usize, &mut dyn Channel) -> T + Sync) -> (T, T) {
+    fn both<T: Send>(f: impl Fn(Party, &mut dyn Channel) -> T + Sync) -> (T, T) {
         let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
         std::thread::scope(|s| {
-            let h = s.spawn(|| f(1, &mut c1));
-            (f(0, &mut c0), h.join().unwrap())
+            let h = s.spawn(|| f(Party::Server, &mut c1));
+            (f(Party::Client, &mut c0), h.join().unwrap())
         })
     }
 
@@ -1242,7 +1243,11 @@ mod tests {
             }
             let (s0, s1) = shared(&xs, &mut rng);
             let (y0, y1) = both(|p, c| {
-                let (s, m) = if p == 0 { (&s0, &m0) } else { (&s1, &m1) };
+                let (s, m) = if p == Party::Client {
+                    (&s0, &m0)
+                } else {
+                    (&s1, &m1)
+                };
                 relu(p, c, s, m).unwrap()
             });
             for (i, &x) in xs.iter().enumerate() {
@@ -1288,7 +1293,11 @@ mod tests {
             let [m0, m1] = cmp_material(xs.len(), width, &mut rng);
             let (s0, s1) = shared(&xs, &mut rng);
             let (y0, y1) = both(|p, c| {
-                let (s, m) = if p == 0 { (&s0, &m0) } else { (&s1, &m1) };
+                let (s, m) = if p == Party::Client {
+                    (&s0, &m0)
+                } else {
+                    (&s1, &m1)
+                };
                 compare(p, c, s, &ts, m).unwrap()
             });
             for (i, &x) in xs.iter().enumerate() {

@@ -10,7 +10,8 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::online::comm::{self, Party};
+use crate::online::comm;
+use crate::party::Party;
 use crate::plan::SecurePlan;
 use crate::preprocessing::material::{Binding, Expander, Material, MaterialError, Source, StepMat};
 use crate::transport::{Channel, MsgKind};

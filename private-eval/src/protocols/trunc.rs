@@ -20,6 +20,7 @@
 //! exchange (a plan truncates every value of a layer in one exchange); the dealer
 //! sends each party two ring elements.
 
+use crate::party::Party;
 use crate::transport::{Channel, MsgKind, TransportError};
 
 /// Material for exact truncation by `bits`: this party's bit mask
@@ -44,15 +45,15 @@ fn low(v: u64, bits: u32) -> u64 {
 }
 
 /// A party's shifted share without the wrap's cross term, and its top bit.
-fn local_part(share: u64, party: usize, bits: u32) -> (u64, u64) {
-    let s = if party == 0 {
+fn local_part(share: u64, party: Party, bits: u32) -> (u64, u64) {
+    let s = if party == Party::Client {
         share.wrapping_add(OFFSET)
     } else {
         share
     };
     let top = s >> 63;
     let mut t = (s >> bits).wrapping_sub(top << (64 - bits));
-    if party == 0 {
+    if party == Party::Client {
         t = t.wrapping_sub(OFFSET >> bits);
     }
     (t, top)
@@ -100,7 +101,7 @@ fn unpack(bytes: &[u8], n: usize, bits: u32) -> Result<Vec<u64>, TransportError>
 /// the module doc).
 pub fn truncate(
     chan: &mut dyn Channel,
-    party: usize,
+    party: Party,
     shares: &[u64],
     mat: &TruncMat,
 ) -> Result<Vec<u64>, TransportError> {
@@ -116,7 +117,7 @@ pub fn truncate(
     let theirs = unpack(&chan.recv(MsgKind::Open)?, n, bits)?;
     for i in 0..n {
         // Client: a'b' + alpha b' + gamma0; server: a' beta + gamma1 (a' the client's).
-        let ab = if party == 0 {
+        let ab = if party == Party::Client {
             mine[i]
                 .wrapping_mul(theirs[i])
                 .wrapping_add(mat.mask[i].wrapping_mul(theirs[i]))
@@ -156,8 +157,8 @@ mod tests {
         let mut m1 = draw(false);
         fill(&m0, &mut m1);
         let (mut c, mut s) = memory_pair(NetworkProfile::none(), Duration::from_secs(5));
-        let h = std::thread::spawn(move || truncate(&mut s, 1, &shares1, &m1).unwrap());
-        let t0 = truncate(&mut c, 0, &shares0, &m0).unwrap();
+        let h = std::thread::spawn(move || truncate(&mut s, Party::Server, &shares1, &m1).unwrap());
+        let t0 = truncate(&mut c, Party::Client, &shares0, &m0).unwrap();
         let t1 = h.join().unwrap();
         t0.iter()
             .zip(&t1)
@@ -196,7 +197,11 @@ mod tests {
         for i in 0..want.len() {
             let d = got[i].wrapping_sub(want[i]) as i64;
             assert!(d == 0 || d == -1, "case {i}: off by {d}");
-            let l = truncate_share_by(s0[i], 0, f).wrapping_add(truncate_share_by(s1[i], 1, f));
+            let l = truncate_share_by(s0[i], Party::Client, f).wrapping_add(truncate_share_by(
+                s1[i],
+                Party::Server,
+                f,
+            ));
             local_wrong += usize::from((l.wrapping_sub(want[i]) as i64).abs() > 1);
         }
         // The edges do make local truncation fail: the test exercises the wrap.
