@@ -138,6 +138,11 @@ fn report_rebuilds_the_outputs_and_replay_reads_a_grid() {
         .filter(|l| l.starts_with("ehvi,0,"))
         .collect();
     assert_eq!(ehvi.len(), 8, "{proposals}");
+    let md = std::fs::read_to_string(tmp.path().join("replay/replay.md")).unwrap();
+    assert!(
+        md.contains("Close calls: ") && md.contains("0.005 / 0.01 / 0.02 in accuracy"),
+        "{md}"
+    );
     assert!(tmp.path().join("replay/replay.png").is_file());
     assert!(tmp.path().join("replay/replay_front.png").is_file());
 }
