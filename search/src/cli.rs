@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
 
+use crate::dashboard;
 use crate::error::{Error, Result};
 use crate::replay::{self, STRATEGIES};
 use crate::report::Outputs;
@@ -35,8 +37,23 @@ pub enum Cmd {
         /// Also run each front member securely and add measured figures.
         #[arg(long)]
         verify: bool,
+        /// Also write the dashboard as one self-contained page, `dashboard.html`.
+        #[arg(long)]
+        html: bool,
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Serve a live, read-only web page of a study: fronts, progress, what matters.
+    Dashboard {
+        dir: PathBuf,
+        #[command(flatten)]
+        at: StorageArgs,
+        /// Address to listen on; anything but loopback shows the study to the network.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// Port (0: any free one; the URL is printed).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
     },
     /// Replay strategies on a tabulated study (a finished `--strategy grid` run).
     Replay {
@@ -182,12 +199,38 @@ pub fn main(args: SearchArgs) -> Result<()> {
             dir,
             at,
             verify,
+            html,
             quiet,
         }) => {
             let (s, location) = stored(&dir, &at)?;
-            let study = study::open(s, &dir, location, !quiet)?;
+            let study = study::open(s.clone(), &dir, location.clone(), !quiet)?;
             print_fronts(&crate::report::write(&study, verify, !quiet)?);
+            drop(study);
+            if html {
+                let page = dashboard::static_page(&study::view(s, &dir, location)?)?;
+                let path = dir.join("dashboard.html");
+                study::write_atomic(&path, page.as_bytes())?;
+                println!("dashboard: {}", path.display());
+            }
             Ok(())
+        }
+        Some(Cmd::Dashboard {
+            dir,
+            at,
+            host,
+            port,
+        }) => {
+            let (s, location) = stored(&dir, &at)?;
+            let view = study::view(s, &dir, location)?;
+            if !host.is_loopback() {
+                eprintln!(
+                    "warning: listening on {host}: anyone who reaches it sees the study (no \
+                     password, no TLS)"
+                );
+            }
+            dashboard::serve(view, SocketAddr::new(host, port), |addr| {
+                println!("dashboard on http://{addr}/ (read-only; Ctrl-C stops)");
+            })
         }
         Some(Cmd::Replay {
             table,

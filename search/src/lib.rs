@@ -7,11 +7,13 @@
 //! - [`study`]: the opened study, its trials in SQLite or PostgreSQL (kill-safe, shared
 //!   by workers on one machine or several); [`run`]: a worker.
 //! - [`eval`]: the feature cache and training; [`price`]: the cost model's prices.
-//! - [`pareto`], [`report`], [`plot`]: fronts, tables, pictures; [`verify`]: measured runs.
+//! - [`pareto`], [`report`], [`plot`]: fronts, tables, pictures; [`verify`]: measured runs;
+//!   [`dashboard`]: the study as a live web page.
 //! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style), scored by
 //!   [`metrics`] against its true front.
 
 pub mod cli;
+pub mod dashboard;
 pub mod error;
 pub mod eval;
 pub mod fault;

@@ -48,6 +48,14 @@ impl Pricer {
         &self.constants
     }
 
+    pub fn backbone(&self) -> &BackboneSpec {
+        &self.backbone
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
     pub fn profiles(&self) -> &[NetworkProfile] {
         &self.profiles
     }

@@ -10,9 +10,11 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::fault;
-use crate::genes::GENES;
+use crate::genes::{Space, GENES};
 use crate::pareto::{front, hypervolume, Point};
 use crate::plot;
+use crate::price::Pricer;
+use crate::space::SpaceFile;
 use crate::study::{point_of, write_atomic, Study};
 use crate::study::{State, Trial};
 use crate::verify::{self, Measured};
@@ -61,7 +63,7 @@ pub fn file_name(profile: &str) -> String {
 }
 
 /// The trials fronts are drawn from: complete, at the highest rung any reached.
-fn finalists(trials: &[Trial]) -> Vec<Trial> {
+pub fn finalists(trials: &[Trial]) -> Vec<Trial> {
     let top = trials
         .iter()
         .filter(|t| t.state == State::Complete)
@@ -74,11 +76,12 @@ fn finalists(trials: &[Trial]) -> Vec<Trial> {
         .collect()
 }
 
-fn points(study: &Study, trials: &[Trial], profile: usize) -> Vec<Point> {
+/// The trials' points on `profile`, constraints included.
+pub fn points(space: &SpaceFile, trials: &[Trial], profile: usize) -> Vec<Point> {
     trials
         .iter()
         .map(|t| {
-            let mut p = point_of(&study.space, &t.price, t.val_accuracy);
+            let mut p = point_of(space, &t.price, t.val_accuracy);
             p.seconds = t.price.seconds[profile];
             p
         })
@@ -115,7 +118,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     let mut fronts_idx = Vec::new();
     let finals = finalists(&study.trials()?);
     for p in 0..profiles.len() {
-        fronts_idx.push(front(&points(study, &finals, p)));
+        fronts_idx.push(front(&points(&study.space, &finals, p)));
     }
     // Checkpoints of the front members, named by spec, from the study (trained on
     // whichever machine).
@@ -141,7 +144,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     fault::point("output");
     let mut fronts = Vec::new();
     for (p, name) in profiles.iter().enumerate() {
-        let pts = points(study, &finals, p);
+        let pts = points(&study.space, &finals, p);
         let rows: Vec<FrontRow> = fronts_idx[p]
             .iter()
             .map(|&i| FrontRow {
@@ -416,41 +419,58 @@ fn front_table(rows: &[FrontRow]) -> Result<DataFrame> {
 /// accuracies after different epochs do not compare), against the space's slowest
 /// configuration on that profile. Returns the table and the curves.
 fn hypervolume_table(study: &Study, trials: &[Trial]) -> Result<(DataFrame, Vec<Vec<f64>>)> {
-    let first = study.space.fidelity.rungs()[0];
+    let references = reference_seconds(&study.genomes, &study.pricer);
+    let curves = hypervolume_curves(&study.space, &references, trials);
+    let evaluations = curves.first().map_or(0, Vec::len) as u64;
+    let mut cols = vec![Column::new(
+        "evaluations".into(),
+        (1..=evaluations).collect::<Vec<_>>(),
+    )];
+    for (curve, name) in curves.iter().zip(&study.space.networks) {
+        cols.push(Column::new(
+            format!("hypervolume_{}", file_name(name)).into(),
+            curve.clone(),
+        ));
+    }
+    Ok((df(cols)?, curves))
+}
+
+/// Hypervolume per profile after each completed trial of the first rung, against
+/// `references` (one fidelity: accuracies after different epochs do not compare).
+pub fn hypervolume_curves(
+    space: &SpaceFile,
+    references: &[f64],
+    trials: &[Trial],
+) -> Vec<Vec<f64>> {
+    let first = space.fidelity.rungs()[0];
     let done: Vec<Trial> = trials
         .iter()
         .filter(|t| t.state == State::Complete && t.epochs == first)
         .cloned()
         .collect();
-    let mut cols = vec![Column::new(
-        "evaluations".into(),
-        (1..=done.len() as u64).collect::<Vec<_>>(),
-    )];
-    let mut curves = Vec::new();
-    for (p, name) in study.space.networks.iter().enumerate() {
-        let reference = reference_seconds(study, p);
-        let pts = points(study, &done, p);
-        let curve: Vec<f64> = (1..=pts.len())
-            .map(|k| hypervolume(&pts[..k], reference))
-            .collect();
-        cols.push(Column::new(
-            format!("hypervolume_{}", file_name(name)).into(),
-            curve.clone(),
-        ));
-        curves.push(curve);
-    }
-    Ok((df(cols)?, curves))
+    (0..space.networks.len())
+        .map(|p| {
+            let pts = points(space, &done, p);
+            (1..=pts.len())
+                .map(|k| hypervolume(&pts[..k], references[p]))
+                .collect()
+        })
+        .collect()
 }
 
-/// The slowest valid configuration's predicted seconds on profile `p` (DESIGN.md
+/// The slowest valid configuration's predicted seconds per profile (DESIGN.md
 /// section 5's hypervolume reference).
-pub fn reference_seconds(study: &Study, p: usize) -> f64 {
-    study
-        .genomes
-        .valid()
-        .iter()
-        .map(|g| study.pricer.price(&study.genomes.spec(g)).seconds[p])
-        .fold(0.0, f64::max)
+pub fn reference_seconds(genomes: &Space, pricer: &Pricer) -> Vec<f64> {
+    let mut slowest = vec![0.0f64; pricer.profiles().len()];
+    for g in genomes.valid() {
+        for (s, x) in slowest
+            .iter_mut()
+            .zip(pricer.price(&genomes.spec(g)).seconds)
+        {
+            *s = s.max(x);
+        }
+    }
+    slowest
 }
 
 /// The median of `xs` (none when empty).

@@ -180,9 +180,7 @@ impl Study {
     pub fn trials(&self) -> Result<Vec<Trial>> {
         let mut trials = self.store.trials()?;
         if self.priced_by.is_some() {
-            for t in &mut trials {
-                t.price = self.pricer.price(&self.genomes.spec(&t.genome));
-            }
+            reprice(trials.iter_mut(), &self.genomes, &self.pricer);
         }
         Ok(trials)
     }
@@ -220,6 +218,71 @@ impl Study {
             .budget
             .evaluations
             .unwrap_or(self.genomes.valid().len())
+    }
+}
+
+fn reprice<'a>(trials: impl Iterator<Item = &'a mut Trial>, genomes: &Space, pricer: &Pricer) {
+    for t in trials {
+        t.price = pricer.price(&genomes.spec(&t.genome));
+    }
+}
+
+/// A study opened to be looked at (the dashboard): its space, trials and prices. It
+/// builds no feature cache, calibrates nothing and writes nothing.
+pub struct View {
+    pub space: SpaceFile,
+    pub dir: PathBuf,
+    pub location: Location,
+    pub store: Box<dyn Storage + Send>,
+    pub genomes: Space,
+    pub pricer: Pricer,
+    pub priced_by: Option<String>,
+}
+
+/// Opens the existing study at `location` of `space` for reading.
+pub fn view(space: SpaceFile, dir: &Path, location: Location) -> Result<View> {
+    let backbone = eval::load_backbone(&space)?.spec;
+    let classes = space.data.num_classes();
+    let genomes = Space::new(&space.genes, &backbone, classes)?;
+    let store = location.open_existing()?;
+    let not_started = || Error::Study {
+        at: location.to_string(),
+        problem: "has no cost-model constants yet (its first run has not started)".into(),
+    };
+    let text = store.meta("constants")?.ok_or_else(not_started)?;
+    let constants = Constants::from_yaml(&text)
+        .map_err(|e| Error::Other(format!("the study's stored constants: {e}")))?;
+    let today = cryptpeft_cost_model::version();
+    let priced_by = match store.meta("cost_model")? {
+        Some(v) => (v != today).then_some(v),
+        None if store.trials()?.is_empty() => None,
+        None => Some(UNVERSIONED.to_string()),
+    };
+    let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
+    Ok(View {
+        space,
+        dir: dir.to_path_buf(),
+        location,
+        store,
+        genomes,
+        pricer,
+        priced_by,
+    })
+}
+
+impl View {
+    /// The stored trials with the seconds since each one's heartbeat, priced like
+    /// [`Study::trials`].
+    pub fn aged_trials(&self) -> Result<Vec<(Trial, f64)>> {
+        let mut trials = self.store.aged_trials()?;
+        if self.priced_by.is_some() {
+            reprice(
+                trials.iter_mut().map(|(t, _)| t),
+                &self.genomes,
+                &self.pricer,
+            );
+        }
+        Ok(trials)
     }
 }
 

@@ -15,8 +15,8 @@ use rustls_pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::store::{
-    claimed, new_state, no_longer_ours, parse_rows, trials_only, Claim, Decision, Finished,
-    Proposal, Row, Storage, Trial, ROW_COLUMNS,
+    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Finished, Proposal, Row,
+    Storage, Trial, ROW_COLUMNS,
 };
 use crate::error::{Error, Result};
 use crate::fault;
@@ -421,9 +421,9 @@ impl Storage for PgStudy {
         Ok(())
     }
 
-    fn trials(&self) -> Result<Vec<Trial>> {
+    fn aged_trials(&self) -> Result<Vec<(Trial, f64)>> {
         let rows = self.read_rows(&mut *self.client())?;
-        trials_only(rows, &self.at)
+        parse_rows(rows, &self.at)
     }
 
     fn checkpoint(&self, number: u64) -> Result<Option<Vec<u8>>> {

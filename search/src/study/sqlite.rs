@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::store::{
-    claimed, new_state, no_longer_ours, parse_rows, trials_only, Claim, Decision, Finished,
-    Proposal, Row, Storage, Trial, ROW_COLUMNS,
+    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Finished, Proposal, Row,
+    Storage, Trial, ROW_COLUMNS,
 };
 use crate::error::{Error, Result};
 use crate::fault;
@@ -218,8 +218,8 @@ impl Storage for SqliteStudy {
         Ok(())
     }
 
-    fn trials(&self) -> Result<Vec<Trial>> {
-        trials_only(Self::read_rows(&self.conn)?, &self.at())
+    fn aged_trials(&self) -> Result<Vec<(Trial, f64)>> {
+        parse_rows(Self::read_rows(&self.conn)?, &self.at())
     }
 
     fn checkpoint(&self, number: u64) -> Result<Option<Vec<u8>>> {

@@ -122,7 +122,11 @@ pub trait Storage {
         outcome: std::result::Result<Finished, String>,
     ) -> Result<()>;
     fn set_test_accuracy(&self, number: u64, accuracy: f64) -> Result<()>;
-    fn trials(&self) -> Result<Vec<Trial>>;
+    /// Every trial with the seconds since its last heartbeat, by the database's clock.
+    fn aged_trials(&self) -> Result<Vec<(Trial, f64)>>;
+    fn trials(&self) -> Result<Vec<Trial>> {
+        Ok(self.aged_trials()?.into_iter().map(|(t, _)| t).collect())
+    }
     /// The checkpoint a completed trial recorded (none for studies of releases that
     /// kept checkpoints as files only).
     fn checkpoint(&self, number: u64) -> Result<Option<Vec<u8>>>;
@@ -234,10 +238,6 @@ impl Row {
 
 pub(crate) fn parse_rows(rows: Vec<Row>, at: &str) -> Result<Vec<(Trial, f64)>> {
     rows.into_iter().map(|r| r.parse(at)).collect()
-}
-
-pub(crate) fn trials_only(rows: Vec<Row>, at: &str) -> Result<Vec<Trial>> {
-    Ok(parse_rows(rows, at)?.into_iter().map(|(t, _)| t).collect())
 }
 
 /// What a claim does, decided under the study's write lock from all its trials.
