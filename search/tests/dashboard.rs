@@ -247,7 +247,14 @@ fn page_front(b: &Browser, p: usize) -> Vec<(u64, f64, f64)> {
 fn the_dashboard_follows_a_running_search_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let first = search(&write_space(tmp.path(), &tiny_space(3, 3, 1)), &run, None);
+    // A latency budget on lan: its region is shaded on lan's front only.
+    let space_text = |n| {
+        tiny_space(3, n, 1).replace(
+            "select: wan\n",
+            "select: wan\nconstraints:\n  latency_s:\n    lan: 1.0\n",
+        )
+    };
+    let first = search(&write_space(tmp.path(), &space_text(3)), &run, None);
     assert!(first.status.success(), "{}", stderr(&first));
     let dash = Dashboard::start(&run);
     let browser = Browser::start();
@@ -258,10 +265,13 @@ fn the_dashboard_follows_a_running_search_in_chromium() {
         "the wan front",
     );
     browser.script("window.loadedOnce = true; return null;");
+    let shaded =
+        "return [0, 1].map(p => document.querySelectorAll(`#front-${p} rect.shade`).length)";
+    assert_eq!(browser.script(shaded), json!([1, 0]));
     let complete = "return study.trials.filter(t => t.state === 'complete').length";
     assert_eq!(browser.script(complete), 3);
     // The same study with a larger budget: a search to watch.
-    let space = write_space(tmp.path(), &tiny_space(3, 7, 1));
+    let space = write_space(tmp.path(), &space_text(7));
     let mut second = Command::new(BIN)
         .arg("--space")
         .arg(&space)
@@ -333,6 +343,50 @@ fn the_dashboard_follows_a_running_search_in_chromium() {
         "{serve}"
     );
 
+    // `report --html` writes the same page as one file with the data inside: no
+    // server, no other file, the same front, and the front members' breakdowns.
+    let o = Command::new(BIN)
+        .args(["report", "--html", "-q"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = run.join("dashboard.html");
+    let text = std::fs::read_to_string(&html).unwrap();
+    for outside in ["src=\"http", "href=\"http", "@import", "<link"] {
+        assert!(
+            !text.contains(outside),
+            "the page refers outside itself: {outside}"
+        );
+    }
+    drop(dash);
+    browser.goto(&format!("file://{}#trial={number}", html.display()));
+    browser.wait(
+        "return document.querySelectorAll('#front-1 circle.member').length > 0",
+        30,
+        "the static page's front",
+    );
+    for (p, name) in ["lan", "wan"].iter().enumerate() {
+        let want = csv_front(&run.join(format!("pareto_{name}.csv")));
+        let got: Vec<u64> = page_front(&browser, p).iter().map(|r| r.0).collect();
+        assert_eq!(got, want.iter().map(|r| r.0).collect::<Vec<_>>(), "{name}");
+    }
+    let steps = browser.wait(
+        "return document.querySelectorAll('#detail table tr').length",
+        10,
+        "the linked trial's price breakdown",
+    );
+    assert!(steps.as_u64().unwrap() > 3, "{steps}");
+}
+
+#[test]
+fn the_dashboard_refuses_what_it_must_not_serve_and_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = search(&write_space(tmp.path(), &tiny_space(3, 2, 1)), &run, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(tmp.path().join("secret.csv"), "x").unwrap();
+    let dash = Dashboard::start(&run);
     // Outside the run directory, a secret file, a malformed request: an error status,
     // and the dashboard goes on serving.
     let get = |path: &str| {
@@ -343,6 +397,7 @@ fn the_dashboard_follows_a_running_search_in_chromium() {
     for path in [
         "/files/../../../etc/passwd",
         "/files/%2e%2e/%2e%2e/etc/passwd",
+        "/files/../secret.csv",
         "/files/study.sqlite",
     ] {
         let status = get(path);

@@ -202,7 +202,8 @@ async function drawDetail() {
   right.append(el("p", { text: t.checkpoint ? `${study.dir.replace(/\/$/, "")}/${t.checkpoint}` :
     fronts.length ? "not exported yet: `cryptpeft-search report DIR` exports every front member to adapters/" :
       "not exported: only front members are (their checkpoints stay in the study)" }));
-  const net = selectedNet != null ? study.networks[selectedNet] : fronts[0] || study.networks[study.select];
+  const strategyNet = study.networks[study.select];
+  const net = selectedNet != null ? study.networks[selectedNet] : fronts.includes(strategyNet) || !fronts.length ? strategyNet : fronts[0];
   right.append(el("h3", { text: `Deploy (${fronts.length ? "on the front of " + fronts.join(", ") : "not on a front"})` }));
   right.append(el("pre", { class: "serve", text: serveCommand(t, net) }));
   const costBox = el("div", {}, el("p", { class: "hint", text: "pricing…" }));
@@ -211,7 +212,9 @@ async function drawDetail() {
   const costs = await costsOf(t.number);
   if (selected !== t.number) return;
   if (!costs) { costBox.replaceChildren(el("p", { class: "hint", text: "breakdown not included in this static copy (front members only)" })); return; }
-  costBox.replaceChildren(...costs.map(costTable));
+  // The deployed profile's breakdown open, the others folded.
+  costBox.replaceChildren(...costs.map((c) => c.network === net ? costTable(c) :
+    el("details", {}, el("summary", { text: `on ${c.network}: ${ms(c.predicted_s)}, ${c.rounds} rounds` }), costTable(c))));
 }
 
 function costTable(c) {
@@ -240,7 +243,7 @@ function drawProgress() {
     hv.forEach((curve, p) => {
       const d = curve.map((v, i) => `${i ? "L" : "M"}${c.x(i + 1)},${c.y(v)}`).join("");
       c.svg.append(el("svg:path", { d, fill: "none", stroke: COLORS[p % COLORS.length], "stroke-width": 2 }));
-      c.svg.append(el("svg:text", { x: c.W - 16, y: 20 + 14 * p, "text-anchor": "end", fill: COLORS[p % COLORS.length], text: study.networks[p] }));
+      c.svg.append(el("svg:text", { x: c.W - 16, y: c.H - c.m.b - 8 - 14 * (hv.length - 1 - p), "text-anchor": "end", fill: COLORS[p % COLORS.length], text: study.networks[p] }));
     });
     box.replaceChildren(c.svg);
   }
@@ -291,12 +294,16 @@ function drawGenes() {
       const per = g.choices.map((c) => stats(rows.filter((t) => t.genes[i] === c).map(value)));
       const vals = per.filter(Boolean).flatMap((s) => [s.lo, s.hi]);
       if (!vals.length) continue;
-      const H = 30 + 22 * g.choices.length;
+      const H = 44 + 22 * g.choices.length;
       const lo = Math.min(...vals), hi = Math.max(...vals);
       const W = 420, l = 90, r = 14;
-      const x = scale(lo - (hi - lo) * 0.05 - 1e-9, hi + (hi - lo) * 0.05 + 1e-9, l, W - r, false);
+      const log = lo > 0 && hi / lo > 8;
+      const x = log ? scale(lo / 1.1, hi * 1.1, l, W - r, true) : scale(lo - (hi - lo) * 0.05 - 1e-9, hi + (hi - lo) * 0.05 + 1e-9, l, W - r, false);
       const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}` });
-      svg.append(el("svg:text", { x: l, y: 11, text: label }));
+      svg.append(el("svg:text", { x: l, y: 11, text: label + (log ? ", log scale" : "") }));
+      const axisY = 26 + 22 * g.choices.length;
+      svg.append(el("svg:line", { x1: l, x2: W - r, y1: axisY - 8, y2: axisY - 8, stroke: "#d0d5dd" }));
+      for (const v of [lo, hi]) svg.append(el("svg:text", { x: x(v), y: axisY + 4, "text-anchor": "middle", text: v.toFixed(v >= 100 ? 0 : 1) }));
       g.choices.forEach((c, k) => {
         const y = 28 + 22 * k;
         svg.append(el("svg:text", { x: l - 8, y: y + 4, "text-anchor": "end", text: c }));
