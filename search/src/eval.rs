@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::space::SpaceFile;
+use crate::study::Epoch;
 
 /// The cached features of a space and what training needs besides.
 pub struct Features {
@@ -149,14 +150,14 @@ pub fn recipe(space: &SpaceFile, spec: &AdapterSpec, epochs: usize) -> TrainConf
 }
 
 /// Trains one candidate; writes its checkpoint to `checkpoint` (atomically) and returns
-/// its validation accuracy.
+/// its validation accuracy and training curve.
 pub fn train(
     feats: &Features,
     space: &SpaceFile,
     spec: &AdapterSpec,
     epochs: usize,
     checkpoint: &Path,
-) -> Result<f64> {
+) -> Result<(f64, Vec<Epoch>)> {
     let (g, b) = (&feats.final_norm.0, &feats.final_norm.1);
     let recipe = recipe(space, spec, epochs);
     // A panic inside the trainer fails this trial, not the study.
@@ -188,7 +189,17 @@ pub fn train(
         )));
     }
     model.save(checkpoint)?;
-    Ok(acc)
+    // The trainer's `test_accuracy` is its held-out set's: here the validation part.
+    let curve = stats
+        .iter()
+        .map(|s| Epoch {
+            epoch: s.epoch,
+            loss: s.loss,
+            train_accuracy: s.train_accuracy,
+            val_accuracy: s.test_accuracy,
+        })
+        .collect();
+    Ok((acc, curve))
 }
 
 /// Test accuracy of an exported checkpoint (measured once, for front members).

@@ -278,10 +278,11 @@ fn run_trial(study: &Study, worker: &str, trial: &Trial) -> Result<()> {
     let _ = tx.send(());
     let _ = beat.join();
     let outcome = match result {
-        Ok(accuracy) => Ok(Finished {
+        Ok((accuracy, curve)) => Ok(Finished {
             accuracy,
             seconds: start.elapsed().as_secs_f64(),
             checkpoint: std::fs::read(&ckpt).map_err(|e| Error::io(&ckpt, e))?,
+            curve,
         }),
         Err(e) => Err(e.to_string()),
     };

@@ -327,6 +327,12 @@ fn the_dashboard_follows_a_running_search_in_chromium() {
         10,
         "the serve command",
     );
+    // The training curve the worker recorded (one epoch here).
+    browser.wait(
+        "return document.querySelectorAll('#curve svg path').length === 2",
+        10,
+        "the training curve",
+    );
     let config = trials(&run)
         .into_iter()
         .find(|t| t.number == number)

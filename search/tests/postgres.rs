@@ -266,11 +266,24 @@ fn the_dashboard_reads_a_server_study_and_never_shows_its_password() {
         .and_then(|r| r.split('/').next())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /api/study HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let body = get("/api/study");
+    // A trial's details: its price breakdown and the curve the worker recorded.
+    let number = pg_trials(&url)[0].number;
+    let details = get(&format!("/api/trial/{number}"));
+    assert!(details.contains("\"curve\":[{\"epoch\":1,"), "{details}");
+    assert!(
+        details.contains("\"steps\":[{\"name\":\"open\""),
+        "{details}"
+    );
     let _ = dash.kill();
     let _ = dash.wait();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");

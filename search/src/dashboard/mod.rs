@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::report::reference_seconds;
 use crate::study::View;
 
-pub use snapshot::{costs, take, Snapshot, StepTable};
+pub use snapshot::{details, take, Details, Snapshot, StepTable};
 
 const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("page.js");
@@ -44,7 +44,7 @@ pub fn page(data: Option<&str>) -> String {
         .replace("/*DATA*/", &data)
 }
 
-/// The page with the study's data and its front members' price breakdowns inside
+/// The page with the study's data and its front members' details inside
 /// (`report --html`).
 pub fn static_page(view: &View) -> Result<String> {
     let mut snap = take(view, &reference_seconds(&view.genomes, &view.pricer))?;
@@ -52,7 +52,7 @@ pub fn static_page(view: &View) -> Result<String> {
     members.sort_unstable();
     members.dedup();
     for n in members {
-        snap.costs.insert(n, costs(view, n)?);
+        snap.details.insert(n, details(view, n)?);
     }
     let json = serde_json::to_string(&snap).expect("a snapshot serializes");
     Ok(page(Some(&json)))
@@ -144,13 +144,13 @@ fn respond(view: &View, references: &[f64], request: &Request, bound: SocketAddr
             Err(e) => error(503, &format!("reading the study: {e}")),
         },
         _ => {
-            if let Some(n) = path.strip_prefix("/api/cost/") {
+            if let Some(n) = path.strip_prefix("/api/trial/") {
                 return match n.parse::<u64>() {
-                    Ok(n) => match costs(view, n) {
-                        Ok(c) => json(&c),
+                    Ok(n) => match details(view, n) {
+                        Ok(d) => json(&d),
                         Err(e) => error(404, &e.to_string()),
                     },
-                    Err(_) => error(400, "a trial number after /api/cost/"),
+                    Err(_) => error(400, "a trial number after /api/trial/"),
                 };
             }
             if let Some(rel) = path.strip_prefix("/files/") {

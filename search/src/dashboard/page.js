@@ -10,7 +10,7 @@ let selected = null;
 // The profile whose front the selection came from, if any.
 let selectedNet = null;
 let lastText = "";
-const costCache = new Map();
+const detailCache = new Map();
 
 function el(tag, attrs, ...kids) {
   const e = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
@@ -168,15 +168,32 @@ function serveCommand(t, net) {
   return `cryptpeft serve --checkpoint ${ckpt} --listen 0.0.0.0:7001 --dealer DEALER:7000 --tls keys --network ${net}`;
 }
 
-async function costsOf(n) {
-  if (study.costs && study.costs[n]) return study.costs[n];
+// A trial's price breakdown and training curve: embedded in a static copy (front
+// members), fetched once per trial from the server.
+async function detailsOf(n) {
+  if (study.details && study.details[n]) return study.details[n];
   if (EMBEDDED) return null;
-  if (!costCache.has(n)) {
-    const r = await fetch("/api/cost/" + n, { cache: "no-store" });
+  if (!detailCache.has(n)) {
+    const r = await fetch("/api/trial/" + n, { cache: "no-store" });
     if (!r.ok) return null;
-    costCache.set(n, await r.json());
+    const d = await r.json();
+    if (d.curve == null && (trial(n) || {}).state !== "complete") return d; // not final yet
+    detailCache.set(n, d);
   }
-  return costCache.get(n);
+  return detailCache.get(n);
+}
+
+function curveChart(curve) {
+  const accs = curve.flatMap((e) => [100 * e.val_accuracy, 100 * e.train_accuracy]);
+  const c = chart(420, 200, [1, Math.max(2, curve.length)], [Math.min(...accs), Math.max(...accs)], "epoch", "accuracy (%)", false);
+  const line = (f, color, name, k) => {
+    c.svg.append(el("svg:path", { d: curve.map((e, i) => `${i ? "L" : "M"}${c.x(e.epoch)},${c.y(f(e))}`).join(""), fill: "none", stroke: color, "stroke-width": 2 }));
+    c.svg.append(el("svg:text", { x: c.W - 16, y: c.H - c.m.b - 8 - 14 * k, "text-anchor": "end", fill: color, text: name }));
+  };
+  line((e) => 100 * e.train_accuracy, COLORS[2], "training", 1);
+  line((e) => 100 * e.val_accuracy, COLORS[0], "validation", 0);
+  const last = curve[curve.length - 1];
+  return el("div", { class: "curve" }, c.svg, el("p", { class: "hint", text: `loss ${curve[0].loss.toFixed(3)} after epoch 1, ${last.loss.toFixed(3)} after epoch ${last.epoch}` }));
 }
 
 async function drawDetail() {
@@ -195,7 +212,6 @@ async function drawDetail() {
   add("worker", t.worker);
   add("training", secs(t.train_s));
   if (t.message) add("message", t.message);
-  add("training curve", "not recorded: the study keeps each trial's final validation accuracy only");
   const fronts = study.networks.filter((_, p) => study.fronts[p].includes(t.number));
   const right = el("div");
   right.append(el("h3", { text: "Checkpoint" }));
@@ -208,10 +224,19 @@ async function drawDetail() {
   right.append(el("pre", { class: "serve", text: serveCommand(t, net) }));
   const costBox = el("div", {}, el("p", { class: "hint", text: "pricing…" }));
   right.append(el("h3", { text: "Where the time goes (the cost model's breakdown)" }), costBox);
-  box.replaceChildren(el("div", { class: "detail-grid" }, el("div", {}, el("h3", { text: t.config }), kv), right));
-  const costs = await costsOf(t.number);
+  const curveBox = el("div", { id: "curve" });
+  box.replaceChildren(el("div", { class: "detail-grid" }, el("div", {}, el("h3", { text: t.config }), kv, el("h3", { text: "Training curve" }), curveBox), right));
+  const d = await detailsOf(t.number);
   if (selected !== t.number) return;
-  if (!costs) { costBox.replaceChildren(el("p", { class: "hint", text: "breakdown not included in this static copy (front members only)" })); return; }
+  if (!d) {
+    const why = "not included in this static copy (front members only)";
+    costBox.replaceChildren(el("p", { class: "hint", text: "breakdown " + why }));
+    curveBox.replaceChildren(el("p", { class: "hint", text: "curve " + why }));
+    return;
+  }
+  curveBox.replaceChildren(d.curve && d.curve.length ? curveChart(d.curve) :
+    el("p", { class: "hint", text: t.state === "complete" ? "not recorded (trained by a release that kept no curves)" : "none yet: the trial is " + t.state }));
+  const costs = d.costs;
   // The deployed profile's breakdown open, the others folded.
   costBox.replaceChildren(...costs.map((c) => c.network === net ? costTable(c) :
     el("details", {}, el("summary", { text: `on ${c.network}: ${ms(c.predicted_s)}, ${c.rounds} rounds` }), costTable(c))));

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::genes::GENES;
 use crate::pareto::front;
 use crate::report::{finalists, hypervolume_curves, points};
-use crate::study::{State, View, STALE_AFTER};
+use crate::study::{Epoch, State, View, STALE_AFTER};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -42,10 +42,19 @@ pub struct Snapshot {
     pub machine: String,
     pub cost_model: String,
     pub stale_after_s: f64,
-    /// Price breakdowns of the front members, for a page without a server
-    /// (`report --html`); the server answers `/api/cost/N` instead.
+    /// The front members' details, for a page without a server (`report --html`);
+    /// the server answers `/api/trial/N` instead.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub costs: BTreeMap<u64, Vec<StepTable>>,
+    pub details: BTreeMap<u64, Details>,
+}
+
+/// What the page shows of a selected trial beyond its row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Details {
+    /// The cost model's breakdown per profile.
+    pub costs: Vec<StepTable>,
+    /// Its training curve, where recorded.
+    pub curve: Option<Vec<Epoch>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,12 +220,12 @@ pub fn take(view: &View, references: &[f64]) -> Result<Snapshot> {
         machine: view.pricer.constants().machine.clone(),
         cost_model: cryptpeft_cost_model::version(),
         stale_after_s: STALE_AFTER.as_secs_f64(),
-        costs: BTreeMap::new(),
+        details: BTreeMap::new(),
     })
 }
 
-/// The cost model's breakdown of trial `number` on every profile.
-pub fn costs(view: &View, number: u64) -> Result<Vec<StepTable>> {
+/// Trial `number`'s breakdown on every profile and its training curve.
+pub fn details(view: &View, number: u64) -> Result<Details> {
     let trial = view
         .store
         .trials()?
@@ -226,12 +235,16 @@ pub fn costs(view: &View, number: u64) -> Result<Vec<StepTable>> {
     let spec = view.genomes.spec(&trial.genome);
     let plan = plan_shape_only(&spec, view.pricer.backbone(), view.pricer.classes())
         .map_err(|e| Error::Other(format!("trial {number}: {e}")))?;
-    Ok(view
+    let costs = view
         .pricer
         .profiles()
         .iter()
         .map(|p| table(&cost(&plan, p, view.pricer.constants())))
-        .collect())
+        .collect();
+    Ok(Details {
+        costs,
+        curve: view.store.curve(number)?,
+    })
 }
 
 fn table(r: &CostReport) -> StepTable {

@@ -10,8 +10,8 @@ pub mod store;
 pub use location::{sqlite_path, Location};
 pub use sqlite::SqliteStudy;
 pub use store::{
-    worker_name, Claim, Finished, NewTrial, Proposal, State, Storage, Trial, HEARTBEAT_EVERY,
-    STALE_AFTER,
+    worker_name, Claim, Epoch, Finished, NewTrial, Proposal, State, Storage, Trial,
+    HEARTBEAT_EVERY, STALE_AFTER,
 };
 
 use std::path::{Path, PathBuf};

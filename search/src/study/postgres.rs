@@ -15,8 +15,8 @@ use rustls_pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::store::{
-    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Finished, Proposal, Row,
-    Storage, Trial, ROW_COLUMNS,
+    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Epoch, Finished, Proposal,
+    Row, Storage, Trial, ROW_COLUMNS,
 };
 use crate::error::{Error, Result};
 use crate::fault;
@@ -51,11 +51,13 @@ CREATE TABLE IF NOT EXISTS cryptpeft_trials (
     message TEXT,
     checkpoint BYTEA,
     propose_seconds DOUBLE PRECISION,
+    curve TEXT,
     PRIMARY KEY (study, number),
     UNIQUE (study, config, epochs)
 );
 -- Added since the first release.
 ALTER TABLE cryptpeft_trials ADD COLUMN IF NOT EXISTS propose_seconds DOUBLE PRECISION;
+ALTER TABLE cryptpeft_trials ADD COLUMN IF NOT EXISTS curve TEXT;
 ";
 
 pub struct PgStudy {
@@ -381,7 +383,7 @@ impl Storage for PgStudy {
             Ok(f) => tx.execute(
                 &format!(
                     "UPDATE cryptpeft_trials SET state = 'complete', val_accuracy = $1,
-                     train_seconds = $2, checkpoint = $3, heartbeat = {NOW}
+                     train_seconds = $2, checkpoint = $3, heartbeat = {NOW}, curve = $7
                      WHERE study = $4 AND number = $5 AND worker = $6 AND state = 'running'"
                 ),
                 &[
@@ -391,6 +393,7 @@ impl Storage for PgStudy {
                     &self.study,
                     &n,
                     &worker,
+                    &serde_json::to_string(&f.curve).expect("a curve serializes"),
                 ],
             ),
             Err(msg) => tx.execute(
@@ -435,6 +438,24 @@ impl Storage for PgStudy {
             )
             .map_err(|e| self.err(e))?;
         Ok(row.and_then(|r| r.get(0)))
+    }
+
+    fn curve(&self, number: u64) -> Result<Option<Vec<Epoch>>> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT curve FROM cryptpeft_trials WHERE study = $1 AND number = $2",
+                &[&self.study, &(number as i64)],
+            )
+            .map_err(|e| self.err(e))?;
+        row.and_then(|r| r.get::<_, Option<String>>(0))
+            .map(|t| {
+                serde_json::from_str(&t).map_err(|e| Error::Study {
+                    at: self.at.clone(),
+                    problem: format!("trial {number}'s curve: {e}"),
+                })
+            })
+            .transpose()
     }
 }
 

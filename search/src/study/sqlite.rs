@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::store::{
-    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Finished, Proposal, Row,
-    Storage, Trial, ROW_COLUMNS,
+    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Epoch, Finished, Proposal,
+    Row, Storage, Trial, ROW_COLUMNS,
 };
 use crate::error::{Error, Result};
 use crate::fault;
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS trials (
     message TEXT,
     checkpoint BLOB,
     propose_seconds REAL,
+    curve TEXT,
     UNIQUE (config, epochs)
 );
 ";
@@ -58,8 +59,12 @@ impl SqliteStudy {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         // Columns added since the first release: checkpoints (kept as files only
-        // before), proposal times.
-        for (column, kind) in [("checkpoint", "BLOB"), ("propose_seconds", "REAL")] {
+        // before), proposal times, training curves.
+        for (column, kind) in [
+            ("checkpoint", "BLOB"),
+            ("propose_seconds", "REAL"),
+            ("curve", "TEXT"),
+        ] {
             let present: i64 = conn
                 .query_row(
                     "SELECT COUNT(*) FROM pragma_table_info('trials') WHERE name = ?1",
@@ -185,7 +190,7 @@ impl Storage for SqliteStudy {
         let changed = match &outcome {
             Ok(f) => tx.execute(
                 "UPDATE trials SET state = 'complete', val_accuracy = ?1, train_seconds = ?2,
-                 checkpoint = ?3, heartbeat = ?4
+                 checkpoint = ?3, heartbeat = ?4, curve = ?7
                  WHERE number = ?5 AND worker = ?6 AND state = 'running'",
                 params![
                     f.accuracy,
@@ -193,7 +198,8 @@ impl Storage for SqliteStudy {
                     f.checkpoint,
                     now(),
                     number as i64,
-                    worker
+                    worker,
+                    serde_json::to_string(&f.curve).expect("a curve serializes")
                 ],
             )?,
             Err(msg) => tx.execute(
@@ -232,6 +238,20 @@ impl Storage for SqliteStudy {
             )
             .optional()?
             .flatten())
+    }
+
+    fn curve(&self, number: u64) -> Result<Option<Vec<Epoch>>> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT curve FROM trials WHERE number = ?1",
+                [number as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        text.map(|t| serde_json::from_str(&t).map_err(|e| self.err(e)))
+            .transpose()
     }
 
     fn settle(&self) -> Result<()> {

@@ -82,6 +82,16 @@ pub struct Finished {
     pub seconds: f64,
     /// The adapter checkpoint (safetensors bytes).
     pub checkpoint: Vec<u8>,
+    pub curve: Vec<Epoch>,
+}
+
+/// One epoch of a trial's training, as the dashboard draws it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    pub val_accuracy: f64,
 }
 
 /// What a worker gets from [`Storage::claim`].
@@ -130,6 +140,8 @@ pub trait Storage {
     /// The checkpoint a completed trial recorded (none for studies of releases that
     /// kept checkpoints as files only).
     fn checkpoint(&self, number: u64) -> Result<Option<Vec<u8>>>;
+    /// The training curve a completed trial recorded (none before curves were kept).
+    fn curve(&self, number: u64) -> Result<Option<Vec<Epoch>>>;
     /// Makes the study's own files whole (SQLite folds its log into the database file);
     /// a server keeps its own.
     fn settle(&self) -> Result<()> {
