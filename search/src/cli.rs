@@ -155,15 +155,19 @@ fn space(a: &RunArgs) -> Result<SpaceFile> {
     Ok(s)
 }
 
-/// The study of an existing run directory and the space stored in it.
-fn stored(dir: &Path, at: &StorageArgs) -> Result<(SpaceFile, Location)> {
+/// The study of an existing run directory and the space stored in it; `read_only`
+/// reads it without upgrading its tables.
+fn stored(dir: &Path, at: &StorageArgs, read_only: bool) -> Result<(SpaceFile, Location)> {
     let location = Location::of_run(dir, at.storage.as_deref(), at.study.as_deref())?;
     let none = |problem: &str| Error::Study {
         at: location.to_string(),
         problem: problem.into(),
     };
-    let text = location
-        .open_existing()?
+    let store = match read_only {
+        true => location.open_read_only()?,
+        false => location.open_existing()?,
+    };
+    let text = store
         .meta("space")?
         .ok_or_else(|| none("no space recorded (no run has started this study)"))?;
     let space = serde_json::from_str(&text).map_err(|e| none(&format!("recorded space: {e}")))?;
@@ -202,7 +206,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
             html,
             quiet,
         }) => {
-            let (s, location) = stored(&dir, &at)?;
+            let (s, location) = stored(&dir, &at, false)?;
             let study = study::open(s.clone(), &dir, location.clone(), !quiet)?;
             print_fronts(&crate::report::write(&study, verify, !quiet)?);
             drop(study);
@@ -220,7 +224,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
             host,
             port,
         }) => {
-            let (s, location) = stored(&dir, &at)?;
+            let (s, location) = stored(&dir, &at, true)?;
             let view = study::view(s, &dir, location)?;
             if !host.is_loopback() {
                 eprintln!(
@@ -240,7 +244,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
             strategies,
             out,
         }) => {
-            let (s, location) = stored(&table, &at)?;
+            let (s, location) = stored(&table, &at, false)?;
             let study = study::open(s, &table, location, true)?;
             let strategies = if strategies.is_empty() {
                 STRATEGIES.to_vec()

@@ -182,7 +182,7 @@ impl Dashboard {
         Dashboard { url, child }
     }
 
-    /// The status line of a raw request.
+    /// The whole response to a raw request.
     fn raw(&self, request: &str) -> String {
         let addr = self.url.trim_start_matches("http://").trim_end_matches('/');
         let mut s = TcpStream::connect(addr).unwrap();
@@ -190,7 +190,12 @@ impl Dashboard {
         s.write_all(request.as_bytes()).unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        out.lines().next().unwrap_or("").to_string()
+        out
+    }
+
+    /// The status line of a raw request.
+    fn status(&self, request: &str) -> String {
+        self.raw(request).lines().next().unwrap_or("").to_string()
     }
 }
 
@@ -392,11 +397,18 @@ fn the_dashboard_refuses_what_it_must_not_serve_and_goes_on() {
     let o = search(&write_space(tmp.path(), &tiny_space(3, 2, 1)), &run, None);
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::write(tmp.path().join("secret.csv"), "x").unwrap();
+    // As an older release left it: no curve column (a worker would add it; the
+    // dashboard must not).
+    rusqlite::Connection::open(run.join("study.sqlite"))
+        .unwrap()
+        .execute_batch("ALTER TABLE trials DROP COLUMN curve")
+        .unwrap();
+    let study = std::fs::read(run.join("study.sqlite")).unwrap();
     let dash = Dashboard::start(&run);
     // Outside the run directory, a secret file, a malformed request: an error status,
     // and the dashboard goes on serving.
     let get = |path: &str| {
-        dash.raw(&format!(
+        dash.status(&format!(
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         ))
     };
@@ -410,10 +422,26 @@ fn the_dashboard_refuses_what_it_must_not_serve_and_goes_on() {
         assert!(status.contains(" 403 "), "{path}: {status}");
     }
     assert!(get("/nothing").contains(" 404 "));
-    assert!(dash.raw("GARBAGE\r\n\r\n").contains(" 400 "));
+    assert!(dash.status("GARBAGE\r\n\r\n").contains(" 400 "));
     assert!(dash
-        .raw("GET /api/study HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        .status("GET /api/study HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
         .contains(" 403 "));
     assert!(get("/files/pareto_wan.csv").contains(" 200 "));
     assert!(get("/api/study").contains(" 200 "));
+    let details =
+        dash.raw("GET /api/trial/0 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(details.starts_with("HTTP/1.1 200 "), "{details}");
+    assert!(details.contains("\"curve\":null"), "{details}");
+    drop(dash);
+    // It only read the study: its file and its tables are as they were.
+    assert!(std::fs::read(run.join("study.sqlite")).unwrap() == study);
+    let columns: i64 = rusqlite::Connection::open(run.join("study.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('trials') WHERE name = 'curve'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(columns, 0, "the dashboard upgraded the study");
 }

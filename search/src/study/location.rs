@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::postgres::{redact, PgStudy};
+use super::postgres::{redact, Mode, PgStudy};
 use super::sqlite::SqliteStudy;
 use super::store::Storage;
 use crate::error::{Error, Result};
@@ -92,7 +92,7 @@ impl Location {
     pub fn open(&self) -> Result<Box<dyn Storage + Send>> {
         Ok(match self {
             Location::Sqlite(p) => Box::new(SqliteStudy::open(p)?),
-            Location::Postgres { url, study } => Box::new(PgStudy::open(url, study, true)?),
+            Location::Postgres { url, study } => Box::new(PgStudy::open(url, study, Mode::Create)?),
         })
     }
 
@@ -104,7 +104,24 @@ impl Location {
                 problem: "no study here".into(),
             }),
             Location::Sqlite(_) => self.open(),
-            Location::Postgres { url, study } => Ok(Box::new(PgStudy::open(url, study, false)?)),
+            Location::Postgres { url, study } => {
+                Ok(Box::new(PgStudy::open(url, study, Mode::Existing)?))
+            }
+        }
+    }
+
+    /// Opens the existing study to read it only: no schema upgrade, and the database
+    /// refuses any write (the dashboard).
+    pub fn open_read_only(&self) -> Result<Box<dyn Storage + Send>> {
+        match self {
+            Location::Sqlite(p) if !p.is_file() => Err(Error::Study {
+                at: self.to_string(),
+                problem: "no study here".into(),
+            }),
+            Location::Sqlite(p) => Ok(Box::new(SqliteStudy::open_read_only(p)?)),
+            Location::Postgres { url, study } => {
+                Ok(Box::new(PgStudy::open(url, study, Mode::ReadOnly)?))
+            }
         }
     }
 

@@ -244,7 +244,7 @@ pub fn view(space: SpaceFile, dir: &Path, location: Location) -> Result<View> {
     let backbone = eval::load_backbone(&space)?.spec;
     let classes = space.data.num_classes();
     let genomes = Space::new(&space.genes, &backbone, classes)?;
-    let store = location.open_existing()?;
+    let store = location.open_read_only()?;
     let not_started = || Error::Study {
         at: location.to_string(),
         problem: "has no cost-model constants yet (its first run has not started)".into(),

@@ -60,6 +60,17 @@ ALTER TABLE cryptpeft_trials ADD COLUMN IF NOT EXISTS propose_seconds DOUBLE PRE
 ALTER TABLE cryptpeft_trials ADD COLUMN IF NOT EXISTS curve TEXT;
 ";
 
+/// How [`PgStudy::open`] treats the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Creates the tables and the study where missing.
+    Create,
+    /// The study must exist; the tables are upgraded.
+    Existing,
+    /// The study must exist; nothing is written, the session is read-only.
+    ReadOnly,
+}
+
 pub struct PgStudy {
     /// The server and study, without the password, for messages.
     at: String,
@@ -104,7 +115,7 @@ impl PgStudy {
     /// Connects to `url` and opens the study `name` there, creating it if `create`
     /// (else a missing study is an error and nothing is written). Without a password in
     /// the URL, `PGPASSWORD` gives it, as for `psql`.
-    pub fn open(url: &str, name: &str, create: bool) -> Result<Self> {
+    pub fn open(url: &str, name: &str, mode: Mode) -> Result<Self> {
         let at = format!("`{name}` at {}", redact(url));
         let err = |problem: String| Error::Study {
             at: at.clone(),
@@ -131,7 +142,7 @@ impl PgStudy {
             config.connect(NoTls)
         };
         let mut client = connected.map_err(|e| err(format!("cannot connect: {}", describe(&e))))?;
-        if !create {
+        if mode != Mode::Create {
             let found = client
                 .query_one(
                     "SELECT to_regclass('cryptpeft_studies') IS NOT NULL
@@ -143,6 +154,17 @@ impl PgStudy {
             if found != Some(true) {
                 return Err(err("no such study in this database".into()));
             }
+        }
+        if mode == Mode::ReadOnly {
+            // Every later transaction of this session is read-only: the server refuses a write.
+            client
+                .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .map_err(|e| err(describe(&e)))?;
+            return Ok(Self {
+                at,
+                study: name.to_string(),
+                client: Mutex::new(client),
+            });
         }
         let mut tx = client.transaction().map_err(|e| err(describe(&e)))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -441,8 +463,20 @@ impl Storage for PgStudy {
     }
 
     fn curve(&self, number: u64) -> Result<Option<Vec<Epoch>>> {
-        let row = self
-            .client()
+        let mut client = self.client();
+        // A read-only view of a study an older release made has no curve column.
+        let column = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                 WHERE table_name = 'cryptpeft_trials' AND column_name = 'curve')",
+                &[],
+            )
+            .map_err(|e| self.err(e))?
+            .get::<_, bool>(0);
+        if !column {
+            return Ok(None);
+        }
+        let row = client
             .query_opt(
                 "SELECT curve FROM cryptpeft_trials WHERE study = $1 AND number = $2",
                 &[&self.study, &(number as i64)],

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::store::{
     claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Epoch, Finished, Proposal,
@@ -12,6 +12,16 @@ use super::store::{
 };
 use crate::error::{Error, Result};
 use crate::fault;
+
+/// Whether the trials table has `column` (studies of older releases lack some).
+fn has_column(conn: &Connection, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('trials') WHERE name = ?1",
+        [column],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
 
 pub struct SqliteStudy {
     path: PathBuf,
@@ -65,17 +75,33 @@ impl SqliteStudy {
             ("propose_seconds", "REAL"),
             ("curve", "TEXT"),
         ] {
-            let present: i64 = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM pragma_table_info('trials') WHERE name = ?1",
-                    [column],
-                    |r| r.get(0),
-                )
-                .map_err(err)?;
-            if present == 0 {
+            if !has_column(&conn, column).map_err(err)? {
                 conn.execute_batch(&format!("ALTER TABLE trials ADD COLUMN {column} {kind};"))
                     .map_err(err)?;
             }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn,
+        })
+    }
+
+    /// Opens the study at `path` to read it only: no schema upgrade, no journal
+    /// change, and SQLite refuses any write (the dashboard).
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let err = |e: rusqlite::Error| Error::Study {
+            at: path.display().to_string(),
+            problem: e.to_string(),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
+        if !has_column(&conn, "propose_seconds").map_err(err)? {
+            return Err(Error::Study {
+                at: path.display().to_string(),
+                problem: "written by an older release: `cryptpeft-search report DIR` upgrades it"
+                    .into(),
+            });
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -241,6 +267,10 @@ impl Storage for SqliteStudy {
     }
 
     fn curve(&self, number: u64) -> Result<Option<Vec<Epoch>>> {
+        // A read-only view of a study an older release made has no curve column.
+        if !has_column(&self.conn, "curve")? {
+            return Ok(None);
+        }
         let text: Option<String> = self
             .conn
             .query_row(
