@@ -90,8 +90,12 @@ pub fn run(a: CostArgs) -> Result<(), String> {
         print!("{}", format_table(&report));
         for b in base.unwrap_or_default() {
             println!(
-                "{:<28} {:>14} B {:>5} rounds {:>9.3} s",
-                b.name, b.online_bytes, b.rounds, b.predicted_online_s
+                "{:<28} {:>14} B {:>5} rounds ({}) {:>9.3} s",
+                b.name,
+                b.online_bytes,
+                b.rounds,
+                cryptpeft_cost_model::depth_note(b.rounds, b.depth_bound),
+                b.predicted_online_s
             );
         }
     }

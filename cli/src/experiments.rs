@@ -23,6 +23,26 @@ struct PaperConfigs {
     >,
 }
 
+/// The distinct `h,r,s` adapters the paper's search selected, in the file's order.
+pub(crate) fn paper_specs(path: &std::path::Path) -> Result<Vec<AdapterSpec>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pc: PaperConfigs =
+        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out: Vec<AdapterSpec> = Vec::new();
+    for &[h, r, s] in pc
+        .configs
+        .values()
+        .flat_map(|p| p.values())
+        .flat_map(|d| d.values())
+    {
+        let spec = AdapterSpec::paper(h, r, s);
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
 /// An adapter of the paper with random weights of trained scale (seeded by its shape)
 /// and the client's random hidden states: what the benchmarks of paper adapters run.
 pub(crate) fn paper_adapter(spec: AdapterSpec, bb: &BackboneSpec) -> (OwcModel, Vec<Mat>) {
@@ -63,7 +83,7 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
         serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", a.configs.display()))?;
     let mut f = std::fs::File::create(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let w = |f: &mut std::fs::File, line: String| writeln!(f, "{line}").map_err(|e| e.to_string());
-    w(&mut f, "selected_for,priority,dataset,h,r,s,norm,network,online_bytes,offline_bytes_before,offline_bytes,rounds,online_s,offline_s,predicted_offline_s,max_abs_logit_err".into())?;
+    w(&mut f, "selected_for,priority,dataset,h,r,s,norm,network,online_bytes,offline_bytes_before,offline_bytes,rounds,depth_bound,online_s,offline_s,predicted_offline_s,max_abs_logit_err".into())?;
     let constants = cryptpeft_cost_model::Constants::shipped();
     let bb = BackboneSpec::vit_b16();
     for (sel_net, by_priority) in &pc.configs {
@@ -99,8 +119,8 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                         )
                         .seconds;
                         let line = format!(
-                            "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{},{:.4},{:.4},{:.4},{:.2e}",
-                            b.online_bytes, previous_offline_bytes(&plan), b.offline_bytes, b.rounds, b.online_s, b.offline_s, predicted, b.max_abs_logit_err
+                            "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{},{},{:.4},{:.4},{:.4},{:.2e}",
+                            b.online_bytes, previous_offline_bytes(&plan), b.offline_bytes, b.rounds, b.depth_bound, b.online_s, b.offline_s, predicted, b.max_abs_logit_err
                         );
                         println!("{line}");
                         w(&mut f, line)?;

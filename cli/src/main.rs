@@ -10,6 +10,7 @@ mod experiments;
 #[cfg(feature = "train")]
 mod images;
 mod load;
+mod rounds;
 mod secure;
 
 use std::process::ExitCode;
@@ -66,6 +67,9 @@ enum Cmd {
     BenchProtocols(secure::BenchProtocolsArgs),
     /// Measure the paper's 20 selected configurations securely (lan, wan; affine, LayerNorm).
     PaperConfigs(experiments::PaperConfigsArgs),
+    /// Rounds beside the dependency-depth bound of the paper's configurations, the
+    /// search space's kinds and the baselines, from their plans (no run).
+    Rounds(rounds::RoundsArgs),
     /// CryptPEFT's adapters against SFT-1/2, LoRA and AdaptFormer under MPC at ViT-B/16.
     Baselines(baselines::BaselinesArgs),
     /// Run one of the paper's comparisons from experiments/NAME.yaml into results/NAME/.
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Cmd::LoadTest(a) => load::load_test(a),
         Cmd::BenchProtocols(a) => secure::bench_protocols(a),
         Cmd::PaperConfigs(a) => experiments::paper_configs(a),
+        Cmd::Rounds(a) => rounds::rounds(a),
         Cmd::Baselines(a) => baselines::run(a),
         #[cfg(feature = "train")]
         Cmd::Experiment(a) => experiment::run(a),

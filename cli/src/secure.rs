@@ -626,8 +626,10 @@ fn print_bench(r: &loopback::SecureBench, json: bool) {
             );
         }
         println!(
-            "{} {} {}: online {} B, {} rounds, median {:.4} s over {}; offline {} B ({:.3} s); max |logit err| {:.2e}",
-            r.adapter, r.backbone, r.network, r.online_bytes, r.rounds, r.online_s, r.repeat, r.offline_bytes, r.offline_s, r.max_abs_logit_err
+            "{} {} {}: online {} B, {} rounds ({}), median {:.4} s over {}; offline {} B ({:.3} s); max |logit err| {:.2e}",
+            r.adapter, r.backbone, r.network, r.online_bytes, r.rounds,
+            cryptpeft_cost_model::depth_note(r.rounds, r.depth_bound),
+            r.online_s, r.repeat, r.offline_bytes, r.offline_s, r.max_abs_logit_err
         );
         if r.tls {
             println!(

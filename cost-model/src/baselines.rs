@@ -17,6 +17,8 @@ pub struct BaselineCost {
     pub name: String,
     pub online_bytes: u64,
     pub rounds: u64,
+    /// The plan's dependency-depth bound ([`crate::CostReport::depth_bound`]).
+    pub depth_bound: u64,
     /// Both parties' compute, seconds.
     pub compute_s: f64,
     pub predicted_online_s: f64,
@@ -39,6 +41,7 @@ pub fn price(
         name: kind.to_string(),
         online_bytes: r.online_bytes,
         rounds: r.rounds,
+        depth_bound: r.depth_bound,
         compute_s: r.compute_s,
         predicted_online_s: r.predicted_online_s,
         offline_bytes: r.offline_bytes,

@@ -19,7 +19,8 @@ pub use calibrate::{calibrate, calibrate_to};
 pub use constants::Constants;
 pub use paper::{paper_linear, PaperNetwork};
 pub use price::{
-    cost, cost_with, format_table, offline, print_table, CostReport, Deployment, StepCost,
+    cost, cost_with, depth_note, format_table, offline, print_table, CostReport, Deployment,
+    StepCost,
 };
 pub use shape::{plan_shape_only, plan_shape_only_with};
 

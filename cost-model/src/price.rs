@@ -72,6 +72,10 @@ pub struct CostReport {
     /// The once-per-model setup message `E = W - B` (not online), header included.
     pub setup_bytes: u64,
     pub rounds: u64,
+    /// The plan's dependency-depth bound: the openings on its critical path with every
+    /// truncation, select and reveal fused into a neighbour. `rounds / depth_bound` is
+    /// what they cost in round trips.
+    pub depth_bound: u64,
     /// Event-simulated online seconds (overlap of compute, links and delays).
     pub predicted_online_s: f64,
     /// The additive decomposition, for explanation: client + server compute (no
@@ -455,6 +459,7 @@ pub fn cost_with(
         offline_bytes: off.bytes,
         setup_bytes: comm::setup_bytes(plan),
         rounds: comm.rounds,
+        depth_bound: plan.depth_bound(),
         predicted_online_s: *marks.last().unwrap_or(&0.0),
         compute_s: pr.compute[0] + pr.compute[1],
         transfer_s: profile.serialization_s(comm.bytes),
@@ -681,6 +686,14 @@ fn simulate(
     marks
 }
 
+/// `rounds` beside the dependency-depth bound, for people.
+pub fn depth_note(rounds: u64, bound: u64) -> String {
+    format!(
+        "dependency-depth bound {bound}: {:.2}x",
+        rounds as f64 / bound.max(1) as f64
+    )
+}
+
 /// The per-step table, one line per step, and the totals.
 pub fn format_table(report: &CostReport) -> String {
     let mut s = String::new();
@@ -705,13 +718,14 @@ pub fn format_table(report: &CostReport) -> String {
     }
     let _ = writeln!(
         s,
-        "total ({}): online {} B in {} frames ({} client->server, {} server->client), {} rounds, predicted {:.2} ms",
+        "total ({}): online {} B in {} frames ({} client->server, {} server->client), {} rounds ({}), predicted {:.2} ms",
         report.network,
         report.online_bytes,
         report.online_frames,
         report.online_bytes_client_to_server,
         report.online_bytes_server_to_client,
         report.rounds,
+        depth_note(report.rounds, report.depth_bound),
         report.predicted_online_s * 1e3
     );
     let _ = writeln!(

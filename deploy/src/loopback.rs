@@ -37,6 +37,9 @@ pub struct SecureBench {
     /// `E = W - B` sent once per model and client (neither online nor dealer traffic).
     pub setup_bytes: u64,
     pub rounds: u64,
+    /// The plan's dependency-depth bound ([`SecurePlan::depth_bound`]): rounds if every
+    /// truncation, select and reveal rode on a neighbouring opening.
+    pub depth_bound: u64,
     pub online_s: f64,
     pub online_s_all: Vec<f64>,
     /// The client's wait for streamed material within `online_s` (0 for a whole half).
@@ -143,6 +146,7 @@ fn bench_plan(
         limits.transport.read_timeout += Duration::from_secs(half / 20_000_000);
     }
     let setup = cryptpeft_private_eval::online::comm::setup_bytes(&plan);
+    let depth_bound = plan.depth_bound();
     limits.transport.read_timeout += Duration::from_secs(setup / 20_000_000);
     limits.dealer.max_session_bytes = limits.dealer.max_session_bytes.max(2 * half + (1 << 20));
     limits.dealer.max_pending_bytes = limits.dealer.max_pending_bytes.max(2 * half + (1 << 20));
@@ -205,6 +209,7 @@ fn bench_plan(
             offline_bytes_client: r.offline_bytes,
             setup_bytes: r.setup_bytes,
             rounds: r.rounds,
+            depth_bound,
             online_s: median(&mut online),
             online_s_all: all,
             material_s: median(&mut material),

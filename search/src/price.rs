@@ -14,6 +14,9 @@ pub struct Price {
     /// Online bytes, both directions, frame headers included.
     pub online_bytes: u64,
     pub rounds: u64,
+    /// The plan's dependency-depth bound (0 in studies priced before it was kept).
+    #[serde(default)]
+    pub depth_bound: u64,
     /// Dealer material of both parties per inference.
     pub offline_bytes: u64,
     /// Predicted online seconds per profile, in the space's order.
@@ -77,6 +80,7 @@ impl Pricer {
         let price = Price {
             online_bytes: r.online_bytes,
             rounds: r.rounds,
+            depth_bound: r.depth_bound,
             offline_bytes: r.offline_bytes,
             seconds: reports.iter().map(|r| r.predicted_online_s).collect(),
         };

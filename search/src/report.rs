@@ -317,6 +317,14 @@ fn candidates(study: &Study, trials: &[Trial]) -> Result<DataFrame> {
             "rounds".into(),
             trials.iter().map(|t| t.price.rounds).collect::<Vec<_>>(),
         ),
+        // Priced afresh: studies priced before the bound was kept lack it.
+        Column::new(
+            "depth_bound".into(),
+            specs
+                .iter()
+                .map(|s| study.pricer.price(s).depth_bound)
+                .collect::<Vec<_>>(),
+        ),
         Column::new(
             "offline_bytes".into(),
             trials

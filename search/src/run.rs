@@ -368,6 +368,7 @@ constants: shipped
             price: crate::price::Price {
                 online_bytes: 0,
                 rounds: 0,
+                depth_bound: 0,
                 offline_bytes: 0,
                 seconds: vec![0.0],
             },

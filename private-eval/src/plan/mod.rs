@@ -5,6 +5,7 @@
 //! checks, lowering from a model, the wire layout of head outputs and the plaintext
 //! interpreter that gives a plan its meaning.
 
+pub mod depth;
 pub mod layout;
 pub mod lower;
 pub mod plain;

@@ -95,7 +95,7 @@ function tipLines(t, p) {
     t.config,
     `validation ${pct(t.val_accuracy)} · test ${pct(t.test_accuracy)}`,
     `predicted ${ms(t.seconds[p])} on ${net}`,
-    `online ${mb(t.online_bytes)} · ${t.rounds} rounds · offline ${mb(t.offline_bytes)}`,
+    `online ${mb(t.online_bytes)} · ${t.rounds} rounds (bound ${t.depth_bound}) · offline ${mb(t.offline_bytes)}`,
     `trial ${t.number} · ${t.epochs} epochs · ${t.worker}`,
   ];
 }
@@ -207,7 +207,7 @@ async function drawDetail() {
   add("validation accuracy", pct(t.val_accuracy));
   add("test accuracy", t.test_accuracy == null ? "not measured (front members get it from report)" : pct(t.test_accuracy));
   study.networks.forEach((net, p) => add("predicted on " + net, ms(t.seconds[p])));
-  add("online", `${mb(t.online_bytes)}, ${t.rounds} rounds`);
+  add("online", `${mb(t.online_bytes)}, ${t.rounds} rounds (dependency-depth bound ${t.depth_bound})`);
   add("offline (dealer)", mb(t.offline_bytes));
   add("worker", t.worker);
   add("training", secs(t.train_s));

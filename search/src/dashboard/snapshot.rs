@@ -89,6 +89,9 @@ pub struct TrialRow {
     pub message: Option<String>,
     pub online_bytes: u64,
     pub rounds: u64,
+    /// The plan's dependency-depth bound (rounds with truncations, selects and reveals
+    /// fused into neighbours).
+    pub depth_bound: u64,
     pub offline_bytes: u64,
     /// Predicted online seconds per profile.
     pub seconds: Vec<f64>,
@@ -180,6 +183,7 @@ pub fn take(view: &View, references: &[f64]) -> Result<Snapshot> {
                 message: t.message.clone(),
                 online_bytes: t.price.online_bytes,
                 rounds: t.price.rounds,
+                depth_bound: view.pricer.price(&view.genomes.spec(&t.genome)).depth_bound,
                 offline_bytes: t.price.offline_bytes,
                 seconds: t.price.seconds.clone(),
                 finalist: finals.iter().any(|f| f.number == t.number),

@@ -324,6 +324,7 @@ mod tests {
         let price = Price {
             online_bytes: 1,
             rounds: 1,
+            depth_bound: 0,
             offline_bytes: 30_000_000,
             seconds: vec![0.1, 0.2],
         };

@@ -348,6 +348,7 @@ mod tests {
             price: Price {
                 online_bytes: 0,
                 rounds: 0,
+                depth_bound: 0,
                 offline_bytes: 0,
                 seconds: vec![0.0],
             },
