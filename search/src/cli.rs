@@ -255,7 +255,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
             let out = out.unwrap_or_else(|| table.join("replay"));
             let title = format!(
                 "{}: replayed on its table ({} seeds)",
-                study.space.name, seeds
+                study.view.space.name, seeds
             );
             let md = replay::write(&r, &budgets, &out, &title)?;
             println!("{md}");

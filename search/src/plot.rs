@@ -144,9 +144,9 @@ pub fn pareto(
     study: &Study,
     p: usize,
 ) -> Result<()> {
-    let name = &study.space.networks[p];
-    let budget = study.space.constraints.latency_s.get(name).copied();
-    let floor = study.space.constraints.min_accuracy;
+    let name = &study.view.space.networks[p];
+    let budget = study.view.space.constraints.latency_s.get(name).copied();
+    let floor = study.view.space.constraints.min_accuracy;
     both(
         stem,
         |a| draw_pareto(a, title, pts, trials, front, budget, floor),

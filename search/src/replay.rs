@@ -74,15 +74,16 @@ pub fn replay(
     seeds: u64,
     budgets: &[usize],
 ) -> Result<Replay> {
-    let first = study.space.fidelity.rungs()[0];
+    let first = study.view.space.fidelity.rungs()[0];
     let table: HashMap<Genome, f64> = study
+        .view
         .store
         .trials()?
         .into_iter()
         .filter(|t| t.state == State::Complete && t.epochs == first)
         .map(|t| (t.genome, t.val_accuracy.unwrap_or(0.0)))
         .collect();
-    let valid = study.genomes.valid();
+    let valid = study.view.genomes.valid();
     let missing = valid.iter().filter(|g| !table.contains_key(*g)).count();
     if missing > 0 {
         return Err(Error::Other(format!(
@@ -114,7 +115,7 @@ pub fn replay(
                     strategy: kind,
                     seed,
                     step: history.len(),
-                    config: study.genomes.spec(&g).label(),
+                    config: study.view.genomes.spec(&g).label(),
                     trained: matches!(step, Step::Evaluate(_)),
                     seconds,
                 });

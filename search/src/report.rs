@@ -91,16 +91,16 @@ pub fn points(space: &SpaceFile, trials: &[Trial], profile: usize) -> Vec<Point>
 /// Writes `t`'s checkpoint from the study into `adapters/`. Studies of releases that
 /// kept checkpoints as files only have them in `trials/`, or already exported.
 fn export_checkpoint(study: &Study, t: &Trial) -> Result<()> {
-    let to = adapter_path(&study.dir, t);
-    if let Some(bytes) = study.store.checkpoint(t.number)? {
+    let to = adapter_path(&study.view.dir, t);
+    if let Some(bytes) = study.view.store.checkpoint(t.number)? {
         return write_atomic(&to, &bytes);
     }
-    let from = eval::trial_checkpoint(&study.dir, t.number);
+    let from = eval::trial_checkpoint(&study.view.dir, t.number);
     match std::fs::read(&from) {
         Ok(bytes) => write_atomic(&to, &bytes),
         Err(_) if to.is_file() => Ok(()),
         Err(e) => Err(Error::Study {
-            at: study.location.to_string(),
+            at: study.view.location.to_string(),
             problem: format!(
                 "trial {} ({}) has no checkpoint in the study, nor at {}: {e}",
                 t.number,
@@ -113,12 +113,12 @@ fn export_checkpoint(study: &Study, t: &Trial) -> Result<()> {
 
 /// Writes every output of the study into its directory.
 pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
-    let dir = &study.dir;
-    let profiles = study.space.networks.clone();
+    let dir = &study.view.dir;
+    let profiles = study.view.space.networks.clone();
     let mut fronts_idx = Vec::new();
     let finals = finalists(&study.trials()?);
     for p in 0..profiles.len() {
-        fronts_idx.push(front(&points(&study.space, &finals, p)));
+        fronts_idx.push(front(&points(&study.view.space, &finals, p)));
     }
     // Checkpoints of the front members, named by spec, from the study (trained on
     // whichever machine).
@@ -135,7 +135,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
         let t = &finals[i];
         if t.test_accuracy.is_none() {
             let acc = eval::test_accuracy(&study.features, &adapter_path(dir, t))?;
-            study.store.set_test_accuracy(t.number, acc)?;
+            study.view.store.set_test_accuracy(t.number, acc)?;
         }
     }
     let trials = study.trials()?;
@@ -144,7 +144,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     fault::point("output");
     let mut fronts = Vec::new();
     for (p, name) in profiles.iter().enumerate() {
-        let pts = points(&study.space, &finals, p);
+        let pts = points(&study.view.space, &finals, p);
         let rows: Vec<FrontRow> = fronts_idx[p]
             .iter()
             .map(|&i| FrontRow {
@@ -155,7 +155,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
             })
             .collect();
         let rows = if verify {
-            let profile = &study.pricer.profiles()[p];
+            let profile = &study.view.pricer.profiles()[p];
             rows.into_iter()
                 .map(|mut r| {
                     if progress {
@@ -172,7 +172,7 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
         write_table(&front_table(&rows)?, &stem, false)?;
         let title = format!(
             "{}: {} (predicted online latency, {name})",
-            study.space.name, study.space.strategy
+            study.view.space.name, study.view.space.strategy
         );
         plot::pareto(&stem, &title, &pts, &finals, &fronts_idx[p], study, p)?;
         fronts.push(Front {
@@ -185,13 +185,13 @@ pub fn write(study: &Study, verify: bool, progress: bool) -> Result<Outputs> {
     write_table(&hv.0, &dir.join("hypervolume"), false)?;
     plot::hypervolume(
         &dir.join("hypervolume"),
-        &study.space.name,
+        &study.view.space.name,
         &hv.1,
         &profiles,
     )?;
     let summary = dir.join("summary.md");
     write_atomic(&summary, summary_md(study, &trials, &fronts).as_bytes())?;
-    study.store.settle()?;
+    study.view.store.settle()?;
     Ok(Outputs {
         dir: dir.clone(),
         evaluated: trials.iter().filter(|t| t.state == State::Complete).count(),
@@ -233,7 +233,7 @@ fn df(cols: Vec<Column>) -> Result<DataFrame> {
 fn candidates(study: &Study, trials: &[Trial]) -> Result<DataFrame> {
     let specs: Vec<_> = trials
         .iter()
-        .map(|t| study.genomes.spec(&t.genome))
+        .map(|t| study.view.genomes.spec(&t.genome))
         .collect();
     let mut cols = vec![
         Column::new(
@@ -322,7 +322,7 @@ fn candidates(study: &Study, trials: &[Trial]) -> Result<DataFrame> {
             "depth_bound".into(),
             specs
                 .iter()
-                .map(|s| study.pricer.price(s).depth_bound)
+                .map(|s| study.view.pricer.price(s).depth_bound)
                 .collect::<Vec<_>>(),
         ),
         Column::new(
@@ -333,7 +333,7 @@ fn candidates(study: &Study, trials: &[Trial]) -> Result<DataFrame> {
                 .collect::<Vec<_>>(),
         ),
     ]);
-    for (p, name) in study.space.networks.iter().enumerate() {
+    for (p, name) in study.view.space.networks.iter().enumerate() {
         cols.push(Column::new(
             format!("seconds_{}", file_name(name)).into(),
             trials
@@ -427,14 +427,14 @@ fn front_table(rows: &[FrontRow]) -> Result<DataFrame> {
 /// accuracies after different epochs do not compare), against the space's slowest
 /// configuration on that profile. Returns the table and the curves.
 fn hypervolume_table(study: &Study, trials: &[Trial]) -> Result<(DataFrame, Vec<Vec<f64>>)> {
-    let references = reference_seconds(&study.genomes, &study.pricer);
-    let curves = hypervolume_curves(&study.space, &references, trials);
+    let references = reference_seconds(&study.view.genomes, &study.view.pricer);
+    let curves = hypervolume_curves(&study.view.space, &references, trials);
     let evaluations = curves.first().map_or(0, Vec::len) as u64;
     let mut cols = vec![Column::new(
         "evaluations".into(),
         (1..=evaluations).collect::<Vec<_>>(),
     )];
-    for (curve, name) in curves.iter().zip(&study.space.networks) {
+    for (curve, name) in curves.iter().zip(&study.view.space.networks) {
         cols.push(Column::new(
             format!("hypervolume_{}", file_name(name)).into(),
             curve.clone(),
@@ -502,7 +502,7 @@ fn proposal_time(trials: &[Trial]) -> Option<String> {
 }
 
 fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
-    let s = &study.space;
+    let s = &study.view.space;
     let mut md = String::new();
     let count = |st: State| trials.iter().filter(|t| t.state == st).count();
     let _ = writeln!(
@@ -510,7 +510,7 @@ fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
         "# Search `{}`: {} over {} valid configurations\n",
         s.name,
         s.strategy,
-        study.genomes.valid().len()
+        study.view.genomes.valid().len()
     );
     let _ = writeln!(
         md,
@@ -528,10 +528,10 @@ fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
         s.seed,
         s.strategy_seed(),
         cryptpeft_cost_model::version(),
-        study.priced_by.as_ref().map_or(String::new(), |old| {
+        study.view.priced_by.as_ref().map_or(String::new(), |old| {
             format!("; every trial repriced, the study's prices came from `{old}`")
         }),
-        study.pricer.constants().machine
+        study.view.pricer.constants().machine
     );
     if let Some(line) = proposal_time(trials) {
         let _ = writeln!(md, "{line}\n");

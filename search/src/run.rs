@@ -38,7 +38,7 @@ pub fn install_ctrlc() {
 
 /// The strategy's view of the trials: the first rung, in proposal order.
 pub fn history(trials: &[Trial], study: &Study) -> Vec<Record> {
-    let first = study.space.fidelity.rungs()[0];
+    let first = study.view.space.fidelity.rungs()[0];
     trials
         .iter()
         .filter(|t| t.epochs == first)
@@ -66,8 +66,8 @@ pub fn spent(trials: &[Trial]) -> usize {
 /// study shared by workers, whose results arrive in any order, promotes what an
 /// uninterrupted one would.
 fn promotion(study: &Study, trials: &[Trial]) -> Option<(Genome, usize)> {
-    let rungs = study.space.fidelity.rungs();
-    let block = study.space.population.max(1);
+    let rungs = study.view.space.fidelity.rungs();
+    let block = study.view.space.population.max(1);
     for r in 0..rungs.len().saturating_sub(1) {
         let at: Vec<&Trial> = trials
             .iter()
@@ -75,7 +75,7 @@ fn promotion(study: &Study, trials: &[Trial]) -> Option<(Genome, usize)> {
             .collect();
         let finished = at.iter().take_while(|t| t.state != State::Running).count();
         let decided = &at[..finished / block * block];
-        let k = decided.len() / study.space.fidelity.eta;
+        let k = decided.len() / study.view.space.fidelity.eta;
         if k == 0 {
             continue;
         }
@@ -119,12 +119,12 @@ fn propose(study: &Study, trials: &[Trial], deadline: Option<Instant>) -> Propos
     }
     let start = Instant::now();
     let new = |g: Genome, epochs: usize, skip: bool| {
-        let spec = study.genomes.spec(&g);
+        let spec = study.view.genomes.spec(&g);
         Proposal::New(NewTrial {
             genome: g,
             config: spec.label(),
             epochs,
-            price: study.pricer.price(&spec),
+            price: study.view.pricer.price(&spec),
             skip,
             propose_seconds: start.elapsed().as_secs_f64(),
         })
@@ -132,9 +132,9 @@ fn propose(study: &Study, trials: &[Trial], deadline: Option<Instant>) -> Propos
     if let Some((g, epochs)) = promotion(study, trials) {
         return new(g, epochs, false);
     }
-    let ctx = study.ctx(study.space.strategy_seed());
-    let rung0 = study.space.fidelity.rungs()[0];
-    match strategy::propose(study.space.strategy, &ctx, &history(trials, study)) {
+    let ctx = study.ctx(study.view.space.strategy_seed());
+    let rung0 = study.view.space.fidelity.rungs()[0];
+    match strategy::propose(study.view.space.strategy, &ctx, &history(trials, study)) {
         Step::Evaluate(g) => new(g, rung0, false),
         Step::Skip(g) => new(g, rung0, true),
         Step::Wait => Proposal::Wait,
@@ -195,7 +195,7 @@ fn best_so_far(study: &Study, trials: &[Trial]) -> String {
             100.0 * p.accuracy,
             t.config,
             1e3 * p.seconds,
-            study.space.networks[study.space.select_index()]
+            study.view.space.networks[study.view.space.select_index()]
         ),
         None => String::new(),
     }
@@ -220,6 +220,7 @@ pub fn run(
     study.check_resumable()?;
     let worker = worker_name();
     let deadline = study
+        .view
         .space
         .budget
         .minutes
@@ -228,11 +229,12 @@ pub fn run(
     let bar = search_bar(budget as u64, progress);
     let mut trained = 0;
     loop {
-        let trials = study.store.trials()?;
+        let trials = study.view.store.trials()?;
         bar.set_position(spent(&trials).min(budget) as u64);
         let best = best_so_far(&study, &trials);
         fault::point("between");
         let claim = study
+            .view
             .store
             .claim(&worker, &mut |t| propose(&study, t, deadline))?;
         match claim {
@@ -244,7 +246,7 @@ pub fn run(
             Claim::Recorded => {}
             Claim::Wait => std::thread::sleep(Duration::from_millis(300)),
             Claim::Done => {
-                let trials = study.store.trials()?;
+                let trials = study.view.store.trials()?;
                 if STOP.load(Ordering::SeqCst) || !trials.iter().any(|t| t.state == State::Running)
                 {
                     break;
@@ -266,15 +268,25 @@ pub fn run(
 
 /// Trains one claimed trial and records the result (one transaction).
 fn run_trial(study: &Study, worker: &str, trial: &Trial) -> Result<()> {
-    let spec = study.genomes.spec(&trial.genome);
+    let spec = study.view.genomes.spec(&trial.genome);
     let (tx, rx) = mpsc::channel();
     let beat = {
-        let (at, w, n) = (study.location.clone(), worker.to_string(), trial.number);
+        let (at, w, n) = (
+            study.view.location.clone(),
+            worker.to_string(),
+            trial.number,
+        );
         std::thread::spawn(move || heartbeat(at, n, w, rx))
     };
     let start = Instant::now();
-    let ckpt = eval::trial_checkpoint(&study.dir, trial.number);
-    let result = eval::train(&study.features, &study.space, &spec, trial.epochs, &ckpt);
+    let ckpt = eval::trial_checkpoint(&study.view.dir, trial.number);
+    let result = eval::train(
+        &study.features,
+        &study.view.space,
+        &spec,
+        trial.epochs,
+        &ckpt,
+    );
     let _ = tx.send(());
     let _ = beat.join();
     let outcome = match result {
@@ -286,7 +298,7 @@ fn run_trial(study: &Study, worker: &str, trial: &Trial) -> Result<()> {
         }),
         Err(e) => Err(e.to_string()),
     };
-    let finished = study.store.finish(trial.number, worker, outcome);
+    let finished = study.view.store.finish(trial.number, worker, outcome);
     // The study holds the checkpoint now (or another worker's); the file was the
     // trainer's scratch copy.
     let _ = std::fs::remove_file(&ckpt);
@@ -339,18 +351,18 @@ constants: shipped
         let (space, _) = me.rsplit_once(':').unwrap();
         let gone = format!("{space}:{}", (1 << 22) + 7);
         let mut propose = |t: &[Trial]| super::propose(&study, t, None);
-        let Claim::Run(trial) = study.store.claim(&gone, &mut propose).unwrap() else {
+        let Claim::Run(trial) = study.view.store.claim(&gone, &mut propose).unwrap() else {
             panic!("no trial");
         };
         // ... this worker takes it over ...
-        let Claim::Run(taken) = study.store.claim(&me, &mut propose).unwrap() else {
+        let Claim::Run(taken) = study.view.store.claim(&me, &mut propose).unwrap() else {
             panic!("not taken over");
         };
         assert_eq!(taken.number, trial.number);
         // ... and the first one's finish is refused, without ending that worker.
         run_trial(&study, &gone, &trial).unwrap();
         run_trial(&study, &me, &taken).unwrap();
-        let t = &study.store.trials().unwrap()[0];
+        let t = &study.view.store.trials().unwrap()[0];
         assert_eq!((t.state, t.worker.as_str()), (State::Complete, me.as_str()));
     }
 

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,14 +20,6 @@ fn tool(var: &str, default: &str) -> String {
          or name them with CHROMIUM and CHROMEDRIVER"
     );
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A WebDriver session in headless Chromium; the driver ends with it.
@@ -154,58 +145,6 @@ impl Drop for Browser {
     }
 }
 
-/// `cryptpeft-search dashboard` on a free port, killed when dropped.
-struct Dashboard {
-    url: String,
-    child: Child,
-}
-
-impl Dashboard {
-    fn start(run: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("dashboard")
-            .arg(run)
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
-        Dashboard { url, child }
-    }
-
-    /// The whole response to a raw request.
-    fn raw(&self, request: &str) -> String {
-        let addr = self.url.trim_start_matches("http://").trim_end_matches('/');
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    }
-
-    /// The status line of a raw request.
-    fn status(&self, request: &str) -> String {
-        self.raw(request).lines().next().unwrap_or("").to_string()
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `(trial, val_accuracy, predicted_online_s)` of each row of a `pareto_<profile>.csv`.
 fn csv_front(path: &Path) -> Vec<(u64, f64, f64)> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -261,7 +200,7 @@ fn the_dashboard_follows_a_running_search_in_chromium() {
     };
     let first = search(&write_space(tmp.path(), &space_text(3)), &run, None);
     assert!(first.status.success(), "{}", stderr(&first));
-    let dash = Dashboard::start(&run);
+    let dash = Dashboard::start(&run, &[]);
     let browser = Browser::start();
     browser.goto(&dash.url);
     browser.wait(
@@ -404,7 +343,7 @@ fn the_dashboard_refuses_what_it_must_not_serve_and_goes_on() {
         .execute_batch("ALTER TABLE trials DROP COLUMN curve")
         .unwrap();
     let study = std::fs::read(run.join("study.sqlite")).unwrap();
-    let dash = Dashboard::start(&run);
+    let dash = Dashboard::start(&run, &[]);
     // Outside the run directory, a secret file, a malformed request: an error status,
     // and the dashboard goes on serving.
     let get = |path: &str| {

@@ -235,7 +235,6 @@ fn over_tcp_the_connection_is_tls_and_verified() {
 
 #[test]
 fn the_dashboard_reads_a_server_study_and_never_shows_its_password() {
-    use std::io::{BufRead, BufReader, Read, Write};
     let tmp = tempfile::tempdir().unwrap();
     let url = pg::fresh_database("dashboard");
     let o = Command::new(BIN)
@@ -249,31 +248,14 @@ fn the_dashboard_reads_a_server_study_and_never_shows_its_password() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Another machine's directory, the password in the URL (the socket trusts anyone).
     let secret = format!("{url}&password=hunter2secret");
-    let mut dash = Command::new(BIN)
-        .arg("dashboard")
-        .arg(tmp.path().join("viewer"))
-        .args(["--storage", &secret, "--study", "tiny", "--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(dash.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let dash = Dashboard::start(
+        &tmp.path().join("viewer"),
+        &["--storage", &secret, "--study", "tiny"],
+    );
     let get = |path: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        s.write_all(request.as_bytes()).unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
+        dash.raw(&format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        ))
     };
     let body = get("/api/study");
     // A trial's details: its price breakdown and the curve the worker recorded.
@@ -284,8 +266,6 @@ fn the_dashboard_reads_a_server_study_and_never_shows_its_password() {
         details.contains("\"steps\":[{\"name\":\"open\""),
         "{details}"
     );
-    let _ = dash.kill();
-    let _ = dash.wait();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("\"state\":\"complete\""), "{body}");
     assert_eq!(body.matches("\"number\":").count(), 2, "{body}");

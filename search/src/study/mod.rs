@@ -27,24 +27,17 @@ use crate::price::{Price, Pricer};
 use crate::space::{ReinforceConfig, SpaceFile};
 use crate::strategy::{Ctx, Objectives};
 
-/// Everything a worker or a report needs about one study.
+/// Everything a worker or a report needs about one study: what a report sees of it,
+/// the feature cache and the controller's settings.
 pub struct Study {
-    pub space: SpaceFile,
-    pub dir: PathBuf,
-    pub location: Location,
-    pub store: Box<dyn Storage + Send>,
-    pub genomes: Space,
-    pub pricer: Pricer,
+    pub view: View,
     pub features: Features,
     /// The controller's settings, its latency target defaulting to the selection
     /// profile's latency budget.
     pub reinforce: ReinforceConfig,
-    /// The cost model that priced the stored trials, when it is not this release's:
-    /// [`Study::trials`] then reprices every trial, and a worker refuses to resume.
-    pub priced_by: Option<String>,
 }
 
-/// What [`Study::priced_by`] says of a study from before versions were recorded.
+/// What [`View::priced_by`] says of a study from before versions were recorded.
 pub const UNVERSIONED: &str = "unrecorded (a release before cost-model versions)";
 
 /// Opens the study at `location` for `space` (creating it), with `dir` as this
@@ -81,15 +74,17 @@ pub fn open(space: SpaceFile, dir: &Path, location: Location, progress: bool) ->
         reinforce.latency_target_s = space.constraints.latency_s.get(name).copied();
     }
     Ok(Study {
-        priced_by,
-        reinforce,
-        space,
-        dir: dir.to_path_buf(),
-        location,
-        store,
-        genomes,
-        pricer,
+        view: View {
+            space,
+            dir: dir.to_path_buf(),
+            location,
+            store,
+            genomes,
+            pricer,
+            priced_by,
+        },
         features,
+        reinforce,
     })
 }
 
@@ -157,39 +152,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 impl Objectives for Study {
     fn point(&self, g: &Genome, accuracy: Option<f64>) -> Point {
-        let spec = self.genomes.spec(g);
-        let price = self.pricer.price(&spec);
-        point_of(&self.space, &price, accuracy)
+        let spec = self.view.genomes.spec(g);
+        let price = self.view.pricer.price(&spec);
+        point_of(&self.view.space, &price, accuracy)
     }
 
     fn latency_of(&self, spec: &AdapterSpec) -> Option<f64> {
         spec.validate(self.features.backbone.layers).ok()?;
         let plan = plan_shape_only(spec, &self.features.backbone, self.features.classes).ok()?;
-        let profile = &self.pricer.profiles()[self.space.select_index()];
-        Some(cost(&plan, profile, self.pricer.constants()).predicted_online_s)
+        let profile = &self.view.pricer.profiles()[self.view.space.select_index()];
+        Some(cost(&plan, profile, self.view.pricer.constants()).predicted_online_s)
     }
 
     fn accuracy_floor(&self) -> Option<f64> {
-        self.space.constraints.min_accuracy
+        self.view.space.constraints.min_accuracy
     }
 }
 
 impl Study {
-    /// The stored trials, with prices from this study's cost model: repriced whole by
-    /// this release's when another one priced them.
+    /// The stored trials, priced by this study's cost model ([`View::trials`]).
     pub fn trials(&self) -> Result<Vec<Trial>> {
-        let mut trials = self.store.trials()?;
-        if self.priced_by.is_some() {
-            reprice(trials.iter_mut(), &self.genomes, &self.pricer);
-        }
-        Ok(trials)
+        self.view.trials()
     }
 
     /// Refuses to add trials priced by this release to a study another one priced.
     pub fn check_resumable(&self) -> Result<()> {
-        match &self.priced_by {
+        match &self.view.priced_by {
             Some(old) => Err(Error::Study {
-                at: self.location.to_string(),
+                at: self.view.location.to_string(),
                 problem: format!(
                     "its trials were priced by cost model `{old}`; this release prices with `{}`, \
                      and the two would mix in one front. `report` and `replay` reprice it \
@@ -204,9 +194,9 @@ impl Study {
     /// The strategies' view of this study, with seed `seed`.
     pub fn ctx(&self, seed: u64) -> Ctx<'_> {
         Ctx {
-            space: &self.genomes,
+            space: &self.view.genomes,
             seed,
-            population: self.space.population,
+            population: self.view.space.population,
             reinforce: &self.reinforce,
             objectives: self,
         }
@@ -214,21 +204,17 @@ impl Study {
 
     /// Trainings the budget allows (default: every valid configuration once per rung 0).
     pub fn budget(&self) -> usize {
-        self.space
+        self.view
+            .space
             .budget
             .evaluations
-            .unwrap_or(self.genomes.valid().len())
+            .unwrap_or(self.view.genomes.valid().len())
     }
 }
 
-fn reprice<'a>(trials: impl Iterator<Item = &'a mut Trial>, genomes: &Space, pricer: &Pricer) {
-    for t in trials {
-        t.price = pricer.price(&genomes.spec(&t.genome));
-    }
-}
-
-/// A study opened to be looked at (the dashboard): its space, trials and prices. It
-/// builds no feature cache, calibrates nothing and writes nothing.
+/// What a report sees of a study: its space, directory, stored trials and prices.
+/// Opened alone ([`view`], the dashboard) it builds no feature cache, calibrates
+/// nothing and writes nothing.
 pub struct View {
     pub space: SpaceFile,
     pub dir: PathBuf,
@@ -236,6 +222,8 @@ pub struct View {
     pub store: Box<dyn Storage + Send>,
     pub genomes: Space,
     pub pricer: Pricer,
+    /// The cost model that priced the stored trials, when it is not this release's:
+    /// [`View::trials`] then reprices every trial, and a worker refuses to resume.
     pub priced_by: Option<String>,
 }
 
@@ -271,18 +259,21 @@ pub fn view(space: SpaceFile, dir: &Path, location: Location) -> Result<View> {
 }
 
 impl View {
-    /// The stored trials with the seconds since each one's heartbeat, priced like
-    /// [`Study::trials`].
+    /// The stored trials with the seconds since each one's heartbeat.
     pub fn aged_trials(&self) -> Result<Vec<(Trial, f64)>> {
         let mut trials = self.store.aged_trials()?;
         if self.priced_by.is_some() {
-            reprice(
-                trials.iter_mut().map(|(t, _)| t),
-                &self.genomes,
-                &self.pricer,
-            );
+            for (t, _) in &mut trials {
+                t.price = self.pricer.price(&self.genomes.spec(&t.genome));
+            }
         }
         Ok(trials)
+    }
+
+    /// The stored trials, with prices from this study's cost model: repriced whole by
+    /// this release's when another one priced them.
+    pub fn trials(&self) -> Result<Vec<Trial>> {
+        Ok(self.aged_trials()?.into_iter().map(|(t, _)| t).collect())
     }
 }
 

@@ -4,8 +4,11 @@
 
 pub mod pg;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use cryptpeft_search::study::{SqliteStudy, Storage, Trial};
 
@@ -75,4 +78,65 @@ pub fn trials(out: &Path) -> Vec<Trial> {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cryptpeft-search dashboard` on a free port, killed when dropped.
+pub struct Dashboard {
+    pub url: String,
+    child: Child,
+}
+
+impl Dashboard {
+    pub fn start(run: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("dashboard")
+            .arg(run)
+            .args(args)
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        Dashboard { url, child }
+    }
+
+    /// The whole response to a raw request.
+    pub fn raw(&self, request: &str) -> String {
+        let addr = self.url.trim_start_matches("http://").trim_end_matches('/');
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    /// The status line of a raw request.
+    pub fn status(&self, request: &str) -> String {
+        self.raw(request).lines().next().unwrap_or("").to_string()
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -162,14 +162,6 @@ fn configure_tls(dir: &Path, data: &Path, user: Option<(u32, u32)>) -> PathBuf {
     ca
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_cluster() -> Cluster {
     let root = std::env::temp_dir();
     remove_stale(&root);
@@ -201,7 +193,7 @@ fn start_cluster() -> Cluster {
         String::from_utf8_lossy(&out.stderr)
     );
     let ca = configure_tls(&dir, &data, user);
-    let port = free_port();
+    let port = super::free_port();
     // Spawned from a thread that never ends, so the parent-death signal fires when the
     // process exits (it follows the spawning thread, not the process).
     let postgres = bin("postgres");
