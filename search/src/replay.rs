@@ -51,7 +51,7 @@ pub struct Replay {
     pub proposals: Vec<Proposed>,
     pub configurations: usize,
     pub front: usize,
-    /// `(margin, members, non-members)` within each of [`CLOSE_CALLS`] of the front.
+    /// `(margin, members, non-members)` within each close-call margin (0.5, 1 and 2 points of accuracy) of the front.
     pub close_calls: Vec<(f64, usize, usize)>,
 }
 
