@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cryptpeft_train::backbone::Vit;
-use cryptpeft_train::cache::{file_sha256, CacheRequest, FeatureSet};
+use cryptpeft_train::cache::{file_sha256, CacheRequest, FeatureSet, Storage};
 use cryptpeft_train::data::{ImageSet, Preprocess, Split};
 use cryptpeft_train::owc::OwcModel;
 use cryptpeft_train::st::HostTensor;
@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::fault;
-use crate::space::SpaceFile;
+use crate::space::{CacheConfig, CacheStore, SpaceFile};
 use crate::study::Epoch;
 
 /// The cached features of a space and what training needs besides.
@@ -77,7 +77,17 @@ pub fn features(space: &SpaceFile, vit: &Vit, dir: &Path, progress: bool) -> Res
     if all.len() < 2 {
         return Err(Error::Other("data: fewer than 2 training images".into()));
     }
-    check_memory(&spec, first, all.len() + test.len())?;
+    let (storage, why) = choose_cache(
+        &space.cache,
+        &spec,
+        first,
+        all.len() + test.len(),
+        cryptpeft_types::memory::available_bytes(),
+        free_disk_bytes(dir),
+    )?;
+    if progress {
+        eprintln!("{why}");
+    }
     let (train, val) = carve(&all, space.validation, space.seed);
     let describe = |part: &str| {
         format!(
@@ -99,6 +109,7 @@ pub fn features(space: &SpaceFile, vit: &Vit, dir: &Path, progress: bool) -> Res
             seed: space.seed,
             dir: Some(dir),
             progress,
+            storage,
         };
         let (f, _) = req.get(&device)?;
         Ok(f)
@@ -118,23 +129,72 @@ pub fn features(space: &SpaceFile, vit: &Vit, dir: &Path, progress: bool) -> Res
     })
 }
 
-/// Refuses a cache that cannot fit in memory (the features are held in RAM while the
-/// search trains), before computing any of it.
-fn check_memory(spec: &BackboneSpec, first: usize, images: usize) -> Result<()> {
+/// Where the cache of `images` images goes, and why: in memory when it fits in 80% of
+/// `memory` bytes, else on disk when it fits in 90% of `disk` free bytes (`None`:
+/// unknown, taken to fit). A cache that fits nowhere allowed is refused up front,
+/// naming the settings that change it.
+pub fn choose_cache(
+    cache: &CacheConfig,
+    spec: &BackboneSpec,
+    first: usize,
+    images: usize,
+    memory: Option<f64>,
+    disk: Option<f64>,
+) -> Result<(Storage, String)> {
     let states = spec.layers + 1 - first;
-    let need = (images * states * spec.tokens() * spec.hidden_dim * 4) as f64;
-    match cryptpeft_types::memory::available_bytes() {
-        Some(avail) if need > 0.8 * avail => Err(Error::Other(format!(
-            "the feature cache needs {:.1} GB in memory ({images} images x {states} hidden states \
-             of {} x {}), {:.1} GB are available; lower data.max_train / data.max_test or the \
-             largest scope",
-            need / 1e9,
-            spec.tokens(),
-            spec.hidden_dim,
-            avail / 1e9
-        ))),
-        _ => Ok(()),
-    }
+    let need = (images * states * spec.tokens() * spec.hidden_dim * cache.precision.bytes()) as f64;
+    let memory = cache.memory_gb.map(|g| g * 1e9).or(memory);
+    let in_memory = memory.is_none_or(|m| need <= 0.8 * m);
+    let on_disk = disk.is_none_or(|d| need <= 0.9 * d);
+    let gb = |b: Option<f64>| b.map_or("unknown".into(), |b| format!("{:.1} GB", b / 1e9));
+    let what = format!(
+        "{:.1} GB ({images} images x {states} hidden states of {} x {}, {:?})",
+        need / 1e9,
+        spec.tokens(),
+        spec.hidden_dim,
+        cache.precision
+    );
+    let mapped = match cache.store {
+        CacheStore::Memory if in_memory => false,
+        CacheStore::Disk if on_disk => true,
+        CacheStore::Auto if in_memory => false,
+        CacheStore::Auto if on_disk => true,
+        _ => {
+            return Err(Error::Other(format!(
+                "the feature cache needs {what}: {} of memory and {} of free disk do not hold \
+                 it where `cache.store` allows; set `cache.store: disk` or `cache.precision: \
+                 f16`, raise `cache.memory_gb`, or lower data.max_train / data.max_test or \
+                 the largest scope",
+                gb(memory),
+                gb(disk)
+            )))
+        }
+    };
+    let why = match mapped {
+        false => format!("feature cache in memory: {what}, memory {}", gb(memory)),
+        true => format!(
+            "feature cache on disk, memory-mapped: {what}, memory {}, free disk {}",
+            gb(memory),
+            gb(disk)
+        ),
+    };
+    Ok((
+        Storage {
+            precision: cache.precision,
+            mapped,
+        },
+        why,
+    ))
+}
+
+/// Free bytes of the file system holding `dir`.
+fn free_disk_bytes(dir: &Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed struct for the kernel to fill.
+    let r = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (r == 0).then_some(st.f_bavail as f64 * st.f_frsize as f64)
 }
 
 /// The trainer's recipe for one candidate at `epochs`.
@@ -218,14 +278,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cache_larger_than_memory_is_refused_up_front() {
-        let e = check_memory(&BackboneSpec::vit_b16(), 6, 10_000_000)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("feature cache needs") && e.contains("max_train"),
-            "{e}"
-        );
-        check_memory(&BackboneSpec::vit_mini(), 0, 2000).unwrap();
+    fn the_cache_goes_where_it_fits_and_is_refused_where_it_cannot() {
+        let b16 = BackboneSpec::vit_b16();
+        // 1,000 images x 7 states of 197 x 768 in f32: 4.2 GB; in f16: 2.1 GB.
+        let choose = |store, precision, memory_gb, mem: f64, disk: f64| {
+            let c = CacheConfig {
+                store,
+                precision,
+                memory_gb,
+            };
+            choose_cache(&c, &b16, 6, 1000, Some(mem * 1e9), Some(disk * 1e9))
+        };
+        use cryptpeft_train::states::Precision::{F16, F32};
+        use CacheStore::{Auto, Disk, Memory};
+        let (s, why) = choose(Auto, F32, None, 16.0, 100.0).unwrap();
+        assert!(!s.mapped && why.contains("in memory"), "{why}");
+        let (s, why) = choose(Auto, F32, None, 4.0, 100.0).unwrap();
+        assert!(s.mapped && why.contains("on disk"), "{why}");
+        // memory_gb overrides what the machine has.
+        assert!(choose(Auto, F32, Some(2.0), 16.0, 100.0).unwrap().0.mapped);
+        assert!(!choose(Auto, F16, None, 4.0, 100.0).unwrap().0.mapped);
+        for (store, mem, disk, name) in [
+            (Memory, 4.0, 100.0, "cache.store: disk"),
+            (Disk, 16.0, 4.0, "free disk"),
+            (Auto, 4.0, 4.0, "cache.precision: f16"),
+        ] {
+            let e = choose(store, F32, None, mem, disk).unwrap_err().to_string();
+            assert!(
+                e.contains("feature cache needs 4.2 GB") && e.contains(name),
+                "{e}"
+            );
+        }
+        choose_cache(
+            &CacheConfig::default(),
+            &BackboneSpec::vit_mini(),
+            0,
+            2000,
+            None,
+            None,
+        )
+        .unwrap();
     }
 }

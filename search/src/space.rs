@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cryptpeft_train::data::DataConfig;
+use cryptpeft_train::states::Precision;
 use cryptpeft_train::{DeviceChoice, OptimizerConfig};
 use cryptpeft_types::{Activation, AttentionKind, NetworkProfile, NormKind};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,35 @@ pub struct SpaceFile {
     /// differ, so it is not part of the study's identity.
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Where the feature cache lives and in what precision.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The feature cache: in memory, or memory-mapped from disk, in f32 or f16. Where it
+/// lives is per machine (not the study's identity); its precision moves accuracies, so
+/// it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default)]
+    pub store: CacheStore,
+    #[serde(default)]
+    pub precision: Precision,
+    /// Memory the cache may take, in GB (default: what the machine has available).
+    #[serde(default)]
+    pub memory_gb: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStore {
+    /// In memory when it fits (80% of the memory), else on disk when that fits (90% of
+    /// the free space).
+    #[default]
+    Auto,
+    Memory,
+    Disk,
 }
 
 /// The genes and their choices (DESIGN.md section 1).
@@ -401,6 +431,14 @@ impl SpaceFile {
                 ));
             }
         }
+        if let Some(m) = self.cache.memory_gb {
+            if m.is_nan() || m <= 0.0 {
+                return Err(bad(
+                    &["cache", "memory_gb"],
+                    format!("{m} must be positive"),
+                ));
+            }
+        }
         if self.population < 2 {
             return Err(bad(&["population"], "must be at least 2".into()));
         }
@@ -477,6 +515,8 @@ impl SpaceFile {
         let mut s = self.clone();
         s.budget = Budget::default();
         s.device = DeviceChoice::default();
+        s.cache.store = CacheStore::default();
+        s.cache.memory_gb = None;
         serde_json::to_string(&s).expect("a space serializes")
     }
 }

@@ -31,8 +31,9 @@ pub fn hidden_states(feats: &Features, scope: usize, image: usize) -> Vec<Mat> {
     feats.test.states[from - feats.test.first..]
         .iter()
         .map(|t| {
-            let (n, d) = (t.shape[1], t.shape[2]);
-            let row = &t.data[image * n * d..(image + 1) * n * d];
+            let [_, n, d] = t.shape();
+            let mut row = Vec::with_capacity(n * d);
+            t.gather(&[image], &mut row);
             Mat::new(n, d, row.iter().map(|&v| f64::from(v)).collect())
         })
         .collect()

@@ -201,3 +201,39 @@ fn a_study_priced_by_another_cost_model_is_repriced_or_refused() {
         );
     }
 }
+
+#[test]
+fn a_half_precision_cache_on_disk_trains_like_the_memory_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, cache: &str| {
+        let text = tiny_space(4, 3, 1).replace(
+            "constants: shipped\n",
+            &format!("constants: shipped\n{cache}"),
+        );
+        let space = write_space(&tmp.path().join(name), &text);
+        let out = tmp.path().join(name).join("run");
+        let o = search(&space, &out, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut t = trials(&out);
+        t.sort_by_key(|t| t.number);
+        (out, t)
+    };
+    let (_, memory) = run("memory", "");
+    let (out, disk) = run("disk", "cache:\n  store: disk\n  precision: f16\n");
+    let dirs: Vec<_> = std::fs::read_dir(out.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        dirs.iter().filter(|d| d.ends_with(".f16")).count(),
+        3,
+        "{dirs:?}"
+    );
+    // The same configurations, trained on rows rounded to f16: close accuracies.
+    assert_eq!(memory.len(), disk.len());
+    for (m, d) in memory.iter().zip(&disk) {
+        assert_eq!(m.config, d.config);
+        let (a, b) = (m.val_accuracy.unwrap(), d.val_accuracy.unwrap());
+        assert!((a - b).abs() <= 0.05, "{}: {a} vs {b}", m.config);
+    }
+}

@@ -1,7 +1,8 @@
 //! Feature cache: the frozen backbone's hidden states `x_{first} .. x_L`, computed once per
 //! (backbone, dataset, split, preprocessing, views) and stored as safetensors, keyed by a
 //! SHA-256 of all of those inputs (the backbone file's bytes and the loaded pixels included),
-//! so any changed input gives a new key.
+//! so any changed input gives a new key. A cache in half precision, or on disk, is a
+//! directory of raw rows ([`crate::states`]) written batch by batch and renamed whole.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,15 +18,16 @@ use crate::backbone::Vit;
 use crate::data::{ImageSet, Preprocess};
 use crate::error::{Result, TrainError};
 use crate::st::{HostTensor, TensorFile};
+use crate::states::{Precision, States, Writer};
 
 const CACHE_FORMAT: &str = "cryptpeft-features-v1";
 
 /// Hidden states of a dataset split: `states[k]` is `x_{first+k}` of shape `[M, N, d]`.
 /// `M = images * views` (view-major within an image: rows `i*views .. (i+1)*views`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FeatureSet {
     pub first: usize,
-    pub states: Vec<HostTensor>,
+    pub states: Vec<States>,
     pub labels: Vec<u32>,
     pub views: usize,
 }
@@ -41,12 +43,9 @@ impl FeatureSet {
         self.states[from - self.first..]
             .iter()
             .map(|t| {
-                let (n, d) = (t.shape[1], t.shape[2]);
-                let row = n * d;
-                let mut data = Vec::with_capacity(idx.len() * row);
-                for &i in idx {
-                    data.extend_from_slice(&t.data[i * row..(i + 1) * row]);
-                }
+                let [_, n, d] = t.shape();
+                let mut data = Vec::with_capacity(idx.len() * n * d);
+                t.gather(idx, &mut data);
                 Tensor::from_data(TensorData::new(data, [idx.len(), n, d]), device)
             })
             .collect()
@@ -54,7 +53,7 @@ impl FeatureSet {
 
     /// Bytes of the stored states.
     pub fn bytes(&self) -> usize {
-        self.states.iter().map(|t| t.data.len() * 4).sum()
+        self.states.iter().map(States::bytes).sum()
     }
 }
 
@@ -83,6 +82,33 @@ pub struct CacheRequest<'a> {
     pub seed: u64,
     pub dir: Option<&'a Path>,
     pub progress: bool,
+    pub storage: Storage,
+}
+
+/// How a cache keeps its states: f32 in memory (a safetensors file, the default), or
+/// raw rows in `precision`, read into memory or, `mapped`, paged in from disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Storage {
+    pub precision: Precision,
+    pub mapped: bool,
+}
+
+impl Storage {
+    fn raw(self) -> bool {
+        self.precision != Precision::F32 || self.mapped
+    }
+}
+
+/// What a raw cache directory records beside its rows.
+#[derive(Serialize, serde::Deserialize)]
+struct RawMeta {
+    format: String,
+    first: usize,
+    last: usize,
+    views: usize,
+    shape: [usize; 3],
+    precision: Precision,
+    labels: Vec<u32>,
 }
 
 /// SHA-256 of a file's bytes, hex.
@@ -103,6 +129,11 @@ impl CacheRequest<'_> {
             "describe": self.describe, "pre": self.pre, "first": self.first,
             "views": self.views, "seed": if self.views > 0 { self.seed } else { 0 },
         });
+        let mut meta = meta;
+        // Keys of f32 caches stay what they were before precision was a choice.
+        if self.storage.precision != Precision::F32 {
+            meta["precision"] = serde_json::to_value(self.storage.precision).expect("json");
+        }
         h.update(meta.to_string().as_bytes());
         for v in &self.set.images {
             h.update(v.to_le_bytes());
@@ -115,6 +146,9 @@ impl CacheRequest<'_> {
 
     /// Loads the cached features, or computes and stores them.
     pub fn get(&self, device: &Device) -> Result<(FeatureSet, CacheInfo)> {
+        if self.storage.raw() {
+            return self.get_raw(device);
+        }
         let start = Instant::now();
         let key = self.key();
         let path = self.dir.map(|d| d.join(format!("{key}.safetensors")));
@@ -131,21 +165,18 @@ impl CacheRequest<'_> {
                 return Ok((f, info));
             }
         }
-        let feats = compute_features(
-            self.vit,
-            self.set,
-            self.pre,
-            self.first,
-            self.views,
-            self.seed,
-            self.progress,
-            device,
-        );
+        let (states, labels) = self.compute_in_memory(device)?;
+        let feats = FeatureSet {
+            first: self.first,
+            states: states.iter().cloned().map(States::memory).collect(),
+            labels,
+            views: self.views.max(1),
+        };
         let mut bytes = feats.bytes() as u64;
         if let Some(p) = &path {
             let mut tf = TensorFile::default();
-            for (k, s) in feats.states.iter().enumerate() {
-                tf.insert(format!("hidden.{}", feats.first + k), s.clone());
+            for (k, s) in states.into_iter().enumerate() {
+                tf.insert(format!("hidden.{}", feats.first + k), s);
             }
             let labels = feats.labels.iter().map(|&l| l as f32).collect();
             tf.insert("labels", HostTensor::new(vec![feats.labels.len()], labels));
@@ -165,6 +196,126 @@ impl CacheRequest<'_> {
         Ok((feats, info))
     }
 
+    /// The backbone's states `x_first .. x_L` of every image, in memory.
+    fn compute_in_memory(&self, device: &Device) -> Result<(Vec<HostTensor>, Vec<u32>)> {
+        let spec = &self.vit.spec;
+        let (n, d) = (spec.tokens(), spec.hidden_dim);
+        let mut states = vec![Vec::new(); spec.layers + 1 - self.first];
+        let labels = self.run_backbone(device, |k, v| {
+            states[k].extend(v);
+            Ok(())
+        })?;
+        let m = labels.len();
+        let states = states
+            .into_iter()
+            .map(|v| HostTensor::new(vec![m, n, d], v))
+            .collect();
+        Ok((states, labels))
+    }
+
+    /// A raw cache directory (`KEY.f16` or `KEY.f32`): loaded if whole, else computed
+    /// batch by batch into a temporary directory and renamed, so a kill leaves no half
+    /// cache behind.
+    fn get_raw(&self, device: &Device) -> Result<(FeatureSet, CacheInfo)> {
+        let start = Instant::now();
+        let key = self.key();
+        let precision = self.storage.precision;
+        let ext = match precision {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        };
+        let Some(root) = self.dir else {
+            return Err(TrainError::Config(
+                "a half-precision or disk cache needs a cache directory".into(),
+            ));
+        };
+        let dir = root.join(format!("{key}.{ext}"));
+        let hit = dir.join("meta.json").is_file();
+        if !hit {
+            let tmp = root.join(format!("{key}.{ext}.tmp{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let spec = &self.vit.spec;
+            let mut w = Writer::create(&tmp, self.first..=spec.layers, precision)?;
+            let labels = self.run_backbone(device, |k, v| w.append(k, &v))?;
+            w.finish()?;
+            let meta = RawMeta {
+                format: CACHE_FORMAT.into(),
+                first: self.first,
+                last: spec.layers,
+                views: self.views.max(1),
+                shape: [labels.len(), spec.tokens(), spec.hidden_dim],
+                precision,
+                labels,
+            };
+            let text = serde_json::to_vec(&meta).expect("json");
+            let mp = tmp.join("meta.json");
+            std::fs::write(&mp, text).map_err(|e| TrainError::io(&mp, e))?;
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&dir, e))?;
+        }
+        let mp = dir.join("meta.json");
+        let text = std::fs::read(&mp).map_err(|e| TrainError::io(&mp, e))?;
+        let meta: RawMeta =
+            serde_json::from_slice(&text).map_err(|e| TrainError::format(&mp, e.to_string()))?;
+        if meta.format != CACHE_FORMAT || meta.first != self.first || meta.precision != precision {
+            return Err(TrainError::format(&mp, "not this cache's directory"));
+        }
+        let states = (meta.first..=meta.last)
+            .map(|l| States::open(&dir, l, meta.shape, precision, self.storage.mapped))
+            .collect::<Result<Vec<_>>>()?;
+        let feats = FeatureSet {
+            first: meta.first,
+            states,
+            labels: meta.labels,
+            views: meta.views,
+        };
+        let info = CacheInfo {
+            key,
+            path: Some(dir),
+            hit,
+            seconds: start.elapsed().as_secs_f64(),
+            bytes: feats.bytes() as u64,
+        };
+        Ok((feats, info))
+    }
+
+    /// Runs the frozen backbone over the set in batches of 64, handing each batch's
+    /// state `x_{first+k}` to `emit(k, values)`; returns the labels, one per view.
+    fn run_backbone(
+        &self,
+        device: &Device,
+        mut emit: impl FnMut(usize, Vec<f32>) -> Result<()>,
+    ) -> Result<Vec<u32>> {
+        let (set, pre, views) = (self.set, self.pre, self.views);
+        let nviews = views.max(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut labels = Vec::with_capacity(set.len() * nviews);
+        let bar = progress_bar(set.len() as u64, "features", self.progress);
+        let s = pre.image_size;
+        let chunk = 64;
+        for start in (0..set.len()).step_by(chunk) {
+            let idx: Vec<usize> = (start..(start + chunk).min(set.len())).collect();
+            let sub = set.select(&idx);
+            let mut pix = Vec::with_capacity(idx.len() * nviews * pre.channels * s * s);
+            for i in 0..sub.len() {
+                let one = sub.select(&[i]);
+                for _ in 0..nviews {
+                    pix.extend(pre.apply_set(&one, (views > 0).then_some(&mut rng)));
+                    labels.push(sub.labels[i]);
+                }
+            }
+            let m = idx.len() * nviews;
+            let x = Tensor::<4>::from_data(TensorData::new(pix, [m, pre.channels, s, s]), device);
+            let hs = self.vit.hidden_states(x);
+            for (k, h) in hs[self.first..].iter().enumerate() {
+                emit(k, HostTensor::from_tensor(h).data)?;
+            }
+            bar.inc(idx.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(labels)
+    }
+
     fn read(&self, p: &Path) -> Result<FeatureSet> {
         let mut f = TensorFile::load(p)?;
         let views: usize = f
@@ -181,6 +332,7 @@ impl CacheRequest<'_> {
             .map(|i| {
                 f.tensors
                     .remove(&format!("hidden.{i}"))
+                    .map(States::memory)
                     .ok_or_else(|| TrainError::format(p, format!("missing hidden.{i}")))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -190,60 +342,6 @@ impl CacheRequest<'_> {
             labels,
             views: views.max(1),
         })
-    }
-}
-
-/// Runs the frozen backbone over a set (batches of 64) and keeps `x_first .. x_L`.
-#[allow(clippy::too_many_arguments)]
-pub fn compute_features(
-    vit: &Vit,
-    set: &ImageSet,
-    pre: &Preprocess,
-    first: usize,
-    views: usize,
-    seed: u64,
-    progress: bool,
-    device: &Device,
-) -> FeatureSet {
-    let layers = vit.spec.layers;
-    let nviews = views.max(1);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (n, d) = (vit.spec.tokens(), vit.spec.hidden_dim);
-    let mut states: Vec<Vec<f32>> =
-        vec![Vec::with_capacity(set.len() * nviews * n * d); layers + 1 - first];
-    let mut labels = Vec::with_capacity(set.len() * nviews);
-    let bar = progress_bar(set.len() as u64, "features", progress);
-    let s = pre.image_size;
-    let chunk = 64;
-    for start in (0..set.len()).step_by(chunk) {
-        let idx: Vec<usize> = (start..(start + chunk).min(set.len())).collect();
-        let sub = set.select(&idx);
-        let mut pix = Vec::with_capacity(idx.len() * nviews * pre.channels * s * s);
-        for i in 0..sub.len() {
-            let one = sub.select(&[i]);
-            for _ in 0..nviews {
-                pix.extend(pre.apply_set(&one, (views > 0).then_some(&mut rng)));
-                labels.push(sub.labels[i]);
-            }
-        }
-        let m = idx.len() * nviews;
-        let x = Tensor::<4>::from_data(TensorData::new(pix, [m, pre.channels, s, s]), device);
-        let hs = vit.hidden_states(x);
-        for (k, h) in hs[first..].iter().enumerate() {
-            states[k].extend(HostTensor::from_tensor(h).data);
-        }
-        bar.inc(idx.len() as u64);
-    }
-    bar.finish_and_clear();
-    let m = labels.len();
-    FeatureSet {
-        first,
-        states: states
-            .into_iter()
-            .map(|v| HostTensor::new(vec![m, n, d], v))
-            .collect(),
-        labels,
-        views: nviews,
     }
 }
 
@@ -298,6 +396,7 @@ mod tests {
                 seed,
                 dir: None,
                 progress: false,
+                storage: Default::default(),
             }
             .key()
         };
@@ -328,11 +427,72 @@ mod tests {
             seed: 0,
             dir: None,
             progress: false,
+            storage: Default::default(),
         }
         .get(&device)
         .unwrap();
         assert!(!info.hit);
         assert_eq!(f.states.len(), 3);
-        assert_eq!(f.states[0].shape, vec![2, 17, 32]);
+        assert_eq!(f.states[0].shape(), [2, 17, 32]);
+    }
+
+    #[test]
+    fn a_half_precision_disk_cache_gives_the_memory_caches_rows() {
+        let device = crate::cpu();
+        let vit = Vit::init(&BackboneSpec::vit_tiny_fixture(), 2, 0, &device);
+        let set = ImageSet {
+            images: (0..3 * 3 * 4 * 4).map(|i| (i % 7) as f32 / 7.0).collect(),
+            labels: vec![0, 1, 1],
+            channels: 3,
+            height: 4,
+            width: 4,
+        };
+        let pre = Preprocess {
+            image_size: 32,
+            channels: 3,
+            mean: vec![0.5],
+            std: vec![0.5],
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let get = |storage| {
+            CacheRequest {
+                vit: &vit,
+                vit_id: "a",
+                set: &set,
+                describe: "test",
+                pre: &pre,
+                first: 1,
+                views: 0,
+                seed: 0,
+                dir: Some(tmp.path()),
+                progress: false,
+                storage,
+            }
+            .get(&device)
+            .unwrap()
+        };
+        let (mem, _) = get(Storage::default());
+        let disk = Storage {
+            precision: Precision::F16,
+            mapped: true,
+        };
+        // A directory a killed run left half written is not taken for the cache.
+        std::fs::create_dir_all(tmp.path().join("leftover.f16.tmp1")).unwrap();
+        let (first, info) = get(disk);
+        assert!(!info.hit && info.path.as_ref().unwrap().is_dir());
+        let (again, info) = get(disk);
+        assert!(info.hit);
+        assert_eq!(again.labels, mem.labels);
+        assert_eq!(again.bytes() * 2, mem.bytes());
+        for f in [&first, &again] {
+            let a = mem.batch(&[2, 0], 1, &device);
+            let b = f.batch(&[2, 0], 1, &device);
+            assert_eq!(a.len(), b.len());
+            for (a, b) in a.iter().zip(&b) {
+                let err: f32 = (a.clone() - b.clone()).abs().max().into_scalar();
+                let top: f32 = a.clone().abs().max().into_scalar();
+                assert!(err <= 1e-3 * top.max(1.0), "{err} of {top}");
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod nn;
 pub mod owc;
 pub mod st;
+pub mod states;
 pub mod train;
 
 pub use burn;

@@ -663,6 +663,7 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
             seed: config.seed,
             dir: config.cache_dir.as_deref(),
             progress: config.progress,
+            storage: Default::default(),
         };
         let (f, info) = req(&train_set, &d_train, config.views).get(&inference)?;
         train_feats = f;
