@@ -113,7 +113,7 @@ struct State {
     sending: u64,
     /// (session, party) halves handed out or expired, with when: single use. Entries
     /// older than ten TTLs are forgotten (a replayed id then gets fresh material).
-    served: HashMap<(u64, u8), Instant>,
+    served: HashMap<(u64, Party), Instant>,
 }
 
 impl State {
@@ -132,8 +132,8 @@ impl State {
             .collect();
         for s in expired {
             self.pending.remove(&s);
-            self.served.insert((s, 0), now);
-            self.served.insert((s, 1), now);
+            self.served.insert((s, Party::Client), now);
+            self.served.insert((s, Party::Server), now);
         }
         self.served.retain(|_, t| now.duration_since(*t) < ttl * 10);
         self.models
@@ -378,7 +378,7 @@ fn serve_request(
                     if r.is_err() {
                         let mut st = state.lock().expect("dealer state");
                         st.pending.remove(&session);
-                        st.served.insert((session, 1), Instant::now());
+                        st.served.insert((session, Party::Server), Instant::now());
                     }
                     r?
                 }
@@ -452,15 +452,15 @@ fn stream_session(
         Ok(())
     };
     let mut g = dealer::Generator::new(plan, masks, session, &mut Prg::new(Prg::os_seed()));
-    send_half(chan, &g.header(0))?;
-    push(g.header(1))?;
+    send_half(chan, &g.header(Party::Client))?;
+    push(g.header(Party::Server))?;
     while let Some([mut m0, mut m1]) = g.next_step() {
         let mut b = Vec::new();
-        write_step(&mut m0, 0, &mut b);
+        write_step(&mut m0, Party::Client, &mut b);
         drop(m0);
         send_half(chan, &b)?;
         let mut b = Vec::new();
-        write_step(&mut m1, 1, &mut b);
+        write_step(&mut m1, Party::Server, &mut b);
         drop(m1);
         push(b)?;
     }
@@ -501,10 +501,9 @@ fn material<'a>(
     token: Option<u128>,
     gone: &dyn Fn() -> bool,
 ) -> Result<Delivery<'a>, RoleError> {
-    if party > 1 {
-        return Err(RoleError::Protocol(format!("party {party} does not exist")));
-    }
-    let p = party as usize;
+    let party = Party::from_bit(party as u64)
+        .ok_or_else(|| RoleError::Protocol(format!("party {party} does not exist")))?;
+    let p = party.index();
     let refuse = |msg: String| Err(RoleError::Protocol(msg));
     let (halves, generate, forward) = {
         let mut st = state.lock().expect("dealer state");
@@ -515,18 +514,18 @@ fn material<'a>(
             ))
         })?;
         // Party 1's half, with the client's own, would reveal the weight masks.
-        if party == 1 && (token.is_none_or(|t| (t ^ m.token) != 0) || who != m.owner) {
+        if party == Party::Server && (token.is_none_or(|t| (t ^ m.token) != 0) || who != m.owner) {
             return refuse(format!(
                 "party 1's material of model {model:016x} goes only to the server that registered it"
             ));
         }
         if st.served.contains_key(&(session, party)) {
             return refuse(format!(
-                "material for session {session:016x} party {party} was already handed out or expired; dealer material is single-use"
+                "material for session {session:016x} party {p} was already handed out or expired; dealer material is single-use"
             ));
         }
         let generate = match (party, st.pending.get(&session)) {
-            (0, Some(_)) => {
+            (Party::Client, Some(_)) => {
                 return refuse(format!(
                     "session {session:016x} exists already; a client opens a fresh session id"
                 ))
@@ -535,7 +534,7 @@ fn material<'a>(
                 return refuse(format!("session {session:016x} belongs to another model"))
             }
             (_, Some(_)) => None,
-            (1, None) => {
+            (Party::Server, None) => {
                 return refuse(format!(
                     "unknown session {session:016x}: the client opens it first"
                 ))
@@ -588,8 +587,8 @@ fn material<'a>(
             pend.taken[p] = true;
         }
         let forward = match party {
-            1 => pend.pipe.take(),
-            _ => None,
+            Party::Server => pend.pipe.take(),
+            Party::Client => None,
         };
         let halves = pend.halves.clone();
         if forward.is_some() {
@@ -615,7 +614,7 @@ fn material<'a>(
         let mut st = state.lock().expect("dealer state");
         if let Some(why) = failed {
             st.pending.remove(&session);
-            st.served.insert((session, 1), Instant::now());
+            st.served.insert((session, Party::Server), Instant::now());
             return Err(RoleError::Protocol(format!(
                 "session {session:016x}: {why}"
             )));
@@ -720,7 +719,7 @@ mod tests {
         let st = state.lock().unwrap();
         assert_eq!(st.held(), 0, "nothing kept for a session nobody takes");
         assert!(
-            st.served.contains_key(&(3, 1)),
+            st.served.contains_key(&(3, Party::Server)),
             "and its server half is refused"
         );
     }

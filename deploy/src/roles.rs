@@ -260,18 +260,17 @@ pub fn fetch_material(
     config: &RoleConfig,
 ) -> Result<(DealerHalf, Arc<AtomicU64>), RoleError> {
     let (party, token) = match who {
-        Requester::Client => (0, None),
-        Requester::Server { token } => (1, Some(token)),
+        Requester::Client => (Party::Client, None),
+        Requester::Server { token } => (Party::Server, Some(token)),
     };
     let req = DealerRequest::Material {
         model,
         session,
-        party,
+        party: party.index() as u8,
         token,
     };
     let chan = dealer_request(dealer, &req, config)?;
-    let who = [Party::Client, Party::Server][party as usize];
-    let (half, bytes) = Half::receive(plan, who, chan).map_err(|e| {
+    let (half, bytes) = Half::receive(plan, party, chan).map_err(|e| {
         RoleError::Protocol(format!(
             "material from the dealer{}: {}",
             tls_hint(config),

@@ -10,6 +10,7 @@ use common::{dealer, Dealer};
 
 use cryptpeft_deploy::roles::{fetch_material, DealerLimits, Requester, RoleConfig, Server};
 use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::lower::lower;
 use cryptpeft_private_eval::preprocessing::material::Source;
 use cryptpeft_private_eval::transport;
@@ -139,7 +140,10 @@ fn concurrent_sessions_get_matching_halves() {
             .collect();
         for pair in halves.chunks(2) {
             assert_eq!(pair[0].session, pair[1].session);
-            assert_eq!((pair[0].party, pair[1].party), (0, 1));
+            assert_eq!(
+                (pair[0].party, pair[1].party),
+                (Party::Client, Party::Server)
+            );
             assert_eq!(
                 pair[0].pair, pair[1].pair,
                 "halves of different generations"

@@ -1,5 +1,5 @@
-//! The two parties of the online phase, one type for the executor, the protocols and
-//! the byte counts (the dealer's wire format and DCF keys still carry a party bit).
+//! The two parties of the online phase, one type for the executor, the protocols, the
+//! dealer's material and the byte counts; only the wire formats carry it as a bit.
 
 use serde::Serialize;
 
@@ -17,6 +17,18 @@ impl Party {
         match self {
             Party::Client => 0,
             Party::Server => 1,
+        }
+    }
+
+    /// Both parties, in index order.
+    pub const BOTH: [Party; 2] = [Party::Client, Party::Server];
+
+    /// The party of wire bit `bit` (0 client, 1 server), none for another value.
+    pub fn from_bit(bit: u64) -> Option<Party> {
+        match bit {
+            0 => Some(Party::Client),
+            1 => Some(Party::Server),
+            _ => None,
         }
     }
 }

@@ -1079,13 +1079,13 @@ pub fn run_with(
             chan.session()
         )));
     }
-    if b.party as usize != p.index() || b.plan_digest != plan.digest() {
+    if b.party != p || b.plan_digest != plan.digest() {
         return Err(ExecError::Material(format!(
-            "material for party {} / plan {:x}, expected party {} / plan {:x} (a dealer of \
+            "material for the {:?} / plan {:x}, expected the {:?} / plan {:x} (a dealer of \
              another release digests plans differently)",
             b.party,
             b.plan_digest,
-            p.index(),
+            p,
             plan.digest(),
         )));
     }

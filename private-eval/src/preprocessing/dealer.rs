@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use crate::arith::matmul::matmul;
 use crate::arith::prg::{FixedKeyAes, Prg};
 use crate::arith::ring;
+use crate::party::Party;
 use crate::plan::shapes::{head_shapes, layernorm_scales_output};
 use crate::plan::*;
 use crate::preprocessing::material::{
@@ -108,7 +109,7 @@ fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
 /// Both halves of ReLU material for `n` values (tests and benchmarks).
 pub fn relu_material(n: usize, bits: u32, rng: &mut Prg) -> [ReluMat; 2] {
     let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = [0, 1].map(|p| draw_relu(&mut prgs[p as usize], p, n, bits));
+    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_relu(&mut prgs[p.index()], p, n, bits));
     fill_relu(&mut m0, &mut m1);
     [m0, m1]
 }
@@ -116,7 +117,7 @@ pub fn relu_material(n: usize, bits: u32, rng: &mut Prg) -> [ReluMat; 2] {
 /// Both halves of comparison material for `n` values (tests and benchmarks).
 pub fn cmp_material(n: usize, width: CmpWidth, rng: &mut Prg) -> [CmpMat; 2] {
     let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = [0, 1].map(|p| draw_cmp(&mut prgs[p as usize], p, n, width));
+    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_cmp(&mut prgs[p.index()], p, n, width));
     fill_cmp(&mut m0, &mut m1);
     [m0, m1]
 }
@@ -142,7 +143,7 @@ impl<'a> Generator<'a> {
         Self {
             plan,
             masks,
-            binding: [0, 1].map(|party| Binding {
+            binding: Party::BOTH.map(|party| Binding {
                 session,
                 pair,
                 plan_digest: plan.digest(),
@@ -156,8 +157,8 @@ impl<'a> Generator<'a> {
     }
 
     /// Party `party`'s header in the seeded encoding.
-    pub fn header(&self, party: u8) -> Vec<u8> {
-        self.binding[party as usize].header(self.seeds[party as usize])
+    pub fn header(&self, party: Party) -> Vec<u8> {
+        self.binding[party.index()].header(self.seeds[party.index()])
     }
 
     /// Both halves of the next step, `None` after the last.
@@ -165,8 +166,8 @@ impl<'a> Generator<'a> {
         let plan = self.plan;
         let step = plan.steps.get(self.next)?;
         self.next += 1;
-        let mut m0 = draw(plan, step, 0, &mut self.prgs[0]);
-        let mut m1 = draw(plan, step, 1, &mut self.prgs[1]);
+        let mut m0 = draw(plan, step, Party::Client, &mut self.prgs[0]);
+        let mut m1 = draw(plan, step, Party::Server, &mut self.prgs[1]);
         match (step, &mut m0, &mut m1) {
             (Step::Open { open }, StepMat::Mask(mask), _) => self.open_masks[*open] = mask.clone(),
             (Step::Linear { terms, .. }, StepMat::Linear(s0), StepMat::Linear(s1)) => {

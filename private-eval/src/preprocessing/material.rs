@@ -11,6 +11,7 @@
 //! Lengths come from the plan, so a malformed or mismatched stream is an error.
 
 use crate::arith::prg::Prg;
+use crate::party::Party;
 use crate::plan::{CmpWidth, SecurePlan, Step};
 use crate::protocols::dcf::{Bit, Cws, DcfKey, Group, Pair};
 use crate::protocols::trunc::TruncMat;
@@ -102,16 +103,16 @@ fn bits_of(prg: &mut Prg, n: usize) -> Vec<bool> {
         .collect()
 }
 
-/// Party 0 draws its share; party 1's is a correction (zeros until filled).
-fn share_or_zero(prg: &mut Prg, party: u8, n: usize) -> Vec<u64> {
-    if party == 0 {
+/// The client draws its share; the server's is a correction (zeros until filled).
+fn share_or_zero(prg: &mut Prg, party: Party, n: usize) -> Vec<u64> {
+    if party == Party::Client {
         prg.gen(n)
     } else {
         vec![0; n]
     }
 }
 
-fn triple(prg: &mut Prg, party: u8, a: usize, b: usize, c: usize) -> Triple {
+fn triple(prg: &mut Prg, party: Party, a: usize, b: usize, c: usize) -> Triple {
     Triple {
         a: prg.gen(a),
         b: prg.gen(b),
@@ -119,7 +120,7 @@ fn triple(prg: &mut Prg, party: u8, a: usize, b: usize, c: usize) -> Triple {
     }
 }
 
-fn keys<G: Group>(prg: &mut Prg, party: u8, n: usize, empty: &Cws<G>) -> Vec<DcfKey<G>> {
+fn keys<G: Group>(prg: &mut Prg, party: Party, n: usize, empty: &Cws<G>) -> Vec<DcfKey<G>> {
     (0..n)
         .map(|_| DcfKey {
             party,
@@ -129,7 +130,7 @@ fn keys<G: Group>(prg: &mut Prg, party: u8, n: usize, empty: &Cws<G>) -> Vec<Dcf
         .collect()
 }
 
-fn trunc(prg: &mut Prg, party: u8, n: usize, bits: u32) -> TruncMat {
+fn trunc(prg: &mut Prg, party: Party, n: usize, bits: u32) -> TruncMat {
     let mask = prg.gen(n).into_iter().map(|v| low(v, bits)).collect();
     let gamma = share_or_zero(prg, party, n)
         .into_iter()
@@ -139,7 +140,7 @@ fn trunc(prg: &mut Prg, party: u8, n: usize, bits: u32) -> TruncMat {
 }
 
 /// ReLU material for `n` values with its corrections zero.
-pub fn draw_relu(prg: &mut Prg, party: u8, n: usize, bits: u32) -> ReluMat {
+pub fn draw_relu(prg: &mut Prg, party: Party, n: usize, bits: u32) -> ReluMat {
     ReluMat {
         bits,
         r: prg.gen(n),
@@ -151,7 +152,7 @@ pub fn draw_relu(prg: &mut Prg, party: u8, n: usize, bits: u32) -> ReluMat {
 }
 
 /// Comparison material for `n` values with its corrections zero.
-pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize, width: CmpWidth) -> CmpMat {
+pub fn draw_cmp(prg: &mut Prg, party: Party, n: usize, width: CmpWidth) -> CmpMat {
     CmpMat {
         width,
         r: prg.gen(n),
@@ -163,18 +164,18 @@ pub fn draw_cmp(prg: &mut Prg, party: u8, n: usize, width: CmpWidth) -> CmpMat {
 
 /// Party `party`'s material for `step` with every random part drawn from `prg` and
 /// every correction zero: the dealer fills the corrections, a party reads them.
-pub fn draw(plan: &SecurePlan, step: &Step, party: u8, prg: &mut Prg) -> StepMat {
+pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> StepMat {
     use crate::plan::shapes::{
         head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, truncate_len,
     };
     let size = |w: usize| plan.wires[w].rows * plan.wires[w].cols;
     match step {
         Step::Open { open } => match party {
-            0 => {
+            Party::Client => {
                 let (r, c) = plan.opening_shape(*open);
                 StepMat::Mask(prg.gen(r * c))
             }
-            _ => StepMat::Nothing,
+            Party::Server => StepMat::Nothing,
         },
         Step::Linear { terms, .. } => StepMat::Linear(
             crate::plan::shapes::private_terms(plan, terms)
@@ -257,9 +258,9 @@ fn cmp_corrections<'a>(cmp: &'a mut CmpMat, server: bool, out: &mut Vec<Correcti
 }
 
 /// The fields of `m` that travel for `party`, in order.
-pub fn corrections(m: &mut StepMat, party: u8) -> Vec<Correction<'_>> {
+pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
     use Correction::*;
-    let server = party == 1;
+    let server = party == Party::Server;
     let mut out = Vec::new();
     match m {
         StepMat::Nothing | StepMat::Mask(_) => {}
@@ -343,7 +344,7 @@ fn write(c: &Correction<'_>, out: &mut Vec<u8>) {
 }
 
 /// Appends what travels of one step's material for `party`.
-pub fn write_step(m: &mut StepMat, party: u8, out: &mut Vec<u8>) {
+pub fn write_step(m: &mut StepMat, party: Party, out: &mut Vec<u8>) {
     for c in corrections(m, party) {
         write(&c, out);
     }
@@ -413,14 +414,19 @@ pub struct Binding {
     /// before the online phase, so halves of different generations never mix.
     pub pair: u64,
     pub plan_digest: u64,
-    pub party: u8,
+    pub party: Party,
 }
 
 impl Binding {
     /// The seeded encoding's header for a half drawn from `seed`.
     pub fn header(&self, seed: u128) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_BYTES);
-        for v in [self.session, self.pair, self.plan_digest, self.party as u64] {
+        for v in [
+            self.session,
+            self.pair,
+            self.plan_digest,
+            self.party.index() as u64,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&seed.to_le_bytes());
@@ -455,10 +461,8 @@ impl<R: Read> Expander<R> {
         let session = reader.u64()?;
         let pair = reader.u64()?;
         let plan_digest = reader.u64()?;
-        let party = reader.u64()?;
-        if party > 1 {
-            return Err(MaterialError(format!("party {party}")));
-        }
+        let bit = reader.u64()?;
+        let party = Party::from_bit(bit).ok_or_else(|| MaterialError(format!("party {bit}")))?;
         if plan_digest != plan.digest() {
             return Err(MaterialError(
                 "material for another plan (digest differs)".into(),
@@ -470,7 +474,7 @@ impl<R: Read> Expander<R> {
                 session,
                 pair,
                 plan_digest,
-                party: party as u8,
+                party,
             },
             seed,
             prg: Prg::new(seed),

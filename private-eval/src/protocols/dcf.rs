@@ -20,6 +20,7 @@
 use rayon::prelude::*;
 
 use crate::arith::prg::FixedKeyAes;
+use crate::party::Party;
 
 /// Seeds keep their two low bits clear: the control bit and `Bit`'s value bit live there.
 const SEED_MASK: u128 = !3;
@@ -292,7 +293,7 @@ const LEAF_TWEAK: u128 = 4;
 /// One party's key: its root seed and the shared correction words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DcfKey<G> {
-    pub party: u8,
+    pub party: Party,
     pub seed: u128,
     pub cws: Cws<G>,
 }
@@ -472,7 +473,7 @@ fn eval_shared<G: Group>(keys: &[DcfKey<G>], points: &[Vec<u64>], bits: usize) -
                 lo,
                 hi: sorted.len() as u32,
                 s: keys[i].seed & SEED_MASK,
-                t: keys[i].party == 1,
+                t: keys[i].party == Party::Server,
                 acc: G::default(),
             });
         }
@@ -530,7 +531,7 @@ fn eval_shared<G: Group>(keys: &[DcfKey<G>], points: &[Vec<u64>], bits: usize) -
         for &(x, j) in &sorted[n.lo as usize..n.hi as usize] {
             let y = G::leaf_get(leaf, leaf_pos::<G>(x, bits));
             // Party 1's outputs are negated: once, here, for every level's value.
-            out[n.key as usize][j as usize] = n.acc.add(y).neg_if(k.party == 1);
+            out[n.key as usize][j as usize] = n.acc.add(y).neg_if(k.party == Party::Server);
         }
     }
     out
@@ -545,7 +546,10 @@ fn eval_pairs<G: Group>(keys: &[DcfKey<G>], pairs: &[(u32, u64)], bits: usize) -
         .iter()
         .map(|&(i, _)| key(i).seed & SEED_MASK)
         .collect();
-    let mut t: Vec<bool> = pairs.iter().map(|&(i, _)| key(i).party == 1).collect();
+    let mut t: Vec<bool> = pairs
+        .iter()
+        .map(|&(i, _)| key(i).party == Party::Server)
+        .collect();
     let mut acc = vec![G::default(); pairs.len()];
     let mut blocks = vec![0u128; pairs.len()];
     let mut vblocks = vec![0u128; if G::VALUE_HASH { pairs.len() } else { 0 }];
@@ -585,7 +589,7 @@ fn eval_pairs<G: Group>(keys: &[DcfKey<G>], pairs: &[(u32, u64)], bits: usize) -
             }
             let y = G::leaf_get(leaf, leaf_pos::<G>(x, bits));
             // Party 1's outputs are negated: once, here, for every level's value.
-            acc[j].add(y).neg_if(k.party == 1)
+            acc[j].add(y).neg_if(k.party == Party::Server)
         })
         .collect()
 }
@@ -604,9 +608,9 @@ pub fn gen_keys<G: Group>(
 ) -> [DcfKey<G>; 2] {
     let roots = [rng.next_u128(), rng.next_u128()];
     let cws = gen(alpha, beta, bits, roots);
-    [0u8, 1].map(|party| DcfKey {
+    Party::BOTH.map(|party| DcfKey {
         party,
-        seed: roots[party as usize],
+        seed: roots[party.index()],
         cws: cws.clone(),
     })
 }
