@@ -532,13 +532,7 @@ fn write_table(path: &Path, df: &mut DataFrame) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf).finish(df).map_err(|e| fail(&e))?;
-    let tmp = path.with_extension(format!("csv.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, &buf)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            fail(&e)
-        })
+    cryptpeft_types::files::write_atomic(path, &buf).map_err(|e| fail(&e))
 }
 
 fn write_meta(

@@ -100,15 +100,12 @@ impl SetupCache {
             for v in setup.iter() {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             let written = path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(&tmp, &bytes))
-                .and_then(|()| std::fs::rename(&tmp, &path));
+                .and_then(|()| cryptpeft_types::files::write_atomic(&path, &bytes));
             if let Err(e) = written {
                 log::warn!("setup cache: {}: {e}", path.display());
-                let _ = std::fs::remove_file(&tmp);
             }
         }
         let entry = Entry {

@@ -144,8 +144,7 @@ impl TensorFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         }
-        let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, self.to_bytes()).map_err(|e| TrainError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+        cryptpeft_types::files::write_atomic(path, &self.to_bytes())
+            .map_err(|e| TrainError::io(path, e))
     }
 }

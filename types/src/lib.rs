@@ -5,6 +5,7 @@ mod adapter;
 mod backbone;
 pub mod checkpoint;
 mod error;
+pub mod files;
 pub mod memory;
 mod network;
 

@@ -145,9 +145,7 @@ fn cost_model_version(store: &dyn Storage) -> Result<Option<String>> {
 /// Writes a file atomically (temporary file, then rename).
 /// The temporary name is per process: workers finishing together each write whole files.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    cryptpeft_types::files::write_atomic(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 impl Objectives for Study {
