@@ -14,11 +14,11 @@ use cryptpeft_types::{AdapterSpec, BackboneSpec};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::space::{CacheConfig, CacheStore, SpaceFile};
-use crate::study::Epoch;
 
 /// The cached features of a space and what training needs besides.
 pub struct Features {
@@ -207,6 +207,15 @@ pub fn recipe(space: &SpaceFile, spec: &AdapterSpec, epochs: usize) -> TrainConf
     c.device = space.device;
     c.progress = false;
     c
+}
+
+/// One epoch of a trial's training, as the dashboard draws it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    pub val_accuracy: f64,
 }
 
 /// Trains one candidate; writes its checkpoint to `checkpoint` (atomically) and returns

@@ -7,11 +7,12 @@ pub mod postgres;
 pub mod sqlite;
 pub mod store;
 
+pub use crate::eval::Epoch;
 pub use location::{sqlite_path, Location};
 pub use sqlite::SqliteStudy;
 pub use store::{
-    worker_name, Claim, Epoch, Finished, NewTrial, Proposal, State, Storage, Trial,
-    HEARTBEAT_EVERY, STALE_AFTER,
+    worker_name, Claim, Finished, NewTrial, Proposal, State, Storage, Trial, HEARTBEAT_EVERY,
+    STALE_AFTER,
 };
 
 use std::path::{Path, PathBuf};

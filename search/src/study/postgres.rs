@@ -15,10 +15,11 @@ use rustls_pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::store::{
-    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Epoch, Finished, Proposal,
-    Row, Storage, Trial, ROW_COLUMNS,
+    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Finished, Proposal, Row,
+    Storage, Trial, ROW_COLUMNS,
 };
 use crate::error::{Error, Result};
+use crate::eval::Epoch;
 use crate::fault;
 
 /// The server's clock, in seconds since the epoch.

@@ -7,10 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::store::{
-    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Epoch, Finished, Proposal,
-    Row, Storage, Trial, ROW_COLUMNS,
+    claimed, new_state, no_longer_ours, parse_rows, Claim, Decision, Finished, Proposal, Row,
+    Storage, Trial, ROW_COLUMNS,
 };
 use crate::error::{Error, Result};
+use crate::eval::Epoch;
 use crate::fault;
 
 /// Whether the trials table has `column` (studies of older releases lack some).

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::eval::Epoch;
 use crate::genes::Genome;
 use crate::price::Price;
 
@@ -83,15 +84,6 @@ pub struct Finished {
     /// The adapter checkpoint (safetensors bytes).
     pub checkpoint: Vec<u8>,
     pub curve: Vec<Epoch>,
-}
-
-/// One epoch of a trial's training, as the dashboard draws it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Epoch {
-    pub epoch: usize,
-    pub loss: f64,
-    pub train_accuracy: f64,
-    pub val_accuracy: f64,
 }
 
 /// What a worker gets from [`Storage::claim`].
