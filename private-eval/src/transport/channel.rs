@@ -116,9 +116,9 @@ pub trait ChannelExt: Channel {
 
     /// Tells the peer why we stop; its pending or next `recv` fails with
     /// `PeerAborted` carrying `reason`. Best effort: errors are ignored.
-    /// The reason is cut to [`MAX_ABORT_BYTES`](super::framed::MAX_ABORT_BYTES).
+    /// The reason is cut to [`MAX_ABORT_BYTES`](super::limits::MAX_ABORT_BYTES).
     fn abort(&mut self, reason: &str) {
-        let mut end = reason.len().min(super::framed::MAX_ABORT_BYTES as usize);
+        let mut end = reason.len().min(super::limits::MAX_ABORT_BYTES as usize);
         while !reason.is_char_boundary(end) {
             end -= 1;
         }

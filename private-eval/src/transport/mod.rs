@@ -16,6 +16,7 @@
 //! * [`frame`]: wire format and [`MsgKind`].
 //! * [`channel`]: the [`Channel`] trait (round semantics), [`ChannelExt`].
 //! * [`framed`]: [`FramedChannel`], the one implementation, and [`memory_pair`].
+//! * [`limits`]: deadlines and frame limits of a channel end.
 //! * [`shaping`]: the writer thread that applies bandwidth and delay.
 //! * [`stats`]: [`Stats`] counters.
 //! * [`tcp`]: connect / listen / accept.
@@ -25,6 +26,7 @@ pub mod channel;
 pub mod error;
 pub mod frame;
 pub mod framed;
+pub mod limits;
 pub mod shaping;
 pub mod stats;
 pub mod stream;
@@ -33,10 +35,8 @@ pub mod tcp;
 pub use channel::{bytes_to_u64s, u64s_to_bytes, Channel, ChannelExt};
 pub use error::TransportError;
 pub use frame::{MsgKind, HEADER_LEN};
-pub use framed::{
-    memory_pair, printable, try_memory_pair, FramedChannel, TransportConfig, MAX_ABORT_BYTES,
-    PRE_AUTH_FRAME,
-};
+pub use framed::{memory_pair, printable, try_memory_pair, FramedChannel};
+pub use limits::{TransportConfig, MAX_ABORT_BYTES, PRE_AUTH_FRAME};
 pub use stats::Stats;
 pub use stream::Stream;
 pub use tcp::{

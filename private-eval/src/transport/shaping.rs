@@ -26,7 +26,7 @@ use cryptpeft_types::NetworkProfile;
 
 use super::error::TransportError;
 use super::frame::MsgKind;
-use super::framed::TransportConfig;
+use super::limits::TransportConfig;
 use super::stream::Stream;
 
 /// Computes release times from the profile.

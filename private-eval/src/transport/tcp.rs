@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use cryptpeft_types::NetworkProfile;
 
 use super::error::TransportError;
-use super::framed::{FramedChannel, TransportConfig};
+use super::framed::FramedChannel;
+use super::limits::TransportConfig;
 
 const RETRY_EVERY: Duration = Duration::from_millis(50);
 
