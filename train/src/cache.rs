@@ -367,13 +367,11 @@ mod tests {
     use super::*;
     use cryptpeft_types::BackboneSpec;
 
-    #[test]
-    fn every_input_changes_the_key() {
-        let device = crate::cpu();
-        let vit = Vit::init(&BackboneSpec::vit_tiny_fixture(), 2, 0, &device);
+    /// Tiny 4x4 RGB images and the fixture backbone's preprocessing.
+    fn images(images: Vec<f32>, labels: Vec<u32>) -> (ImageSet, Preprocess) {
         let set = ImageSet {
-            images: vec![0.5; 2 * 3 * 4 * 4],
-            labels: vec![0, 1],
+            images,
+            labels,
             channels: 3,
             height: 4,
             width: 4,
@@ -384,6 +382,14 @@ mod tests {
             mean: vec![0.5],
             std: vec![0.5],
         };
+        (set, pre)
+    }
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let device = crate::cpu();
+        let vit = Vit::init(&BackboneSpec::vit_tiny_fixture(), 2, 0, &device);
+        let (set, pre) = images(vec![0.5; 2 * 3 * 4 * 4], vec![0, 1]);
         let req = |vit_id, set, pre, first, views, seed| {
             CacheRequest {
                 vit: &vit,
@@ -440,19 +446,8 @@ mod tests {
     fn a_half_precision_disk_cache_gives_the_memory_caches_rows() {
         let device = crate::cpu();
         let vit = Vit::init(&BackboneSpec::vit_tiny_fixture(), 2, 0, &device);
-        let set = ImageSet {
-            images: (0..3 * 3 * 4 * 4).map(|i| (i % 7) as f32 / 7.0).collect(),
-            labels: vec![0, 1, 1],
-            channels: 3,
-            height: 4,
-            width: 4,
-        };
-        let pre = Preprocess {
-            image_size: 32,
-            channels: 3,
-            mean: vec![0.5],
-            std: vec![0.5],
-        };
+        let pixels = (0..3 * 3 * 4 * 4).map(|i| (i % 7) as f32 / 7.0).collect();
+        let (set, pre) = images(pixels, vec![0, 1, 1]);
         let tmp = tempfile::tempdir().unwrap();
         let get = |storage| {
             CacheRequest {
