@@ -166,26 +166,28 @@ impl CacheRequest<'_> {
             }
         }
         let (states, labels) = self.compute_in_memory(device)?;
-        let feats = FeatureSet {
-            first: self.first,
-            states: states.iter().cloned().map(States::memory).collect(),
-            labels,
-            views: self.views.max(1),
-        };
-        let mut bytes = feats.bytes() as u64;
+        let views = self.views.max(1);
+        let mut bytes = states.iter().map(|t| t.data.len() as u64 * 4).sum();
         if let Some(p) = &path {
+            // The file holds its own copy only while it is written.
             let mut tf = TensorFile::default();
-            for (k, s) in states.into_iter().enumerate() {
-                tf.insert(format!("hidden.{}", feats.first + k), s);
+            for (k, s) in states.iter().enumerate() {
+                tf.insert(format!("hidden.{}", self.first + k), s.clone());
             }
-            let labels = feats.labels.iter().map(|&l| l as f32).collect();
-            tf.insert("labels", HostTensor::new(vec![feats.labels.len()], labels));
+            let as_f32 = labels.iter().map(|&l| l as f32).collect();
+            tf.insert("labels", HostTensor::new(vec![labels.len()], as_f32));
             tf.metadata.insert("format".into(), CACHE_FORMAT.into());
-            tf.metadata.insert("first".into(), feats.first.to_string());
-            tf.metadata.insert("views".into(), feats.views.to_string());
+            tf.metadata.insert("first".into(), self.first.to_string());
+            tf.metadata.insert("views".into(), views.to_string());
             tf.save(p)?;
             bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(bytes);
         }
+        let feats = FeatureSet {
+            first: self.first,
+            states: states.into_iter().map(States::memory).collect(),
+            labels,
+            views,
+        };
         let info = CacheInfo {
             key,
             path,

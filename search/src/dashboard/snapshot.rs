@@ -3,7 +3,7 @@
 //! (the same trials `report` writes to `pareto_<profile>.csv`), the hypervolume over
 //! evaluations and the constraints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use cryptpeft_cost_model::{cost, plan_shape_only, CostReport};
@@ -150,6 +150,7 @@ pub fn take(view: &View, references: &[f64]) -> Result<Snapshot> {
     let aged = view.aged_trials()?;
     let trials: Vec<_> = aged.iter().map(|(t, _)| t.clone()).collect();
     let finals = finalists(&trials);
+    let final_numbers: HashSet<u64> = finals.iter().map(|f| f.number).collect();
     let fronts = (0..view.space.networks.len())
         .map(|p| {
             let pts = points(&view.space, &finals, p);
@@ -186,7 +187,7 @@ pub fn take(view: &View, references: &[f64]) -> Result<Snapshot> {
                 depth_bound: view.pricer.price(&view.genomes.spec(&t.genome)).depth_bound,
                 offline_bytes: t.price.offline_bytes,
                 seconds: t.price.seconds.clone(),
-                finalist: finals.iter().any(|f| f.number == t.number),
+                finalist: final_numbers.contains(&t.number),
                 checkpoint: view
                     .dir
                     .join(&checkpoint)
