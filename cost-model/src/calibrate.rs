@@ -141,7 +141,7 @@ pub fn calibrate() -> Constants {
     // The whole ReLU, both parties at once over a local pair (as they run here):
     // masking, the opening, the DCF, the bit exchange and the select.
     let relu_t = |bits: u32, rng: &mut Prg| {
-        let [m0, m1] = relu_material(big_n, bits, &mut Prg::new(9));
+        let [m0, m1] = relu_material(big_n, bits, 0, &mut Prg::new(9));
         let s0 = rng.gen(big_n);
         let s1 = rng.gen(big_n);
         let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(30));
@@ -155,7 +155,7 @@ pub fn calibrate() -> Constants {
             peer.join().unwrap();
             t
         });
-        let t_gen = time(3, || relu_material(4096, bits, &mut Prg::new(3)));
+        let t_gen = time(3, || relu_material(4096, bits, 0, &mut Prg::new(3)));
         (t_relu, t_gen)
     };
     let levels = |bits: u32| dcf::levels::<dcf::Bit>(bits as usize - 1) as f64;

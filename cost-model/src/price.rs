@@ -558,10 +558,11 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                     words += 6.0 * n as f64;
                 }
             }
-            Step::Relu { x, bits, .. } => {
+            Step::Relu { x, bits, shift, .. } => {
                 let n = size(plan, *x) as f64;
                 relu_levels += n * dcf::levels::<dcf::Bit>(*bits as usize - 1) as f64;
-                words += 9.0 * n;
+                // A truncating ReLU's dealer also shares `r >> shift`, `msb(r)`, `rho msb(r)`.
+                words += if *shift > 0 { 12.0 } else { 9.0 } * n;
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, cz) = plan.norm_shape(*x, *z);

@@ -96,7 +96,15 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
             };
             let bits = crate::plan::lower::RELU_BITS;
             let (act, out_cols) = match name {
-                "relu" => (Step::Relu { out: 2, x: 1, bits }, c),
+                "relu" => (
+                    Step::Relu {
+                        out: 2,
+                        x: 1,
+                        bits,
+                        shift: 0,
+                    },
+                    c,
+                ),
                 "gelu" | "exp" => (
                     Step::Spline {
                         out: 2,

@@ -280,9 +280,14 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
             Step::RowMax { x, bits, .. } => rowmax_pairs(&plan.wires[*x])
                 .map(|n| cmp(n, CmpWidth::exact(*bits)))
                 .sum(),
-            Step::Relu { x, bits, .. } => {
+            Step::Relu { x, bits, shift, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
-                ring(2 * n) + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64
+                // Truncating: the shares of `r >> shift`, `msb(r)` and `rho msb(r)`.
+                let trunc = match shift {
+                    0 => 0,
+                    s => ring(n) + 2 * low(n, *s),
+                };
+                ring(2 * n) + trunc + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, c) = plan.norm_shape(*x, *z);

@@ -587,12 +587,17 @@ impl State<'_> {
                     .collect();
                 self.shares[*out] = Some(head_assemble(*kind, parts).data);
             }
-            Step::Relu { out, x, bits } => {
+            Step::Relu {
+                out,
+                x,
+                bits,
+                shift,
+            } => {
                 let StepMat::Relu(m) = mat else {
                     return Err(bad("ReLU material"));
                 };
                 let v = self.share(*x);
-                check_relu(&m, v.len(), *bits).map_err(|w| bad(&w))?;
+                check_relu(&m, v.len(), *bits, *shift).map_err(|w| bad(&w))?;
                 let res = relu(self.p, chan, v, &m).map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(res);
             }
@@ -848,18 +853,41 @@ pub fn open_both(chan: &mut dyn Channel, mine: Vec<u64>) -> Result<Vec<u64>, Tra
 /// `delta = d xor rho` public, `d = delta + (1 - 2 delta) rho` and
 /// `d v = d c - (delta r + (1 - 2 delta) rho r)`, from the dealer's shares of `rho`
 /// and `rho r`. Exact, with zero failure probability, under the width bound.
+///
+/// Truncating by `s = shift` on the way: the client adds `2^62`, so for `|v| < 2^62`
+/// the opened `c = v + 2^62 + r` wrapped around the ring exactly when `msb(c) = 0` and
+/// `t = msb(r) = 1`, and `u = (c >> s) - 2^(62-s) - (r >> s) + (1 - msb(c)) t 2^(64-s)`
+/// is `floor(v / 2^s)` or one more (faithful, like [`crate::protocols::trunc`]), with
+/// the public `c` and the dealer's shares of `r' = r >> s` and `t`. The comparison
+/// then runs on `u` with `r'` for `r` (`u = (c >> s) - 2^(62-s) - r'` mod `2^m`, as
+/// `m + s <= 64`), and `d u` takes `t`'s term from the shares of `t` and `rho t`.
 pub fn relu(
     p: Party,
     chan: &mut dyn Channel,
     v: &[u64],
     m: &ReluMat,
 ) -> Result<Vec<u64>, TransportError> {
-    let top = m.bits - 1;
-    let c = open_both(chan, ring::add(v, &m.r))?;
-    let points: Vec<u64> = c.iter().map(|&ci| ci & ((1u64 << top) - 1)).collect();
+    let (top, s) = (m.bits - 1, m.shift);
+    let client = p == Party::Client;
+    let mut mine = ring::add(v, &m.r);
+    if s > 0 && client {
+        mine.iter_mut().for_each(|x| *x = x.wrapping_add(1 << 62));
+    }
+    let c = open_both(chan, mine)?;
+    // The public part of the (truncated) input, and the mask it carries.
+    let (u, mask) = match s {
+        0 => (c.clone(), &m.r),
+        _ => (
+            c.iter()
+                .map(|&ci| (ci >> s).wrapping_sub(1 << (62 - s)))
+                .collect(),
+            &m.hi,
+        ),
+    };
+    let points: Vec<u64> = u.iter().map(|&ui| ui & ((1u64 << top) - 1)).collect();
     let lt = DcfKey::eval_points(&m.keys, &points, top as usize);
     let mine: Vec<bool> = (0..c.len())
-        .map(|i| lt[i].0 ^ m.rho[i] ^ (p == Party::Client && (c[i] >> top) & 1 == 0))
+        .map(|i| lt[i].0 ^ m.rho[i] ^ (client && (u[i] >> top) & 1 == 0))
         .collect();
     chan.send(MsgKind::Open, &pack_bits(&mine))?;
     let theirs = unpack_bits(&chan.recv(MsgKind::Open)?, c.len())?;
@@ -867,12 +895,19 @@ pub fn relu(
         .map(|i| {
             let delta = (mine[i] ^ theirs[i]) as u64;
             let flip = 1u64.wrapping_sub(2 * delta);
-            let d = (if p == Party::Client { delta } else { 0 })
-                .wrapping_add(flip.wrapping_mul(m.rho_a[i]));
+            let d = (if client { delta } else { 0 }).wrapping_add(flip.wrapping_mul(m.rho_a[i]));
             let dr = delta
-                .wrapping_mul(m.r[i])
+                .wrapping_mul(mask[i])
                 .wrapping_add(flip.wrapping_mul(m.rho_r[i]));
-            d.wrapping_mul(c[i]).wrapping_sub(dr)
+            let y = d.wrapping_mul(u[i]).wrapping_sub(dr);
+            if s > 0 && c[i] >> 63 == 0 {
+                let dt = delta
+                    .wrapping_mul(m.wrap[i])
+                    .wrapping_add(flip.wrapping_mul(m.rho_wrap[i]));
+                y.wrapping_add(dt << (64 - s))
+            } else {
+                y
+            }
         })
         .collect())
 }
@@ -962,16 +997,22 @@ impl From<TransportError> for LnError {
     }
 }
 
-fn check_relu(m: &ReluMat, n: usize, bits: u32) -> Result<(), String> {
+fn check_relu(m: &ReluMat, n: usize, bits: u32, shift: u32) -> Result<(), String> {
+    let truncated = if shift > 0 { n } else { 0 };
     let sizes = [
-        m.r.len(),
-        m.rho.len(),
-        m.rho_a.len(),
-        m.rho_r.len(),
-        m.keys.len(),
+        (m.r.len(), n),
+        (m.rho.len(), n),
+        (m.rho_a.len(), n),
+        (m.rho_r.len(), n),
+        (m.keys.len(), n),
+        (m.hi.len(), truncated),
+        (m.wrap.len(), truncated),
+        (m.rho_wrap.len(), truncated),
     ];
-    if m.bits != bits || sizes.iter().any(|&s| s != n) {
-        return Err(format!("ReLU material for {n} values of {bits} bits"));
+    if m.bits != bits || m.shift != shift || sizes.iter().any(|(got, want)| got != want) {
+        return Err(format!(
+            "ReLU material for {n} values of {bits} bits truncated by {shift}"
+        ));
     }
     Ok(())
 }
@@ -1235,7 +1276,7 @@ mod tests {
                     v
                 }
             }));
-            let [m0, m1] = relu_material(xs.len(), bits, &mut rng);
+            let [m0, m1] = relu_material(xs.len(), bits, 0, &mut rng);
             // Inputs whose masked value lands next to the mask (the DCF's edge).
             let r: Vec<u64> = ring::add(&m0.r, &m1.r);
             for (i, x) in xs.iter_mut().enumerate().skip(300) {
@@ -1256,6 +1297,51 @@ mod tests {
                     y0[i].wrapping_add(y1[i]),
                     want,
                     "ReLU of {x:#x} at {bits} bits"
+                );
+            }
+        }
+    }
+
+    /// ReLU truncating its input on the way: the share of `relu(u)` with `u` the
+    /// faithful truncation `floor(v / 2^s)` or one more, for every `|v| < 2^62` whose
+    /// truncation fits the width: around 0 and the truncation's step, at the ends of
+    /// both bounds, and at random magnitudes (whose openings wrap around the ring half
+    /// the time, which the dealer's `msb(r)` shares correct).
+    #[test]
+    fn relu_truncates_exactly_in_its_opening() {
+        let mut rng = Prg::new(10);
+        let s = 16u32;
+        for bits in [18u32, 32, 48] {
+            let step = 1i64 << s;
+            let reach = (1i64 << (bits - 1 + s).min(62)) - step;
+            let mut xs: Vec<i64> = vec![0, 1, -1, step - 1, step, -step, 1 - step, -step - 1];
+            xs.extend([reach, reach - 1, -reach, 1 - reach]);
+            xs.extend((0..2000).map(|_| {
+                let mag = (rng.next_u64() % (bits + s - 2) as u64) as u32;
+                let v = (rng.next_u64() >> (63 - mag)) as i64;
+                if rng.next_u64() & 1 == 1 {
+                    -v
+                } else {
+                    v
+                }
+            }));
+            let xs: Vec<u64> = xs.into_iter().map(|v| v as u64).collect();
+            let [m0, m1] = relu_material(xs.len(), bits, s, &mut rng);
+            let (s0, s1) = shared(&xs, &mut rng);
+            let (y0, y1) = both(|p, c| {
+                let (sh, m) = if p == Party::Client {
+                    (&s0, &m0)
+                } else {
+                    (&s1, &m1)
+                };
+                relu(p, c, sh, m).unwrap()
+            });
+            for (i, &x) in xs.iter().enumerate() {
+                let fl = (x as i64) >> s;
+                let got = y0[i].wrapping_add(y1[i]) as i64;
+                assert!(
+                    got == fl.max(0) || got == (fl + 1).max(0),
+                    "ReLU of {x:#x} truncated by {s} at {bits} bits: {got}"
                 );
             }
         }

@@ -54,21 +54,33 @@ impl Default for LowerOptions {
 /// `Square` and `Spline` outputs stay at `2f` bits, and
 /// every such wire is truncated, together with all others pending, just before the
 /// first step that reads it, so independent layers share one exchange. A revealed
-/// wire is truncated by the client in the clear instead.
-fn insert_truncations(steps: Vec<Step>, openings: &[Opening]) -> Vec<Step> {
+/// wire is truncated by the client in the clear instead, and a ReLU truncates its
+/// input in its own opening ([`crate::online::exec::relu`]) where its width leaves the
+/// room (`bits + f <= 64`).
+fn insert_truncations(steps: Vec<Step>, openings: &[Opening], frac_bits: u32) -> Vec<Step> {
+    let reads: Vec<Vec<WireId>> = steps.iter().map(|s| s.reads(openings)).collect();
     let mut pending: Vec<WireId> = Vec::new();
     let mut out = Vec::with_capacity(steps.len());
-    for mut step in steps {
-        // A revealed wire still at `2f` is truncated by the client in the clear.
-        let reads: Vec<WireId> = match &mut step {
+    for (i, mut step) in steps.into_iter().enumerate() {
+        let mut step_reads = reads[i].clone();
+        match &mut step {
+            // A revealed wire still at `2f` is truncated by the client in the clear.
             Step::Reveal { wire, raw } => {
                 *raw = pending.contains(wire);
                 pending.retain(|w| w != &*wire);
-                Vec::new()
+                step_reads.clear();
             }
-            s => s.reads(openings),
-        };
-        if reads.iter().any(|w| pending.contains(w)) {
+            Step::Relu { x, bits, shift, .. } if pending.contains(x) && *bits + frac_bits <= 64 => {
+                *shift = frac_bits;
+                // Later readers still need the truncated value.
+                if !reads[i + 1..].iter().any(|r| r.contains(x)) {
+                    pending.retain(|w| w != &*x);
+                }
+                step_reads.clear();
+            }
+            _ => {}
+        }
+        if step_reads.iter().any(|w| pending.contains(w)) {
             out.push(Step::Truncate {
                 wires: std::mem::take(&mut pending),
             });
@@ -443,7 +455,12 @@ impl Lowering {
                 0.0
             }
             _ => {
-                self.body.push(Step::Relu { out: w, x: s, bits });
+                self.body.push(Step::Relu {
+                    out: w,
+                    x: s,
+                    bits,
+                    shift: 0,
+                });
                 RELU_SOFTMAX_EPS
             }
         };
@@ -577,7 +594,12 @@ impl Lowering {
                 func: SplineFn::Gelu,
                 bits,
             },
-            _ => Step::Relu { out, x, bits },
+            _ => Step::Relu {
+                out,
+                x,
+                bits,
+                shift: 0,
+            },
         });
         out
     }
@@ -692,7 +714,7 @@ impl Lowering {
         let mut steps = self.prologue;
         steps.extend(self.body);
         if self.opts.exact_truncation {
-            steps = insert_truncations(steps, &self.openings);
+            steps = insert_truncations(steps, &self.openings, self.opts.frac_bits);
         }
         (
             SecurePlan {

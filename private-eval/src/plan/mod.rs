@@ -92,10 +92,10 @@ pub enum HeadProduct {
 
 /// Version of what a plan's steps mean, bumped when the same plan would run differently
 /// (2: norms without Newton take their guess as the answer; linear steps of whole
-/// public coefficients keep scale `f`). It enters [`SecurePlan::digest`], so parties and
+/// public coefficients keep scale `f`; 3: a ReLU truncates its input in its opening). It enters [`SecurePlan::digest`], so parties and
 /// a dealer of different versions refuse each other's material, and client and server
 /// compare it in their handshake.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// Most values one wire or weight may hold: far above any ViT's (ViT-B/16's largest,
 /// 12 x 197 x 197 scores, hold 2^19), low enough that sizes never overflow.
@@ -284,9 +284,17 @@ pub enum Step {
         kind: HeadProduct,
     },
     /// ReLU by a DCF key on the low `bits` bits of the masked input (exact for
-    /// `|x| < 2^(bits-1)` in the ring, see [`crate::online::exec`]): two simultaneous exchanges,
-    /// the masked shares, then one masked bit per value.
-    Relu { out: WireId, x: WireId, bits: u32 },
+    /// `|x| < 2^(bits-1)` in the ring, see [`crate::online::exec::relu`]): two simultaneous
+    /// exchanges, the masked shares, then one masked bit per value. With `shift` > 0 the
+    /// input is still at `f + shift` bits and the opening truncates it by `shift` on the
+    /// way (exactly, see the same), so the truncation costs no exchange of its own.
+    Relu {
+        out: WireId,
+        x: WireId,
+        bits: u32,
+        #[serde(default)]
+        shift: u32,
+    },
     /// Element-wise `x^2` with a dealer square pair `(a, a^2)`: one simultaneous
     /// exchange of `x - a`; the output is at `2f` bits like a product.
     Square { out: WireId, x: WireId },
@@ -442,11 +450,20 @@ impl SecurePlan {
                 Step::Open { open } if *open >= self.openings.len() => {
                     return Err(format!("step opens {open} of {}", self.openings.len()));
                 }
-                Step::Relu { out, x, bits } => {
+                Step::Relu {
+                    out,
+                    x,
+                    bits,
+                    shift,
+                } => {
                     wire(*out)?;
                     wire(*x)?;
-                    if !(self.frac_bits + 2..=64).contains(bits) {
-                        return Err(format!("ReLU width {bits} bits"));
+                    if !(self.frac_bits + 2..=64 - shift).contains(bits) {
+                        return Err(format!("ReLU width {bits} bits after a shift of {shift}"));
+                    }
+                    if ![0, self.frac_bits].contains(shift) || !self.exact_truncation && *shift > 0
+                    {
+                        return Err(format!("ReLU truncating by {shift} bits"));
                     }
                 }
                 Step::LayerNorm {

@@ -69,19 +69,29 @@ fn fill_keys<G: dcf::Group>(
     }
 }
 
-/// ReLU's corrections: the DCF keys for `x < r mod 2^(bits-1)` and the server's shares
-/// of `rho` and `rho * r`, where `rho = rho'_0 xor rho'_1 xor msb_bits(r)`.
+/// ReLU's corrections: the DCF keys for `x < r' mod 2^(bits-1)` and the server's shares
+/// of `rho` and `rho * r'`, where `rho = rho'_0 xor rho'_1 xor msb_bits(r')`; when the
+/// ReLU truncates, also of `r' = r >> shift`, and mod `2^shift` of `t = msb(r)` and
+/// `rho * t`.
 fn fill_relu(m0: &mut ReluMat, m1: &mut ReluMat) {
-    let bits = m0.bits;
+    let (bits, shift) = (m0.bits, m0.shift);
     let domain = (1u64 << (bits - 1)) - 1;
     let r = ring::add(&m0.r, &m1.r);
-    fill_keys(&r, &mut m0.keys, &mut m1.keys, bits as usize - 1, |ri| {
-        (ri & domain, dcf::Bit(true))
+    let hi: Vec<u64> = r.iter().map(|&ri| ri >> shift).collect();
+    fill_keys(&hi, &mut m0.keys, &mut m1.keys, bits as usize - 1, |hi| {
+        (hi & domain, dcf::Bit(true))
     });
-    for (i, &ri) in r.iter().enumerate() {
-        let rho = (m0.rho[i] ^ m1.rho[i] ^ ((ri >> (bits - 1)) & 1 == 1)) as u64;
+    let low = |v: u64| v & ((1u64 << shift) - 1);
+    for (i, &h) in hi.iter().enumerate() {
+        let rho = (m0.rho[i] ^ m1.rho[i] ^ ((h >> (bits - 1)) & 1 == 1)) as u64;
         m1.rho_a[i] = rho.wrapping_sub(m0.rho_a[i]);
-        m1.rho_r[i] = rho.wrapping_mul(ri).wrapping_sub(m0.rho_r[i]);
+        m1.rho_r[i] = rho.wrapping_mul(h).wrapping_sub(m0.rho_r[i]);
+        if shift > 0 {
+            let t = r[i] >> 63;
+            m1.hi[i] = h.wrapping_sub(m0.hi[i]);
+            m1.wrap[i] = low(t.wrapping_sub(m0.wrap[i]));
+            m1.rho_wrap[i] = low((rho * t).wrapping_sub(m0.rho_wrap[i]));
+        }
     }
 }
 
@@ -106,10 +116,11 @@ fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
     }
 }
 
-/// Both halves of ReLU material for `n` values (tests and benchmarks).
-pub fn relu_material(n: usize, bits: u32, rng: &mut Prg) -> [ReluMat; 2] {
+/// Both halves of ReLU material for `n` values truncated by `shift` (tests and
+/// benchmarks).
+pub fn relu_material(n: usize, bits: u32, shift: u32, rng: &mut Prg) -> [ReluMat; 2] {
     let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_relu(&mut prgs[p.index()], p, n, bits));
+    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_relu(&mut prgs[p.index()], p, n, bits, shift));
     fill_relu(&mut m0, &mut m1);
     [m0, m1]
 }

@@ -26,16 +26,22 @@ pub struct Triple {
 }
 
 /// ReLU material ([`crate::online::exec::relu`]): shares of the input mask `r`, an XOR share of
-/// the masking bit `rho' = rho xor msb(r)`, arithmetic shares of `rho` and of `rho * r`,
-/// and a DCF key for `x < r mod 2^(bits-1)` with one-bit output.
+/// the masking bit `rho' = rho xor msb(r')`, arithmetic shares of `rho` and of `rho * r'`,
+/// and a DCF key for `x < r' mod 2^(bits-1)` with one-bit output, where `r' = r` when the
+/// ReLU truncates nothing. When it truncates by `shift`: `r' = r >> shift`, with shares
+/// of `r'` (`hi`) and, mod `2^shift`, of `msb(r)` (`wrap`) and `rho * msb(r)` (`rho_wrap`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReluMat {
     pub bits: u32,
+    pub shift: u32,
     pub r: Vec<u64>,
     pub rho: Vec<bool>,
     pub rho_a: Vec<u64>,
     pub rho_r: Vec<u64>,
     pub keys: Vec<DcfKey<Bit>>,
+    pub hi: Vec<u64>,
+    pub wrap: Vec<u64>,
+    pub rho_wrap: Vec<u64>,
 }
 
 /// Material for one-round comparisons against several thresholds (LayerNorm, splines,
@@ -139,16 +145,30 @@ fn trunc(prg: &mut Prg, party: Party, n: usize, bits: u32) -> TruncMat {
     TruncMat { mask, gamma, bits }
 }
 
-/// ReLU material for `n` values with its corrections zero.
-pub fn draw_relu(prg: &mut Prg, party: Party, n: usize, bits: u32) -> ReluMat {
-    ReluMat {
+/// ReLU material for `n` values truncated by `shift` with its corrections zero.
+pub fn draw_relu(prg: &mut Prg, party: Party, n: usize, bits: u32, shift: u32) -> ReluMat {
+    let mut m = ReluMat {
         bits,
+        shift,
         r: prg.gen(n),
         rho: bits_of(prg, n),
         rho_a: share_or_zero(prg, party, n),
         rho_r: share_or_zero(prg, party, n),
         keys: keys(prg, party, n, &Cws::empty()),
+        ..ReluMat::default()
+    };
+    if shift > 0 {
+        m.hi = share_or_zero(prg, party, n);
+        let mut low_share = || {
+            share_or_zero(prg, party, n)
+                .into_iter()
+                .map(|v| low(v, shift))
+                .collect()
+        };
+        m.wrap = low_share();
+        m.rho_wrap = low_share();
     }
+    m
 }
 
 /// Comparison material for `n` values with its corrections zero.
@@ -192,7 +212,9 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
                     .collect(),
             )
         }
-        Step::Relu { x, bits, .. } => StepMat::Relu(draw_relu(prg, party, size(*x), *bits)),
+        Step::Relu { x, bits, shift, .. } => {
+            StepMat::Relu(draw_relu(prg, party, size(*x), *bits, *shift))
+        }
         Step::Square { x, .. } => StepMat::Square(triple(prg, party, size(*x), 0, size(*x))),
         Step::Spline { x, bits, .. } => StepMat::Spline(draw_cmp(
             prg,
@@ -283,6 +305,11 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
             if server {
                 out.push(Ring(&mut m.rho_a));
                 out.push(Ring(&mut m.rho_r));
+                if m.shift > 0 {
+                    out.push(Ring(&mut m.hi));
+                    out.push(Low(&mut m.wrap, m.shift));
+                    out.push(Low(&mut m.rho_wrap, m.shift));
+                }
             }
             out.push(BitKeys(&mut m.keys, m.bits as usize - 1));
         }
