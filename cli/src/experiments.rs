@@ -186,7 +186,9 @@ fn previous_offline_bytes(plan: &SecurePlan) -> u64 {
                         })
                         .sum::<u64>()
             }
-            Step::Truncate { wires } => trunc(truncate_len(plan, wires)),
+            Step::Truncate { wires, wide } => {
+                trunc(truncate_len(plan, wires) + truncate_len(plan, wide))
+            }
             Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => 0,
         };
         total += 2 * (8 + both);

@@ -179,8 +179,14 @@ impl Pricer<'_> {
     }
     /// An exact truncation of `n` values ([`cryptpeft_private_eval::protocols::trunc`]): top bits, one
     /// exchange of masked bits, the correction.
-    fn truncate(&mut self, n: usize, bits: u32, frames: [usize; 2]) {
-        let bytes = (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(bits)) as u64;
+    fn truncate(&mut self, groups: &[(usize, u32)], frames: [usize; 2]) {
+        let n: usize = groups.iter().map(|g| g.0).sum();
+        let bytes = groups
+            .iter()
+            .map(|&(n, bits)| {
+                (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(bits)) as u64
+            })
+            .sum();
         for p in 0..2 {
             self.elem(p, 3.0 * n as f64);
             self.ser(p, bytes);
@@ -395,20 +401,24 @@ pub fn cost_with(
                                 pr.elem(p, 6.0 * out as f64);
                             }
                         }
-                        LnWave::Truncate(t) => pr.truncate(t.values, t.shift, frames),
+                        LnWave::Truncate(t) => pr.truncate(&[(t.values, t.shift)], frames),
                     }
                 }
             }
-            Step::Truncate { wires } => {
-                let n = truncate_len(plan, wires);
+            Step::Truncate { wires, wide } => {
+                let groups = [
+                    (truncate_len(plan, wires), plan.frac_bits),
+                    (truncate_len(plan, wide), 2 * plan.frac_bits),
+                ];
                 for p in 0..2 {
+                    let n = groups[0].0 + groups[1].0;
                     pr.elem(p, 2.0 * n as f64); // gather and scatter the wires
                 }
-                pr.truncate(n, plan.frac_bits, [f(0), f(1)]);
+                pr.truncate(&groups, [f(0), f(1)]);
             }
-            Step::Reveal { wire, raw } => {
+            Step::Reveal { wire, shift } => {
                 let n = size(plan, *wire);
-                if *raw {
+                if *shift > 0 {
                     pr.elem(0, n as f64);
                 }
                 pr.elem(1, n as f64);
@@ -577,7 +587,9 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                     .sum();
                 words += 5.0 * truncs as f64;
             }
-            Step::Truncate { wires } => words += 5.0 * truncate_len(plan, wires) as f64,
+            Step::Truncate { wires, wide } => {
+                words += 5.0 * (truncate_len(plan, wires) + truncate_len(plan, wide)) as f64
+            }
             Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => {}
         }
     }

@@ -85,7 +85,7 @@ fn protocol_results_are_correct() {
         });
         plan.steps.push(cryptpeft_private_eval::plan::Step::Reveal {
             wire: out.unwrap(),
-            raw: false,
+            shift: 0,
         });
         let want = cryptpeft_private_eval::plan::plain::eval(&plan, &w, &x);
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
@@ -333,12 +333,15 @@ fn inverse_square_root_holds_across_its_range() {
                 }
                 if exact {
                     plan.exact_truncation = true;
-                    plan.steps.insert(2, Step::Truncate { wires: vec![2] });
+                    plan.steps.insert(
+                        2,
+                        Step::Truncate {
+                            wires: vec![2],
+                            wide: vec![],
+                        },
+                    );
                 }
-                plan.steps.push(Step::Reveal {
-                    wire: 3,
-                    raw: false,
-                });
+                plan.steps.push(Step::Reveal { wire: 3, shift: 0 });
                 plan.check().unwrap();
                 let want = cryptpeft_private_eval::plan::plain::eval(&plan, &w, &x);
                 let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));

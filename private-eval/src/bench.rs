@@ -251,6 +251,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 openings: vec![Opening {
                     wire: src,
                     rows: Rows::All,
+                    wide: false,
                 }],
                 weights: vec![WeightShape { rows: d, cols: r }],
                 ..plan(

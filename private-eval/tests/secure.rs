@@ -6,47 +6,57 @@ use std::time::Duration;
 use cryptpeft_private_eval::{
     hidden, model::OwcModel, online::local, plan::lower, reference, transport::memory_pair,
 };
-use cryptpeft_types::{AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind};
+use cryptpeft_types::{
+    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
+};
 
 /// Fixed point with 16 fractional bits: weights and inputs carry 2^-17 rounding, every
 /// product a truncation of 1 ulp; through a few layers this stays far below 0.01.
 const BOUND: f64 = 0.01;
 
+/// Every kind of the search space (norm x attention x activation, softmax included),
+/// at scopes 1-3 and 1-2 blocks: the plans exercise every fused truncation (ReLUs of
+/// `2f` and `3f` inputs, wide openings, reveals at `2f` and `3f`).
 #[test]
 fn secure_logits_match_reference_for_random_specs() {
     let bb = BackboneSpec::test_small();
     let mut seed = 100;
     let mut worst: f64 = 0.0;
     for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
-        for attention in [AttentionKind::LinAtten, AttentionKind::None] {
-            for s in 1..=3 {
-                for k in 1..=2 {
-                    seed += 1;
-                    let (h, r) = if seed % 2 == 0 { (2, 8) } else { (1, 4) };
-                    let spec = AdapterSpec {
-                        scope: s,
-                        heads: h,
-                        rank: r,
-                        blocks: k,
-                        attention,
-                        norm,
-                        ..AdapterSpec::paper(h, r, s)
-                    };
-                    let model = OwcModel::random(spec.clone(), bb.clone(), 5, seed);
-                    let (plan, w) = lower::lower(&model, Default::default()).unwrap();
-                    let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, seed);
-                    let want = reference::forward(&model, &x);
-                    let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
-                    let got = local::infer(&plan, &w, &x, c, sv, seed as u128).unwrap();
-                    let err = max_abs_diff(&want, &got.logits);
-                    worst = worst.max(err);
-                    assert!(
-                        err <= BOUND,
-                        "{}: secure vs reference max abs err {err}\n want {want:?}\n got {:?}",
-                        spec.label(),
-                        got.logits
-                    );
-                }
+        for attention in [
+            AttentionKind::LinAtten,
+            AttentionKind::Softmax,
+            AttentionKind::ReluSoftmax,
+            AttentionKind::TwoQuad,
+            AttentionKind::None,
+        ] {
+            for activation in [Activation::Relu, Activation::Gelu, Activation::Square] {
+                seed += 1;
+                let (h, r) = if seed % 2 == 0 { (2, 8) } else { (1, 4) };
+                let spec = AdapterSpec {
+                    scope: 1 + seed as usize % 3,
+                    heads: h,
+                    rank: r,
+                    blocks: 1 + seed as usize / 3 % 2,
+                    attention,
+                    norm,
+                    activation,
+                    ..AdapterSpec::paper(h, r, 1)
+                };
+                let model = OwcModel::random(spec.clone(), bb.clone(), 5, seed);
+                let (plan, w) = lower::lower(&model, Default::default()).unwrap();
+                let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, seed);
+                let want = reference::forward(&model, &x);
+                let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+                let got = local::infer(&plan, &w, &x, c, sv, seed as u128).unwrap();
+                let err = max_abs_diff(&want, &got.logits);
+                worst = worst.max(err);
+                assert!(
+                    err <= BOUND,
+                    "{}: secure vs reference max abs err {err}\n want {want:?}\n got {:?}",
+                    spec.label(),
+                    got.logits
+                );
             }
         }
     }

@@ -53,10 +53,13 @@ impl Msg {
 
 const ELEM: u64 = 8;
 
-/// One exact truncation of `n` values by `shift` bits: both parties send a masked bit
-/// per value, in `ceil(shift / 8)` bytes.
-fn trunc_msgs(n: usize, shift: u32) -> [Msg; 2] {
-    let payload_bytes = (n * crate::protocols::trunc::wire_bytes(shift)) as u64;
+/// One exact truncation of groups of `n` values by `shift` bits: both parties send a
+/// masked bit per value, in `ceil(shift / 8)` bytes, every group in one frame.
+fn trunc_msgs(groups: &[(usize, u32)]) -> [Msg; 2] {
+    let payload_bytes = groups
+        .iter()
+        .map(|&(n, shift)| (n * crate::protocols::trunc::wire_bytes(shift)) as u64)
+        .sum();
     [Party::Client, Party::Server].map(|from| Msg {
         from,
         payload_bytes,
@@ -121,7 +124,7 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                     LnWave::Square(n)
                     | LnWave::Compare { values: n, .. }
                     | LnWave::Product { elems: n, .. } => both(0, n),
-                    LnWave::Truncate(t) => trunc_msgs(t.values, t.shift),
+                    LnWave::Truncate(t) => trunc_msgs(&[(t.values, t.shift)]),
                 })
                 .collect();
             waves
@@ -135,7 +138,14 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                 })
                 .collect()
         }
-        Step::Truncate { wires } => trunc_msgs(truncate_len(plan, wires), plan.frac_bits).to_vec(),
+        Step::Truncate { wires, wide } => {
+            let f = plan.frac_bits;
+            trunc_msgs(&[
+                (truncate_len(plan, wires), f),
+                (truncate_len(plan, wide), 2 * f),
+            ])
+            .to_vec()
+        }
         Step::Reveal { wire, .. } => {
             let w = &plan.wires[*wire];
             vec![Msg {
@@ -302,7 +312,10 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 let sq = if inv_sqrt.squares { rows * d } else { 0 };
                 ring(sq + per_row * rows + scalings * rows * c) + truncs + cmp(rows, CmpWidth::FULL)
             }
-            Step::Truncate { wires } => low(truncate_len(plan, wires), plan.frac_bits),
+            Step::Truncate { wires, wide } => {
+                low(truncate_len(plan, wires), plan.frac_bits)
+                    + low(truncate_len(plan, wide), 2 * plan.frac_bits)
+            }
         };
     }
     total

@@ -458,7 +458,9 @@ impl State<'_> {
                 };
                 let keeps = step.keeps_scale();
                 let w = &self.plan.wires[*out];
+                // Maps of wide openings land at `3f`, everything else at `2f` (or `f`).
                 let mut acc = vec![0u64; w.rows * w.cols];
+                let mut wide_acc = vec![0u64; w.rows * w.cols];
                 let mut ab = ab.into_iter();
                 for t in terms {
                     match t {
@@ -475,6 +477,7 @@ impl State<'_> {
                         Term::Private { open, weight, cls } => {
                             let op = &self.plan.openings[*open];
                             let ws = self.plan.weights[*weight];
+                            let acc = if op.wide { &mut wide_acc } else { &mut acc };
                             let rows = if *cls {
                                 1
                             } else {
@@ -486,29 +489,23 @@ impl State<'_> {
                             if corr.len() != rows * ws.cols {
                                 return Err(bad("correlations of the term's shape"));
                             }
-                            ring::add_assign(&mut acc, &corr);
+                            ring::add_assign(acc, &corr);
                             let cut = |v: Vec<u64>| if *cls { v[..ws.rows].to_vec() } else { v };
                             match &self.keys {
                                 Keys::Client(k) => {
                                     let x = cut(self.rows_of(op.wire, op.rows));
                                     let e = k.e[*weight].as_ref().expect("masked weight");
-                                    ring::add_assign(
-                                        &mut acc,
-                                        &matmul(&x, e, rows, ws.rows, ws.cols),
-                                    );
+                                    ring::add_assign(acc, &matmul(&x, e, rows, ws.rows, ws.cols));
                                 }
                                 Keys::Server(k) => {
                                     let m =
                                         cut(self.opened[*open].clone().expect("opened before use"));
                                     let b = k.b[*weight].as_ref().expect("masked weight");
-                                    ring::add_assign(
-                                        &mut acc,
-                                        &matmul(&m, b, rows, ws.rows, ws.cols),
-                                    );
+                                    ring::add_assign(acc, &matmul(&m, b, rows, ws.rows, ws.cols));
                                     if !self.zero[op.wire] {
                                         let x = cut(self.rows_of(op.wire, op.rows));
                                         ring::add_assign(
-                                            &mut acc,
+                                            acc,
                                             &matmul(&x, &k.w[*weight], rows, ws.rows, ws.cols),
                                         );
                                     }
@@ -521,6 +518,9 @@ impl State<'_> {
                     for row in acc.chunks_mut(w.cols) {
                         ring::add_assign(row, &k.w[*b]);
                     }
+                }
+                if self.plan.wide_linear(terms) {
+                    acc = ring::add(&wide_acc, &ring::scale(&acc, 1 << self.fx.frac_bits));
                 }
                 self.shares[*out] = Some(match keeps {
                     true => acc,
@@ -685,26 +685,34 @@ impl State<'_> {
                     })?;
                 self.shares[*out] = Some(res);
             }
-            Step::Truncate { wires } => {
-                let StepMat::Truncate(m) = mat else {
+            Step::Truncate { wires, wide } => {
+                let StepMat::Truncate(mats) = mat else {
                     return Err(bad("truncation material"));
                 };
-                let all: Vec<u64> = wires.iter().flat_map(|w| self.share(*w).to_vec()).collect();
-                if m.mask.len() != all.len()
-                    || m.gamma.len() != all.len()
-                    || m.bits != self.fx.frac_bits
-                {
+                let f = self.fx.frac_bits;
+                let gather = |ws: &[WireId]| -> Vec<u64> {
+                    ws.iter().flat_map(|w| self.share(*w).to_vec()).collect()
+                };
+                let (narrow, wider) = (gather(wires), gather(wide));
+                let fits = |m: &TruncMat, n: usize, bits: u32| {
+                    m.mask.len() == n && m.gamma.len() == n && m.bits == bits
+                };
+                if !fits(&mats[0], narrow.len(), f) || !fits(&mats[1], wider.len(), 2 * f) {
                     return Err(bad("truncation material for every listed value"));
                 }
-                let t = trunc::truncate(chan, self.p, &all, &m).map_err(|e| self.terr(step, e))?;
-                let mut at = 0;
-                for w in wires {
-                    let n = self.plan.wires[*w].rows * self.plan.wires[*w].cols;
-                    self.shares[*w] = Some(t[at..at + n].to_vec());
-                    at += n;
+                let groups = [(&narrow[..], &mats[0]), (&wider[..], &mats[1])];
+                let t = trunc::truncate_groups(chan, self.p, &groups)
+                    .map_err(|e| self.terr(step, e))?;
+                for (ws, t) in [wires, wide].into_iter().zip(t) {
+                    let mut at = 0;
+                    for w in ws {
+                        let n = self.plan.wires[*w].rows * self.plan.wires[*w].cols;
+                        self.shares[*w] = Some(t[at..at + n].to_vec());
+                        at += n;
+                    }
                 }
             }
-            Step::Reveal { wire, raw } => {
+            Step::Reveal { wire, shift } => {
                 let s = self.share(*wire).to_vec();
                 if self.p == Party::Server {
                     chan.send_u64s(MsgKind::Reveal, &s)
@@ -714,11 +722,9 @@ impl State<'_> {
                         .recv_u64s(MsgKind::Reveal, s.len())
                         .map_err(|e| self.terr(step, e))?;
                     let mut v = ring::add(&s, &theirs);
-                    if *raw {
-                        // Truncated in the clear: exact.
-                        v.iter_mut()
-                            .for_each(|x| *x = ((*x as i64) >> self.fx.frac_bits) as u64);
-                    }
+                    // Truncated in the clear: exact.
+                    v.iter_mut()
+                        .for_each(|x| *x = ((*x as i64) >> shift) as u64);
                     return Ok(Some(v));
                 }
             }

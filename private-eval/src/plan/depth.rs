@@ -86,7 +86,7 @@ mod tests {
         // Input, scores product, scores opening, mix product, its opening, ReLU,
         // the head's opening; the reveal rides on the last.
         let (bound, rounds) = bound("h=1,r=300,s=1");
-        assert_eq!((bound, rounds), (7, 12));
+        assert_eq!((bound, rounds), (7, 8));
     }
 
     #[test]

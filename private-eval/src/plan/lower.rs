@@ -51,46 +51,91 @@ impl Default for LowerOptions {
 }
 
 /// Under exact truncation: `Linear` (unless it keeps its inputs' scale), `HeadMatMul`,
-/// `Square` and `Spline` outputs stay at `2f` bits, and
-/// every such wire is truncated, together with all others pending, just before the
-/// first step that reads it, so independent layers share one exchange. A revealed
-/// wire is truncated by the client in the clear instead, and a ReLU truncates its
-/// input in its own opening ([`crate::online::exec::relu`]) where its width leaves the
-/// room (`bits + f <= 64`).
-fn insert_truncations(steps: Vec<Step>, openings: &[Opening], frac_bits: u32) -> Vec<Step> {
+/// `Square` and `Spline` outputs stay at `2f` bits, and every such wire is truncated,
+/// together with all others pending, just before the first step that reads it, so
+/// independent layers share one exchange. Three readers take the value untruncated
+/// instead, which spares the exchange:
+///
+/// * a reveal: the client truncates in the clear;
+/// * a ReLU whose width leaves the room (`bits + shift <= 64`): it truncates in its own
+///   opening ([`crate::online::exec::relu`]);
+/// * an opening of a wire at `2f` that nothing else reads later, where
+///   [`SecurePlan::wide_allowed`]: the server's linear maps of it give `3f`, and
+///   their outputs are truncated by `2f` at their first reader (or revealed, or ReLU'd).
+fn insert_truncations(
+    steps: Vec<Step>,
+    openings: &mut [Opening],
+    frac_bits: u32,
+    wide_allowed: bool,
+) -> Vec<Step> {
     let reads: Vec<Vec<WireId>> = steps.iter().map(|s| s.reads(openings)).collect();
-    let mut pending: Vec<WireId> = Vec::new();
+    let opened: Vec<WireId> = openings.iter().map(|o| o.wire).collect();
+    // Whether a step from `i` on reads `w` other than through opening `o`'s maps.
+    let read_later = |i: usize, w: WireId, o: Option<OpenId>| {
+        steps[i..].iter().zip(&reads[i..]).any(|(s, r)| match s {
+            Step::Linear { terms, .. } if o.is_some() => terms.iter().any(|t| match t {
+                Term::Public { wire, .. } => *wire == w,
+                Term::Private { open, .. } => opened[*open] == w && Some(*open) != o,
+            }),
+            _ => r.contains(&w),
+        })
+    };
+    // Pending wires with the bits they carry above `f`.
+    let mut pending: Vec<(WireId, u32)> = Vec::new();
+    let shift_of = |pending: &[(WireId, u32)], w: WireId| {
+        pending.iter().find(|(p, _)| *p == w).map(|(_, s)| *s)
+    };
     let mut out = Vec::with_capacity(steps.len());
-    for (i, mut step) in steps.into_iter().enumerate() {
+    for (i, mut step) in steps.iter().cloned().enumerate() {
         let mut step_reads = reads[i].clone();
         match &mut step {
-            // A revealed wire still at `2f` is truncated by the client in the clear.
-            Step::Reveal { wire, raw } => {
-                *raw = pending.contains(wire);
-                pending.retain(|w| w != &*wire);
+            Step::Reveal { wire, shift } => {
+                *shift = shift_of(&pending, *wire).unwrap_or(0);
+                pending.retain(|(w, _)| w != &*wire);
                 step_reads.clear();
             }
-            Step::Relu { x, bits, shift, .. } if pending.contains(x) && *bits + frac_bits <= 64 => {
-                *shift = frac_bits;
-                // Later readers still need the truncated value.
-                if !reads[i + 1..].iter().any(|r| r.contains(x)) {
-                    pending.retain(|w| w != &*x);
+            Step::Relu { x, bits, shift, .. } => {
+                if let Some(s) = shift_of(&pending, *x).filter(|s| *bits + s <= 64) {
+                    *shift = s;
+                    if !read_later(i + 1, *x, None) {
+                        pending.retain(|(w, _)| w != &*x);
+                    }
+                    step_reads.clear();
                 }
-                step_reads.clear();
+            }
+            Step::Open { open } => {
+                let w = openings[*open].wire;
+                if wide_allowed
+                    && shift_of(&pending, w) == Some(frac_bits)
+                    && !read_later(i + 1, w, Some(*open))
+                {
+                    openings[*open].wide = true;
+                    pending.retain(|(p, _)| *p != w);
+                    step_reads.clear();
+                }
             }
             _ => {}
         }
-        if step_reads.iter().any(|w| pending.contains(w)) {
+        if step_reads.iter().any(|w| shift_of(&pending, *w).is_some()) {
+            let (wide, wires): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
+                .into_iter()
+                .partition(|(_, s)| *s > frac_bits);
             out.push(Step::Truncate {
-                wires: std::mem::take(&mut pending),
+                wires: wires.into_iter().map(|(w, _)| w).collect(),
+                wide: wide.into_iter().map(|(w, _)| w).collect(),
             });
         }
         match &step {
             Step::Linear { .. } if step.keeps_scale() => {}
-            Step::Linear { out: o, .. }
-            | Step::HeadMatMul { out: o, .. }
+            Step::Linear { out: o, terms, .. } => {
+                let wide = terms
+                    .iter()
+                    .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide));
+                pending.push((*o, if wide { 2 * frac_bits } else { frac_bits }));
+            }
+            Step::HeadMatMul { out: o, .. }
             | Step::Square { out: o, .. }
-            | Step::Spline { out: o, .. } => pending.push(*o),
+            | Step::Spline { out: o, .. } => pending.push((*o, frac_bits)),
             _ => {}
         }
         out.push(step);
@@ -323,7 +368,11 @@ impl Lowering {
         if let Some(&o) = self.opened.get(&(wire, rows)) {
             return (o, false);
         }
-        self.openings.push(Opening { wire, rows });
+        self.openings.push(Opening {
+            wire,
+            rows,
+            wide: false,
+        });
         let id = self.openings.len() - 1;
         self.opened.insert((wire, rows), id);
         let step = Step::Open { open: id };
@@ -696,7 +745,7 @@ impl Lowering {
         let lwire = self.materialize(&logits, "logits");
         self.body.push(Step::Reveal {
             wire: lwire,
-            raw: false,
+            shift: 0,
         });
         let weights = self
             .weights
@@ -714,7 +763,8 @@ impl Lowering {
         let mut steps = self.prologue;
         steps.extend(self.body);
         if self.opts.exact_truncation {
-            steps = insert_truncations(steps, &self.openings, self.opts.frac_bits);
+            let wide = self.opts.frac_bits <= WIDE_MAX_FRAC_BITS;
+            steps = insert_truncations(steps, &mut self.openings, self.opts.frac_bits, wide);
         }
         (
             SecurePlan {

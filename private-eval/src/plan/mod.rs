@@ -53,11 +53,14 @@ impl Rows {
 }
 
 /// A masked opening of (rows of) a wire to the server, reused by every server-weight
-/// linear map applied to it.
+/// linear map applied to it. `wide`: the wire is opened still at `2f` bits (its
+/// truncation deferred, see [`lower`]), so the maps applied to it give `3f`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Opening {
     pub wire: WireId,
     pub rows: Rows,
+    #[serde(default)]
+    pub wide: bool,
 }
 
 /// One summand of a linear step's output.
@@ -92,7 +95,8 @@ pub enum HeadProduct {
 
 /// Version of what a plan's steps mean, bumped when the same plan would run differently
 /// (2: norms without Newton take their guess as the answer; linear steps of whole
-/// public coefficients keep scale `f`; 3: a ReLU truncates its input in its opening). It enters [`SecurePlan::digest`], so parties and
+/// public coefficients keep scale `f`; 3: a ReLU truncates its input in its opening, and
+/// an opening may carry `2f` bits). It enters [`SecurePlan::digest`], so parties and
 /// a dealer of different versions refuse each other's material, and client and server
 /// compare it in their handshake.
 pub const PROTOCOL: u32 = 3;
@@ -100,6 +104,10 @@ pub const PROTOCOL: u32 = 3;
 /// Most values one wire or weight may hold: far above any ViT's (ViT-B/16's largest,
 /// 12 x 197 x 197 scores, hold 2^19), low enough that sizes never overflow.
 pub const MAX_ELEMENTS: usize = 1 << 36;
+
+/// Largest `f` at which a truncation may be deferred through an opening
+/// ([`SecurePlan::wide_allowed`]).
+pub const WIDE_MAX_FRAC_BITS: u32 = 16;
 
 /// Largest whole coefficient a scale-keeping linear step multiplies by.
 pub const WHOLE_COEF_MAX: f64 = 65536.0;
@@ -330,16 +338,21 @@ pub enum Step {
         from: usize,
         to: usize,
     },
-    /// Exact truncation of wires at `2f` bits to `f` ([`crate::protocols::trunc`]), all in one
+    /// Exact truncation of wires at `2f` bits to `f` ([`crate::protocols::trunc`]), and of
+    /// `wide` wires at `3f` (linear maps of a wide opening) by `2f`, all in one
     /// exchange; in place (under exact truncation, `Linear` and `HeadMatMul` leave
     /// their outputs at `2f` until a `Truncate` lists them).
-    Truncate { wires: Vec<WireId> },
-    /// Server sends its share; only the client learns the value. `raw`: the wire is at
-    /// `2f` bits and the client truncates it in the clear.
+    Truncate {
+        wires: Vec<WireId>,
+        #[serde(default)]
+        wide: Vec<WireId>,
+    },
+    /// Server sends its share; only the client learns the value, and truncates it in
+    /// the clear by `shift` bits (0, `f` or `2f`: the wire's scale above `f`).
     Reveal {
         wire: WireId,
         #[serde(default)]
-        raw: bool,
+        shift: u32,
     },
 }
 
@@ -376,7 +389,7 @@ impl Step {
             | Step::Slice { x, .. } => vec![*x],
             Step::Shift { x, by, .. } => vec![*x, *by],
             Step::LayerNorm { x, z, .. } => vec![*x, *z],
-            Step::Truncate { wires } => wires.clone(),
+            Step::Truncate { wires, wide } => wires.iter().chain(wide).copied().collect(),
             Step::Reveal { wire, .. } => vec![*wire],
         }
     }
@@ -444,6 +457,12 @@ impl SecurePlan {
         };
         for o in &self.openings {
             wire(o.wire)?;
+            if o.wide && !self.wide_allowed() {
+                return Err(format!(
+                    "a wide opening at {} fractional bits",
+                    self.frac_bits
+                ));
+            }
         }
         for step in &self.steps {
             match step {
@@ -461,7 +480,9 @@ impl SecurePlan {
                     if !(self.frac_bits + 2..=64 - shift).contains(bits) {
                         return Err(format!("ReLU width {bits} bits after a shift of {shift}"));
                     }
-                    if ![0, self.frac_bits].contains(shift) || !self.exact_truncation && *shift > 0
+                    let wide = *shift == 2 * self.frac_bits && self.wide_allowed();
+                    if ![0, self.frac_bits].contains(shift) && !wide
+                        || !self.exact_truncation && *shift > 0
                     {
                         return Err(format!("ReLU truncating by {shift} bits"));
                     }
@@ -555,8 +576,21 @@ impl SecurePlan {
                         }
                     }
                 }
-                Step::Truncate { wires } => wires.iter().try_for_each(|w| wire(*w))?,
-                Step::Reveal { wire: w, .. } => wire(*w)?,
+                Step::Truncate { wires, wide } => {
+                    if !wide.is_empty() && !self.wide_allowed() {
+                        return Err(format!(
+                            "{} fractional bits truncated from 3f",
+                            self.frac_bits
+                        ));
+                    }
+                    wires.iter().chain(wide).try_for_each(|w| wire(*w))?
+                }
+                Step::Reveal { wire: w, shift } => {
+                    wire(*w)?;
+                    if ![0, self.frac_bits, 2 * self.frac_bits].contains(shift) {
+                        return Err(format!("a reveal truncated by {shift} bits"));
+                    }
+                }
                 Step::Open { .. } => {}
             }
         }
@@ -610,6 +644,20 @@ impl SecurePlan {
         }
     }
 
+    /// Whether a truncation may be deferred through an opening, leaving linear maps at
+    /// `3f`: exact truncation, and `f <= 16` so that reals below `2^(62 - 3f) >= 2^14`
+    /// keep the exact truncation's bound of `2^62` ([`crate::protocols::trunc`]).
+    pub fn wide_allowed(&self) -> bool {
+        self.exact_truncation && self.frac_bits <= WIDE_MAX_FRAC_BITS
+    }
+
+    /// Whether a linear step's output is at `3f`: it maps a wide opening.
+    pub fn wide_linear(&self, terms: &[Term]) -> bool {
+        terms
+            .iter()
+            .any(|t| matches!(t, Term::Private { open, .. } if self.openings[*open].wide))
+    }
+
     /// A `LayerNorm` step's `(rows, d, c)`: its input `x` is `rows x d`, its scaled
     /// `z` has `c` columns.
     pub fn norm_shape(&self, x: WireId, z: WireId) -> (usize, usize, usize) {
@@ -641,11 +689,8 @@ impl SecurePlan {
                 format!("{}x({}*{})", heads, wire(*a), wire(*b))
             }
             Step::LayerNorm { z, .. } => wire(*z),
-            Step::Truncate { wires } => {
-                let n: usize = wires
-                    .iter()
-                    .map(|w| self.wires[*w].rows * self.wires[*w].cols)
-                    .sum();
+            Step::Truncate { wires, wide } => {
+                let n = shapes::truncate_len(self, wires) + shapes::truncate_len(self, wide);
                 format!("{n} values")
             }
             Step::Reveal { wire: w, .. } => wire(*w),

@@ -256,7 +256,9 @@ impl<'a> Generator<'a> {
                 }
             }
             (Step::Truncate { .. }, StepMat::Truncate(t0), StepMat::Truncate(t1)) => {
-                trunc::fill(t0, t1)
+                for (t0, t1) in t0.iter().zip(t1.iter_mut()) {
+                    trunc::fill(t0, t1);
+                }
             }
             _ => {}
         }

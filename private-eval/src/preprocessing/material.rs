@@ -82,7 +82,8 @@ pub enum StepMat {
         mults: Vec<Triple>,
         truncs: Vec<TruncMat>,
     },
-    Truncate(TruncMat),
+    /// Truncations by `f` and (wide wires) by `2f`.
+    Truncate([TruncMat; 2]),
 }
 
 /// One party's material for one session, expanded.
@@ -254,8 +255,12 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
                 truncs,
             }
         }
-        Step::Truncate { wires } => {
-            StepMat::Truncate(trunc(prg, party, truncate_len(plan, wires), plan.frac_bits))
+        Step::Truncate { wires, wide } => {
+            let f = plan.frac_bits;
+            StepMat::Truncate([
+                trunc(prg, party, truncate_len(plan, wires), f),
+                trunc(prg, party, truncate_len(plan, wide), 2 * f),
+            ])
         }
         Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => StepMat::Nothing,
     }
@@ -336,9 +341,9 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
                 out.extend(truncs.iter_mut().map(|t| Low(&mut t.gamma, t.bits)));
             }
         }
-        StepMat::Truncate(t) => {
+        StepMat::Truncate(ts) => {
             if server {
-                out.push(Low(&mut t.gamma, t.bits));
+                out.extend(ts.iter_mut().map(|t| Low(&mut t.gamma, t.bits)));
             }
         }
     }

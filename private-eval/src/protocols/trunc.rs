@@ -105,31 +105,68 @@ pub fn truncate(
     shares: &[u64],
     mat: &TruncMat,
 ) -> Result<Vec<u64>, TransportError> {
-    let (n, bits) = (shares.len(), mat.bits);
-    let (mut t, top): (Vec<u64>, Vec<u64>) =
-        shares.iter().map(|&s| local_part(s, party, bits)).unzip();
-    let mine: Vec<u64> = top
-        .iter()
-        .zip(&mat.mask)
-        .map(|(b, m)| low(b.wrapping_sub(*m), bits))
-        .collect();
-    chan.send(MsgKind::Open, &pack(&mine, bits))?;
-    let theirs = unpack(&chan.recv(MsgKind::Open)?, n, bits)?;
-    for i in 0..n {
-        // Client: a'b' + alpha b' + gamma0; server: a' beta + gamma1 (a' the client's).
-        let ab = if party == Party::Client {
-            mine[i]
-                .wrapping_mul(theirs[i])
-                .wrapping_add(mat.mask[i].wrapping_mul(theirs[i]))
-                .wrapping_add(mat.gamma[i])
-        } else {
-            theirs[i]
-                .wrapping_mul(mat.mask[i])
-                .wrapping_add(mat.gamma[i])
-        };
-        t[i] = t[i].wrapping_add(ab << (64 - bits));
+    Ok(truncate_groups(chan, party, &[(shares, mat)])?.remove(0))
+}
+
+/// Truncates each group of shares by its material's `bits`, all in one exchange: one
+/// frame each way holds every group's masked bits, in order.
+pub fn truncate_groups(
+    chan: &mut dyn Channel,
+    party: Party,
+    groups: &[(&[u64], &TruncMat)],
+) -> Result<Vec<Vec<u64>>, TransportError> {
+    let mut parts = Vec::with_capacity(groups.len());
+    let mut msg = Vec::new();
+    for (shares, mat) in groups {
+        let (t, top): (Vec<u64>, Vec<u64>) = shares
+            .iter()
+            .map(|&s| local_part(s, party, mat.bits))
+            .unzip();
+        let mine: Vec<u64> = top
+            .iter()
+            .zip(&mat.mask)
+            .map(|(b, m)| low(b.wrapping_sub(*m), mat.bits))
+            .collect();
+        msg.extend(pack(&mine, mat.bits));
+        parts.push((t, mine));
     }
-    Ok(t)
+    chan.send(MsgKind::Open, &msg)?;
+    let all = chan.recv(MsgKind::Open)?;
+    let want: usize = groups
+        .iter()
+        .map(|(s, m)| s.len() * wire_bytes(m.bits))
+        .sum();
+    if all.len() != want {
+        return Err(TransportError::WrongLength {
+            kind: MsgKind::Open,
+            expected: want,
+            got: all.len(),
+        });
+    }
+    let mut at = 0;
+    let mut out = Vec::with_capacity(groups.len());
+    for ((shares, mat), (mut t, mine)) in groups.iter().zip(parts) {
+        let (n, bits) = (shares.len(), mat.bits);
+        let len = n * wire_bytes(bits);
+        let theirs = unpack(&all[at..at + len], n, bits)?;
+        at += len;
+        for i in 0..n {
+            // Client: a'b' + alpha b' + gamma0; server: a' beta + gamma1 (a' the client's).
+            let ab = if party == Party::Client {
+                mine[i]
+                    .wrapping_mul(theirs[i])
+                    .wrapping_add(mat.mask[i].wrapping_mul(theirs[i]))
+                    .wrapping_add(mat.gamma[i])
+            } else {
+                theirs[i]
+                    .wrapping_mul(mat.mask[i])
+                    .wrapping_add(mat.gamma[i])
+            };
+            t[i] = t[i].wrapping_add(ab << (64 - bits));
+        }
+        out.push(t);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
