@@ -1,0 +1,388 @@
+//! Element-wise Beaver products and squares whose operands are truncated in their own
+//! opening, so a chain of products (a norm's Newton step, its scaling) pays one
+//! exchange per product instead of two.
+//!
+//! An operand `x` at `f + s` bits (`s > 0`) is opened as `c = x + 2^62 + r` (the client
+//! adds `2^62`): for `|x| < 2^62`, `c` wrapped around the ring exactly when `msb(c) = 0`
+//! and `t = msb(r) = 1`, so `u = (c >> s) - 2^(62-s) - (r >> s) + (1 - msb(c)) t 2^(64-s)`
+//! is `floor(x / 2^s)` or one more, as in [`crate::online::exec::relu`]. The parties
+//! hold no shares of `r >> s` from the dealer: each takes `r_i >> s` of its own share
+//! `r_i` and subtracts `2^(64-s)` times its share of `omega = [r_0 + r_1 wraps]`, which
+//! sums to `base = (r >> s) - kappa` (`kappa` in {0, 1}, the low halves' carry), so the
+//! operand is `u + kappa`, one more at most again. With `w = 1 - msb(c)` public, the
+//! operand is `C - A` for the public `C = (c >> s) - 2^(62-s)` and the mask
+//! `A = base - w t 2^(64-s)`, whose shares are local. The product of two such operands
+//!
+//! `(C_a - A_a)(C_b - A_b) = C_a C_b - C_a A_b - C_b A_a + A_a A_b`,
+//!
+//! `A_a A_b = base_a base_b - w_b 2^(64-s_b) (t_b base_a) - w_a 2^(64-s_a) (t_a base_b)`
+//!
+//! (the `t_a t_b` term vanishes for `s_a + s_b <= 64`) needs the dealer's shares of
+//! `base_a base_b` in the ring and of `t_b base_a`, `t_a base_b` mod `2^s`: two bytes
+//! each at `s = 16`. An operand at shift 0 is an ordinary Beaver operand (`A = r`).
+//! Exact (no failure probability) for `|x| < 2^62`; each truncated operand is
+//! `floor(x / 2^s)` plus 0, 1 or 2.
+
+use crate::party::Party;
+
+/// One operand's material: this party's share of the opening mask `r` (from its
+/// seed) and, when the operand is truncated by `shift`, its shares mod `2^shift` of
+/// `omega` and `t = msb(r)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Operand {
+    pub shift: u32,
+    pub r: Vec<u64>,
+    pub omega: Vec<u64>,
+    pub top: Vec<u64>,
+}
+
+/// An element-wise product's material: the operands, then shares of `base_a base_b`
+/// (ring, one per output) and mod `2^s` of `t_b base_a` (`cross_a`) and `t_a base_b`
+/// (`cross_b`), each empty where its `t` is absent (shift 0).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductMat {
+    pub a: Operand,
+    pub b: Operand,
+    pub c: Vec<u64>,
+    pub cross_a: Vec<u64>,
+    pub cross_b: Vec<u64>,
+}
+
+/// A square's material: the operand, shares of `base^2` (ring) and mod `2^s` of
+/// `t base`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SquareMat {
+    pub x: Operand,
+    pub c: Vec<u64>,
+    pub cross: Vec<u64>,
+}
+
+const OFFSET: u64 = 1 << 62;
+
+fn low(v: u64, bits: u32) -> u64 {
+    if bits >= 64 {
+        v
+    } else {
+        v & ((1u64 << bits) - 1)
+    }
+}
+
+/// Output `k` of a `rows x cols` broadcast product reads element `(k / cols, k % cols)`
+/// of an operand of `cols_x` columns (1: broadcast along the row).
+fn at(k: usize, cols: usize, cols_x: usize) -> usize {
+    match cols_x {
+        1 => k / cols,
+        _ => k,
+    }
+}
+
+impl Operand {
+    /// This party's half of the opening `x + r` (`+ 2^62` from the client when truncating).
+    pub fn masked(&self, x: &[u64], party: Party) -> Vec<u64> {
+        let off = if self.shift > 0 && party == Party::Client {
+            OFFSET
+        } else {
+            0
+        };
+        x.iter()
+            .zip(&self.r)
+            .map(|(x, r)| x.wrapping_add(*r).wrapping_add(off))
+            .collect()
+    }
+
+    /// The public part `C` of each opened value and whether its mask carries `t`'s
+    /// term (`w = 1 - msb(c)`).
+    fn public(&self, opened: &[u64]) -> Vec<(u64, bool)> {
+        let s = self.shift;
+        opened
+            .iter()
+            .map(|&c| match s {
+                0 => (c, false),
+                _ => ((c >> s).wrapping_sub(OFFSET >> s), c >> 63 == 0),
+            })
+            .collect()
+    }
+
+    /// This party's share of `base`.
+    fn base(&self, i: usize) -> u64 {
+        match self.shift {
+            0 => self.r[i],
+            s => (self.r[i] >> s).wrapping_sub(self.omega[i] << (64 - s)),
+        }
+    }
+
+    /// This party's share of the mask `A = base - w t 2^(64-s)`.
+    fn mask(&self, i: usize, w: bool) -> u64 {
+        let b = self.base(i);
+        match w {
+            true => b.wrapping_sub(self.top[i] << (64 - self.shift)),
+            false => b,
+        }
+    }
+
+    /// The dealer's view: the operand's `base` and `t` from both halves.
+    fn join(o0: &Operand, o1: &Operand) -> (Vec<u64>, Vec<u64>) {
+        let s = o0.shift;
+        (0..o0.r.len())
+            .map(|i| {
+                let r = o0.r[i].wrapping_add(o1.r[i]);
+                match s {
+                    0 => (r, 0),
+                    // (r0 >> s) + (r1 >> s) - 2^(64-s) omega, omega the sum's wrap.
+                    _ => (
+                        (o0.r[i] >> s).wrapping_add(o1.r[i] >> s).wrapping_sub(
+                            (o0.r[i].checked_add(o1.r[i]).is_none() as u64) << (64 - s),
+                        ),
+                        r >> 63,
+                    ),
+                }
+            })
+            .unzip()
+    }
+
+    /// The server's corrections of `omega` and `t`.
+    fn fill(o0: &Operand, o1: &mut Operand) {
+        let s = o1.shift;
+        if s == 0 {
+            return;
+        }
+        for i in 0..o0.r.len() {
+            let omega = o0.r[i].checked_add(o1.r[i]).is_none() as u64;
+            let t = o0.r[i].wrapping_add(o1.r[i]) >> 63;
+            o1.omega[i] = low(omega.wrapping_sub(o0.omega[i]), s);
+            o1.top[i] = low(t.wrapping_sub(o0.top[i]), s);
+        }
+    }
+}
+
+/// The server's corrections of a product of `rows` rows with `cols_a` and `cols_b`
+/// columns (one of them 1, or both equal) given the client's half.
+pub fn fill_product(m0: &ProductMat, m1: &mut ProductMat, rows: usize) {
+    Operand::fill(&m0.a, &mut m1.a);
+    Operand::fill(&m0.b, &mut m1.b);
+    let (ba, ta) = Operand::join(&m0.a, &m1.a);
+    let (bb, tb) = Operand::join(&m0.b, &m1.b);
+    let (ca, cb) = (ba.len() / rows, bb.len() / rows);
+    let cols = ca.max(cb);
+    for k in 0..rows * cols {
+        let (i, j) = (at(k, cols, ca), at(k, cols, cb));
+        m1.c[k] = ba[i].wrapping_mul(bb[j]).wrapping_sub(m0.c[k]);
+        if m1.b.shift > 0 {
+            let v = tb[j].wrapping_mul(ba[i]).wrapping_sub(m0.cross_a[k]);
+            m1.cross_a[k] = low(v, m1.b.shift);
+        }
+        if m1.a.shift > 0 {
+            let v = ta[i].wrapping_mul(bb[j]).wrapping_sub(m0.cross_b[k]);
+            m1.cross_b[k] = low(v, m1.a.shift);
+        }
+    }
+}
+
+/// The server's corrections of a square.
+pub fn fill_square(m0: &SquareMat, m1: &mut SquareMat) {
+    Operand::fill(&m0.x, &mut m1.x);
+    let (b, t) = Operand::join(&m0.x, &m1.x);
+    for k in 0..b.len() {
+        m1.c[k] = b[k].wrapping_mul(b[k]).wrapping_sub(m0.c[k]);
+        if m1.x.shift > 0 {
+            m1.cross[k] = low(
+                t[k].wrapping_mul(b[k]).wrapping_sub(m0.cross[k]),
+                m1.x.shift,
+            );
+        }
+    }
+}
+
+/// This party's share of the product, from both operands' openings (`rows` rows; an
+/// operand of one column is broadcast along its row).
+pub fn product(
+    party: Party,
+    m: &ProductMat,
+    open_a: &[u64],
+    open_b: &[u64],
+    rows: usize,
+) -> Vec<u64> {
+    let (pa, pb) = (m.a.public(open_a), m.b.public(open_b));
+    let (ca, cb) = (pa.len() / rows, pb.len() / rows);
+    let cols = ca.max(cb);
+    (0..rows * cols)
+        .map(|k| {
+            let (i, j) = (at(k, cols, ca), at(k, cols, cb));
+            let ((xa, wa), (xb, wb)) = (pa[i], pb[j]);
+            let mut z = m.c[k]
+                .wrapping_sub(xa.wrapping_mul(m.b.mask(j, wb)))
+                .wrapping_sub(xb.wrapping_mul(m.a.mask(i, wa)));
+            if wb {
+                z = z.wrapping_sub(m.cross_a[k] << (64 - m.b.shift));
+            }
+            if wa {
+                z = z.wrapping_sub(m.cross_b[k] << (64 - m.a.shift));
+            }
+            if party == Party::Client {
+                z = z.wrapping_add(xa.wrapping_mul(xb));
+            }
+            z
+        })
+        .collect()
+}
+
+/// This party's share of the square, from the operand's opening.
+pub fn square(party: Party, m: &SquareMat, opened: &[u64]) -> Vec<u64> {
+    m.x.public(opened)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (x, w))| {
+            let mut z = m.c[k].wrapping_sub(2u64.wrapping_mul(x).wrapping_mul(m.x.mask(k, w)));
+            if w {
+                z = z.wrapping_sub(m.cross[k] << (65 - m.x.shift));
+            }
+            if party == Party::Client {
+                z = z.wrapping_add(x.wrapping_mul(x));
+            }
+            z
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arith::prg::Prg;
+
+    fn operand(prg: &mut Prg, party: Party, n: usize, shift: u32) -> Operand {
+        let mut lows = |on: bool| match (on, party) {
+            (false, _) => Vec::new(),
+            (true, Party::Client) => prg.gen(n).into_iter().map(|v| low(v, shift)).collect(),
+            (true, Party::Server) => vec![0; n],
+        };
+        let (omega, top) = (lows(shift > 0), lows(shift > 0));
+        Operand {
+            shift,
+            r: prg.gen(n),
+            omega,
+            top,
+        }
+    }
+
+    /// Values of `bits` magnitude bits at random, both signs, and their shares.
+    fn values(prg: &mut Prg, n: usize, bits: u32) -> (Vec<i64>, Vec<u64>, Vec<u64>) {
+        let x: Vec<i64> = (0..n)
+            .map(|_| {
+                let v = (prg.next_u64() >> (64 - bits)) as i64;
+                if prg.next_u64() & 1 == 1 {
+                    -v
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let s0 = prg.gen(n);
+        let s1 = x
+            .iter()
+            .zip(&s0)
+            .map(|(x, s)| (*x as u64).wrapping_sub(*s))
+            .collect();
+        (x, s0, s1)
+    }
+
+    fn opened(m: [&Operand; 2], x: [&[u64]; 2]) -> Vec<u64> {
+        let h0 = m[0].masked(x[0], Party::Client);
+        let h1 = m[1].masked(x[1], Party::Server);
+        h0.iter()
+            .zip(&h1)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect()
+    }
+
+    /// Truncated operands are `floor(x / 2^s) + e`, `e` in {0, 1, 2}: every output is
+    /// such a product exactly, over magnitudes up to `2^62` at 2f (openings wrap half the
+    /// time) and with a broadcast column.
+    #[test]
+    fn products_of_truncated_operands_are_exact() {
+        let mut prg = Prg::new(11);
+        let (rows, cols) = (50, 7);
+        for (sa, sb, wide_a) in [
+            (16u32, 16u32, false),
+            (16, 0, true),
+            (0, 17, false),
+            (0, 0, true),
+        ] {
+            let na = if wide_a { rows * cols } else { rows };
+            let nb = rows * cols;
+            let bits_a = if sa > 0 { 40 } else { 24 };
+            let bits_b = if sb > 0 { 41 } else { 24 };
+            let (xa, a0, a1) = values(&mut prg, na, bits_a);
+            let (xb, b0, b1) = values(&mut prg, nb, bits_b);
+            let mut m = [Party::Client, Party::Server].map(|p| {
+                let c = if p == Party::Client {
+                    prg.gen(nb)
+                } else {
+                    vec![0; nb]
+                };
+                let mut cross = |s: u32| match (s, p) {
+                    (0, _) => Vec::new(),
+                    (_, Party::Client) => prg.gen(nb).into_iter().map(|v| low(v, s)).collect(),
+                    _ => vec![0; nb],
+                };
+                let (cross_a, cross_b) = (cross(sb), cross(sa));
+                ProductMat {
+                    a: operand(&mut prg, p, na, sa),
+                    b: operand(&mut prg, p, nb, sb),
+                    c,
+                    cross_a,
+                    cross_b,
+                }
+            });
+            let [m0, m1] = &mut m;
+            fill_product(m0, m1, rows);
+            let oa = opened([&m0.a, &m1.a], [&a0, &a1]);
+            let ob = opened([&m0.b, &m1.b], [&b0, &b1]);
+            let z0 = product(Party::Client, m0, &oa, &ob, rows);
+            let z1 = product(Party::Server, m1, &oa, &ob, rows);
+            let ca = na / rows;
+            for k in 0..nb {
+                let i = at(k, cols, ca);
+                let got = z0[k].wrapping_add(z1[k]) as i64;
+                let (ta, tb) = (xa[i] >> sa, xb[k] >> sb);
+                let ea = if sa > 0 { 0..=2 } else { 0..=0 };
+                let ok = ea.clone().any(|e| {
+                    let eb = if sb > 0 { 0..=2 } else { 0..=0 };
+                    eb.into_iter().any(|f| (ta + e).wrapping_mul(tb + f) == got)
+                });
+                assert!(ok, "{sa} {sb}: {} * {} gave {got}", xa[i], xb[k]);
+            }
+        }
+    }
+
+    #[test]
+    fn squares_of_truncated_operands_are_exact() {
+        let mut prg = Prg::new(12);
+        for s in [0u32, 16, 20] {
+            let n = 400;
+            let (x, x0, x1) = values(&mut prg, n, if s > 0 { 44 } else { 28 });
+            let mut m = [Party::Client, Party::Server].map(|p| {
+                let mut draw = |on: bool, bits: u32| match (on, p) {
+                    (false, _) => Vec::new(),
+                    (true, Party::Client) => prg.gen(n).into_iter().map(|v| low(v, bits)).collect(),
+                    (true, Party::Server) => vec![0; n],
+                };
+                let (c, cross) = (draw(true, 64), draw(s > 0, s));
+                SquareMat {
+                    x: operand(&mut prg, p, n, s),
+                    c,
+                    cross,
+                }
+            });
+            let [m0, m1] = &mut m;
+            fill_square(m0, m1);
+            let o = opened([&m0.x, &m1.x], [&x0, &x1]);
+            let (z0, z1) = (square(Party::Client, m0, &o), square(Party::Server, m1, &o));
+            for k in 0..n {
+                let got = z0[k].wrapping_add(z1[k]) as i64;
+                let t = x[k] >> s;
+                let ok = (0..=if s > 0 { 2 } else { 0 }).any(|e| (t + e) * (t + e) == got);
+                assert!(ok, "{s}: {}^2 gave {got}", x[k]);
+            }
+        }
+    }
+}
