@@ -280,7 +280,9 @@ pub fn cost_with(
                 pr.acts[1].push(Act::Recv(f(0)));
                 pr.ser(1, n as u64 * 8);
             }
-            Step::Linear { out, terms, bias } => {
+            Step::Linear {
+                out, terms, bias, ..
+            } => {
                 let n_out = size(plan, *out) as f64;
                 for p in 0..2 {
                     pr.elem(p, 2.0 * n_out); // accumulator, truncation
@@ -374,10 +376,16 @@ pub fn cost_with(
                     pr.elem(p, 6.0 * n as f64);
                 }
             }
-            Step::LayerNorm { x, z, inv_sqrt, .. } => {
+            Step::LayerNorm {
+                x,
+                z,
+                inv_sqrt,
+                shifts,
+                ..
+            } => {
                 let (rows, d, cz) = plan.norm_shape(*x, *z);
                 let mut k = 0;
-                for wave in layernorm_waves(plan, rows, d, cz, inv_sqrt) {
+                for wave in layernorm_waves(plan, rows, d, cz, inv_sqrt, *shifts) {
                     k += 2;
                     let frames = [f(k - 2), f(k - 1)];
                     match wave {
@@ -401,7 +409,7 @@ pub fn cost_with(
                                 pr.elem(p, 6.0 * out as f64);
                             }
                         }
-                        LnWave::Truncate(t) => pr.truncate(&[(t.values, t.shift)], frames),
+                        LnWave::Truncate(t) => pr.truncate(&t.map(|t| (t.values, t.shift)), frames),
                     }
                 }
             }
@@ -586,6 +594,11 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                     .map(|t| t.values)
                     .sum();
                 words += 5.0 * truncs as f64;
+                if plan.fused_norm(inv_sqrt) {
+                    // The operands' wrap and top bits, the products' cross terms.
+                    let outs = layernorm_mults(plan, inv_sqrt) * rows * (1 + cz);
+                    words += 4.0 * (rows * d + outs) as f64;
+                }
             }
             Step::Truncate { wires, wide } => {
                 words += 5.0 * (truncate_len(plan, wires) + truncate_len(plan, wide)) as f64

@@ -61,9 +61,10 @@ fn baselines_cost_more_than_an_owc_adapter() {
         assert!(x.rounds > owc.rounds && x.predicted_online_s > owc.predicted_online_s);
     }
     // One full layer more for SFT-2; the whole backbone (12 layers) for LoRA, and
-    // AdaptFormer's bottlenecks beside it.
+    // AdaptFormer's bottlenecks beside it (their ReLUs add rounds; with truncations
+    // fused, its bytes are within 0.1% of LoRA's).
     assert!(b[1].online_bytes > 3 * b[0].online_bytes);
-    assert!(b[2].online_bytes > 5 * b[1].online_bytes && b[3].online_bytes > b[2].online_bytes);
+    assert!(b[2].online_bytes > 5 * b[1].online_bytes && b[3].rounds > b[2].rounds);
 }
 
 #[test]

@@ -68,6 +68,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
             coef: 1.0,
         }],
         bias: None,
+        shift: 0,
     };
     // The client's input and the shared copy `public(0)` makes of it.
     let input = |name: &str, rows, cols| {
@@ -171,6 +172,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                             max_exp: 9,
                             ..Default::default()
                         },
+                        shifts: [0, 0],
                     },
                 ],
             );
@@ -194,6 +196,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                         z: 1,
                         eps: 1e-6,
                         inv_sqrt: InvSqrtParams::default(),
+                        shifts: [0, 0],
                     },
                 ],
             );
@@ -267,6 +270,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                                 cls: false,
                             }],
                             bias: None,
+                            shift: 0,
                         },
                     ],
                 )
@@ -301,6 +305,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                             squares: false,
                             ..Default::default()
                         },
+                        shifts: [0, 0],
                     },
                 ],
             );

@@ -120,7 +120,11 @@ fn a_peers_plan_with_bad_parameters_or_dangling_wires_is_refused() {
     assert!(p.check().unwrap_err().contains("a weight of"));
     // A direct guess (no Newton) whose first threshold would overflow its scale.
     let e = broken(&|s| match s {
-        Step::LayerNorm { inv_sqrt, .. } => {
+        Step::LayerNorm {
+            inv_sqrt, shifts, ..
+        } => {
+            // A direct guess is not fused: it takes its inputs at `f`.
+            *shifts = [0, 0];
             (inv_sqrt.newton, inv_sqrt.power) = (0, 2);
             inv_sqrt.min_exp = -30;
             true

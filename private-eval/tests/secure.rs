@@ -48,6 +48,7 @@ fn secure_logits_match_reference_for_random_specs() {
                 let x = hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, seed);
                 let want = reference::forward(&model, &x);
                 let (c, sv) = memory_pair(NetworkProfile::none(), Duration::from_secs(10));
+                eprintln!("SPEC {}", spec.label());
                 let got = local::infer(&plan, &w, &x, c, sv, seed as u128).unwrap();
                 let err = max_abs_diff(&want, &got.logits);
                 worst = worst.max(err);

@@ -27,8 +27,9 @@ use serde::Serialize;
 
 use crate::party::Party;
 use crate::plan::shapes::{
-    head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves,
-    masked_weights, private_terms, rowmax_pairs, truncate_len, LnWave,
+    fused_norm_truncs, head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs,
+    layernorm_waves, masked_weights, norm_products, private_terms, rowmax_pairs, truncate_len,
+    LnWave,
 };
 use crate::plan::*;
 use crate::preprocessing::material::HEADER_BYTES;
@@ -116,15 +117,21 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                 })
             })
             .collect(),
-        Step::LayerNorm { x, z, inv_sqrt, .. } => {
+        Step::LayerNorm {
+            x,
+            z,
+            inv_sqrt,
+            shifts,
+            ..
+        } => {
             let (rows, d, c) = plan.norm_shape(*x, *z);
-            let waves: Vec<[Msg; 2]> = layernorm_waves(plan, rows, d, c, inv_sqrt)
+            let waves: Vec<[Msg; 2]> = layernorm_waves(plan, rows, d, c, inv_sqrt, *shifts)
                 .into_iter()
                 .map(|w| match w {
                     LnWave::Square(n)
                     | LnWave::Compare { values: n, .. }
                     | LnWave::Product { elems: n, .. } => both(0, n),
-                    LnWave::Truncate(t) => trunc_msgs(&[(t.values, t.shift)]),
+                    LnWave::Truncate(t) => trunc_msgs(&t.map(|t| (t.values, t.shift))),
                 })
                 .collect();
             waves
@@ -298,6 +305,37 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                     s => ring(n) + 2 * low(n, *s),
                 };
                 ring(2 * n) + trunc + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64
+            }
+            Step::LayerNorm {
+                x,
+                z,
+                inv_sqrt,
+                shifts,
+                ..
+            } if plan.fused_norm(inv_sqrt) => {
+                let (rows, d, c) = plan.norm_shape(*x, *z);
+                // Operands: `omega` and `msb(r)` mod 2^s; products: `base_a base_b` and
+                // the two cross terms mod 2^s ([`crate::protocols::fused`]).
+                let operand = |(n, s): (usize, u32)| 2 * low(n * (s > 0) as usize, s);
+                let sq = if inv_sqrt.squares { rows * d } else { 0 };
+                // The squares' material: one ring element per row (their sum).
+                let square = operand((sq, shifts[0])) + ring(sq / d.max(1)) + low(sq, shifts[0]);
+                let products: u64 = norm_products(plan, rows, c, inv_sqrt)
+                    .iter()
+                    .map(|m| {
+                        operand(m.a)
+                            + operand(m.b)
+                            + ring(m.out)
+                            + low(m.out * (m.b.1 > 0) as usize, m.b.1)
+                            + low(m.out * (m.a.1 > 0) as usize, m.a.1)
+                    })
+                    .sum();
+                let truncs: u64 = fused_norm_truncs(plan, rows, d, c, inv_sqrt, *shifts)
+                    .iter()
+                    .flatten()
+                    .map(|t| low(t.values, t.shift))
+                    .sum();
+                square + products + truncs + cmp(rows, CmpWidth::FULL)
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, c) = plan.norm_shape(*x, *z);

@@ -15,6 +15,7 @@ use crate::plan::*;
 use crate::preprocessing::dealer::ModelMasks;
 use crate::preprocessing::material::{CmpMat, ReluMat, Source, StepMat, Triple};
 use crate::protocols::dcf::DcfKey;
+use crate::protocols::fused::{self, Operand, ProductMat, SquareMat};
 use crate::protocols::trunc;
 use crate::protocols::trunc::TruncMat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
@@ -452,7 +453,12 @@ impl State<'_> {
                     self.opened[*open] = Some(m);
                 }
             }
-            Step::Linear { out, terms, bias } => {
+            Step::Linear {
+                out,
+                terms,
+                bias,
+                shift,
+            } => {
                 let StepMat::Linear(ab) = mat else {
                     return Err(bad("linear correlations"));
                 };
@@ -515,8 +521,9 @@ impl State<'_> {
                     }
                 }
                 if let (Some(b), Keys::Server(k)) = (bias, &self.keys) {
+                    let b = ring::scale(&k.w[*b], 1 << shift);
                     for row in acc.chunks_mut(w.cols) {
-                        ring::add_assign(row, &k.w[*b]);
+                        ring::add_assign(row, &b);
                     }
                 }
                 if self.plan.wide_linear(terms) {
@@ -667,6 +674,39 @@ impl State<'_> {
                 z,
                 eps,
                 inv_sqrt,
+                shifts,
+            } if self.plan.fused_norm(inv_sqrt) => {
+                let StepMat::FusedNorm {
+                    square,
+                    cmp,
+                    products,
+                    truncs,
+                } = mat
+                else {
+                    return Err(bad("fused norm material"));
+                };
+                let norm = FusedNorm {
+                    x: *x,
+                    z: *z,
+                    eps: *eps,
+                    params: inv_sqrt,
+                    shifts: *shifts,
+                };
+                let res = self
+                    .fused_norm(chan, &norm, square, cmp, products, truncs)
+                    .map_err(|e| match e {
+                        LnError::T(e) => self.terr(step, e),
+                        LnError::M(w) => bad(&w),
+                    })?;
+                self.shares[*out] = Some(res);
+            }
+            Step::LayerNorm {
+                out,
+                x,
+                z,
+                eps,
+                inv_sqrt,
+                ..
             } => {
                 let StepMat::LayerNorm {
                     square,
@@ -836,6 +876,113 @@ impl State<'_> {
         Ok(out)
     }
 
+    /// A fused norm ([`SecurePlan::fused_norm`]): the square of `x` (truncated in its
+    /// opening), the variances' truncation with the numerator's, the comparison's
+    /// guess `y` of `v^(-1/2)` at `2f`, Newton's `p = v y`, `q = p y`, `y w` with
+    /// `w = 1.5 - q / 2` kept at `2f + 1` bits, then `power` scalings of `z`: every
+    /// product one exchange, its operands truncated in their openings
+    /// ([`crate::protocols::fused`]). The output is at `2f`.
+    fn fused_norm(
+        &self,
+        chan: &mut dyn Channel,
+        norm: &FusedNorm<'_>,
+        square: SquareMat,
+        cmp: CmpMat,
+        products: Vec<ProductMat>,
+        truncs: Option<[TruncMat; 2]>,
+    ) -> Result<Vec<u64>, LnError> {
+        use crate::plan::shapes::{fused_norm_truncs, norm_products};
+        let (x, z, params) = (norm.x, norm.z, norm.params);
+        let f = self.fx.frac_bits;
+        let (rows, d, c) = self.plan.norm_shape(x, z);
+        let shapes = norm_products(self.plan, rows, c, params);
+        let groups = fused_norm_truncs(self.plan, rows, d, c, params, norm.shifts);
+        let sq_len = if params.squares { rows * d } else { 0 };
+        let operand_fits = |o: &Operand, (n, s): (usize, u32)| {
+            o.r.len() == n
+                && o.shift == s
+                && [&o.omega, &o.top]
+                    .iter()
+                    .all(|v| v.len() == n * (s > 0) as usize)
+        };
+        let fits = square.c.len() == sq_len / d.max(1)
+            && operand_fits(&square.x, (sq_len, norm.shifts[0]))
+            && products.len() == shapes.len()
+            && products.iter().zip(&shapes).all(|(m, s)| {
+                operand_fits(&m.a, s.a) && operand_fits(&m.b, s.b) && m.c.len() == s.out
+            })
+            && truncs
+                .as_ref()
+                .map(|t| t.each_ref().map(|m| (m.mask.len(), m.bits)))
+                == groups.map(|g| g.map(|t| (t.values, t.shift)));
+        if !fits {
+            return Err(LnError::M("fused norm material of the norm's shape".into()));
+        }
+        check_cmp(&cmp, rows, CmpWidth::FULL).map_err(LnError::M)?;
+        let open = |chan: &mut dyn Channel, o: &Operand, v: &[u64]| -> StepResult<Vec<u64>> {
+            self.open_both(chan, o.masked(v, self.p))
+        };
+        // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input, at 2f (or
+        // a row total at f plus the input's shift).
+        let mut v = if params.squares {
+            let o = open(chan, &square.x, self.share(x))?;
+            fused::square_sums(self.p, &square, &o, d)
+        } else {
+            ring::row_sums(self.share(x), d)
+        };
+        let mut zv = self.share(z).to_vec();
+        if let Some(mats) = &truncs {
+            // An empty group (its wire at `f` already) sends nothing.
+            let group = |vals: &[u64], m: &TruncMat| if m.mask.is_empty() { 0 } else { vals.len() };
+            let (nv, nz) = (group(&v, &mats[0]), group(&zv, &mats[1]));
+            let t = trunc::truncate_groups(
+                chan,
+                self.p,
+                &[(&v[..nv], &mats[0]), (&zv[..nz], &mats[1])],
+            )?;
+            let [tv, tz]: [Vec<u64>; 2] = t.try_into().expect("two groups");
+            if !tv.is_empty() {
+                v = tv;
+            }
+            if !tz.is_empty() {
+                zv = tz;
+            }
+        }
+        let eps_enc = self.konst(self.fx.encode(norm.eps));
+        v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
+        // First guess of v^(-1/2) at 2f: piecewise linear between geometric thresholds.
+        let ts = params.thresholds();
+        let segs = segments(&ts, 0.5, f);
+        let mut y = self.piecewise(chan, &v, (&ts, &segs), f, &cmp)?;
+        let mut ms = products.iter();
+        let mut mul = |chan: &mut dyn Channel, a: &[u64], b: &[u64]| -> StepResult<Vec<u64>> {
+            let m = ms.next().expect("one product material per product");
+            let mut msg = m.a.masked(a, self.p);
+            msg.extend(m.b.masked(b, self.p));
+            let o = self.open_both(chan, msg)?;
+            Ok(fused::product(
+                self.p,
+                m,
+                &o[..a.len()],
+                &o[a.len()..],
+                rows,
+            ))
+        };
+        let three = self.konst(3u64 << (2 * f));
+        for _ in 0..params.newton {
+            let p = mul(chan, &v, &y)?;
+            let q = mul(chan, &p, &y)?;
+            // w = 1.5 - q / 2 at 2f + 1 bits: 3 * 2^(2f) - q.
+            let w: Vec<u64> = q.iter().map(|qi| three.wrapping_sub(*qi)).collect();
+            y = mul(chan, &y, &w)?;
+        }
+        let mut out = zv;
+        for _ in 0..params.power {
+            out = mul(chan, &y, &out)?;
+        }
+        Ok(out)
+    }
+
     fn terr(&self, step: &Step, e: TransportError) -> ExecError {
         ExecError::Transport {
             index: usize::MAX,
@@ -990,6 +1137,15 @@ pub fn compare(
 pub fn compare_walk_levels(thresholds: &[u64], width: CmpWidth) -> f64 {
     let ts: Vec<u64> = thresholds.iter().map(|t| t >> width.shift).collect();
     crate::protocols::dcf::expected_walk_levels::<crate::protocols::dcf::Pair>(&ts, width.domain())
+}
+
+/// A fused norm's step fields ([`Step::LayerNorm`]).
+struct FusedNorm<'a> {
+    x: WireId,
+    z: WireId,
+    eps: f64,
+    params: &'a InvSqrtParams,
+    shifts: [u32; 2],
 }
 
 enum LnError {

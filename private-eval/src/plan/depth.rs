@@ -46,10 +46,11 @@ impl SecurePlan {
                     x,
                     z,
                     inv_sqrt,
+                    shifts,
                     ..
                 } => {
                     let (rows, d, c) = self.norm_shape(*x, *z);
-                    let exchanges = layernorm_waves(self, rows, d, c, inv_sqrt)
+                    let exchanges = layernorm_waves(self, rows, d, c, inv_sqrt, *shifts)
                         .iter()
                         .filter(|w| !matches!(w, LnWave::Truncate(_)))
                         .count() as u64;

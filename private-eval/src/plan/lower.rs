@@ -51,14 +51,18 @@ impl Default for LowerOptions {
 }
 
 /// Under exact truncation: `Linear` (unless it keeps its inputs' scale), `HeadMatMul`,
-/// `Square` and `Spline` outputs stay at `2f` bits, and every such wire is truncated,
+/// `Square`, `Spline` and fused norm outputs stay at `2f` bits, and every such wire is truncated,
 /// together with all others pending, just before the first step that reads it, so
-/// independent layers share one exchange. Three readers take the value untruncated
+/// independent layers share one exchange. Five readers take the value untruncated
 /// instead, which spares the exchange:
 ///
 /// * a reveal: the client truncates in the clear;
+/// * a linear step of whole public coefficients (a residual sum, a norm's output plus
+///   its bias) whose inputs all carry the same bits: its output carries them too;
 /// * a ReLU whose width leaves the room (`bits + shift <= 64`): it truncates in its own
 ///   opening ([`crate::online::exec::relu`]);
+/// * a fused norm ([`SecurePlan::fused_norm`]): it truncates its input and numerator
+///   in its own exchanges (and leaves its output at `2f`);
 /// * an opening of a wire at `2f` that nothing else reads later, where
 ///   [`SecurePlan::wide_allowed`]: the server's linear maps of it give `3f`, and
 ///   their outputs are truncated by `2f` at their first reader (or revealed, or ReLU'd).
@@ -88,7 +92,21 @@ fn insert_truncations(
     let mut out = Vec::with_capacity(steps.len());
     for (i, mut step) in steps.iter().cloned().enumerate() {
         let mut step_reads = reads[i].clone();
+        let keeps = step.keeps_scale();
         match &mut step {
+            Step::Linear { shift, .. } if keeps => {
+                let s = step_reads.first().and_then(|w| shift_of(&pending, *w));
+                let same = step_reads.iter().all(|w| shift_of(&pending, *w) == s);
+                if let (Some(s), true) = (s, same) {
+                    *shift = s;
+                    for w in &step_reads {
+                        if !read_later(i + 1, *w, None) {
+                            pending.retain(|(p, _)| p != w);
+                        }
+                    }
+                    step_reads.clear();
+                }
+            }
             Step::Reveal { wire, shift } => {
                 *shift = shift_of(&pending, *wire).unwrap_or(0);
                 pending.retain(|(w, _)| w != &*wire);
@@ -99,6 +117,27 @@ fn insert_truncations(
                     *shift = s;
                     if !read_later(i + 1, *x, None) {
                         pending.retain(|(w, _)| w != &*x);
+                    }
+                    step_reads.clear();
+                }
+            }
+            Step::LayerNorm {
+                x,
+                z,
+                inv_sqrt,
+                shifts,
+                ..
+            } if inv_sqrt.newton > 0 => {
+                let (sx, sz) = (shift_of(&pending, *x), shift_of(&pending, *z));
+                let fits = |s: Option<u32>| s.is_none_or(|s| s == frac_bits);
+                // A row total of an input at `f` has no truncation for the numerator to join.
+                let room = inv_sqrt.squares || sx.is_some() || sz.is_none();
+                if fits(sx) && fits(sz) && room {
+                    *shifts = [sx.unwrap_or(0), sz.unwrap_or(0)];
+                    for w in [*x, *z] {
+                        if !read_later(i + 1, w, None) {
+                            pending.retain(|(p, _)| *p != w);
+                        }
                     }
                     step_reads.clear();
                 }
@@ -126,13 +165,17 @@ fn insert_truncations(
             });
         }
         match &step {
-            Step::Linear { .. } if step.keeps_scale() => {}
+            Step::Linear { out: o, shift, .. } if keeps && *shift > 0 => pending.push((*o, *shift)),
+            Step::Linear { .. } if keeps => {}
             Step::Linear { out: o, terms, .. } => {
                 let wide = terms
                     .iter()
                     .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide));
                 pending.push((*o, if wide { 2 * frac_bits } else { frac_bits }));
             }
+            Step::LayerNorm {
+                out: o, inv_sqrt, ..
+            } if inv_sqrt.newton > 0 => pending.push((*o, frac_bits)),
             Step::HeadMatMul { out: o, .. }
             | Step::Square { out: o, .. }
             | Step::Spline { out: o, .. } => pending.push((*o, frac_bits)),
@@ -414,7 +457,12 @@ impl Lowering {
         }
         let bias = f.bias.clone().map(|b| self.weight(b));
         let out = self.wire(name, f.rows, f.cols, WireKind::Shared);
-        self.body.push(Step::Linear { out, terms, bias });
+        self.body.push(Step::Linear {
+            out,
+            terms,
+            bias,
+            shift: 0,
+        });
         out
     }
 
@@ -520,6 +568,7 @@ impl Lowering {
             z: w,
             eps,
             inv_sqrt,
+            shifts: [0, 0],
         });
         p
     }
@@ -691,6 +740,7 @@ impl Lowering {
                     z: zw,
                     eps: *eps,
                     inv_sqrt: self.opts.inv_sqrt,
+                    shifts: [0, 0],
                 });
                 with_b(self.form(out, Rows::All).plus_bias(row(beta, n).matmul(w)))
             }

@@ -282,6 +282,11 @@ pub enum Step {
         out: WireId,
         terms: Vec<Term>,
         bias: Option<WeightId>,
+        /// Bits a scale-keeping step's inputs (and so its output) carry above `f`: its
+        /// whole coefficients work at any scale and its bias is scaled up to match, so a
+        /// pending truncation passes through it ([`lower`]).
+        #[serde(default)]
+        shift: u32,
     },
     /// Beaver products per head, both operands opened in one simultaneous exchange.
     HeadMatMul {
@@ -330,6 +335,11 @@ pub enum Step {
         z: WireId,
         eps: f64,
         inv_sqrt: InvSqrtParams,
+        /// Bits `x` and `z` carry above `f` (0 or `f`): a fused norm
+        /// ([`SecurePlan::fused_norm`]) truncates them in its own exchanges, and leaves
+        /// its output at `2f`.
+        #[serde(default)]
+        shifts: [u32; 2],
     },
     /// Local: columns `from..to` of `x`.
     Slice {
@@ -492,10 +502,18 @@ impl SecurePlan {
                     x,
                     z,
                     inv_sqrt,
+                    shifts,
                     ..
                 } => {
                     [*out, *x, *z].into_iter().try_for_each(wire)?;
                     let p = inv_sqrt;
+                    let fused = self.fused_norm(p);
+                    if shifts
+                        .iter()
+                        .any(|s| *s != 0 && (*s != self.frac_bits || !fused))
+                    {
+                        return Err(format!("a norm truncating its inputs by {shifts:?}"));
+                    }
                     if !(1..=4).contains(&p.power)
                         || p.newton > 4
                         || !(1..=64).contains(&p.per_octave)
@@ -555,8 +573,18 @@ impl SecurePlan {
                         return Err("a product over 0 heads".into());
                     }
                 }
-                Step::Linear { out, terms, bias } => {
+                Step::Linear {
+                    out,
+                    terms,
+                    bias,
+                    shift,
+                } => {
                     wire(*out)?;
+                    let keeps = step.keeps_scale();
+                    if *shift != 0 && !(keeps && [1, 2].map(|k| k * self.frac_bits).contains(shift))
+                    {
+                        return Err(format!("a linear step at {shift} bits above f"));
+                    }
                     let weight = |w: WeightId| match w < self.weights.len() {
                         true => Ok(()),
                         false => Err(format!("step names weight {w} of {}", self.weights.len())),
@@ -603,6 +631,13 @@ impl SecurePlan {
     /// what it truncates.
     pub fn direct_guess(&self, p: &InvSqrtParams) -> bool {
         p.newton == 0 && self.exact_truncation
+    }
+
+    /// Whether a norm runs fused ([`crate::protocols::fused`]): under exact truncation with
+    /// Newton, its products truncate their operands in their own openings, so the
+    /// norm takes one exchange per product and leaves its output at `2f`.
+    pub fn fused_norm(&self, p: &InvSqrtParams) -> bool {
+        self.exact_truncation && p.newton > 0
     }
 
     /// Fractional bits of the slopes of a norm's first guess, from the comparison's one

@@ -61,6 +61,7 @@ fn eval_wires(
                 out: o,
                 terms,
                 bias,
+                ..
             } => {
                 let w = &plan.wires[*o];
                 let mut acc = Mat::zeros(w.rows, w.cols);
@@ -136,6 +137,7 @@ fn eval_wires(
                 z,
                 eps,
                 inv_sqrt,
+                ..
             } => {
                 let (x, mut zv) = (get(&vals, *x), get(&vals, *z));
                 for r in 0..x.rows {

@@ -95,8 +95,8 @@ pub enum LnWave {
     Compare { values: usize, thresholds: usize },
     /// A Beaver product opening `elems` values, with `out` outputs.
     Product { elems: usize, out: usize },
-    /// An exact truncation ([`LnTrunc`]).
-    Truncate(LnTrunc),
+    /// Exact truncations ([`LnTrunc`]) in one exchange (the second group may be empty).
+    Truncate([LnTrunc; 2]),
 }
 
 /// One exact truncation inside a norm: `values` values shifted right by `shift` bits.
@@ -107,22 +107,49 @@ pub struct LnTrunc {
 }
 
 /// Every exchange of a LayerNorm of `rows x d` input and `c` output columns in the
-/// executor's order: the square, the comparison, three products per Newton iteration,
-/// the final scaling; under exact truncation one truncation follows each but the
-/// comparison, and two follow Newton's second product (`q`, then `w = 1.5 - q / 2`).
-/// A direct guess is not truncated: square, comparison, one product. The one
-/// statement of this order for `comm` and the cost model.
+/// executor's order. Unfused: the square, the comparison, three products per Newton
+/// iteration, the final scaling; under exact truncation one truncation follows each
+/// but the comparison, and two follow Newton's second product (`q`, then
+/// `w = 1.5 - q / 2`); a direct guess is not truncated: square, comparison, one
+/// product. Fused ([`SecurePlan::fused_norm`], inputs carrying `shifts` bits above `f`):
+/// the square, one truncation of the variances with the numerator's (when it carries
+/// bits), the comparison, then the products ([`norm_products`]) with no truncation.
+/// The one statement of this order for `comm` and the cost model.
 pub fn layernorm_waves(
     plan: &SecurePlan,
     rows: usize,
     d: usize,
     c: usize,
     p: &InvSqrtParams,
+    shifts: [u32; 2],
 ) -> Vec<LnWave> {
+    let mut out = Vec::new();
+    if plan.fused_norm(p) {
+        if p.squares {
+            out.push(LnWave::Square(rows * d));
+        }
+        out.extend(fused_norm_truncs(plan, rows, d, c, p, shifts).map(LnWave::Truncate));
+        out.push(LnWave::Compare {
+            values: rows,
+            thresholds: p.thresholds().len(),
+        });
+        out.extend(
+            norm_products(plan, rows, c, p)
+                .iter()
+                .map(|m| LnWave::Product {
+                    elems: m.a.0 + m.b.0,
+                    out: m.out,
+                }),
+        );
+        return out;
+    }
+    let none = LnTrunc {
+        values: 0,
+        shift: plan.frac_bits,
+    };
     let mut truncs = layernorm_truncs(plan, rows, c, p)
         .into_iter()
-        .map(LnWave::Truncate);
-    let mut out = Vec::new();
+        .map(|t| LnWave::Truncate([t, none]));
     if p.squares {
         out.push(LnWave::Square(rows * d));
         out.extend(truncs.next());
@@ -182,6 +209,66 @@ pub fn layernorm_truncs(
     v.extend(std::iter::repeat_n(by(rows), 4 * p.newton as usize));
     v.extend(std::iter::repeat_n(by(rows * c), p.power as usize));
     v
+}
+
+/// One element-wise product of a fused norm: each operand's `(values, shift)` and the
+/// outputs (an operand of `rows` values is broadcast along its row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormProduct {
+    pub a: (usize, u32),
+    pub b: (usize, u32),
+    pub out: usize,
+}
+
+/// A fused norm's products in order: per Newton iteration `p = v y`, `q = p y` and
+/// `y w` with `w = 1.5 - q / 2` at `2f + 1` bits (so truncated by `f + 1`); then `power`
+/// scalings of the numerator (at `f`, then `2f`) by `y`. Every operand but `v` and the
+/// numerator's first is at `2f`, truncated in its opening.
+pub fn norm_products(
+    plan: &SecurePlan,
+    rows: usize,
+    c: usize,
+    p: &InvSqrtParams,
+) -> Vec<NormProduct> {
+    let f = plan.frac_bits;
+    let row = |a: u32, b: u32| NormProduct {
+        a: (rows, a),
+        b: (rows, b),
+        out: rows,
+    };
+    let mut v = Vec::new();
+    for _ in 0..p.newton {
+        v.extend([row(0, f), row(f, f), row(f, f + 1)]);
+    }
+    for i in 0..p.power {
+        v.push(NormProduct {
+            a: (rows, f),
+            b: (rows * c, if i == 0 { 0 } else { f }),
+            out: rows * c,
+        });
+    }
+    v
+}
+
+/// A fused norm's one truncation exchange, if it has one: the variances (from the
+/// square's `2f`, or a row total of an input at `2f`) with the numerator when it is
+/// at `2f`.
+pub fn fused_norm_truncs(
+    plan: &SecurePlan,
+    rows: usize,
+    _d: usize,
+    c: usize,
+    p: &InvSqrtParams,
+    shifts: [u32; 2],
+) -> Option<[LnTrunc; 2]> {
+    let f = plan.frac_bits;
+    let group = |on: bool, values: usize| LnTrunc {
+        values: if on { values } else { 0 },
+        shift: f,
+    };
+    let v = group(p.squares || shifts[0] > 0, rows);
+    let z = group(shifts[1] > 0, rows * c);
+    (v.values + z.values > 0).then_some([v, z])
 }
 
 /// Values a `Truncate` step truncates.

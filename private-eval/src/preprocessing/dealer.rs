@@ -15,6 +15,7 @@ use crate::preprocessing::material::{
     draw, draw_cmp, draw_relu, Binding, CmpMat, Material, ReluMat, StepMat, Triple,
 };
 use crate::protocols::dcf;
+use crate::protocols::fused;
 use crate::protocols::trunc;
 
 /// The per-model weight masks `B_w`, derived from a seed the dealer and server share.
@@ -252,6 +253,31 @@ impl<'a> Generator<'a> {
                     fill_triple(t0, t1, |a, b| ring::mul_bcast(a, 1, b, cols, rows));
                 }
                 for (t0, t1) in r0.iter().zip(r1.iter_mut()) {
+                    trunc::fill(t0, t1);
+                }
+            }
+            (
+                Step::LayerNorm { x, .. },
+                StepMat::FusedNorm {
+                    square: s0,
+                    cmp: c0,
+                    products: p0,
+                    truncs: r0,
+                },
+                StepMat::FusedNorm {
+                    square: s1,
+                    cmp: c1,
+                    products: p1,
+                    truncs: r1,
+                },
+            ) => {
+                let (rows, d) = (plan.wires[*x].rows, plan.wires[*x].cols);
+                fused::fill_square(s0, s1, d);
+                fill_cmp(c0, c1);
+                for (m0, m1) in p0.iter().zip(p1.iter_mut()) {
+                    fused::fill_product(m0, m1, rows);
+                }
+                for (t0, t1) in r0.iter().flatten().zip(r1.iter_mut().flatten()) {
                     trunc::fill(t0, t1);
                 }
             }

@@ -14,6 +14,7 @@ use crate::arith::prg::Prg;
 use crate::party::Party;
 use crate::plan::{CmpWidth, SecurePlan, Step};
 use crate::protocols::dcf::{Bit, Cws, DcfKey, Group, Pair};
+use crate::protocols::fused::{Operand, ProductMat, SquareMat};
 use crate::protocols::trunc::TruncMat;
 use std::io::Read;
 
@@ -84,6 +85,14 @@ pub enum StepMat {
     },
     /// Truncations by `f` and (wide wires) by `2f`.
     Truncate([TruncMat; 2]),
+    /// A fused norm ([`crate::plan::SecurePlan::fused_norm`]): its square, comparison,
+    /// products and the one truncation exchange (two groups) if it has one.
+    FusedNorm {
+        square: SquareMat,
+        cmp: CmpMat,
+        products: Vec<ProductMat>,
+        truncs: Option<[TruncMat; 2]>,
+    },
 }
 
 /// One party's material for one session, expanded.
@@ -172,6 +181,61 @@ pub fn draw_relu(prg: &mut Prg, party: Party, n: usize, bits: u32, shift: u32) -
     m
 }
 
+/// An operand of `n` values truncated by `shift` in its opening, corrections zero.
+fn draw_operand(prg: &mut Prg, party: Party, n: usize, shift: u32) -> Operand {
+    let r = prg.gen(n);
+    let omega = low_shares(prg, party, n, shift);
+    let top = low_shares(prg, party, n, shift);
+    Operand {
+        shift,
+        r,
+        omega,
+        top,
+    }
+}
+
+/// Shares mod `2^shift` (none at shift 0) of `n` values.
+fn low_shares(prg: &mut Prg, party: Party, n: usize, shift: u32) -> Vec<u64> {
+    match shift {
+        0 => Vec::new(),
+        s => share_or_zero(prg, party, n)
+            .into_iter()
+            .map(|v| low(v, s))
+            .collect(),
+    }
+}
+
+/// A fused product's material ([`crate::protocols::fused`]) for operands of
+/// `(values, shift)` and `out` outputs, corrections zero.
+fn draw_product(
+    prg: &mut Prg,
+    party: Party,
+    a: (usize, u32),
+    b: (usize, u32),
+    out: usize,
+) -> ProductMat {
+    let a = draw_operand(prg, party, a.0, a.1);
+    let b = draw_operand(prg, party, b.0, b.1);
+    let c = share_or_zero(prg, party, out);
+    let cross_a = low_shares(prg, party, out, b.shift);
+    let cross_b = low_shares(prg, party, out, a.shift);
+    ProductMat {
+        a,
+        b,
+        c,
+        cross_a,
+        cross_b,
+    }
+}
+
+/// The material of `rows` row sums of `d` squares truncated by `shift`, corrections zero.
+fn draw_square(prg: &mut Prg, party: Party, rows: usize, d: usize, shift: u32) -> SquareMat {
+    let x = draw_operand(prg, party, rows * d, shift);
+    let c = share_or_zero(prg, party, rows);
+    let cross = low_shares(prg, party, rows * d, shift);
+    SquareMat { x, c, cross }
+}
+
 /// Comparison material for `n` values with its corrections zero.
 pub fn draw_cmp(prg: &mut Prg, party: Party, n: usize, width: CmpWidth) -> CmpMat {
     CmpMat {
@@ -228,6 +292,31 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
                 .map(|n| draw_cmp(prg, party, n, CmpWidth::exact(*bits)))
                 .collect(),
         ),
+        Step::LayerNorm {
+            x,
+            z,
+            inv_sqrt,
+            shifts,
+            ..
+        } if plan.fused_norm(inv_sqrt) => {
+            use crate::plan::shapes::{fused_norm_truncs, norm_products};
+            let (rows, d, c) = plan.norm_shape(*x, *z);
+            let n = if inv_sqrt.squares { rows } else { 0 };
+            let square = draw_square(prg, party, n, d, shifts[0]);
+            let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
+            let products = norm_products(plan, rows, c, inv_sqrt)
+                .iter()
+                .map(|m| draw_product(prg, party, m.a, m.b, m.out))
+                .collect();
+            let truncs = fused_norm_truncs(plan, rows, d, c, inv_sqrt, *shifts)
+                .map(|g| g.map(|t| trunc(prg, party, t.values, t.shift)));
+            StepMat::FusedNorm {
+                square,
+                cmp,
+                products,
+                truncs,
+            }
+        }
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
             let (rows, d, c) = plan.norm_shape(*x, *z);
             let sq = if inv_sqrt.squares { rows * d } else { 0 };
@@ -282,6 +371,12 @@ fn cmp_corrections<'a>(cmp: &'a mut CmpMat, server: bool, out: &mut Vec<Correcti
         out.push(Correction::Ring(&mut cmp.br));
     }
     out.push(Correction::PairKeys(&mut cmp.keys, cmp.width.domain()));
+}
+
+/// A fused operand's corrections: its shares of `omega` and `msb(r)`.
+fn operand_corrections<'a>(o: &'a mut Operand, out: &mut Vec<Correction<'a>>) {
+    out.push(Correction::Low(&mut o.omega, o.shift));
+    out.push(Correction::Low(&mut o.top, o.shift));
 }
 
 /// The fields of `m` that travel for `party`, in order.
@@ -339,6 +434,35 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
             if server {
                 out.extend(mults.iter_mut().map(|t| Ring(&mut t.c)));
                 out.extend(truncs.iter_mut().map(|t| Low(&mut t.gamma, t.bits)));
+            }
+        }
+        StepMat::FusedNorm {
+            square,
+            cmp,
+            products,
+            truncs,
+        } => {
+            if server {
+                let s = square.x.shift;
+                operand_corrections(&mut square.x, &mut out);
+                out.push(Ring(&mut square.c));
+                out.push(Low(&mut square.cross, s));
+                out.push(Ring(&mut cmp.b));
+                out.push(Ring(&mut cmp.br));
+            }
+            out.push(PairKeys(&mut cmp.keys, cmp.width.domain()));
+            if server {
+                for m in products {
+                    let (sa, sb) = (m.a.shift, m.b.shift);
+                    operand_corrections(&mut m.a, &mut out);
+                    operand_corrections(&mut m.b, &mut out);
+                    out.push(Ring(&mut m.c));
+                    out.push(Low(&mut m.cross_a, sb));
+                    out.push(Low(&mut m.cross_b, sa));
+                }
+                for t in truncs.iter_mut().flatten() {
+                    out.push(Low(&mut t.gamma, t.bits));
+                }
             }
         }
         StepMat::Truncate(ts) => {
@@ -419,6 +543,8 @@ impl<R: Read> Reader<R> {
                     *x = u64::from_le_bytes(c.try_into().unwrap());
                 }
             }
+            // A truncation by 0 bits carries nothing (and has no values).
+            Correction::Low(_, 0) => {}
             Correction::Low(v, bits) => {
                 let w = bits.div_ceil(8) as usize;
                 let b = self.take(w * v.len())?;

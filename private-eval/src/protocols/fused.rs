@@ -48,7 +48,8 @@ pub struct ProductMat {
     pub cross_b: Vec<u64>,
 }
 
-/// A square's material: the operand, shares of `base^2` (ring) and mod `2^s` of
+/// The material of the squares' row sums (`sum_j x_j^2` over rows of `d` values): the
+/// operand, shares of each row's `sum_j base_j^2` (ring) and, per value, mod `2^s` of
 /// `t base`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SquareMat {
@@ -178,12 +179,17 @@ pub fn fill_product(m0: &ProductMat, m1: &mut ProductMat, rows: usize) {
     }
 }
 
-/// The server's corrections of a square.
-pub fn fill_square(m0: &SquareMat, m1: &mut SquareMat) {
+/// The server's corrections of the squares' row sums over rows of `d` values.
+pub fn fill_square(m0: &SquareMat, m1: &mut SquareMat, d: usize) {
     Operand::fill(&m0.x, &mut m1.x);
     let (b, t) = Operand::join(&m0.x, &m1.x);
+    for (row, c) in m1.c.iter_mut().enumerate() {
+        let sum = b[row * d..(row + 1) * d]
+            .iter()
+            .fold(0u64, |acc, b| acc.wrapping_add(b.wrapping_mul(*b)));
+        *c = sum.wrapping_sub(m0.c[row]);
+    }
     for k in 0..b.len() {
-        m1.c[k] = b[k].wrapping_mul(b[k]).wrapping_sub(m0.c[k]);
         if m1.x.shift > 0 {
             m1.cross[k] = low(
                 t[k].wrapping_mul(b[k]).wrapping_sub(m0.cross[k]),
@@ -226,21 +232,28 @@ pub fn product(
         .collect()
 }
 
-/// This party's share of the square, from the operand's opening.
-pub fn square(party: Party, m: &SquareMat, opened: &[u64]) -> Vec<u64> {
-    m.x.public(opened)
-        .into_iter()
-        .enumerate()
-        .map(|(k, (x, w))| {
-            let mut z = m.c[k].wrapping_sub(2u64.wrapping_mul(x).wrapping_mul(m.x.mask(k, w)));
-            if w {
-                z = z.wrapping_sub(m.cross[k] << (65 - m.x.shift));
-            }
-            if party == Party::Client {
-                z = z.wrapping_add(x.wrapping_mul(x));
-            }
-            z
-        })
+/// This party's share of each row's sum of squares (rows of `d` values), from the
+/// operand's opening.
+pub fn square_sums(party: Party, m: &SquareMat, opened: &[u64], d: usize) -> Vec<u64> {
+    let squares: Vec<u64> =
+        m.x.public(opened)
+            .into_iter()
+            .enumerate()
+            .map(|(k, (x, w))| {
+                let mut z = 0u64.wrapping_sub(2u64.wrapping_mul(x).wrapping_mul(m.x.mask(k, w)));
+                if w {
+                    z = z.wrapping_sub(m.cross[k] << (65 - m.x.shift));
+                }
+                if party == Party::Client {
+                    z = z.wrapping_add(x.wrapping_mul(x));
+                }
+                z
+            })
+            .collect();
+    squares
+        .chunks(d.max(1))
+        .zip(&m.c)
+        .map(|(row, c)| row.iter().fold(*c, |acc, z| acc.wrapping_add(*z)))
         .collect()
 }
 
@@ -354,10 +367,12 @@ mod tests {
         }
     }
 
+    /// Each row's sum of squares is exactly the sum of `(floor(x / 2^s) + e)^2` for some
+    /// `e` in {0, 1, 2} per value (checked on rows of one value, and summed on rows of 8).
     #[test]
     fn squares_of_truncated_operands_are_exact() {
         let mut prg = Prg::new(12);
-        for s in [0u32, 16, 20] {
+        for (s, d) in [(0u32, 1usize), (16, 1), (20, 1), (16, 8)] {
             let n = 400;
             let (x, x0, x1) = values(&mut prg, n, if s > 0 { 44 } else { 28 });
             let mut m = [Party::Client, Party::Server].map(|p| {
@@ -366,7 +381,8 @@ mod tests {
                     (true, Party::Client) => prg.gen(n).into_iter().map(|v| low(v, bits)).collect(),
                     (true, Party::Server) => vec![0; n],
                 };
-                let (c, cross) = (draw(true, 64), draw(s > 0, s));
+                let c = draw(true, 64)[..n / d].to_vec();
+                let cross = draw(s > 0, s);
                 SquareMat {
                     x: operand(&mut prg, p, n, s),
                     c,
@@ -374,14 +390,25 @@ mod tests {
                 }
             });
             let [m0, m1] = &mut m;
-            fill_square(m0, m1);
+            fill_square(m0, m1, d);
             let o = opened([&m0.x, &m1.x], [&x0, &x1]);
-            let (z0, z1) = (square(Party::Client, m0, &o), square(Party::Server, m1, &o));
-            for k in 0..n {
-                let got = z0[k].wrapping_add(z1[k]) as i64;
-                let t = x[k] >> s;
-                let ok = (0..=if s > 0 { 2 } else { 0 }).any(|e| (t + e) * (t + e) == got);
-                assert!(ok, "{s}: {}^2 gave {got}", x[k]);
+            let z0 = square_sums(Party::Client, m0, &o, d);
+            let z1 = square_sums(Party::Server, m1, &o, d);
+            for row in 0..n / d {
+                let got = z0[row].wrapping_add(z1[row]) as i64;
+                let xs = &x[row * d..(row + 1) * d];
+                let e = if s > 0 { 2 } else { 0 };
+                let sq = |x: &i64| {
+                    let t = x >> s;
+                    (0..=e).map(move |e| (t + e) * (t + e))
+                };
+                let lo: i64 = xs.iter().map(|x| sq(x).min().unwrap()).sum();
+                let hi: i64 = xs.iter().map(|x| sq(x).max().unwrap()).sum();
+                assert!(lo <= got && got <= hi, "{s}: squares of {xs:?} gave {got}");
+                if d == 1 {
+                    let t = xs[0] >> s;
+                    assert!((0..=e).any(|e| (t + e) * (t + e) == got), "{s}: {t}");
+                }
             }
         }
     }
