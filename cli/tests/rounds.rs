@@ -31,7 +31,7 @@ fn every_plan_has_its_bound_beside_its_rounds() {
     assert_eq!(rows.iter().filter(|r| r[0] == "kinds").count(), 45);
     assert!(rows
         .iter()
-        .any(|r| r[1] == "h1-r300-s1" && r[2] == "14" && r[3] == "7"));
+        .any(|r| r[1] == "h1-r300-s1" && r[2] == "8" && r[3] == "7"));
     for r in &rows {
         let (rounds, bound): (u64, u64) = (r[2].parse().unwrap(), r[3].parse().unwrap());
         assert!(0 < bound && bound <= rounds, "{r:?}");

@@ -18,13 +18,13 @@
 
 use std::fmt::Write as _;
 
-use cryptpeft_private_eval::arith::fixed::Fixed;
+use cryptpeft_private_eval::arith::fixed::{encode_at, Fixed};
 use cryptpeft_private_eval::online::comm;
 use cryptpeft_private_eval::online::exec::compare_walk_levels;
 use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
-    LnWave,
+    variance_shift, LnWave,
 };
 use cryptpeft_private_eval::plan::*;
 use cryptpeft_private_eval::protocols::dcf;
@@ -167,7 +167,11 @@ impl Pricer<'_> {
     }
     /// A simultaneous exchange of `elems` ring elements per party (frames `f0`, `f1`).
     fn exchange(&mut self, elems: usize, frames: [usize; 2]) {
-        let bytes = elems as u64 * 8;
+        self.exchange_with(elems, 0, frames)
+    }
+    /// An exchange whose frames also carry `extra` bytes of another protocol.
+    fn exchange_with(&mut self, elems: usize, extra: u64, frames: [usize; 2]) {
+        let bytes = elems as u64 * 8 + extra;
         for p in 0..2 {
             self.elem(p, elems as f64); // x - mask
             self.ser(p, bytes);
@@ -199,12 +203,28 @@ impl Pricer<'_> {
     /// A comparison of `values` values against the encoded `ts` on `width`
     /// ([`cryptpeft_private_eval::online::exec::compare`]).
     fn compare(&mut self, values: usize, ts: &[u64], width: CmpWidth, frames: [usize; 2]) {
+        self.compare_carrying(values, ts, width, None, frames)
+    }
+    /// [`Self::compare`] whose frames carry a truncation of `(values, shift)`.
+    fn compare_carrying(
+        &mut self,
+        values: usize,
+        ts: &[u64],
+        width: CmpWidth,
+        carries: Option<(usize, u32)>,
+        frames: [usize; 2],
+    ) {
         let t = ts.len();
         let levels = compare_walk_levels(ts, width);
+        let (n, shift) = carries.unwrap_or((0, 0));
+        let extra = (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(shift)) as u64;
         for p in 0..2 {
-            self.elem(p, values as f64);
+            self.elem(p, values as f64 + 3.0 * n as f64);
         }
-        self.exchange(values, frames);
+        self.exchange_with(values, extra, frames);
+        for p in 0..2 {
+            self.elem(p, 4.0 * n as f64);
+        }
         for p in 0..2 {
             self.elem(p, (values * t) as f64);
             self.dcf(p, values, t, levels);
@@ -395,10 +415,24 @@ pub fn cost_with(
                                 pr.elem(p, 7.0 * n as f64);
                             }
                         }
-                        LnWave::Compare { values, thresholds } => {
-                            let ts = fx.encode_all(&inv_sqrt.thresholds());
+                        LnWave::Compare {
+                            values,
+                            thresholds,
+                            carries,
+                        } => {
+                            // A fused norm compares its variances at `f + sv` bits.
+                            let sv = match plan.fused_norm(inv_sqrt) {
+                                true => variance_shift(plan, inv_sqrt, *shifts),
+                                false => 0,
+                            };
+                            let ts: Vec<u64> = inv_sqrt
+                                .thresholds()
+                                .iter()
+                                .map(|&t| encode_at(t, plan.frac_bits + sv))
+                                .collect();
                             debug_assert_eq!(ts.len(), thresholds);
-                            pr.compare(values, &ts, CmpWidth::FULL, frames);
+                            let carries = carries.map(|t| (t.values, t.shift));
+                            pr.compare_carrying(values, &ts, CmpWidth::FULL, carries, frames);
                             for p in 0..2 {
                                 pr.elem(p, 4.0 * (values * thresholds) as f64);
                             }

@@ -27,8 +27,8 @@ use serde::Serialize;
 
 use crate::party::Party;
 use crate::plan::shapes::{
-    fused_norm_truncs, head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs,
-    layernorm_waves, masked_weights, norm_products, private_terms, rowmax_pairs, truncate_len,
+    head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves,
+    masked_weights, norm_products, private_terms, rowmax_pairs, truncate_len, variance_shift,
     LnWave,
 };
 use crate::plan::*;
@@ -128,9 +128,19 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
             let waves: Vec<[Msg; 2]> = layernorm_waves(plan, rows, d, c, inv_sqrt, *shifts)
                 .into_iter()
                 .map(|w| match w {
-                    LnWave::Square(n)
-                    | LnWave::Compare { values: n, .. }
-                    | LnWave::Product { elems: n, .. } => both(0, n),
+                    LnWave::Square(n) | LnWave::Product { elems: n, .. } => both(0, n),
+                    LnWave::Compare {
+                        values, carries, ..
+                    } => {
+                        let rider = carries.map_or(0, |t| {
+                            t.values * crate::protocols::trunc::wire_bytes(t.shift)
+                        });
+                        [Party::Client, Party::Server].map(|from| Msg {
+                            from,
+                            payload_bytes: values as u64 * ELEM + rider as u64,
+                            wave: 0,
+                        })
+                    }
                     LnWave::Truncate(t) => trunc_msgs(&t.map(|t| (t.values, t.shift))),
                 })
                 .collect();
@@ -320,7 +330,8 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 let sq = if inv_sqrt.squares { rows * d } else { 0 };
                 // The squares' material: one ring element per row (their sum).
                 let square = operand((sq, shifts[0])) + ring(sq / d.max(1)) + low(sq, shifts[0]);
-                let products: u64 = norm_products(plan, rows, c, inv_sqrt)
+                let sv = variance_shift(plan, inv_sqrt, *shifts);
+                let products: u64 = norm_products(plan, rows, c, inv_sqrt, sv)
                     .iter()
                     .map(|m| {
                         operand(m.a)
@@ -330,11 +341,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                             + low(m.out * (m.a.1 > 0) as usize, m.a.1)
                     })
                     .sum();
-                let truncs: u64 = fused_norm_truncs(plan, rows, d, c, inv_sqrt, *shifts)
-                    .iter()
-                    .flatten()
-                    .map(|t| low(t.values, t.shift))
-                    .sum();
+                let truncs = low(rows * c * (shifts[1] > 0) as usize, plan.frac_bits);
                 square + products + truncs + cmp(rows, CmpWidth::FULL)
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {

@@ -335,16 +335,32 @@ impl State<'_> {
         slope_bits: u32,
         cmp: &CmpMat,
     ) -> StepResult<Vec<u64>> {
+        let f = self.fx.frac_bits;
+        Ok(self
+            .piecewise_at(chan, (v, f), (ts, segs), slope_bits, cmp, &[])?
+            .0)
+    }
+
+    /// [`Self::piecewise`] of `v` at `v_bits` fractional bits (the result at
+    /// `v_bits + slope_bits`), its opening carrying `rider` ([`compare_carrying`]).
+    fn piecewise_at(
+        &self,
+        chan: &mut dyn Channel,
+        (v, v_bits): (&[u64], u32),
+        (ts, segs): (&[f64], &[(f64, f64)]),
+        slope_bits: u32,
+        cmp: &CmpMat,
+        rider: &[u8],
+    ) -> StepResult<(Vec<u64>, Vec<u8>)> {
+        use crate::arith::fixed::encode_at;
         let segs: Vec<(u64, u64)> = segs
             .iter()
-            .map(|&(a, s)| {
-                let a = crate::arith::fixed::encode_at(a, self.fx.frac_bits + slope_bits);
-                (a, crate::arith::fixed::encode_at(s, slope_bits))
-            })
+            .map(|&(a, s)| (encode_at(a, v_bits + slope_bits), encode_at(s, slope_bits)))
             .collect();
-        let enc_t: Vec<u64> = ts.iter().map(|&t| self.fx.encode(t)).collect();
-        let bits = self.compare(chan, v, &enc_t, cmp)?;
-        Ok(v.iter()
+        let enc_t: Vec<u64> = ts.iter().map(|&t| encode_at(t, v_bits)).collect();
+        let (bits, theirs) = compare_carrying(self.p, chan, v, &enc_t, cmp, rider)?;
+        let y = v
+            .iter()
             .zip(&bits)
             .map(|(&vi, row)| {
                 let (a0, s0) = segs[0];
@@ -358,7 +374,8 @@ impl State<'_> {
                 }
                 acc
             })
-            .collect())
+            .collect();
+        Ok((y, theirs))
     }
 
     /// Row maxima of `x` (`rows` rows) by a tree: at each level the columns pair up,
@@ -680,7 +697,7 @@ impl State<'_> {
                     square,
                     cmp,
                     products,
-                    truncs,
+                    z_trunc,
                 } = mat
                 else {
                     return Err(bad("fused norm material"));
@@ -693,7 +710,7 @@ impl State<'_> {
                     shifts: *shifts,
                 };
                 let res = self
-                    .fused_norm(chan, &norm, square, cmp, products, truncs)
+                    .fused_norm(chan, &norm, square, cmp, products, z_trunc)
                     .map_err(|e| match e {
                         LnError::T(e) => self.terr(step, e),
                         LnError::M(w) => bad(&w),
@@ -876,12 +893,12 @@ impl State<'_> {
         Ok(out)
     }
 
-    /// A fused norm ([`SecurePlan::fused_norm`]): the square of `x` (truncated in its
-    /// opening), the variances' truncation with the numerator's, the comparison's
-    /// guess `y` of `v^(-1/2)` at `2f`, Newton's `p = v y`, `q = p y`, `y w` with
-    /// `w = 1.5 - q / 2` kept at `2f + 1` bits, then `power` scalings of `z`: every
-    /// product one exchange, its operands truncated in their openings
-    /// ([`crate::protocols::fused`]). The output is at `2f`.
+    /// A fused norm ([`SecurePlan::fused_norm`]): the squares' row sums of `x`
+    /// (truncated in its opening), their comparison as they are at `2f` (its frame
+    /// carrying the numerator's truncation) for a guess `y` of `v^(-1/2)` at `3f`,
+    /// Newton's `p = v y`, `q = p y`, `y w` with `w = 1.5 - q / 2` kept at `2f + 1`
+    /// bits, then `power` scalings of `z`: every product one exchange, its operands
+    /// truncated in their openings ([`crate::protocols::fused`]). The output is at `2f`.
     fn fused_norm(
         &self,
         chan: &mut dyn Channel,
@@ -889,14 +906,14 @@ impl State<'_> {
         square: SquareMat,
         cmp: CmpMat,
         products: Vec<ProductMat>,
-        truncs: Option<[TruncMat; 2]>,
+        z_trunc: Option<TruncMat>,
     ) -> Result<Vec<u64>, LnError> {
-        use crate::plan::shapes::{fused_norm_truncs, norm_products};
+        use crate::plan::shapes::{norm_products, variance_shift};
         let (x, z, params) = (norm.x, norm.z, norm.params);
         let f = self.fx.frac_bits;
         let (rows, d, c) = self.plan.norm_shape(x, z);
-        let shapes = norm_products(self.plan, rows, c, params);
-        let groups = fused_norm_truncs(self.plan, rows, d, c, params, norm.shifts);
+        let sv = variance_shift(self.plan, params, norm.shifts);
+        let shapes = norm_products(self.plan, rows, c, params, sv);
         let sq_len = if params.squares { rows * d } else { 0 };
         let operand_fits = |o: &Operand, (n, s): (usize, u32)| {
             o.r.len() == n
@@ -905,55 +922,43 @@ impl State<'_> {
                     .iter()
                     .all(|v| v.len() == n * (s > 0) as usize)
         };
+        let z_len = if norm.shifts[1] > 0 { rows * c } else { 0 };
         let fits = square.c.len() == sq_len / d.max(1)
             && operand_fits(&square.x, (sq_len, norm.shifts[0]))
             && products.len() == shapes.len()
             && products.iter().zip(&shapes).all(|(m, s)| {
                 operand_fits(&m.a, s.a) && operand_fits(&m.b, s.b) && m.c.len() == s.out
             })
-            && truncs
-                .as_ref()
-                .map(|t| t.each_ref().map(|m| (m.mask.len(), m.bits)))
-                == groups.map(|g| g.map(|t| (t.values, t.shift)));
+            && z_trunc.as_ref().map(|t| (t.mask.len(), t.bits))
+                == (z_len > 0).then_some((z_len, f));
         if !fits {
             return Err(LnError::M("fused norm material of the norm's shape".into()));
         }
         check_cmp(&cmp, rows, CmpWidth::FULL).map_err(LnError::M)?;
-        let open = |chan: &mut dyn Channel, o: &Operand, v: &[u64]| -> StepResult<Vec<u64>> {
-            self.open_both(chan, o.masked(v, self.p))
-        };
-        // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input, at 2f (or
-        // a row total at f plus the input's shift).
+        // Variances: sums of squares of the centred, 1/sqrt(d)-scaled input at 2f, or a
+        // row total at f plus the input's shift.
         let mut v = if params.squares {
-            let o = open(chan, &square.x, self.share(x))?;
+            let o = self.open_both(chan, square.x.masked(self.share(x), self.p))?;
             fused::square_sums(self.p, &square, &o, d)
         } else {
             ring::row_sums(self.share(x), d)
         };
-        let mut zv = self.share(z).to_vec();
-        if let Some(mats) = &truncs {
-            // An empty group (its wire at `f` already) sends nothing.
-            let group = |vals: &[u64], m: &TruncMat| if m.mask.is_empty() { 0 } else { vals.len() };
-            let (nv, nz) = (group(&v, &mats[0]), group(&zv, &mats[1]));
-            let t = trunc::truncate_groups(
-                chan,
-                self.p,
-                &[(&v[..nv], &mats[0]), (&zv[..nz], &mats[1])],
-            )?;
-            let [tv, tz]: [Vec<u64>; 2] = t.try_into().expect("two groups");
-            if !tv.is_empty() {
-                v = tv;
-            }
-            if !tz.is_empty() {
-                zv = tz;
-            }
-        }
-        let eps_enc = self.konst(self.fx.encode(norm.eps));
+        let v_bits = f + sv;
+        let eps_enc = self.konst(crate::arith::fixed::encode_at(norm.eps, v_bits));
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
-        // First guess of v^(-1/2) at 2f: piecewise linear between geometric thresholds.
+        // The first guess of v^(-1/2), piecewise linear between geometric thresholds,
+        // from one comparison whose frame carries the numerator's truncation.
+        let zs = self.share(z);
+        let groups: Vec<(&[u64], &TruncMat)> = z_trunc.iter().map(|m| (zs, m)).collect();
+        let (rider, pending) = trunc::prepare(self.p, &groups);
         let ts = params.thresholds();
         let segs = segments(&ts, 0.5, f);
-        let mut y = self.piecewise(chan, &v, (&ts, &segs), f, &cmp)?;
+        let (mut y, theirs) =
+            self.piecewise_at(chan, (&v, v_bits), (&ts, &segs), f, &cmp, &rider)?;
+        let mut out = match z_trunc {
+            Some(_) => trunc::finish(self.p, &groups, pending, &theirs)?.remove(0),
+            None => zs.to_vec(),
+        };
         let mut ms = products.iter();
         let mut mul = |chan: &mut dyn Channel, a: &[u64], b: &[u64]| -> StepResult<Vec<u64>> {
             let m = ms.next().expect("one product material per product");
@@ -976,7 +981,6 @@ impl State<'_> {
             let w: Vec<u64> = q.iter().map(|qi| three.wrapping_sub(*qi)).collect();
             y = mul(chan, &y, &w)?;
         }
-        let mut out = zv;
         for _ in 0..params.power {
             out = mul(chan, &y, &out)?;
         }
@@ -1099,37 +1103,66 @@ pub fn compare(
     thresholds: &[u64],
     m: &CmpMat,
 ) -> Result<Vec<Vec<(u64, u64)>>, TransportError> {
+    Ok(compare_carrying(p, chan, v, thresholds, m, &[])?.0)
+}
+
+/// [`compare`], its opening's frame also carrying `rider` (another protocol's bytes of
+/// the same length at both parties, such as a truncation's): returns the peer's.
+pub fn compare_carrying(
+    p: Party,
+    chan: &mut dyn Channel,
+    v: &[u64],
+    thresholds: &[u64],
+    m: &CmpMat,
+    rider: &[u8],
+) -> Result<(Vec<Vec<(u64, u64)>>, Vec<u8>), TransportError> {
     let w = m.width;
     let bits = w.bits - w.shift;
     let low = (1u64 << (bits - 1)) - 1;
-    let c = open_both(chan, ring::add(v, &m.r))?;
+    let mine = ring::add(v, &m.r);
+    let mut msg = crate::transport::u64s_to_bytes(&mine);
+    msg.extend_from_slice(rider);
+    chan.send(MsgKind::Open, &msg)?;
+    let got = chan.recv(MsgKind::Open)?;
+    if got.len() != msg.len() {
+        return Err(TransportError::WrongLength {
+            kind: MsgKind::Open,
+            expected: msg.len(),
+            got: got.len(),
+        });
+    }
+    let (theirs, their_rider) = got.split_at(mine.len() * 8);
+    let c = ring::add(&mine, &crate::transport::bytes_to_u64s(theirs));
     let diff = |ci: u64, t: u64| (ci >> w.shift).wrapping_sub(t >> w.shift);
     let points: Vec<Vec<u64>> = c
         .iter()
         .map(|&ci| thresholds.iter().map(|&t| diff(ci, t) & low).collect())
         .collect();
     let evals = DcfKey::eval_batch(&m.keys, &points, w.domain());
-    Ok(c.iter()
-        .enumerate()
-        .map(|(i, &ci)| {
-            thresholds
-                .iter()
-                .zip(&evals[i])
-                .map(|(&t, y)| {
-                    let a = (diff(ci, t) >> (bits - 1)) & 1;
-                    let sign = 1u64.wrapping_sub(2 * a);
-                    let u = m.b[i].wrapping_add(y.0[0]);
-                    let ur = m.br[i].wrapping_add(y.0[1]);
-                    let d = (if p == Party::Client { 1 - a } else { 0 })
-                        .wrapping_sub(sign.wrapping_mul(u));
-                    let dr = (1 - a)
-                        .wrapping_mul(m.r[i])
-                        .wrapping_sub(sign.wrapping_mul(ur));
-                    (d, d.wrapping_mul(ci).wrapping_sub(dr))
-                })
-                .collect()
-        })
-        .collect())
+    Ok((
+        c.iter()
+            .enumerate()
+            .map(|(i, &ci)| {
+                thresholds
+                    .iter()
+                    .zip(&evals[i])
+                    .map(|(&t, y)| {
+                        let a = (diff(ci, t) >> (bits - 1)) & 1;
+                        let sign = 1u64.wrapping_sub(2 * a);
+                        let u = m.b[i].wrapping_add(y.0[0]);
+                        let ur = m.br[i].wrapping_add(y.0[1]);
+                        let d = (if p == Party::Client { 1 - a } else { 0 })
+                            .wrapping_sub(sign.wrapping_mul(u));
+                        let dr = (1 - a)
+                            .wrapping_mul(m.r[i])
+                            .wrapping_sub(sign.wrapping_mul(ur));
+                        (d, d.wrapping_mul(ci).wrapping_sub(dr))
+                    })
+                    .collect()
+            })
+            .collect(),
+        their_rider.to_vec(),
+    ))
 }
 
 /// Expected DCF tree levels one value's comparison walks ([`compare`]) against the

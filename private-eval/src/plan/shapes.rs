@@ -91,8 +91,13 @@ pub fn layernorm_scales_output(p: &InvSqrtParams, i: usize) -> bool {
 pub enum LnWave {
     /// The square's opening of `rows * d` values.
     Square(usize),
-    /// The opening of `var + r`, then `values * thresholds` DCF evaluations.
-    Compare { values: usize, thresholds: usize },
+    /// The opening of `var + r`, then `values * thresholds` DCF evaluations; its frame
+    /// may carry a truncation's masked bits ([`LnTrunc`], fused norms).
+    Compare {
+        values: usize,
+        thresholds: usize,
+        carries: Option<LnTrunc>,
+    },
     /// A Beaver product opening `elems` values, with `out` outputs.
     Product { elems: usize, out: usize },
     /// Exact truncations ([`LnTrunc`]) in one exchange (the second group may be empty).
@@ -112,8 +117,9 @@ pub struct LnTrunc {
 /// but the comparison, and two follow Newton's second product (`q`, then
 /// `w = 1.5 - q / 2`); a direct guess is not truncated: square, comparison, one
 /// product. Fused ([`SecurePlan::fused_norm`], inputs carrying `shifts` bits above `f`):
-/// the square, one truncation of the variances with the numerator's (when it carries
-/// bits), the comparison, then the products ([`norm_products`]) with no truncation.
+/// the square, the comparison of the variances as they are (at `2f` after the square)
+/// carrying the numerator's truncation when it has one, then the products
+/// ([`norm_products`]) with no truncation.
 /// The one statement of this order for `comm` and the cost model.
 pub fn layernorm_waves(
     plan: &SecurePlan,
@@ -128,13 +134,16 @@ pub fn layernorm_waves(
         if p.squares {
             out.push(LnWave::Square(rows * d));
         }
-        out.extend(fused_norm_truncs(plan, rows, d, c, p, shifts).map(LnWave::Truncate));
         out.push(LnWave::Compare {
             values: rows,
             thresholds: p.thresholds().len(),
+            carries: (shifts[1] > 0).then_some(LnTrunc {
+                values: rows * c,
+                shift: plan.frac_bits,
+            }),
         });
         out.extend(
-            norm_products(plan, rows, c, p)
+            norm_products(plan, rows, c, p, variance_shift(plan, p, shifts))
                 .iter()
                 .map(|m| LnWave::Product {
                     elems: m.a.0 + m.b.0,
@@ -157,6 +166,7 @@ pub fn layernorm_waves(
     out.push(LnWave::Compare {
         values: rows,
         thresholds: p.thresholds().len(),
+        carries: None,
     });
     if !plan.direct_guess(p) {
         out.extend(truncs.next());
@@ -222,13 +232,15 @@ pub struct NormProduct {
 
 /// A fused norm's products in order: per Newton iteration `p = v y`, `q = p y` and
 /// `y w` with `w = 1.5 - q / 2` at `2f + 1` bits (so truncated by `f + 1`); then `power`
-/// scalings of the numerator (at `f`, then `2f`) by `y`. Every operand but `v` and the
-/// numerator's first is at `2f`, truncated in its opening.
+/// scalings of the numerator (at `f`, then `2f`) by `y`. The variances `v` carry `sv`
+/// bits above `f` ([`variance_shift`]), and so the first guess `y` `f + sv`; every
+/// other operand but the numerator's first is at `2f`, truncated in its opening.
 pub fn norm_products(
     plan: &SecurePlan,
     rows: usize,
     c: usize,
     p: &InvSqrtParams,
+    sv: u32,
 ) -> Vec<NormProduct> {
     let f = plan.frac_bits;
     let row = |a: u32, b: u32| NormProduct {
@@ -237,8 +249,9 @@ pub fn norm_products(
         out: rows,
     };
     let mut v = Vec::new();
-    for _ in 0..p.newton {
-        v.extend([row(0, f), row(f, f), row(f, f + 1)]);
+    for i in 0..p.newton {
+        let sy = if i == 0 { f + sv } else { f };
+        v.extend([row(sv, sy), row(f, sy), row(sy, f + 1)]);
     }
     for i in 0..p.power {
         v.push(NormProduct {
@@ -250,25 +263,13 @@ pub fn norm_products(
     v
 }
 
-/// A fused norm's one truncation exchange, if it has one: the variances (from the
-/// square's `2f`, or a row total of an input at `2f`) with the numerator when it is
-/// at `2f`.
-pub fn fused_norm_truncs(
-    plan: &SecurePlan,
-    rows: usize,
-    _d: usize,
-    c: usize,
-    p: &InvSqrtParams,
-    shifts: [u32; 2],
-) -> Option<[LnTrunc; 2]> {
-    let f = plan.frac_bits;
-    let group = |on: bool, values: usize| LnTrunc {
-        values: if on { values } else { 0 },
-        shift: f,
-    };
-    let v = group(p.squares || shifts[0] > 0, rows);
-    let z = group(shifts[1] > 0, rows * c);
-    (v.values + z.values > 0).then_some([v, z])
+/// Bits a fused norm's variances carry above `f` when compared: `f` after the square
+/// (and the row total of an input at `2f`), else 0.
+pub fn variance_shift(plan: &SecurePlan, p: &InvSqrtParams, shifts: [u32; 2]) -> u32 {
+    match p.squares || shifts[0] > 0 {
+        true => plan.frac_bits,
+        false => 0,
+    }
 }
 
 /// Values a `Truncate` step truncates.

@@ -262,13 +262,13 @@ impl<'a> Generator<'a> {
                     square: s0,
                     cmp: c0,
                     products: p0,
-                    truncs: r0,
+                    z_trunc: r0,
                 },
                 StepMat::FusedNorm {
                     square: s1,
                     cmp: c1,
                     products: p1,
-                    truncs: r1,
+                    z_trunc: r1,
                 },
             ) => {
                 let (rows, d) = (plan.wires[*x].rows, plan.wires[*x].cols);
@@ -277,7 +277,7 @@ impl<'a> Generator<'a> {
                 for (m0, m1) in p0.iter().zip(p1.iter_mut()) {
                     fused::fill_product(m0, m1, rows);
                 }
-                for (t0, t1) in r0.iter().flatten().zip(r1.iter_mut().flatten()) {
+                if let (Some(t0), Some(t1)) = (r0, r1) {
                     trunc::fill(t0, t1);
                 }
             }

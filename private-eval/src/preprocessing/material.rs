@@ -86,12 +86,12 @@ pub enum StepMat {
     /// Truncations by `f` and (wide wires) by `2f`.
     Truncate([TruncMat; 2]),
     /// A fused norm ([`crate::plan::SecurePlan::fused_norm`]): its square, comparison,
-    /// products and the one truncation exchange (two groups) if it has one.
+    /// products and the numerator's truncation (riding on the comparison) if it has one.
     FusedNorm {
         square: SquareMat,
         cmp: CmpMat,
         products: Vec<ProductMat>,
-        truncs: Option<[TruncMat; 2]>,
+        z_trunc: Option<TruncMat>,
     },
 }
 
@@ -299,22 +299,22 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
             shifts,
             ..
         } if plan.fused_norm(inv_sqrt) => {
-            use crate::plan::shapes::{fused_norm_truncs, norm_products};
+            use crate::plan::shapes::{norm_products, variance_shift};
             let (rows, d, c) = plan.norm_shape(*x, *z);
             let n = if inv_sqrt.squares { rows } else { 0 };
             let square = draw_square(prg, party, n, d, shifts[0]);
             let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
-            let products = norm_products(plan, rows, c, inv_sqrt)
+            let sv = variance_shift(plan, inv_sqrt, *shifts);
+            let products = norm_products(plan, rows, c, inv_sqrt, sv)
                 .iter()
                 .map(|m| draw_product(prg, party, m.a, m.b, m.out))
                 .collect();
-            let truncs = fused_norm_truncs(plan, rows, d, c, inv_sqrt, *shifts)
-                .map(|g| g.map(|t| trunc(prg, party, t.values, t.shift)));
+            let z_trunc = (shifts[1] > 0).then(|| trunc(prg, party, rows * c, plan.frac_bits));
             StepMat::FusedNorm {
                 square,
                 cmp,
                 products,
-                truncs,
+                z_trunc,
             }
         }
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
@@ -440,7 +440,7 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
             square,
             cmp,
             products,
-            truncs,
+            z_trunc,
         } => {
             if server {
                 let s = square.x.shift;
@@ -460,7 +460,7 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
                     out.push(Low(&mut m.cross_a, sb));
                     out.push(Low(&mut m.cross_b, sa));
                 }
-                for t in truncs.iter_mut().flatten() {
+                if let Some(t) = z_trunc {
                     out.push(Low(&mut t.gamma, t.bits));
                 }
             }

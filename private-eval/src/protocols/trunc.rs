@@ -115,6 +115,17 @@ pub fn truncate_groups(
     party: Party,
     groups: &[(&[u64], &TruncMat)],
 ) -> Result<Vec<Vec<u64>>, TransportError> {
+    let (msg, parts) = prepare(party, groups);
+    chan.send(MsgKind::Open, &msg)?;
+    finish(party, groups, parts, &chan.recv(MsgKind::Open)?)
+}
+
+/// A truncation in progress: each group's local part and masked bits.
+pub struct Pending(Vec<(Vec<u64>, Vec<u64>)>);
+
+/// Bytes this party sends for `groups` (the same length as the peer's), and what
+/// [`finish`] needs: for a truncation riding in another exchange's frame.
+pub fn prepare(party: Party, groups: &[(&[u64], &TruncMat)]) -> (Vec<u8>, Pending) {
     let mut parts = Vec::with_capacity(groups.len());
     let mut msg = Vec::new();
     for (shares, mat) in groups {
@@ -130,8 +141,16 @@ pub fn truncate_groups(
         msg.extend(pack(&mine, mat.bits));
         parts.push((t, mine));
     }
-    chan.send(MsgKind::Open, &msg)?;
-    let all = chan.recv(MsgKind::Open)?;
+    (msg, Pending(parts))
+}
+
+/// The truncated shares, from the peer's masked bits.
+pub fn finish(
+    party: Party,
+    groups: &[(&[u64], &TruncMat)],
+    Pending(parts): Pending,
+    all: &[u8],
+) -> Result<Vec<Vec<u64>>, TransportError> {
     let want: usize = groups
         .iter()
         .map(|(s, m)| s.len() * wire_bytes(m.bits))
