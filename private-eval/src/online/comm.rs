@@ -341,7 +341,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                             + low(m.out * (m.a.1 > 0) as usize, m.a.1)
                     })
                     .sum();
-                let truncs = low(rows * c * (shifts[1] > 0) as usize, plan.frac_bits);
+                let truncs = low(rows * c * (shifts[1] > 0) as usize, shifts[1]);
                 square + products + truncs + cmp(rows, CmpWidth::FULL)
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {

@@ -930,7 +930,7 @@ impl State<'_> {
                 operand_fits(&m.a, s.a) && operand_fits(&m.b, s.b) && m.c.len() == s.out
             })
             && z_trunc.as_ref().map(|t| (t.mask.len(), t.bits))
-                == (z_len > 0).then_some((z_len, f));
+                == (z_len > 0).then_some((z_len, norm.shifts[1]));
         if !fits {
             return Err(LnError::M("fused norm material of the norm's shape".into()));
         }
@@ -1102,9 +1102,12 @@ pub fn compare(
     v: &[u64],
     thresholds: &[u64],
     m: &CmpMat,
-) -> Result<Vec<Vec<(u64, u64)>>, TransportError> {
+) -> Result<Comparisons, TransportError> {
     Ok(compare_carrying(p, chan, v, thresholds, m, &[])?.0)
 }
+
+/// Per value, per threshold `t`: shares of `[v >= t]` and of `[v >= t] v`.
+pub type Comparisons = Vec<Vec<(u64, u64)>>;
 
 /// [`compare`], its opening's frame also carrying `rider` (another protocol's bytes of
 /// the same length at both parties, such as a truncation's): returns the peer's.
@@ -1115,7 +1118,7 @@ pub fn compare_carrying(
     thresholds: &[u64],
     m: &CmpMat,
     rider: &[u8],
-) -> Result<(Vec<Vec<(u64, u64)>>, Vec<u8>), TransportError> {
+) -> Result<(Comparisons, Vec<u8>), TransportError> {
     let w = m.width;
     let bits = w.bits - w.shift;
     let low = (1u64 << (bits - 1)) - 1;

@@ -129,10 +129,12 @@ fn insert_truncations(
                 ..
             } if inv_sqrt.newton > 0 => {
                 let (sx, sz) = (shift_of(&pending, *x), shift_of(&pending, *z));
-                let fits = |s: Option<u32>| s.is_none_or(|s| s == frac_bits);
-                // A row total of an input at `f` has no truncation for the numerator to join.
-                let room = inv_sqrt.squares || sx.is_some() || sz.is_none();
-                if fits(sx) && fits(sz) && room {
+                // The square truncates `x` by `f` or `2f`; a row total of `x` at `2f` is
+                // compared as it is, one at `3f` could not be; `z` by either, in the
+                // comparison's frame.
+                let fits = |s: Option<u32>, most: u32| s.is_none_or(|s| s <= most);
+                let most_x = if inv_sqrt.squares { 2 } else { 1 } * frac_bits;
+                if fits(sx, most_x) && fits(sz, 2 * frac_bits) {
                     *shifts = [sx.unwrap_or(0), sz.unwrap_or(0)];
                     for w in [*x, *z] {
                         if !read_later(i + 1, w, None) {

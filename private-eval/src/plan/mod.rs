@@ -508,9 +508,9 @@ impl SecurePlan {
                     [*out, *x, *z].into_iter().try_for_each(wire)?;
                     let p = inv_sqrt;
                     let fused = self.fused_norm(p);
-                    if shifts
-                        .iter()
-                        .any(|s| *s != 0 && (*s != self.frac_bits || !fused))
+                    if shifts.iter().any(|s| {
+                        *s != 0 && (*s % self.frac_bits != 0 || *s > 2 * self.frac_bits || !fused)
+                    }) || !p.squares && shifts[0] > self.frac_bits
                     {
                         return Err(format!("a norm truncating its inputs by {shifts:?}"));
                     }

@@ -139,7 +139,7 @@ pub fn layernorm_waves(
             thresholds: p.thresholds().len(),
             carries: (shifts[1] > 0).then_some(LnTrunc {
                 values: rows * c,
-                shift: plan.frac_bits,
+                shift: shifts[1],
             }),
         });
         out.extend(
@@ -263,12 +263,12 @@ pub fn norm_products(
     v
 }
 
-/// Bits a fused norm's variances carry above `f` when compared: `f` after the square
-/// (and the row total of an input at `2f`), else 0.
+/// Bits a fused norm's variances carry above `f` when compared: `f` after the square,
+/// else those of its input's row totals.
 pub fn variance_shift(plan: &SecurePlan, p: &InvSqrtParams, shifts: [u32; 2]) -> u32 {
-    match p.squares || shifts[0] > 0 {
+    match p.squares {
         true => plan.frac_bits,
-        false => 0,
+        false => shifts[0],
     }
 }
 

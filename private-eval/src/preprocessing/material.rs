@@ -309,7 +309,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
                 .iter()
                 .map(|m| draw_product(prg, party, m.a, m.b, m.out))
                 .collect();
-            let z_trunc = (shifts[1] > 0).then(|| trunc(prg, party, rows * c, plan.frac_bits));
+            let z_trunc = (shifts[1] > 0).then(|| trunc(prg, party, rows * c, shifts[1]));
             StepMat::FusedNorm {
                 square,
                 cmp,
