@@ -259,9 +259,10 @@ pub struct ProtocolArgs {
     #[arg(long, default_value_t = lower::RELU_BITS)]
     relu_bits: u32,
     /// Newton iterations of the norms' inverse square root (LayerNorm, softmax's row
-    /// sums): each costs 7 rounds under exact truncation (3 with local truncation). With
-    /// 0 under exact truncation the piecewise guess is the answer: a LayerNorm takes 5
-    /// rounds and softmax's row normalization 3 (13 each with one Newton).
+    /// sums): each costs 3 rounds (its products truncate their operands in their own
+    /// openings under exact truncation). With 0 under exact truncation the piecewise
+    /// guess is the answer: a LayerNorm takes 5 rounds and softmax's row normalization
+    /// 3 (6 and 5 with one Newton).
     #[arg(long, default_value_t = InvSqrtParams::default().newton)]
     ln_newton: u32,
     /// Segments per octave of the inverse square root's first, piecewise-linear guess:
