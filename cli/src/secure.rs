@@ -262,7 +262,7 @@ pub struct ProtocolArgs {
     /// sums): each costs 3 rounds (its products truncate their operands in their own
     /// openings under exact truncation). With 0 under exact truncation the piecewise
     /// guess is the answer: a LayerNorm takes 5 rounds and softmax's row normalization
-    /// 3 (6 and 5 with one Newton).
+    /// 3 (6 each with one Newton).
     #[arg(long, default_value_t = InvSqrtParams::default().newton)]
     ln_newton: u32,
     /// Segments per octave of the inverse square root's first, piecewise-linear guess:
