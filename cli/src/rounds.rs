@@ -48,15 +48,9 @@ impl Row {
 /// The search space's kinds: every attention, norm and activation on one shape.
 fn kinds() -> Vec<AdapterSpec> {
     let mut out = Vec::new();
-    for attention in [
-        AttentionKind::LinAtten,
-        AttentionKind::Softmax,
-        AttentionKind::ReluSoftmax,
-        AttentionKind::TwoQuad,
-        AttentionKind::None,
-    ] {
-        for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
-            for activation in [Activation::Relu, Activation::Gelu, Activation::Square] {
+    for attention in AttentionKind::ALL {
+        for norm in NormKind::ALL {
+            for activation in Activation::ALL {
                 out.push(AdapterSpec {
                     attention,
                     norm,

@@ -19,14 +19,8 @@ fn burn_forward_equals_reference_on_exported_checkpoints() {
     let dir = std::env::temp_dir().join(format!("cryptpeft-cross-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut seed = 0;
-    for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
-        for attention in [
-            AttentionKind::LinAtten,
-            AttentionKind::Softmax,
-            AttentionKind::TwoQuad,
-            AttentionKind::ReluSoftmax,
-            AttentionKind::None,
-        ] {
+    for norm in NormKind::ALL {
+        for attention in AttentionKind::ALL {
             for (s, k) in [(1, 1), (2, 2)] {
                 seed += 1;
                 // Every activation the evaluator runs, in turn.

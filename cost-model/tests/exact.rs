@@ -41,14 +41,8 @@ fn bytes_and_rounds_match_the_executor_exactly() {
         let h = [1, 2, 4][rng.random_range(0..3)];
         let r = h * rng.random_range(1..=3);
         let s = rng.random_range(1..=3);
-        let attention = [
-            AttentionKind::LinAtten,
-            AttentionKind::Softmax,
-            AttentionKind::TwoQuad,
-            AttentionKind::ReluSoftmax,
-            AttentionKind::None,
-        ][rng.random_range(0..5)];
-        let norm = [NormKind::Affine, NormKind::LayerNorm, NormKind::None][rng.random_range(0..3)];
+        let attention = AttentionKind::ALL[rng.random_range(0..5)];
+        let norm = NormKind::ALL[rng.random_range(0..3)];
         let blocks = rng.random_range(1..=2);
         let classes = rng.random_range(2..=7);
         let activation =

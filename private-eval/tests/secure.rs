@@ -22,15 +22,9 @@ fn secure_logits_match_reference_for_random_specs() {
     let bb = BackboneSpec::test_small();
     let mut seed = 100;
     let mut worst: f64 = 0.0;
-    for norm in [NormKind::Affine, NormKind::LayerNorm, NormKind::None] {
-        for attention in [
-            AttentionKind::LinAtten,
-            AttentionKind::Softmax,
-            AttentionKind::ReluSoftmax,
-            AttentionKind::TwoQuad,
-            AttentionKind::None,
-        ] {
-            for activation in [Activation::Relu, Activation::Gelu, Activation::Square] {
+    for norm in NormKind::ALL {
+        for attention in AttentionKind::ALL {
+            for activation in Activation::ALL {
                 seed += 1;
                 let (h, r) = if seed % 2 == 0 { (2, 8) } else { (1, 4) };
                 let spec = AdapterSpec {

@@ -211,15 +211,9 @@ fn every_point_matches_the_reference_and_round_trips() {
         .collect();
     let dir = std::env::temp_dir().join(format!("cryptpeft-space-{}", std::process::id()));
     let mut checked = 0;
-    for attention in [
-        AttentionKind::LinAtten,
-        AttentionKind::Softmax,
-        AttentionKind::ReluSoftmax,
-        AttentionKind::TwoQuad,
-        AttentionKind::None,
-    ] {
-        for activation in [Activation::Relu, Activation::Gelu, Activation::Square] {
-            for norm in [NormKind::LayerNorm, NormKind::Affine, NormKind::None] {
+    for attention in AttentionKind::ALL {
+        for activation in Activation::ALL {
+            for norm in NormKind::ALL {
                 let blocks = if activation == Activation::Gelu { 2 } else { 1 };
                 let scope = 1 + checked % bb.layers;
                 let spec = AdapterSpec {

@@ -42,6 +42,25 @@ pub enum NormKind {
     None,
 }
 
+impl AttentionKind {
+    /// Every kind, so tests and tables that cover the space cannot miss one.
+    pub const ALL: [AttentionKind; 5] = [
+        AttentionKind::LinAtten,
+        AttentionKind::Softmax,
+        AttentionKind::ReluSoftmax,
+        AttentionKind::TwoQuad,
+        AttentionKind::None,
+    ];
+}
+
+impl Activation {
+    pub const ALL: [Activation; 3] = [Activation::Relu, Activation::Gelu, Activation::Square];
+}
+
+impl NormKind {
+    pub const ALL: [NormKind; 3] = [NormKind::Affine, NormKind::LayerNorm, NormKind::None];
+}
+
 /// One point of the search space: the shape of the OWC adapters (DESIGN.md section 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
