@@ -57,8 +57,9 @@ impl Default for LowerOptions {
 /// instead, which spares the exchange:
 ///
 /// * a reveal: the client truncates in the clear;
-/// * a linear step of whole public coefficients (a residual sum, a norm's output plus
-///   its bias) whose inputs all carry the same bits: its output carries them too;
+/// * a linear step of public coefficients whose inputs all carry the same bits: its
+///   output carries them too (whole coefficients, as a residual sum or a norm's output
+///   plus its bias) or `f` more (at most `2f` above `f` in all); a slice likewise;
 /// * a ReLU whose width leaves the room (`bits + shift <= 64`): it truncates in its own
 ///   opening ([`crate::online::exec::relu`]);
 /// * a fused norm ([`SecurePlan::fused_norm`]): it truncates its input and numerator
@@ -92,17 +93,31 @@ fn insert_truncations(
     let mut out = Vec::with_capacity(steps.len());
     for (i, mut step) in steps.iter().cloned().enumerate() {
         let mut step_reads = reads[i].clone();
+        let pending_before = pending.clone();
         let keeps = step.keeps_scale();
+        // A linear step of public terms only: it adds `f` to its inputs' bits (`keeps`: 0).
+        let public = matches!(&step, Step::Linear { terms, .. }
+            if terms.iter().all(|t| matches!(t, Term::Public { .. })));
+        let room = if keeps { 2 * frac_bits } else { frac_bits };
         match &mut step {
-            Step::Linear { shift, .. } if keeps => {
+            Step::Linear { shift, .. } if public => {
                 let s = step_reads.first().and_then(|w| shift_of(&pending, *w));
                 let same = step_reads.iter().all(|w| shift_of(&pending, *w) == s);
-                if let (Some(s), true) = (s, same) {
+                if let (Some(s), true) = (s.filter(|s| *s <= room), same) {
                     *shift = s;
                     for w in &step_reads {
                         if !read_later(i + 1, *w, None) {
                             pending.retain(|(p, _)| p != w);
                         }
+                    }
+                    step_reads.clear();
+                }
+            }
+            // Columns of a pending wire carry its bits.
+            Step::Slice { x, .. } => {
+                if shift_of(&pending, *x).is_some() {
+                    if !read_later(i + 1, *x, None) {
+                        pending.retain(|(p, _)| p != &*x);
                     }
                     step_reads.clear();
                 }
@@ -169,6 +184,12 @@ fn insert_truncations(
         match &step {
             Step::Linear { out: o, shift, .. } if keeps && *shift > 0 => pending.push((*o, *shift)),
             Step::Linear { .. } if keeps => {}
+            Step::Linear { out: o, shift, .. } if public => pending.push((*o, frac_bits + *shift)),
+            Step::Slice { out: o, x, .. } => {
+                if let Some(s) = shift_of(&pending_before, *x) {
+                    pending.push((*o, s));
+                }
+            }
             Step::Linear { out: o, terms, .. } => {
                 let wide = terms
                     .iter()

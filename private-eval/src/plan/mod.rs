@@ -282,9 +282,9 @@ pub enum Step {
         out: WireId,
         terms: Vec<Term>,
         bias: Option<WeightId>,
-        /// Bits a scale-keeping step's inputs (and so its output) carry above `f`: its
-        /// whole coefficients work at any scale and its bias is scaled up to match, so a
-        /// pending truncation passes through it ([`lower`]).
+        /// Bits a step of public terms reads above `f` (its output carries them, plus `f`
+        /// unless it keeps scale): its coefficients work at any scale and its bias is
+        /// scaled up to match, so a pending truncation passes through it ([`lower`]).
         #[serde(default)]
         shift: u32,
     },
@@ -581,8 +581,9 @@ impl SecurePlan {
                 } => {
                     wire(*out)?;
                     let keeps = step.keeps_scale();
-                    if *shift != 0 && !(keeps && [1, 2].map(|k| k * self.frac_bits).contains(shift))
-                    {
+                    let public = terms.iter().all(|t| matches!(t, Term::Public { .. }));
+                    let most = if keeps { 2 } else { 1 } * self.frac_bits;
+                    if *shift != 0 && !(public && *shift % self.frac_bits == 0 && *shift <= most) {
                         return Err(format!("a linear step at {shift} bits above f"));
                     }
                     let weight = |w: WeightId| match w < self.weights.len() {
