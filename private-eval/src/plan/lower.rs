@@ -114,13 +114,11 @@ fn insert_truncations(
                 }
             }
             // Columns of a pending wire carry its bits.
-            Step::Slice { x, .. } => {
-                if shift_of(&pending, *x).is_some() {
-                    if !read_later(i + 1, *x, None) {
-                        pending.retain(|(p, _)| p != &*x);
-                    }
-                    step_reads.clear();
+            Step::Slice { x, .. } if shift_of(&pending, *x).is_some() => {
+                if !read_later(i + 1, *x, None) {
+                    pending.retain(|(p, _)| p != &*x);
                 }
+                step_reads.clear();
             }
             Step::Reveal { wire, shift } => {
                 *shift = shift_of(&pending, *wire).unwrap_or(0);
