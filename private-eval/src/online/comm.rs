@@ -334,11 +334,17 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 let products: u64 = norm_products(plan, rows, c, inv_sqrt, sv)
                     .iter()
                     .map(|m| {
+                        let square = if m.pair {
+                            ring(m.b.0) + low(m.b.0, m.b.1)
+                        } else {
+                            0
+                        };
                         operand(m.a)
                             + operand(m.b)
                             + ring(m.out)
                             + low(m.out * (m.b.1 > 0) as usize, m.b.1)
                             + low(m.out * (m.a.1 > 0) as usize, m.a.1)
+                            + square
                     })
                     .sum();
                 let truncs = low(rows * c * (shifts[1] > 0) as usize, shifts[1]);

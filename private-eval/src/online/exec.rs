@@ -15,7 +15,7 @@ use crate::plan::*;
 use crate::preprocessing::dealer::ModelMasks;
 use crate::preprocessing::material::{CmpMat, ReluMat, Source, StepMat, Triple};
 use crate::protocols::dcf::DcfKey;
-use crate::protocols::fused::{self, Operand, ProductMat, SquareMat};
+use crate::protocols::fused::{self, Operand, PairMat, SquareMat};
 use crate::protocols::trunc;
 use crate::protocols::trunc::TruncMat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
@@ -896,16 +896,16 @@ impl State<'_> {
     /// A fused norm ([`SecurePlan::fused_norm`]): the squares' row sums of `x`
     /// (truncated in its opening), their comparison as they are at `2f` (its frame
     /// carrying the numerator's truncation) for a guess `y` of `v^(-1/2)` at `3f`,
-    /// Newton's `p = v y`, `q = p y`, `y w` with `w = 1.5 - q / 2` kept at `2f + 1`
-    /// bits, then `power` scalings of `z`: every product one exchange, its operands
-    /// truncated in their openings ([`crate::protocols::fused`]). The output is at `2f`.
+    /// Newton's step in two exchanges ([`crate::plan::shapes::norm_products`]), then
+    /// `power` scalings of `z`: every product one exchange, its operands truncated in
+    /// their openings ([`crate::protocols::fused`]). The output is at `2f`.
     fn fused_norm(
         &self,
         chan: &mut dyn Channel,
         norm: &FusedNorm<'_>,
         square: SquareMat,
         cmp: CmpMat,
-        products: Vec<ProductMat>,
+        products: Vec<PairMat>,
         z_trunc: Option<TruncMat>,
     ) -> Result<Vec<u64>, LnError> {
         use crate::plan::shapes::{norm_products, variance_shift};
@@ -927,7 +927,12 @@ impl State<'_> {
             && operand_fits(&square.x, (sq_len, norm.shifts[0]))
             && products.len() == shapes.len()
             && products.iter().zip(&shapes).all(|(m, s)| {
-                operand_fits(&m.a, s.a) && operand_fits(&m.b, s.b) && m.c.len() == s.out
+                let squares = if s.pair { s.b.0 } else { 0 };
+                let p = &m.product;
+                operand_fits(&p.a, s.a)
+                    && operand_fits(&p.b, s.b)
+                    && p.c.len() == s.out
+                    && m.square_c.len() == squares
             })
             && z_trunc.as_ref().map(|t| (t.mask.len(), t.bits))
                 == (z_len > 0).then_some((z_len, norm.shifts[1]));
@@ -960,27 +965,35 @@ impl State<'_> {
             None => zs.to_vec(),
         };
         let mut ms = products.iter();
-        let mut mul = |chan: &mut dyn Channel, a: &[u64], b: &[u64]| -> StepResult<Vec<u64>> {
+        // Opens `a` and `b` for the next product; its material and both openings.
+        let mut open2 = |chan: &mut dyn Channel, a: &[u64], b: &[u64]| {
             let m = ms.next().expect("one product material per product");
-            let mut msg = m.a.masked(a, self.p);
-            msg.extend(m.b.masked(b, self.p));
+            let mut msg = m.product.a.masked(a, self.p);
+            msg.extend(m.product.b.masked(b, self.p));
             let o = self.open_both(chan, msg)?;
-            Ok(fused::product(
-                self.p,
-                m,
-                &o[..a.len()],
-                &o[a.len()..],
-                rows,
-            ))
+            let (oa, ob) = o.split_at(a.len());
+            StepResult::Ok((m, oa.to_vec(), ob.to_vec()))
         };
-        let three = self.konst(3u64 << (2 * f));
+        // Newton in two exchanges: p = v u and u^2 (u the one truncation of y both see),
+        // then t = (p / 2) u^2 at 3f, and y' = 1.5 u - t = u (1.5 - v u^2 / 2) at 3f.
         for _ in 0..params.newton {
-            let p = mul(chan, &v, &y)?;
-            let q = mul(chan, &p, &y)?;
-            // w = 1.5 - q / 2 at 2f + 1 bits: 3 * 2^(2f) - q.
-            let w: Vec<u64> = q.iter().map(|qi| three.wrapping_sub(*qi)).collect();
-            y = mul(chan, &y, &w)?;
+            let (m, ov, oy) = open2(chan, &v, &y)?;
+            let [p, u2, u] = fused::pair(self.p, m, &ov, &oy, rows);
+            let (m, op, ou2) = open2(chan, &p, &u2)?;
+            let t = fused::product(self.p, &m.product, &op, &ou2, rows);
+            y = u
+                .iter()
+                .zip(&t)
+                .map(|(u, t)| {
+                    let three_halves = u.wrapping_mul(3 << (2 * f - 1));
+                    three_halves.wrapping_sub(*t)
+                })
+                .collect();
         }
+        let mut mul = |chan: &mut dyn Channel, a: &[u64], b: &[u64]| -> StepResult<Vec<u64>> {
+            let (m, oa, ob) = open2(chan, a, b)?;
+            Ok(fused::product(self.p, &m.product, &oa, &ob, rows))
+        };
         for _ in 0..params.power {
             out = mul(chan, &y, &out)?;
         }

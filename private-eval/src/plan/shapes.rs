@@ -147,7 +147,7 @@ pub fn layernorm_waves(
                 .iter()
                 .map(|m| LnWave::Product {
                     elems: m.a.0 + m.b.0,
-                    out: m.out,
+                    out: m.out * (1 + m.pair as usize),
                 }),
         );
         return out;
@@ -222,19 +222,21 @@ pub fn layernorm_truncs(
 }
 
 /// One element-wise product of a fused norm: each operand's `(values, shift)` and the
-/// outputs (an operand of `rows` values is broadcast along its row).
+/// outputs (an operand of `rows` values is broadcast along its row); `pair`: the same
+/// exchange also squares `b` ([`crate::protocols::fused::pair`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NormProduct {
     pub a: (usize, u32),
     pub b: (usize, u32),
     pub out: usize,
+    pub pair: bool,
 }
 
-/// A fused norm's products in order: per Newton iteration `p = v y`, `q = p y` and
-/// `y w` with `w = 1.5 - q / 2` at `2f + 1` bits (so truncated by `f + 1`); then `power`
-/// scalings of the numerator (at `f`, then `2f`) by `y`. The variances `v` carry `sv`
-/// bits above `f` ([`variance_shift`]), and so the first guess `y` `f + sv`; every
-/// other operand but the numerator's first is at `2f`, truncated in its opening.
+/// A fused norm's products in order: per Newton iteration two exchanges, `p = v y` with
+/// `y^2` (a pair: both see one truncation `u` of `y`), then `t = (p / 2) y^2` at `3f`,
+/// so that `y' = 1.5 u - t / 2 = u (1.5 - v u^2 / 2)` is Newton's step, at `3f`; then
+/// `power` scalings of the numerator (at `f`, then `2f`) by `y'`. The variances `v`
+/// carry `sv` bits above `f` ([`variance_shift`]), and so the first guess `y` `f + sv`.
 pub fn norm_products(
     plan: &SecurePlan,
     rows: usize,
@@ -243,21 +245,23 @@ pub fn norm_products(
     sv: u32,
 ) -> Vec<NormProduct> {
     let f = plan.frac_bits;
-    let row = |a: u32, b: u32| NormProduct {
+    let row = |a: u32, b: u32, pair: bool| NormProduct {
         a: (rows, a),
         b: (rows, b),
         out: rows,
+        pair,
     };
     let mut v = Vec::new();
     for i in 0..p.newton {
-        let sy = if i == 0 { f + sv } else { f };
-        v.extend([row(sv, sy), row(f, sy), row(sy, f + 1)]);
+        let sy = if i == 0 { f + sv } else { 2 * f };
+        v.extend([row(sv, sy, true), row(f + 1, 0, false)]);
     }
     for i in 0..p.power {
         v.push(NormProduct {
-            a: (rows, f),
+            a: (rows, 2 * f),
             b: (rows * c, if i == 0 { 0 } else { f }),
             out: rows * c,
+            pair: false,
         });
     }
     v

@@ -275,7 +275,7 @@ impl<'a> Generator<'a> {
                 fused::fill_square(s0, s1, d);
                 fill_cmp(c0, c1);
                 for (m0, m1) in p0.iter().zip(p1.iter_mut()) {
-                    fused::fill_product(m0, m1, rows);
+                    fused::fill_pair(m0, m1, rows);
                 }
                 if let (Some(t0), Some(t1)) = (r0, r1) {
                     trunc::fill(t0, t1);

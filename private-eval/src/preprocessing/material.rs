@@ -14,7 +14,7 @@ use crate::arith::prg::Prg;
 use crate::party::Party;
 use crate::plan::{CmpWidth, SecurePlan, Step};
 use crate::protocols::dcf::{Bit, Cws, DcfKey, Group, Pair};
-use crate::protocols::fused::{Operand, ProductMat, SquareMat};
+use crate::protocols::fused::{Operand, PairMat, ProductMat, SquareMat};
 use crate::protocols::trunc::TruncMat;
 use std::io::Read;
 
@@ -90,7 +90,7 @@ pub enum StepMat {
     FusedNorm {
         square: SquareMat,
         cmp: CmpMat,
-        products: Vec<ProductMat>,
+        products: Vec<PairMat>,
         z_trunc: Option<TruncMat>,
     },
 }
@@ -228,6 +228,19 @@ fn draw_product(
     }
 }
 
+/// A fused norm's product's material, with the square of `b` for a pair.
+fn draw_pair(prg: &mut Prg, party: Party, m: &crate::plan::shapes::NormProduct) -> PairMat {
+    let product = draw_product(prg, party, m.a, m.b, m.out);
+    let n = if m.pair { m.b.0 } else { 0 };
+    let square_c = share_or_zero(prg, party, n);
+    let square_cross = low_shares(prg, party, n, m.b.1);
+    PairMat {
+        product,
+        square_c,
+        square_cross,
+    }
+}
+
 /// The material of `rows` row sums of `d` squares truncated by `shift`, corrections zero.
 fn draw_square(prg: &mut Prg, party: Party, rows: usize, d: usize, shift: u32) -> SquareMat {
     let x = draw_operand(prg, party, rows * d, shift);
@@ -307,7 +320,7 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
             let sv = variance_shift(plan, inv_sqrt, *shifts);
             let products = norm_products(plan, rows, c, inv_sqrt, sv)
                 .iter()
-                .map(|m| draw_product(prg, party, m.a, m.b, m.out))
+                .map(|m| draw_pair(prg, party, m))
                 .collect();
             let z_trunc = (shifts[1] > 0).then(|| trunc(prg, party, rows * c, shifts[1]));
             StepMat::FusedNorm {
@@ -452,13 +465,20 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
             }
             out.push(PairKeys(&mut cmp.keys, cmp.width.domain()));
             if server {
-                for m in products {
+                for PairMat {
+                    product: m,
+                    square_c,
+                    square_cross,
+                } in products
+                {
                     let (sa, sb) = (m.a.shift, m.b.shift);
                     operand_corrections(&mut m.a, &mut out);
                     operand_corrections(&mut m.b, &mut out);
                     out.push(Ring(&mut m.c));
                     out.push(Low(&mut m.cross_a, sb));
                     out.push(Low(&mut m.cross_b, sa));
+                    out.push(Ring(square_c));
+                    out.push(Low(square_cross, sb));
                 }
                 if let Some(t) = z_trunc {
                     out.push(Low(&mut t.gamma, t.bits));

@@ -58,6 +58,16 @@ pub struct SquareMat {
     pub cross: Vec<u64>,
 }
 
+/// A product `a b` and the square `b^2` from one opening of each operand (a Newton
+/// step's `v y` and `y^2`, which must see the same truncation of `y`): the product's
+/// material, and shares of `base_b^2` (ring) and mod `2^s` of `t_b base_b`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PairMat {
+    pub product: ProductMat,
+    pub square_c: Vec<u64>,
+    pub square_cross: Vec<u64>,
+}
+
 const OFFSET: u64 = 1 << 62;
 
 fn low(v: u64, bits: u32) -> u64 {
@@ -232,6 +242,52 @@ pub fn product(
         .collect()
 }
 
+/// The server's corrections of a pair (`rows` rows; `b` one column).
+pub fn fill_pair(m0: &PairMat, m1: &mut PairMat, rows: usize) {
+    fill_product(&m0.product, &mut m1.product, rows);
+    if m0.square_c.is_empty() {
+        return;
+    }
+    let (b, t) = Operand::join(&m0.product.b, &m1.product.b);
+    let s = m1.product.b.shift;
+    for k in 0..b.len() {
+        m1.square_c[k] = b[k].wrapping_mul(b[k]).wrapping_sub(m0.square_c[k]);
+        if s > 0 {
+            m1.square_cross[k] = low(t[k].wrapping_mul(b[k]).wrapping_sub(m0.square_cross[k]), s);
+        }
+    }
+}
+
+/// This party's shares of `a b`, of `b^2` and of `b` itself as truncated (the value
+/// both products saw), from both operands' openings.
+pub fn pair(
+    party: Party,
+    m: &PairMat,
+    open_a: &[u64],
+    open_b: &[u64],
+    rows: usize,
+) -> [Vec<u64>; 3] {
+    let ab = product(party, &m.product, open_a, open_b, rows);
+    let square = SquareMat {
+        x: m.product.b.clone(),
+        c: m.square_c.clone(),
+        cross: m.square_cross.clone(),
+    };
+    let bb = square_sums(party, &square, open_b, 1);
+    let b = m
+        .product
+        .b
+        .public(open_b)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (x, w))| {
+            let own = if party == Party::Client { x } else { 0 };
+            own.wrapping_sub(m.product.b.mask(k, w))
+        })
+        .collect();
+    [ab, bb, b]
+}
+
 /// This party's share of each row's sum of squares (rows of `d` values), from the
 /// operand's opening.
 pub fn square_sums(party: Party, m: &SquareMat, opened: &[u64], d: usize) -> Vec<u64> {
@@ -364,6 +420,46 @@ mod tests {
                 });
                 assert!(ok, "{sa} {sb}: {} * {} gave {got}", xa[i], xb[k]);
             }
+        }
+    }
+
+    /// A pair's three outputs see one truncation of `b`: `a b = (floor(a / 2^sa) + e_a)
+    /// u`, `b^2 = u^2` and the share of `b` sums to `u`, for one `u = floor(b / 2^sb) + e`.
+    #[test]
+    fn a_pair_sees_one_truncation_of_its_shared_operand() {
+        let mut prg = Prg::new(13);
+        let (rows, sa, sb) = (300, 0u32, 16u32);
+        let (xa, a0, a1) = values(&mut prg, rows, 24);
+        let (xb, b0, b1) = values(&mut prg, rows, 40);
+        let mut m = [Party::Client, Party::Server].map(|p| {
+            let mut draw = |bits: u32| match p {
+                Party::Client => prg.gen(rows).into_iter().map(|v| low(v, bits)).collect(),
+                Party::Server => vec![0; rows],
+            };
+            let (c, cross_a, square_c, square_cross) = (draw(64), draw(sb), draw(64), draw(sb));
+            PairMat {
+                product: ProductMat {
+                    a: operand(&mut prg, p, rows, sa),
+                    b: operand(&mut prg, p, rows, sb),
+                    c,
+                    cross_a,
+                    cross_b: Vec::new(),
+                },
+                square_c,
+                square_cross,
+            }
+        });
+        let [m0, m1] = &mut m;
+        fill_pair(m0, m1, rows);
+        let oa = opened([&m0.product.a, &m1.product.a], [&a0, &a1]);
+        let ob = opened([&m0.product.b, &m1.product.b], [&b0, &b1]);
+        let [ab0, bb0, u0] = pair(Party::Client, m0, &oa, &ob, rows);
+        let [ab1, bb1, u1] = pair(Party::Server, m1, &oa, &ob, rows);
+        for k in 0..rows {
+            let u = u0[k].wrapping_add(u1[k]) as i64;
+            assert!((0..=2).contains(&(u - (xb[k] >> sb))), "{} gave {u}", xb[k]);
+            assert_eq!(ab0[k].wrapping_add(ab1[k]) as i64, xa[k] * u);
+            assert_eq!(bb0[k].wrapping_add(bb1[k]) as i64, u * u);
         }
     }
 
