@@ -16,9 +16,14 @@ target=${BASE_TARGET:-$PWD/target/base}
 mine=${CARGO_TARGET_DIR:-$PWD/target}
 out=results/rounds
 [ -d "$tree" ] || git worktree add --detach "$tree" "$base"
-(cd "$tree" && CARGO_TARGET_DIR="$target" cargo build --profile "$profile" -p cryptpeft-cli)
+# Cargo names a workspace crate's artifacts by its path inside the workspace, so two
+# trees sharing a target directory share them: touching a tree's sources makes cargo
+# rebuild from that tree rather than reuse the other's.
+(cd "$tree" && find . -name '*.rs' -not -path './target/*' -exec touch {} + &&
+  CARGO_TARGET_DIR="$target" cargo build --profile "$profile" -p cryptpeft-cli)
 mkdir -p target/base-bin "$out"
 cp "$target/$dir/cryptpeft" target/base-bin/cryptpeft
+find types private-eval deploy cost-model train cli search -name '*.rs' -exec touch {} +
 cargo build --profile "$profile" -p cryptpeft-cli
 "$mine/$dir/cryptpeft" rounds --out results/rounds.csv
 for a in "--adapter h=1,r=300,s=1" "--adapter h=1,r=300,s=1 --norm layernorm" "--baseline sft-1"; do
