@@ -599,7 +599,9 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                 ops += 2.0 * (heads * m * k * n) as f64;
                 words += 3.0 * (heads * (m * k + k * n + m * n)) as f64;
             }
-            Step::Square { x, .. } => words += 4.0 * size(plan, *x) as f64,
+            Step::Square { x, shift, .. } => {
+                words += if *shift > 0 { 7.0 } else { 4.0 } * size(plan, *x) as f64
+            }
             Step::Spline { x, bits, .. } => {
                 keys(size(plan, *x), CmpWidth::spline(*bits, plan.frac_bits));
                 words += 6.0 * size(plan, *x) as f64;

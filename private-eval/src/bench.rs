@@ -119,7 +119,14 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                     c,
                 ),
                 "max" => (Step::RowMax { out: 2, x: 1, bits }, 1),
-                _ => (Step::Square { out: 2, x: 1 }, c),
+                _ => (
+                    Step::Square {
+                        out: 2,
+                        x: 1,
+                        shift: 0,
+                    },
+                    c,
+                ),
             };
             let p = plan(
                 [input("x", n, c), vec![wire("y", n, out_cols, shared)]].concat(),
@@ -294,7 +301,11 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                 .concat(),
                 vec![
                     public(0),
-                    Step::Square { out: 2, x: 1 },
+                    Step::Square {
+                        out: 2,
+                        x: 1,
+                        shift: 0,
+                    },
                     Step::LayerNorm {
                         out: 3,
                         x: 2,

@@ -207,12 +207,18 @@ pub struct Comm {
 /// them: `bytes` and `rounds` are what `Stats` reports on the client end after the
 /// synchronizing exchange that ends setup.
 pub fn simulate(plan: &SecurePlan) -> Comm {
+    simulate_keeping(plan, |_, _| true)
+}
+
+/// [`simulate`] with only the frames `keep` admits.
+fn simulate_keeping(plan: &SecurePlan, keep: impl Fn(&Step, &Msg) -> bool) -> Comm {
     let mut seen = [0u64; 2];
     let mut max_depth = 0u64;
     let mut steps = Vec::with_capacity(plan.steps.len());
     let (mut c2s, mut s2c, mut frames) = (0u64, 0u64, 0u64);
     for step in &plan.steps {
-        let msgs = step_messages(plan, step);
+        let mut msgs = step_messages(plan, step);
+        msgs.retain(|m| keep(step, m));
         let before = max_depth;
         let mut out = Vec::with_capacity(msgs.len());
         let mut bytes = 0;
@@ -299,7 +305,11 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 let (m, _, n) = head_shapes(plan, *a, *b, *heads, *kind);
                 ring(heads * m * n)
             }
-            Step::Square { x, .. } => ring(plan.wires[*x].rows * plan.wires[*x].cols),
+            Step::Square { x, shift, .. } => {
+                // Fused: the operand's wrap and top bits, the cross term.
+                let n = plan.wires[*x].rows * plan.wires[*x].cols;
+                ring(n) + 3 * low(n * (*shift > 0) as usize, *shift)
+            }
             Step::Spline { x, bits, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
                 cmp(n, CmpWidth::spline(*bits, plan.frac_bits))
@@ -381,3 +391,77 @@ pub fn offline_bytes(plan: &SecurePlan) -> u64 {
 /// Largest piece of a dealer's half, or of the setup `E`, in one frame: no message needs
 /// a frame limit of its own size.
 pub const CHUNK: usize = 4 << 20;
+
+impl SecurePlan {
+    /// The dependency-depth bound: the plan's rounds ([`simulate`], the transport's rule)
+    /// with every frame a fused protocol can do without removed: truncation exchanges
+    /// (`Truncate` steps and a norm's own), ReLU's select and the reveal. No protocol
+    /// built from this plan's gates takes fewer rounds, so measured rounds over this
+    /// bound is what truncations, selects and the reveal cost in round trips.
+    pub fn depth_bound(&self) -> u64 {
+        simulate_keeping(self, |step, m| match step {
+            Step::Truncate { .. } | Step::Reveal { .. } => false,
+            Step::Relu { .. } => m.wave == 0,
+            Step::LayerNorm {
+                x,
+                z,
+                inv_sqrt,
+                shifts,
+                ..
+            } => {
+                let (rows, d, c) = self.norm_shape(*x, *z);
+                let waves = layernorm_waves(self, rows, d, c, inv_sqrt, *shifts);
+                !matches!(waves[m.wave as usize], LnWave::Truncate(_))
+            }
+            _ => true,
+        })
+        .rounds
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use crate::model::OwcModel;
+    use crate::plan::lower::{lower, LowerOptions};
+    use cryptpeft_types::{AdapterSpec, BackboneSpec};
+
+    fn bound(spec: &str) -> (u64, u64) {
+        let spec: AdapterSpec = spec.parse().unwrap();
+        let model = OwcModel::symbolic(spec, BackboneSpec::vit_b16(), 100);
+        let plan = lower(&model, LowerOptions::default()).unwrap().0;
+        (
+            plan.depth_bound(),
+            crate::online::comm::simulate(&plan).rounds,
+        )
+    }
+
+    #[test]
+    fn the_papers_cifar_adapter_needs_seven_openings() {
+        // Input, scores product, scores opening, mix product, its opening, ReLU,
+        // the head's opening; the reveal rides on the last.
+        let (bound, rounds) = bound("h=1,r=300,s=1");
+        assert_eq!((bound, rounds), (7, 8));
+    }
+
+    #[test]
+    fn no_plan_takes_fewer_rounds_than_its_bound() {
+        for attn in ["linatten", "softmax", "relu-softmax", "2quad", "none"] {
+            for norm in ["affine", "layernorm", "none"] {
+                for act in ["relu", "gelu", "square"] {
+                    let spec = format!("h=2,r=32,s=2,k=2,attn={attn},norm={norm},act={act}");
+                    let (bound, rounds) = bound(&spec);
+                    assert!(0 < bound && bound <= rounds, "{spec}: {bound} > {rounds}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_chains_count_once() {
+        // Two scopes open their hidden states at once: one more adapter block adds
+        // its own products, not another input opening.
+        let (one, _) = bound("h=1,r=64,s=1,attn=none");
+        let (two, _) = bound("h=1,r=64,s=2,attn=none");
+        assert!(two > one && two < 2 * one, "{one} {two}");
+    }
+}

@@ -625,7 +625,21 @@ impl State<'_> {
                 let res = relu(self.p, chan, v, &m).map_err(|e| self.terr(step, e))?;
                 self.shares[*out] = Some(res);
             }
-            Step::Square { out, x } => {
+            Step::Square { out, x, shift } if *shift > 0 => {
+                let StepMat::FusedSquare(m) = mat else {
+                    return Err(bad("a fused square's material"));
+                };
+                let n = self.share(*x).len();
+                let x_ok = m.x.r.len() == n && m.x.shift == *shift && m.x.top.len() == n;
+                if !x_ok || m.c.len() != n || m.cross.len() != n {
+                    return Err(bad(&format!("a fused square's material for {n} values")));
+                }
+                let o = self
+                    .open_both(chan, m.x.masked(self.share(*x), self.p))
+                    .map_err(|e| self.terr(step, e))?;
+                self.shares[*out] = Some(fused::square_sums(self.p, &m, &o, 1));
+            }
+            Step::Square { out, x, .. } => {
                 let StepMat::Square(t) = mat else {
                     return Err(bad("a square pair"));
                 };

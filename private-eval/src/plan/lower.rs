@@ -113,6 +113,16 @@ fn insert_truncations(
                     step_reads.clear();
                 }
             }
+            // A square truncates its input in its opening.
+            Step::Square { x, shift, .. } => {
+                if let Some(s) = shift_of(&pending, *x).filter(|s| *s <= 2 * frac_bits) {
+                    *shift = s;
+                    if !read_later(i + 1, *x, None) {
+                        pending.retain(|(p, _)| p != &*x);
+                    }
+                    step_reads.clear();
+                }
+            }
             // Columns of a pending wire carry its bits.
             Step::Slice { x, .. } if shift_of(&pending, *x).is_some() => {
                 if !read_later(i + 1, *x, None) {
@@ -569,7 +579,11 @@ impl Lowering {
                     self.form(s, Rows::All)
                         .plus_bias(Mat::new(1, n, vec![TWO_QUAD_SHIFT; n]));
                 let t = self.materialize(&shifted, &format!("{bp}.shifted"));
-                self.body.push(Step::Square { out: w, x: t });
+                self.body.push(Step::Square {
+                    out: w,
+                    x: t,
+                    shift: 0,
+                });
                 0.0
             }
             _ => {
@@ -706,7 +720,7 @@ impl Lowering {
         let out = self.wire(name, rows, cols, WireKind::Shared);
         let bits = self.opts.relu_bits;
         self.body.push(match act {
-            Activation::Square => Step::Square { out, x },
+            Activation::Square => Step::Square { out, x, shift: 0 },
             Activation::Gelu => Step::Spline {
                 out,
                 x,

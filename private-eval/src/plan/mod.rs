@@ -5,7 +5,6 @@
 //! checks, lowering from a model, the wire layout of head outputs and the plaintext
 //! interpreter that gives a plan its meaning.
 
-pub mod depth;
 pub mod layout;
 pub mod lower;
 pub mod plain;
@@ -309,8 +308,15 @@ pub enum Step {
         shift: u32,
     },
     /// Element-wise `x^2` with a dealer square pair `(a, a^2)`: one simultaneous
-    /// exchange of `x - a`; the output is at `2f` bits like a product.
-    Square { out: WireId, x: WireId },
+    /// exchange of `x - a`; the output is at `2f` bits like a product. With `shift` > 0
+    /// the input carries `shift` bits above `f` and its opening truncates them
+    /// ([`crate::protocols::fused`]).
+    Square {
+        out: WireId,
+        x: WireId,
+        #[serde(default)]
+        shift: u32,
+    },
     /// A spline ([`SplineFn`]) from one comparison opening (the DCF keys give
     /// `[x >= t]` and its product with `x` for every threshold) on `bits`-bit inputs
     /// ([`CmpWidth::spline`]); the output is at `2f` bits like a product.
@@ -550,9 +556,13 @@ impl SecurePlan {
                         ));
                     }
                 }
-                Step::Square { out, x } => {
+                Step::Square { out, x, shift } => {
                     wire(*out)?;
                     wire(*x)?;
+                    let fused = [self.frac_bits, 2 * self.frac_bits].contains(shift);
+                    if *shift != 0 && !(fused && self.exact_truncation) {
+                        return Err(format!("a square truncating by {shift} bits"));
+                    }
                 }
                 Step::Slice { out, x, from, to } => {
                     wire(*out)?;

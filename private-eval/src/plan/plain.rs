@@ -111,7 +111,7 @@ fn eval_wires(
                 vals[*o] = Some(to_mat(head_assemble(*kind, parts)));
             }
             Step::Relu { out: o, x, .. } => vals[*o] = Some(get(&vals, *x).map(|v| v.max(0.0))),
-            Step::Square { out: o, x } => vals[*o] = Some(get(&vals, *x).map(|v| v * v)),
+            Step::Square { out: o, x, .. } => vals[*o] = Some(get(&vals, *x).map(|v| v * v)),
             Step::Spline {
                 out: o, x, func, ..
             } => vals[*o] = Some(get(&vals, *x).map(|v| func.exact(v))),

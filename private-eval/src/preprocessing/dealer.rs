@@ -219,6 +219,9 @@ impl<'a> Generator<'a> {
                     fill_cmp(c0, c1);
                 }
             }
+            (Step::Square { .. }, StepMat::FusedSquare(s0), StepMat::FusedSquare(s1)) => {
+                fused::fill_square(s0, s1, 1)
+            }
             (Step::Square { .. }, StepMat::Square(t0), StepMat::Square(t1)) => {
                 let a = ring::add(&t0.a, &t1.a);
                 t1.c = correct(&ring::mul_bcast(&a, 1, &a, 1, a.len()), &t0.c);

@@ -85,6 +85,8 @@ pub enum StepMat {
     },
     /// Truncations by `f` and (wide wires) by `2f`.
     Truncate([TruncMat; 2]),
+    /// A square of an input truncated in its opening (rows of one value).
+    FusedSquare(SquareMat),
     /// A fused norm ([`crate::plan::SecurePlan::fused_norm`]): its square, comparison,
     /// products and the numerator's truncation (riding on the comparison) if it has one.
     FusedNorm {
@@ -293,7 +295,12 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
         Step::Relu { x, bits, shift, .. } => {
             StepMat::Relu(draw_relu(prg, party, size(*x), *bits, *shift))
         }
-        Step::Square { x, .. } => StepMat::Square(triple(prg, party, size(*x), 0, size(*x))),
+        Step::Square { x, shift: 0, .. } => {
+            StepMat::Square(triple(prg, party, size(*x), 0, size(*x)))
+        }
+        Step::Square { x, shift, .. } => {
+            StepMat::FusedSquare(draw_square(prg, party, size(*x), 1, *shift))
+        }
         Step::Spline { x, bits, .. } => StepMat::Spline(draw_cmp(
             prg,
             party,
@@ -386,6 +393,14 @@ fn cmp_corrections<'a>(cmp: &'a mut CmpMat, server: bool, out: &mut Vec<Correcti
     out.push(Correction::PairKeys(&mut cmp.keys, cmp.width.domain()));
 }
 
+/// A fused square's corrections: its operand's, then the squares' and cross terms.
+fn square_corrections<'a>(square: &'a mut SquareMat, out: &mut Vec<Correction<'a>>) {
+    let s = square.x.shift;
+    operand_corrections(&mut square.x, out);
+    out.push(Correction::Ring(&mut square.c));
+    out.push(Correction::Low(&mut square.cross, s));
+}
+
 /// A fused operand's corrections: its shares of `omega` and `msb(r)`.
 fn operand_corrections<'a>(o: &'a mut Operand, out: &mut Vec<Correction<'a>>) {
     out.push(Correction::Low(&mut o.omega, o.shift));
@@ -449,6 +464,11 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
                 out.extend(truncs.iter_mut().map(|t| Low(&mut t.gamma, t.bits)));
             }
         }
+        StepMat::FusedSquare(square) => {
+            if server {
+                square_corrections(square, &mut out);
+            }
+        }
         StepMat::FusedNorm {
             square,
             cmp,
@@ -456,10 +476,7 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
             z_trunc,
         } => {
             if server {
-                let s = square.x.shift;
-                operand_corrections(&mut square.x, &mut out);
-                out.push(Ring(&mut square.c));
-                out.push(Low(&mut square.cross, s));
+                square_corrections(square, &mut out);
                 out.push(Ring(&mut cmp.b));
                 out.push(Ring(&mut cmp.br));
             }
