@@ -974,7 +974,7 @@ impl State<'_> {
         let segs = segments(&ts, 0.5, f);
         let (mut y, theirs) =
             self.piecewise_at(chan, (&v, v_bits), (&ts, &segs), f, &cmp, &rider)?;
-        let mut out = match z_trunc {
+        let out = match z_trunc {
             Some(_) => trunc::finish(self.p, &groups, pending, &theirs)?.remove(0),
             None => zs.to_vec(),
         };
@@ -1008,10 +1008,10 @@ impl State<'_> {
             let (m, oa, ob) = open2(chan, a, b)?;
             Ok(fused::product(self.p, &m.product, &oa, &ob, rows))
         };
-        for _ in 0..params.power {
-            out = mul(chan, &y, &out)?;
+        if params.power == 2 {
+            y = mul(chan, &y, &y)?;
         }
-        Ok(out)
+        Ok(mul(chan, &y, &out)?)
     }
 
     fn terr(&self, step: &Step, e: TransportError) -> ExecError {

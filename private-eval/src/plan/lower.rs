@@ -150,7 +150,7 @@ fn insert_truncations(
                 inv_sqrt,
                 shifts,
                 ..
-            } if inv_sqrt.newton > 0 => {
+            } if inv_sqrt.newton > 0 && inv_sqrt.power <= 2 => {
                 let (sx, sz) = (shift_of(&pending, *x), shift_of(&pending, *z));
                 // The square truncates `x` by `f` or `2f`; a row total of `x` at `2f` is
                 // compared as it is, one at `3f` could not be; `z` by either, in the
@@ -206,7 +206,9 @@ fn insert_truncations(
             }
             Step::LayerNorm {
                 out: o, inv_sqrt, ..
-            } if inv_sqrt.newton > 0 => pending.push((*o, frac_bits)),
+            } if inv_sqrt.newton > 0 && inv_sqrt.power <= 2 => {
+                pending.push((*o, inv_sqrt.power * frac_bits))
+            }
             Step::HeadMatMul { out: o, .. }
             | Step::Square { out: o, .. }
             | Step::Spline { out: o, .. } => pending.push((*o, frac_bits)),

@@ -343,7 +343,7 @@ pub enum Step {
         inv_sqrt: InvSqrtParams,
         /// Bits `x` and `z` carry above `f` (0 or `f`): a fused norm
         /// ([`SecurePlan::fused_norm`]) truncates them in its own exchanges, and leaves
-        /// its output at `2f`.
+        /// its output at `2f` (LayerNorm) or `3f` (a row normalization).
         #[serde(default)]
         shifts: [u32; 2],
     },
@@ -645,10 +645,11 @@ impl SecurePlan {
     }
 
     /// Whether a norm runs fused ([`crate::protocols::fused`]): under exact truncation with
-    /// Newton, its products truncate their operands in their own openings, so the
-    /// norm takes one exchange per product and leaves its output at `2f`.
+    /// Newton, and a power of 1 or 2, its products truncate their operands in their own
+    /// openings, so the norm takes one exchange per product and leaves its output at
+    /// `2f` (LayerNorm) or `3f` (a row normalization).
     pub fn fused_norm(&self, p: &InvSqrtParams) -> bool {
-        self.exact_truncation && p.newton > 0
+        self.exact_truncation && p.newton > 0 && p.power <= 2
     }
 
     /// Fractional bits of the slopes of a norm's first guess, from the comparison's one

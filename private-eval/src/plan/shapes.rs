@@ -235,7 +235,8 @@ pub struct NormProduct {
 /// A fused norm's products in order: per Newton iteration two exchanges, `p = v y` with
 /// `y^2` (a pair: both see one truncation `u` of `y`), then `t = (p / 2) y^2` at `3f`,
 /// so that `y' = 1.5 u - t / 2 = u (1.5 - v u^2 / 2)` is Newton's step, at `3f`; then
-/// `power` scalings of the numerator (at `f`, then `2f`) by `y'`. The variances `v`
+/// the numerator (at `f`) scaled by `y'` (LayerNorm, output at `2f`) or by `y'^2` kept at
+/// `2f` (a row normalization, output at `3f`). The variances `v`
 /// carry `sv` bits above `f` ([`variance_shift`]), and so the first guess `y` `f + sv`.
 pub fn norm_products(
     plan: &SecurePlan,
@@ -256,13 +257,17 @@ pub fn norm_products(
         let sy = if i == 0 { f + sv } else { 2 * f };
         v.extend([row(sv, sy, true), row(f + 1, 0, false)]);
     }
-    for i in 0..p.power {
-        v.push(NormProduct {
-            a: (rows, 2 * f),
-            b: (rows * c, if i == 0 { 0 } else { f }),
-            out: rows * c,
-            pair: false,
-        });
+    let scale = |a: u32| NormProduct {
+        a: (rows, a),
+        b: (rows * c, 0),
+        out: rows * c,
+        pair: false,
+    };
+    match p.power {
+        // `u^2` at `2f` from one product of two openings of `y'`, then `z u^2` at `3f`:
+        // one product of the numerator's size instead of two.
+        2 => v.extend([row(2 * f, 2 * f, false), scale(0)]),
+        _ => v.push(scale(2 * f)),
     }
     v
 }
