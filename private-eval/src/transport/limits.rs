@@ -12,7 +12,7 @@ pub struct TransportConfig {
     /// Longest wait for a frame to start (and for the peer to take ours).
     pub read_timeout: Duration,
     /// Largest payload accepted or sent; checked before any allocation. Roles lower
-    /// it per message kind ([`Channel::limit`]).
+    /// it per message kind ([`Channel::limit`](super::Channel::limit)).
     pub max_frame_bytes: u64,
     /// Slowest rate a frame may travel at (bytes per second): a frame of `b` bytes
     /// must be read, or taken by the peer, within
