@@ -308,7 +308,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
             Step::Square { x, shift, .. } => {
                 // Fused: the operand's wrap and top bits, the cross term.
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
-                ring(n) + 3 * low(n * (*shift > 0) as usize, *shift)
+                ring(n) + 3 * low(n, *shift)
             }
             Step::Spline { x, bits, .. } => {
                 let n = plan.wires[*x].rows * plan.wires[*x].cols;
@@ -336,7 +336,7 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 let (rows, d, c) = plan.norm_shape(*x, *z);
                 // Operands: `omega` and `msb(r)` mod 2^s; products: `base_a base_b` and
                 // the two cross terms mod 2^s ([`crate::protocols::fused`]).
-                let operand = |(n, s): (usize, u32)| 2 * low(n * (s > 0) as usize, s);
+                let operand = |(n, s): (usize, u32)| 2 * low(n, s);
                 let sq = if inv_sqrt.squares { rows * d } else { 0 };
                 // The squares' material: one ring element per row (their sum).
                 let square = operand((sq, shifts[0])) + ring(sq / d.max(1)) + low(sq, shifts[0]);
@@ -352,12 +352,12 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                         operand(m.a)
                             + operand(m.b)
                             + ring(m.out)
-                            + low(m.out * (m.b.1 > 0) as usize, m.b.1)
-                            + low(m.out * (m.a.1 > 0) as usize, m.a.1)
+                            + low(m.out, m.b.1)
+                            + low(m.out, m.a.1)
                             + square
                     })
                     .sum();
-                let truncs = low(rows * c * (shifts[1] > 0) as usize, shifts[1]);
+                let truncs = low(rows * c, shifts[1]);
                 square + products + truncs + cmp(rows, CmpWidth::FULL)
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {

@@ -15,7 +15,7 @@ use crate::plan::*;
 use crate::preprocessing::dealer::ModelMasks;
 use crate::preprocessing::material::{CmpMat, ReluMat, Source, StepMat, Triple};
 use crate::protocols::dcf::DcfKey;
-use crate::protocols::fused::{self, Operand, PairMat, SquareMat};
+use crate::protocols::fused::{self, PairMat, SquareMat};
 use crate::protocols::trunc;
 use crate::protocols::trunc::TruncMat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
@@ -630,8 +630,7 @@ impl State<'_> {
                     return Err(bad("a fused square's material"));
                 };
                 let n = self.share(*x).len();
-                let x_ok = m.x.r.len() == n && m.x.shift == *shift && m.x.top.len() == n;
-                if !x_ok || m.c.len() != n || m.cross.len() != n {
+                if !m.x.fits(n, *shift) || m.c.len() != n || m.cross.len() != n {
                     return Err(bad(&format!("a fused square's material for {n} values")));
                 }
                 let o = self
@@ -929,22 +928,15 @@ impl State<'_> {
         let sv = variance_shift(self.plan, params, norm.shifts);
         let shapes = norm_products(self.plan, rows, c, params, sv);
         let sq_len = if params.squares { rows * d } else { 0 };
-        let operand_fits = |o: &Operand, (n, s): (usize, u32)| {
-            o.r.len() == n
-                && o.shift == s
-                && [&o.omega, &o.top]
-                    .iter()
-                    .all(|v| v.len() == n * (s > 0) as usize)
-        };
         let z_len = if norm.shifts[1] > 0 { rows * c } else { 0 };
         let fits = square.c.len() == sq_len / d.max(1)
-            && operand_fits(&square.x, (sq_len, norm.shifts[0]))
+            && square.x.fits(sq_len, norm.shifts[0])
             && products.len() == shapes.len()
             && products.iter().zip(&shapes).all(|(m, s)| {
                 let squares = if s.pair { s.b.0 } else { 0 };
                 let p = &m.product;
-                operand_fits(&p.a, s.a)
-                    && operand_fits(&p.b, s.b)
+                p.a.fits(s.a.0, s.a.1)
+                    && p.b.fits(s.b.0, s.b.1)
                     && p.c.len() == s.out
                     && m.square_c.len() == squares
             })

@@ -88,6 +88,16 @@ fn at(k: usize, cols: usize, cols_x: usize) -> usize {
 }
 
 impl Operand {
+    /// Whether this is the material of `n` values truncated by `shift`: what a party
+    /// checks before it runs a product on a half it did not draw itself.
+    pub fn fits(&self, n: usize, shift: u32) -> bool {
+        let truncated = if shift > 0 { n } else { 0 };
+        self.r.len() == n
+            && self.shift == shift
+            && self.omega.len() == truncated
+            && self.top.len() == truncated
+    }
+
     /// This party's half of the opening `x + r` (`+ 2^62` from the client when truncating).
     pub fn masked(&self, x: &[u64], party: Party) -> Vec<u64> {
         let off = if self.shift > 0 && party == Party::Client {
