@@ -387,6 +387,29 @@ mod tests {
         (set, pre)
     }
 
+    /// A request of the tests' defaults: backbone id `a`, from layer 1, no views.
+    fn request<'a>(
+        vit: &'a Vit,
+        set: &'a ImageSet,
+        pre: &'a Preprocess,
+        dir: Option<&'a Path>,
+        storage: Storage,
+    ) -> CacheRequest<'a> {
+        CacheRequest {
+            vit,
+            vit_id: "a",
+            set,
+            describe: "test",
+            pre,
+            first: 1,
+            views: 0,
+            seed: 0,
+            dir,
+            progress: false,
+            storage,
+        }
+    }
+
     #[test]
     fn every_input_changes_the_key() {
         let device = crate::cpu();
@@ -394,17 +417,11 @@ mod tests {
         let (set, pre) = images(vec![0.5; 2 * 3 * 4 * 4], vec![0, 1]);
         let req = |vit_id, set, pre, first, views, seed| {
             CacheRequest {
-                vit: &vit,
                 vit_id,
-                set,
-                describe: "test",
-                pre,
                 first,
                 views,
                 seed,
-                dir: None,
-                progress: false,
-                storage: Default::default(),
+                ..request(&vit, set, pre, None, Storage::default())
             }
             .key()
         };
@@ -424,21 +441,9 @@ mod tests {
         let mut p2 = pre.clone();
         p2.std = vec![0.25];
         assert_ne!(base, req("a", &set, &p2, 1, 0, 0));
-        let (f, info) = CacheRequest {
-            vit: &vit,
-            vit_id: "a",
-            set: &set,
-            describe: "test",
-            pre: &pre,
-            first: 1,
-            views: 0,
-            seed: 0,
-            dir: None,
-            progress: false,
-            storage: Default::default(),
-        }
-        .get(&device)
-        .unwrap();
+        let (f, info) = request(&vit, &set, &pre, None, Storage::default())
+            .get(&device)
+            .unwrap();
         assert!(!info.hit);
         assert_eq!(f.states.len(), 3);
         assert_eq!(f.states[0].shape(), [2, 17, 32]);
@@ -452,21 +457,9 @@ mod tests {
         let (set, pre) = images(pixels, vec![0, 1, 1]);
         let tmp = tempfile::tempdir().unwrap();
         let get = |storage| {
-            CacheRequest {
-                vit: &vit,
-                vit_id: "a",
-                set: &set,
-                describe: "test",
-                pre: &pre,
-                first: 1,
-                views: 0,
-                seed: 0,
-                dir: Some(tmp.path()),
-                progress: false,
-                storage,
-            }
-            .get(&device)
-            .unwrap()
+            request(&vit, &set, &pre, Some(tmp.path()), storage)
+                .get(&device)
+                .unwrap()
         };
         let (mem, _) = get(Storage::default());
         let disk = Storage {
