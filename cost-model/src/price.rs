@@ -24,7 +24,7 @@ use cryptpeft_private_eval::online::exec::compare_walk_levels;
 use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
-    variance_shift, LnWave,
+    variance_shift, LnWave, MixShape,
 };
 use cryptpeft_private_eval::plan::*;
 use cryptpeft_private_eval::protocols::dcf;
@@ -202,22 +202,38 @@ impl Pricer<'_> {
     }
     /// A comparison of `values` values against the encoded `ts` on `width`
     /// ([`cryptpeft_private_eval::online::exec::compare`]).
-    fn compare(&mut self, values: usize, ts: &[u64], width: CmpWidth, frames: [usize; 2]) {
-        self.compare_carrying(values, ts, width, None, frames)
+    /// Each party's Beaver matmuls of a head-wise product once it is opened (the
+    /// client adds `e f`), and the assembly of the heads.
+    fn head_products(&mut self, heads: usize, (m, k, n): (usize, usize, usize)) {
+        for p in 0..2 {
+            for _ in 0..heads {
+                for _ in 0..(if p == 0 { 3 } else { 2 }) {
+                    self.matmul(p, m, k, n);
+                }
+                self.elem(p, 5.0 * (m * n) as f64);
+            }
+            self.elem(p, (heads * m * n) as f64);
+        }
     }
-    /// [`Self::compare`] whose frames carry a truncation of `(values, shift)`.
+    fn compare(&mut self, values: usize, ts: &[u64], width: CmpWidth, frames: [usize; 2]) {
+        self.compare_carrying(values, ts, width, None, 0, frames)
+    }
+    /// [`Self::compare`] whose frames carry a truncation of `(values, shift)` and
+    /// `rides` ring elements of another opening.
     fn compare_carrying(
         &mut self,
         values: usize,
         ts: &[u64],
         width: CmpWidth,
         carries: Option<(usize, u32)>,
+        rides: usize,
         frames: [usize; 2],
     ) {
         let t = ts.len();
         let levels = compare_walk_levels(ts, width);
         let (n, shift) = carries.unwrap_or((0, 0));
-        let extra = (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(shift)) as u64;
+        let extra =
+            (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(shift) + 8 * rides) as u64;
         for p in 0..2 {
             self.elem(p, values as f64 + 3.0 * n as f64);
         }
@@ -349,15 +365,7 @@ pub fn cost_with(
                     pr.elem(p, (size(plan, *a) + size(plan, *b) + ops) as f64);
                 }
                 pr.exchange(ops, [f(0), f(1)]);
-                for p in 0..2 {
-                    for _ in 0..*heads {
-                        for _ in 0..(if p == 0 { 3 } else { 2 }) {
-                            pr.matmul(p, m, k, n);
-                        }
-                        pr.elem(p, 5.0 * (m * n) as f64);
-                    }
-                    pr.elem(p, (heads * m * n) as f64);
-                }
+                pr.head_products(*heads, (m, k, n));
             }
             Step::Relu { x, bits, .. } => {
                 pr.relu(size(plan, *x), *bits, [f(0), f(1), f(2), f(3)]);
@@ -401,13 +409,26 @@ pub fn cost_with(
                 z,
                 inv_sqrt,
                 shifts,
+                mix,
                 ..
             } => {
-                let (rows, d, cz) = plan.norm_shape(*x, *z);
+                let mix = MixShape::of(plan, *x, mix);
                 let mut k = 0;
-                for wave in layernorm_waves(plan, rows, d, cz, inv_sqrt, *shifts) {
+                let waves = layernorm_waves(plan, plan.norm_shape(*x, *z), inv_sqrt, *shifts, mix);
+                for (i, wave) in waves.into_iter().enumerate() {
                     k += 2;
                     let frames = [f(k - 2), f(k - 1)];
+                    // The product with the values: its operands masked before the
+                    // exchange it rides in, its Beaver matmuls after.
+                    let rides = match mix {
+                        Some(m) if i == usize::from(!MixShape::rides_compare(*shifts)) => Some(m),
+                        _ => None,
+                    };
+                    if let Some(m) = rides {
+                        for p in 0..2 {
+                            pr.elem(p, m.opened() as f64);
+                        }
+                    }
                     match wave {
                         LnWave::Square(n) => {
                             pr.exchange(n, frames);
@@ -419,6 +440,7 @@ pub fn cost_with(
                             values,
                             thresholds,
                             carries,
+                            rides: riding,
                         } => {
                             // A fused norm compares its variances at `f + sv` bits.
                             let sv = match plan.fused_norm(inv_sqrt) {
@@ -432,7 +454,14 @@ pub fn cost_with(
                                 .collect();
                             debug_assert_eq!(ts.len(), thresholds);
                             let carries = carries.map(|t| (t.values, t.shift));
-                            pr.compare_carrying(values, &ts, CmpWidth::FULL, carries, frames);
+                            pr.compare_carrying(
+                                values,
+                                &ts,
+                                CmpWidth::FULL,
+                                carries,
+                                riding,
+                                frames,
+                            );
                             for p in 0..2 {
                                 pr.elem(p, 4.0 * (values * thresholds) as f64);
                             }
@@ -444,6 +473,9 @@ pub fn cost_with(
                             }
                         }
                         LnWave::Truncate(t) => pr.truncate(&t.map(|t| (t.values, t.shift)), frames),
+                    }
+                    if let Some(m) = rides {
+                        pr.head_products(m.heads, (m.m, m.k, m.n));
                     }
                 }
             }
@@ -618,8 +650,18 @@ fn dealer_work(plan: &SecurePlan) -> DealerWork {
                 // A truncating ReLU's dealer also shares `r >> shift`, `msb(r)`, `rho msb(r)`.
                 words += if *shift > 0 { 12.0 } else { 9.0 } * n;
             }
-            Step::LayerNorm { x, z, inv_sqrt, .. } => {
+            Step::LayerNorm {
+                x,
+                z,
+                inv_sqrt,
+                mix,
+                ..
+            } => {
                 let (rows, d, cz) = plan.norm_shape(*x, *z);
+                if let Some(m) = MixShape::of(plan, *x, mix) {
+                    ops += 2.0 * (m.heads * m.m * m.k * m.n) as f64;
+                    words += 3.0 * (m.heads * (m.m * m.k + m.k * m.n + m.m * m.n)) as f64;
+                }
                 keys(rows, CmpWidth::FULL);
                 words += (3 * rows * d
                     + 8 * rows

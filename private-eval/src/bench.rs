@@ -180,6 +180,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                             ..Default::default()
                         },
                         shifts: [0, 0],
+                        mix: None,
                     },
                 ],
             );
@@ -204,6 +205,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                         eps: 1e-6,
                         inv_sqrt: InvSqrtParams::default(),
                         shifts: [0, 0],
+                        mix: None,
                     },
                 ],
             );
@@ -317,6 +319,7 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
                             ..Default::default()
                         },
                         shifts: [0, 0],
+                        mix: None,
                     },
                 ],
             );

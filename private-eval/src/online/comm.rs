@@ -10,7 +10,7 @@
 //! | `Relu` | both at once, in sequence: one masked value per input, then one masked bit per input (bytes, not ring elements) |
 //! | `Square`, `Spline` | both at once: one masked value per input |
 //! | `RowMax` | both at once, one exchange per tree level: one masked difference per pair |
-//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` per scaling ([`crate::plan::shapes::layernorm_waves`]) |
+//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` per scaling ([`crate::plan::shapes::layernorm_waves`]); a mixing norm's product opening rides in its comparison or first product |
 //! | `Truncate` | both at once: one masked bit per value, `ceil(shift/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
 //!
@@ -28,8 +28,8 @@ use serde::Serialize;
 use crate::party::Party;
 use crate::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves,
-    masked_weights, norm_products, private_terms, rowmax_pairs, truncate_len, variance_shift,
-    LnWave,
+    masked_weights, norm_products, numerator_len, private_terms, rowmax_pairs, truncate_len,
+    variance_shift, LnWave, MixShape,
 };
 use crate::plan::*;
 use crate::preprocessing::material::HEADER_BYTES;
@@ -122,28 +122,33 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
             z,
             inv_sqrt,
             shifts,
+            mix,
             ..
         } => {
-            let (rows, d, c) = plan.norm_shape(*x, *z);
-            let waves: Vec<[Msg; 2]> = layernorm_waves(plan, rows, d, c, inv_sqrt, *shifts)
-                .into_iter()
-                .map(|w| match w {
-                    LnWave::Square(n) | LnWave::Product { elems: n, .. } => both(0, n),
-                    LnWave::Compare {
-                        values, carries, ..
-                    } => {
-                        let rider = carries.map_or(0, |t| {
-                            t.values * crate::protocols::trunc::wire_bytes(t.shift)
-                        });
-                        [Party::Client, Party::Server].map(|from| Msg {
-                            from,
-                            payload_bytes: values as u64 * ELEM + rider as u64,
-                            wave: 0,
-                        })
-                    }
-                    LnWave::Truncate(t) => trunc_msgs(&t.map(|t| (t.values, t.shift))),
-                })
-                .collect();
+            let mix = MixShape::of(plan, *x, mix);
+            let waves: Vec<[Msg; 2]> =
+                layernorm_waves(plan, plan.norm_shape(*x, *z), inv_sqrt, *shifts, mix)
+                    .into_iter()
+                    .map(|w| match w {
+                        LnWave::Square(n) | LnWave::Product { elems: n, .. } => both(0, n),
+                        LnWave::Compare {
+                            values,
+                            carries,
+                            rides,
+                            ..
+                        } => {
+                            let rider = carries.map_or(0, |t| {
+                                t.values * crate::protocols::trunc::wire_bytes(t.shift)
+                            }) + rides * ELEM as usize;
+                            [Party::Client, Party::Server].map(|from| Msg {
+                                from,
+                                payload_bytes: values as u64 * ELEM + rider as u64,
+                                wave: 0,
+                            })
+                        }
+                        LnWave::Truncate(t) => trunc_msgs(&t.map(|t| (t.values, t.shift))),
+                    })
+                    .collect();
             waves
                 .into_iter()
                 .enumerate()
@@ -331,9 +336,11 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 z,
                 inv_sqrt,
                 shifts,
+                mix,
                 ..
             } if plan.fused_norm(inv_sqrt) => {
                 let (rows, d, c) = plan.norm_shape(*x, *z);
+                let mix = MixShape::of(plan, *x, mix);
                 // Operands: `omega` and `msb(r)` mod 2^s; products: `base_a base_b` and
                 // the two cross terms mod 2^s ([`crate::protocols::fused`]).
                 let operand = |(n, s): (usize, u32)| 2 * low(n, s);
@@ -341,7 +348,8 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                 // The squares' material: one ring element per row (their sum).
                 let square = operand((sq, shifts[0])) + ring(sq / d.max(1)) + low(sq, shifts[0]);
                 let sv = variance_shift(plan, inv_sqrt, *shifts);
-                let products: u64 = norm_products(plan, rows, c, inv_sqrt, sv)
+                let zs = mix.map_or(0, |_| plan.frac_bits);
+                let products: u64 = norm_products(plan, rows, c, inv_sqrt, sv, zs)
                     .iter()
                     .map(|m| {
                         let square = if m.pair {
@@ -357,8 +365,10 @@ pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
                             + square
                     })
                     .sum();
-                let truncs = low(rows * c, shifts[1]);
-                square + products + truncs + cmp(rows, CmpWidth::FULL)
+                let truncs = low(numerator_len(rows, d, c, mix), shifts[1]);
+                // The product's triples: the server's shares of `A B` per head.
+                let mixing = mix.map_or(0, |m| ring(m.heads * m.m * m.n));
+                square + products + truncs + mixing + cmp(rows, CmpWidth::FULL)
             }
             Step::LayerNorm { x, z, inv_sqrt, .. } => {
                 let (rows, d, c) = plan.norm_shape(*x, *z);
@@ -407,10 +417,11 @@ impl SecurePlan {
                 z,
                 inv_sqrt,
                 shifts,
+                mix,
                 ..
             } => {
-                let (rows, d, c) = self.norm_shape(*x, *z);
-                let waves = layernorm_waves(self, rows, d, c, inv_sqrt, *shifts);
+                let mix = MixShape::of(self, *x, mix);
+                let waves = layernorm_waves(self, self.norm_shape(*x, *z), inv_sqrt, *shifts, mix);
                 !matches!(waves[m.wave as usize], LnWave::Truncate(_))
             }
             _ => true,
@@ -463,5 +474,29 @@ mod depth_tests {
         let (one, _) = bound("h=1,r=64,s=1,attn=none");
         let (two, _) = bound("h=1,r=64,s=2,attn=none");
         assert!(two > one && two < 2 * one, "{one} {two}");
+    }
+
+    #[test]
+    fn normalized_attention_mixes_inside_its_norm() {
+        // The row normalization runs after the product with the values, which rides
+        // in the norm's own exchanges: no truncation and no product of its own, and
+        // ReLU's select is the only frame a ReLU-softmax block spends above its bound.
+        for attn in ["relu-softmax", "softmax", "2quad"] {
+            let spec: AdapterSpec = format!("h=2,r=32,s=1,attn={attn},norm=none")
+                .parse()
+                .unwrap();
+            let model = OwcModel::symbolic(spec, BackboneSpec::vit_b16(), 100);
+            let plan = lower(&model, LowerOptions::default()).unwrap().0;
+            let mixes = |s: &crate::plan::Step| {
+                matches!(s, crate::plan::Step::LayerNorm { mix: Some(_), .. })
+            };
+            assert!(plan.steps.iter().any(mixes), "{attn}");
+            assert!(
+                !plan.steps.iter().any(|s| s.name() == "matmul-mix"),
+                "{attn}"
+            );
+        }
+        let (bound, rounds) = bound("h=2,r=64,s=2,attn=relu-softmax,norm=none");
+        assert!(4 * rounds <= 5 * bound, "{rounds} rounds, bound {bound}");
     }
 }

@@ -285,6 +285,14 @@ impl State<'_> {
         }
     }
 
+    fn grid(&self, w: WireId) -> Grid<u64> {
+        Grid {
+            rows: self.plan.wires[w].rows,
+            cols: self.plan.wires[w].cols,
+            data: self.share(w).to_vec(),
+        }
+    }
+
     fn open_both(&self, chan: &mut dyn Channel, mine: Vec<u64>) -> StepResult<Vec<u64>> {
         open_both(chan, mine)
     }
@@ -570,43 +578,19 @@ impl State<'_> {
                 let StepMat::Beaver(triples) = mat else {
                     return Err(bad("Beaver triples"));
                 };
-                let (m, k, n) = head_shapes(self.plan, *a, *b, *heads, *kind);
-                if triples.len() != *heads
-                    || triples
-                        .iter()
-                        .any(|t| t.a.len() != m * k || t.b.len() != k * n || t.c.len() != m * n)
-                {
+                let shape = head_shapes(self.plan, *a, *b, *heads, *kind);
+                if !head_triples_fit(&triples, *heads, shape) {
                     return Err(bad("one triple per head of the product's shape"));
                 }
-                let grid = |w: WireId| Grid {
-                    rows: self.plan.wires[w].rows,
-                    cols: self.plan.wires[w].cols,
-                    data: self.share(w).to_vec(),
-                };
-                let ops = head_operands(*kind, *heads, &grid(*a), &grid(*b));
-                let mut msg = Vec::new();
-                for ((x, y), t) in ops.iter().zip(&triples) {
-                    msg.extend(ring::sub(&x.data, &t.a));
-                    msg.extend(ring::sub(&y.data, &t.b));
-                }
+                let (x, y) = (self.grid(*a), self.grid(*b));
+                let msg = head_masked(&head_operands(*kind, *heads, &x, &y), &triples);
                 let open = self.open_both(chan, msg).map_err(|e| self.terr(step, e))?;
-                let parts = triples
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let base = i * (m * k + k * n);
-                        let e = &open[base..base + m * k];
-                        let f = &open[base + m * k..base + m * k + k * n];
-                        let mut z = ring::add(&matmul(e, &t.b, m, k, n), &matmul(&t.a, f, m, k, n));
-                        ring::add_assign(&mut z, &t.c);
-                        if self.p == Party::Client {
-                            ring::add_assign(&mut z, &matmul(e, f, m, k, n));
-                        }
-                        Grid {
-                            rows: m,
-                            cols: n,
-                            data: self.trunc_out(z),
-                        }
+                let parts = head_products(self.p, &open, &triples, shape)
+                    .into_iter()
+                    .map(|z| Grid {
+                        rows: shape.0,
+                        cols: shape.2,
+                        data: self.trunc_out(z),
                     })
                     .collect();
                 self.shares[*out] = Some(head_assemble(*kind, parts).data);
@@ -705,12 +689,14 @@ impl State<'_> {
                 eps,
                 inv_sqrt,
                 shifts,
+                mix,
             } if self.plan.fused_norm(inv_sqrt) => {
                 let StepMat::FusedNorm {
                     square,
                     cmp,
                     products,
                     z_trunc,
+                    mix: mix_triples,
                 } = mat
                 else {
                     return Err(bad("fused norm material"));
@@ -721,6 +707,7 @@ impl State<'_> {
                     eps: *eps,
                     params: inv_sqrt,
                     shifts: *shifts,
+                    mix: mix.map(|m| (m, mix_triples)),
                 };
                 let res = self
                     .fused_norm(chan, &norm, square, cmp, products, z_trunc)
@@ -911,7 +898,10 @@ impl State<'_> {
     /// carrying the numerator's truncation) for a guess `y` of `v^(-1/2)` at `3f`,
     /// Newton's step in two exchanges ([`crate::plan::shapes::norm_products`]), then
     /// `power` scalings of `z`: every product one exchange, its operands truncated in
-    /// their openings ([`crate::protocols::fused`]). The output is at `2f`.
+    /// their openings ([`crate::protocols::fused`]). The output is at `2f`. A norm that
+    /// mixes ([`NormMix`]) opens its product with the values in the comparison's frame
+    /// (or, when that frame truncates the weights, in Newton's first) and scales the
+    /// product, truncated in the last opening, instead of `z`.
     fn fused_norm(
         &self,
         chan: &mut dyn Channel,
@@ -921,14 +911,19 @@ impl State<'_> {
         products: Vec<PairMat>,
         z_trunc: Option<TruncMat>,
     ) -> Result<Vec<u64>, LnError> {
-        use crate::plan::shapes::{norm_products, variance_shift};
+        use crate::plan::shapes::{norm_products, numerator_len, variance_shift, MixShape};
         let (x, z, params) = (norm.x, norm.z, norm.params);
         let f = self.fx.frac_bits;
         let (rows, d, c) = self.plan.norm_shape(x, z);
         let sv = variance_shift(self.plan, params, norm.shifts);
-        let shapes = norm_products(self.plan, rows, c, params, sv);
+        let mix = MixShape::of(self.plan, x, &norm.mix.as_ref().map(|m| m.0));
+        let zs_bits = mix.map_or(0, |_| f);
+        let shapes = norm_products(self.plan, rows, c, params, sv, zs_bits);
         let sq_len = if params.squares { rows * d } else { 0 };
-        let z_len = if norm.shifts[1] > 0 { rows * c } else { 0 };
+        let z_len = match norm.shifts[1] {
+            0 => 0,
+            _ => numerator_len(rows, d, c, mix),
+        };
         let fits = square.c.len() == sq_len / d.max(1)
             && square.x.fits(sq_len, norm.shifts[0])
             && products.len() == shapes.len()
@@ -941,7 +936,11 @@ impl State<'_> {
                     && m.square_c.len() == squares
             })
             && z_trunc.as_ref().map(|t| (t.mask.len(), t.bits))
-                == (z_len > 0).then_some((z_len, norm.shifts[1]));
+                == (z_len > 0).then_some((z_len, norm.shifts[1]))
+            && match (&norm.mix, mix) {
+                (Some((_, ts)), Some(m)) => head_triples_fit(ts, m.heads, (m.m, m.k, m.n)),
+                _ => true,
+            };
         if !fits {
             return Err(LnError::M("fused norm material of the norm's shape".into()));
         }
@@ -957,35 +956,70 @@ impl State<'_> {
         let v_bits = f + sv;
         let eps_enc = self.konst(crate::arith::fixed::encode_at(norm.eps, v_bits));
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
+        // The product with the values, masked: its opening once its weights are at `f`.
+        let mix_msg = |w: &[u64]| {
+            norm.mix.as_ref().map(|(m, ts)| {
+                let w = Grid {
+                    rows,
+                    cols: d,
+                    data: w.to_vec(),
+                };
+                head_masked(
+                    &head_operands(HeadProduct::Mix, m.heads, &w, &self.grid(m.v)),
+                    ts,
+                )
+            })
+        };
         // The first guess of v^(-1/2), piecewise linear between geometric thresholds,
-        // from one comparison whose frame carries the numerator's truncation.
-        let zs = self.share(z);
-        let groups: Vec<(&[u64], &TruncMat)> = z_trunc.iter().map(|m| (zs, m)).collect();
-        let (rider, pending) = trunc::prepare(self.p, &groups);
+        // from one comparison whose frame carries the numerator's truncation, or the
+        // product's opening.
+        let num = match mix {
+            Some(_) => self.share(x),
+            None => self.share(z),
+        };
+        let groups: Vec<(&[u64], &TruncMat)> = z_trunc.iter().map(|m| (num, m)).collect();
+        let (mut rider, pending) = trunc::prepare(self.p, &groups);
+        let early = mix.is_some() && MixShape::rides_compare(norm.shifts);
+        if let Some(msg) = mix_msg(num).filter(|_| early) {
+            rider = crate::transport::u64s_to_bytes(&msg);
+        }
         let ts = params.thresholds();
         let segs = segments(&ts, 0.5, f);
         let (mut y, theirs) =
             self.piecewise_at(chan, (&v, v_bits), (&ts, &segs), f, &cmp, &rider)?;
+        let mut mixed = None;
         let out = match z_trunc {
             Some(_) => trunc::finish(self.p, &groups, pending, &theirs)?.remove(0),
-            None => zs.to_vec(),
+            None if early => {
+                let theirs = crate::transport::bytes_to_u64s(&theirs);
+                mixed = Some(ring::add(&crate::transport::bytes_to_u64s(&rider), &theirs));
+                num.to_vec()
+            }
+            None => num.to_vec(),
         };
+        let mut late = mix_msg(&out).filter(|_| !early);
         let mut ms = products.iter();
-        // Opens `a` and `b` for the next product; its material and both openings.
-        let mut open2 = |chan: &mut dyn Channel, a: &[u64], b: &[u64]| {
+        // Opens `a` and `b` for the next product, with `extra` riding; its material
+        // and the openings.
+        let mut open2 = |chan: &mut dyn Channel, a: &[u64], b: &[u64], extra: Option<Vec<u64>>| {
             let m = ms.next().expect("one product material per product");
             let mut msg = m.product.a.masked(a, self.p);
             msg.extend(m.product.b.masked(b, self.p));
+            msg.extend(extra.unwrap_or_default());
             let o = self.open_both(chan, msg)?;
-            let (oa, ob) = o.split_at(a.len());
-            StepResult::Ok((m, oa.to_vec(), ob.to_vec()))
+            let (oa, rest) = o.split_at(a.len());
+            let (ob, oe) = rest.split_at(b.len());
+            StepResult::Ok((m, oa.to_vec(), ob.to_vec(), oe.to_vec()))
         };
         // Newton in two exchanges: p = v u and u^2 (u the one truncation of y both see),
         // then t = (p / 2) u^2 at 3f, and y' = 1.5 u - t = u (1.5 - v u^2 / 2) at 3f.
         for _ in 0..params.newton {
-            let (m, ov, oy) = open2(chan, &v, &y)?;
+            let (m, ov, oy, oe) = open2(chan, &v, &y, late.take())?;
+            if !oe.is_empty() {
+                mixed = Some(oe);
+            }
             let [p, u2, u] = fused::pair(self.p, m, &ov, &oy, rows);
-            let (m, op, ou2) = open2(chan, &p, &u2)?;
+            let (m, op, ou2, _) = open2(chan, &p, &u2, None)?;
             let t = fused::product(self.p, &m.product, &op, &ou2, rows);
             y = u
                 .iter()
@@ -997,13 +1031,28 @@ impl State<'_> {
                 .collect();
         }
         let mut mul = |chan: &mut dyn Channel, a: &[u64], b: &[u64]| -> StepResult<Vec<u64>> {
-            let (m, oa, ob) = open2(chan, a, b)?;
+            let (m, oa, ob, _) = open2(chan, a, b, None)?;
             Ok(fused::product(self.p, &m.product, &oa, &ob, rows))
         };
         if params.power == 2 {
             y = mul(chan, &y, &y)?;
         }
-        Ok(mul(chan, &y, &out)?)
+        let (Some((mx, ts)), Some(m), Some(open)) = (&norm.mix, mix, mixed) else {
+            return Ok(mul(chan, &y, &out)?);
+        };
+        // The product at 2f with heads stacked by rows, scaled per row, then side by side.
+        let stacked = head_products(self.p, &open, ts, (m.m, m.k, m.n)).concat();
+        let scaled = mul(chan, &y, &stacked)?;
+        let parts = scaled
+            .chunks(m.m * m.n)
+            .map(|h| Grid {
+                rows: m.m,
+                cols: m.n,
+                data: h.to_vec(),
+            })
+            .collect();
+        debug_assert_eq!(mx.heads, m.heads);
+        Ok(head_assemble(HeadProduct::Mix, parts).data)
     }
 
     fn terr(&self, step: &Step, e: TransportError) -> ExecError {
@@ -1013,6 +1062,49 @@ impl State<'_> {
             source: e,
         }
     }
+}
+
+/// Whether `triples` hold one Beaver triple per head of `[m, k]` by `[k, n]` products.
+fn head_triples_fit(triples: &[Triple], heads: usize, (m, k, n): (usize, usize, usize)) -> bool {
+    triples.len() == heads
+        && triples
+            .iter()
+            .all(|t| t.a.len() == m * k && t.b.len() == k * n && t.c.len() == m * n)
+}
+
+/// A head-wise product's opening: per head, both operands minus their triple's masks.
+fn head_masked(ops: &[(Grid<u64>, Grid<u64>)], triples: &[Triple]) -> Vec<u64> {
+    let mut msg = Vec::new();
+    for ((x, y), t) in ops.iter().zip(triples) {
+        msg.extend(ring::sub(&x.data, &t.a));
+        msg.extend(ring::sub(&y.data, &t.b));
+    }
+    msg
+}
+
+/// Each head's share of its product from the opened `[e, f]` per head (Beaver: `e B +
+/// A f + C`, the client adding `e f`), at the operands' scales summed.
+fn head_products(
+    p: Party,
+    open: &[u64],
+    triples: &[Triple],
+    (m, k, n): (usize, usize, usize),
+) -> Vec<Vec<u64>> {
+    triples
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let base = i * (m * k + k * n);
+            let e = &open[base..base + m * k];
+            let f = &open[base + m * k..base + m * k + k * n];
+            let mut z = ring::add(&matmul(e, &t.b, m, k, n), &matmul(&t.a, f, m, k, n));
+            ring::add_assign(&mut z, &t.c);
+            if p == Party::Client {
+                ring::add_assign(&mut z, &matmul(e, f, m, k, n));
+            }
+            z
+        })
+        .collect()
 }
 
 /// Both parties send `x_i - mask_i` for every operand and open the differences.
@@ -1194,13 +1286,15 @@ pub fn compare_walk_levels(thresholds: &[u64], width: CmpWidth) -> f64 {
     crate::protocols::dcf::expected_walk_levels::<crate::protocols::dcf::Pair>(&ts, width.domain())
 }
 
-/// A fused norm's step fields ([`Step::LayerNorm`]).
+/// A fused norm's step fields ([`Step::LayerNorm`]), with its product's triples if
+/// it mixes.
 struct FusedNorm<'a> {
     x: WireId,
     z: WireId,
     eps: f64,
     params: &'a InvSqrtParams,
     shifts: [u32; 2],
+    mix: Option<(NormMix, Vec<Triple>)>,
 }
 
 enum LnError {

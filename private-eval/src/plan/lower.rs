@@ -149,9 +149,16 @@ fn insert_truncations(
                 z,
                 inv_sqrt,
                 shifts,
+                mix,
                 ..
-            } if inv_sqrt.newton > 0 && inv_sqrt.power <= 2 => {
-                let (sx, sz) = (shift_of(&pending, *x), shift_of(&pending, *z));
+            } if inv_sqrt.fusable() => {
+                // A norm that mixes truncates its weights `x` for the product.
+                let sx = shift_of(&pending, *x);
+                let sz = if mix.is_some() {
+                    sx
+                } else {
+                    shift_of(&pending, *z)
+                };
                 // The square truncates `x` by `f` or `2f`; a row total of `x` at `2f` is
                 // compared as it is, one at `3f` could not be; `z` by either, in the
                 // comparison's frame.
@@ -164,7 +171,8 @@ fn insert_truncations(
                             pending.retain(|(p, _)| *p != w);
                         }
                     }
-                    step_reads.clear();
+                    // The values of a mixing norm are multiplied at `f`.
+                    step_reads.retain(|w| mix.is_some_and(|m| m.v == *w));
                 }
             }
             Step::Open { open } => {
@@ -206,9 +214,7 @@ fn insert_truncations(
             }
             Step::LayerNorm {
                 out: o, inv_sqrt, ..
-            } if inv_sqrt.newton > 0 && inv_sqrt.power <= 2 => {
-                pending.push((*o, inv_sqrt.power * frac_bits))
-            }
+            } if inv_sqrt.fusable() => pending.push((*o, inv_sqrt.power * frac_bits)),
             Step::HeadMatMul { out: o, .. }
             | Step::Square { out: o, .. }
             | Step::Spline { out: o, .. } => pending.push((*o, frac_bits)),
@@ -545,8 +551,16 @@ impl Lowering {
     /// weights: softmax `w = exp(s - max_row s)` (a max tree, a local shift and the exp
     /// spline); 2Quad (MPCFormer) `w = (s + 5)^2`, a public shift and a square;
     /// ReLU-softmax (MPCViT) `w = relu(s)`, with `1e-6` added to the sum. The division
-    /// is LayerNorm's protocol on the row sums with power 2: `w u^2`, `u = (sum w)^(-1/2)`.
-    fn row_normalized(&mut self, s: WireId, kind: AttentionKind, bp: &str) -> WireId {
+    /// is LayerNorm's protocol on the row sums with power 2: `w u^2`, `u = (sum w)^(-1/2)`,
+    /// applied after the product with the values `v` where the norm is fused
+    /// ([`NormMix`]), else before. Returns the attention's output, heads side by side.
+    fn attend(
+        &mut self,
+        s: WireId,
+        v: WireId,
+        (kind, heads): (AttentionKind, usize),
+        bp: &str,
+    ) -> WireId {
         let (rows, n) = (self.wires[s].rows, self.wires[s].cols);
         let bits = self.opts.relu_bits;
         let w = self.wire(&format!("{bp}.unnormalized"), rows, n, WireKind::Shared);
@@ -598,6 +612,22 @@ impl Lowering {
                 RELU_SOFTMAX_EPS
             }
         };
+        let (r, rq) = (self.wires[v].cols, rows / heads);
+        let out = format!("{bp}.attn_out");
+        if self.opts.exact_truncation && inv_sqrt.fusable() {
+            let o = self.wire(&out, rq, r, WireKind::Shared);
+            let z = self.wire(&format!("{bp}.mixed"), rows, r / heads, WireKind::Shared);
+            self.body.push(Step::LayerNorm {
+                out: o,
+                x: w,
+                z,
+                eps,
+                inv_sqrt,
+                shifts: [0, 0],
+                mix: Some(NormMix { v, heads }),
+            });
+            return o;
+        }
         let p = self.wire(&format!("{bp}.weights"), rows, n, WireKind::Shared);
         self.body.push(Step::LayerNorm {
             out: p,
@@ -606,8 +636,17 @@ impl Lowering {
             eps,
             inv_sqrt,
             shifts: [0, 0],
+            mix: None,
         });
-        p
+        let o = self.wire(&out, rq, r, WireKind::Shared);
+        self.body.push(Step::HeadMatMul {
+            out: o,
+            a: p,
+            b: v,
+            heads,
+            kind: HeadProduct::Mix,
+        });
+        o
     }
 
     /// A transformer block on the form `y` (`[rows, r]`): attention with `heads` heads
@@ -651,9 +690,9 @@ impl Lowering {
                 heads: h,
                 kind: HeadProduct::Scores,
             });
-            let pw = match attention {
+            let o = match attention {
                 AttentionKind::Softmax | AttentionKind::TwoQuad | AttentionKind::ReluSoftmax => {
-                    self.row_normalized(s, attention, bp)
+                    self.attend(s, v, (attention, h), bp)
                 }
                 _ => {
                     let tm = at
@@ -664,17 +703,18 @@ impl Lowering {
                         .form(s, Rows::All)
                         .right_mul(&tm.weight.transpose(), &self.wires)
                         .plus_bias(row(&tm.bias, n));
-                    self.materialize(&pf, &format!("{bp}.mixed"))
+                    let pw = self.materialize(&pf, &format!("{bp}.mixed"));
+                    let o = self.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
+                    self.body.push(Step::HeadMatMul {
+                        out: o,
+                        a: pw,
+                        b: v,
+                        heads: h,
+                        kind: HeadProduct::Mix,
+                    });
+                    o
                 }
             };
-            let o = self.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
-            self.body.push(Step::HeadMatMul {
-                out: o,
-                a: pw,
-                b: v,
-                heads: h,
-                kind: HeadProduct::Mix,
-            });
             if cls_only {
                 y = y.cls();
             }
@@ -778,6 +818,7 @@ impl Lowering {
                     eps: *eps,
                     inv_sqrt: self.opts.inv_sqrt,
                     shifts: [0, 0],
+                    mix: None,
                 });
                 with_b(self.form(out, Rows::All).plus_bias(row(beta, n).matmul(w)))
             }

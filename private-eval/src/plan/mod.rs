@@ -92,6 +92,20 @@ pub enum HeadProduct {
     Mix,
 }
 
+/// A row normalization of attention weights `x` (`[heads * rq, n]`, one row per head
+/// and query) moved past their product with the values `v` (`[n, r]`): `out = (x_h v_h)
+/// u_h^2` per head instead of `(x_h u_h^2) v_h`, the same numbers. The product's opening
+/// rides in one of the norm's own exchanges and its output needs no truncation of its
+/// own (the final scaling truncates it in its opening), so the two rounds a normalized
+/// attention spent on truncating and multiplying its weights fall away. The step's `z`
+/// is the product with heads stacked by rows (`[heads * rq, r / heads]`), and `shifts[1]`
+/// the bits `x` carries into the product (truncated in the comparison's frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NormMix {
+    pub v: WireId,
+    pub heads: usize,
+}
+
 /// Version of what a plan's steps mean, bumped when the same plan would run differently
 /// (2: norms without Newton take their guess as the answer; linear steps of whole
 /// public coefficients keep scale `f`; 3: a ReLU truncates its input in its opening, and
@@ -264,6 +278,12 @@ impl SplineFn {
 }
 
 impl InvSqrtParams {
+    /// Whether a norm of these parameters is fused under exact truncation
+    /// ([`SecurePlan::fused_norm`]): Newton's step and at most a square of the root.
+    pub fn fusable(&self) -> bool {
+        self.newton > 0 && self.power <= 2
+    }
+
     pub fn thresholds(&self) -> Vec<f64> {
         let k = ((self.max_exp - self.min_exp) as u32 * self.per_octave) as usize;
         (0..k)
@@ -346,6 +366,10 @@ pub enum Step {
         /// its output at `2f` (LayerNorm) or `3f` (a row normalization).
         #[serde(default)]
         shifts: [u32; 2],
+        /// Attention normalized after its product with the values ([`NormMix`]): `z`
+        /// is then that product, made inside the step, and `out` the heads side by side.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mix: Option<NormMix>,
     },
     /// Local: columns `from..to` of `x`.
     Slice {
@@ -404,6 +428,9 @@ impl Step {
             | Step::RowMax { x, .. }
             | Step::Slice { x, .. } => vec![*x],
             Step::Shift { x, by, .. } => vec![*x, *by],
+            Step::LayerNorm {
+                x, mix: Some(m), ..
+            } => vec![*x, m.v],
             Step::LayerNorm { x, z, .. } => vec![*x, *z],
             Step::Truncate { wires, wide } => wires.iter().chain(wide).copied().collect(),
             Step::Reveal { wire, .. } => vec![*wire],
@@ -427,6 +454,7 @@ impl Step {
             Step::Spline { func, .. } => func.name(),
             Step::RowMax { .. } => "rowmax",
             Step::Shift { .. } => "shift",
+            Step::LayerNorm { mix: Some(_), .. } => "rownorm-mix",
             Step::LayerNorm { .. } => "layernorm",
             Step::Slice { .. } => "slice",
             Step::Truncate { .. } => "truncate",
@@ -509,11 +537,15 @@ impl SecurePlan {
                     z,
                     inv_sqrt,
                     shifts,
+                    mix,
                     ..
                 } => {
                     [*out, *x, *z].into_iter().try_for_each(wire)?;
                     let p = inv_sqrt;
                     let fused = self.fused_norm(p);
+                    if let Some(m) = mix {
+                        self.check_norm_mix(*out, *x, *z, m, fused)?;
+                    }
                     if shifts.iter().any(|s| {
                         *s != 0 && (*s % self.frac_bits != 0 || *s > 2 * self.frac_bits || !fused)
                     }) || !p.squares && shifts[0] > self.frac_bits
@@ -648,8 +680,39 @@ impl SecurePlan {
     /// Newton, and a power of 1 or 2, its products truncate their operands in their own
     /// openings, so the norm takes one exchange per product and leaves its output at
     /// `2f` (LayerNorm) or `3f` (a row normalization).
+    /// A [`NormMix`]'s shapes: `x` is `[heads * rq, n]`, `v` `[n, r]`, `z` the stacked
+    /// product `[heads * rq, r / heads]` and `out` `[rq, r]`; only a fused norm mixes.
+    fn check_norm_mix(
+        &self,
+        out: WireId,
+        x: WireId,
+        z: WireId,
+        m: &NormMix,
+        fused: bool,
+    ) -> Result<(), String> {
+        if m.v >= self.wires.len() {
+            return Err(format!("wire {} out of range", m.v));
+        }
+        let [o, x, z, v] = [out, x, z, m.v].map(|w| &self.wires[w]);
+        let h = m.heads;
+        let fits = fused
+            && h > 0
+            && x.rows % h == 0
+            && v.cols % h == 0
+            && x.cols == v.rows
+            && (z.rows, z.cols) == (x.rows, v.cols / h)
+            && (o.rows, o.cols) == (x.rows / h, v.cols);
+        match fits {
+            true => Ok(()),
+            false => Err(format!(
+                "a row normalization mixing {}x{} by {}x{} in {h} heads into {}x{}",
+                x.rows, x.cols, v.rows, v.cols, o.rows, o.cols
+            )),
+        }
+    }
+
     pub fn fused_norm(&self, p: &InvSqrtParams) -> bool {
-        self.exact_truncation && p.newton > 0 && p.power <= 2
+        self.exact_truncation && p.fusable()
     }
 
     /// Fractional bits of the slopes of a norm's first guess, from the comparison's one
@@ -734,6 +797,11 @@ impl SecurePlan {
             Step::RowMax { x, .. } => wire(*x),
             Step::HeadMatMul { a, b, heads, .. } => {
                 format!("{}x({}*{})", heads, wire(*a), wire(*b))
+            }
+            Step::LayerNorm {
+                x, mix: Some(m), ..
+            } => {
+                format!("{}x({}*{})", m.heads, wire(*x), wire(m.v))
             }
             Step::LayerNorm { z, .. } => wire(*z),
             Step::Truncate { wires, wide } => {

@@ -137,9 +137,30 @@ fn eval_wires(
                 z,
                 eps,
                 inv_sqrt,
+                mix,
                 ..
             } => {
-                let (x, mut zv) = (get(&vals, *x), get(&vals, *z));
+                let x = get(&vals, *x);
+                let mut zv = match mix {
+                    Some(m) => {
+                        let parts = head_operands(
+                            HeadProduct::Mix,
+                            m.heads,
+                            &to_grid(&x),
+                            &to_grid(&get(&vals, m.v)),
+                        );
+                        let stacked: Vec<f64> = parts
+                            .into_iter()
+                            .flat_map(|(a, b)| to_mat(a).matmul(&to_mat(b)).data)
+                            .collect();
+                        let w = &plan.wires[*z];
+                        Mat::new(w.rows, w.cols, stacked)
+                    }
+                    None => get(&vals, *z),
+                };
+                if mix.is_some() {
+                    vals[*z] = Some(zv.clone());
+                }
                 for r in 0..x.rows {
                     let var = match inv_sqrt.squares {
                         true => x.row(r).iter().map(|v| v * v).sum::<f64>(),
@@ -150,7 +171,21 @@ fn eval_wires(
                         .iter_mut()
                         .for_each(|v| *v *= inv);
                 }
-                vals[*o] = Some(zv);
+                vals[*o] = Some(match mix {
+                    Some(m) => {
+                        let parts = zv
+                            .data
+                            .chunks(zv.data.len() / m.heads)
+                            .map(|h| Grid {
+                                rows: zv.rows / m.heads,
+                                cols: zv.cols,
+                                data: h.to_vec(),
+                            })
+                            .collect();
+                        to_mat(head_assemble(HeadProduct::Mix, parts))
+                    }
+                    None => zv,
+                });
             }
             // Exact in the clear: truncation only changes the fixed-point scale.
             Step::Truncate { .. } => {}

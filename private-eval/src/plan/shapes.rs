@@ -92,16 +92,62 @@ pub enum LnWave {
     /// The square's opening of `rows * d` values.
     Square(usize),
     /// The opening of `var + r`, then `values * thresholds` DCF evaluations; its frame
-    /// may carry a truncation's masked bits ([`LnTrunc`], fused norms).
+    /// may carry a truncation's masked bits ([`LnTrunc`], fused norms) or `rides` ring
+    /// elements of a [`NormMix`]'s opening.
     Compare {
         values: usize,
         thresholds: usize,
         carries: Option<LnTrunc>,
+        rides: usize,
     },
     /// A Beaver product opening `elems` values, with `out` outputs.
     Product { elems: usize, out: usize },
     /// Exact truncations ([`LnTrunc`]) in one exchange (the second group may be empty).
     Truncate([LnTrunc; 2]),
+}
+
+/// A [`NormMix`]'s product: `heads` products of `[m, k]` by `[k, n]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MixShape {
+    pub heads: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl MixShape {
+    /// The product of a norm over `x` that mixes, if it does.
+    pub fn of(plan: &SecurePlan, x: WireId, mix: &Option<NormMix>) -> Option<Self> {
+        mix.map(|mx| {
+            let (m, k, n) = head_shapes(plan, x, mx.v, mx.heads, HeadProduct::Mix);
+            MixShape {
+                heads: mx.heads,
+                m,
+                k,
+                n,
+            }
+        })
+    }
+
+    /// Ring elements its opening sends: both masked operands of every head.
+    pub fn opened(&self) -> usize {
+        self.heads * (self.m * self.k + self.k * self.n)
+    }
+
+    /// Whether its opening rides in the comparison's frame: its weights are at `f`
+    /// already; else they are truncated in that frame and it rides in the next.
+    pub fn rides_compare(shifts: [u32; 2]) -> bool {
+        shifts[1] == 0
+    }
+}
+
+/// Values a fused norm truncates in its comparison's frame: the numerator (`rows * c`),
+/// or for a [`NormMix`] the weights (`rows * d`) before their product.
+pub fn numerator_len(rows: usize, d: usize, c: usize, mix: Option<MixShape>) -> usize {
+    match mix {
+        Some(_) => rows * d,
+        None => rows * c,
+    }
 }
 
 /// One exact truncation inside a norm: `values` values shifted right by `shift` bits.
@@ -119,34 +165,42 @@ pub struct LnTrunc {
 /// product. Fused ([`SecurePlan::fused_norm`], inputs carrying `shifts` bits above `f`):
 /// the square, the comparison of the variances as they are (at `2f` after the square)
 /// carrying the numerator's truncation when it has one, then the products
-/// ([`norm_products`]) with no truncation.
+/// ([`norm_products`]) with no truncation; a [`NormMix`]'s opening rides in the
+/// comparison's frame or, when that frame truncates its weights, in the first product's.
 /// The one statement of this order for `comm` and the cost model.
 pub fn layernorm_waves(
     plan: &SecurePlan,
-    rows: usize,
-    d: usize,
-    c: usize,
+    (rows, d, c): (usize, usize, usize),
     p: &InvSqrtParams,
     shifts: [u32; 2],
+    mix: Option<MixShape>,
 ) -> Vec<LnWave> {
     let mut out = Vec::new();
     if plan.fused_norm(p) {
         if p.squares {
             out.push(LnWave::Square(rows * d));
         }
+        let (early, late) = match mix {
+            Some(m) if MixShape::rides_compare(shifts) => (m.opened(), 0),
+            Some(m) => (0, m.opened()),
+            None => (0, 0),
+        };
         out.push(LnWave::Compare {
             values: rows,
             thresholds: p.thresholds().len(),
             carries: (shifts[1] > 0).then_some(LnTrunc {
-                values: rows * c,
+                values: numerator_len(rows, d, c, mix),
                 shift: shifts[1],
             }),
+            rides: early,
         });
+        let zs = mix.map_or(0, |_| plan.frac_bits);
         out.extend(
-            norm_products(plan, rows, c, p, variance_shift(plan, p, shifts))
+            norm_products(plan, rows, c, p, variance_shift(plan, p, shifts), zs)
                 .iter()
-                .map(|m| LnWave::Product {
-                    elems: m.a.0 + m.b.0,
+                .enumerate()
+                .map(|(i, m)| LnWave::Product {
+                    elems: m.a.0 + m.b.0 + if i == 0 { late } else { 0 },
                     out: m.out * (1 + m.pair as usize),
                 }),
         );
@@ -167,6 +221,7 @@ pub fn layernorm_waves(
         values: rows,
         thresholds: p.thresholds().len(),
         carries: None,
+        rides: 0,
     });
     if !plan.direct_guess(p) {
         out.extend(truncs.next());
@@ -237,13 +292,15 @@ pub struct NormProduct {
 /// so that `y' = 1.5 u - t / 2 = u (1.5 - v u^2 / 2)` is Newton's step, at `3f`; then
 /// the numerator (at `f`) scaled by `y'` (LayerNorm, output at `2f`) or by `y'^2` kept at
 /// `2f` (a row normalization, output at `3f`). The variances `v`
-/// carry `sv` bits above `f` ([`variance_shift`]), and so the first guess `y` `f + sv`.
+/// carry `sv` bits above `f` ([`variance_shift`]), and so the first guess `y` `f + sv`;
+/// the numerator carries `zs` bits above `f`, truncated in the last product's opening.
 pub fn norm_products(
     plan: &SecurePlan,
     rows: usize,
     c: usize,
     p: &InvSqrtParams,
     sv: u32,
+    zs: u32,
 ) -> Vec<NormProduct> {
     let f = plan.frac_bits;
     let row = |a: u32, b: u32, pair: bool| NormProduct {
@@ -259,7 +316,7 @@ pub fn norm_products(
     }
     let scale = |a: u32| NormProduct {
         a: (rows, a),
-        b: (rows * c, 0),
+        b: (rows * c, zs),
         out: rows * c,
         pair: false,
     };

@@ -9,7 +9,7 @@ use crate::arith::matmul::matmul;
 use crate::arith::prg::{FixedKeyAes, Prg};
 use crate::arith::ring;
 use crate::party::Party;
-use crate::plan::shapes::{head_shapes, layernorm_scales_output};
+use crate::plan::shapes::{head_shapes, layernorm_scales_output, MixShape};
 use crate::plan::*;
 use crate::preprocessing::material::{
     draw, draw_cmp, draw_relu, Binding, CmpMat, Material, ReluMat, StepMat, Triple,
@@ -260,20 +260,27 @@ impl<'a> Generator<'a> {
                 }
             }
             (
-                Step::LayerNorm { x, .. },
+                Step::LayerNorm { x, mix, .. },
                 StepMat::FusedNorm {
                     square: s0,
                     cmp: c0,
                     products: p0,
                     z_trunc: r0,
+                    mix: x0,
                 },
                 StepMat::FusedNorm {
                     square: s1,
                     cmp: c1,
                     products: p1,
                     z_trunc: r1,
+                    mix: x1,
                 },
             ) => {
+                if let Some(m) = MixShape::of(plan, *x, mix) {
+                    for (t0, t1) in x0.iter().zip(x1.iter_mut()) {
+                        fill_triple(t0, t1, |a, b| matmul(a, b, m.m, m.k, m.n));
+                    }
+                }
                 let (rows, d) = (plan.wires[*x].rows, plan.wires[*x].cols);
                 fused::fill_square(s0, s1, d);
                 fill_cmp(c0, c1);

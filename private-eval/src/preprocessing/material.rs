@@ -88,12 +88,14 @@ pub enum StepMat {
     /// A square of an input truncated in its opening (rows of one value).
     FusedSquare(SquareMat),
     /// A fused norm ([`crate::plan::SecurePlan::fused_norm`]): its square, comparison,
-    /// products and the numerator's truncation (riding on the comparison) if it has one.
+    /// products and the numerator's truncation (riding on the comparison) if it has one;
+    /// for a [`crate::plan::NormMix`], one triple per head of its product.
     FusedNorm {
         square: SquareMat,
         cmp: CmpMat,
         products: Vec<PairMat>,
         z_trunc: Option<TruncMat>,
+        mix: Vec<Triple>,
     },
 }
 
@@ -317,24 +319,34 @@ pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> Step
             z,
             inv_sqrt,
             shifts,
+            mix,
             ..
         } if plan.fused_norm(inv_sqrt) => {
-            use crate::plan::shapes::{norm_products, variance_shift};
+            use crate::plan::shapes::{norm_products, numerator_len, variance_shift, MixShape};
             let (rows, d, c) = plan.norm_shape(*x, *z);
+            let mix = MixShape::of(plan, *x, mix);
             let n = if inv_sqrt.squares { rows } else { 0 };
             let square = draw_square(prg, party, n, d, shifts[0]);
             let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
             let sv = variance_shift(plan, inv_sqrt, *shifts);
-            let products = norm_products(plan, rows, c, inv_sqrt, sv)
+            let zs = mix.map_or(0, |_| plan.frac_bits);
+            let products = norm_products(plan, rows, c, inv_sqrt, sv, zs)
                 .iter()
                 .map(|m| draw_pair(prg, party, m))
                 .collect();
-            let z_trunc = (shifts[1] > 0).then(|| trunc(prg, party, rows * c, shifts[1]));
+            let numerator = numerator_len(rows, d, c, mix);
+            let z_trunc = (shifts[1] > 0).then(|| trunc(prg, party, numerator, shifts[1]));
+            let mix = mix.map_or(Vec::new(), |m| {
+                (0..m.heads)
+                    .map(|_| triple(prg, party, m.m * m.k, m.k * m.n, m.m * m.n))
+                    .collect()
+            });
             StepMat::FusedNorm {
                 square,
                 cmp,
                 products,
                 z_trunc,
+                mix,
             }
         }
         Step::LayerNorm { x, z, inv_sqrt, .. } => {
@@ -474,6 +486,7 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
             cmp,
             products,
             z_trunc,
+            mix,
         } => {
             if server {
                 square_corrections(square, &mut out);
@@ -500,6 +513,7 @@ pub fn corrections(m: &mut StepMat, party: Party) -> Vec<Correction<'_>> {
                 if let Some(t) = z_trunc {
                     out.push(Low(&mut t.gamma, t.bits));
                 }
+                out.extend(mix.iter_mut().map(|t| Ring(&mut t.c)));
             }
         }
         StepMat::Truncate(ts) => {
