@@ -20,7 +20,7 @@ pub enum Precision {
     #[default]
     F32,
     /// Half the bytes; about 3 decimal digits, which the adapters' training tolerates
-    /// (measured in the README).
+    /// (measured in `docs/results.md`).
     F16,
 }
 
