@@ -14,7 +14,7 @@ use cryptpeft_types::{BackboneSpec, NetworkProfile};
 
 use crate::secure::ProtocolArgs;
 
-/// CrypTen 0.4.1's counts measured on this machine (DESIGN.md section 6): online bytes
+/// CrypTen 0.4.1's counts measured on this machine (docs/DESIGN.md section 6): online bytes
 /// (both directions), rounds and `wan` seconds modelled as compute + bytes at 400 Mbit/s
 /// + 8 ms per round.
 fn crypten(name: &str) -> Option<(u64, u64, f64)> {

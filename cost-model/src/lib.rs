@@ -1,4 +1,4 @@
-//! Prices a `SecurePlan` (DESIGN.md sections 2 and 3): exact online bytes and rounds
+//! Prices a `SecurePlan` (docs/DESIGN.md sections 2 and 3): exact online bytes and rounds
 //! (from [`cryptpeft_private_eval::online::comm`], the frames each protocol sends), exact offline bytes
 //! (the dealer material's encoding), and time from an event simulation of both parties
 //! with per-operation throughputs measured on this machine ([`calibrate()`]).

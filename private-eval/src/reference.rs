@@ -1,4 +1,4 @@
-//! Plaintext f64 reference of the OWC model (DESIGN.md section 1), for every attention
+//! Plaintext f64 reference of the OWC model (docs/DESIGN.md section 1), for every attention
 //! kind, activation and norm. Secure runs are checked against it.
 
 use cryptpeft_types::{Activation, AttentionKind};

@@ -1,4 +1,4 @@
-//! CryptPEFT's search (DESIGN.md section 5): give it a space, get back the adapters worth
+//! CryptPEFT's search (docs/DESIGN.md section 5): give it a space, get back the adapters worth
 //! deploying for each network, as tables, pictures and checkpoints `cryptpeft serve` loads.
 //!
 //! - [`space`]: the space file; [`genes`]: its valid configurations.

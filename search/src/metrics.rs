@@ -1,4 +1,4 @@
-//! How close a set of evaluated configurations comes to a table's true front (DESIGN.md
+//! How close a set of evaluated configurations comes to a table's true front (docs/DESIGN.md
 //! section 5). The lenient hypervolume (reference at accuracy 0 and the slowest
 //! configuration) lets the fastest configuration alone score about 0.84, so the replay
 //! also reports the hypervolume against the true front's nadir, the share of true-front

@@ -106,7 +106,7 @@ pub fn front(points: &[Point]) -> Vec<usize> {
 
 /// Hypervolume of the feasible points against the reference (accuracy 0, seconds
 /// `reference_s`), with seconds normalised by `reference_s`: a fraction of the unit square.
-/// DESIGN.md section 5 calls this reference lenient; [`crate::metrics`] has the nadir's.
+/// docs/DESIGN.md section 5 calls this reference lenient; [`crate::metrics`] has the nadir's.
 pub fn hypervolume(points: &[Point], reference_s: f64) -> f64 {
     hypervolume_at(points, 0.0, reference_s) / reference_s
 }

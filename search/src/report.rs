@@ -466,7 +466,7 @@ pub fn hypervolume_curves(
         .collect()
 }
 
-/// The slowest valid configuration's predicted seconds per profile (DESIGN.md
+/// The slowest valid configuration's predicted seconds per profile (docs/DESIGN.md
 /// section 5's hypervolume reference).
 pub fn reference_seconds(genomes: &Space, pricer: &Pricer) -> Vec<f64> {
     let mut slowest = vec![0.0f64; pricer.profiles().len()];

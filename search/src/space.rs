@@ -96,7 +96,7 @@ pub enum CacheStore {
     Disk,
 }
 
-/// The genes and their choices (DESIGN.md section 1).
+/// The genes and their choices (docs/DESIGN.md section 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genes {
@@ -176,7 +176,7 @@ pub enum StrategyKind {
     Nsga2,
     /// The paper's controller generalised to every gene, restarting over the scopes.
     Reinforce,
-    /// The paper's controller as published (DESIGN.md section 5).
+    /// The paper's controller as published (docs/DESIGN.md section 5).
     ReinforcePaper,
     Random,
     /// Every valid configuration, in order.

@@ -1,7 +1,7 @@
 //! CryptPEFT trainer: the accuracy half of the toolkit.
 //!
 //! - [`backbone::Vit`]: torchvision-layout ViT loaded from safetensors (any size).
-//! - [`owc::OwcModel`]: the one-way-communication adapter model (DESIGN.md section 1) and
+//! - [`owc::OwcModel`]: the one-way-communication adapter model (docs/DESIGN.md section 1) and
 //!   its checkpoint format (`CHECKPOINT.md`).
 //! - [`baselines`]: linear probe, SFT, LoRA, AdaptFormer, full fine-tuning.
 //! - [`data`]: CIFAR-10/100 binary, IDX (Fashion-MNIST), digits CSV; resizing, normalization.
@@ -26,7 +26,7 @@ pub use train::{
     OptimizerConfig, TrainConfig, TrainReport,
 };
 
-/// The default CPU device (ndarray backend, as DESIGN.md section 4 asks; burn 0.22 marks it
+/// The default CPU device (ndarray backend, as docs/DESIGN.md section 4 asks; burn 0.22 marks it
 /// deprecated in favour of `flex`).
 #[allow(deprecated)]
 pub fn cpu() -> burn::prelude::Device {

@@ -1,4 +1,4 @@
-//! The OWC adapter model of DESIGN.md section 1, for every point of the search space, and
+//! The OWC adapter model of docs/DESIGN.md section 1, for every point of the search space, and
 //! its checkpoint format (see `train/CHECKPOINT.md`).
 
 use std::path::Path;

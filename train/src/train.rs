@@ -31,7 +31,7 @@ use crate::st::HostTensor;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Method {
-    /// CryptPEFT's one-way adapters (DESIGN.md section 1).
+    /// CryptPEFT's one-way adapters (docs/DESIGN.md section 1).
     Owc { spec: AdapterSpec },
     /// Head only, on the frozen final norm of `x_L`.
     LinearProbe,
@@ -770,7 +770,7 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
 }
 
 /// The backbone's pretrained final LayerNorm (weight, bias): an OWC model's final norm
-/// starts from it (DESIGN.md section 1).
+/// starts from it (docs/DESIGN.md section 1).
 pub fn final_norm_init(vit: &Vit) -> (HostTensor, HostTensor) {
     let ln = vit.ln.ln.as_ref().expect("a ViT ends with a LayerNorm");
     let g = HostTensor::from_tensor(&ln.gamma.val());

@@ -61,7 +61,7 @@ impl NormKind {
     pub const ALL: [NormKind; 3] = [NormKind::Affine, NormKind::LayerNorm, NormKind::None];
 }
 
-/// One point of the search space: the shape of the OWC adapters (DESIGN.md section 1).
+/// One point of the search space: the shape of the OWC adapters (docs/DESIGN.md section 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterSpec {

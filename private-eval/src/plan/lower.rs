@@ -1,4 +1,4 @@
-//! Lowering `AdapterSpec` + weights to a `SecurePlan` (DESIGN.md section 3):
+//! Lowering `AdapterSpec` + weights to a `SecurePlan` (docs/DESIGN.md section 3):
 //! every linear piece is kept symbolic as an affine `Form` over wires and folded
 //! offline; a form is materialized only where a nonlinear step needs its value. Openings
 //! of a wire are shared by every server-weight map applied to it; the client's hidden

@@ -1,4 +1,4 @@
-//! The paper's search (its `search_adapter`, DESIGN.md section 5), with the cost model
+//! The paper's search (its `search_adapter`, docs/DESIGN.md section 5), with the cost model
 //! in place of its linear latency fit: an outer loop over scope; for each scope a fresh
 //! controller with one categorical policy per other gene (Adam, lr 0.001); a sampled
 //! candidate slower than the latency target, or than (first heads, first rank, s + 4),
