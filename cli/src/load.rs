@@ -552,11 +552,29 @@ pub fn load_test(a: LoadArgs) -> Result<(), String> {
 
 fn client_inputs(a: &LoadArgs, model: &OwcModel) -> Result<Vec<Vec<Mat>>, String> {
     #[cfg(feature = "train")]
-    if let Some(n) = a.digits {
+    let digits = a.digits;
+    #[cfg(not(feature = "train"))]
+    let digits = None;
+    hidden_inputs(model, digits, a.inputs)
+}
+
+/// Client inputs: the hidden states of `digits` digits test images through the shipped
+/// backbone where given (the `train` feature), else `count` random ones.
+pub fn hidden_inputs(
+    model: &OwcModel,
+    digits: Option<usize>,
+    count: usize,
+) -> Result<Vec<Vec<Mat>>, String> {
+    #[cfg(feature = "train")]
+    if let Some(n) = digits {
         return crate::demo::digits_hidden_states(model, n).map(|(h, _)| h);
     }
+    #[cfg(not(feature = "train"))]
+    if digits.is_some() {
+        return Err("--digits needs the `train` feature (the backbone)".into());
+    }
     let bb = &model.backbone;
-    Ok((0..a.inputs.max(1))
+    Ok((0..count.max(1))
         .map(|i| {
             hidden::random(
                 model.spec.scope + 1,

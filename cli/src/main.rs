@@ -10,6 +10,7 @@ mod experiments;
 #[cfg(feature = "train")]
 mod images;
 mod load;
+mod precision;
 mod rounds;
 mod secure;
 
@@ -70,6 +71,10 @@ enum Cmd {
     /// Rounds beside the dependency-depth bound of the paper's configurations, the
     /// search space's kinds and the baselines, from their plans (no run).
     Rounds(rounds::RoundsArgs),
+    /// Where a checkpoint's fixed-point error comes from: the plan in f64 with the
+    /// weights, the hidden states or the truncated wires rounded, each against the
+    /// reference, and the weights whose rounding costs the most (no protocol runs).
+    Precision(precision::PrecisionArgs),
     /// CryptPEFT's adapters against SFT-1/2, LoRA and AdaptFormer under MPC at ViT-B/16.
     Baselines(baselines::BaselinesArgs),
     /// Run one of the paper's comparisons from experiments/NAME.yaml into results/NAME/.
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
         Cmd::BenchProtocols(a) => secure::bench_protocols(a),
         Cmd::PaperConfigs(a) => experiments::paper_configs(a),
         Cmd::Rounds(a) => rounds::rounds(a),
+        Cmd::Precision(a) => precision::precision(a),
         Cmd::Baselines(a) => baselines::run(a),
         #[cfg(feature = "train")]
         Cmd::Experiment(a) => experiment::run(a),

@@ -18,7 +18,49 @@ fn to_mat(g: Grid<f64>) -> Mat {
 
 /// Evaluates the plan in f64 and returns the revealed logits.
 pub fn eval(plan: &SecurePlan, weights: &PlanWeights, hidden: &[Mat]) -> Vec<f64> {
-    eval_wires(plan, weights, hidden).0
+    eval_wires(plan, weights, hidden, false).0
+}
+
+/// Which of a plan's values [`eval_rounded`] puts on the fixed-point grid of `f`
+/// fractional bits, so that each source of fixed-point error is measured on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rounding {
+    /// The server's weights (`Some(None)`: all of them, `Some(Some(w))`: weight `w`).
+    pub weights: Option<Option<WeightId>>,
+    /// The client's hidden states.
+    pub inputs: bool,
+    /// Every wire a `Truncate` step truncates, floored as an exact truncation leaves it
+    /// (to within the one unit a faithful truncation may add); truncations fused into a
+    /// gate's opening are not modelled.
+    pub truncations: bool,
+}
+
+/// [`eval`] with the values `r` names rounded to `f` fractional bits: the logit error
+/// each part of the fixed-point encoding causes, apart from the protocols.
+pub fn eval_rounded(
+    plan: &SecurePlan,
+    weights: &PlanWeights,
+    hidden: &[Mat],
+    r: Rounding,
+) -> Vec<f64> {
+    let grid = (1u64 << plan.frac_bits) as f64;
+    let round = |m: &Mat| m.map(|v| (v * grid).round() / grid);
+    let weights = PlanWeights {
+        mats: weights
+            .mats
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match r.weights {
+                Some(w) if w.is_none_or(|w| w == i) => round(m),
+                _ => m.clone(),
+            })
+            .collect(),
+    };
+    let hidden: Vec<Mat> = match r.inputs {
+        true => hidden.iter().map(round).collect(),
+        false => hidden.to_vec(),
+    };
+    eval_wires(plan, &weights, &hidden, r.truncations).0
 }
 
 /// Each wire's name and largest absolute value in a plaintext run.
@@ -27,7 +69,7 @@ pub fn wire_magnitudes(
     weights: &PlanWeights,
     hidden: &[Mat],
 ) -> Vec<(String, f64)> {
-    let (_, vals) = eval_wires(plan, weights, hidden);
+    let (_, vals) = eval_wires(plan, weights, hidden, false);
     plan.wires
         .iter()
         .zip(vals)
@@ -44,7 +86,9 @@ fn eval_wires(
     plan: &SecurePlan,
     weights: &PlanWeights,
     hidden: &[Mat],
+    floor_truncated: bool,
 ) -> (Vec<f64>, Vec<Option<Mat>>) {
+    let grid = (1u64 << plan.frac_bits) as f64;
     let mut vals: Vec<Option<Mat>> = vec![None; plan.wires.len()];
     for (i, w) in plan.wires.iter().enumerate() {
         if let WireKind::ClientInput { hidden: k } = w.kind {
@@ -188,9 +232,77 @@ fn eval_wires(
                 });
             }
             // Exact in the clear: truncation only changes the fixed-point scale.
-            Step::Truncate { .. } => {}
+            Step::Truncate { wires, wide } => {
+                for w in wires.iter().chain(wide).filter(|_| floor_truncated) {
+                    if let Some(m) = vals[*w].as_mut() {
+                        m.data
+                            .iter_mut()
+                            .for_each(|v| *v = (*v * grid).floor() / grid);
+                    }
+                }
+            }
             Step::Reveal { wire, .. } => out = get(&vals, *wire).data,
         }
     }
     (out, vals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OwcModel;
+    use crate::plan::lower::{lower, LowerOptions};
+    use cryptpeft_types::{AdapterSpec, BackboneSpec};
+
+    /// Rounding nothing is the f64 run; rounding the weights moves the logits by about
+    /// what 16 fractional bits allow, and each source is measured apart.
+    #[test]
+    fn rounding_measures_each_source_of_fixed_point_error() {
+        let spec: AdapterSpec = "h=2,r=32,s=2".parse().unwrap();
+        let bb = BackboneSpec::vit_mini();
+        let model = OwcModel::random(spec.clone(), bb.clone(), 10, 3);
+        let (plan, w) = lower(&model, LowerOptions::default()).unwrap();
+        let x = crate::hidden::random(spec.scope + 1, bb.tokens(), bb.hidden_dim, 5);
+        let exact = eval(&plan, &w, &x);
+        let err = |r: Rounding| {
+            eval_rounded(&plan, &w, &x, r)
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+        };
+        let none = Rounding {
+            weights: None,
+            inputs: false,
+            truncations: false,
+        };
+        assert_eq!(err(none), 0.0);
+        for r in [
+            Rounding {
+                weights: Some(None),
+                ..none
+            },
+            Rounding {
+                inputs: true,
+                ..none
+            },
+            Rounding {
+                truncations: true,
+                ..none
+            },
+        ] {
+            let e = err(r);
+            assert!(e > 0.0 && e < 1e-2, "{r:?}: {e}");
+        }
+        // One weight rounded moves the logits no more than all of them.
+        let all = err(Rounding {
+            weights: Some(None),
+            ..none
+        });
+        let one = err(Rounding {
+            weights: Some(Some(0)),
+            ..none
+        });
+        assert!(one <= all * 1.5, "{one} against {all}");
+    }
 }
