@@ -672,7 +672,14 @@ impl Lowering {
                 at.qkv_bias.as_deref(),
                 &format!("{bp}.attn"),
             );
-            let mut q = qkv.cols(0, r).scale(1.0 / (dh as f64).sqrt());
+            // The scores' `1/sqrt(dh)`: LinAtten's token-mixing map (a server weight)
+            // takes it, so the query maps keep their weights' size and their
+            // precision at `f` fractional bits; before a softmax the query takes it.
+            let inv_sqrt_dh = 1.0 / (dh as f64).sqrt();
+            let linatten = attention == AttentionKind::LinAtten;
+            let mut q = qkv
+                .cols(0, r)
+                .scale(if linatten { 1.0 } else { inv_sqrt_dh });
             if cls_only {
                 q = q.cls();
             }
@@ -701,7 +708,7 @@ impl Lowering {
                         .expect("LinAtten has a token-mixing map");
                     let pf = self
                         .form(s, Rows::All)
-                        .right_mul(&tm.weight.transpose(), &self.wires)
+                        .right_mul(&tm.weight.transpose().map(|w| w * inv_sqrt_dh), &self.wires)
                         .plus_bias(row(&tm.bias, n));
                     let pw = self.materialize(&pf, &format!("{bp}.mixed"));
                     let o = self.wire(&format!("{bp}.attn_out"), rq, r, WireKind::Shared);
