@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use crate::arith::fixed::Fixed;
+use crate::arith::fixed::{encode_at, Fixed};
 use crate::arith::matmul::matmul;
 use crate::arith::ring;
 use crate::arith::tensor::Mat;
 use crate::party::Party;
 use crate::plan::layout::{head_assemble, head_operands, Grid};
-use crate::plan::shapes::{head_shapes, masked_weights, weights_at_f};
+use crate::plan::shapes::{head_shapes, masked_weights, weight_bits};
 use crate::plan::*;
 use crate::preprocessing::dealer::ModelMasks;
 use crate::preprocessing::material::{CmpMat, ReluMat, Source, StepMat, Triple};
@@ -56,18 +56,12 @@ pub struct ServerKeys {
 
 impl ServerKeys {
     pub fn new(plan: &SecurePlan, weights: &PlanWeights, masks: &ModelMasks) -> Self {
-        let fx = Fixed::new(plan.frac_bits);
         let masked = masked_weights(plan);
         let w = weights
             .mats
             .iter()
-            .zip(weights_at_f(plan))
-            .map(|(m, at_f)| {
-                m.data
-                    .iter()
-                    .map(|&v| if at_f { fx.encode(v) } else { fx.encode2(v) })
-                    .collect()
-            })
+            .zip(weight_bits(plan))
+            .map(|(m, bits)| m.data.iter().map(|&v| encode_at(v, bits)).collect())
             .collect();
         let b = masked
             .iter()
@@ -360,7 +354,6 @@ impl State<'_> {
         cmp: &CmpMat,
         rider: &[u8],
     ) -> StepResult<(Vec<u64>, Vec<u8>)> {
-        use crate::arith::fixed::encode_at;
         let segs: Vec<(u64, u64)> = segs
             .iter()
             .map(|&(a, s)| (encode_at(a, v_bits + slope_bits), encode_at(s, slope_bits)))
@@ -488,17 +481,23 @@ impl State<'_> {
                     return Err(bad("linear correlations"));
                 };
                 let keeps = step.keeps_scale();
+                // A step of server weights lands at its output scale directly (its
+                // weights and coefficients encoded for it, [`weight_bits`]).
+                let private = terms.iter().any(|t| matches!(t, Term::Private { .. }));
+                let f = self.fx.frac_bits;
+                let coef_bits = match private {
+                    true => self.plan.linear_out_bits(terms, *shift) - f,
+                    false => f,
+                };
                 let w = &self.plan.wires[*out];
-                // Maps of wide openings land at `3f`, everything else at `2f` (or `f`).
                 let mut acc = vec![0u64; w.rows * w.cols];
-                let mut wide_acc = vec![0u64; w.rows * w.cols];
                 let mut ab = ab.into_iter();
                 for t in terms {
                     match t {
                         Term::Public { wire, rows, coef } => {
                             let c = match keeps {
                                 true => *coef as i64 as u64,
-                                false => self.fx.encode(*coef),
+                                false => encode_at(*coef, coef_bits),
                             };
                             ring::add_assign(
                                 &mut acc,
@@ -508,7 +507,7 @@ impl State<'_> {
                         Term::Private { open, weight, cls } => {
                             let op = &self.plan.openings[*open];
                             let ws = self.plan.weights[*weight];
-                            let acc = if op.wide { &mut wide_acc } else { &mut acc };
+                            let acc = &mut acc;
                             let rows = if *cls {
                                 1
                             } else {
@@ -546,13 +545,13 @@ impl State<'_> {
                     }
                 }
                 if let (Some(b), Keys::Server(k)) = (bias, &self.keys) {
-                    let b = ring::scale(&k.w[*b], 1 << shift);
+                    // A public step's bias follows its inputs' shift; a step of server
+                    // weights has it encoded at its output scale.
+                    let lift = if private { 0 } else { *shift };
+                    let b = ring::scale(&k.w[*b], 1 << lift);
                     for row in acc.chunks_mut(w.cols) {
                         ring::add_assign(row, &b);
                     }
-                }
-                if self.plan.wide_linear(terms) {
-                    acc = ring::add(&wide_acc, &ring::scale(&acc, 1 << self.fx.frac_bits));
                 }
                 self.shares[*out] = Some(match keeps {
                     true => acc,
@@ -954,7 +953,7 @@ impl State<'_> {
             ring::row_sums(self.share(x), d)
         };
         let v_bits = f + sv;
-        let eps_enc = self.konst(crate::arith::fixed::encode_at(norm.eps, v_bits));
+        let eps_enc = self.konst(encode_at(norm.eps, v_bits));
         v.iter_mut().for_each(|x| *x = x.wrapping_add(eps_enc));
         // The product with the values, masked: its opening once its weights are at `f`.
         let mix_msg = |w: &[u64]| {

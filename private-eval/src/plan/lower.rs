@@ -175,6 +175,24 @@ fn insert_truncations(
                     step_reads.retain(|w| mix.is_some_and(|m| m.v == *w));
                 }
             }
+            // The logits: server weights whose output only the reveal reads are encoded
+            // `f` bits finer; the client truncates the `3f` result in the clear.
+            Step::Linear {
+                out: o,
+                terms,
+                shift,
+                ..
+            } if !public
+                && !terms
+                    .iter()
+                    .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide))
+                && steps[i + 1..]
+                    .iter()
+                    .zip(&reads[i + 1..])
+                    .all(|(s, r)| matches!(s, Step::Reveal { .. }) || !r.contains(o)) =>
+            {
+                *shift = frac_bits;
+            }
             Step::Open { open } => {
                 let w = openings[*open].wire;
                 if wide_allowed
@@ -206,11 +224,23 @@ fn insert_truncations(
                     pending.push((*o, s));
                 }
             }
-            Step::Linear { out: o, terms, .. } => {
+            Step::Linear {
+                out: o,
+                terms,
+                shift,
+                ..
+            } => {
                 let wide = terms
                     .iter()
                     .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide));
-                pending.push((*o, if wide { 2 * frac_bits } else { frac_bits }));
+                pending.push((
+                    *o,
+                    if wide {
+                        2 * frac_bits
+                    } else {
+                        frac_bits + shift
+                    },
+                ));
             }
             Step::LayerNorm {
                 out: o, inv_sqrt, ..

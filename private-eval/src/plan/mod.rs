@@ -109,10 +109,11 @@ pub struct NormMix {
 /// Version of what a plan's steps mean, bumped when the same plan would run differently
 /// (2: norms without Newton take their guess as the answer; linear steps of whole
 /// public coefficients keep scale `f`; 3: a ReLU truncates its input in its opening, and
-/// an opening may carry `2f` bits). It enters [`SecurePlan::digest`], so parties and
-/// a dealer of different versions refuse each other's material, and client and server
-/// compare it in their handshake.
-pub const PROTOCOL: u32 = 3;
+/// an opening may carry `2f` bits; 4: a linear step of server weights has its weights
+/// and coefficients encoded at its output scale, [`SecurePlan::linear_out_bits`]). It
+/// enters [`SecurePlan::digest`], so parties and a dealer of different versions refuse
+/// each other's material, and client and server compare it in their handshake.
+pub const PROTOCOL: u32 = 4;
 
 /// Most values one wire or weight may hold: far above any ViT's (ViT-B/16's largest,
 /// 12 x 197 x 197 scores, hold 2^19), low enough that sizes never overflow.
@@ -304,6 +305,10 @@ pub enum Step {
         /// Bits a step of public terms reads above `f` (its output carries them, plus `f`
         /// unless it keeps scale): its coefficients work at any scale and its bias is
         /// scaled up to match, so a pending truncation passes through it ([`lower`]).
+        /// For a step with server weights whose output only the reveal reads (the
+        /// logits), `f`: its weights and coefficients are encoded at `2f` bits, so their
+        /// rounding costs nothing measurable, and its output lands at `3f`, truncated in
+        /// the clear.
         #[serde(default)]
         shift: u32,
     },
@@ -625,7 +630,15 @@ impl SecurePlan {
                     let keeps = step.keeps_scale();
                     let public = terms.iter().all(|t| matches!(t, Term::Public { .. }));
                     let most = if keeps { 2 } else { 1 } * self.frac_bits;
-                    if *shift != 0 && !(public && *shift % self.frac_bits == 0 && *shift <= most) {
+                    let precise = !public
+                        && *shift == self.frac_bits
+                        && self.exact_truncation
+                        && !self.wide_linear(terms)
+                        && self.only_revealed(*out);
+                    if *shift != 0
+                        && !(public && *shift % self.frac_bits == 0 && *shift <= most)
+                        && !precise
+                    {
                         return Err(format!("a linear step at {shift} bits above f"));
                     }
                     let weight = |w: WeightId| match w < self.weights.len() {
@@ -762,6 +775,25 @@ impl SecurePlan {
     }
 
     /// Whether a linear step's output is at `3f`: it maps a wide opening.
+    /// The scale (fractional bits) a linear step of server weights lands at: `3f` when
+    /// a term maps a wide opening or the step has a `shift` (the logits), else `2f`.
+    /// Its weights and coefficients are encoded to land there directly, so a term of a
+    /// `f`-bit opening keeps `2f`-bit weights rather than being scaled up.
+    pub fn linear_out_bits(&self, terms: &[Term], shift: u32) -> u32 {
+        let f = self.frac_bits;
+        match self.wide_linear(terms) {
+            true => 3 * f,
+            false => 2 * f + shift,
+        }
+    }
+
+    /// Whether only reveals read wire `w`.
+    pub fn only_revealed(&self, w: WireId) -> bool {
+        self.steps
+            .iter()
+            .all(|s| matches!(s, Step::Reveal { .. }) || !s.reads(&self.openings).contains(&w))
+    }
+
     pub fn wide_linear(&self, terms: &[Term]) -> bool {
         terms
             .iter()

@@ -43,21 +43,25 @@ pub fn eval_rounded(
     hidden: &[Mat],
     r: Rounding,
 ) -> Vec<f64> {
-    let grid = (1u64 << plan.frac_bits) as f64;
-    let round = |m: &Mat| m.map(|v| (v * grid).round() / grid);
+    let round = |m: &Mat, bits: u32| {
+        let grid = (1u64 << bits) as f64;
+        m.map(|v| (v * grid).round() / grid)
+    };
+    // Each weight at the bits the server encodes it with.
+    let bits = crate::plan::shapes::weight_bits(plan);
     let weights = PlanWeights {
         mats: weights
             .mats
             .iter()
             .enumerate()
             .map(|(i, m)| match r.weights {
-                Some(w) if w.is_none_or(|w| w == i) => round(m),
+                Some(w) if w.is_none_or(|w| w == i) => round(m, bits[i]),
                 _ => m.clone(),
             })
             .collect(),
     };
     let hidden: Vec<Mat> = match r.inputs {
-        true => hidden.iter().map(round).collect(),
+        true => hidden.iter().map(|x| round(x, plan.frac_bits)).collect(),
         false => hidden.to_vec(),
     };
     eval_wires(plan, &weights, &hidden, r.truncations).0

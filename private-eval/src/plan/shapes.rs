@@ -20,17 +20,38 @@ pub fn masked_weights(plan: &SecurePlan) -> Vec<bool> {
     used
 }
 
-/// Which weights the server encodes at `f` bits: those multiplied under masks, and the
-/// biases of linear steps that keep their inputs' scale ([`Step::keeps_scale`]); other
-/// biases join products at `2f`.
-pub fn weights_at_f(plan: &SecurePlan) -> Vec<bool> {
-    let mut at_f = masked_weights(plan);
+/// The fractional bits the server encodes each weight at. A step of public terms: its
+/// bias at `2f` (scaled by its `shift` when it runs), or `f` if it keeps scale
+/// ([`Step::keeps_scale`]). A step of server weights lands at
+/// [`SecurePlan::linear_out_bits`]: each weight at that less its opening's scale (`f`,
+/// or `2f` for a wide opening), its bias at that.
+pub fn weight_bits(plan: &SecurePlan) -> Vec<u32> {
+    let f = plan.frac_bits;
+    let mut bits = vec![2 * f; plan.weights.len()];
     for step in &plan.steps {
-        if let Step::Linear { bias: Some(b), .. } = step {
-            at_f[*b] |= step.keeps_scale();
+        let Step::Linear {
+            terms, bias, shift, ..
+        } = step
+        else {
+            continue;
+        };
+        let private = terms.iter().any(|t| matches!(t, Term::Private { .. }));
+        let out = plan.linear_out_bits(terms, *shift);
+        for t in terms {
+            if let Term::Private { open, weight, .. } = t {
+                let opened = if plan.openings[*open].wide { 2 * f } else { f };
+                bits[*weight] = out - opened;
+            }
+        }
+        if let Some(b) = bias {
+            bits[*b] = match (step.keeps_scale(), private) {
+                (true, _) => f,
+                (false, true) => out,
+                (false, false) => 2 * f,
+            };
         }
     }
-    at_f
+    bits
 }
 
 /// Output lengths of a linear step's private terms, in term order.
