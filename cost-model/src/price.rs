@@ -415,16 +415,17 @@ pub fn cost_with(
                 let mix = MixShape::of(plan, *x, mix);
                 let mut k = 0;
                 let waves = layernorm_waves(plan, plan.norm_shape(*x, *z), inv_sqrt, *shifts, mix);
-                for (i, wave) in waves.into_iter().enumerate() {
+                for wave in waves {
                     k += 2;
                     let frames = [f(k - 2), f(k - 1)];
                     // The product with the values: its operands masked before the
                     // exchange it rides in, its Beaver matmuls after.
-                    let rides = match mix {
-                        Some(m) if i == usize::from(!MixShape::rides_compare(*shifts)) => Some(m),
-                        _ => None,
+                    let rides = match wave {
+                        LnWave::Compare { rides, .. } | LnWave::Product { rides, .. } => rides,
+                        _ => 0,
                     };
-                    if let Some(m) = rides {
+                    let riding = mix.filter(|_| rides > 0);
+                    if let Some(m) = riding {
                         for p in 0..2 {
                             pr.elem(p, m.opened() as f64);
                         }
@@ -466,15 +467,15 @@ pub fn cost_with(
                                 pr.elem(p, 4.0 * (values * thresholds) as f64);
                             }
                         }
-                        LnWave::Product { elems, out } => {
-                            pr.exchange(elems, frames);
+                        LnWave::Product { elems, out, rides } => {
+                            pr.exchange(elems + rides, frames);
                             for p in 0..2 {
                                 pr.elem(p, 6.0 * out as f64);
                             }
                         }
                         LnWave::Truncate(t) => pr.truncate(&t.map(|t| (t.values, t.shift)), frames),
                     }
-                    if let Some(m) = rides {
+                    if let Some(m) = riding {
                         pr.head_products(m.heads, (m.m, m.k, m.n));
                     }
                 }

@@ -130,7 +130,8 @@ pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
                 layernorm_waves(plan, plan.norm_shape(*x, *z), inv_sqrt, *shifts, mix)
                     .into_iter()
                     .map(|w| match w {
-                        LnWave::Square(n) | LnWave::Product { elems: n, .. } => both(0, n),
+                        LnWave::Square(n) => both(0, n),
+                        LnWave::Product { elems, rides, .. } => both(0, elems + rides),
                         LnWave::Compare {
                             values,
                             carries,

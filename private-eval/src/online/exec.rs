@@ -507,7 +507,6 @@ impl State<'_> {
                         Term::Private { open, weight, cls } => {
                             let op = &self.plan.openings[*open];
                             let ws = self.plan.weights[*weight];
-                            let acc = &mut acc;
                             let rows = if *cls {
                                 1
                             } else {
@@ -519,23 +518,29 @@ impl State<'_> {
                             if corr.len() != rows * ws.cols {
                                 return Err(bad("correlations of the term's shape"));
                             }
-                            ring::add_assign(acc, &corr);
+                            ring::add_assign(&mut acc, &corr);
                             let cut = |v: Vec<u64>| if *cls { v[..ws.rows].to_vec() } else { v };
                             match &self.keys {
                                 Keys::Client(k) => {
                                     let x = cut(self.rows_of(op.wire, op.rows));
                                     let e = k.e[*weight].as_ref().expect("masked weight");
-                                    ring::add_assign(acc, &matmul(&x, e, rows, ws.rows, ws.cols));
+                                    ring::add_assign(
+                                        &mut acc,
+                                        &matmul(&x, e, rows, ws.rows, ws.cols),
+                                    );
                                 }
                                 Keys::Server(k) => {
                                     let m =
                                         cut(self.opened[*open].clone().expect("opened before use"));
                                     let b = k.b[*weight].as_ref().expect("masked weight");
-                                    ring::add_assign(acc, &matmul(&m, b, rows, ws.rows, ws.cols));
+                                    ring::add_assign(
+                                        &mut acc,
+                                        &matmul(&m, b, rows, ws.rows, ws.cols),
+                                    );
                                     if !self.zero[op.wire] {
                                         let x = cut(self.rows_of(op.wire, op.rows));
                                         ring::add_assign(
-                                            acc,
+                                            &mut acc,
                                             &matmul(&x, &k.w[*weight], rows, ws.rows, ws.cols),
                                         );
                                     }
@@ -1036,7 +1041,7 @@ impl State<'_> {
         if params.power == 2 {
             y = mul(chan, &y, &y)?;
         }
-        let (Some((mx, ts)), Some(m), Some(open)) = (&norm.mix, mix, mixed) else {
+        let (Some((_, ts)), Some(m), Some(open)) = (&norm.mix, mix, mixed) else {
             return Ok(mul(chan, &y, &out)?);
         };
         // The product at 2f with heads stacked by rows, scaled per row, then side by side.
@@ -1050,7 +1055,6 @@ impl State<'_> {
                 data: h.to_vec(),
             })
             .collect();
-        debug_assert_eq!(mx.heads, m.heads);
         Ok(head_assemble(HeadProduct::Mix, parts).data)
     }
 

@@ -85,6 +85,12 @@ fn insert_truncations(
             _ => r.contains(&w),
         })
     };
+    // Whether a linear step maps a wide opening (its output lands at `3f`).
+    let maps_wide = |openings: &[Opening], terms: &[Term]| {
+        terms
+            .iter()
+            .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide))
+    };
     // Pending wires with the bits they carry above `f`.
     let mut pending: Vec<(WireId, u32)> = Vec::new();
     let shift_of = |pending: &[(WireId, u32)], w: WireId| {
@@ -183,9 +189,7 @@ fn insert_truncations(
                 shift,
                 ..
             } if !public
-                && !terms
-                    .iter()
-                    .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide))
+                && !maps_wide(openings, terms)
                 && steps[i + 1..]
                     .iter()
                     .zip(&reads[i + 1..])
@@ -230,17 +234,11 @@ fn insert_truncations(
                 shift,
                 ..
             } => {
-                let wide = terms
-                    .iter()
-                    .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide));
-                pending.push((
-                    *o,
-                    if wide {
-                        2 * frac_bits
-                    } else {
-                        frac_bits + shift
-                    },
-                ));
+                let bits = match maps_wide(openings, terms) {
+                    true => 2 * frac_bits,
+                    false => frac_bits + shift,
+                };
+                pending.push((*o, bits));
             }
             Step::LayerNorm {
                 out: o, inv_sqrt, ..

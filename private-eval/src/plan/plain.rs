@@ -35,8 +35,9 @@ pub struct Rounding {
     pub truncations: bool,
 }
 
-/// [`eval`] with the values `r` names rounded to `f` fractional bits: the logit error
-/// each part of the fixed-point encoding causes, apart from the protocols.
+/// [`eval`] with the values `r` names rounded to the fixed-point grid (weights at the
+/// bits the server encodes them with, [`crate::plan::shapes::weight_bits`], the rest at
+/// `f`): the logit error each part of the encoding causes, apart from the protocols.
 pub fn eval_rounded(
     plan: &SecurePlan,
     weights: &PlanWeights,

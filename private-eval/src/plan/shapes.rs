@@ -121,8 +121,13 @@ pub enum LnWave {
         carries: Option<LnTrunc>,
         rides: usize,
     },
-    /// A Beaver product opening `elems` values, with `out` outputs.
-    Product { elems: usize, out: usize },
+    /// A Beaver product opening `elems` values, with `out` outputs; its frame may
+    /// carry `rides` ring elements of a [`NormMix`]'s opening.
+    Product {
+        elems: usize,
+        out: usize,
+        rides: usize,
+    },
     /// Exact truncations ([`LnTrunc`]) in one exchange (the second group may be empty).
     Truncate([LnTrunc; 2]),
 }
@@ -221,8 +226,9 @@ pub fn layernorm_waves(
                 .iter()
                 .enumerate()
                 .map(|(i, m)| LnWave::Product {
-                    elems: m.a.0 + m.b.0 + if i == 0 { late } else { 0 },
+                    elems: m.a.0 + m.b.0,
                     out: m.out * (1 + m.pair as usize),
+                    rides: if i == 0 { late } else { 0 },
                 }),
         );
         return out;
@@ -253,10 +259,12 @@ pub fn layernorm_waves(
             true => LnWave::Product {
                 elems: rows + rows * c,
                 out: rows * c,
+                rides: 0,
             },
             false => LnWave::Product {
                 elems: 2 * rows,
                 out: rows,
+                rides: 0,
             },
         });
         let after = if i % 3 == 1 && !scales { 2 } else { 1 };
