@@ -6,6 +6,7 @@
 //! - [`baselines`]: linear probe, SFT, LoRA, AdaptFormer, full fine-tuning.
 //! - [`data`]: CIFAR-10/100 binary, IDX (Fashion-MNIST), digits CSV; resizing, normalization.
 //! - [`cache`]: the on-disk feature cache of backbone hidden states.
+//! - [`fit`]: the training loop, for one model or a group sharing every batch.
 //! - [`train::train_adapter`]: the library entry point a CLI calls with a [`TrainConfig`].
 
 pub mod backbone;
@@ -13,6 +14,7 @@ pub mod baselines;
 pub mod cache;
 pub mod data;
 pub mod error;
+pub mod fit;
 pub mod nn;
 pub mod owc;
 pub mod st;

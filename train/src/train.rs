@@ -8,22 +8,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::Vit;
 use crate::baselines::{full_finetune_model, PeftModel, TailModel};
-use crate::cache::{file_sha256, progress_bar, CacheInfo, CacheRequest, FeatureSet};
+use crate::cache::{file_sha256, CacheInfo, CacheRequest};
 use crate::data::{DataConfig, Preprocess, Split};
 use crate::error::{Result, TrainError};
+use crate::fit::{evaluate, fit, fit_group, Member, Source, Trained};
 use crate::owc::OwcModel;
 use crate::st::HostTensor;
 
@@ -211,6 +205,10 @@ pub struct TrainConfig {
     /// 0 = the plain image only. A random view is drawn per image and epoch.
     #[serde(default)]
     pub views: usize,
+    /// Augment every training batch afresh (random resized crop + flip, drawn from the
+    /// seed): needs `use_cache: false`, since a cache holds fixed views.
+    #[serde(default)]
+    pub augment: bool,
     /// Where to write the checkpoint: OWC adapter format for `owc`, torchvision layout
     /// for `full`. Other methods write nothing.
     #[serde(default)]
@@ -238,6 +236,7 @@ impl TrainConfig {
             cache_dir: None,
             cache_scope: None,
             views: 0,
+            augment: false,
             checkpoint: None,
             progress: true,
             device: DeviceChoice::Cpu,
@@ -281,184 +280,6 @@ pub struct TrainReport {
     pub seconds_total: f64,
 }
 
-/// Where a batch's inputs come from.
-enum Source<'a> {
-    Cached(&'a FeatureSet),
-    /// Preprocessed pixels; with `Some(vit, from)` the frozen backbone runs on every batch.
-    Pixels {
-        pixels: &'a [f32],
-        labels: &'a [u32],
-        shape: [usize; 3],
-        frozen: Option<(&'a Vit, usize)>,
-    },
-}
-
-/// A batch: backbone hidden states `x_from .. x_L` or images.
-pub enum Input {
-    States(Vec<Tensor<3>>),
-    Images(Box<Tensor<4>>),
-}
-
-impl Source<'_> {
-    fn images(&self) -> usize {
-        match self {
-            Source::Cached(f) => f.images(),
-            Source::Pixels { labels, .. } => labels.len(),
-        }
-    }
-
-    /// Row of image `i` (a random view when the cache has several).
-    fn row(&self, i: usize, rng: Option<&mut ChaCha8Rng>) -> usize {
-        match (self, rng) {
-            (Source::Cached(f), Some(r)) if f.views > 1 => i * f.views + r.random_range(0..f.views),
-            (Source::Cached(f), _) => i * f.views,
-            _ => i,
-        }
-    }
-
-    fn label(&self, row: usize) -> u32 {
-        match self {
-            Source::Cached(f) => f.labels[row],
-            Source::Pixels { labels, .. } => labels[row],
-        }
-    }
-
-    fn input(&self, rows: &[usize], from: Option<usize>, device: &Device) -> Input {
-        match self {
-            Source::Cached(f) => Input::States(f.batch(rows, from.expect("state index"), device)),
-            Source::Pixels {
-                pixels,
-                shape,
-                frozen,
-                ..
-            } => {
-                let len: usize = shape.iter().product();
-                let mut data = Vec::with_capacity(rows.len() * len);
-                for &r in rows {
-                    data.extend_from_slice(&pixels[r * len..(r + 1) * len]);
-                }
-                let dims = [rows.len(), shape[0], shape[1], shape[2]];
-                match frozen {
-                    None => Input::Images(Box::new(Tensor::from_data(
-                        TensorData::new(data, dims),
-                        device,
-                    ))),
-                    Some((vit, from)) => {
-                        let inf = device.clone().without_autodiff();
-                        let x = Tensor::from_data(TensorData::new(data, dims), &inf);
-                        let states = vit.hidden_states(x);
-                        Input::States(
-                            states[*from..]
-                                .iter()
-                                .map(|s| HostTensor::from_tensor(s).to_tensor(device))
-                                .collect(),
-                        )
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A model the loop can train.
-pub trait Net: Module {
-    fn logits(&self, input: Input) -> Tensor<2>;
-}
-
-impl Net for OwcModel {
-    fn logits(&self, input: Input) -> Tensor<2> {
-        match input {
-            Input::States(s) => self.forward(&s),
-            Input::Images(_) => unreachable!("OWC reads hidden states"),
-        }
-    }
-}
-
-impl Net for TailModel {
-    fn logits(&self, input: Input) -> Tensor<2> {
-        match input {
-            Input::States(s) => self.forward(s[0].clone()),
-            Input::Images(_) => unreachable!("reads hidden states"),
-        }
-    }
-}
-
-impl Net for PeftModel {
-    fn logits(&self, input: Input) -> Tensor<2> {
-        match input {
-            Input::States(s) => self.forward(s[0].clone()),
-            Input::Images(_) => unreachable!("reads hidden states"),
-        }
-    }
-}
-
-impl Net for Vit {
-    fn logits(&self, input: Input) -> Tensor<2> {
-        match input {
-            Input::Images(x) => self.forward(*x),
-            Input::States(s) => {
-                let l = self.spec.layers;
-                let from = l + 1 - s.len();
-                self.classify(self.run_layers(s[0].clone(), from, l))
-            }
-        }
-    }
-}
-
-fn cross_entropy(logits: Tensor<2>, labels: &[u32], device: &Device) -> Tensor<1> {
-    let [b, c] = logits.dims();
-    let mut onehot = vec![0f32; b * c];
-    for (i, &l) in labels.iter().enumerate() {
-        onehot[i * c + l as usize] = 1.0;
-    }
-    let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, c]), device);
-    (log_softmax(logits, 1) * onehot).sum_dim(1).mean().neg()
-}
-
-fn argmax_rows(logits: &HostTensor) -> Vec<u32> {
-    let c = logits.shape[1];
-    logits
-        .data
-        .chunks(c)
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                    if v > bv {
-                        (i, v)
-                    } else {
-                        (bi, bv)
-                    }
-                })
-                .0 as u32
-        })
-        .collect()
-}
-
-/// Accuracy of `model` (already `valid()`) on a source, in batches.
-fn evaluate<M: Net>(
-    model: &M,
-    src: &Source,
-    from: Option<usize>,
-    batch: usize,
-    device: &Device,
-) -> f64 {
-    let n = src.images();
-    let mut correct = 0usize;
-    for start in (0..n).step_by(batch.max(1)) {
-        let rows: Vec<usize> = (start..(start + batch).min(n))
-            .map(|i| src.row(i, None))
-            .collect();
-        let logits = HostTensor::from_tensor(&model.logits(src.input(&rows, from, device)));
-        correct += argmax_rows(&logits)
-            .iter()
-            .zip(&rows)
-            .filter(|(p, &r)| **p == src.label(r))
-            .count();
-    }
-    correct as f64 / n.max(1) as f64
-}
-
 fn count_trainable<M: Module>(m: &M) -> usize {
     struct Count(usize);
     impl burn::module::ModuleVisitor for Count {
@@ -471,97 +292,6 @@ fn count_trainable<M: Module>(m: &M) -> usize {
     let mut c = Count(0);
     m.visit(&mut c);
     c.0
-}
-
-/// The hand-written loop. Returns the trained model and per-epoch figures.
-fn fit<M: Net>(
-    mut model: M,
-    train: &Source,
-    test: &Source,
-    from: Option<usize>,
-    cfg: &TrainConfig,
-    device: &Device,
-) -> (M, Vec<EpochStats>) {
-    let mut optim = match &cfg.optimizer {
-        OptimizerConfig::Sgd {
-            momentum,
-            weight_decay,
-            ..
-        } => SgdConfig::new()
-            .with_momentum(Some(MomentumConfig {
-                momentum: *momentum,
-                dampening: 0.0,
-                nesterov: false,
-            }))
-            .with_weight_decay(Some(WeightDecayConfig::new(*weight_decay as f32)))
-            .init(),
-        OptimizerConfig::Adamw { weight_decay, .. } => AdamWConfig::new()
-            .with_weight_decay(*weight_decay as f32)
-            .init(),
-    };
-    let n = train.images();
-    let bs = cfg.batch_size.max(1);
-    let steps_per_epoch = n.div_ceil(bs);
-    let total = (steps_per_epoch * cfg.epochs).max(1);
-    let base_lr = cfg.optimizer.lr();
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xe90c);
-    let inference = device.clone().without_autodiff();
-    let mut stats = Vec::new();
-    let mut step = 0usize;
-    for epoch in 0..cfg.epochs {
-        let bar = progress_bar(
-            steps_per_epoch as u64,
-            &format!("epoch {}", epoch + 1),
-            cfg.progress,
-        );
-        let start = Instant::now();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
-        for chunk in order.chunks(bs) {
-            let rows: Vec<usize> = chunk
-                .iter()
-                .map(|&i| train.row(i, Some(&mut rng)))
-                .collect();
-            let labels: Vec<u32> = rows.iter().map(|&r| train.label(r)).collect();
-            let lr = if cfg.cosine {
-                0.5 * base_lr * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos())
-            } else {
-                base_lr
-            };
-            let logits = model.logits(train.input(&rows, from, device));
-            let host = HostTensor::from_tensor(&logits.clone().detach());
-            correct += argmax_rows(&host)
-                .iter()
-                .zip(&labels)
-                .filter(|(p, l)| p == l)
-                .count();
-            let loss = cross_entropy(logits, &labels, device);
-            loss_sum += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            step += 1;
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        let seconds = start.elapsed().as_secs_f64();
-        let test_accuracy = evaluate(&model.valid(), test, from, 200, &inference);
-        let s = EpochStats {
-            epoch: epoch + 1,
-            loss: loss_sum / n.max(1) as f64,
-            train_accuracy: correct as f64 / n.max(1) as f64,
-            test_accuracy,
-            seconds,
-        };
-        if cfg.progress {
-            eprintln!(
-                "epoch {:>3}  loss {:.4}  train acc {:.4}  test acc {:.4}  {:.2}s",
-                s.epoch, s.loss, s.train_accuracy, s.test_accuracy, s.seconds
-            );
-        }
-        stats.push(s);
-    }
-    (model, stats)
 }
 
 /// Trains `config.method` on `config.data` and reports test accuracy (and writes the
@@ -642,11 +372,16 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
 
     let from = config.method.first_state(layers);
     let use_cache = config.use_cache && from.is_some();
+    if use_cache && config.augment {
+        return Err(TrainError::Config(
+            "`augment: true` draws new views every batch, which a feature cache cannot hold: \
+             set `use_cache: false` (or cache fixed views with `views: N`)"
+                .into(),
+        ));
+    }
     let mut cache_train = None;
     let mut cache_test = None;
     let (train_feats, test_feats);
-    let (train_pix, test_pix);
-    let shape = [pre.channels, pre.image_size, pre.image_size];
     let (train_src, test_src) = if use_cache {
         let need = layers - from.expect("state");
         let first = layers - config.cache_scope.unwrap_or(need).max(need).min(layers);
@@ -673,23 +408,13 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
         cache_test = Some(info);
         (Source::Cached(&train_feats), Source::Cached(&test_feats))
     } else {
-        train_pix = pre.apply_set(&train_set, None);
-        test_pix = pre.apply_set(&test_set, None);
-        let fr = from.map(|f| (&frozen, f));
-        (
-            Source::Pixels {
-                pixels: &train_pix,
-                labels: &train_set.labels,
-                shape,
-                frozen: fr,
-            },
-            Source::Pixels {
-                pixels: &test_pix,
-                labels: &test_set.labels,
-                shape,
-                frozen: fr,
-            },
-        )
+        let frozen = from.map(|_| &frozen);
+        let images = |set| Source::Images {
+            set,
+            pre: &pre,
+            frozen,
+        };
+        (images(&train_set), images(&test_set))
     };
 
     let seed = config.seed.wrapping_add(1);
@@ -778,63 +503,69 @@ pub fn final_norm_init(vit: &Vit) -> (HostTensor, HostTensor) {
     (g, b)
 }
 
-/// Trains an OWC adapter on cached features and scores it on `val` after each epoch
-/// (the search's inner loop: no backbone, no data loading). The recipe (epochs, batch,
-/// optimizer, schedule, seed, progress) comes from `config`; its data and method are
-/// ignored. Returns the trained model for inference and the per-epoch figures, whose
-/// `test_accuracy` is the accuracy on `val`.
+/// Trains OWC adapters together on the same batches and scores each on `val` after
+/// every epoch (the search's inner loop). Each gets what it would get trained alone (same
+/// recipe, seed and batches); with image sources the frozen backbone runs once per batch
+/// for the whole group. The recipe (epochs, batch, optimizer, schedule, seed,
+/// augmentation, progress) comes from `config`; its data and method are ignored. Each
+/// member's `test_accuracy` is its accuracy on `val`.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_owc(
-    spec: &AdapterSpec,
+    specs: &[AdapterSpec],
     backbone: &BackboneSpec,
     final_norm: (&HostTensor, &HostTensor),
     classes: usize,
-    train: &FeatureSet,
-    val: &FeatureSet,
+    train: &Source,
+    val: &Source,
     config: &TrainConfig,
-) -> Result<(OwcModel, Vec<EpochStats>)> {
+) -> Result<Vec<Trained<OwcModel>>> {
     if config.epochs == 0 || config.batch_size == 0 {
         return Err(TrainError::Config(
             "epochs and batch_size must be positive".into(),
         ));
     }
-    let first = backbone.layers - spec.scope.min(backbone.layers);
-    if train.first > first || val.first > first {
-        return Err(TrainError::Config(format!(
-            "the feature cache starts at x_{}, scope {} needs x_{first}",
-            train.first.max(val.first),
-            spec.scope
-        )));
+    if config.augment && matches!(train, Source::Cached(_)) {
+        return Err(TrainError::Config(
+            "augmentation needs images, not a feature cache".into(),
+        ));
     }
     let device = config.device.device()?.autodiff();
     let seed = config.seed.wrapping_add(1);
-    let model = OwcModel::init(spec, backbone, classes, Some(final_norm), seed, &device)?;
-    let (model, stats) = fit(
-        model,
-        &Source::Cached(train),
-        &Source::Cached(val),
-        Some(first),
-        config,
-        &device,
-    );
-    Ok((model.valid(), stats))
+    let members = specs
+        .iter()
+        .map(|spec| {
+            let first = backbone.layers - spec.scope.min(backbone.layers);
+            for src in [train, val] {
+                reads(src, first, &format!("scope {}", spec.scope))?;
+            }
+            let model = OwcModel::init(spec, backbone, classes, Some(final_norm), seed, &device)?;
+            Ok(Member {
+                model,
+                from: Some(first),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(fit_group(members, train, val, config, &device)
+        .into_iter()
+        .map(|t| t.map(|(model, stats)| (model.valid(), stats)))
+        .collect())
 }
 
-/// Accuracy of a trained OWC model on cached features (batches of 200).
-pub fn owc_accuracy(model: &OwcModel, feats: &FeatureSet) -> Result<f64> {
+/// Refuses a cache that starts after hidden state `first`.
+fn reads(src: &Source, first: usize, who: &str) -> Result<()> {
+    match src {
+        Source::Cached(f) if f.first > first => Err(TrainError::Config(format!(
+            "the feature cache starts at x_{}, {who} needs x_{first}",
+            f.first
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Accuracy of a trained OWC model on a source of hidden states (batches of 200).
+pub fn owc_accuracy(model: &OwcModel, src: &Source) -> Result<f64> {
     let device = model.head.weight.val().device();
     let first = model.first_state();
-    if feats.first > first {
-        return Err(TrainError::Config(format!(
-            "the feature cache starts at x_{}, the model reads x_{first}",
-            feats.first
-        )));
-    }
-    Ok(evaluate(
-        model,
-        &Source::Cached(feats),
-        Some(first),
-        200,
-        &device,
-    ))
+    reads(src, first, "the model")?;
+    Ok(evaluate(&[(model, Some(first))], src, 200, &device)[0])
 }
