@@ -6,7 +6,8 @@
 //!   paper's REINFORCE controller and its generalisation, random, grid.
 //! - [`study`]: the opened study, its trials in SQLite or PostgreSQL (kill-safe, shared
 //!   by workers on one machine or several); [`run`]: a worker.
-//! - [`eval`]: the feature cache and training; [`price`]: the cost model's prices.
+//! - [`eval`]: the feature cache and training; [`mode`]: cache in memory, on disk, or
+//!   population training; [`price`]: the cost model's prices.
 //! - [`pareto`], [`report`], [`plot`]: fronts, tables, pictures; [`verify`]: measured runs;
 //!   [`dashboard`]: the study as a live web page.
 //! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style), scored by
@@ -19,6 +20,7 @@ pub mod eval;
 pub mod fault;
 pub mod genes;
 pub mod metrics;
+pub mod mode;
 pub mod pareto;
 pub mod plot;
 pub mod price;

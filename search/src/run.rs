@@ -144,8 +144,8 @@ fn propose(study: &Study, trials: &[Trial], deadline: Option<Instant>) -> Propos
     }
 }
 
-/// Beats the trial's heartbeat from a second connection while it trains.
-fn heartbeat(at: Location, number: u64, worker: String, stop: mpsc::Receiver<()>) {
+/// Beats the heartbeats of the trials `numbers` from a second connection while they train.
+fn heartbeat(at: Location, numbers: Vec<u64>, worker: String, stop: mpsc::Receiver<()>) {
     // The crash tests' "mid-training" point: shortly after training started.
     if fault::armed("train") {
         std::thread::sleep(Duration::from_millis(50));
@@ -154,15 +154,54 @@ fn heartbeat(at: Location, number: u64, worker: String, stop: mpsc::Receiver<()>
     let store = match at.open() {
         Ok(s) => s,
         Err(e) => {
-            // The trial goes on; without heartbeats another worker may take it over
-            // after STALE_AFTER, and this one's result is then refused, not recorded twice.
-            eprintln!("warning: trial {number}: no heartbeats ({e})");
+            // The trials go on; without heartbeats another worker may take them over
+            // after STALE_AFTER, and this one's results are then refused, not recorded
+            // twice.
+            eprintln!("warning: trials {numbers:?}: no heartbeats ({e})");
             return;
         }
     };
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(HEARTBEAT_EVERY) {
-        let _ = store.heartbeat(number, &worker);
+        for &n in &numbers {
+            let _ = store.heartbeat(n, &worker);
+        }
     }
+}
+
+/// The group a worker trains together: `first`, and without a cache up to `group - 1`
+/// more proposals claimed at once (a proposal made while the others are pending, as
+/// with several workers, so the group is what workers claiming one by one would train).
+fn gather(
+    study: &Study,
+    worker: &str,
+    first: Trial,
+    deadline: Option<Instant>,
+) -> Result<Vec<Trial>> {
+    let mut group = vec![first];
+    while group.len() < study.features.group() && !STOP.load(Ordering::SeqCst) {
+        match study
+            .view
+            .store
+            .claim(worker, &mut |t| propose(study, t, deadline))?
+        {
+            Claim::Run(t) => group.push(*t),
+            Claim::Recorded => {}
+            Claim::Wait | Claim::Done => break,
+        }
+    }
+    Ok(group)
+}
+
+/// Trials split by epochs (a promotion trains longer than a new proposal), in order.
+fn by_epochs(trials: Vec<Trial>) -> Vec<Vec<Trial>> {
+    let mut out: Vec<Vec<Trial>> = Vec::new();
+    for t in trials {
+        match out.iter_mut().find(|g| g[0].epochs == t.epochs) {
+            Some(g) => g.push(t),
+            None => out.push(vec![t]),
+        }
+    }
+    out
 }
 
 fn search_bar(len: u64, show: bool) -> ProgressBar {
@@ -239,9 +278,13 @@ pub fn run(
             .claim(&worker, &mut |t| propose(&study, t, deadline))?;
         match claim {
             Claim::Run(trial) => {
-                bar.set_message(format!("training {}  {best}", trial.config));
-                run_trial(&study, &worker, &trial)?;
-                trained += 1;
+                let group = gather(&study, &worker, *trial, deadline)?;
+                let names: Vec<&str> = group.iter().map(|t| t.config.as_str()).collect();
+                bar.set_message(format!("training {}  {best}", names.join(", ")));
+                for same in by_epochs(group) {
+                    run_group(&study, &worker, &same)?;
+                    trained += same.len();
+                }
             }
             Claim::Recorded => {}
             Claim::Wait => std::thread::sleep(Duration::from_millis(300)),
@@ -266,51 +309,57 @@ pub fn run(
     Ok(RunSummary { trained, outputs })
 }
 
-/// Trains one claimed trial and records the result (one transaction).
-fn run_trial(study: &Study, worker: &str, trial: &Trial) -> Result<()> {
-    let spec = study.view.genomes.spec(&trial.genome);
+/// Trains claimed trials of equal epochs together and records each result (one
+/// transaction each).
+fn run_group(study: &Study, worker: &str, trials: &[Trial]) -> Result<()> {
+    let specs: Vec<_> = trials
+        .iter()
+        .map(|t| study.view.genomes.spec(&t.genome))
+        .collect();
     let (tx, rx) = mpsc::channel();
     let beat = {
-        let (at, w, n) = (
-            study.view.location.clone(),
-            worker.to_string(),
-            trial.number,
-        );
-        std::thread::spawn(move || heartbeat(at, n, w, rx))
+        let (at, w) = (study.view.location.clone(), worker.to_string());
+        let numbers = trials.iter().map(|t| t.number).collect();
+        std::thread::spawn(move || heartbeat(at, numbers, w, rx))
     };
     let start = Instant::now();
-    let ckpt = eval::trial_checkpoint(&study.view.dir, trial.number);
-    let result = eval::train(
+    let ckpts: Vec<_> = trials
+        .iter()
+        .map(|t| eval::trial_checkpoint(&study.view.dir, t.number))
+        .collect();
+    let results = eval::train(
         &study.features,
         &study.view.space,
-        &spec,
-        trial.epochs,
-        &ckpt,
+        &specs,
+        trials[0].epochs,
+        &ckpts,
     );
     let _ = tx.send(());
     let _ = beat.join();
-    let outcome = match result {
-        Ok((accuracy, curve)) => Ok(Finished {
-            accuracy,
-            seconds: start.elapsed().as_secs_f64(),
-            checkpoint: std::fs::read(&ckpt).map_err(|e| Error::io(&ckpt, e))?,
-            curve,
-        }),
-        Err(e) => Err(e.to_string()),
-    };
-    let finished = study.view.store.finish(trial.number, worker, outcome);
-    // The study holds the checkpoint now (or another worker's); the file was the
-    // trainer's scratch copy.
-    let _ = std::fs::remove_file(&ckpt);
-    match finished {
-        // This worker looked dead (no heartbeat for a while): the trial is the other
-        // worker's now, and this one goes on with its next proposal.
-        Err(e @ Error::TakenOver { .. }) => {
-            eprintln!("note: {e}; going on");
-            Ok(())
+    // A group's time is its members' together.
+    let seconds = start.elapsed().as_secs_f64() / trials.len() as f64;
+    for ((trial, result), ckpt) in trials.iter().zip(results).zip(&ckpts) {
+        let outcome = match result {
+            Ok((accuracy, curve)) => Ok(Finished {
+                accuracy,
+                seconds,
+                checkpoint: std::fs::read(ckpt).map_err(|e| Error::io(ckpt, e))?,
+                curve,
+            }),
+            Err(e) => Err(e.to_string()),
+        };
+        let finished = study.view.store.finish(trial.number, worker, outcome);
+        // The study holds the checkpoint now (or another worker's); the file was the
+        // trainer's scratch copy.
+        let _ = std::fs::remove_file(ckpt);
+        match finished {
+            // This worker looked dead (no heartbeat for a while): the trial is the other
+            // worker's now, and this one goes on with its next proposal.
+            Err(e @ Error::TakenOver { .. }) => eprintln!("note: {e}; going on"),
+            other => other?,
         }
-        other => other,
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -360,8 +409,8 @@ constants: shipped
         };
         assert_eq!(taken.number, trial.number);
         // ... and the first one's finish is refused, without ending that worker.
-        run_trial(&study, &gone, &trial).unwrap();
-        run_trial(&study, &me, &taken).unwrap();
+        run_group(&study, &gone, std::slice::from_ref(&trial)).unwrap();
+        run_group(&study, &me, std::slice::from_ref(&taken)).unwrap();
         let t = &study.view.store.trials().unwrap()[0];
         assert_eq!((t.state, t.worker.as_str()), (State::Complete, me.as_str()));
     }

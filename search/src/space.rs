@@ -70,9 +70,9 @@ pub struct SpaceFile {
     pub cache: CacheConfig,
 }
 
-/// The feature cache: in memory, or memory-mapped from disk, in f32 or f16. Where it
-/// lives is per machine (not the study's identity); its precision moves accuracies, so
-/// it is.
+/// The feature cache: in memory, or memory-mapped from disk, in f32 or f16, or none
+/// (population training). Where it lives and the group size are per machine (not the
+/// study's identity); its precision moves accuracies, so it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
@@ -83,17 +83,24 @@ pub struct CacheConfig {
     /// Memory the cache may take, in GB (default: what the machine has available).
     #[serde(default)]
     pub memory_gb: Option<f64>,
+    /// Without a cache: candidates trained together per backbone pass (default:
+    /// `population`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheStore {
     /// In memory when it fits (80% of the memory), else on disk when that fits (90% of
-    /// the free space).
+    /// the free space) and the backbone runs on the CPU, else none.
     #[default]
     Auto,
     Memory,
     Disk,
+    /// No cache: population training. Candidates proposed together train together, and
+    /// each batch of images runs through the backbone once for the whole group.
+    None,
 }
 
 /// The genes and their choices (docs/DESIGN.md section 1).
@@ -130,6 +137,10 @@ pub struct Fidelity {
     pub batch_size: usize,
     #[serde(default)]
     pub optimizer: OptimizerConfig,
+    /// Augment every training batch afresh (random resized crop + flip): needs images,
+    /// so it trains without a cache (`cache.store: none` or `auto`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub augment: bool,
 }
 
 impl Default for Fidelity {
@@ -140,6 +151,7 @@ impl Default for Fidelity {
             eta: d_eta(),
             batch_size: d_batch(),
             optimizer: OptimizerConfig::default(),
+            augment: false,
         }
     }
 }
@@ -439,6 +451,19 @@ impl SpaceFile {
                 ));
             }
         }
+        if self.cache.group == Some(0) {
+            return Err(bad(&["cache", "group"], "must be positive".into()));
+        }
+        if self.fidelity.augment
+            && matches!(self.cache.store, CacheStore::Memory | CacheStore::Disk)
+        {
+            return Err(bad(
+                &["fidelity", "augment"],
+                "draws new views every batch, which a feature cache cannot hold: set \
+                 `cache.store: none` (or `auto`)"
+                    .into(),
+            ));
+        }
         if self.population < 2 {
             return Err(bad(&["population"], "must be at least 2".into()));
         }
@@ -517,6 +542,7 @@ impl SpaceFile {
         s.device = DeviceChoice::default();
         s.cache.store = CacheStore::default();
         s.cache.memory_gb = None;
+        s.cache.group = None;
         serde_json::to_string(&s).expect("a space serializes")
     }
 }

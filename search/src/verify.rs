@@ -7,10 +7,13 @@ use std::path::Path;
 use cryptpeft_deploy::loopback::bench_secure;
 use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::model::OwcModel;
+use cryptpeft_train::burn::prelude::*;
+use cryptpeft_train::cpu;
+use cryptpeft_train::st::HostTensor;
 use cryptpeft_types::NetworkProfile;
 
 use crate::error::{Error, Result};
-use crate::eval::Features;
+use crate::eval::{Data, Features};
 use crate::study::Study;
 
 /// Inferences per front member (the median is reported).
@@ -28,12 +31,24 @@ pub struct Measured {
 /// Hidden states `x_{L-scope} .. x_L` of test image `image`, as the client would hold them.
 pub fn hidden_states(feats: &Features, scope: usize, image: usize) -> Vec<Mat> {
     let from = feats.backbone.layers - scope;
-    feats.test.states[from - feats.test.first..]
+    let states = match &feats.data {
+        Data::Cached { test, .. } => test.batch(&[image], from, &cpu()),
+        Data::Streamed { vit, pre, test, .. } => {
+            let one = test.select(&[image]);
+            let pixels = pre.apply_set(&one, None);
+            let s = pre.image_size;
+            let x = Tensor::from_data(
+                TensorData::new(pixels, [1, pre.channels, s, s]),
+                &vit.conv_b.val().device(),
+            );
+            vit.hidden_states(x).split_off(from)
+        }
+    };
+    states
         .iter()
         .map(|t| {
-            let [_, n, d] = t.shape();
-            let mut row = Vec::with_capacity(n * d);
-            t.gather(&[image], &mut row);
+            let [_, n, d] = t.dims();
+            let row = HostTensor::from_tensor(t).data;
             Mat::new(n, d, row.iter().map(|&v| f64::from(v)).collect())
         })
         .collect()

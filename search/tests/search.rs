@@ -237,3 +237,47 @@ fn a_half_precision_cache_on_disk_trains_like_the_memory_one() {
         assert!((a - b).abs() <= 0.05, "{}: {a} vs {b}", m.config);
     }
 }
+
+#[test]
+fn population_training_without_a_cache_gives_the_cached_accuracies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &str| {
+        let text = tiny_space(6, 6, 1).replace(
+            "constants: shipped\n",
+            &format!("constants: shipped\nstrategy: random\n{extra}"),
+        );
+        let space = write_space(&tmp.path().join(name), &text);
+        let out = tmp.path().join(name).join("run");
+        let mut c = Command::new(BIN);
+        c.arg("--space").arg(&space).arg("--out").arg(&out);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut t = trials(&out);
+        t.sort_by_key(|t| t.config.clone());
+        (stderr(&o), t)
+    };
+    let (_, cached) = run("cached", "");
+    let (said, streamed) = run("population", "cache:\n  store: none\n");
+    // The run says what it chose and what it costs in backbone passes.
+    assert!(
+        said.contains("population training, groups of 3") && said.contains("image passes"),
+        "{said}"
+    );
+    // Trained three at a time on one backbone pass per batch, each candidate reaches
+    // exactly what it reached alone on the cache.
+    assert_eq!(cached.len(), 6);
+    for (c, s) in cached.iter().zip(&streamed) {
+        assert_eq!(c.config, s.config);
+        assert_eq!(c.val_accuracy, s.val_accuracy, "{}", c.config);
+        assert_eq!(c.test_accuracy, s.test_accuracy, "{}", c.config);
+    }
+    // Augmentation needs images: refused with a cache, named.
+    let text = tiny_space(6, 2, 1).replace(
+        "  epochs: 1\n",
+        "  epochs: 1\n  augment: true\ncache:\n  store: memory\n",
+    );
+    let space = write_space(&tmp.path().join("augment"), &text);
+    let o = search(&space, &tmp.path().join("augment/run"), None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("fidelity.augment"), "{}", stderr(&o));
+}

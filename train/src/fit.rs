@@ -113,8 +113,12 @@ impl Source<'_> {
                         device,
                     ))),
                     Some(vit) => {
-                        let inf = device.clone().without_autodiff();
-                        let x = Tensor::from_data(TensorData::new(data, dims), &inf);
+                        // The backbone runs where its weights are; its states move to
+                        // the model's device.
+                        let x = Tensor::from_data(
+                            TensorData::new(data, dims),
+                            &vit.conv_b.val().device(),
+                        );
                         let states = vit.hidden_states(x);
                         Input::States(
                             states[from.expect("state index")..]

@@ -68,7 +68,7 @@ pub fn open(space: SpaceFile, dir: &Path, location: Location, progress: bool) ->
     let priced_by = cost_model_version(store.as_ref())?;
     write_atomic(&dir.join("constants.yaml"), constants.to_yaml().as_bytes())?;
     let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
-    let features = eval::features(&space, &vit, &dir.join("cache"), progress)?;
+    let features = eval::features(&space, vit, &dir.join("cache"), progress)?;
     let mut reinforce = space.reinforce.clone();
     if reinforce.latency_target_s.is_none() {
         let name = &space.networks[space.select_index()];
