@@ -116,6 +116,11 @@ pub struct RunArgs {
     /// profile's shaping) and report measured beside predicted.
     #[arg(long)]
     pub verify: bool,
+    /// Print what the search would need in each mode (memory, disk, backbone passes,
+    /// hours, from two short measurements here) and the mode it would choose; train
+    /// nothing.
+    #[arg(long)]
+    pub plan_only: bool,
     /// No progress bars or notes; only the fronts.
     #[arg(long, short)]
     pub quiet: bool,
@@ -183,6 +188,9 @@ pub fn main(args: SearchArgs) -> Result<()> {
                 .out
                 .clone()
                 .unwrap_or_else(|| Path::new("runs").join(&s.name));
+            if a.plan_only {
+                return crate::plan::print(&s, &dir, !a.quiet);
+            }
             let name = a.at.study.clone().unwrap_or_else(|| s.name.clone());
             let location = Location::of_run(&dir, a.at.storage.as_deref(), Some(&name))?;
             if !a.quiet {

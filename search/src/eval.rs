@@ -247,10 +247,13 @@ pub fn train(
     specs: &[AdapterSpec],
     epochs: usize,
     checkpoints: &[PathBuf],
+    progress: bool,
 ) -> Vec<Trained> {
     let (g, b) = (&feats.final_norm.0, &feats.final_norm.1);
     let mut recipe = recipe(space, &specs[0], epochs);
     recipe.augment = space.fidelity.augment;
+    // A group's epochs take long enough to deserve a bar with an estimated time.
+    recipe.progress = progress && specs.len() > 1;
     let labels = || {
         specs
             .iter()

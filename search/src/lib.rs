@@ -7,7 +7,8 @@
 //! - [`study`]: the opened study, its trials in SQLite or PostgreSQL (kill-safe, shared
 //!   by workers on one machine or several); [`run`]: a worker.
 //! - [`eval`]: the feature cache and training; [`mode`]: cache in memory, on disk, or
-//!   population training; [`price`]: the cost model's prices.
+//!   population training; [`plan`]: each mode's needs before
+//!   a run; [`price`]: the cost model's prices.
 //! - [`pareto`], [`report`], [`plot`]: fronts, tables, pictures; [`verify`]: measured runs;
 //!   [`dashboard`]: the study as a live web page.
 //! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style), scored by
@@ -22,6 +23,7 @@ pub mod genes;
 pub mod metrics;
 pub mod mode;
 pub mod pareto;
+pub mod plan;
 pub mod plot;
 pub mod price;
 pub mod replay;

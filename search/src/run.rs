@@ -282,7 +282,7 @@ pub fn run(
                 let names: Vec<&str> = group.iter().map(|t| t.config.as_str()).collect();
                 bar.set_message(format!("training {}  {best}", names.join(", ")));
                 for same in by_epochs(group) {
-                    run_group(&study, &worker, &same)?;
+                    run_group(&study, &worker, &same, progress)?;
                     trained += same.len();
                 }
             }
@@ -311,7 +311,7 @@ pub fn run(
 
 /// Trains claimed trials of equal epochs together and records each result (one
 /// transaction each).
-fn run_group(study: &Study, worker: &str, trials: &[Trial]) -> Result<()> {
+fn run_group(study: &Study, worker: &str, trials: &[Trial], progress: bool) -> Result<()> {
     let specs: Vec<_> = trials
         .iter()
         .map(|t| study.view.genomes.spec(&t.genome))
@@ -333,6 +333,7 @@ fn run_group(study: &Study, worker: &str, trials: &[Trial]) -> Result<()> {
         &specs,
         trials[0].epochs,
         &ckpts,
+        progress,
     );
     let _ = tx.send(());
     let _ = beat.join();
@@ -409,8 +410,8 @@ constants: shipped
         };
         assert_eq!(taken.number, trial.number);
         // ... and the first one's finish is refused, without ending that worker.
-        run_group(&study, &gone, std::slice::from_ref(&trial)).unwrap();
-        run_group(&study, &me, std::slice::from_ref(&taken)).unwrap();
+        run_group(&study, &gone, std::slice::from_ref(&trial), false).unwrap();
+        run_group(&study, &me, std::slice::from_ref(&taken), false).unwrap();
         let t = &study.view.store.trials().unwrap()[0];
         assert_eq!((t.state, t.worker.as_str()), (State::Complete, me.as_str()));
     }

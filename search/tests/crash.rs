@@ -165,3 +165,31 @@ fn two_workers_of_a_generational_strategy_match_one() {
     let out = two_workers(&tmp.path().join("shared"), &text);
     assert_same_as(&out, &alone.join("run"));
 }
+
+#[test]
+fn a_group_killed_mid_training_is_taken_over_whole() {
+    // Population training: a worker trains three candidates on one backbone pass per
+    // batch. Killed during its second group, the resumed run takes the group's trials
+    // over together and ends where an uninterrupted population run ends.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tiny_space(3, BUDGET, 2).replace(
+        "constants: shipped\n",
+        "constants: shipped\ncache:\n  store: none\n",
+    );
+    let alone = tmp.path().join("alone");
+    let o = search(&write_space(&alone, &text), &alone.join("run"), None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let space = write_space(&tmp.path().join("killed"), &text);
+    let out = tmp.path().join("killed/run");
+    let o = search(&space, &out, Some("train:2"));
+    assert_eq!(o.status.signal(), Some(9), "not killed: {}", stderr(&o));
+    let t = trials(&out);
+    assert_eq!(
+        t.iter().filter(|t| t.state == State::Running).count(),
+        3,
+        "the second group was not in training: {t:#?}"
+    );
+    let o = search(&space, &out, None);
+    assert!(o.status.success(), "resume: {}", stderr(&o));
+    assert_same_as(&out, &alone.join("run"));
+}

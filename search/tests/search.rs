@@ -281,3 +281,46 @@ fn population_training_without_a_cache_gives_the_cached_accuracies() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("fidelity.augment"), "{}", stderr(&o));
 }
+
+#[test]
+fn plan_only_prices_every_mode_and_trains_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = write_space(tmp.path(), &tiny_space(6, 12, 2));
+    let out = tmp.path().join("run");
+    let o = Command::new(BIN)
+        .arg("--space")
+        .arg(&space)
+        .arg("--out")
+        .arg(&out)
+        .arg("--plan-only")
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| mode") && !l.starts_with("| -"))
+        .map(|l| {
+            l.split('|')
+                .skip(2)
+                .filter_map(|c| c.trim().parse().ok())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    // Backbone images: a cache passes every image once (300 training, 60 test); groups
+    // of 3 pass the training split once per group and epoch (4 groups x 2 epochs),
+    // the paper's way once per candidate and epoch (12 x 2).
+    let images: Vec<f64> = rows.iter().map(|r| r[2]).collect();
+    assert_eq!(
+        images,
+        vec![360.0, 360.0, 360.0, 360.0, 2460.0, 7260.0],
+        "{text}"
+    );
+    assert!(
+        text.contains("a run here would use feature cache in memory"),
+        "{text}"
+    );
+    assert!(!out.join("study.sqlite").exists(), "a plan opened a study");
+}

@@ -309,6 +309,8 @@ pub fn fit_group<M: Net>(
         })
         .collect();
     let shared = live.iter().filter_map(|m| m.from).min();
+    // A group's progress is its bar; a model alone also prints its epochs.
+    let alone = live.len() == 1;
     let n = train.images();
     let bs = cfg.batch_size.max(1);
     let steps_per_epoch = n.div_ceil(bs);
@@ -324,7 +326,10 @@ pub fn fit_group<M: Net>(
     for epoch in 0..cfg.epochs {
         let bar = progress_bar(
             steps_per_epoch as u64,
-            &format!("epoch {}", epoch + 1),
+            &match alone {
+                true => format!("epoch {}", epoch + 1),
+                false => format!("group of {}, epoch {}", live.len(), epoch + 1),
+            },
             cfg.progress,
         );
         let start = Instant::now();
@@ -391,7 +396,7 @@ pub fn fit_group<M: Net>(
                 test_accuracy: accuracies.next().expect("one accuracy per live member"),
                 seconds,
             };
-            if cfg.progress {
+            if cfg.progress && alone {
                 eprintln!(
                     "epoch {:>3}  loss {:.4}  train acc {:.4}  test acc {:.4}  {:.2}s",
                     s.epoch, s.loss, s.train_accuracy, s.test_accuracy, s.seconds
