@@ -50,7 +50,7 @@ pub enum Input {
 
 impl Input {
     /// The input of a member reading from state `from`, out of a batch read from `shared`.
-    fn from_state(&self, shared: Option<usize>, from: Option<usize>) -> Input {
+    fn for_member(&self, shared: Option<usize>, from: Option<usize>) -> Input {
         match (self, shared, from) {
             (Input::States(s), Some(a), Some(b)) => Input::States(s[b - a..].to_vec()),
             _ => self.clone(),
@@ -225,7 +225,7 @@ pub fn evaluate<M: Net>(
             .collect();
         let input = src.input(&rows, shared, None, device);
         for (k, (model, from)) in models.iter().enumerate() {
-            let logits = HostTensor::from_tensor(&model.logits(input.from_state(shared, *from)));
+            let logits = HostTensor::from_tensor(&model.logits(input.for_member(shared, *from)));
             correct[k] += argmax_rows(&logits)
                 .iter()
                 .zip(&rows)
@@ -352,7 +352,7 @@ pub fn fit_group<M: Net>(
             let input = train.input(&rows, shared, augment.as_mut(), device);
             for m in live.iter_mut().filter(|m| m.failed.is_none()) {
                 let model = m.model.take().expect("a live member has its model");
-                let input = input.from_state(shared, m.from);
+                let input = input.for_member(shared, m.from);
                 let optim = &mut m.optim;
                 let stepped = catch_unwind(AssertUnwindSafe(|| {
                     let logits = model.logits(input);
