@@ -7,16 +7,8 @@
 # chose and its backbone passes. Run from the repository root. BIN (default
 # target/release) is where cryptpeft and cryptpeft-search are.
 set -eu
-BIN=${BIN:-target/release}
 CAP=${CAP:-6G}
-work=runs/cifar-scale
-out=results/search/cifar-scale
-if [ "$BIN" = target/release ]; then
-  cargo build --release -p cryptpeft-cli -p cryptpeft-search
-fi
-mkdir -p "$work" "$out"
-[ -f "$work/synthetic-cifar-100/test.bin" ] ||
-  python3 experiments/cifar-scale/make-synthetic-cifar100.py "$work/synthetic-cifar-100"
+. experiments/cifar-scale/setup.sh
 [ -f "$work/random-vit-cifar.safetensors" ] ||
   "$BIN/cryptpeft" random-backbone --backbone vit-b16 --image 32 --patch 4 --width 96 \
     --layers 6 --heads 3 --out "$work/random-vit-cifar.safetensors"
