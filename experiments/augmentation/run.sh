@@ -30,16 +30,8 @@ for space in fmnist59 digits; do
       --evaluations "$n" -q > /dev/null 2>> "$out/summary.txt"
   done
   # One row per configuration: its validation accuracy in each mode.
-  awk -F, '
-    FNR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-    { acc[FILENAME, $col["config"]] = $col["val_accuracy"]; seen[$col["config"]] = 1 }
-    END {
-      print "config,val_accuracy_plain,val_accuracy_augment,difference"
-      for (c in seen) {
-        a = acc[ARGV[1], c]; b = acc[ARGV[2], c]
-        if (a != "" && b != "") printf "%s,%.4f,%.4f,%+.4f\n", c, a, b, b - a
-      }
-    }' "$work/$space-plain/candidates.csv" "$work/$space-augment/candidates.csv" \
+  awk -F, -v a=plain -v b=augment -f experiments/pair-accuracy.awk \
+    "$work/$space-plain/candidates.csv" "$work/$space-augment/candidates.csv" \
     | sort > "$out/$space.csv"
   awk -F, -v space="$space" 'NR > 1 {
       d = $4; n++; s += d; if (d > 0) up++; if (d < 0) down++

@@ -26,16 +26,8 @@ for space in digits fmnist59; do
       --evaluations "$n" -q > /dev/null
   done
   # One row per configuration: its validation accuracy in each mode.
-  awk -F, '
-    FNR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-    { acc[FILENAME, $col["config"]] = $col["val_accuracy"]; seen[$col["config"]] = 1 }
-    END {
-      print "config,val_accuracy_f32,val_accuracy_f16,difference"
-      for (c in seen) {
-        a = acc[ARGV[1], c]; b = acc[ARGV[2], c]
-        if (a != "" && b != "") printf "%s,%.4f,%.4f,%+.4f\n", c, a, b, b - a
-      }
-    }' "$work/$space-f32/candidates.csv" "$work/$space-f16/candidates.csv" \
+  awk -F, -v a=f32 -v b=f16 -f experiments/pair-accuracy.awk \
+    "$work/$space-f32/candidates.csv" "$work/$space-f16/candidates.csv" \
     | sort > "$out/$space.csv"
   awk -F, -v space="$space" 'NR > 1 {
       d = $4; n++; s += d; a += (d < 0 ? -d : d); if (d * d > m * m) m = d
