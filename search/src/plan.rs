@@ -232,7 +232,7 @@ impl Plan {
         );
         for r in &self.rows {
             out += &format!(
-                "| {} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
+                "| {} | {:.2} | {:.2} | {:.0} | {:.3} |\n",
                 r.mode, r.memory_gb, r.disk_gb, r.backbone_images, r.hours
             );
         }
