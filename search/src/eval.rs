@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::cache::{file_sha256, CacheRequest, FeatureSet};
 use cryptpeft_train::data::{ImageSet, Preprocess, Split};
-use cryptpeft_train::fit::Source;
+use cryptpeft_train::fit::{panic_message, Source};
 use cryptpeft_train::owc::OwcModel;
 use cryptpeft_train::st::HostTensor;
 use cryptpeft_train::{cpu, fit_owc, owc_accuracy, Method, TrainConfig};
@@ -95,12 +95,18 @@ impl Features {
 fn carve(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
     let mut idx: Vec<usize> = (0..set.len()).collect();
     idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7a11d));
-    let n_val = ((set.len() as f64 * fraction).round() as usize).clamp(1, set.len() - 1);
+    let n_val = validation_count(set.len(), fraction);
     let (val, train) = idx.split_at(n_val);
     let (mut train, mut val) = (train.to_vec(), val.to_vec());
     train.sort_unstable();
     val.sort_unstable();
     (set.select(&train), set.select(&val))
+}
+
+/// Images of a training split of `len >= 2` carved out for validation: at least one,
+/// and at least one left to train on.
+pub fn validation_count(len: usize, fraction: f64) -> usize {
+    ((len as f64 * fraction).round() as usize).clamp(1, len - 1)
 }
 
 /// The space's backbone (frozen, on the space's device).
@@ -283,11 +289,7 @@ pub fn train(
                 .collect()
         }
         Err(p) => {
-            let why = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
+            let why = panic_message(p);
             let e = format!("{}: training panicked: {why}", labels());
             return specs.iter().map(|_| Err(Error::Other(e.clone()))).collect();
         }

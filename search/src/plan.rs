@@ -63,7 +63,10 @@ pub fn plan(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Plan> {
     let first = spec.layers - max_scope.min(spec.layers);
     let all = space.data.load(Split::Train, space.seed)?;
     let test = space.data.load(Split::Test, space.seed)?;
-    let n_val = ((all.len() as f64 * space.validation).round() as usize).clamp(1, all.len() - 1);
+    if all.len() < 2 {
+        return Err(Error::Other("data: fewer than 2 training images".into()));
+    }
+    let n_val = eval::validation_count(all.len(), space.validation);
     let (train, val) = (all.len() - n_val, n_val);
     let w = Workload {
         spec: &spec,

@@ -280,7 +280,8 @@ struct Live<M> {
     correct: usize,
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+/// What a caught panic said.
+pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
