@@ -253,6 +253,7 @@ pub fn train(
     specs: &[AdapterSpec],
     epochs: usize,
     checkpoints: &[PathBuf],
+    snapshots: &[PathBuf],
     progress: bool,
 ) -> Vec<Trained> {
     let (g, b) = (&feats.final_norm.0, &feats.final_norm.1);
@@ -278,6 +279,7 @@ pub fn train(
             &feats.train(),
             &feats.val(),
             &recipe,
+            snapshots,
         )
     }));
     let trained = match fit {
@@ -332,4 +334,10 @@ pub fn test_accuracy(feats: &Features, checkpoint: &Path) -> Result<f64> {
 /// Where trial `number`'s checkpoint lives.
 pub fn trial_checkpoint(run_dir: &Path, number: u64) -> PathBuf {
     run_dir.join("trials").join(format!("{number}.safetensors"))
+}
+
+/// Where a trial in training keeps its per-epoch snapshots (this machine's run directory:
+/// a worker that takes the trial over here resumes them; elsewhere it starts afresh).
+pub fn trial_snapshots(run_dir: &Path, number: u64) -> PathBuf {
+    run_dir.join("trials").join(format!("{number}.epochs"))
 }

@@ -14,11 +14,13 @@
 //! - [`replay`]: strategies replayed on a tabulated space (NAS-Bench style), scored by
 //!   [`metrics`] against its true front.
 
+/// Kill points for the crash tests (the trainer's: its epochs have one).
+pub use cryptpeft_train::fault;
+
 pub mod cli;
 pub mod dashboard;
 pub mod error;
 pub mod eval;
-pub mod fault;
 pub mod genes;
 pub mod metrics;
 pub mod mode;

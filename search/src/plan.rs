@@ -120,6 +120,7 @@ pub fn plan(space: &SpaceFile, dir: &Path, progress: bool) -> Result<Plan> {
             &src,
             &src,
             &recipe,
+            &[],
         )?;
         fit.into_iter()
             .next()

@@ -327,19 +327,26 @@ fn run_group(study: &Study, worker: &str, trials: &[Trial], progress: bool) -> R
         .iter()
         .map(|t| eval::trial_checkpoint(&study.view.dir, t.number))
         .collect();
+    let snapshots: Vec<_> = trials
+        .iter()
+        .map(|t| eval::trial_snapshots(&study.view.dir, t.number))
+        .collect();
     let results = eval::train(
         &study.features,
         &study.view.space,
         &specs,
         trials[0].epochs,
         &ckpts,
+        &snapshots,
         progress,
     );
     let _ = tx.send(());
     let _ = beat.join();
     // A group's time is its members' together.
     let seconds = start.elapsed().as_secs_f64() / trials.len() as f64;
-    for ((trial, result), ckpt) in trials.iter().zip(results).zip(&ckpts) {
+    for (((trial, result), ckpt), snapshot) in
+        trials.iter().zip(results).zip(&ckpts).zip(&snapshots)
+    {
         let outcome = match result {
             Ok((accuracy, curve)) => Ok(Finished {
                 accuracy,
@@ -350,9 +357,10 @@ fn run_group(study: &Study, worker: &str, trials: &[Trial], progress: bool) -> R
             Err(e) => Err(e.to_string()),
         };
         let finished = study.view.store.finish(trial.number, worker, outcome);
-        // The study holds the checkpoint now (or another worker's); the file was the
-        // trainer's scratch copy.
+        // The study holds the checkpoint now (or another worker's); the file and the
+        // snapshots were the trainer's scratch copies.
         let _ = std::fs::remove_file(ckpt);
+        let _ = std::fs::remove_dir_all(snapshot);
         match finished {
             // This worker looked dead (no heartbeat for a while): the trial is the other
             // worker's now, and this one goes on with its next proposal.

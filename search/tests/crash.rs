@@ -1,4 +1,4 @@
-//! Kill-safety: SIGKILL at five moments, then resume; every configuration evaluated
+//! Kill-safety: SIGKILL at six moments, then resume; every configuration evaluated
 //! exactly once, none lost, the fronts equal to an uninterrupted run's. And two workers
 //! on one study split the budget between them.
 
@@ -166,21 +166,35 @@ fn two_workers_of_a_generational_strategy_match_one() {
     assert_same_as(&out, &alone.join("run"));
 }
 
+/// A tiny space trained by population training (groups of 3, no cache).
+fn population_space() -> String {
+    tiny_space(3, BUDGET, 2).replace(
+        "constants: shipped\n",
+        "constants: shipped\ncache:\n  store: none\n",
+    )
+}
+
+/// The uninterrupted population run.
+fn population_reference() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, out) = DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let o = search(&write_space(tmp.path(), &population_space()), &out, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (tmp, out)
+    });
+    out
+}
+
 #[test]
 fn a_group_killed_mid_training_is_taken_over_whole() {
     // Population training: a worker trains three candidates on one backbone pass per
     // batch. Killed during its second group, the resumed run takes the group's trials
     // over together and ends where an uninterrupted population run ends.
     let tmp = tempfile::tempdir().unwrap();
-    let text = tiny_space(3, BUDGET, 2).replace(
-        "constants: shipped\n",
-        "constants: shipped\ncache:\n  store: none\n",
-    );
-    let alone = tmp.path().join("alone");
-    let o = search(&write_space(&alone, &text), &alone.join("run"), None);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let space = write_space(&tmp.path().join("killed"), &text);
-    let out = tmp.path().join("killed/run");
+    let space = write_space(tmp.path(), &population_space());
+    let out = tmp.path().join("run");
     let o = search(&space, &out, Some("train:2"));
     assert_eq!(o.status.signal(), Some(9), "not killed: {}", stderr(&o));
     let t = trials(&out);
@@ -191,5 +205,41 @@ fn a_group_killed_mid_training_is_taken_over_whole() {
     );
     let o = search(&space, &out, None);
     assert!(o.status.success(), "resume: {}", stderr(&o));
-    assert_same_as(&out, &alone.join("run"));
+    assert_same_as(&out, population_reference());
+}
+
+#[test]
+fn a_group_killed_after_an_epoch_resumes_at_the_next() {
+    // Killed right after the first epoch of the second group (the third epoch the
+    // process finishes), the group's snapshots hold that epoch: the resumed run trains
+    // only the second, and ends bit for bit where the uninterrupted run ends.
+    let tmp = tempfile::tempdir().unwrap();
+    let space = write_space(tmp.path(), &population_space());
+    let out = tmp.path().join("run");
+    let o = search(&space, &out, Some("epoch:3"));
+    assert_eq!(o.status.signal(), Some(9), "not killed: {}", stderr(&o));
+    let running: Vec<u64> = trials(&out)
+        .iter()
+        .filter(|t| t.state == State::Running)
+        .map(|t| t.number)
+        .collect();
+    assert_eq!(running.len(), 3, "the second group was not in training");
+    for n in &running {
+        let epoch = out.join(format!("trials/{n}.epochs/epoch-1/state.json"));
+        assert!(epoch.is_file(), "no snapshot of trial {n}'s first epoch");
+    }
+    let o = search(&space, &out, None);
+    assert!(o.status.success(), "resume: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resuming at epoch 2 of 2"),
+        "did not resume from the snapshots: {}",
+        stderr(&o)
+    );
+    assert_same_as(&out, population_reference());
+    for n in running {
+        assert!(
+            !out.join(format!("trials/{n}.epochs")).exists(),
+            "trial {n}'s snapshots outlived its result"
+        );
+    }
 }

@@ -6,8 +6,13 @@
 //! What the group shares is each batch's input, so where the input is the frozen
 //! backbone's hidden states of images, the backbone runs once per batch for all of them
 //! (population training: memory holds one batch of hidden states, not a cache).
+//!
+//! A member with a snapshot folder saves its state after every epoch and, started again
+//! after a kill, resumes from it ([`crate::resume`]); a group resumes at its least advanced
+//! member's epoch, and members further on wait for it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -24,7 +29,9 @@ use crate::backbone::Vit;
 use crate::baselines::{PeftModel, TailModel};
 use crate::cache::{progress_bar, FeatureSet};
 use crate::data::{random_resized_crop_flip, ImageSet, Preprocess};
+use crate::fault;
 use crate::owc::OwcModel;
+use crate::resume::{self, Streams};
 use crate::st::HostTensor;
 use crate::train::{EpochStats, OptimizerConfig, TrainConfig};
 
@@ -260,10 +267,12 @@ fn optimizer(cfg: &OptimizerConfig) -> ModuleOptimizer {
     }
 }
 
-/// One model of a group and the hidden state it reads first (`None`: images).
+/// One model of a group, the hidden state it reads first (`None`: images) and the folder
+/// of its per-epoch snapshots (`None`: none).
 pub struct Member<M> {
     pub model: M,
     pub from: Option<usize>,
+    pub snapshot: Option<PathBuf>,
 }
 
 /// A member's result: its trained model and epochs, or why its training failed.
@@ -274,10 +283,63 @@ struct Live<M> {
     model: Option<M>,
     from: Option<usize>,
     optim: ModuleOptimizer,
+    snapshot: Option<PathBuf>,
+    /// Epochs trained; `stats.len()`, kept apart while the epoch in hand runs.
+    done: usize,
     stats: Vec<EpochStats>,
     failed: Option<String>,
     loss_sum: f64,
     correct: usize,
+}
+
+impl<M: Module> Live<M> {
+    /// Whether the member trains in `epoch` (it may have been snapshotted further on).
+    fn trains(&self, epoch: usize) -> bool {
+        self.failed.is_none() && self.done <= epoch
+    }
+
+    /// Saves the member's snapshot, if it keeps one; a failed save costs only the resume.
+    fn save(&self, cfg: &TrainConfig, images: usize, streams: Streams) {
+        let (Some(dir), Some(model)) = (&self.snapshot, &self.model) else {
+            return;
+        };
+        let key = resume::key(cfg, images, model);
+        if let Err(e) = resume::save(dir, &key, model, &self.optim, &self.stats, streams) {
+            eprintln!("warning: no snapshot after epoch {}: {e}", self.done);
+        }
+    }
+}
+
+/// Loads every member's latest snapshot; the group then starts at the least advanced
+/// member's epoch, with that member's streams (`None`: from the start). A snapshot that
+/// cannot be resumed is said and ignored.
+fn resume_all<M: Module>(
+    live: &mut [Live<M>],
+    cfg: &TrainConfig,
+    images: usize,
+) -> Option<(usize, Streams)> {
+    let mut streams = Vec::new();
+    for m in live.iter_mut() {
+        let (Some(dir), Some(model)) = (&m.snapshot, &m.model) else {
+            continue;
+        };
+        let key = resume::key(cfg, images, model);
+        match resume::load(dir, &key, model, optimizer(&cfg.optimizer)) {
+            Ok(Some(r)) => {
+                (m.model, m.optim) = (Some(r.model), r.optim);
+                m.done = r.stats.len();
+                m.stats = r.stats;
+                streams.push((m.done, r.streams));
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("note: not resuming from {e}; training from the first epoch"),
+        }
+    }
+    // A member without a snapshot starts the group at epoch 0.
+    if streams.len() < live.len() {
+        return None;
+    }
+    streams.into_iter().min_by_key(|s| s.0)
 }
 
 /// What a caught panic said.
@@ -303,6 +365,8 @@ pub fn fit_group<M: Net>(
             model: Some(m.model),
             from: m.from,
             optim: optimizer(&cfg.optimizer),
+            snapshot: m.snapshot,
+            done: 0,
             stats: Vec::new(),
             failed: None,
             loss_sum: 0.0,
@@ -322,9 +386,20 @@ pub fn fit_group<M: Net>(
     let mut augment = cfg
         .augment
         .then(|| ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xa06e));
+    let first = resume_all(&mut live, cfg, n);
+    if let Some((epoch, streams)) = first {
+        rng.set_word_pos(streams.order);
+        if let (Some(a), Some(at)) = (augment.as_mut(), streams.augment) {
+            a.set_word_pos(at);
+        }
+        if epoch < cfg.epochs {
+            eprintln!("resuming at epoch {} of {}", epoch + 1, cfg.epochs);
+        }
+    }
+    let first = first.map_or(0, |f| f.0);
     let inference = device.clone().without_autodiff();
-    let mut step = 0usize;
-    for epoch in 0..cfg.epochs {
+    let mut step = first * steps_per_epoch;
+    for epoch in first..cfg.epochs {
         let bar = progress_bar(
             steps_per_epoch as u64,
             &match alone {
@@ -351,7 +426,7 @@ pub fn fit_group<M: Net>(
                 base_lr
             };
             let input = train.input(&rows, shared, augment.as_mut(), device);
-            for m in live.iter_mut().filter(|m| m.failed.is_none()) {
+            for m in live.iter_mut().filter(|m| m.trains(epoch)) {
                 let model = m.model.take().expect("a live member has its model");
                 let input = input.for_member(shared, m.from);
                 let optim = &mut m.optim;
@@ -384,12 +459,16 @@ pub fn fit_group<M: Net>(
         let seconds = start.elapsed().as_secs_f64();
         let valid: Vec<(M, Option<usize>)> = live
             .iter()
-            .filter(|m| m.failed.is_none())
+            .filter(|m| m.trains(epoch))
             .map(|m| (m.model.as_ref().expect("live").valid(), m.from))
             .collect();
         let refs: Vec<(&M, Option<usize>)> = valid.iter().map(|(m, f)| (m, *f)).collect();
         let mut accuracies = evaluate(&refs, test, 200, &inference).into_iter();
-        for m in live.iter_mut().filter(|m| m.failed.is_none()) {
+        let streams = Streams {
+            order: rng.get_word_pos(),
+            augment: augment.as_ref().map(|a| a.get_word_pos()),
+        };
+        for m in live.iter_mut().filter(|m| m.trains(epoch)) {
             let s = EpochStats {
                 epoch: epoch + 1,
                 loss: m.loss_sum / n.max(1) as f64,
@@ -404,7 +483,10 @@ pub fn fit_group<M: Net>(
                 );
             }
             m.stats.push(s);
+            m.done = epoch + 1;
+            m.save(cfg, n, streams);
         }
+        fault::point("epoch");
     }
     live.into_iter()
         .map(|m| match m.failed {
@@ -423,7 +505,12 @@ pub fn fit<M: Net>(
     cfg: &TrainConfig,
     device: &Device,
 ) -> (M, Vec<EpochStats>) {
-    let mut out = fit_group(vec![Member { model, from }], train, test, cfg, device);
+    let member = Member {
+        model,
+        from,
+        snapshot: None,
+    };
+    let mut out = fit_group(vec![member], train, test, cfg, device);
     match out.pop().expect("one member") {
         Ok(trained) => trained,
         // Alone, a panic is the caller's, as before groups.

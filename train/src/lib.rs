@@ -7,6 +7,7 @@
 //! - [`data`]: CIFAR-10/100 binary, IDX (Fashion-MNIST), digits CSV; resizing, normalization.
 //! - [`cache`]: the on-disk feature cache of backbone hidden states.
 //! - [`fit`]: the training loop, for one model or a group sharing every batch.
+//! - [`resume`]: per-epoch snapshots, so a killed training resumes at its last epoch.
 //! - [`train::train_adapter`]: the library entry point a CLI calls with a [`TrainConfig`].
 
 pub mod backbone;
@@ -14,9 +15,11 @@ pub mod baselines;
 pub mod cache;
 pub mod data;
 pub mod error;
+pub mod fault;
 pub mod fit;
 pub mod nn;
 pub mod owc;
+pub mod resume;
 pub mod st;
 pub mod states;
 pub mod train;

@@ -508,7 +508,8 @@ pub fn final_norm_init(vit: &Vit) -> (HostTensor, HostTensor) {
 /// recipe, seed and batches); with image sources the frozen backbone runs once per batch
 /// for the whole group. The recipe (epochs, batch, optimizer, schedule, seed,
 /// augmentation, progress) comes from `config`; its data and method are ignored. Each
-/// member's `test_accuracy` is its accuracy on `val`.
+/// member's `test_accuracy` is its accuracy on `val`. With `snapshots` (one folder per
+/// adapter, or none), each saves its state per epoch and a new call resumes from it.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_owc(
     specs: &[AdapterSpec],
@@ -518,7 +519,15 @@ pub fn fit_owc(
     train: &Source,
     val: &Source,
     config: &TrainConfig,
+    snapshots: &[PathBuf],
 ) -> Result<Vec<Trained<OwcModel>>> {
+    if !snapshots.is_empty() && snapshots.len() != specs.len() {
+        return Err(TrainError::Config(format!(
+            "{} snapshot folders for {} adapters",
+            snapshots.len(),
+            specs.len()
+        )));
+    }
     if config.epochs == 0 || config.batch_size == 0 {
         return Err(TrainError::Config(
             "epochs and batch_size must be positive".into(),
@@ -533,7 +542,8 @@ pub fn fit_owc(
     let seed = config.seed.wrapping_add(1);
     let members = specs
         .iter()
-        .map(|spec| {
+        .enumerate()
+        .map(|(i, spec)| {
             let first = backbone.layers - spec.scope.min(backbone.layers);
             for src in [train, val] {
                 reads(src, first, &format!("scope {}", spec.scope))?;
@@ -542,6 +552,7 @@ pub fn fit_owc(
             Ok(Member {
                 model,
                 from: Some(first),
+                snapshot: snapshots.get(i).cloned(),
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -54,7 +54,7 @@ fn weights(m: &OwcModel) -> Vec<f32> {
 fn together_equals_alone(vit: &Vit, train: &Source, val: &Source, cfg: &TrainConfig) {
     let (g, b) = final_norm_init(vit);
     let fit = |specs: &[AdapterSpec]| -> Vec<Trained<OwcModel>> {
-        fit_owc(specs, &vit.spec, (&g, &b), 3, train, val, cfg).unwrap()
+        fit_owc(specs, &vit.spec, (&g, &b), 3, train, val, cfg, &[]).unwrap()
     };
     let together = fit(&specs());
     for (spec, t) in specs().iter().zip(&together) {
@@ -140,6 +140,7 @@ fn a_group_on_a_feature_cache_trains_like_each_alone() {
         &Source::Cached(&train),
         &Source::Cached(&val),
         &recipe(true),
+        &[],
     )
     .unwrap_err();
     assert!(e.to_string().contains("augmentation"), "{e}");

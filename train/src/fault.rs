@@ -1,6 +1,6 @@
 //! Kill points for the crash tests: with `CRYPTPEFT_SEARCH_KILL_AT=<point>[:<n>]` in the
 //! environment, the process sends itself SIGKILL the `n`-th time (default 1) it reaches
-//! `<point>` (`cache`, `train`, `between`, `commit`, `output`). Without it, nothing.
+//! `<point>` (`cache`, `train`, `epoch`, `between`, `commit`, `output`). Without it, nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
