@@ -182,20 +182,23 @@ fn insert_truncations(
                 }
             }
             // The logits: server weights whose output only the reveal reads are encoded
-            // `f` bits finer; the client truncates the `3f` result in the clear.
+            // `f` bits finer (`WIDE_LOGIT_BITS` on a wide opening, whose maps are at `3f`
+            // already); the client truncates the result in the clear.
             Step::Linear {
                 out: o,
                 terms,
                 shift,
                 ..
             } if !public
-                && !maps_wide(openings, terms)
                 && steps[i + 1..]
                     .iter()
                     .zip(&reads[i + 1..])
                     .all(|(s, r)| matches!(s, Step::Reveal { .. }) || !r.contains(o)) =>
             {
-                *shift = frac_bits;
+                *shift = match maps_wide(openings, terms) {
+                    true => WIDE_LOGIT_BITS,
+                    false => frac_bits,
+                };
             }
             Step::Open { open } => {
                 let w = openings[*open].wire;
@@ -235,7 +238,7 @@ fn insert_truncations(
                 ..
             } => {
                 let bits = match maps_wide(openings, terms) {
-                    true => 2 * frac_bits,
+                    true => 2 * frac_bits + shift,
                     false => frac_bits + shift,
                 };
                 pending.push((*o, bits));

@@ -110,14 +110,21 @@ pub struct NormMix {
 /// (2: norms without Newton take their guess as the answer; linear steps of whole
 /// public coefficients keep scale `f`; 3: a ReLU truncates its input in its opening, and
 /// an opening may carry `2f` bits; 4: a linear step of server weights has its weights
-/// and coefficients encoded at its output scale, [`SecurePlan::linear_out_bits`]). It
+/// and coefficients encoded at its output scale, [`SecurePlan::linear_out_bits`]; 5: the
+/// logits' map of a wide opening has its weights [`WIDE_LOGIT_BITS`] finer). It
 /// enters [`SecurePlan::digest`], so parties and a dealer of different versions refuse
 /// each other's material, and client and server compare it in their handshake.
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 /// Most values one wire or weight may hold: far above any ViT's (ViT-B/16's largest,
 /// 12 x 197 x 197 scores, hold 2^19), low enough that sizes never overflow.
 pub const MAX_ELEMENTS: usize = 1 << 36;
+
+/// Bits finer than `f` that the logits' weights are encoded at where they map a wide
+/// opening: the logits land at `3f + 1`, which the reveal takes (below `2^63`) for logits
+/// below `2^(62 - 3f)`, the bound every `3f` wire already has. The bit halves the error
+/// of the head's weights, which dominates there (`cryptpeft precision`).
+pub const WIDE_LOGIT_BITS: u32 = 1;
 
 /// Largest `f` at which a truncation may be deferred through an opening
 /// ([`SecurePlan::wide_allowed`]).
@@ -630,10 +637,13 @@ impl SecurePlan {
                     let keeps = step.keeps_scale();
                     let public = terms.iter().all(|t| matches!(t, Term::Public { .. }));
                     let most = if keeps { 2 } else { 1 } * self.frac_bits;
+                    let finer = match self.wide_linear(terms) {
+                        true => WIDE_LOGIT_BITS,
+                        false => self.frac_bits,
+                    };
                     let precise = !public
-                        && *shift == self.frac_bits
+                        && *shift == finer
                         && self.exact_truncation
-                        && !self.wide_linear(terms)
                         && self.only_revealed(*out);
                     if *shift != 0
                         && !(public && *shift % self.frac_bits == 0 && *shift <= most)
@@ -671,7 +681,8 @@ impl SecurePlan {
                 }
                 Step::Reveal { wire: w, shift } => {
                     wire(*w)?;
-                    if ![0, self.frac_bits, 2 * self.frac_bits].contains(shift) {
+                    let f = self.frac_bits;
+                    if ![0, f, 2 * f, 2 * f + WIDE_LOGIT_BITS].contains(shift) {
                         return Err(format!("a reveal truncated by {shift} bits"));
                     }
                 }
@@ -774,15 +785,14 @@ impl SecurePlan {
         self.exact_truncation && self.frac_bits <= WIDE_MAX_FRAC_BITS
     }
 
-    /// Whether a linear step's output is at `3f`: it maps a wide opening.
-    /// The scale (fractional bits) a linear step of server weights lands at: `3f` when
-    /// a term maps a wide opening or the step has a `shift` (the logits), else `2f`.
+    /// The scale (fractional bits) a linear step of server weights lands at: `3f` when a
+    /// term maps a wide opening, else `2f`, and `shift` more (the logits, [`Step::Linear`]).
     /// Its weights and coefficients are encoded to land there directly, so a term of a
     /// `f`-bit opening keeps `2f`-bit weights rather than being scaled up.
     pub fn linear_out_bits(&self, terms: &[Term], shift: u32) -> u32 {
         let f = self.frac_bits;
         match self.wide_linear(terms) {
-            true => 3 * f,
+            true => 3 * f + shift,
             false => 2 * f + shift,
         }
     }
