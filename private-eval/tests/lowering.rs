@@ -133,3 +133,32 @@ fn a_peers_plan_with_bad_parameters_or_dangling_wires_is_refused() {
     });
     assert!(e.contains("first threshold of 2^-30"), "{e}");
 }
+
+#[test]
+fn logits_of_a_wide_opening_are_one_bit_finer() {
+    use cryptpeft_private_eval::plan::{Step, WIDE_LOGIT_BITS};
+    // Without a final norm the head maps the last adapter's output, opened wide at `2f`.
+    let spec = AdapterSpec {
+        norm: NormKind::None,
+        ..AdapterSpec::paper(1, 4, 2)
+    };
+    let model = OwcModel::random(spec, BackboneSpec::test_small(), 5, 3);
+    let (plan, _) = lower::lower(&model, Default::default()).unwrap();
+    let f = plan.frac_bits;
+    let reveal = plan.steps.iter().find_map(|s| match s {
+        Step::Reveal { shift, .. } => Some(*shift),
+        _ => None,
+    });
+    assert_eq!(reveal, Some(2 * f + WIDE_LOGIT_BITS));
+    let head = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Linear { shift, .. } if *shift == WIDE_LOGIT_BITS))
+        .expect("the logits' map");
+    // A finer head on any other step, or two bits finer, is refused.
+    let mut p = plan.clone();
+    if let Step::Linear { shift, .. } = &mut p.steps[head] {
+        *shift = WIDE_LOGIT_BITS + 1;
+    }
+    assert!(p.check().unwrap_err().contains("bits above f"));
+}
