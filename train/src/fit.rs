@@ -216,11 +216,13 @@ fn argmax_rows(logits: &HostTensor) -> Vec<u32> {
 }
 
 /// Accuracies of `models` (already `valid()`, each with the state it reads first) on a
-/// source, in batches: the batch's input is made once for all of them.
-pub fn evaluate<M: Net>(
+/// source, in batches: the batch's input is made once for all of them, and the models
+/// read it on `threads` threads.
+pub fn evaluate<M: Net + Sync>(
     models: &[(&M, Option<usize>)],
     src: &Source,
     batch: usize,
+    threads: usize,
     device: &Device,
 ) -> Vec<f64> {
     let n = src.images();
@@ -231,14 +233,16 @@ pub fn evaluate<M: Net>(
             .map(|i| src.row(i, None))
             .collect();
         let input = src.input(&rows, shared, None, device);
-        for (k, (model, from)) in models.iter().enumerate() {
+        let counts: Vec<(&mut usize, &(&M, Option<usize>))> =
+            correct.iter_mut().zip(models).collect();
+        side_by_side(counts, threads, |(count, (model, from))| {
             let logits = HostTensor::from_tensor(&model.logits(input.for_member(shared, *from)));
-            correct[k] += argmax_rows(&logits)
+            *count += argmax_rows(&logits)
                 .iter()
                 .zip(&rows)
                 .filter(|(p, &r)| **p == src.label(r))
                 .count();
-        }
+        });
     }
     correct
         .into_iter()
@@ -290,6 +294,59 @@ struct Live<M> {
     failed: Option<String>,
     loss_sum: f64,
     correct: usize,
+}
+
+impl<M: Net> Live<M> {
+    /// One optimizer step on a batch; a panic fails the member alone.
+    fn step(&mut self, input: Input, labels: &[u32], lr: f64, device: &Device) {
+        let model = self.model.take().expect("a live member has its model");
+        let optim = &mut self.optim;
+        let stepped = catch_unwind(AssertUnwindSafe(|| {
+            let logits = model.logits(input);
+            let host = HostTensor::from_tensor(&logits.clone().detach());
+            let correct = argmax_rows(&host)
+                .iter()
+                .zip(labels)
+                .filter(|(p, l)| p == l)
+                .count();
+            let loss = cross_entropy(logits, labels, device);
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let model = optim.step(lr, model, grads);
+            // An affine norm's running statistics are kept per thread until synced
+            // (burn's `RunningState`), and a member may step on a different thread each
+            // batch: syncing here, where the step ran, keeps them what one thread gives.
+            let _ = model.valid();
+            (model, loss_value, correct)
+        }));
+        match stepped {
+            Ok((model, loss, correct)) => {
+                self.model = Some(model);
+                self.loss_sum += loss * labels.len() as f64;
+                self.correct += correct;
+            }
+            Err(p) => self.failed = Some(format!("training panicked: {}", panic_message(p))),
+        }
+    }
+}
+
+/// Runs `work` on every item, the items split into `threads` runs of consecutive ones,
+/// each on its own thread (on the caller's alone for one).
+fn side_by_side<T: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) + Sync) {
+    let per = items.len().div_ceil(threads.max(1)).max(1);
+    if per >= items.len() {
+        items.into_iter().for_each(work);
+        return;
+    }
+    let mut items = items.into_iter();
+    std::thread::scope(|scope| loop {
+        let run: Vec<T> = items.by_ref().take(per).collect();
+        if run.is_empty() {
+            break;
+        }
+        let work = &work;
+        scope.spawn(move || run.into_iter().for_each(work));
+    });
 }
 
 impl<M: Module> Live<M> {
@@ -352,7 +409,7 @@ pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 
 /// Trains every member on the same batches; each gets what it would get alone. A member
 /// whose step panics fails alone, with the panic's message, and the others go on.
-pub fn fit_group<M: Net>(
+pub fn fit_group<M: Net + Sync>(
     members: Vec<Member<M>>,
     train: &Source,
     test: &Source,
@@ -398,6 +455,10 @@ pub fn fit_group<M: Net>(
     }
     let first = first.map_or(0, |f| f.0);
     let inference = device.clone().without_autodiff();
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        t => t,
+    };
     let mut step = first * steps_per_epoch;
     for epoch in first..cfg.epochs {
         let bar = progress_bar(
@@ -426,32 +487,10 @@ pub fn fit_group<M: Net>(
                 base_lr
             };
             let input = train.input(&rows, shared, augment.as_mut(), device);
-            for m in live.iter_mut().filter(|m| m.trains(epoch)) {
-                let model = m.model.take().expect("a live member has its model");
-                let input = input.for_member(shared, m.from);
-                let optim = &mut m.optim;
-                let stepped = catch_unwind(AssertUnwindSafe(|| {
-                    let logits = model.logits(input);
-                    let host = HostTensor::from_tensor(&logits.clone().detach());
-                    let correct = argmax_rows(&host)
-                        .iter()
-                        .zip(&labels)
-                        .filter(|(p, l)| p == l)
-                        .count();
-                    let loss = cross_entropy(logits, &labels, device);
-                    let loss_value = loss.clone().into_scalar::<f32>() as f64;
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    (optim.step(lr, model, grads), loss_value, correct)
-                }));
-                match stepped {
-                    Ok((model, loss, correct)) => {
-                        m.model = Some(model);
-                        m.loss_sum += loss * chunk.len() as f64;
-                        m.correct += correct;
-                    }
-                    Err(p) => m.failed = Some(format!("training panicked: {}", panic_message(p))),
-                }
-            }
+            let trainees: Vec<&mut Live<M>> = live.iter_mut().filter(|m| m.trains(epoch)).collect();
+            side_by_side(trainees, threads, |m| {
+                m.step(input.for_member(shared, m.from), &labels, lr, device)
+            });
             step += 1;
             bar.inc(1);
         }
@@ -463,7 +502,7 @@ pub fn fit_group<M: Net>(
             .map(|m| (m.model.as_ref().expect("live").valid(), m.from))
             .collect();
         let refs: Vec<(&M, Option<usize>)> = valid.iter().map(|(m, f)| (m, *f)).collect();
-        let mut accuracies = evaluate(&refs, test, 200, &inference).into_iter();
+        let mut accuracies = evaluate(&refs, test, 200, threads, &inference).into_iter();
         let streams = Streams {
             order: rng.get_word_pos(),
             augment: augment.as_ref().map(|a| a.get_word_pos()),
@@ -497,7 +536,7 @@ pub fn fit_group<M: Net>(
 }
 
 /// Trains one model (a group of one).
-pub fn fit<M: Net>(
+pub fn fit<M: Net + Sync>(
     model: M,
     train: &Source,
     test: &Source,

@@ -47,11 +47,11 @@ pub struct Resumed<M> {
     pub streams: Streams,
 }
 
-/// The identity of a training: its recipe (progress aside), the training images and the
-/// model's size. A snapshot of another training is not resumed.
+/// The identity of a training: its recipe (progress and threads aside), the training
+/// images and the model's size. A snapshot of another training is not resumed.
 pub fn key<M: Module>(cfg: &TrainConfig, images: usize, model: &M) -> String {
     let mut cfg = cfg.clone();
-    cfg.progress = false;
+    (cfg.progress, cfg.threads) = (false, 0);
     let text = format!("{cfg:?}|{images}|{}", model.num_params());
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }

@@ -217,6 +217,10 @@ pub struct TrainConfig {
     pub progress: bool,
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Threads that step a group's members side by side (0: one per core). Each member
+    /// computes alone, so the count changes the time, not the numbers.
+    #[serde(default)]
+    pub threads: usize,
 }
 
 impl TrainConfig {
@@ -240,6 +244,7 @@ impl TrainConfig {
             checkpoint: None,
             progress: true,
             device: DeviceChoice::Cpu,
+            threads: 0,
         }
     }
 
@@ -578,5 +583,5 @@ pub fn owc_accuracy(model: &OwcModel, src: &Source) -> Result<f64> {
     let device = model.head.weight.val().device();
     let first = model.first_state();
     reads(src, first, "the model")?;
-    Ok(evaluate(&[(model, Some(first))], src, 200, &device)[0])
+    Ok(evaluate(&[(model, Some(first))], src, 200, 1, &device)[0])
 }

@@ -1,6 +1,6 @@
-//! Population training: adapters trained together on one backbone pass per batch get
-//! exactly what each gets trained alone (same seed, same batches, same order), with
-//! augmentation and with a feature cache alike.
+//! Population training: adapters trained together on one backbone pass per batch, each
+//! stepped on its own thread, get exactly what each gets trained alone (same seed, same
+//! batches, same order), with augmentation and with a feature cache alike.
 
 use cryptpeft_train::backbone::Vit;
 use cryptpeft_train::cache::{CacheRequest, FeatureSet};
@@ -35,6 +35,8 @@ fn recipe(augment: bool) -> TrainConfig {
         cryptpeft_train::Method::LinearProbe,
     );
     (c.epochs, c.batch_size, c.seed, c.progress, c.augment) = (2, 8, 5, false, augment);
+    // A thread per member (whatever the cores): each steps on a new thread every batch.
+    c.threads = 3;
     c
 }
 
