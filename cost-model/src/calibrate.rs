@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use cryptpeft_private_eval::arith::matmul::{matmul, Kernel};
 use cryptpeft_private_eval::arith::prg::Prg;
 use cryptpeft_private_eval::arith::ring;
-use cryptpeft_private_eval::online::exec::relu;
 use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::{CmpWidth, SplineFn};
 use cryptpeft_private_eval::preprocessing::dealer::{cmp_material, relu_material};
+use cryptpeft_private_eval::protocols::compare::relu;
 use cryptpeft_private_eval::protocols::dcf::{self, DcfKey};
 use cryptpeft_private_eval::transport::{
     bytes_to_u64s, memory_pair, u64s_to_bytes, Channel, ChannelExt, MsgKind,

@@ -20,13 +20,13 @@ use std::fmt::Write as _;
 
 use cryptpeft_private_eval::arith::fixed::{encode_at, Fixed};
 use cryptpeft_private_eval::online::comm;
-use cryptpeft_private_eval::online::exec::compare_walk_levels;
 use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::shapes::{
     head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
     variance_shift, LnWave, MixShape,
 };
 use cryptpeft_private_eval::plan::*;
+use cryptpeft_private_eval::protocols::compare::compare_walk_levels;
 use cryptpeft_private_eval::protocols::dcf;
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
@@ -148,7 +148,7 @@ impl Pricer<'_> {
             self.work(p, secs, true);
         }
     }
-    /// ReLU of `n` values ([`cryptpeft_private_eval::online::exec::relu`]): the two exchanges, and the
+    /// ReLU of `n` values ([`cryptpeft_private_eval::protocols::compare::relu`]): the two exchanges, and the
     /// calibrated two-party time of the rest (both parties at once, so half each as
     /// pool work; one chunk of 1024 values runs on one thread).
     fn relu(&mut self, n: usize, bits: u32, frames: [usize; 4]) {
@@ -201,7 +201,7 @@ impl Pricer<'_> {
         }
     }
     /// A comparison of `values` values against the encoded `ts` on `width`
-    /// ([`cryptpeft_private_eval::online::exec::compare`]).
+    /// ([`cryptpeft_private_eval::protocols::compare::compare`]).
     /// Each party's Beaver matmuls of a head-wise product once it is opened (the
     /// client adds `e f`), and the assembly of the heads.
     fn head_products(&mut self, heads: usize, (m, k, n): (usize, usize, usize)) {

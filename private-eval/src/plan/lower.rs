@@ -61,7 +61,7 @@ impl Default for LowerOptions {
 ///   output carries them too (whole coefficients, as a residual sum or a norm's output
 ///   plus its bias) or `f` more (at most `2f` above `f` in all); a slice likewise;
 /// * a ReLU whose width leaves the room (`bits + shift <= 64`): it truncates in its own
-///   opening ([`crate::online::exec::relu`]);
+///   opening ([`crate::protocols::compare::relu`]);
 /// * a fused norm ([`SecurePlan::fused_norm`]): it truncates its input and numerator
 ///   in its own exchanges (and leaves its output at `2f`);
 /// * an opening of a wire at `2f` that nothing else reads later, where

@@ -174,7 +174,7 @@ impl Default for InvSqrtParams {
     }
 }
 
-/// A comparison's width ([`crate::online::exec::compare`]): inputs are compared as `bits`-bit
+/// A comparison's width ([`crate::protocols::compare::compare`]): inputs are compared as `bits`-bit
 /// two's complement values (exact for `|x| < 2^(bits-1)` in the ring) after dropping
 /// their `shift` low bits, so the DCF tree has `bits - shift - 1` levels. Dropping bits
 /// decides on `floor(x / 2^shift) + e`, `e` in {0, 1}: an input less than `2^shift`
@@ -328,7 +328,7 @@ pub enum Step {
         kind: HeadProduct,
     },
     /// ReLU by a DCF key on the low `bits` bits of the masked input (exact for
-    /// `|x| < 2^(bits-1)` in the ring, see [`crate::online::exec::relu`]): two simultaneous
+    /// `|x| < 2^(bits-1)` in the ring, see [`crate::protocols::compare::relu`]): two simultaneous
     /// exchanges, the masked shares, then one masked bit per value. With `shift` > 0 the
     /// input is still at `f + shift` bits and the opening truncates it by `shift` on the
     /// way (exactly, see the same), so the truncation costs no exchange of its own.

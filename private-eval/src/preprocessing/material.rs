@@ -26,7 +26,7 @@ pub struct Triple {
     pub c: Vec<u64>,
 }
 
-/// ReLU material ([`crate::online::exec::relu`]): shares of the input mask `r`, an XOR share of
+/// ReLU material ([`crate::protocols::compare::relu`]): shares of the input mask `r`, an XOR share of
 /// the masking bit `rho' = rho xor msb(r')`, arithmetic shares of `rho` and of `rho * r'`,
 /// and a DCF key for `x < r' mod 2^(bits-1)` with one-bit output, where `r' = r` when the
 /// ReLU truncates nothing. When it truncates by `shift`: `r' = r >> shift`, with shares

@@ -5,7 +5,7 @@
 //! An operand `x` at `f + s` bits (`s > 0`) is opened as `c = x + 2^62 + r` (the client
 //! adds `2^62`): for `|x| < 2^62`, `c` wrapped around the ring exactly when `msb(c) = 0`
 //! and `t = msb(r) = 1`, so `u = (c >> s) - 2^(62-s) - (r >> s) + (1 - msb(c)) t 2^(64-s)`
-//! is `floor(x / 2^s)` or one more, as in [`crate::online::exec::relu`]. The parties
+//! is `floor(x / 2^s)` or one more, as in [`crate::protocols::compare::relu`]. The parties
 //! hold no shares of `r >> s` from the dealer: each takes `r_i >> s` of its own share
 //! `r_i` and subtracts `2^(64-s)` times its share of `omega = [r_0 + r_1 wraps]`, which
 //! sums to `base = (r >> s) - kappa` (`kappa` in {0, 1}, the low halves' carry), so the
