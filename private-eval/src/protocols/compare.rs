@@ -237,6 +237,17 @@ mod tests {
         })
     }
 
+    /// ReLU of `xs`, shared at random, with the client's and the server's material:
+    /// the sum of the output shares.
+    fn relu_shared(xs: &[u64], m: [&ReluMat; 2], rng: &mut Prg) -> Vec<u64> {
+        let (s0, s1) = shared(xs, rng);
+        let (y0, y1) = both(|p, c| match p {
+            Party::Client => relu(p, c, &s0, m[0]).unwrap(),
+            Party::Server => relu(p, c, &s1, m[1]).unwrap(),
+        });
+        ring::add(&y0, &y1)
+    }
+
     /// ReLU on raw ring values, shared at random: exact everywhere within the width,
     /// including 0, +-1 ulp, the ends of the width's range and inputs in the leaf block
     /// of the mask (early termination).
@@ -266,22 +277,10 @@ mod tests {
             for (i, x) in xs.iter_mut().enumerate().skip(300) {
                 *x = (r[i] & 127).wrapping_neg().wrapping_add(i as u64 % 3);
             }
-            let (s0, s1) = shared(&xs, &mut rng);
-            let (y0, y1) = both(|p, c| {
-                let (s, m) = if p == Party::Client {
-                    (&s0, &m0)
-                } else {
-                    (&s1, &m1)
-                };
-                relu(p, c, s, m).unwrap()
-            });
+            let y = relu_shared(&xs, [&m0, &m1], &mut rng);
             for (i, &x) in xs.iter().enumerate() {
                 let want = if (x as i64) >= 0 { x } else { 0 };
-                assert_eq!(
-                    y0[i].wrapping_add(y1[i]),
-                    want,
-                    "ReLU of {x:#x} at {bits} bits"
-                );
+                assert_eq!(y[i], want, "ReLU of {x:#x} at {bits} bits");
             }
         }
     }
@@ -311,18 +310,10 @@ mod tests {
             }));
             let xs: Vec<u64> = xs.into_iter().map(|v| v as u64).collect();
             let [m0, m1] = relu_material(xs.len(), bits, s, &mut rng);
-            let (s0, s1) = shared(&xs, &mut rng);
-            let (y0, y1) = both(|p, c| {
-                let (sh, m) = if p == Party::Client {
-                    (&s0, &m0)
-                } else {
-                    (&s1, &m1)
-                };
-                relu(p, c, sh, m).unwrap()
-            });
+            let y = relu_shared(&xs, [&m0, &m1], &mut rng);
             for (i, &x) in xs.iter().enumerate() {
                 let fl = (x as i64) >> s;
-                let got = y0[i].wrapping_add(y1[i]) as i64;
+                let got = y[i] as i64;
                 assert!(
                     got == fl.max(0) || got == (fl + 1).max(0),
                     "ReLU of {x:#x} truncated by {s} at {bits} bits: {got}"
