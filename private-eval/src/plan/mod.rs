@@ -9,6 +9,7 @@ pub mod layout;
 pub mod lower;
 pub mod plain;
 pub mod shapes;
+mod truncation;
 
 use serde::{Deserialize, Serialize};
 
