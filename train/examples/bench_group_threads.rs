@@ -47,9 +47,9 @@ fn main() {
         pre: &pre,
         frozen: Some(&vit),
     };
-    // A spread of the default space: heads, rank and scope cycling.
+    // A spread of the default space: every (heads, rank) pair once, scopes cycling.
     let specs: Vec<AdapterSpec> = (0..group)
-        .map(|i| AdapterSpec::paper([1, 2, 4][i % 3], [8, 16, 32, 64][i % 4], 1 + i % 4))
+        .map(|i| AdapterSpec::paper([1, 2, 4][i % 3], [8, 16, 32, 64][i / 3 % 4], 1 + i % 4))
         .collect();
     let (g, b) = final_norm_init(&vit);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -330,22 +330,24 @@ impl<M: Net> Live<M> {
     }
 }
 
-/// Runs `work` on every item, the items split into `threads` runs of consecutive ones,
-/// each on its own thread (on the caller's alone for one).
+/// Runs `work` on every item on `threads` threads (on the caller's alone for one), each
+/// thread taking the next item as it finishes one, so cheap and costly members balance.
 fn side_by_side<T: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) + Sync) {
-    let per = items.len().div_ceil(threads.max(1)).max(1);
-    if per >= items.len() {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
         items.into_iter().for_each(work);
         return;
     }
-    let mut items = items.into_iter();
-    std::thread::scope(|scope| loop {
-        let run: Vec<T> = items.by_ref().take(per).collect();
-        if run.is_empty() {
-            break;
+    let queue = std::sync::Mutex::new(items.into_iter());
+    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while let Some(item) = next() {
+                    work(item);
+                }
+            });
         }
-        let work = &work;
-        scope.spawn(move || run.into_iter().for_each(work));
     });
 }
 
