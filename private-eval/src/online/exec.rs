@@ -22,7 +22,12 @@ use crate::protocols::trunc::TruncMat;
 use crate::transport::{Channel, ChannelExt, MsgKind, TransportError};
 
 mod norm;
+mod setup;
 use norm::{FusedNorm, LnError};
+pub use setup::{
+    client_setup, client_setup_message, send_setup, server_setup, sync, ClientKeys, Keys,
+    ServerKeys,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -50,148 +55,6 @@ pub struct StepTrace {
     pub bytes: u64,
     pub rounds: u64,
     pub seconds: f64,
-}
-
-/// What the server holds: encoded weights (`f` bits; biases at `2f`) and weight masks.
-pub struct ServerKeys {
-    w: Vec<Vec<u64>>,
-    b: Vec<Option<Vec<u64>>>,
-}
-
-impl ServerKeys {
-    pub fn new(plan: &SecurePlan, weights: &PlanWeights, masks: &ModelMasks) -> Self {
-        let masked = masked_weights(plan);
-        let w = weights
-            .mats
-            .iter()
-            .zip(weight_bits(plan))
-            .map(|(m, bits)| m.data.iter().map(|&v| encode_at(v, bits)).collect())
-            .collect();
-        let b = masked
-            .iter()
-            .enumerate()
-            .map(|(i, &mk)| {
-                mk.then(|| masks.weight_mask(i, plan.weights[i].rows * plan.weights[i].cols))
-            })
-            .collect();
-        Self { w, b }
-    }
-
-    /// `E = W - B` for every masked weight, concatenated: the client's setup message.
-    pub fn setup_message(&self) -> Vec<u64> {
-        let mut out = Vec::new();
-        for (w, b) in self.w.iter().zip(&self.b) {
-            if let Some(b) = b {
-                out.extend(ring::sub(w, b));
-            }
-        }
-        out
-    }
-}
-
-/// What the client holds after setup: `E = W - B` per masked weight.
-pub struct ClientKeys {
-    e: Vec<Option<Vec<u64>>>,
-}
-
-impl ClientKeys {
-    pub fn setup_len(plan: &SecurePlan) -> usize {
-        masked_weights(plan)
-            .iter()
-            .zip(&plan.weights)
-            .filter(|(m, _)| **m)
-            .map(|(_, s)| s.rows * s.cols)
-            .sum()
-    }
-
-    pub fn from_message(plan: &SecurePlan, msg: &[u64]) -> Self {
-        let mut at = 0;
-        let e = masked_weights(plan)
-            .iter()
-            .zip(&plan.weights)
-            .map(|(&m, s)| {
-                m.then(|| {
-                    let n = s.rows * s.cols;
-                    at += n;
-                    msg[at - n..at].to_vec()
-                })
-            })
-            .collect();
-        Self { e }
-    }
-}
-
-/// A synchronizing exchange that ends setup: both sides check that their material halves
-/// come from one dealer generation, then reset the round count so online rounds start
-/// from zero on both ends.
-pub fn sync(chan: &mut dyn Channel, pair: u64) -> Result<(), ExecError> {
-    chan.send_u64s(MsgKind::Hello, &[pair])
-        .map_err(ExecError::Setup)?;
-    let theirs = chan
-        .recv_u64s(MsgKind::Hello, 1)
-        .map_err(ExecError::Setup)?[0];
-    if theirs != pair {
-        return Err(ExecError::Material(format!(
-            "the two parties hold material of different dealer generations ({pair:016x} vs {theirs:016x})"
-        )));
-    }
-    chan.reset_rounds();
-    Ok(())
-}
-
-/// Server: sends `E` to the client (once per model and client).
-pub fn server_setup(keys: &ServerKeys, chan: &mut dyn Channel) -> Result<(), ExecError> {
-    send_setup(chan, &keys.setup_message())
-}
-
-/// Sends a setup message in frames of at most [`crate::online::comm::CHUNK`] bytes (one, empty,
-/// for a plan without masked weights).
-pub fn send_setup(chan: &mut dyn Channel, setup: &[u64]) -> Result<(), ExecError> {
-    let per = crate::online::comm::CHUNK / 8;
-    if setup.is_empty() {
-        return chan
-            .send_u64s(MsgKind::Setup, &[])
-            .map_err(ExecError::Setup);
-    }
-    for c in setup.chunks(per) {
-        chan.send_u64s(MsgKind::Setup, c)
-            .map_err(ExecError::Setup)?;
-    }
-    Ok(())
-}
-
-/// Client: receives `E` (the raw message, to cache; see [`ClientKeys::from_message`]).
-pub fn client_setup_message(
-    plan: &SecurePlan,
-    chan: &mut dyn Channel,
-) -> Result<Vec<u64>, ExecError> {
-    let (n, per) = (ClientKeys::setup_len(plan), crate::online::comm::CHUNK / 8);
-    // Grown as frames arrive, not sized up front by the peer's plan.
-    let mut setup = Vec::new();
-    loop {
-        let want = per.min(n - setup.len());
-        setup.extend(
-            chan.recv_u64s(MsgKind::Setup, want)
-                .map_err(ExecError::Setup)?,
-        );
-        if setup.len() == n {
-            return Ok(setup);
-        }
-    }
-}
-
-/// Client: receives `E`.
-pub fn client_setup(plan: &SecurePlan, chan: &mut dyn Channel) -> Result<ClientKeys, ExecError> {
-    Ok(ClientKeys::from_message(
-        plan,
-        &client_setup_message(plan, chan)?,
-    ))
-}
-
-/// Either party's keys.
-pub enum Keys<'a> {
-    Client(&'a ClientKeys),
-    Server(&'a ServerKeys),
 }
 
 struct State<'a> {
