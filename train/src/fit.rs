@@ -288,8 +288,6 @@ struct Live<M> {
     from: Option<usize>,
     optim: ModuleOptimizer,
     snapshot: Option<PathBuf>,
-    /// Epochs trained; `stats.len()`, kept apart while the epoch in hand runs.
-    done: usize,
     stats: Vec<EpochStats>,
     failed: Option<String>,
     loss_sum: f64,
@@ -354,7 +352,7 @@ fn side_by_side<T: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) + Sync)
 impl<M: Module> Live<M> {
     /// Whether the member trains in `epoch` (it may have been snapshotted further on).
     fn trains(&self, epoch: usize) -> bool {
-        self.failed.is_none() && self.done <= epoch
+        self.failed.is_none() && self.stats.len() <= epoch
     }
 
     /// Saves the member's snapshot, if it keeps one; a failed save costs only the resume.
@@ -364,7 +362,7 @@ impl<M: Module> Live<M> {
         };
         let key = resume::key(cfg, images, model);
         if let Err(e) = resume::save(dir, &key, model, &self.optim, &self.stats, streams) {
-            eprintln!("warning: no snapshot after epoch {}: {e}", self.done);
+            eprintln!("warning: no snapshot after epoch {}: {e}", self.stats.len());
         }
     }
 }
@@ -386,9 +384,8 @@ fn resume_all<M: Module>(
         match resume::load(dir, &key, model, optimizer(&cfg.optimizer)) {
             Ok(Some(r)) => {
                 (m.model, m.optim) = (Some(r.model), r.optim);
-                m.done = r.stats.len();
+                streams.push((r.stats.len(), r.streams));
                 m.stats = r.stats;
-                streams.push((m.done, r.streams));
             }
             Ok(None) => {}
             Err(e) => eprintln!("note: not resuming from {e}; training from the first epoch"),
@@ -425,7 +422,6 @@ pub fn fit_group<M: Net + Sync>(
             from: m.from,
             optim: optimizer(&cfg.optimizer),
             snapshot: m.snapshot,
-            done: 0,
             stats: Vec::new(),
             failed: None,
             loss_sum: 0.0,
@@ -524,7 +520,6 @@ pub fn fit_group<M: Net + Sync>(
                 );
             }
             m.stats.push(s);
-            m.done = epoch + 1;
             m.save(cfg, n, streams);
         }
         fault::point("epoch");
