@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cryptpeft_private_eval::arith::tensor::Mat;
+use cryptpeft_private_eval::gates::plain::{eval_rounded, Rounding};
 use cryptpeft_private_eval::model::OwcModel;
-use cryptpeft_private_eval::plan::plain::{eval_rounded, Rounding};
 use cryptpeft_private_eval::plan::{lower, PlanWeights, SecurePlan, Step, Term};
 use cryptpeft_private_eval::reference;
 use rayon::prelude::*;

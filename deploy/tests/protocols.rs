@@ -87,7 +87,7 @@ fn protocol_results_are_correct() {
             wire: out.unwrap(),
             shift: 0,
         });
-        let want = cryptpeft_private_eval::plan::plain::eval(&plan, &w, &x);
+        let want = cryptpeft_private_eval::gates::plain::eval(&plan, &w, &x);
         let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
         let got = local::infer(&plan, &w, &x, c, s, 11).unwrap().logits;
         let err = max_abs_diff(&want, &got);
@@ -343,7 +343,7 @@ fn inverse_square_root_holds_across_its_range() {
                 }
                 plan.steps.push(Step::Reveal { wire: 3, shift: 0 });
                 plan.check().unwrap();
-                let want = cryptpeft_private_eval::plan::plain::eval(&plan, &w, &x);
+                let want = cryptpeft_private_eval::gates::plain::eval(&plan, &w, &x);
                 let (c, s) = memory_pair(NetworkProfile::none(), Duration::from_secs(20));
                 let got = local::infer(&plan, &w, &x, c, s, 3).unwrap().logits;
                 let top = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -1,6 +1,6 @@
 //! Prints each wire's largest magnitude in a plaintext run of the plan (where fixed-point
 //! headroom is spent). `cargo run --release -p cryptpeft-private-eval --example magnitudes -- h=1,r=180,s=2`
-use cryptpeft_private_eval::{hidden, model::OwcModel, plan::lower, plan::plain};
+use cryptpeft_private_eval::{gates::plain, hidden, model::OwcModel, plan::lower};
 use cryptpeft_types::{AdapterSpec, BackboneSpec};
 
 fn main() {

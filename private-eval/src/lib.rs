@@ -7,6 +7,7 @@
 pub mod arith;
 pub mod baseline;
 pub mod bench;
+pub mod gates;
 pub mod hidden;
 pub mod model;
 pub mod online;

@@ -1,6 +1,6 @@
 //! The lowered plan, run in plaintext, computes the reference model's logits.
 
-use cryptpeft_private_eval::{hidden, model::OwcModel, plan::lower, plan::plain, reference};
+use cryptpeft_private_eval::{gates::plain, hidden, model::OwcModel, plan::lower, reference};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, BackboneSpec, NormKind};
 
 #[test]

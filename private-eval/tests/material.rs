@@ -12,7 +12,7 @@ use cryptpeft_private_eval::plan::SecurePlan;
 use cryptpeft_private_eval::preprocessing::dealer::{self, ModelMasks};
 use cryptpeft_private_eval::preprocessing::material::Material;
 use cryptpeft_private_eval::transport::memory_pair;
-use cryptpeft_private_eval::{hidden, model::OwcModel, online::local, plan::lower, plan::plain};
+use cryptpeft_private_eval::{gates::plain, hidden, model::OwcModel, online::local, plan::lower};
 use cryptpeft_types::{
     Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
 };

@@ -25,159 +25,17 @@
 
 use serde::Serialize;
 
+use crate::gates::gate;
+pub use crate::gates::Msg;
 use crate::party::Party;
-use crate::plan::shapes::{
-    head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves,
-    masked_weights, norm_products, numerator_len, private_terms, rowmax_pairs, truncate_len,
-    variance_shift, LnWave, MixShape,
-};
+use crate::plan::shapes::masked_weights;
 use crate::plan::*;
 use crate::preprocessing::material::HEADER_BYTES;
-use crate::protocols::dcf::{Bit, Cws, Pair};
 use crate::transport::HEADER_LEN;
-
-/// One frame of a step. Frames of the same `wave` are sent by their parties before
-/// either receives the other's (a simultaneous exchange); waves run in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Msg {
-    pub from: Party,
-    pub payload_bytes: u64,
-    pub wave: u32,
-}
-
-impl Msg {
-    /// Bytes on the wire, header included.
-    pub fn wire_bytes(&self) -> u64 {
-        self.payload_bytes + HEADER_LEN as u64
-    }
-}
-
-const ELEM: u64 = 8;
-
-/// One exact truncation of groups of `n` values by `shift` bits: both parties send a
-/// masked bit per value, in `ceil(shift / 8)` bytes, every group in one frame.
-fn trunc_msgs(groups: &[(usize, u32)]) -> [Msg; 2] {
-    let payload_bytes = groups
-        .iter()
-        .map(|&(n, shift)| (n * crate::protocols::trunc::wire_bytes(shift)) as u64)
-        .sum();
-    [Party::Client, Party::Server].map(|from| Msg {
-        from,
-        payload_bytes,
-        wave: 0,
-    })
-}
-
-fn both(wave: u32, elems: usize) -> [Msg; 2] {
-    let payload_bytes = elems as u64 * ELEM;
-    [Party::Client, Party::Server].map(|from| Msg {
-        from,
-        payload_bytes,
-        wave,
-    })
-}
 
 /// The frames `step` sends, in order.
 pub fn step_messages(plan: &SecurePlan, step: &Step) -> Vec<Msg> {
-    match step {
-        Step::Open { open } => {
-            let (r, c) = plan.opening_shape(*open);
-            vec![Msg {
-                from: Party::Client,
-                payload_bytes: (r * c) as u64 * ELEM,
-                wave: 0,
-            }]
-        }
-        Step::Linear { .. } | Step::Slice { .. } | Step::Shift { .. } => Vec::new(),
-        Step::HeadMatMul {
-            a, b, heads, kind, ..
-        } => {
-            let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
-            both(0, heads * (m * k + k * n)).to_vec()
-        }
-        Step::Relu { x, .. } => {
-            let n = plan.wires[*x].rows * plan.wires[*x].cols;
-            let mut msgs = both(0, n).to_vec();
-            msgs.extend([Party::Client, Party::Server].map(|from| Msg {
-                from,
-                payload_bytes: n.div_ceil(8) as u64,
-                wave: 1,
-            }));
-            msgs
-        }
-        Step::Square { x, .. } | Step::Spline { x, .. } => {
-            both(0, plan.wires[*x].rows * plan.wires[*x].cols).to_vec()
-        }
-        Step::RowMax { x, .. } => rowmax_pairs(&plan.wires[*x])
-            .enumerate()
-            .flat_map(|(k, n)| {
-                both(0, n).map(|m| Msg {
-                    wave: k as u32,
-                    ..m
-                })
-            })
-            .collect(),
-        Step::LayerNorm {
-            x,
-            z,
-            inv_sqrt,
-            shifts,
-            mix,
-            ..
-        } => {
-            let mix = MixShape::of(plan, *x, mix);
-            let waves: Vec<[Msg; 2]> =
-                layernorm_waves(plan, plan.norm_shape(*x, *z), inv_sqrt, *shifts, mix)
-                    .into_iter()
-                    .map(|w| match w {
-                        LnWave::Square(n) => both(0, n),
-                        LnWave::Product { elems, rides, .. } => both(0, elems + rides),
-                        LnWave::Compare {
-                            values,
-                            carries,
-                            rides,
-                            ..
-                        } => {
-                            let rider = carries.map_or(0, |t| {
-                                t.values * crate::protocols::trunc::wire_bytes(t.shift)
-                            }) + rides * ELEM as usize;
-                            [Party::Client, Party::Server].map(|from| Msg {
-                                from,
-                                payload_bytes: values as u64 * ELEM + rider as u64,
-                                wave: 0,
-                            })
-                        }
-                        LnWave::Truncate(t) => trunc_msgs(&t.map(|t| (t.values, t.shift))),
-                    })
-                    .collect();
-            waves
-                .into_iter()
-                .enumerate()
-                .flat_map(|(k, w)| {
-                    w.map(|m| Msg {
-                        wave: k as u32,
-                        ..m
-                    })
-                })
-                .collect()
-        }
-        Step::Truncate { wires, wide } => {
-            let f = plan.frac_bits;
-            trunc_msgs(&[
-                (truncate_len(plan, wires), f),
-                (truncate_len(plan, wide), 2 * f),
-            ])
-            .to_vec()
-        }
-        Step::Reveal { wire, .. } => {
-            let w = &plan.wires[*wire];
-            vec![Msg {
-                from: Party::Server,
-                payload_bytes: (w.rows * w.cols) as u64 * ELEM,
-                wave: 0,
-            }]
-        }
-    }
+    gate(step).messages(plan)
 }
 
 /// A frame with the depth the transport stamps on it.
@@ -278,7 +136,7 @@ pub fn setup_bytes(plan: &SecurePlan) -> u64 {
         .iter()
         .zip(&plan.weights)
         .filter(|(m, _)| **m)
-        .map(|(_, s)| (s.rows * s.cols) as u64 * ELEM)
+        .map(|(_, s)| (s.rows * s.cols) as u64 * 8)
         .sum::<u64>();
     payload + payload.div_ceil(CHUNK as u64).max(1) * HEADER_LEN as u64
 }
@@ -289,108 +147,12 @@ pub fn setup_bytes(plan: &SecurePlan) -> u64 {
 /// `ceil(shift/8)` bytes per value of an exact truncation, and the DCF correction words
 /// (both parties).
 pub fn material_bytes(plan: &SecurePlan, party: Party) -> u64 {
-    let server = party == Party::Server;
-    let ring = |n: usize| if server { 8 * n as u64 } else { 0 };
-    let low = |n: usize, bits: u32| {
-        if server {
-            (n * crate::protocols::trunc::wire_bytes(bits)) as u64
-        } else {
-            0
-        }
-    };
-    // Comparison material: the server's shares of `b` and `b r`, and every key.
-    let cmp = |n: usize, w: CmpWidth| ring(2 * n) + (n * Cws::<Pair>::bytes(w.domain())) as u64;
-    let mut total = HEADER_BYTES as u64;
-    for step in &plan.steps {
-        total += match step {
-            Step::Open { .. } | Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => 0,
-            Step::Linear { terms, .. } => ring(private_terms(plan, terms).sum()),
-            Step::HeadMatMul {
-                a, b, heads, kind, ..
-            } => {
-                let (m, _, n) = head_shapes(plan, *a, *b, *heads, *kind);
-                ring(heads * m * n)
-            }
-            Step::Square { x, shift, .. } => {
-                // Fused: the operand's wrap and top bits, the cross term.
-                let n = plan.wires[*x].rows * plan.wires[*x].cols;
-                ring(n) + 3 * low(n, *shift)
-            }
-            Step::Spline { x, bits, .. } => {
-                let n = plan.wires[*x].rows * plan.wires[*x].cols;
-                cmp(n, CmpWidth::spline(*bits, plan.frac_bits))
-            }
-            Step::RowMax { x, bits, .. } => rowmax_pairs(&plan.wires[*x])
-                .map(|n| cmp(n, CmpWidth::exact(*bits)))
-                .sum(),
-            Step::Relu { x, bits, shift, .. } => {
-                let n = plan.wires[*x].rows * plan.wires[*x].cols;
-                // Truncating: the shares of `r >> shift`, `msb(r)` and `rho msb(r)`.
-                let trunc = match shift {
-                    0 => 0,
-                    s => ring(n) + 2 * low(n, *s),
-                };
-                ring(2 * n) + trunc + (n * Cws::<Bit>::bytes(*bits as usize - 1)) as u64
-            }
-            Step::LayerNorm {
-                x,
-                z,
-                inv_sqrt,
-                shifts,
-                mix,
-                ..
-            } if plan.fused_norm(inv_sqrt) => {
-                let (rows, d, c) = plan.norm_shape(*x, *z);
-                let mix = MixShape::of(plan, *x, mix);
-                // Operands: `omega` and `msb(r)` mod 2^s; products: `base_a base_b` and
-                // the two cross terms mod 2^s ([`crate::protocols::fused`]).
-                let operand = |(n, s): (usize, u32)| 2 * low(n, s);
-                let sq = if inv_sqrt.squares { rows * d } else { 0 };
-                // The squares' material: one ring element per row (their sum).
-                let square = operand((sq, shifts[0])) + ring(sq / d.max(1)) + low(sq, shifts[0]);
-                let sv = variance_shift(plan, inv_sqrt, *shifts);
-                let zs = mix.map_or(0, |_| plan.frac_bits);
-                let products: u64 = norm_products(plan, rows, c, inv_sqrt, sv, zs)
-                    .iter()
-                    .map(|m| {
-                        let square = if m.pair {
-                            ring(m.b.0) + low(m.b.0, m.b.1)
-                        } else {
-                            0
-                        };
-                        operand(m.a)
-                            + operand(m.b)
-                            + ring(m.out)
-                            + low(m.out, m.b.1)
-                            + low(m.out, m.a.1)
-                            + square
-                    })
-                    .sum();
-                let truncs = low(numerator_len(rows, d, c, mix), shifts[1]);
-                // The product's triples: the server's shares of `A B` per head.
-                let mixing = mix.map_or(0, |m| ring(m.heads * m.m * m.n));
-                square + products + truncs + mixing + cmp(rows, CmpWidth::FULL)
-            }
-            Step::LayerNorm { x, z, inv_sqrt, .. } => {
-                let (rows, d, c) = plan.norm_shape(*x, *z);
-                let scalings = (0..layernorm_mults(plan, inv_sqrt))
-                    .filter(|&i| layernorm_scales_output(inv_sqrt, i))
-                    .count();
-                let per_row = layernorm_mults(plan, inv_sqrt) - scalings;
-                let truncs: u64 = layernorm_truncs(plan, rows, c, inv_sqrt)
-                    .iter()
-                    .map(|t| low(t.values, t.shift))
-                    .sum();
-                let sq = if inv_sqrt.squares { rows * d } else { 0 };
-                ring(sq + per_row * rows + scalings * rows * c) + truncs + cmp(rows, CmpWidth::FULL)
-            }
-            Step::Truncate { wires, wide } => {
-                low(truncate_len(plan, wires), plan.frac_bits)
-                    + low(truncate_len(plan, wide), 2 * plan.frac_bits)
-            }
-        };
-    }
-    total
+    HEADER_BYTES as u64
+        + plan
+            .steps
+            .iter()
+            .map(|s| gate(s).material_bytes(plan, party))
+            .sum::<u64>()
 }
 
 /// Offline bytes of one session as the in-process harness reports them
@@ -410,24 +172,7 @@ impl SecurePlan {
     /// built from this plan's gates takes fewer rounds, so measured rounds over this
     /// bound is what truncations, selects and the reveal cost in round trips.
     pub fn depth_bound(&self) -> u64 {
-        simulate_keeping(self, |step, m| match step {
-            Step::Truncate { .. } | Step::Reveal { .. } => false,
-            Step::Relu { .. } => m.wave == 0,
-            Step::LayerNorm {
-                x,
-                z,
-                inv_sqrt,
-                shifts,
-                mix,
-                ..
-            } => {
-                let mix = MixShape::of(self, *x, mix);
-                let waves = layernorm_waves(self, self.norm_shape(*x, *z), inv_sqrt, *shifts, mix);
-                !matches!(waves[m.wave as usize], LnWave::Truncate(_))
-            }
-            _ => true,
-        })
-        .rounds
+        simulate_keeping(self, |step, m| !gate(step).fusable(self, m)).rounds
     }
 }
 

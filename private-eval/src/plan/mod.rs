@@ -7,7 +7,7 @@
 
 pub mod layout;
 pub mod lower;
-pub mod plain;
+
 pub mod shapes;
 mod truncation;
 

@@ -6,13 +6,13 @@
 //! products, DCF root seeds, masking bits), followed by the corrections only the dealer
 //! can compute (the server's shares of products, DCF correction words for both). So a
 //! Beaver triple costs one vector (`c` for the server) instead of six, and an exact
-//! truncation 2 bytes instead of 32. [`draw`] is the one place that says what a half
-//! derives from its seed, and in which order; [`corrections`] lists what travels.
+//! truncation 2 bytes instead of 32. Each gate's `draw` ([`crate::gates`]) says what a
+//! half derives from its seed, and in which order; [`corrections`] lists what travels.
 //! Lengths come from the plan, so a malformed or mismatched stream is an error.
 
 use crate::arith::prg::Prg;
 use crate::party::Party;
-use crate::plan::{CmpWidth, SecurePlan, Step};
+use crate::plan::{CmpWidth, SecurePlan};
 use crate::protocols::dcf::{Bit, Cws, DcfKey, Group, Pair};
 use crate::protocols::fused::{Operand, PairMat, ProductMat, SquareMat};
 use crate::protocols::trunc::TruncMat;
@@ -124,7 +124,7 @@ fn bits_of(prg: &mut Prg, n: usize) -> Vec<bool> {
 }
 
 /// The client draws its share; the server's is a correction (zeros until filled).
-fn share_or_zero(prg: &mut Prg, party: Party, n: usize) -> Vec<u64> {
+pub(crate) fn share_or_zero(prg: &mut Prg, party: Party, n: usize) -> Vec<u64> {
     if party == Party::Client {
         prg.gen(n)
     } else {
@@ -132,7 +132,7 @@ fn share_or_zero(prg: &mut Prg, party: Party, n: usize) -> Vec<u64> {
     }
 }
 
-fn triple(prg: &mut Prg, party: Party, a: usize, b: usize, c: usize) -> Triple {
+pub(crate) fn triple(prg: &mut Prg, party: Party, a: usize, b: usize, c: usize) -> Triple {
     Triple {
         a: prg.gen(a),
         b: prg.gen(b),
@@ -150,7 +150,7 @@ fn keys<G: Group>(prg: &mut Prg, party: Party, n: usize, empty: &Cws<G>) -> Vec<
         .collect()
 }
 
-fn trunc(prg: &mut Prg, party: Party, n: usize, bits: u32) -> TruncMat {
+pub(crate) fn trunc(prg: &mut Prg, party: Party, n: usize, bits: u32) -> TruncMat {
     let mask = prg.gen(n).into_iter().map(|v| low(v, bits)).collect();
     let gamma = share_or_zero(prg, party, n)
         .into_iter()
@@ -233,7 +233,11 @@ fn draw_product(
 }
 
 /// A fused norm's product's material, with the square of `b` for a pair.
-fn draw_pair(prg: &mut Prg, party: Party, m: &crate::plan::shapes::NormProduct) -> PairMat {
+pub(crate) fn draw_pair(
+    prg: &mut Prg,
+    party: Party,
+    m: &crate::plan::shapes::NormProduct,
+) -> PairMat {
     let product = draw_product(prg, party, m.a, m.b, m.out);
     let n = if m.pair { m.b.0 } else { 0 };
     let square_c = share_or_zero(prg, party, n);
@@ -246,7 +250,13 @@ fn draw_pair(prg: &mut Prg, party: Party, m: &crate::plan::shapes::NormProduct) 
 }
 
 /// The material of `rows` row sums of `d` squares truncated by `shift`, corrections zero.
-fn draw_square(prg: &mut Prg, party: Party, rows: usize, d: usize, shift: u32) -> SquareMat {
+pub(crate) fn draw_square(
+    prg: &mut Prg,
+    party: Party,
+    rows: usize,
+    d: usize,
+    shift: u32,
+) -> SquareMat {
     let x = draw_operand(prg, party, rows * d, shift);
     let c = share_or_zero(prg, party, rows);
     let cross = low_shares(prg, party, rows * d, shift);
@@ -261,129 +271,6 @@ pub fn draw_cmp(prg: &mut Prg, party: Party, n: usize, width: CmpWidth) -> CmpMa
         b: share_or_zero(prg, party, n),
         br: share_or_zero(prg, party, n),
         keys: keys(prg, party, n, &Cws::empty()),
-    }
-}
-
-/// Party `party`'s material for `step` with every random part drawn from `prg` and
-/// every correction zero: the dealer fills the corrections, a party reads them.
-pub fn draw(plan: &SecurePlan, step: &Step, party: Party, prg: &mut Prg) -> StepMat {
-    use crate::plan::shapes::{
-        head_shapes, layernorm_mults, layernorm_scales_output, layernorm_truncs, truncate_len,
-    };
-    let size = |w: usize| plan.wires[w].rows * plan.wires[w].cols;
-    match step {
-        Step::Open { open } => match party {
-            Party::Client => {
-                let (r, c) = plan.opening_shape(*open);
-                StepMat::Mask(prg.gen(r * c))
-            }
-            Party::Server => StepMat::Nothing,
-        },
-        Step::Linear { terms, .. } => StepMat::Linear(
-            crate::plan::shapes::private_terms(plan, terms)
-                .map(|n| share_or_zero(prg, party, n))
-                .collect(),
-        ),
-        Step::HeadMatMul {
-            a, b, heads, kind, ..
-        } => {
-            let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
-            StepMat::Beaver(
-                (0..*heads)
-                    .map(|_| triple(prg, party, m * k, k * n, m * n))
-                    .collect(),
-            )
-        }
-        Step::Relu { x, bits, shift, .. } => {
-            StepMat::Relu(draw_relu(prg, party, size(*x), *bits, *shift))
-        }
-        Step::Square { x, shift: 0, .. } => {
-            StepMat::Square(triple(prg, party, size(*x), 0, size(*x)))
-        }
-        Step::Square { x, shift, .. } => {
-            StepMat::FusedSquare(draw_square(prg, party, size(*x), 1, *shift))
-        }
-        Step::Spline { x, bits, .. } => StepMat::Spline(draw_cmp(
-            prg,
-            party,
-            size(*x),
-            CmpWidth::spline(*bits, plan.frac_bits),
-        )),
-        Step::RowMax { x, bits, .. } => StepMat::RowMax(
-            crate::plan::shapes::rowmax_pairs(&plan.wires[*x])
-                .map(|n| draw_cmp(prg, party, n, CmpWidth::exact(*bits)))
-                .collect(),
-        ),
-        Step::LayerNorm {
-            x,
-            z,
-            inv_sqrt,
-            shifts,
-            mix,
-            ..
-        } if plan.fused_norm(inv_sqrt) => {
-            use crate::plan::shapes::{norm_products, numerator_len, variance_shift, MixShape};
-            let (rows, d, c) = plan.norm_shape(*x, *z);
-            let mix = MixShape::of(plan, *x, mix);
-            let n = if inv_sqrt.squares { rows } else { 0 };
-            let square = draw_square(prg, party, n, d, shifts[0]);
-            let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
-            let sv = variance_shift(plan, inv_sqrt, *shifts);
-            let zs = mix.map_or(0, |_| plan.frac_bits);
-            let products = norm_products(plan, rows, c, inv_sqrt, sv, zs)
-                .iter()
-                .map(|m| draw_pair(prg, party, m))
-                .collect();
-            let numerator = numerator_len(rows, d, c, mix);
-            let z_trunc = (shifts[1] > 0).then(|| trunc(prg, party, numerator, shifts[1]));
-            let mix = mix.map_or(Vec::new(), |m| {
-                (0..m.heads)
-                    .map(|_| triple(prg, party, m.m * m.k, m.k * m.n, m.m * m.n))
-                    .collect()
-            });
-            StepMat::FusedNorm {
-                square,
-                cmp,
-                products,
-                z_trunc,
-                mix,
-            }
-        }
-        Step::LayerNorm { x, z, inv_sqrt, .. } => {
-            let (rows, d, c) = plan.norm_shape(*x, *z);
-            let sq = if inv_sqrt.squares { rows * d } else { 0 };
-            let square = triple(prg, party, sq, 0, sq);
-            let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
-            let n = layernorm_mults(plan, inv_sqrt);
-            let mults = (0..n)
-                .map(|i| {
-                    let cols = if layernorm_scales_output(inv_sqrt, i) {
-                        c
-                    } else {
-                        1
-                    };
-                    triple(prg, party, rows, rows * cols, rows * cols)
-                })
-                .collect();
-            let truncs = layernorm_truncs(plan, rows, c, inv_sqrt)
-                .into_iter()
-                .map(|t| trunc(prg, party, t.values, t.shift))
-                .collect();
-            StepMat::LayerNorm {
-                square,
-                cmp,
-                mults,
-                truncs,
-            }
-        }
-        Step::Truncate { wires, wide } => {
-            let f = plan.frac_bits;
-            StepMat::Truncate([
-                trunc(prg, party, truncate_len(plan, wires), f),
-                trunc(prg, party, truncate_len(plan, wide), 2 * f),
-            ])
-        }
-        Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => StepMat::Nothing,
     }
 }
 
@@ -717,7 +604,7 @@ impl<R: Read> Source for Expander<R> {
             MaterialError(format!("the plan has only {} steps", plan.steps.len()))
         })?;
         let party = self.binding.party;
-        let mut m = draw(plan, step, party, &mut self.prg);
+        let mut m = crate::gates::gate(step).draw(plan, party, &mut self.prg);
         for c in corrections(&mut m, party) {
             self.reader
                 .read(c)

@@ -7,9 +7,10 @@ use crate::arith::ring;
 use crate::party::Party;
 use crate::plan::CmpWidth;
 use crate::preprocessing::material::{CmpMat, ReluMat};
-use crate::protocols::dcf::DcfKey;
+use crate::protocols::dcf::{self, DcfKey};
 use crate::protocols::open_both;
 use crate::transport::{Channel, MsgKind, TransportError};
+use rayon::prelude::*;
 
 /// ReLU of shared `v` in two exchanges (a one-bit DCF, then a select). Open
 /// `c = v + r`; for `|v| < 2^(m-1)`, `d = [v >= 0] = 1 xor c_(m-1) xor r_(m-1) xor
@@ -180,7 +181,7 @@ pub fn compare_carrying(
 /// encoded `thresholds` on `width`: the points `c' - t'` share their high bits.
 pub fn compare_walk_levels(thresholds: &[u64], width: CmpWidth) -> f64 {
     let ts: Vec<u64> = thresholds.iter().map(|t| t >> width.shift).collect();
-    crate::protocols::dcf::expected_walk_levels::<crate::protocols::dcf::Pair>(&ts, width.domain())
+    dcf::expected_walk_levels::<dcf::Pair>(&ts, width.domain())
 }
 
 pub(crate) fn check_relu(m: &ReluMat, n: usize, bits: u32, shift: u32) -> Result<(), String> {
@@ -211,6 +212,78 @@ pub(crate) fn check_cmp(m: &CmpMat, n: usize, width: CmpWidth) -> Result<(), Str
         return Err(format!("comparison material of width {width:?}"));
     }
     Ok(())
+}
+
+/// Generates the correction words of every comparison against the mask `r` (both
+/// halves' keys, their roots drawn) and hands them to both keys; `f` gives the
+/// comparison point and payload of one mask.
+pub(crate) fn fill_keys<G: dcf::Group>(
+    r: &[u64],
+    k0: &mut [dcf::DcfKey<G>],
+    k1: &mut [dcf::DcfKey<G>],
+    bits: usize,
+    f: impl Fn(u64) -> (u64, G) + Sync,
+) {
+    let cws: Vec<_> = r
+        .par_iter()
+        .zip(k0.par_iter().zip(k1.par_iter()))
+        .with_min_len(64)
+        .map(|(&ri, (a, b))| {
+            let (alpha, beta) = f(ri);
+            dcf::gen(alpha, beta, bits, [a.seed, b.seed])
+        })
+        .collect();
+    for ((a, b), cws) in k0.iter_mut().zip(k1.iter_mut()).zip(cws) {
+        a.cws = cws.clone();
+        b.cws = cws;
+    }
+}
+
+/// ReLU's corrections: the DCF keys for `x < r' mod 2^(bits-1)` and the server's shares
+/// of `rho` and `rho * r'`, where `rho = rho'_0 xor rho'_1 xor msb_bits(r')`; when the
+/// ReLU truncates, also of `r' = r >> shift`, and mod `2^shift` of `t = msb(r)` and
+/// `rho * t`.
+pub fn fill_relu(m0: &mut ReluMat, m1: &mut ReluMat) {
+    let (bits, shift) = (m0.bits, m0.shift);
+    let domain = (1u64 << (bits - 1)) - 1;
+    let r = ring::add(&m0.r, &m1.r);
+    let hi: Vec<u64> = r.iter().map(|&ri| ri >> shift).collect();
+    fill_keys(&hi, &mut m0.keys, &mut m1.keys, bits as usize - 1, |hi| {
+        (hi & domain, dcf::Bit(true))
+    });
+    let low = |v: u64| v & ((1u64 << shift) - 1);
+    for (i, &h) in hi.iter().enumerate() {
+        let rho = (m0.rho[i] ^ m1.rho[i] ^ ((h >> (bits - 1)) & 1 == 1)) as u64;
+        m1.rho_a[i] = rho.wrapping_sub(m0.rho_a[i]);
+        m1.rho_r[i] = rho.wrapping_mul(h).wrapping_sub(m0.rho_r[i]);
+        if shift > 0 {
+            let t = r[i] >> 63;
+            m1.hi[i] = h.wrapping_sub(m0.hi[i]);
+            m1.wrap[i] = low(t.wrapping_sub(m0.wrap[i]));
+            m1.rho_wrap[i] = low((rho * t).wrapping_sub(m0.rho_wrap[i]));
+        }
+    }
+}
+
+/// A comparison's corrections (norms, splines, row maxima): shares of `b = msb(r)` and `b r`, and the keys.
+pub fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
+    let w = m0.width;
+    let m = w.bits - w.shift;
+    let r = ring::add(&m0.r, &m1.r);
+    let msb = |ri: u64| (ri >> w.shift >> (m - 1)) & 1;
+    let low = (1u64 << (m - 1)) - 1;
+    fill_keys(&r, &mut m0.keys, &mut m1.keys, w.domain(), |ri| {
+        let sign = 1u64.wrapping_sub(2 * msb(ri));
+        (
+            (ri >> w.shift) & low,
+            dcf::Pair([sign, sign.wrapping_mul(ri)]),
+        )
+    });
+    for (i, &ri) in r.iter().enumerate() {
+        let b = msb(ri);
+        m1.b[i] = b.wrapping_sub(m0.b[i]);
+        m1.br[i] = b.wrapping_mul(ri).wrapping_sub(m0.br[i]);
+    }
 }
 
 #[cfg(test)]

@@ -1,77 +1,9 @@
 //! Setup, once per model and client: the server sends `E = W - B` for every masked
-//! weight, the client keeps it, and one synchronizing exchange checks that both hold
-//! halves of one dealer generation before the online rounds are counted.
+//! weight ([`crate::gates::keys`]), the client keeps it, and one synchronizing exchange
+//! checks that both hold halves of one dealer generation before the online rounds are
+//! counted.
 
 use super::*;
-
-/// What the server holds: encoded weights (`f` bits; biases at `2f`) and weight masks.
-pub struct ServerKeys {
-    pub(super) w: Vec<Vec<u64>>,
-    pub(super) b: Vec<Option<Vec<u64>>>,
-}
-
-impl ServerKeys {
-    pub fn new(plan: &SecurePlan, weights: &PlanWeights, masks: &ModelMasks) -> Self {
-        let masked = masked_weights(plan);
-        let w = weights
-            .mats
-            .iter()
-            .zip(weight_bits(plan))
-            .map(|(m, bits)| m.data.iter().map(|&v| encode_at(v, bits)).collect())
-            .collect();
-        let b = masked
-            .iter()
-            .enumerate()
-            .map(|(i, &mk)| {
-                mk.then(|| masks.weight_mask(i, plan.weights[i].rows * plan.weights[i].cols))
-            })
-            .collect();
-        Self { w, b }
-    }
-
-    /// `E = W - B` for every masked weight, concatenated: the client's setup message.
-    pub fn setup_message(&self) -> Vec<u64> {
-        let mut out = Vec::new();
-        for (w, b) in self.w.iter().zip(&self.b) {
-            if let Some(b) = b {
-                out.extend(ring::sub(w, b));
-            }
-        }
-        out
-    }
-}
-
-/// What the client holds after setup: `E = W - B` per masked weight.
-pub struct ClientKeys {
-    pub(super) e: Vec<Option<Vec<u64>>>,
-}
-
-impl ClientKeys {
-    pub fn setup_len(plan: &SecurePlan) -> usize {
-        masked_weights(plan)
-            .iter()
-            .zip(&plan.weights)
-            .filter(|(m, _)| **m)
-            .map(|(_, s)| s.rows * s.cols)
-            .sum()
-    }
-
-    pub fn from_message(plan: &SecurePlan, msg: &[u64]) -> Self {
-        let mut at = 0;
-        let e = masked_weights(plan)
-            .iter()
-            .zip(&plan.weights)
-            .map(|(&m, s)| {
-                m.then(|| {
-                    let n = s.rows * s.cols;
-                    at += n;
-                    msg[at - n..at].to_vec()
-                })
-            })
-            .collect();
-        Self { e }
-    }
-}
 
 /// A synchronizing exchange that ends setup: both sides check that their material halves
 /// come from one dealer generation, then reset the round count so online rounds start
@@ -138,10 +70,4 @@ pub fn client_setup(plan: &SecurePlan, chan: &mut dyn Channel) -> Result<ClientK
         plan,
         &client_setup_message(plan, chan)?,
     ))
-}
-
-/// Either party's keys.
-pub enum Keys<'a> {
-    Client(&'a ClientKeys),
-    Server(&'a ServerKeys),
 }

@@ -3,7 +3,18 @@
 //! whose products truncate their operands in their own openings; and the piecewise-linear
 //! `v^(-exponent)` their comparisons select from.
 
-use super::*;
+use super::super::head_matmul::{head_masked, head_products, head_triples_fit};
+use super::super::state::{State, StepResult};
+use super::super::GateError;
+use crate::arith::fixed::encode_at;
+use crate::arith::ring;
+use crate::plan::layout::{head_assemble, head_operands, Grid};
+use crate::plan::{CmpWidth, HeadProduct, InvSqrtParams, NormMix, WireId};
+use crate::preprocessing::material::{CmpMat, Triple};
+use crate::protocols::compare::check_cmp;
+use crate::protocols::fused::{self, PairMat, SquareMat};
+use crate::protocols::trunc::{self, TruncMat};
+use crate::transport::Channel;
 
 impl State<'_> {
     #[allow(clippy::too_many_arguments)]
@@ -18,7 +29,7 @@ impl State<'_> {
         cmp: CmpMat,
         mults: Vec<Triple>,
         truncs: Vec<TruncMat>,
-    ) -> Result<Vec<u64>, LnError> {
+    ) -> Result<Vec<u64>, GateError> {
         let mut tm = truncs.iter();
         let (rows, d, c) = self.plan.norm_shape(x, z);
         let sq_len = if params.squares { rows * d } else { 0 };
@@ -26,11 +37,11 @@ impl State<'_> {
             || square.c.len() != sq_len
             || mults.len() != crate::plan::shapes::layernorm_mults(self.plan, params)
         {
-            return Err(LnError::M(
+            return Err(GateError::Material(
                 "square and product triples of the norm's shape".into(),
             ));
         }
-        check_cmp(&cmp, rows, CmpWidth::FULL).map_err(LnError::M)?;
+        check_cmp(&cmp, rows, CmpWidth::FULL).map_err(GateError::Material)?;
         // Variance: sum of squares of the centred, 1/sqrt(d)-scaled input.
         let mut v = if params.squares {
             let sq = self.square(chan, self.share(x), &square)?;
@@ -127,7 +138,7 @@ impl State<'_> {
         cmp: CmpMat,
         products: Vec<PairMat>,
         z_trunc: Option<TruncMat>,
-    ) -> Result<Vec<u64>, LnError> {
+    ) -> Result<Vec<u64>, GateError> {
         use crate::plan::shapes::{norm_products, numerator_len, variance_shift, MixShape};
         let (x, z, params) = (norm.x, norm.z, norm.params);
         let f = self.fx.frac_bits;
@@ -159,9 +170,11 @@ impl State<'_> {
                 _ => true,
             };
         if !fits {
-            return Err(LnError::M("fused norm material of the norm's shape".into()));
+            return Err(GateError::Material(
+                "fused norm material of the norm's shape".into(),
+            ));
         }
-        check_cmp(&cmp, rows, CmpWidth::FULL).map_err(LnError::M)?;
+        check_cmp(&cmp, rows, CmpWidth::FULL).map_err(GateError::Material)?;
         // Variances: sums of squares of the centred, 1/sqrt(d)-scaled input at 2f, or a
         // row total at f plus the input's shift.
         let mut v = if params.squares {
@@ -281,17 +294,6 @@ pub(super) struct FusedNorm<'a> {
     pub(super) params: &'a InvSqrtParams,
     pub(super) shifts: [u32; 2],
     pub(super) mix: Option<(NormMix, Vec<Triple>)>,
-}
-
-pub(super) enum LnError {
-    T(TransportError),
-    M(String),
-}
-
-impl From<TransportError> for LnError {
-    fn from(e: TransportError) -> Self {
-        LnError::T(e)
-    }
 }
 
 /// Segments `(intercept, slope)` of the piecewise-linear `v^(-exponent)`: index 0 is

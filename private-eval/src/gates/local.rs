@@ -1,0 +1,100 @@
+//! Steps each party computes on its own shares, with no material and no frame: a slice
+//! of columns, and a shift of each row by a one-column wire (a softmax's row maximum).
+
+use super::state::State;
+use super::*;
+use crate::plan::WireId;
+
+pub(super) struct Slice {
+    pub out: WireId,
+    pub x: WireId,
+    pub from: usize,
+    pub to: usize,
+}
+
+pub(super) struct Shift {
+    pub out: WireId,
+    pub x: WireId,
+    pub by: WireId,
+}
+
+impl Gate for Slice {
+    fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
+        Vec::new()
+    }
+
+    fn material_bytes(&self, _: &SecurePlan, _: Party) -> u64 {
+        0
+    }
+
+    fn draw(&self, _: &SecurePlan, _: Party, _: &mut Prg) -> StepMat {
+        StepMat::Nothing
+    }
+
+    fn fill(&self, _: &mut Dealing<'_>, _: [&mut StepMat; 2]) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        st: &mut State<'_>,
+        _: &mut dyn Channel,
+        _: StepMat,
+    ) -> Result<Option<Vec<u64>>, GateError> {
+        let g = st.grid(self.x);
+        st.shares[self.out] = Some(g.cols_range(self.from, self.to).data);
+        st.zero[self.out] = st.zero[self.x];
+        Ok(None)
+    }
+
+    fn plain(&self, ev: &mut plain::Values<'_>) {
+        let y = ev.get(self.x).cols_range(self.from, self.to);
+        ev.set(self.out, y);
+    }
+}
+
+impl Gate for Shift {
+    fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
+        Vec::new()
+    }
+
+    fn material_bytes(&self, _: &SecurePlan, _: Party) -> u64 {
+        0
+    }
+
+    fn draw(&self, _: &SecurePlan, _: Party, _: &mut Prg) -> StepMat {
+        StepMat::Nothing
+    }
+
+    fn fill(&self, _: &mut Dealing<'_>, _: [&mut StepMat; 2]) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        st: &mut State<'_>,
+        _: &mut dyn Channel,
+        _: StepMat,
+    ) -> Result<Option<Vec<u64>>, GateError> {
+        let cols = st.plan.wires[self.x].cols;
+        let b = st.share(self.by);
+        let v = st
+            .share(self.x)
+            .iter()
+            .enumerate()
+            .map(|(i, xi)| xi.wrapping_sub(b[i / cols]))
+            .collect();
+        st.shares[self.out] = Some(v);
+        Ok(None)
+    }
+
+    fn plain(&self, ev: &mut plain::Values<'_>) {
+        let (mut x, by) = (ev.get(self.x), ev.get(self.by));
+        let c = x.cols;
+        x.data
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v -= by.data[i / c]);
+        ev.set(self.out, x);
+    }
+}

@@ -1,0 +1,287 @@
+//! One module per kind of plan step (a gate), each owning its whole life: what the
+//! dealer draws from each party's seed and corrects, what goes on the wire (frames and
+//! their bytes), the online computation on shares, the plaintext meaning, and the
+//! frames a fused protocol could do without (the dependency-depth bound).
+//!
+//! The dealer ([`crate::preprocessing::dealer`]), the material's length
+//! ([`crate::online::comm::material_bytes`]), the frames and rounds
+//! ([`crate::online::comm::simulate`]), the executor ([`crate::online::exec`]) and the
+//! plaintext interpreter ([`plain`]) walk a plan and ask [`gate`] for each step's
+//! module; none of them knows a step kind. The cryptographic building blocks the gates
+//! share (DCF keys, comparison, exact truncation, fused products) are in
+//! [`crate::protocols`].
+//!
+//! Adding a gate: a `Step` variant in [`crate::plan`] (its fields, `reads` and `name`),
+//! a module here implementing [`Gate`], and its arm in [`gate`].
+
+mod head_matmul;
+pub mod keys;
+mod linear;
+mod local;
+mod norm;
+mod open;
+pub mod plain;
+mod relu;
+mod reveal;
+mod row_max;
+mod spline;
+mod square;
+pub(crate) mod state;
+mod truncate;
+
+use serde::Serialize;
+
+use crate::arith::prg::Prg;
+use crate::party::Party;
+use crate::plan::{CmpWidth, SecurePlan, Step};
+use crate::preprocessing::material::StepMat;
+use crate::protocols::dcf::{Cws, Pair};
+use crate::transport::{Channel, TransportError, HEADER_LEN};
+
+pub use keys::ModelMasks;
+use state::State;
+
+/// A kind of plan step, as every phase sees it.
+pub(crate) trait Gate {
+    /// The frames the step sends, in order.
+    fn messages(&self, plan: &SecurePlan) -> Vec<Msg>;
+
+    /// Whether frame `msg` is one a fused protocol could do without (a truncation's
+    /// exchange, ReLU's select, the reveal): the dependency-depth bound leaves it out.
+    fn fusable(&self, _plan: &SecurePlan, _msg: &Msg) -> bool {
+        false
+    }
+
+    /// Bytes of `party`'s corrections in its seeded half (what travels beyond the seed).
+    fn material_bytes(&self, plan: &SecurePlan, party: Party) -> u64;
+
+    /// `party`'s material with every random part drawn from `prg` and every correction
+    /// zero: the dealer fills the corrections, a party reads them.
+    fn draw(&self, plan: &SecurePlan, party: Party, prg: &mut Prg) -> StepMat;
+
+    /// The dealer's corrections of both halves (drawn by [`Gate::draw`]).
+    fn fill(&self, dealer: &mut Dealing<'_>, m: [&mut StepMat; 2]) -> Result<(), String>;
+
+    /// This party's half of the step on shares; the client's `Some` is the revealed
+    /// value.
+    fn run(
+        &self,
+        st: &mut State<'_>,
+        chan: &mut dyn Channel,
+        mat: StepMat,
+    ) -> Result<Option<Vec<u64>>, GateError>;
+
+    /// The step in f64.
+    fn plain(&self, ev: &mut plain::Values<'_>);
+}
+
+/// The registration: the module of each kind of step.
+pub(crate) fn gate(step: &Step) -> Box<dyn Gate + '_> {
+    match step {
+        Step::Open { open } => Box::new(open::Open { open: *open }),
+        Step::Linear {
+            out,
+            terms,
+            bias,
+            shift,
+        } => Box::new(linear::Linear {
+            step,
+            out: *out,
+            terms,
+            bias: *bias,
+            shift: *shift,
+        }),
+        Step::HeadMatMul {
+            out,
+            a,
+            b,
+            heads,
+            kind,
+        } => Box::new(head_matmul::HeadMatMul {
+            out: *out,
+            a: *a,
+            b: *b,
+            heads: *heads,
+            kind: *kind,
+        }),
+        Step::Relu {
+            out,
+            x,
+            bits,
+            shift,
+        } => Box::new(relu::Relu {
+            out: *out,
+            x: *x,
+            bits: *bits,
+            shift: *shift,
+        }),
+        Step::Square { out, x, shift } => Box::new(square::Square {
+            out: *out,
+            x: *x,
+            shift: *shift,
+        }),
+        Step::Spline { out, x, func, bits } => Box::new(spline::Spline {
+            out: *out,
+            x: *x,
+            func: *func,
+            bits: *bits,
+        }),
+        Step::RowMax { out, x, bits } => Box::new(row_max::RowMax {
+            out: *out,
+            x: *x,
+            bits: *bits,
+        }),
+        Step::Shift { out, x, by } => Box::new(local::Shift {
+            out: *out,
+            x: *x,
+            by: *by,
+        }),
+        Step::Slice { out, x, from, to } => Box::new(local::Slice {
+            out: *out,
+            x: *x,
+            from: *from,
+            to: *to,
+        }),
+        Step::LayerNorm {
+            out,
+            x,
+            z,
+            eps,
+            inv_sqrt,
+            shifts,
+            mix,
+        } => Box::new(norm::Norm {
+            out: *out,
+            x: *x,
+            z: *z,
+            eps: *eps,
+            inv_sqrt,
+            shifts: *shifts,
+            mix: *mix,
+        }),
+        Step::Truncate { wires, wide } => Box::new(truncate::Truncate { wires, wide }),
+        Step::Reveal { wire, shift } => Box::new(reveal::Reveal {
+            wire: *wire,
+            shift: *shift,
+        }),
+    }
+}
+
+/// Why a step failed on one party: its peer or link, or dealer material that does not
+/// fit the plan.
+#[derive(Debug)]
+pub(crate) enum GateError {
+    Transport(TransportError),
+    Material(String),
+}
+
+impl From<TransportError> for GateError {
+    fn from(e: TransportError) -> Self {
+        GateError::Transport(e)
+    }
+}
+
+/// What the dealer knows across steps of one session: the model's weight masks and the
+/// client's input masks of every opening so far (a linear step's correlations read them).
+pub(crate) struct Dealing<'a> {
+    pub plan: &'a SecurePlan,
+    pub masks: &'a ModelMasks,
+    pub open_masks: Vec<Vec<u64>>,
+}
+
+/// One frame of a step. Frames of the same `wave` are sent by their parties before
+/// either receives the other's (a simultaneous exchange); waves run in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Msg {
+    pub from: Party,
+    pub payload_bytes: u64,
+    pub wave: u32,
+}
+
+impl Msg {
+    /// Bytes on the wire, header included.
+    pub fn wire_bytes(&self) -> u64 {
+        self.payload_bytes + HEADER_LEN as u64
+    }
+}
+
+/// Bytes of a ring element on the wire.
+const ELEM: u64 = 8;
+
+/// One exact truncation of groups of `n` values by `shift` bits: both parties send a
+/// masked bit per value, in `ceil(shift / 8)` bytes, every group in one frame.
+fn trunc_msgs(groups: &[(usize, u32)]) -> [Msg; 2] {
+    let payload_bytes = groups
+        .iter()
+        .map(|&(n, shift)| (n * crate::protocols::trunc::wire_bytes(shift)) as u64)
+        .sum();
+    [Party::Client, Party::Server].map(|from| Msg {
+        from,
+        payload_bytes,
+        wave: 0,
+    })
+}
+
+/// A simultaneous exchange of `elems` ring elements each way in wave `wave`.
+fn both(wave: u32, elems: usize) -> [Msg; 2] {
+    let payload_bytes = elems as u64 * ELEM;
+    [Party::Client, Party::Server].map(|from| Msg {
+        from,
+        payload_bytes,
+        wave,
+    })
+}
+
+/// The sizes of one party's corrections: only the server receives shares of products
+/// and truncation gammas; both receive DCF correction words.
+#[derive(Clone, Copy)]
+struct Corrections {
+    server: bool,
+}
+
+impl Corrections {
+    fn of(party: Party) -> Self {
+        Corrections {
+            server: party == Party::Server,
+        }
+    }
+
+    /// `n` ring elements (the server's shares).
+    fn ring(self, n: usize) -> u64 {
+        if self.server {
+            8 * n as u64
+        } else {
+            0
+        }
+    }
+
+    /// `n` values mod `2^bits`, in `ceil(bits / 8)` bytes each (the server's shares).
+    fn low(self, n: usize, bits: u32) -> u64 {
+        if self.server {
+            (n * crate::protocols::trunc::wire_bytes(bits)) as u64
+        } else {
+            0
+        }
+    }
+
+    /// Comparison material of `n` values: the server's shares of `b` and `b r`, and
+    /// every key.
+    fn cmp(self, n: usize, w: CmpWidth) -> u64 {
+        self.ring(2 * n) + (n * Cws::<Pair>::bytes(w.domain())) as u64
+    }
+}
+
+/// The elements of wire `w`.
+fn size(plan: &SecurePlan, w: crate::plan::WireId) -> usize {
+    plan.wires[w].rows * plan.wires[w].cols
+}
+
+/// The error of material that does not fit its step.
+fn bad(what: &str) -> GateError {
+    GateError::Material(what.into())
+}
+
+/// The error of a dealer handed material of another kind than its step draws.
+fn mismatch(step: &str) -> String {
+    format!("{step}: drawn material of another kind")
+}

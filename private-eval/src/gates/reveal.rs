@@ -1,0 +1,63 @@
+//! The reveal: the server sends its share, only the client learns the value, and
+//! truncates it in the clear by `shift` bits (0, `f` or `2f`: the wire's scale above
+//! `f`), which is exact.
+
+use super::state::State;
+use super::*;
+use crate::arith::ring;
+use crate::plan::WireId;
+use crate::transport::{ChannelExt, MsgKind};
+
+pub(super) struct Reveal {
+    pub wire: WireId,
+    pub shift: u32,
+}
+
+impl Gate for Reveal {
+    fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
+        vec![Msg {
+            from: Party::Server,
+            payload_bytes: size(plan, self.wire) as u64 * ELEM,
+            wave: 0,
+        }]
+    }
+
+    /// It rides on the last opening in a fused protocol.
+    fn fusable(&self, _: &SecurePlan, _: &Msg) -> bool {
+        true
+    }
+
+    fn material_bytes(&self, _: &SecurePlan, _: Party) -> u64 {
+        0
+    }
+
+    fn draw(&self, _: &SecurePlan, _: Party, _: &mut Prg) -> StepMat {
+        StepMat::Nothing
+    }
+
+    fn fill(&self, _: &mut Dealing<'_>, _: [&mut StepMat; 2]) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        st: &mut State<'_>,
+        chan: &mut dyn Channel,
+        _: StepMat,
+    ) -> Result<Option<Vec<u64>>, GateError> {
+        let s = st.share(self.wire).to_vec();
+        if st.p == Party::Server {
+            chan.send_u64s(MsgKind::Reveal, &s)?;
+            return Ok(None);
+        }
+        let theirs = chan.recv_u64s(MsgKind::Reveal, s.len())?;
+        let mut v = ring::add(&s, &theirs);
+        v.iter_mut()
+            .for_each(|x| *x = ((*x as i64) >> self.shift) as u64);
+        Ok(Some(v))
+    }
+
+    fn plain(&self, ev: &mut plain::Values<'_>) {
+        ev.out = ev.get(self.wire).data;
+    }
+}
