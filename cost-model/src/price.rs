@@ -18,15 +18,10 @@
 
 use std::fmt::Write as _;
 
-use cryptpeft_private_eval::arith::fixed::{encode_at, Fixed};
+use cryptpeft_private_eval::gates::{self, meter::Meter};
 use cryptpeft_private_eval::online::comm;
 use cryptpeft_private_eval::party::Party;
-use cryptpeft_private_eval::plan::shapes::{
-    head_shapes, layernorm_mults, layernorm_truncs, layernorm_waves, rowmax_pairs, truncate_len,
-    variance_shift, LnWave, MixShape,
-};
 use cryptpeft_private_eval::plan::*;
-use cryptpeft_private_eval::protocols::compare::compare_walk_levels;
 use cryptpeft_private_eval::protocols::dcf;
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
@@ -110,6 +105,8 @@ struct Pricer<'a> {
     c: &'a Constants,
     acts: [Vec<Act>; 2],
     compute: [f64; 2],
+    /// The first frame of the step being priced.
+    frame_base: usize,
 }
 
 impl Pricer<'_> {
@@ -148,104 +145,36 @@ impl Pricer<'_> {
             self.work(p, secs, true);
         }
     }
-    /// ReLU of `n` values ([`cryptpeft_private_eval::protocols::compare::relu`]): the two exchanges, and the
-    /// calibrated two-party time of the rest (both parties at once, so half each as
-    /// pool work; one chunk of 1024 values runs on one thread).
-    fn relu(&mut self, n: usize, bits: u32, frames: [usize; 4]) {
+}
+
+impl Meter for Pricer<'_> {
+    fn elem(&mut self, p: Party, n: f64) {
+        Pricer::elem(self, p.index(), n)
+    }
+    fn matmul(&mut self, p: Party, m: usize, k: usize, n: usize) {
+        Pricer::matmul(self, p.index(), m, k, n)
+    }
+    fn ser(&mut self, p: Party, bytes: u64) {
+        Pricer::ser(self, p.index(), bytes)
+    }
+    fn dcf(&mut self, p: Party, keys: usize, points: usize, levels: f64) {
+        Pricer::dcf(self, p.index(), keys, points, levels)
+    }
+    /// The calibrated two-party time of ReLU's local work, both parties at once, so
+    /// half each as pool work; one chunk of 1024 values runs on one thread.
+    fn relu_local(&mut self, p: Party, n: usize, bits: u32) {
         let local = relu_seconds(self.c, n, bits) / 2.0;
-        for p in 0..2 {
-            self.acts[p].push(Act::Send(frames[p]));
-            self.acts[p].push(Act::Recv(frames[1 - p]));
-            if n <= 1024 {
-                self.work(p, local * self.c.threads as f64, false);
-            } else {
-                self.work(p, local, true);
-            }
-            self.acts[p].push(Act::Send(frames[2 + p]));
-            self.acts[p].push(Act::Recv(frames[3 - p]));
+        if n <= 1024 {
+            self.work(p.index(), local * self.c.threads as f64, false);
+        } else {
+            self.work(p.index(), local, true);
         }
     }
-    /// A simultaneous exchange of `elems` ring elements per party (frames `f0`, `f1`).
-    fn exchange(&mut self, elems: usize, frames: [usize; 2]) {
-        self.exchange_with(elems, 0, frames)
+    fn send(&mut self, p: Party, frame: usize) {
+        self.acts[p.index()].push(Act::Send(self.frame_base + frame));
     }
-    /// An exchange whose frames also carry `extra` bytes of another protocol.
-    fn exchange_with(&mut self, elems: usize, extra: u64, frames: [usize; 2]) {
-        let bytes = elems as u64 * 8 + extra;
-        for p in 0..2 {
-            self.elem(p, elems as f64); // x - mask
-            self.ser(p, bytes);
-            self.acts[p].push(Act::Send(frames[p]));
-            self.acts[p].push(Act::Recv(frames[1 - p]));
-            self.ser(p, bytes);
-            self.elem(p, elems as f64); // mine + theirs
-        }
-    }
-    /// An exact truncation of `n` values ([`cryptpeft_private_eval::protocols::trunc`]): top bits, one
-    /// exchange of masked bits, the correction.
-    fn truncate(&mut self, groups: &[(usize, u32)], frames: [usize; 2]) {
-        let n: usize = groups.iter().map(|g| g.0).sum();
-        let bytes = groups
-            .iter()
-            .map(|&(n, bits)| {
-                (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(bits)) as u64
-            })
-            .sum();
-        for p in 0..2 {
-            self.elem(p, 3.0 * n as f64);
-            self.ser(p, bytes);
-            self.acts[p].push(Act::Send(frames[p]));
-            self.acts[p].push(Act::Recv(frames[1 - p]));
-            self.ser(p, bytes);
-            self.elem(p, 4.0 * n as f64);
-        }
-    }
-    /// A comparison of `values` values against the encoded `ts` on `width`
-    /// ([`cryptpeft_private_eval::protocols::compare::compare`]).
-    /// Each party's Beaver matmuls of a head-wise product once it is opened (the
-    /// client adds `e f`), and the assembly of the heads.
-    fn head_products(&mut self, heads: usize, (m, k, n): (usize, usize, usize)) {
-        for p in 0..2 {
-            for _ in 0..heads {
-                for _ in 0..(if p == 0 { 3 } else { 2 }) {
-                    self.matmul(p, m, k, n);
-                }
-                self.elem(p, 5.0 * (m * n) as f64);
-            }
-            self.elem(p, (heads * m * n) as f64);
-        }
-    }
-    fn compare(&mut self, values: usize, ts: &[u64], width: CmpWidth, frames: [usize; 2]) {
-        self.compare_carrying(values, ts, width, None, 0, frames)
-    }
-    /// [`Self::compare`] whose frames carry a truncation of `(values, shift)` and
-    /// `rides` ring elements of another opening.
-    fn compare_carrying(
-        &mut self,
-        values: usize,
-        ts: &[u64],
-        width: CmpWidth,
-        carries: Option<(usize, u32)>,
-        rides: usize,
-        frames: [usize; 2],
-    ) {
-        let t = ts.len();
-        let levels = compare_walk_levels(ts, width);
-        let (n, shift) = carries.unwrap_or((0, 0));
-        let extra =
-            (n * cryptpeft_private_eval::protocols::trunc::wire_bytes(shift) + 8 * rides) as u64;
-        for p in 0..2 {
-            self.elem(p, values as f64 + 3.0 * n as f64);
-        }
-        self.exchange_with(values, extra, frames);
-        for p in 0..2 {
-            self.elem(p, 4.0 * n as f64);
-        }
-        for p in 0..2 {
-            self.elem(p, (values * t) as f64);
-            self.dcf(p, values, t, levels);
-            self.elem(p, 8.0 * (values * t) as f64);
-        }
+    fn recv(&mut self, p: Party, frame: usize) {
+        self.acts[p.index()].push(Act::Recv(self.frame_base + frame));
     }
 }
 
@@ -269,10 +198,6 @@ fn zero_wires(plan: &SecurePlan) -> Vec<bool> {
     z
 }
 
-fn size(plan: &SecurePlan, w: WireId) -> usize {
-    plan.wires[w].rows * plan.wires[w].cols
-}
-
 /// Prices `plan` under `profile` with the shared-machine deployment.
 pub fn cost(plan: &SecurePlan, profile: &NetworkProfile, constants: &Constants) -> CostReport {
     cost_with(plan, profile, constants, Deployment::SharedMachine)
@@ -286,11 +211,11 @@ pub fn cost_with(
 ) -> CostReport {
     let comm = comm::simulate(plan);
     let zero = zero_wires(plan);
-    let fx = Fixed::new(plan.frac_bits);
     let mut pr = Pricer {
         c,
         acts: [Vec::new(), Vec::new()],
         compute: [0.0; 2],
+        frame_base: 0,
     };
     // Client prologue inside `exec::run`: check and encode the hidden states.
     let inputs: usize = plan
@@ -305,206 +230,8 @@ pub fn cost_with(
     let mut frame_base = 0usize;
     for (step, sc) in plan.steps.iter().zip(&comm.steps) {
         let before = pr.compute;
-        let f = |i: usize| frame_base + i;
-        match step {
-            Step::Open { open } => {
-                let (r, cols) = plan.opening_shape(*open);
-                let n = r * cols;
-                pr.elem(0, 2.0 * n as f64);
-                pr.ser(0, n as u64 * 8);
-                pr.acts[0].push(Act::Send(f(0)));
-                pr.acts[1].push(Act::Recv(f(0)));
-                pr.ser(1, n as u64 * 8);
-            }
-            Step::Linear {
-                out, terms, bias, ..
-            } => {
-                let n_out = size(plan, *out) as f64;
-                for p in 0..2 {
-                    pr.elem(p, 2.0 * n_out); // accumulator, truncation
-                    if bias.is_some() && p == 1 {
-                        pr.elem(p, n_out);
-                    }
-                }
-                for t in terms {
-                    match t {
-                        Term::Public { .. } => {
-                            for p in 0..2 {
-                                pr.elem(p, 3.0 * n_out);
-                            }
-                        }
-                        Term::Private { open, weight, cls } => {
-                            let (r, _) = plan.opening_shape(*open);
-                            let rows = if *cls { 1 } else { r };
-                            let ws = plan.weights[*weight];
-                            let wire = plan.openings[*open].wire;
-                            let copies = (r * plan.wires[wire].cols) as f64;
-                            for p in 0..2 {
-                                pr.elem(p, copies + 2.0 * n_out);
-                                pr.matmul(p, rows, ws.rows, ws.cols);
-                            }
-                            if !zero[wire] {
-                                pr.elem(1, copies + n_out);
-                                pr.matmul(1, rows, ws.rows, ws.cols);
-                            }
-                        }
-                    }
-                }
-            }
-            Step::Slice { out, x, .. } => {
-                let n = (size(plan, *x) + size(plan, *out)) as f64;
-                pr.elem(0, n);
-                pr.elem(1, n);
-            }
-            Step::HeadMatMul {
-                a, b, heads, kind, ..
-            } => {
-                let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
-                let ops = heads * (m * k + k * n);
-                for p in 0..2 {
-                    pr.elem(p, (size(plan, *a) + size(plan, *b) + ops) as f64);
-                }
-                pr.exchange(ops, [f(0), f(1)]);
-                pr.head_products(*heads, (m, k, n));
-            }
-            Step::Relu { x, bits, .. } => {
-                pr.relu(size(plan, *x), *bits, [f(0), f(1), f(2), f(3)]);
-            }
-            Step::Spline { x, func, bits, .. } => {
-                let n = size(plan, *x);
-                let ts = fx.encode_all(&func.thresholds());
-                pr.compare(
-                    n,
-                    &ts,
-                    CmpWidth::spline(*bits, plan.frac_bits),
-                    [f(0), f(1)],
-                );
-                for p in 0..2 {
-                    pr.elem(p, 4.0 * (n * ts.len()) as f64);
-                }
-            }
-            Step::RowMax { x, bits, .. } => {
-                let width = CmpWidth::exact(*bits);
-                for (k, n) in rowmax_pairs(&plan.wires[*x]).enumerate() {
-                    for p in 0..2 {
-                        pr.elem(p, 3.0 * n as f64); // differences, then b + d (a - b)
-                    }
-                    pr.compare(n, &[0], width, [f(2 * k), f(2 * k + 1)]);
-                }
-            }
-            Step::Shift { x, .. } => {
-                for p in 0..2 {
-                    pr.elem(p, 2.0 * size(plan, *x) as f64);
-                }
-            }
-            Step::Square { x, .. } => {
-                let n = size(plan, *x);
-                pr.exchange(n, [f(0), f(1)]);
-                for p in 0..2 {
-                    pr.elem(p, 6.0 * n as f64);
-                }
-            }
-            Step::LayerNorm {
-                x,
-                z,
-                inv_sqrt,
-                shifts,
-                mix,
-                ..
-            } => {
-                let mix = MixShape::of(plan, *x, mix);
-                let mut k = 0;
-                let waves = layernorm_waves(plan, plan.norm_shape(*x, *z), inv_sqrt, *shifts, mix);
-                for wave in waves {
-                    k += 2;
-                    let frames = [f(k - 2), f(k - 1)];
-                    // The product with the values: its operands masked before the
-                    // exchange it rides in, its Beaver matmuls after.
-                    let rides = match wave {
-                        LnWave::Compare { rides, .. } | LnWave::Product { rides, .. } => rides,
-                        _ => 0,
-                    };
-                    let riding = mix.filter(|_| rides > 0);
-                    if let Some(m) = riding {
-                        for p in 0..2 {
-                            pr.elem(p, m.opened() as f64);
-                        }
-                    }
-                    match wave {
-                        LnWave::Square(n) => {
-                            pr.exchange(n, frames);
-                            for p in 0..2 {
-                                pr.elem(p, 7.0 * n as f64);
-                            }
-                        }
-                        LnWave::Compare {
-                            values,
-                            thresholds,
-                            carries,
-                            rides: riding,
-                        } => {
-                            // A fused norm compares its variances at `f + sv` bits.
-                            let sv = match plan.fused_norm(inv_sqrt) {
-                                true => variance_shift(plan, inv_sqrt, *shifts),
-                                false => 0,
-                            };
-                            let ts: Vec<u64> = inv_sqrt
-                                .thresholds()
-                                .iter()
-                                .map(|&t| encode_at(t, plan.frac_bits + sv))
-                                .collect();
-                            debug_assert_eq!(ts.len(), thresholds);
-                            let carries = carries.map(|t| (t.values, t.shift));
-                            pr.compare_carrying(
-                                values,
-                                &ts,
-                                CmpWidth::FULL,
-                                carries,
-                                riding,
-                                frames,
-                            );
-                            for p in 0..2 {
-                                pr.elem(p, 4.0 * (values * thresholds) as f64);
-                            }
-                        }
-                        LnWave::Product { elems, out, rides } => {
-                            pr.exchange(elems + rides, frames);
-                            for p in 0..2 {
-                                pr.elem(p, 6.0 * out as f64);
-                            }
-                        }
-                        LnWave::Truncate(t) => pr.truncate(&t.map(|t| (t.values, t.shift)), frames),
-                    }
-                    if let Some(m) = riding {
-                        pr.head_products(m.heads, (m.m, m.k, m.n));
-                    }
-                }
-            }
-            Step::Truncate { wires, wide } => {
-                let groups = [
-                    (truncate_len(plan, wires), plan.frac_bits),
-                    (truncate_len(plan, wide), 2 * plan.frac_bits),
-                ];
-                for p in 0..2 {
-                    let n = groups[0].0 + groups[1].0;
-                    pr.elem(p, 2.0 * n as f64); // gather and scatter the wires
-                }
-                pr.truncate(&groups, [f(0), f(1)]);
-            }
-            Step::Reveal { wire, shift } => {
-                let n = size(plan, *wire);
-                if *shift > 0 {
-                    pr.elem(0, n as f64);
-                }
-                pr.elem(1, n as f64);
-                pr.ser(1, n as u64 * 8);
-                pr.acts[1].push(Act::Send(f(0)));
-                pr.elem(0, n as f64);
-                pr.acts[0].push(Act::Recv(f(0)));
-                pr.ser(0, n as u64 * 8);
-                pr.elem(0, 2.0 * n as f64);
-            }
-        }
+        pr.frame_base = frame_base;
+        gates::meter(plan, step, &zero, &mut pr);
         for p in 0..2 {
             pr.work(p, c.step_overhead_s, false);
         }
@@ -572,7 +299,7 @@ pub struct Offline {
 pub fn offline(plan: &SecurePlan, c: &Constants, profile: &NetworkProfile) -> Offline {
     let halves = [Party::Client, Party::Server].map(|p| comm::material_bytes(plan, p));
     let big = halves[0].max(halves[1]);
-    let w = dealer_work(plan);
+    let w = gates::dealer_work(plan);
     let dealer_s = w.words / c.prg_words_per_s
         + w.ops / (c.matmul_gops * 1e9)
         + w.key_levels / c.dcf_keygen_levels_per_s
@@ -587,109 +314,6 @@ pub fn offline(plan: &SecurePlan, c: &Constants, profile: &NetworkProfile) -> Of
             + profile.one_way_delay_s
             + expand,
         dealer_s,
-    }
-}
-
-/// What the dealer computes for one session.
-struct DealerWork {
-    /// PRG words drawn (both halves) and touched.
-    words: f64,
-    /// Ring multiply-adds of the products.
-    ops: f64,
-    /// Comparison key tree levels.
-    key_levels: f64,
-    /// ReLU key tree levels.
-    relu_levels: f64,
-}
-
-fn dealer_work(plan: &SecurePlan) -> DealerWork {
-    let mut words = 0f64;
-    let mut ops = 0f64;
-    let mut key_levels = 0f64;
-    let mut relu_levels = 0f64;
-    let mut keys = |n: usize, w: CmpWidth| key_levels += (n * w.domain()) as f64;
-    for step in &plan.steps {
-        match step {
-            Step::Open { open } => {
-                let (r, cols) = plan.opening_shape(*open);
-                words += (r * cols) as f64;
-            }
-            Step::Linear { terms, .. } => {
-                for t in terms {
-                    if let Term::Private { open, weight, cls } = t {
-                        let (r, _) = plan.opening_shape(*open);
-                        let rows = if *cls { 1 } else { r };
-                        let ws = plan.weights[*weight];
-                        ops += 2.0 * (rows * ws.rows * ws.cols) as f64;
-                        words += (ws.rows * ws.cols + 2 * rows * ws.cols) as f64;
-                    }
-                }
-            }
-            Step::HeadMatMul {
-                a, b, heads, kind, ..
-            } => {
-                let (m, k, n) = head_shapes(plan, *a, *b, *heads, *kind);
-                ops += 2.0 * (heads * m * k * n) as f64;
-                words += 3.0 * (heads * (m * k + k * n + m * n)) as f64;
-            }
-            Step::Square { x, shift, .. } => {
-                words += if *shift > 0 { 7.0 } else { 4.0 } * size(plan, *x) as f64
-            }
-            Step::Spline { x, bits, .. } => {
-                keys(size(plan, *x), CmpWidth::spline(*bits, plan.frac_bits));
-                words += 6.0 * size(plan, *x) as f64;
-            }
-            Step::RowMax { x, bits, .. } => {
-                for n in rowmax_pairs(&plan.wires[*x]) {
-                    keys(n, CmpWidth::exact(*bits));
-                    words += 6.0 * n as f64;
-                }
-            }
-            Step::Relu { x, bits, shift, .. } => {
-                let n = size(plan, *x) as f64;
-                relu_levels += n * dcf::levels::<dcf::Bit>(*bits as usize - 1) as f64;
-                // A truncating ReLU's dealer also shares `r >> shift`, `msb(r)`, `rho msb(r)`.
-                words += if *shift > 0 { 12.0 } else { 9.0 } * n;
-            }
-            Step::LayerNorm {
-                x,
-                z,
-                inv_sqrt,
-                mix,
-                ..
-            } => {
-                let (rows, d, cz) = plan.norm_shape(*x, *z);
-                if let Some(m) = MixShape::of(plan, *x, mix) {
-                    ops += 2.0 * (m.heads * m.m * m.k * m.n) as f64;
-                    words += 3.0 * (m.heads * (m.m * m.k + m.k * m.n + m.m * m.n)) as f64;
-                }
-                keys(rows, CmpWidth::FULL);
-                words += (3 * rows * d
-                    + 8 * rows
-                    + layernorm_mults(plan, inv_sqrt) * 3 * rows * (1 + cz))
-                    as f64;
-                let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt)
-                    .iter()
-                    .map(|t| t.values)
-                    .sum();
-                words += 5.0 * truncs as f64;
-                if plan.fused_norm(inv_sqrt) {
-                    // The operands' wrap and top bits, the products' cross terms.
-                    let outs = layernorm_mults(plan, inv_sqrt) * rows * (1 + cz);
-                    words += 4.0 * (rows * d + outs) as f64;
-                }
-            }
-            Step::Truncate { wires, wide } => {
-                words += 5.0 * (truncate_len(plan, wires) + truncate_len(plan, wide)) as f64
-            }
-            Step::Slice { .. } | Step::Shift { .. } | Step::Reveal { .. } => {}
-        }
-    }
-    DealerWork {
-        words,
-        ops,
-        key_levels,
-        relu_levels,
     }
 }
 

@@ -85,6 +85,22 @@ impl Gate for HeadMatMul {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let (mm, k, n) = self.shape(plan);
+        let ops = self.heads * (mm * k + k * n);
+        for p in Party::BOTH {
+            m.elem(p, (size(plan, self.a) + size(plan, self.b) + ops) as f64);
+        }
+        m.exchange(ops, [0, 1]);
+        m.head_products(self.heads, (mm, k, n));
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        let (m, k, n) = self.shape(plan);
+        w.ops += 2.0 * (self.heads * m * k * n) as f64;
+        w.words += 3.0 * (self.heads * (m * k + k * n + m * n)) as f64;
+    }
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let grid = |m: Mat| Grid {
             rows: m.rows,

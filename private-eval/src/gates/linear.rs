@@ -124,6 +124,50 @@ impl Gate for Linear<'_> {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, zero: &[bool], m: &mut dyn Meter) {
+        let n_out = size(plan, self.out) as f64;
+        for p in Party::BOTH {
+            m.elem(p, 2.0 * n_out); // accumulator, truncation
+            if self.bias.is_some() && p == Party::Server {
+                m.elem(p, n_out);
+            }
+        }
+        for t in self.terms {
+            match *t {
+                Term::Public { .. } => {
+                    for p in Party::BOTH {
+                        m.elem(p, 3.0 * n_out);
+                    }
+                }
+                Term::Private { open, weight, cls } => {
+                    let (r, _) = plan.opening_shape(open);
+                    let rows = if cls { 1 } else { r };
+                    let ws = plan.weights[weight];
+                    let wire = plan.openings[open].wire;
+                    let copies = (r * plan.wires[wire].cols) as f64;
+                    for p in Party::BOTH {
+                        m.elem(p, copies + 2.0 * n_out);
+                        m.matmul(p, rows, ws.rows, ws.cols);
+                    }
+                    if !zero[wire] {
+                        m.elem(Party::Server, copies + n_out);
+                        m.matmul(Party::Server, rows, ws.rows, ws.cols);
+                    }
+                }
+            }
+        }
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        for (open, weight, cls) in self.private() {
+            let (r, _) = plan.opening_shape(open);
+            let rows = if cls { 1 } else { r };
+            let ws = plan.weights[weight];
+            w.ops += 2.0 * (rows * ws.rows * ws.cols) as f64;
+            w.words += (ws.rows * ws.cols + 2 * rows * ws.cols) as f64;
+        }
+    }
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let w = &ev.plan.wires[self.out];
         let mut acc = crate::arith::tensor::Mat::zeros(w.rows, w.cols);

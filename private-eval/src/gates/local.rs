@@ -47,6 +47,14 @@ impl Gate for Slice {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let n = (size(plan, self.x) + size(plan, self.out)) as f64;
+        m.elem(Party::Client, n);
+        m.elem(Party::Server, n);
+    }
+
+    fn dealer_work(&self, _: &SecurePlan, _: &mut DealerWork) {}
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let y = ev.get(self.x).cols_range(self.from, self.to);
         ev.set(self.out, y);
@@ -87,6 +95,14 @@ impl Gate for Shift {
         st.shares[self.out] = Some(v);
         Ok(None)
     }
+
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        for p in Party::BOTH {
+            m.elem(p, 2.0 * size(plan, self.x) as f64);
+        }
+    }
+
+    fn dealer_work(&self, _: &SecurePlan, _: &mut DealerWork) {}
 
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let (mut x, by) = (ev.get(self.x), ev.get(self.by));

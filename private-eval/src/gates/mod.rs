@@ -6,18 +6,19 @@
 //! The dealer ([`crate::preprocessing::dealer`]), the material's length
 //! ([`crate::online::comm::material_bytes`]), the frames and rounds
 //! ([`crate::online::comm::simulate`]), the executor ([`crate::online::exec`]) and the
-//! plaintext interpreter ([`plain`]) walk a plan and ask [`gate`] for each step's
+//! plaintext interpreter ([`plain`]) walk a plan and ask `gate` for each step's
 //! module; none of them knows a step kind. The cryptographic building blocks the gates
 //! share (DCF keys, comparison, exact truncation, fused products) are in
 //! [`crate::protocols`].
 //!
 //! Adding a gate: a `Step` variant in [`crate::plan`] (its fields, `reads` and `name`),
-//! a module here implementing [`Gate`], and its arm in [`gate`].
+//! a module here implementing `Gate`, and its arm in `gate`.
 
 mod head_matmul;
 pub mod keys;
 mod linear;
 mod local;
+pub mod meter;
 mod norm;
 mod open;
 pub mod plain;
@@ -39,6 +40,7 @@ use crate::protocols::dcf::{Cws, Pair};
 use crate::transport::{Channel, TransportError, HEADER_LEN};
 
 pub use keys::ModelMasks;
+use meter::{DealerWork, Meter};
 use state::State;
 
 /// A kind of plan step, as every phase sees it.
@@ -73,6 +75,27 @@ pub(crate) trait Gate {
 
     /// The step in f64.
     fn plain(&self, ev: &mut plain::Values<'_>);
+
+    /// Each party's work and frames, in the executor's order (`zero`: the wires whose
+    /// server share is known to be zero).
+    fn meter(&self, plan: &SecurePlan, zero: &[bool], m: &mut dyn Meter);
+
+    /// What the dealer computes for the step.
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork);
+}
+
+/// Each party's work and frames in `step`, for the cost model (`Gate::meter`).
+pub fn meter(plan: &SecurePlan, step: &Step, zero: &[bool], m: &mut dyn Meter) {
+    gate(step).meter(plan, zero, m)
+}
+
+/// What the dealer computes for a whole session of `plan`.
+pub fn dealer_work(plan: &SecurePlan) -> DealerWork {
+    let mut w = DealerWork::default();
+    for s in &plan.steps {
+        gate(s).dealer_work(plan, &mut w);
+    }
+    w
 }
 
 /// The registration: the module of each kind of step.

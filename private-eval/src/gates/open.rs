@@ -67,5 +67,20 @@ impl Gate for Open {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let (r, c) = plan.opening_shape(self.open);
+        let n = r * c;
+        m.elem(Party::Client, 2.0 * n as f64);
+        m.ser(Party::Client, n as u64 * 8);
+        m.send(Party::Client, 0);
+        m.recv(Party::Server, 0);
+        m.ser(Party::Server, n as u64 * 8);
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        let (r, c) = plan.opening_shape(self.open);
+        w.words += (r * c) as f64;
+    }
+
     fn plain(&self, _: &mut plain::Values<'_>) {}
 }

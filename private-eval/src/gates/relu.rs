@@ -78,6 +78,17 @@ impl Gate for Relu {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        m.relu(size(plan, self.x), self.bits);
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        let n = size(plan, self.x) as f64;
+        w.relu_levels += n * crate::protocols::dcf::levels::<Bit>(self.bits as usize - 1) as f64;
+        // A truncating ReLU's dealer also shares `r >> shift`, `msb(r)`, `rho msb(r)`.
+        w.words += if self.shift > 0 { 12.0 } else { 9.0 } * n;
+    }
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let y = ev.get(self.x).map(|v| v.max(0.0));
         ev.set(self.out, y);

@@ -57,6 +57,22 @@ impl Gate for Reveal {
         Ok(Some(v))
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let n = size(plan, self.wire);
+        if self.shift > 0 {
+            m.elem(Party::Client, n as f64);
+        }
+        m.elem(Party::Server, n as f64);
+        m.ser(Party::Server, n as u64 * 8);
+        m.send(Party::Server, 0);
+        m.elem(Party::Client, n as f64);
+        m.recv(Party::Client, 0);
+        m.ser(Party::Client, n as u64 * 8);
+        m.elem(Party::Client, 2.0 * n as f64);
+    }
+
+    fn dealer_work(&self, _: &SecurePlan, _: &mut DealerWork) {}
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         ev.out = ev.get(self.wire).data;
     }

@@ -70,6 +70,23 @@ impl Gate for RowMax {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let width = CmpWidth::exact(self.bits);
+        for (k, n) in rowmax_pairs(&plan.wires[self.x]).enumerate() {
+            for p in Party::BOTH {
+                m.elem(p, 3.0 * n as f64); // differences, then b + d (a - b)
+            }
+            m.compare(n, &[0], width, [2 * k, 2 * k + 1]);
+        }
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        for n in rowmax_pairs(&plan.wires[self.x]) {
+            w.keys(n, CmpWidth::exact(self.bits));
+            w.words += 6.0 * n as f64;
+        }
+    }
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let x = ev.get(self.x);
         let m = (0..x.rows)

@@ -65,6 +65,21 @@ impl Gate for Spline {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let n = size(plan, self.x);
+        let ts =
+            crate::arith::fixed::Fixed::new(plan.frac_bits).encode_all(&self.func.thresholds());
+        m.compare(n, &ts, self.width(plan), [0, 1]);
+        for p in Party::BOTH {
+            m.elem(p, 4.0 * (n * ts.len()) as f64);
+        }
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        w.keys(size(plan, self.x), self.width(plan));
+        w.words += 6.0 * size(plan, self.x) as f64;
+    }
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let y = ev.get(self.x).map(|v| self.func.exact(v));
         ev.set(self.out, y);

@@ -75,6 +75,18 @@ impl Gate for Square {
         Ok(None)
     }
 
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let n = size(plan, self.x);
+        m.exchange(n, [0, 1]);
+        for p in Party::BOTH {
+            m.elem(p, 6.0 * n as f64);
+        }
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        w.words += if self.shift > 0 { 7.0 } else { 4.0 } * size(plan, self.x) as f64;
+    }
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let y = ev.get(self.x).map(|v| v * v);
         ev.set(self.out, y);

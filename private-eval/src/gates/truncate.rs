@@ -89,6 +89,20 @@ impl Gate for Truncate<'_> {
 
     /// Exact in the clear: truncation only changes the fixed-point scale (floored on
     /// the grid where the interpreter models it).
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let groups = self.groups(plan);
+        for p in Party::BOTH {
+            let n = groups[0].0 + groups[1].0;
+            m.elem(p, 2.0 * n as f64); // gather and scatter the wires
+        }
+        m.truncate(&groups, [0, 1]);
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        let [(a, _), (b, _)] = self.groups(plan);
+        w.words += 5.0 * (a + b) as f64;
+    }
+
     fn plain(&self, ev: &mut plain::Values<'_>) {
         if ev.floor_truncated {
             for &w in self.wires.iter().chain(self.wide) {

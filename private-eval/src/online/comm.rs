@@ -1,6 +1,6 @@
-//! What each plan step puts on the wire, stated next to the protocols (see
-//! [`crate::online::exec`]) so the cost model prices exactly what the executor sends, and the
-//! exact length of the dealer material ([`crate::preprocessing::material`]) a plan consumes.
+//! What a plan puts on the wire, from each gate's frames ([`crate::gates`]: every gate
+//! states its own next to its online half, so the cost model prices exactly what the
+//! executor sends), and the exact length of the dealer material a plan consumes.
 //!
 //! | step | frames (payload in ring elements of 8 bytes) |
 //! | --- | --- |
@@ -10,13 +10,9 @@
 //! | `Relu` | both at once, in sequence: one masked value per input, then one masked bit per input (bytes, not ring elements) |
 //! | `Square`, `Spline` | both at once: one masked value per input |
 //! | `RowMax` | both at once, one exchange per tree level: one masked difference per pair |
-//! | `LayerNorm` | both at once, in sequence: `rows*d` (square), `rows` (comparison), `2*rows` three times per Newton iteration, `rows + rows*c` per scaling ([`crate::plan::shapes::layernorm_waves`]); a mixing norm's product opening rides in its comparison or first product |
+//! | `LayerNorm` | both at once, in sequence: the waves of [`crate::plan::shapes::layernorm_waves`]; a mixing norm's product opening rides in its comparison or first product |
 //! | `Truncate` | both at once: one masked bit per value, `ceil(shift/8)` bytes each (not ring elements) |
 //! | `Reveal` | server -> client: the wire |
-//!
-//! Under exact truncation a `LayerNorm` also truncates exactly after its exchanges
-//! (see [`crate::protocols::trunc`]); a direct guess skips the one after the comparison and
-//! truncates its one scaling by `f` plus the guess's slope bits.
 //!
 //! Every frame adds [`HEADER_LEN`] bytes. Rounds follow the transport's rule (see
 //! [`crate::transport::Channel`]): each end keeps the largest depth it has received;

@@ -626,7 +626,7 @@ impl<R: Read> Source for Expander<R> {
 
 impl Material {
     /// The seeded encoding: the header, then the corrections of every step. The random
-    /// parts must have been drawn from `self.seed` by [`draw`] (the dealer's way).
+    /// parts must have been drawn from `self.seed` by the gates' `draw` (the dealer's way).
     pub fn into_bytes(mut self) -> Vec<u8> {
         let mut out = self.binding.header(self.seed);
         for s in &mut self.steps {

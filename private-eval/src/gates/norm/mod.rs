@@ -11,6 +11,7 @@ mod online;
 use super::head_matmul::fill_triple;
 use super::state::State;
 use super::*;
+use crate::arith::fixed::encode_at;
 use crate::arith::matmul::matmul;
 use crate::arith::ring;
 use crate::arith::tensor::Mat;
@@ -308,6 +309,89 @@ impl Gate for Norm<'_> {
         };
         st.shares[self.out] = Some(res);
         Ok(None)
+    }
+
+    fn meter(&self, plan: &SecurePlan, _: &[bool], m: &mut dyn Meter) {
+        let mix = self.mix(plan);
+        let inv_sqrt = self.inv_sqrt;
+        for (i, wave) in self.waves(plan).into_iter().enumerate() {
+            let frames = [2 * i, 2 * i + 1];
+            // The product with the values: its operands masked before the exchange it
+            // rides in, its Beaver matmuls after.
+            let rides = match wave {
+                LnWave::Compare { rides, .. } | LnWave::Product { rides, .. } => rides,
+                _ => 0,
+            };
+            let riding = mix.filter(|_| rides > 0);
+            if let Some(mx) = riding {
+                for p in Party::BOTH {
+                    m.elem(p, mx.opened() as f64);
+                }
+            }
+            match wave {
+                LnWave::Square(n) => {
+                    m.exchange(n, frames);
+                    for p in Party::BOTH {
+                        m.elem(p, 7.0 * n as f64);
+                    }
+                }
+                LnWave::Compare {
+                    values,
+                    thresholds,
+                    carries,
+                    rides,
+                } => {
+                    // A fused norm compares its variances at `f + sv` bits.
+                    let sv = match plan.fused_norm(inv_sqrt) {
+                        true => variance_shift(plan, inv_sqrt, self.shifts),
+                        false => 0,
+                    };
+                    let ts: Vec<u64> = inv_sqrt
+                        .thresholds()
+                        .iter()
+                        .map(|&t| encode_at(t, plan.frac_bits + sv))
+                        .collect();
+                    debug_assert_eq!(ts.len(), thresholds);
+                    let carries = carries.map(|t| (t.values, t.shift));
+                    m.compare_carrying(values, &ts, CmpWidth::FULL, carries, rides, frames);
+                    for p in Party::BOTH {
+                        m.elem(p, 4.0 * (values * thresholds) as f64);
+                    }
+                }
+                LnWave::Product { elems, out, rides } => {
+                    m.exchange(elems + rides, frames);
+                    for p in Party::BOTH {
+                        m.elem(p, 6.0 * out as f64);
+                    }
+                }
+                LnWave::Truncate(t) => m.truncate(&t.map(|t| (t.values, t.shift)), frames),
+            }
+            if let Some(mx) = riding {
+                m.head_products(mx.heads, (mx.m, mx.k, mx.n));
+            }
+        }
+    }
+
+    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork) {
+        let (rows, d, cz) = plan.norm_shape(self.x, self.z);
+        let inv_sqrt = self.inv_sqrt;
+        if let Some(m) = self.mix(plan) {
+            w.ops += 2.0 * (m.heads * m.m * m.k * m.n) as f64;
+            w.words += 3.0 * (m.heads * (m.m * m.k + m.k * m.n + m.m * m.n)) as f64;
+        }
+        w.keys(rows, CmpWidth::FULL);
+        w.words += (3 * rows * d + 8 * rows + layernorm_mults(plan, inv_sqrt) * 3 * rows * (1 + cz))
+            as f64;
+        let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt)
+            .iter()
+            .map(|t| t.values)
+            .sum();
+        w.words += 5.0 * truncs as f64;
+        if plan.fused_norm(inv_sqrt) {
+            // The operands' wrap and top bits, the products' cross terms.
+            let outs = layernorm_mults(plan, inv_sqrt) * rows * (1 + cz);
+            w.words += 4.0 * (rows * d + outs) as f64;
+        }
     }
 
     fn plain(&self, ev: &mut plain::Values<'_>) {
