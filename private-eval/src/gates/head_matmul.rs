@@ -10,7 +10,7 @@ use crate::arith::tensor::Mat;
 use crate::plan::layout::{head_assemble, head_operands, Grid};
 use crate::plan::shapes::head_shapes;
 use crate::plan::{HeadProduct, WireId};
-use crate::preprocessing::material::{triple, Triple};
+use crate::protocols::correlations::{triple, Triple};
 
 pub(super) struct HeadMatMul {
     pub out: WireId,

@@ -13,7 +13,7 @@ use crate::gates::keys::Keys;
 use crate::plan::layout::select_rows;
 use crate::plan::shapes::private_terms;
 use crate::plan::{Term, WeightId, WireId};
-use crate::preprocessing::material::share_or_zero;
+use crate::protocols::correlations::share_or_zero;
 
 pub(super) struct Linear<'a> {
     pub step: &'a Step,

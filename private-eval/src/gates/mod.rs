@@ -35,13 +35,57 @@ use serde::Serialize;
 use crate::arith::prg::Prg;
 use crate::party::Party;
 use crate::plan::{CmpWidth, SecurePlan, Step};
-use crate::preprocessing::material::StepMat;
+use crate::protocols::correlations::{CmpMat, ReluMat, Triple};
 use crate::protocols::dcf::{Cws, Pair};
+use crate::protocols::fused::{PairMat, SquareMat};
+use crate::protocols::trunc::TruncMat;
 use crate::transport::{Channel, TransportError, HEADER_LEN};
 
 pub use keys::ModelMasks;
 use meter::{DealerWork, Meter};
 use state::State;
+
+/// One party's material for one step, as its gate draws and consumes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepMat {
+    /// Steps without material, and the server's side of an opening.
+    Nothing,
+    /// Client's mask for an opening.
+    Mask(Vec<u64>),
+    /// Shares of `A_open * B_weight` for each private term, in term order.
+    Linear(Vec<Vec<u64>>),
+    /// One triple per head.
+    Beaver(Vec<Triple>),
+    Relu(ReluMat),
+    /// A square pair `(a, a^2)` (`b` unused).
+    Square(Triple),
+    /// Comparison material, one key per value (evaluated at every threshold).
+    Spline(CmpMat),
+    /// Comparison material for each level of a row maximum's tree.
+    RowMax(Vec<CmpMat>),
+    /// Square triple (`b` unused), comparison material, the multiplication triples,
+    /// then one truncation per internal truncation (none under local truncation).
+    LayerNorm {
+        square: Triple,
+        cmp: CmpMat,
+        mults: Vec<Triple>,
+        truncs: Vec<TruncMat>,
+    },
+    /// Truncations by `f` and (wide wires) by `2f`.
+    Truncate([TruncMat; 2]),
+    /// A square of an input truncated in its opening (rows of one value).
+    FusedSquare(SquareMat),
+    /// A fused norm ([`crate::plan::SecurePlan::fused_norm`]): its square, comparison,
+    /// products and the numerator's truncation (riding on the comparison) if it has one;
+    /// for a [`crate::plan::NormMix`], one triple per head of its product.
+    FusedNorm {
+        square: SquareMat,
+        cmp: CmpMat,
+        products: Vec<PairMat>,
+        z_trunc: Option<TruncMat>,
+        mix: Vec<Triple>,
+    },
+}
 
 /// A kind of plan step, as every phase sees it.
 pub(crate) trait Gate {

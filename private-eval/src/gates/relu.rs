@@ -6,8 +6,8 @@
 use super::state::State;
 use super::*;
 use crate::plan::WireId;
-use crate::preprocessing::material::draw_relu;
 use crate::protocols::compare::{check_relu, fill_relu, relu};
+use crate::protocols::correlations::draw_relu;
 use crate::protocols::dcf::Bit;
 
 pub(super) struct Relu {

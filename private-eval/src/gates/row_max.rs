@@ -7,8 +7,8 @@ use super::*;
 use crate::arith::tensor::Mat;
 use crate::plan::shapes::rowmax_pairs;
 use crate::plan::WireId;
-use crate::preprocessing::material::draw_cmp;
 use crate::protocols::compare::{check_cmp, fill_cmp};
+use crate::protocols::correlations::draw_cmp;
 
 pub(super) struct RowMax {
     pub out: WireId,

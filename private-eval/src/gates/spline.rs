@@ -5,8 +5,8 @@
 use super::state::State;
 use super::*;
 use crate::plan::{SplineFn, WireId};
-use crate::preprocessing::material::draw_cmp;
 use crate::protocols::compare::{check_cmp, fill_cmp};
+use crate::protocols::correlations::draw_cmp;
 
 pub(super) struct Spline {
     pub out: WireId,

@@ -6,7 +6,7 @@ use super::state::State;
 use super::*;
 use crate::arith::ring;
 use crate::plan::WireId;
-use crate::preprocessing::material::{draw_square, triple};
+use crate::protocols::correlations::{draw_square, triple};
 use crate::protocols::fused;
 
 pub(super) struct Square {

@@ -7,7 +7,7 @@ use super::state::State;
 use super::*;
 use crate::plan::shapes::truncate_len;
 use crate::plan::WireId;
-use crate::preprocessing::material::trunc;
+use crate::protocols::correlations::trunc;
 use crate::protocols::trunc::{self as exact, TruncMat};
 
 pub(super) struct Truncate<'a> {

@@ -7,29 +7,10 @@ use crate::arith::prg::Prg;
 use crate::gates::{gate, Dealing};
 use crate::party::Party;
 use crate::plan::*;
-use crate::preprocessing::material::{
-    draw_cmp, draw_relu, Binding, CmpMat, Material, ReluMat, StepMat,
-};
-use crate::protocols::compare::{fill_cmp, fill_relu};
+use crate::preprocessing::material::{Binding, Material, StepMat};
 
 pub use crate::gates::keys::ModelMasks;
-
-/// Both halves of ReLU material for `n` values truncated by `shift` (tests and
-/// benchmarks).
-pub fn relu_material(n: usize, bits: u32, shift: u32, rng: &mut Prg) -> [ReluMat; 2] {
-    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_relu(&mut prgs[p.index()], p, n, bits, shift));
-    fill_relu(&mut m0, &mut m1);
-    [m0, m1]
-}
-
-/// Both halves of comparison material for `n` values (tests and benchmarks).
-pub fn cmp_material(n: usize, width: CmpWidth, rng: &mut Prg) -> [CmpMat; 2] {
-    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_cmp(&mut prgs[p.index()], p, n, width));
-    fill_cmp(&mut m0, &mut m1);
-    [m0, m1]
-}
+pub use crate::protocols::correlations::{cmp_material, relu_material};
 
 /// The dealer's walk over a plan for one session, a step at a time: each half's random
 /// parts drawn from its own seed (each gate's `draw`, [`crate::gates`]), then the corrections filled in. A step's

@@ -6,7 +6,7 @@
 use crate::arith::ring;
 use crate::party::Party;
 use crate::plan::CmpWidth;
-use crate::preprocessing::material::{CmpMat, ReluMat};
+use crate::protocols::correlations::{CmpMat, ReluMat};
 use crate::protocols::dcf::{self, DcfKey};
 use crate::protocols::open_both;
 use crate::transport::{Channel, MsgKind, TransportError};
@@ -290,7 +290,7 @@ pub fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
 mod tests {
     use super::*;
     use crate::arith::prg::Prg;
-    use crate::preprocessing::dealer::{cmp_material, relu_material};
+    use crate::protocols::correlations::{cmp_material, relu_material};
     use crate::transport::memory_pair;
     use cryptpeft_types::NetworkProfile;
     use std::time::Duration;

@@ -4,6 +4,7 @@
 //! truncated in their own opening.
 
 pub mod compare;
+pub mod correlations;
 pub mod dcf;
 pub mod fused;
 pub mod trunc;

@@ -21,8 +21,8 @@ use crate::plan::shapes::{
     numerator_len, variance_shift, LnWave, MixShape,
 };
 use crate::plan::{HeadProduct, InvSqrtParams, NormMix, WireId};
-use crate::preprocessing::material::{draw_cmp, draw_pair, draw_square, triple, trunc};
 use crate::protocols::compare::fill_cmp;
+use crate::protocols::correlations::{draw_cmp, draw_pair, draw_square, triple, trunc};
 use crate::protocols::{fused, trunc as exact};
 use online::FusedNorm;
 
