@@ -27,6 +27,14 @@ impl HeadMatMul {
 }
 
 impl Gate for HeadMatMul {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.a, self.b])?;
+        if self.heads == 0 {
+            return Err("a product over 0 heads".into());
+        }
+        Ok(())
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         let (m, k, n) = self.shape(plan);
         both(0, self.heads * (m * k + k * n)).to_vec()

@@ -12,7 +12,7 @@ use crate::arith::ring;
 use crate::gates::keys::Keys;
 use crate::plan::layout::select_rows;
 use crate::plan::shapes::private_terms;
-use crate::plan::{Term, WeightId, WireId};
+use crate::plan::{Term, WeightId, WireId, WIDE_LOGIT_BITS};
 use crate::protocols::correlations::share_or_zero;
 
 pub(super) struct Linear<'a> {
@@ -34,6 +34,42 @@ impl Linear<'_> {
 }
 
 impl Gate for Linear<'_> {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out])?;
+        let (f, shift) = (plan.frac_bits, self.shift);
+        let keeps = self.step.keeps_scale();
+        let public = self.private().next().is_none();
+        let most = if keeps { 2 } else { 1 } * f;
+        let finer = match plan.wide_linear(self.terms) {
+            true => WIDE_LOGIT_BITS,
+            false => f,
+        };
+        let precise =
+            !public && shift == finer && plan.exact_truncation && plan.only_revealed(self.out);
+        if shift != 0 && !(public && shift % f == 0 && shift <= most) && !precise {
+            return Err(format!("a linear step at {shift} bits above f"));
+        }
+        let weight = |w: WeightId| match w < plan.weights.len() {
+            true => Ok(()),
+            false => Err(format!("step names weight {w} of {}", plan.weights.len())),
+        };
+        self.bias.map_or(Ok(()), weight)?;
+        for t in self.terms {
+            match *t {
+                Term::Public { wire, .. } => wires_exist(plan, &[wire])?,
+                Term::Private {
+                    open, weight: w, ..
+                } => {
+                    weight(w)?;
+                    if open >= plan.openings.len() {
+                        return Err(format!("term opens {open}"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
         Vec::new()
     }

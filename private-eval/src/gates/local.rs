@@ -19,6 +19,19 @@ pub(super) struct Shift {
 }
 
 impl Gate for Slice {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.x])?;
+        let (o, w) = (&plan.wires[self.out], &plan.wires[self.x]);
+        let (from, to) = (self.from, self.to);
+        if from > to || to > w.cols || o.cols != to - from || o.rows != w.rows {
+            return Err(format!(
+                "slice {from}..{to} of {}x{} into {}x{}",
+                w.rows, w.cols, o.rows, o.cols
+            ));
+        }
+        Ok(())
+    }
+
     fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
         Vec::new()
     }
@@ -62,6 +75,18 @@ impl Gate for Slice {
 }
 
 impl Gate for Shift {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.x, self.by])?;
+        let (w, b) = (&plan.wires[self.x], &plan.wires[self.by]);
+        if b.cols != 1 || b.rows != w.rows {
+            return Err(format!(
+                "shift of {}x{} by {}x{}",
+                w.rows, w.cols, b.rows, b.cols
+            ));
+        }
+        Ok(())
+    }
+
     fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
         Vec::new()
     }

@@ -14,6 +14,7 @@
 //! Adding a gate: a `Step` variant in [`crate::plan`] (its fields, `reads` and `name`),
 //! a module here implementing `Gate`, and its arm in `gate`.
 
+mod check;
 mod head_matmul;
 pub mod keys;
 mod linear;
@@ -89,6 +90,10 @@ pub enum StepMat {
 
 /// A kind of plan step, as every phase sees it.
 pub(crate) trait Gate {
+    /// What a peer's plan may carry for this step: wires, openings and weights that
+    /// exist, and parameters this release runs exactly.
+    fn check(&self, plan: &SecurePlan) -> Result<(), String>;
+
     /// The frames the step sends, in order.
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg>;
 
@@ -341,6 +346,22 @@ impl Corrections {
 /// The elements of wire `w`.
 fn size(plan: &SecurePlan, w: crate::plan::WireId) -> usize {
     plan.wires[w].rows * plan.wires[w].cols
+}
+
+/// That every wire of `ws` exists.
+fn wires_exist(plan: &SecurePlan, ws: &[crate::plan::WireId]) -> Result<(), String> {
+    match ws.iter().find(|&&w| w >= plan.wires.len()) {
+        Some(w) => Err(format!("step names wire {w} of {}", plan.wires.len())),
+        None => Ok(()),
+    }
+}
+
+/// A comparison's width: at least `f + 2` bits, at most the ring.
+fn check_width(plan: &SecurePlan, bits: u32) -> Result<(), String> {
+    match (plan.frac_bits + 2..=64).contains(&bits) {
+        true => Ok(()),
+        false => Err(format!("comparison width {bits} bits")),
+    }
 }
 
 /// The error of material that does not fit its step.

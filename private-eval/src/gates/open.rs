@@ -13,6 +13,17 @@ pub(super) struct Open {
 }
 
 impl Gate for Open {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        match self.open < plan.openings.len() {
+            true => Ok(()),
+            false => Err(format!(
+                "step opens {} of {}",
+                self.open,
+                plan.openings.len()
+            )),
+        }
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         let (r, c) = plan.opening_shape(self.open);
         vec![Msg {

@@ -18,6 +18,19 @@ pub(super) struct Relu {
 }
 
 impl Gate for Relu {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.x])?;
+        let (f, bits, shift) = (plan.frac_bits, self.bits, self.shift);
+        if !(f + 2..=64 - shift).contains(&bits) {
+            return Err(format!("ReLU width {bits} bits after a shift of {shift}"));
+        }
+        let wide = shift == 2 * f && plan.wide_allowed();
+        if ![0, f].contains(&shift) && !wide || !plan.exact_truncation && shift > 0 {
+            return Err(format!("ReLU truncating by {shift} bits"));
+        }
+        Ok(())
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         let n = size(plan, self.x);
         let mut msgs = both(0, n).to_vec();

@@ -5,7 +5,7 @@
 use super::state::State;
 use super::*;
 use crate::arith::ring;
-use crate::plan::WireId;
+use crate::plan::{WireId, WIDE_LOGIT_BITS};
 use crate::transport::{ChannelExt, MsgKind};
 
 pub(super) struct Reveal {
@@ -14,6 +14,15 @@ pub(super) struct Reveal {
 }
 
 impl Gate for Reveal {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.wire])?;
+        let f = plan.frac_bits;
+        if ![0, f, 2 * f, 2 * f + WIDE_LOGIT_BITS].contains(&self.shift) {
+            return Err(format!("a reveal truncated by {} bits", self.shift));
+        }
+        Ok(())
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         vec![Msg {
             from: Party::Server,

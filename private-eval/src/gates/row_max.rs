@@ -17,6 +17,16 @@ pub(super) struct RowMax {
 }
 
 impl Gate for RowMax {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.x])?;
+        check_width(plan, self.bits)?;
+        let (o, x) = (&plan.wires[self.out], &plan.wires[self.x]);
+        if o.cols != 1 || o.rows != x.rows {
+            return Err("a row maximum into a wire other than one column".into());
+        }
+        Ok(())
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         rowmax_pairs(&plan.wires[self.x])
             .enumerate()

@@ -22,6 +22,11 @@ impl Spline {
 }
 
 impl Gate for Spline {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.x])?;
+        check_width(plan, self.bits)
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         both(0, size(plan, self.x)).to_vec()
     }

@@ -16,6 +16,15 @@ pub(super) struct Square {
 }
 
 impl Gate for Square {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.x])?;
+        let fused = [plan.frac_bits, 2 * plan.frac_bits].contains(&self.shift);
+        if self.shift != 0 && !(fused && plan.exact_truncation) {
+            return Err(format!("a square truncating by {} bits", self.shift));
+        }
+        Ok(())
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         both(0, size(plan, self.x)).to_vec()
     }

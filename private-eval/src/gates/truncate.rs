@@ -27,6 +27,17 @@ impl Truncate<'_> {
 }
 
 impl Gate for Truncate<'_> {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        if !self.wide.is_empty() && !plan.wide_allowed() {
+            return Err(format!(
+                "{} fractional bits truncated from 3f",
+                plan.frac_bits
+            ));
+        }
+        wires_exist(plan, self.wires)?;
+        wires_exist(plan, self.wide)
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         trunc_msgs(&self.groups(plan)).to_vec()
     }

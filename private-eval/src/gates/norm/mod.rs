@@ -52,7 +52,62 @@ impl Norm<'_> {
     }
 }
 
+impl Norm<'_> {
+    /// A [`NormMix`]'s shapes: `x` is `[heads * rq, n]`, `v` `[n, r]`, `z` the stacked
+    /// product `[heads * rq, r / heads]` and `out` `[rq, r]`; only a fused norm mixes.
+    fn check_mix(&self, plan: &SecurePlan, m: &NormMix, fused: bool) -> Result<(), String> {
+        if m.v >= plan.wires.len() {
+            return Err(format!("wire {} out of range", m.v));
+        }
+        let [o, x, z, v] = [self.out, self.x, self.z, m.v].map(|w| &plan.wires[w]);
+        let h = m.heads;
+        let fits = fused
+            && h > 0
+            && x.rows % h == 0
+            && v.cols % h == 0
+            && x.cols == v.rows
+            && (z.rows, z.cols) == (x.rows, v.cols / h)
+            && (o.rows, o.cols) == (x.rows / h, v.cols);
+        match fits {
+            true => Ok(()),
+            false => Err(format!(
+                "a row normalization mixing {}x{} by {}x{} in {h} heads into {}x{}",
+                x.rows, x.cols, v.rows, v.cols, o.rows, o.cols
+            )),
+        }
+    }
+}
+
 impl Gate for Norm<'_> {
+    fn check(&self, plan: &SecurePlan) -> Result<(), String> {
+        wires_exist(plan, &[self.out, self.x, self.z])?;
+        let (p, f, shifts) = (self.inv_sqrt, plan.frac_bits, self.shifts);
+        let fused = plan.fused_norm(p);
+        if let Some(m) = &self.mix {
+            self.check_mix(plan, m, fused)?;
+        }
+        if shifts
+            .iter()
+            .any(|&s| s != 0 && (s % f != 0 || s > 2 * f || !fused))
+            || !p.squares && shifts[0] > f
+        {
+            return Err(format!("a norm truncating its inputs by {shifts:?}"));
+        }
+        if !(1..=4).contains(&p.power)
+            || p.newton > 4
+            || !(1..=64).contains(&p.per_octave)
+            || p.min_exp >= p.max_exp
+            || p.min_exp < -30
+            || p.max_exp > 30
+        {
+            return Err(format!("norm parameters {p:?}"));
+        }
+        if let Some(why) = plan.direct_guess_problem(p) {
+            return Err(format!("norm parameters: {why}"));
+        }
+        Ok(())
+    }
+
     fn messages(&self, plan: &SecurePlan) -> Vec<Msg> {
         let waves: Vec<[Msg; 2]> = self
             .waves(plan)
