@@ -49,6 +49,9 @@ const TRIAL_GENERATION_BYTES: u64 = 64 << 20;
 /// Longest a server's request waits for its session's material to be generated.
 const GENERATION_WAIT: Duration = Duration::from_secs(300);
 
+mod stream;
+use stream::{forward, send_half, stream_session, PIPE_CHUNKS};
+
 /// The two seeded halves of a session, filled in by whichever request generates them
 /// (both None if generation stopped).
 #[derive(Default)]
@@ -408,83 +411,121 @@ enum Delivery<'a> {
     Forward { pipe: Receiver<Vec<u8>>, bytes: u64 },
 }
 
-/// Chunks of a streamed half the dealer holds for a server not yet reading (64 MiB).
-const PIPE_CHUNKS: usize = 16;
+/// A session's generation: its plan and masks, with the pipe of the server's half if
+/// it streams.
+type Generation = (SecurePlan, ModelMasks, Option<SyncSender<Vec<u8>>>);
 
-fn send_half(chan: &mut impl Channel, half: &[u8]) -> Result<(), RoleError> {
-    for c in half.chunks(comm::CHUNK) {
-        chan.send(MsgKind::Material, c)
-            .map_err(ctx("dealer sending material"))?;
-    }
-    chan.flush().map_err(ctx("dealer flushing"))
+/// What a request for a half is admitted to: the session's halves, and either the
+/// generation it owns (party 0 opening a session) or the pipe of a streamed one
+/// (party 1).
+struct Admitted {
+    halves: Arc<Halves>,
+    generate: Option<Generation>,
+    forward: Option<(Receiver<Vec<u8>>, u64)>,
 }
 
-/// Generates a streamed session: each step's halves leave as soon as they exist, so
-/// memory holds one step and the pipe. Fails if the server leaves its half untaken for
-/// `ttl`.
-fn stream_session(
-    chan: &mut impl Channel,
-    plan: &SecurePlan,
-    masks: &ModelMasks,
-    session: u64,
-    pipe: SyncSender<Vec<u8>>,
-    ttl: Duration,
-) -> Result<(), RoleError> {
-    let push = |bytes: Vec<u8>| -> Result<(), RoleError> {
-        for c in bytes.chunks(comm::CHUNK) {
-            let mut c = c.to_vec();
-            let since = Instant::now();
-            loop {
-                match pipe.try_send(c) {
-                    Ok(()) => break,
-                    Err(TrySendError::Full(back)) if since.elapsed() < ttl => {
-                        c = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(_) => {
-                        return Err(RoleError::Protocol(format!(
-                            "session {session:016x}: the server stopped taking its material"
-                        )))
-                    }
+/// The books under the global lock: who may have this half, whether the session
+/// exists or may open within the caps, and its entry.
+fn admit(
+    st: &mut State,
+    limits: &DealerLimits,
+    (peer, who, token): (IpAddr, Option<Fingerprint>, Option<u128>),
+    (model, session, party): (u64, u64, Party),
+) -> Result<Admitted, RoleError> {
+    let p = party.index();
+    let refuse = |msg: String| Err(RoleError::Protocol(msg));
+    st.sweep(limits.pending_ttl, limits.lease);
+    let m = st.models.get(&model).cloned().ok_or_else(|| {
+        RoleError::Protocol(format!(
+            "unknown model {model:016x}: the server must register first"
+        ))
+    })?;
+    // Party 1's half, with the client's own, would reveal the weight masks.
+    if party == Party::Server && (token.is_none_or(|t| (t ^ m.token) != 0) || who != m.owner) {
+        return refuse(format!(
+            "party 1's material of model {model:016x} goes only to the server that registered it"
+        ));
+    }
+    if st.served.contains_key(&(session, party)) {
+        return refuse(format!(
+            "material for session {session:016x} party {p} was already handed out or expired; dealer material is single-use"
+        ));
+    }
+    let generate = match (party, st.pending.get(&session)) {
+        (Party::Client, Some(_)) => {
+            return refuse(format!(
+                "session {session:016x} exists already; a client opens a fresh session id"
+            ))
+        }
+        (_, Some(pend)) if pend.model != model => {
+            return refuse(format!("session {session:016x} belongs to another model"))
+        }
+        (_, Some(_)) => None,
+        (Party::Server, None) => {
+            return refuse(format!(
+                "unknown session {session:016x}: the client opens it first"
+            ))
+        }
+        (_, None) => {
+            if st.pending.len() >= limits.max_pending_total {
+                return Err(busy(format!("{} sessions pending", st.pending.len())));
+            }
+            let mine = st.pending.values().filter(|q| q.peer == peer).count();
+            if mine >= limits.max_pending_per_peer {
+                return Err(busy(format!("{mine} sessions of {peer} pending")));
+            }
+            // A streamed session holds at most the pipe.
+            let half_bytes = match m.streams {
+                true => [0, (PIPE_CHUNKS * comm::CHUNK) as u64],
+                false => m.half_bytes,
+            };
+            let held = st.held();
+            if held + half_bytes.iter().sum::<u64>() > limits.max_pending_bytes {
+                return Err(busy(format!("{} MB of material pending", held / 1_000_000)));
+            }
+            let (tx, rx) = match m.streams {
+                true => {
+                    let (tx, rx) = sync_channel(PIPE_CHUNKS);
+                    (Some(tx), Some(rx))
                 }
-            }
+                false => (None, None),
+            };
+            st.pending.insert(
+                session,
+                Pending {
+                    model,
+                    half_bytes,
+                    peer,
+                    created: Instant::now(),
+                    ready_at: None,
+                    halves: Arc::default(),
+                    pipe: rx,
+                    taken: [false; 2],
+                },
+            );
+            Some((m.plan, m.masks, tx))
         }
-        Ok(())
     };
-    let mut g = dealer::Generator::new(plan, masks, session, &mut Prg::new(Prg::os_seed()));
-    send_half(chan, &g.header(Party::Client))?;
-    push(g.header(Party::Server))?;
-    while let Some([mut m0, mut m1]) = g.next_step() {
-        let mut b = Vec::new();
-        write_step(&mut m0, Party::Client, &mut b);
-        drop(m0);
-        send_half(chan, &b)?;
-        let mut b = Vec::new();
-        write_step(&mut m1, Party::Server, &mut b);
-        drop(m1);
-        push(b)?;
+    st.served.insert((session, party), Instant::now());
+    let pend = st.pending.get_mut(&session).expect("just checked");
+    // A whole half counts as pending until handed out (below), a streamed one
+    // as the pipe.
+    if m.streams {
+        pend.taken[p] = true;
     }
-    Ok(())
-}
-
-/// Hands party 1 of a streamed session what the generator pushes; a session whose
-/// generation stopped early is an error the server sees, not a short half.
-fn forward(chan: &mut impl Channel, pipe: Receiver<Vec<u8>>, bytes: u64) -> Result<(), RoleError> {
-    let mut sent = 0;
-    loop {
-        match pipe.recv_timeout(GENERATION_WAIT) {
-            Ok(c) => {
-                sent += c.len() as u64;
-                send_half(chan, &c)?;
-            }
-            Err(RecvTimeoutError::Disconnected) if sent == bytes => return Ok(()),
-            Err(_) => {
-                return Err(RoleError::Protocol(format!(
-                    "material generation stopped after {sent} of {bytes} bytes (the client's session ended)"
-                )))
-            }
-        }
+    let forward = match party {
+        Party::Server => pend.pipe.take(),
+        Party::Client => None,
+    };
+    let halves = pend.halves.clone();
+    if forward.is_some() {
+        st.pending.remove(&session);
     }
+    Ok(Admitted {
+        halves,
+        generate,
+        forward: forward.map(|f| (f, m.half_bytes[1])),
+    })
 }
 
 /// One party's half of a session. Party 0's request opens the session and generates
@@ -504,98 +545,16 @@ fn material<'a>(
     let party = Party::from_bit(party as u64)
         .ok_or_else(|| RoleError::Protocol(format!("party {party} does not exist")))?;
     let p = party.index();
-    let refuse = |msg: String| Err(RoleError::Protocol(msg));
-    let (halves, generate, forward) = {
-        let mut st = state.lock().expect("dealer state");
-        st.sweep(limits.pending_ttl, limits.lease);
-        let m = st.models.get(&model).cloned().ok_or_else(|| {
-            RoleError::Protocol(format!(
-                "unknown model {model:016x}: the server must register first"
-            ))
-        })?;
-        // Party 1's half, with the client's own, would reveal the weight masks.
-        if party == Party::Server && (token.is_none_or(|t| (t ^ m.token) != 0) || who != m.owner) {
-            return refuse(format!(
-                "party 1's material of model {model:016x} goes only to the server that registered it"
-            ));
-        }
-        if st.served.contains_key(&(session, party)) {
-            return refuse(format!(
-                "material for session {session:016x} party {p} was already handed out or expired; dealer material is single-use"
-            ));
-        }
-        let generate = match (party, st.pending.get(&session)) {
-            (Party::Client, Some(_)) => {
-                return refuse(format!(
-                    "session {session:016x} exists already; a client opens a fresh session id"
-                ))
-            }
-            (_, Some(pend)) if pend.model != model => {
-                return refuse(format!("session {session:016x} belongs to another model"))
-            }
-            (_, Some(_)) => None,
-            (Party::Server, None) => {
-                return refuse(format!(
-                    "unknown session {session:016x}: the client opens it first"
-                ))
-            }
-            (_, None) => {
-                if st.pending.len() >= limits.max_pending_total {
-                    return Err(busy(format!("{} sessions pending", st.pending.len())));
-                }
-                let mine = st.pending.values().filter(|q| q.peer == peer).count();
-                if mine >= limits.max_pending_per_peer {
-                    return Err(busy(format!("{mine} sessions of {peer} pending")));
-                }
-                // A streamed session holds at most the pipe.
-                let half_bytes = match m.streams {
-                    true => [0, (PIPE_CHUNKS * comm::CHUNK) as u64],
-                    false => m.half_bytes,
-                };
-                let held = st.held();
-                if held + half_bytes.iter().sum::<u64>() > limits.max_pending_bytes {
-                    return Err(busy(format!("{} MB of material pending", held / 1_000_000)));
-                }
-                let (tx, rx) = match m.streams {
-                    true => {
-                        let (tx, rx) = sync_channel(PIPE_CHUNKS);
-                        (Some(tx), Some(rx))
-                    }
-                    false => (None, None),
-                };
-                st.pending.insert(
-                    session,
-                    Pending {
-                        model,
-                        half_bytes,
-                        peer,
-                        created: Instant::now(),
-                        ready_at: None,
-                        halves: Arc::default(),
-                        pipe: rx,
-                        taken: [false; 2],
-                    },
-                );
-                Some((m.plan, m.masks, tx))
-            }
-        };
-        st.served.insert((session, party), Instant::now());
-        let pend = st.pending.get_mut(&session).expect("just checked");
-        // A whole half counts as pending until handed out (below), a streamed one
-        // as the pipe.
-        if m.streams {
-            pend.taken[p] = true;
-        }
-        let forward = match party {
-            Party::Server => pend.pipe.take(),
-            Party::Client => None,
-        };
-        let halves = pend.halves.clone();
-        if forward.is_some() {
-            st.pending.remove(&session);
-        }
-        (halves, generate, forward.map(|f| (f, m.half_bytes[1])))
-    };
+    let Admitted {
+        halves,
+        generate,
+        forward,
+    } = admit(
+        &mut state.lock().expect("dealer state"),
+        limits,
+        (peer, who, token),
+        (model, session, party),
+    )?;
     if let Some((plan, masks, Some(pipe))) = generate {
         return Ok(Delivery::Generate { plan, masks, pipe });
     }
@@ -654,106 +613,4 @@ fn material<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cryptpeft_private_eval::model::OwcModel;
-    use cryptpeft_private_eval::plan::lower::lower;
-    use cryptpeft_types::{AdapterSpec, BackboneSpec};
-
-    /// A dealer's state with model 5 of a small plan registered by `owner`.
-    fn registered(owner: Fingerprint) -> Mutex<State> {
-        let model = OwcModel::random(
-            AdapterSpec::paper(1, 8, 2),
-            BackboneSpec::test_small(),
-            3,
-            1,
-        );
-        let (plan, _) = lower(&model, Default::default()).unwrap();
-        let half_bytes = [Party::Client, Party::Server].map(|p| comm::material_bytes(&plan, p));
-        let state = Mutex::new(State::default());
-        state.lock().unwrap().models.insert(
-            5,
-            Model {
-                plan,
-                masks: ModelMasks { seed: 9 },
-                token: 77,
-                owner: Some(owner),
-                registrant: Registrant::Cert(owner),
-                renewed: Instant::now(),
-                half_bytes,
-                streams: false,
-            },
-        );
-        state
-    }
-
-    #[test]
-    fn a_half_counts_against_the_cap_until_it_is_written() {
-        let state = registered([1u8; 32]);
-        let limits = DealerLimits::default();
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        let d = material(&state, &limits, ip, None, 5, 3, 0, None, &|| false).unwrap();
-        let Delivery::Whole(half, sending) = d else {
-            panic!("a small plan's half comes whole")
-        };
-        let st = state.lock().unwrap();
-        let m = &st.models[&5];
-        // Party 1's half waits; party 0's is being written: both on the books.
-        assert_eq!(st.held(), m.half_bytes[1] + half.len() as u64);
-        drop(st);
-        drop(sending);
-        let m1 = state.lock().unwrap().models[&5].half_bytes[1];
-        assert_eq!(state.lock().unwrap().held(), m1);
-    }
-
-    #[test]
-    fn generation_stops_when_the_requester_has_gone() {
-        let state = registered([1u8; 32]);
-        let limits = DealerLimits::default();
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        let e = material(&state, &limits, ip, None, 5, 3, 0, None, &|| true)
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("left during generation"), "{e}");
-        let st = state.lock().unwrap();
-        assert_eq!(st.held(), 0, "nothing kept for a session nobody takes");
-        assert!(
-            st.served.contains_key(&(3, Party::Server)),
-            "and its server half is refused"
-        );
-    }
-
-    #[test]
-    fn registrations_past_their_lease_are_dropped() {
-        let state = registered([1u8; 32]);
-        let mut st = state.lock().unwrap();
-        st.sweep(Duration::from_secs(60), Duration::from_secs(3600));
-        assert!(st.models.contains_key(&5));
-        st.models.get_mut(&5).unwrap().renewed -= Duration::from_secs(10);
-        st.sweep(Duration::from_secs(60), Duration::from_secs(5));
-        assert!(st.models.is_empty());
-    }
-
-    #[test]
-    fn party_one_needs_the_owners_certificate_and_token() {
-        let (owner, other) = ([1u8; 32], [2u8; 32]);
-        let state = registered(owner);
-        let limits = DealerLimits::default();
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        let get = |who, party, token| {
-            material(&state, &limits, ip, who, 5, 3, party, token, &|| false).map(|_| ())
-        };
-        get(None, 0, None).unwrap();
-        // A leaked token is not enough, nor the certificate without it.
-        for (who, token) in [
-            (Some(other), Some(77)),
-            (None, Some(77)),
-            (Some(owner), Some(78)),
-        ] {
-            let e = get(who, 1, token).unwrap_err().to_string();
-            assert!(e.contains("only to the server that registered it"), "{e}");
-        }
-        get(Some(owner), 1, Some(77)).unwrap();
-    }
-}
+mod tests;
