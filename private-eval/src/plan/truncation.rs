@@ -28,80 +28,129 @@ pub(super) fn insert_truncations(
     frac_bits: u32,
     wide_allowed: bool,
 ) -> Vec<Step> {
-    let reads: Vec<Vec<WireId>> = steps.iter().map(|s| s.reads(openings)).collect();
-    let opened: Vec<WireId> = openings.iter().map(|o| o.wire).collect();
-    // Whether a step from `i` on reads `w` other than through opening `o`'s maps.
-    let read_later = |i: usize, w: WireId, o: Option<OpenId>| {
-        steps[i..].iter().zip(&reads[i..]).any(|(s, r)| match s {
-            Step::Linear { terms, .. } if o.is_some() => terms.iter().any(|t| match t {
-                Term::Public { wire, .. } => *wire == w,
-                Term::Private { open, .. } => opened[*open] == w && Some(*open) != o,
-            }),
-            _ => r.contains(&w),
-        })
-    };
-    // Whether a linear step maps a wide opening (its output lands at `3f`).
-    let maps_wide = |openings: &[Opening], terms: &[Term]| {
-        terms
-            .iter()
-            .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide))
+    let pass = Pass {
+        reads: steps.iter().map(|s| s.reads(openings)).collect(),
+        opened: openings.iter().map(|o| o.wire).collect(),
+        steps: &steps,
+        frac_bits,
+        wide_allowed,
     };
     // Pending wires with the bits they carry above `f`.
     let mut pending: Vec<(WireId, u32)> = Vec::new();
-    let shift_of = |pending: &[(WireId, u32)], w: WireId| {
-        pending.iter().find(|(p, _)| *p == w).map(|(_, s)| *s)
-    };
     let mut out = Vec::with_capacity(steps.len());
     for (i, mut step) in steps.iter().cloned().enumerate() {
-        let mut step_reads = reads[i].clone();
         let pending_before = pending.clone();
         let keeps = step.keeps_scale();
         // A linear step of public terms only: it adds `f` to its inputs' bits (`keeps`: 0).
         let public = matches!(&step, Step::Linear { terms, .. }
             if terms.iter().all(|t| matches!(t, Term::Public { .. })));
+        let step_reads = pass.absorb(i, &mut step, (keeps, public), &mut pending, openings);
+        if step_reads.iter().any(|w| shift_of(&pending, *w).is_some()) {
+            let (wide, wires): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
+                .into_iter()
+                .partition(|(_, s)| *s > frac_bits);
+            out.push(Step::Truncate {
+                wires: wires.into_iter().map(|(w, _)| w).collect(),
+                wide: wide.into_iter().map(|(w, _)| w).collect(),
+            });
+        }
+        let carried = output_bits(&step, (keeps, public), frac_bits, &pending_before, openings);
+        pending.extend(carried);
+        out.push(step);
+    }
+    out
+}
+
+/// The plan being rewritten: what each step reads, the wire of each opening.
+struct Pass<'a> {
+    steps: &'a [Step],
+    reads: Vec<Vec<WireId>>,
+    opened: Vec<WireId>,
+    frac_bits: u32,
+    wide_allowed: bool,
+}
+
+/// The bits above `f` that pending wire `w` carries, if it is pending.
+fn shift_of(pending: &[(WireId, u32)], w: WireId) -> Option<u32> {
+    pending.iter().find(|(p, _)| *p == w).map(|(_, s)| *s)
+}
+
+/// Whether a linear step maps a wide opening (its output lands at `3f`).
+fn maps_wide(openings: &[Opening], terms: &[Term]) -> bool {
+    terms
+        .iter()
+        .any(|t| matches!(t, Term::Private { open, .. } if openings[*open].wide))
+}
+
+impl Pass<'_> {
+    /// Whether a step from `i` on reads `w` other than through opening `o`'s maps.
+    fn read_later(&self, i: usize, w: WireId, o: Option<OpenId>) -> bool {
+        self.steps[i..]
+            .iter()
+            .zip(&self.reads[i..])
+            .any(|(s, r)| match s {
+                Step::Linear { terms, .. } if o.is_some() => terms.iter().any(|t| match t {
+                    Term::Public { wire, .. } => *wire == w,
+                    Term::Private { open, .. } => self.opened[*open] == w && Some(*open) != o,
+                }),
+                _ => r.contains(&w),
+            })
+    }
+
+    /// Drops `w` from the pending wires unless a step after `i` still reads it.
+    fn settle(&self, i: usize, w: WireId, pending: &mut Vec<(WireId, u32)>) {
+        if !self.read_later(i + 1, w, None) {
+            pending.retain(|(p, _)| *p != w);
+        }
+    }
+
+    /// Step `i` takes what it can of the pending truncations untruncated (setting its
+    /// shifts); returns the wires it still reads, which must be truncated before it.
+    fn absorb(
+        &self,
+        i: usize,
+        step: &mut Step,
+        (keeps, public): (bool, bool),
+        pending: &mut Vec<(WireId, u32)>,
+        openings: &mut [Opening],
+    ) -> Vec<WireId> {
+        let frac_bits = self.frac_bits;
+        let mut step_reads = self.reads[i].clone();
         let room = if keeps { 2 * frac_bits } else { frac_bits };
-        match &mut step {
+        match step {
             Step::Linear { shift, .. } if public => {
-                let s = step_reads.first().and_then(|w| shift_of(&pending, *w));
-                let same = step_reads.iter().all(|w| shift_of(&pending, *w) == s);
+                let s = step_reads.first().and_then(|w| shift_of(pending, *w));
+                let same = step_reads.iter().all(|w| shift_of(pending, *w) == s);
                 if let (Some(s), true) = (s.filter(|s| *s <= room), same) {
                     *shift = s;
                     for w in &step_reads {
-                        if !read_later(i + 1, *w, None) {
-                            pending.retain(|(p, _)| p != w);
-                        }
+                        self.settle(i, *w, pending);
                     }
                     step_reads.clear();
                 }
             }
             // A square truncates its input in its opening.
             Step::Square { x, shift, .. } => {
-                if let Some(s) = shift_of(&pending, *x).filter(|s| *s <= 2 * frac_bits) {
+                if let Some(s) = shift_of(pending, *x).filter(|s| *s <= 2 * frac_bits) {
                     *shift = s;
-                    if !read_later(i + 1, *x, None) {
-                        pending.retain(|(p, _)| p != &*x);
-                    }
+                    self.settle(i, *x, pending);
                     step_reads.clear();
                 }
             }
             // Columns of a pending wire carry its bits.
-            Step::Slice { x, .. } if shift_of(&pending, *x).is_some() => {
-                if !read_later(i + 1, *x, None) {
-                    pending.retain(|(p, _)| p != &*x);
-                }
+            Step::Slice { x, .. } if shift_of(pending, *x).is_some() => {
+                self.settle(i, *x, pending);
                 step_reads.clear();
             }
             Step::Reveal { wire, shift } => {
-                *shift = shift_of(&pending, *wire).unwrap_or(0);
+                *shift = shift_of(pending, *wire).unwrap_or(0);
                 pending.retain(|(w, _)| w != &*wire);
                 step_reads.clear();
             }
             Step::Relu { x, bits, shift, .. } => {
-                if let Some(s) = shift_of(&pending, *x).filter(|s| *bits + s <= 64) {
+                if let Some(s) = shift_of(pending, *x).filter(|s| *bits + s <= 64) {
                     *shift = s;
-                    if !read_later(i + 1, *x, None) {
-                        pending.retain(|(w, _)| w != &*x);
-                    }
+                    self.settle(i, *x, pending);
                     step_reads.clear();
                 }
             }
@@ -114,11 +163,11 @@ pub(super) fn insert_truncations(
                 ..
             } if inv_sqrt.fusable() => {
                 // A norm that mixes truncates its weights `x` for the product.
-                let sx = shift_of(&pending, *x);
+                let sx = shift_of(pending, *x);
                 let sz = if mix.is_some() {
                     sx
                 } else {
-                    shift_of(&pending, *z)
+                    shift_of(pending, *z)
                 };
                 // The square truncates `x` by `f` or `2f`; a row total of `x` at `2f` is
                 // compared as it is, one at `3f` could not be; `z` by either, in the
@@ -128,9 +177,7 @@ pub(super) fn insert_truncations(
                 if fits(sx, most_x) && fits(sz, 2 * frac_bits) {
                     *shifts = [sx.unwrap_or(0), sz.unwrap_or(0)];
                     for w in [*x, *z] {
-                        if !read_later(i + 1, w, None) {
-                            pending.retain(|(p, _)| *p != w);
-                        }
+                        self.settle(i, w, pending);
                     }
                     // The values of a mixing norm are multiplied at `f`.
                     step_reads.retain(|w| mix.is_some_and(|m| m.v == *w));
@@ -145,9 +192,9 @@ pub(super) fn insert_truncations(
                 shift,
                 ..
             } if !public
-                && steps[i + 1..]
+                && self.steps[i + 1..]
                     .iter()
-                    .zip(&reads[i + 1..])
+                    .zip(&self.reads[i + 1..])
                     .all(|(s, r)| matches!(s, Step::Reveal { .. }) || !r.contains(o)) =>
             {
                 *shift = match maps_wide(openings, terms) {
@@ -157,9 +204,9 @@ pub(super) fn insert_truncations(
             }
             Step::Open { open } => {
                 let w = openings[*open].wire;
-                if wide_allowed
-                    && shift_of(&pending, w) == Some(frac_bits)
-                    && !read_later(i + 1, w, Some(*open))
+                if self.wide_allowed
+                    && shift_of(pending, w) == Some(frac_bits)
+                    && !self.read_later(i + 1, w, Some(*open))
                 {
                     openings[*open].wide = true;
                     pending.retain(|(p, _)| *p != w);
@@ -168,45 +215,41 @@ pub(super) fn insert_truncations(
             }
             _ => {}
         }
-        if step_reads.iter().any(|w| shift_of(&pending, *w).is_some()) {
-            let (wide, wires): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
-                .into_iter()
-                .partition(|(_, s)| *s > frac_bits);
-            out.push(Step::Truncate {
-                wires: wires.into_iter().map(|(w, _)| w).collect(),
-                wide: wide.into_iter().map(|(w, _)| w).collect(),
-            });
-        }
-        match &step {
-            Step::Linear { out: o, shift, .. } if keeps && *shift > 0 => pending.push((*o, *shift)),
-            Step::Linear { .. } if keeps => {}
-            Step::Linear { out: o, shift, .. } if public => pending.push((*o, frac_bits + *shift)),
-            Step::Slice { out: o, x, .. } => {
-                if let Some(s) = shift_of(&pending_before, *x) {
-                    pending.push((*o, s));
-                }
-            }
-            Step::Linear {
-                out: o,
-                terms,
-                shift,
-                ..
-            } => {
-                let bits = match maps_wide(openings, terms) {
-                    true => 2 * frac_bits + shift,
-                    false => frac_bits + shift,
-                };
-                pending.push((*o, bits));
-            }
-            Step::LayerNorm {
-                out: o, inv_sqrt, ..
-            } if inv_sqrt.fusable() => pending.push((*o, inv_sqrt.power * frac_bits)),
-            Step::HeadMatMul { out: o, .. }
-            | Step::Square { out: o, .. }
-            | Step::Spline { out: o, .. } => pending.push((*o, frac_bits)),
-            _ => {}
-        }
-        out.push(step);
+        step_reads
     }
-    out
+}
+
+/// The bits above `f` that `step`'s output carries, if any: it is pending from then on.
+fn output_bits(
+    step: &Step,
+    (keeps, public): (bool, bool),
+    frac_bits: u32,
+    pending_before: &[(WireId, u32)],
+    openings: &[Opening],
+) -> Option<(WireId, u32)> {
+    match step {
+        Step::Linear { out: o, shift, .. } if keeps && *shift > 0 => Some((*o, *shift)),
+        Step::Linear { .. } if keeps => None,
+        Step::Linear { out: o, shift, .. } if public => Some((*o, frac_bits + *shift)),
+        Step::Slice { out: o, x, .. } => shift_of(pending_before, *x).map(|s| (*o, s)),
+        Step::Linear {
+            out: o,
+            terms,
+            shift,
+            ..
+        } => {
+            let bits = match maps_wide(openings, terms) {
+                true => 2 * frac_bits + shift,
+                false => frac_bits + shift,
+            };
+            Some((*o, bits))
+        }
+        Step::LayerNorm {
+            out: o, inv_sqrt, ..
+        } if inv_sqrt.fusable() => Some((*o, inv_sqrt.power * frac_bits)),
+        Step::HeadMatMul { out: o, .. }
+        | Step::Square { out: o, .. }
+        | Step::Spline { out: o, .. } => Some((*o, frac_bits)),
+        _ => None,
+    }
 }
