@@ -34,33 +34,67 @@ pub struct ProtocolRow {
     pub median_s: f64,
 }
 
+/// A one-protocol plan, its weights, the client's inputs and the number of values.
+pub type ProtocolPlan = (SecurePlan, PlanWeights, Vec<Mat>, usize);
+
 /// A one-protocol plan: the client's input `[n, d]`, a public linear step that turns it
 /// into a shared wire where needed, then the protocol under test (the last step).
-pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
-    let wire = |name: &str, rows, cols, kind| Wire {
-        name: name.into(),
-        rows,
-        cols,
-        kind,
-    };
-    let client = WireKind::ClientInput { hidden: 0 };
-    let shared = WireKind::Shared;
-    let mut rng = 7u64;
-    let mut rand_mat = |r: usize, c: usize, scale: f64| {
+pub fn protocol_plan(name: &str) -> ProtocolPlan {
+    let b = &mut Inputs(7);
+    match name {
+        "relu" | "square" | "gelu" | "exp" | "max" => activation(b, name),
+        "softmax" => softmax(b),
+        "layernorm" => layernorm(b),
+        "matmul" => matmul(b),
+        "linear-client" | "linear-shared" => linear(b, name),
+        "2quad-norm" => quad_norm(b),
+        other => panic!("unknown protocol {other}"),
+    }
+}
+
+/// The benchmark's inputs: a fixed linear congruential stream, so every run measures
+/// the same values.
+struct Inputs(u64);
+
+impl Inputs {
+    /// An `r x c` matrix uniform in `[-scale, scale)`.
+    fn rand_mat(&mut self, r: usize, c: usize, scale: f64) -> Mat {
         Mat::new(
             r,
             c,
             (0..r * c)
                 .map(|_| {
-                    rng = rng
+                    self.0 = self
+                        .0
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    ((rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 2.0 * scale
+                    ((self.0 >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 2.0 * scale
                 })
                 .collect(),
         )
-    };
-    let public = |w| Step::Linear {
+    }
+}
+
+fn wire(name: &str, rows: usize, cols: usize, kind: WireKind) -> Wire {
+    Wire {
+        name: name.into(),
+        rows,
+        cols,
+        kind,
+    }
+}
+
+/// The client's input and the shared copy [`public`] makes of it.
+fn input(name: &str, rows: usize, cols: usize) -> Vec<Wire> {
+    vec![
+        wire(name, rows, cols, WireKind::ClientInput { hidden: 0 }),
+        wire(&format!("{name}s"), rows, cols, WireKind::Shared),
+    ]
+}
+
+/// A public linear step copying wire `w` into `w + 1`.
+fn public(w: WireId) -> Step {
+    Step::Linear {
         out: w + 1,
         terms: vec![Term::Public {
             wire: w,
@@ -69,16 +103,12 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         }],
         bias: None,
         shift: 0,
-    };
-    // The client's input and the shared copy `public(0)` makes of it.
-    let input = |name: &str, rows, cols| {
-        vec![
-            wire(name, rows, cols, client),
-            wire(&format!("{name}s"), rows, cols, shared),
-        ]
-    };
-    // A plan without openings or weights; a linear protocol adds its own.
-    let plan = |wires, steps| SecurePlan {
+    }
+}
+
+/// A plan without openings or weights; a linear protocol adds its own.
+fn plan(wires: Vec<Wire>, steps: Vec<Step>) -> SecurePlan {
+    SecurePlan {
         wires,
         openings: vec![],
         weights: vec![],
@@ -86,248 +116,263 @@ pub fn protocol_plan(name: &str) -> (SecurePlan, PlanWeights, Vec<Mat>, usize) {
         inputs: 1,
         frac_bits: 16,
         exact_truncation: false,
-    };
-    match name {
-        "relu" | "square" | "gelu" | "exp" | "max" => {
-            // ViT-B/16's MLP (197 x 3072) for the activations; its attention scores
-            // (12 heads x 197 queries over 197 keys) for exp and max.
-            let (n, c) = match name {
-                "exp" | "max" => (12 * 197, 197),
-                _ => (197, 3072),
-            };
-            let bits = crate::plan::lower::RELU_BITS;
-            let (act, out_cols) = match name {
-                "relu" => (
-                    Step::Relu {
-                        out: 2,
-                        x: 1,
-                        bits,
-                        shift: 0,
-                    },
-                    c,
-                ),
-                "gelu" | "exp" => (
-                    Step::Spline {
-                        out: 2,
-                        x: 1,
-                        func: match name {
-                            "gelu" => SplineFn::Gelu,
-                            _ => SplineFn::Exp,
-                        },
-                        bits,
-                    },
-                    c,
-                ),
-                "max" => (Step::RowMax { out: 2, x: 1, bits }, 1),
-                _ => (
-                    Step::Square {
-                        out: 2,
-                        x: 1,
-                        shift: 0,
-                    },
-                    c,
-                ),
-            };
-            let p = plan(
-                [input("x", n, c), vec![wire("y", n, out_cols, shared)]].concat(),
-                vec![public(0), act],
-            );
-            let x = match name {
-                "exp" => rand_mat(n, c, 8.0).map(|v| v - 8.0),
-                _ => rand_mat(n, c, 3.0),
-            };
-            (p, PlanWeights { mats: vec![] }, vec![x], n * c)
-        }
-        "softmax" => {
-            // Softmax over ViT-B/16's scores: max tree, shift, exp, row normalization.
-            let (rows, n) = (12 * 197, 197);
-            let bits = crate::plan::lower::RELU_BITS;
-            let p = plan(
-                [
-                    input("s", rows, n),
-                    vec![
-                        wire("m", rows, 1, shared),
-                        wire("x", rows, n, shared),
-                        wire("e", rows, n, shared),
-                        wire("p", rows, n, shared),
-                    ],
-                ]
-                .concat(),
-                vec![
-                    public(0),
-                    Step::RowMax { out: 2, x: 1, bits },
-                    Step::Shift {
-                        out: 3,
-                        x: 1,
-                        by: 2,
-                    },
-                    Step::Spline {
-                        out: 4,
-                        x: 3,
-                        func: SplineFn::Exp,
-                        bits,
-                    },
-                    Step::LayerNorm {
-                        out: 5,
-                        x: 4,
-                        z: 4,
-                        eps: 0.0,
-                        inv_sqrt: InvSqrtParams {
-                            power: 2,
-                            squares: false,
-                            min_exp: -1,
-                            max_exp: 9,
-                            ..Default::default()
-                        },
-                        shifts: [0, 0],
-                        mix: None,
-                    },
-                ],
-            );
-            (
-                p,
-                PlanWeights { mats: vec![] },
-                vec![rand_mat(rows, n, 4.0)],
-                rows * n,
-            )
-        }
-        "layernorm" => {
-            // LayerNorm at ViT-B/16's width: 197 x 768, centred and scaled input.
-            let (n, d) = (197, 768);
-            let p = plan(
-                [input("x", n, d), vec![wire("y", n, d, shared)]].concat(),
-                vec![
-                    public(0),
-                    Step::LayerNorm {
-                        out: 2,
-                        x: 1,
-                        z: 1,
-                        eps: 1e-6,
-                        inv_sqrt: InvSqrtParams::default(),
-                        shifts: [0, 0],
-                        mix: None,
-                    },
-                ],
-            );
-            let x = rand_mat(n, d, 3.0).map(|v| v / (d as f64).sqrt());
-            (p, PlanWeights { mats: vec![] }, vec![x], n * d)
-        }
-        "matmul" => {
-            // ViT-B/16's scores: 12 heads of 197 x 64 by 64 x 197.
-            let (n, r, h) = (197, 768, 12);
-            let p = plan(
-                [
-                    input("q", n, 2 * r),
-                    vec![
-                        wire("a", n, r, shared),
-                        wire("b", n, r, shared),
-                        wire("s", h * n, n, shared),
-                    ],
-                ]
-                .concat(),
-                vec![
-                    public(0),
-                    Step::Slice {
-                        out: 2,
-                        x: 1,
-                        from: 0,
-                        to: r,
-                    },
-                    Step::Slice {
-                        out: 3,
-                        x: 1,
-                        from: r,
-                        to: 2 * r,
-                    },
-                    Step::HeadMatMul {
-                        out: 4,
-                        a: 2,
-                        b: 3,
-                        heads: h,
-                        kind: HeadProduct::Scores,
-                    },
-                ],
-            );
-            (
-                p,
-                PlanWeights { mats: vec![] },
-                vec![rand_mat(n, 2 * r, 0.3)],
-                h * n * n,
-            )
-        }
-        "linear-client" | "linear-shared" => {
-            let (n, d, r) = (197, 768, 300);
-            let w = rand_mat(d, r, 1.0 / (d as f64).sqrt());
-            let src = if name == "linear-client" { 0 } else { 1 };
-            let p = SecurePlan {
-                openings: vec![Opening {
-                    wire: src,
-                    rows: Rows::All,
-                    wide: false,
-                }],
-                weights: vec![WeightShape { rows: d, cols: r }],
-                ..plan(
-                    [input("x", n, d), vec![wire("y", n, r, shared)]].concat(),
-                    vec![
-                        public(0),
-                        Step::Open { open: 0 },
-                        Step::Linear {
-                            out: 2,
-                            terms: vec![Term::Private {
-                                open: 0,
-                                weight: 0,
-                                cls: false,
-                            }],
-                            bias: None,
-                            shift: 0,
-                        },
-                    ],
-                )
-            };
-            (
-                p,
-                PlanWeights { mats: vec![w] },
-                vec![rand_mat(n, d, 1.0)],
-                n * d,
-            )
-        }
-        "2quad-norm" => {
-            // 2Quad's row normalization at ViT-B/16: 12 heads x 197 queries over 197 keys,
-            // `w / sum_row w` for `w = x^2`, `x` the shifted scores (in [2, 8]).
-            let (rows, n) = (12 * 197, 197);
-            let p = plan(
-                [
-                    input("x", rows, n),
-                    vec![wire("e", rows, n, shared), wire("p", rows, n, shared)],
-                ]
-                .concat(),
-                vec![
-                    public(0),
-                    Step::Square {
-                        out: 2,
-                        x: 1,
-                        shift: 0,
-                    },
-                    Step::LayerNorm {
-                        out: 3,
-                        x: 2,
-                        z: 2,
-                        eps: 0.0,
-                        inv_sqrt: InvSqrtParams {
-                            power: 2,
-                            squares: false,
-                            ..Default::default()
-                        },
-                        shifts: [0, 0],
-                        mix: None,
-                    },
-                ],
-            );
-            let x = rand_mat(rows, n, 3.0).map(|v| v + 5.0);
-            (p, PlanWeights { mats: vec![] }, vec![x], rows * n)
-        }
-        other => panic!("unknown protocol {other}"),
     }
+}
+
+/// ViT-B/16's MLP activations (ReLU, square, GELU) and its scores' exp and row max.
+fn activation(b: &mut Inputs, name: &str) -> ProtocolPlan {
+    let shared = WireKind::Shared;
+    // ViT-B/16's MLP (197 x 3072) for the activations; its attention scores
+    // (12 heads x 197 queries over 197 keys) for exp and max.
+    let (n, c) = match name {
+        "exp" | "max" => (12 * 197, 197),
+        _ => (197, 3072),
+    };
+    let bits = crate::plan::lower::RELU_BITS;
+    let (act, out_cols) = match name {
+        "relu" => (
+            Step::Relu {
+                out: 2,
+                x: 1,
+                bits,
+                shift: 0,
+            },
+            c,
+        ),
+        "gelu" | "exp" => (
+            Step::Spline {
+                out: 2,
+                x: 1,
+                func: match name {
+                    "gelu" => SplineFn::Gelu,
+                    _ => SplineFn::Exp,
+                },
+                bits,
+            },
+            c,
+        ),
+        "max" => (Step::RowMax { out: 2, x: 1, bits }, 1),
+        _ => (
+            Step::Square {
+                out: 2,
+                x: 1,
+                shift: 0,
+            },
+            c,
+        ),
+    };
+    let p = plan(
+        [input("x", n, c), vec![wire("y", n, out_cols, shared)]].concat(),
+        vec![public(0), act],
+    );
+    let x = match name {
+        "exp" => b.rand_mat(n, c, 8.0).map(|v| v - 8.0),
+        _ => b.rand_mat(n, c, 3.0),
+    };
+    (p, PlanWeights { mats: vec![] }, vec![x], n * c)
+}
+
+/// Softmax over ViT-B/16's scores.
+fn softmax(b: &mut Inputs) -> ProtocolPlan {
+    let shared = WireKind::Shared;
+    // Softmax over ViT-B/16's scores: max tree, shift, exp, row normalization.
+    let (rows, n) = (12 * 197, 197);
+    let bits = crate::plan::lower::RELU_BITS;
+    let p = plan(
+        [
+            input("s", rows, n),
+            vec![
+                wire("m", rows, 1, shared),
+                wire("x", rows, n, shared),
+                wire("e", rows, n, shared),
+                wire("p", rows, n, shared),
+            ],
+        ]
+        .concat(),
+        vec![
+            public(0),
+            Step::RowMax { out: 2, x: 1, bits },
+            Step::Shift {
+                out: 3,
+                x: 1,
+                by: 2,
+            },
+            Step::Spline {
+                out: 4,
+                x: 3,
+                func: SplineFn::Exp,
+                bits,
+            },
+            Step::LayerNorm {
+                out: 5,
+                x: 4,
+                z: 4,
+                eps: 0.0,
+                inv_sqrt: InvSqrtParams {
+                    power: 2,
+                    squares: false,
+                    min_exp: -1,
+                    max_exp: 9,
+                    ..Default::default()
+                },
+                shifts: [0, 0],
+                mix: None,
+            },
+        ],
+    );
+    (
+        p,
+        PlanWeights { mats: vec![] },
+        vec![b.rand_mat(rows, n, 4.0)],
+        rows * n,
+    )
+}
+
+/// LayerNorm at ViT-B/16's width.
+fn layernorm(b: &mut Inputs) -> ProtocolPlan {
+    let shared = WireKind::Shared;
+    // LayerNorm at ViT-B/16's width: 197 x 768, centred and scaled input.
+    let (n, d) = (197, 768);
+    let p = plan(
+        [input("x", n, d), vec![wire("y", n, d, shared)]].concat(),
+        vec![
+            public(0),
+            Step::LayerNorm {
+                out: 2,
+                x: 1,
+                z: 1,
+                eps: 1e-6,
+                inv_sqrt: InvSqrtParams::default(),
+                shifts: [0, 0],
+                mix: None,
+            },
+        ],
+    );
+    let x = b.rand_mat(n, d, 3.0).map(|v| v / (d as f64).sqrt());
+    (p, PlanWeights { mats: vec![] }, vec![x], n * d)
+}
+
+/// A head-wise product at ViT-B/16's scores.
+fn matmul(b: &mut Inputs) -> ProtocolPlan {
+    let shared = WireKind::Shared;
+    // ViT-B/16's scores: 12 heads of 197 x 64 by 64 x 197.
+    let (n, r, h) = (197, 768, 12);
+    let p = plan(
+        [
+            input("q", n, 2 * r),
+            vec![
+                wire("a", n, r, shared),
+                wire("b", n, r, shared),
+                wire("s", h * n, n, shared),
+            ],
+        ]
+        .concat(),
+        vec![
+            public(0),
+            Step::Slice {
+                out: 2,
+                x: 1,
+                from: 0,
+                to: r,
+            },
+            Step::Slice {
+                out: 3,
+                x: 1,
+                from: r,
+                to: 2 * r,
+            },
+            Step::HeadMatMul {
+                out: 4,
+                a: 2,
+                b: 3,
+                heads: h,
+                kind: HeadProduct::Scores,
+            },
+        ],
+    );
+    (
+        p,
+        PlanWeights { mats: vec![] },
+        vec![b.rand_mat(n, 2 * r, 0.3)],
+        h * n * n,
+    )
+}
+
+/// A private linear map of the client's input or of a shared wire.
+fn linear(b: &mut Inputs, name: &str) -> ProtocolPlan {
+    let shared = WireKind::Shared;
+    let (n, d, r) = (197, 768, 300);
+    let w = b.rand_mat(d, r, 1.0 / (d as f64).sqrt());
+    let src = if name == "linear-client" { 0 } else { 1 };
+    let p = SecurePlan {
+        openings: vec![Opening {
+            wire: src,
+            rows: Rows::All,
+            wide: false,
+        }],
+        weights: vec![WeightShape { rows: d, cols: r }],
+        ..plan(
+            [input("x", n, d), vec![wire("y", n, r, shared)]].concat(),
+            vec![
+                public(0),
+                Step::Open { open: 0 },
+                Step::Linear {
+                    out: 2,
+                    terms: vec![Term::Private {
+                        open: 0,
+                        weight: 0,
+                        cls: false,
+                    }],
+                    bias: None,
+                    shift: 0,
+                },
+            ],
+        )
+    };
+    (
+        p,
+        PlanWeights { mats: vec![w] },
+        vec![b.rand_mat(n, d, 1.0)],
+        n * d,
+    )
+}
+
+/// 2Quad's row normalization at ViT-B/16.
+fn quad_norm(b: &mut Inputs) -> ProtocolPlan {
+    let shared = WireKind::Shared;
+    // 2Quad's row normalization at ViT-B/16: 12 heads x 197 queries over 197 keys,
+    // `w / sum_row w` for `w = x^2`, `x` the shifted scores (in [2, 8]).
+    let (rows, n) = (12 * 197, 197);
+    let p = plan(
+        [
+            input("x", rows, n),
+            vec![wire("e", rows, n, shared), wire("p", rows, n, shared)],
+        ]
+        .concat(),
+        vec![
+            public(0),
+            Step::Square {
+                out: 2,
+                x: 1,
+                shift: 0,
+            },
+            Step::LayerNorm {
+                out: 3,
+                x: 2,
+                z: 2,
+                eps: 0.0,
+                inv_sqrt: InvSqrtParams {
+                    power: 2,
+                    squares: false,
+                    ..Default::default()
+                },
+                shifts: [0, 0],
+                mix: None,
+            },
+        ],
+    );
+    let x = b.rand_mat(rows, n, 3.0).map(|v| v + 5.0);
+    (p, PlanWeights { mats: vec![] }, vec![x], rows * n)
 }
 
 pub const PROTOCOLS: [&str; 11] = [

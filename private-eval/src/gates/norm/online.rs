@@ -9,6 +9,7 @@ use super::super::GateError;
 use crate::arith::fixed::encode_at;
 use crate::arith::ring;
 use crate::plan::layout::{head_assemble, head_operands, Grid};
+use crate::plan::shapes::{norm_products, numerator_len, variance_shift, MixShape, NormProduct};
 use crate::plan::{CmpWidth, HeadProduct, InvSqrtParams, NormMix, WireId};
 use crate::protocols::compare::check_cmp;
 use crate::protocols::correlations::{CmpMat, Triple};
@@ -139,7 +140,6 @@ impl State<'_> {
         products: Vec<PairMat>,
         z_trunc: Option<TruncMat>,
     ) -> Result<Vec<u64>, GateError> {
-        use crate::plan::shapes::{norm_products, numerator_len, variance_shift, MixShape};
         let (x, z, params) = (norm.x, norm.z, norm.params);
         let f = self.fx.frac_bits;
         let (rows, d, c) = self.plan.norm_shape(x, z);
@@ -147,29 +147,14 @@ impl State<'_> {
         let mix = MixShape::of(self.plan, x, &norm.mix.as_ref().map(|m| m.0));
         let zs_bits = mix.map_or(0, |_| f);
         let shapes = norm_products(self.plan, rows, c, params, sv, zs_bits);
-        let sq_len = if params.squares { rows * d } else { 0 };
-        let z_len = match norm.shifts[1] {
-            0 => 0,
-            _ => numerator_len(rows, d, c, mix),
-        };
-        let fits = square.c.len() == sq_len / d.max(1)
-            && square.x.fits(sq_len, norm.shifts[0])
-            && products.len() == shapes.len()
-            && products.iter().zip(&shapes).all(|(m, s)| {
-                let squares = if s.pair { s.b.0 } else { 0 };
-                let p = &m.product;
-                p.a.fits(s.a.0, s.a.1)
-                    && p.b.fits(s.b.0, s.b.1)
-                    && p.c.len() == s.out
-                    && m.square_c.len() == squares
-            })
-            && z_trunc.as_ref().map(|t| (t.mask.len(), t.bits))
-                == (z_len > 0).then_some((z_len, norm.shifts[1]))
-            && match (&norm.mix, mix) {
-                (Some((_, ts)), Some(m)) => head_triples_fit(ts, m.heads, (m.m, m.k, m.n)),
-                _ => true,
-            };
-        if !fits {
+        if !norm.fits(
+            (rows, d, c),
+            mix,
+            &shapes,
+            &square,
+            &products,
+            z_trunc.as_ref(),
+        ) {
             return Err(GateError::Material(
                 "fused norm material of the norm's shape".into(),
             ));
@@ -294,6 +279,43 @@ pub(super) struct FusedNorm<'a> {
     pub(super) params: &'a InvSqrtParams,
     pub(super) shifts: [u32; 2],
     pub(super) mix: Option<(NormMix, Vec<Triple>)>,
+}
+
+impl FusedNorm<'_> {
+    /// Whether the dealer's material fits the norm's shapes: its square, products, the
+    /// numerator's truncation and the mixing product's triples.
+    fn fits(
+        &self,
+        (rows, d, c): (usize, usize, usize),
+        mix: Option<MixShape>,
+        shapes: &[NormProduct],
+        square: &SquareMat,
+        products: &[PairMat],
+        z_trunc: Option<&TruncMat>,
+    ) -> bool {
+        let sq_len = if self.params.squares { rows * d } else { 0 };
+        let z_len = match self.shifts[1] {
+            0 => 0,
+            _ => numerator_len(rows, d, c, mix),
+        };
+        square.c.len() == sq_len / d.max(1)
+            && square.x.fits(sq_len, self.shifts[0])
+            && products.len() == shapes.len()
+            && products.iter().zip(shapes).all(|(m, s)| {
+                let squares = if s.pair { s.b.0 } else { 0 };
+                let p = &m.product;
+                p.a.fits(s.a.0, s.a.1)
+                    && p.b.fits(s.b.0, s.b.1)
+                    && p.c.len() == s.out
+                    && m.square_c.len() == squares
+            })
+            && z_trunc.map(|t| (t.mask.len(), t.bits))
+                == (z_len > 0).then_some((z_len, self.shifts[1]))
+            && match (&self.mix, mix) {
+                (Some((_, ts)), Some(m)) => head_triples_fit(ts, m.heads, (m.m, m.k, m.n)),
+                _ => true,
+            }
+    }
 }
 
 /// Segments `(intercept, slope)` of the piecewise-linear `v^(-exponent)`: index 0 is
