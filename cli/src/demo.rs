@@ -178,7 +178,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
                 .fold(0.0, f64::max),
         );
     }
-    let mut online: Vec<f64> = result.iter().map(|r| r.online_s).collect();
+    let online: Vec<f64> = result.iter().map(|r| r.online_s).collect();
     let r0 = &result[0];
     println!(
         "private accuracy on {n} test images: {:.2}% ({correct}/{n})",
@@ -192,7 +192,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
         a.network,
         r0.online_bytes,
         r0.rounds,
-        cryptpeft_private_eval::bench::median(&mut online),
+        cryptpeft_types::stats::median(&online).unwrap_or(f64::NAN),
         r0.offline_bytes
     );
     println!("checkpoint: {}", ckpt.display());

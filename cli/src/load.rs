@@ -17,7 +17,7 @@ use cryptpeft_deploy::setup_cache::SetupCache;
 use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::model::OwcModel;
 use cryptpeft_private_eval::transport::{Channel, MsgKind, Stats, TransportError};
-use cryptpeft_private_eval::{bench, hidden, reference};
+use cryptpeft_private_eval::{hidden, reference};
 use cryptpeft_types::NetworkProfile;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
@@ -448,7 +448,7 @@ fn run_phase(
         logits_off_by_more_than_1e_2: off,
         wall_s,
         inferences_per_s: completed as f64 / wall_s,
-        latency_median_s: bench::median(&mut latencies),
+        latency_median_s: cryptpeft_types::stats::median(&latencies).unwrap_or(f64::NAN),
         latency_p95_s: p95,
         dealer_idle_rss_mb: dealer_idle,
         server_idle_rss_mb: server_idle,

@@ -31,9 +31,8 @@ fn spec(
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
+fn median(xs: Vec<f64>) -> f64 {
+    cryptpeft_types::stats::median(&xs).expect("at least one run")
 }
 
 fn main() {

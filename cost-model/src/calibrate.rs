@@ -18,9 +18,9 @@ use cryptpeft_types::NetworkProfile;
 
 use crate::constants::Constants;
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
+/// The median of a non-empty list of timings.
+fn median(xs: Vec<f64>) -> f64 {
+    cryptpeft_types::stats::median(&xs).expect("at least one timing")
 }
 
 /// Median seconds of `f` over `reps` runs (after one warm-up).

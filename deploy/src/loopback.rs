@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::baseline::BaselineModel;
-use cryptpeft_private_eval::bench::median;
 use cryptpeft_private_eval::model::OwcModel;
 use cryptpeft_private_eval::online::exec::StepTrace;
 use cryptpeft_private_eval::party::Party;
 use cryptpeft_private_eval::plan::lower::{self, LowerOptions};
 use cryptpeft_private_eval::plan::*;
 use cryptpeft_private_eval::{reference, transport};
+use cryptpeft_types::stats::median;
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
 
@@ -189,11 +189,11 @@ fn bench_plan(
             .iter()
             .map(|r| cryptpeft_private_eval::arith::tensor::max_abs_diff(&r.logits, want))
             .fold(0.0, f64::max);
-        let mut online: Vec<f64> = reports.iter().map(|r| r.online_s).collect();
+        let online: Vec<f64> = reports.iter().map(|r| r.online_s).collect();
         let all = online.clone();
-        let mut offline: Vec<f64> = reports.iter().map(|r| r.offline_s).collect();
-        let mut connect: Vec<f64> = reports.iter().map(|r| r.connect_s).collect();
-        let mut material: Vec<f64> = reports.iter().map(|r| r.material_s).collect();
+        let offline: Vec<f64> = reports.iter().map(|r| r.offline_s).collect();
+        let connect: Vec<f64> = reports.iter().map(|r| r.connect_s).collect();
+        let material: Vec<f64> = reports.iter().map(|r| r.material_s).collect();
         let mid = reports.len() / 2;
         let r = &reports[mid];
         Ok(SecureBench {
@@ -210,16 +210,16 @@ fn bench_plan(
             setup_bytes: r.setup_bytes,
             rounds: r.rounds,
             depth_bound,
-            online_s: median(&mut online),
+            online_s: median(&online).unwrap_or(f64::NAN),
             online_s_all: all,
-            material_s: median(&mut material),
+            material_s: median(&material).unwrap_or(f64::NAN),
             streamed: r.streamed,
-            offline_s: median(&mut offline),
+            offline_s: median(&offline).unwrap_or(f64::NAN),
             max_abs_logit_err: err,
             tls,
             online_wire_bytes: r.online_wire_bytes,
             handshake_bytes: r.handshake_bytes,
-            connect_s: median(&mut connect),
+            connect_s: median(&connect).unwrap_or(f64::NAN),
             steps: r.steps.clone(),
         })
     });

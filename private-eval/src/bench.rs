@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cryptpeft_types::stats::median;
 use cryptpeft_types::NetworkProfile;
 use serde::Serialize;
 
@@ -10,17 +11,6 @@ use crate::arith::tensor::Mat;
 use crate::online::local;
 use crate::plan::*;
 use crate::transport::{self, FramedChannel, TransportConfig};
-
-/// The median (the mean of the middle two for an even count); sorts `xs`.
-pub fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
 
 /// One row of `results/protocols.csv`.
 #[derive(Debug, Serialize, Clone)]
@@ -439,6 +429,6 @@ pub fn bench_protocol(
         });
     }
     let mut row = row.expect("at least one run");
-    row.median_s = median(&mut secs);
+    row.median_s = median(&secs).unwrap_or(f64::NAN);
     Ok(row)
 }

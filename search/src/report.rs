@@ -18,6 +18,7 @@ use crate::space::SpaceFile;
 use crate::study::{point_of, write_atomic, Study};
 use crate::study::{State, Trial};
 use crate::verify::{self, Measured};
+use cryptpeft_types::stats::median;
 
 /// One front member on one profile.
 #[derive(Debug, Clone)]
@@ -481,17 +482,20 @@ pub fn reference_seconds(genomes: &Space, pricer: &Pricer) -> Vec<f64> {
     slowest
 }
 
-/// The median of `xs` (none when empty).
-fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    (n > 0).then(|| (xs[(n - 1) / 2] + xs[n / 2]) / 2.0)
-}
-
 /// The strategy's own time per trial beside the training's (medians).
 fn proposal_time(trials: &[Trial]) -> Option<String> {
-    let propose = median(trials.iter().filter_map(|t| t.propose_seconds).collect())?;
-    let train = median(trials.iter().filter_map(|t| t.train_seconds).collect())?;
+    let propose = median(
+        &trials
+            .iter()
+            .filter_map(|t| t.propose_seconds)
+            .collect::<Vec<_>>(),
+    )?;
+    let train = median(
+        &trials
+            .iter()
+            .filter_map(|t| t.train_seconds)
+            .collect::<Vec<_>>(),
+    )?;
     Some(format!(
         "Proposal time (surrogate fit and acquisition included): median {:.1} ms per trial, \
          {:.1}% of the median training time ({:.2} s).",

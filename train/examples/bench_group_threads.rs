@@ -23,9 +23,8 @@ fn arg(i: usize, default: usize) -> usize {
         .map_or(default, |s| s.parse().expect("a whole number"))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    cryptpeft_types::stats::median(&v).expect("at least one repeat")
 }
 
 fn main() {

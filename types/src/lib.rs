@@ -8,6 +8,7 @@ mod error;
 pub mod files;
 pub mod memory;
 mod network;
+pub mod stats;
 
 pub use adapter::{Activation, AdapterSpec, AttentionKind, NormKind};
 pub use backbone::BackboneSpec;
