@@ -175,14 +175,15 @@ fn bench_plan(
             return Err(e);
         }
     };
+    // The server stops first, so it unregisters at a dealer still listening.
+    let server_stop = AtomicBool::new(false);
     let out = std::thread::scope(|s| {
-        let st = stop.clone();
-        let srv = &server;
+        let (st, srv) = (&server_stop, &server);
         let serving = s.spawn(move || srv.serve(sl, || st.load(Ordering::Relaxed)));
         let result: Result<Vec<roles::ClientReport>, RoleError> = (0..repeat.max(1))
             .map(|_| roles::run_client(&saddr, &daddr, hidden, &config))
             .collect();
-        stop.store(true, Ordering::Relaxed);
+        server_stop.store(true, Ordering::Relaxed);
         serving.join().expect("server thread")?;
         let reports: Vec<roles::ClientReport> = result?;
         let err = reports

@@ -140,7 +140,7 @@ impl Gate for Linear<'_> {
                     let corr = ab
                         .next()
                         .ok_or_else(|| bad("one correlation per private term"))?;
-                    ring::add_assign(&mut acc, &private_term(st, (open, weight, cls), corr)?);
+                    private_term(st, (open, weight, cls), &corr, &mut acc)?;
                 }
             }
         }
@@ -230,13 +230,14 @@ impl Gate for Linear<'_> {
     }
 }
 
-/// One party's share of a private term `x W` (the opening's rows, or its first row for
-/// a class-token term) with the dealer's correlation `corr` of its shape.
+/// Adds one party's share of a private term `x W` (the opening's rows, or its first row
+/// for a class-token term) to `acc`, with the dealer's correlation `corr` of its shape.
 fn private_term(
     st: &State<'_>,
     (open, weight, cls): (usize, WeightId, bool),
-    corr: Vec<u64>,
-) -> Result<Vec<u64>, GateError> {
+    corr: &[u64],
+    acc: &mut [u64],
+) -> Result<(), GateError> {
     let op = &st.plan.openings[open];
     let ws = st.plan.weights[weight];
     let rows = if cls {
@@ -247,23 +248,23 @@ fn private_term(
     if corr.len() != rows * ws.cols {
         return Err(bad("correlations of the term's shape"));
     }
-    let mut acc = corr;
+    ring::add_assign(acc, corr);
     let cut = |v: Vec<u64>| if cls { v[..ws.rows].to_vec() } else { v };
     match &st.keys {
         Keys::Client(k) => {
             let x = cut(st.rows_of(op.wire, op.rows));
             let e = k.e[weight].as_ref().expect("masked weight");
-            ring::add_assign(&mut acc, &matmul(&x, e, rows, ws.rows, ws.cols));
+            ring::add_assign(acc, &matmul(&x, e, rows, ws.rows, ws.cols));
         }
         Keys::Server(k) => {
             let m = cut(st.opened[open].clone().expect("opened before use"));
             let b = k.b[weight].as_ref().expect("masked weight");
-            ring::add_assign(&mut acc, &matmul(&m, b, rows, ws.rows, ws.cols));
+            ring::add_assign(acc, &matmul(&m, b, rows, ws.rows, ws.cols));
             if !st.zero[op.wire] {
                 let x = cut(st.rows_of(op.wire, op.rows));
-                ring::add_assign(&mut acc, &matmul(&x, &k.w[weight], rows, ws.rows, ws.cols));
+                ring::add_assign(acc, &matmul(&x, &k.w[weight], rows, ws.rows, ws.cols));
             }
         }
     }
-    Ok(acc)
+    Ok(())
 }
