@@ -14,19 +14,6 @@ use cryptpeft_types::{BackboneSpec, NetworkProfile};
 
 use crate::secure::ProtocolArgs;
 
-/// CrypTen 0.4.1's counts measured on this machine (docs/DESIGN.md section 6): online bytes
-/// (both directions), rounds and `wan` seconds modelled as compute + bytes at 400 Mbit/s
-/// + 8 ms per round.
-fn crypten(name: &str) -> Option<(u64, u64, f64)> {
-    match name {
-        "h1-r300-s1" => Some((56_500_000, 19, 1.51)),
-        "h2-r120-s2" => Some((48_900_000, 37, 1.52)),
-        "sft-1" => Some((1_260_000_000, 168, 30.0)),
-        "sft-2" => Some((2_530_000_000, 335, 60.0)),
-        _ => None,
-    }
-}
-
 #[derive(Args)]
 pub struct BaselinesArgs {
     /// Adapters (h,r,s) measured against the baselines.
@@ -81,7 +68,10 @@ pub fn run(a: BaselinesArgs) -> Result<(), String> {
     // but still holds would count against it.
     for &kind in &a.measure {
         let sym = BaselineModel::symbolic(kind, bb.clone(), 100)?;
-        check_memory(kind, &sym.lower(opts).map_err(|e| e.to_string())?.0)?;
+        loopback::check_memory(
+            &kind.to_string(),
+            &sym.lower(opts).map_err(|e| e.to_string())?.0,
+        )?;
     }
     let mut rows: Vec<Row> = Vec::new();
     match measure(&a, &bb, &mut rows) {
@@ -136,29 +126,6 @@ fn measure(a: &BaselinesArgs, bb: &BackboneSpec, rows: &mut Vec<Row>) -> Result<
         }
     }
     Ok(())
-}
-
-/// Peak memory of an end-to-end run per byte of the setup `E`, which the run holds in
-/// several forms (the server's weights and masks, the message, the client's copy, the
-/// frames): LoRA at ViT-B/16 peaked at 14.6 GB with a 2.36 GB setup (6.2x), all roles
-/// in one process.
-const PEAK_PER_SETUP_BYTE: f64 = 7.0;
-
-/// Refuses an end-to-end run that would not fit in memory, before it starts.
-fn check_memory(
-    kind: Baseline,
-    plan: &cryptpeft_private_eval::plan::SecurePlan,
-) -> Result<(), String> {
-    let need = PEAK_PER_SETUP_BYTE * cryptpeft_private_eval::online::comm::setup_bytes(plan) as f64;
-    match cryptpeft_types::memory::available_bytes() {
-        Some(avail) if need > avail => Err(format!(
-            "{kind}: an end-to-end run needs about {:.1} GB of memory, {:.1} GB are available; \
-             leave it out of --measure to price it only",
-            need / 1e9,
-            avail / 1e9
-        )),
-        _ => Ok(()),
-    }
 }
 
 fn row(
@@ -231,16 +198,16 @@ fn write_csv(out: &std::path::Path, rows: &[Row]) -> Result<(), String> {
                 String::new(),
             ),
         };
-        let cr = crypten(&r.model);
+        let cr = cryptpeft_cost_model::crypten_reference(&r.model);
         let mut line = format!(
             "{},{},{basis},{repeat},{bytes},{rounds},{secs},{:.4},{},{err},{},{},{}",
             r.network,
             r.model,
             r.predicted_s,
             r.offline_bytes,
-            cr.map_or(String::new(), |c| c.0.to_string()),
-            cr.map_or(String::new(), |c| c.1.to_string()),
-            cr.map_or(String::new(), |c| c.2.to_string()),
+            cr.map_or(String::new(), |c| c.online_bytes.to_string()),
+            cr.map_or(String::new(), |c| c.rounds.to_string()),
+            cr.map_or(String::new(), |c| c.wan_s.to_string()),
         );
         for n in &names {
             // Measured against measured; a priced baseline against the adapter's price.

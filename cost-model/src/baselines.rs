@@ -60,3 +60,30 @@ pub fn all(
         .map(|&k| price(k, bb, classes, profile, c, LowerOptions::default()))
         .collect()
 }
+
+/// What CrypTen 0.4.1 took for the same model, measured on this machine (the paper's
+/// MPC framework): online bytes (both directions), rounds, and `wan` seconds modelled
+/// as compute plus bytes at 400 Mbit/s plus 8 ms per round.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CryptenReference {
+    pub online_bytes: u64,
+    pub rounds: u64,
+    pub wan_s: f64,
+}
+
+/// CrypTen's figures for a model by its label (an adapter's `h1-r300-s1`, `sft-1`), where
+/// they were measured.
+pub fn crypten_reference(label: &str) -> Option<CryptenReference> {
+    let (online_bytes, rounds, wan_s) = match label {
+        "h1-r300-s1" => (56_500_000, 19, 1.51),
+        "h2-r120-s2" => (48_900_000, 37, 1.52),
+        "sft-1" => (1_260_000_000, 168, 30.0),
+        "sft-2" => (2_530_000_000, 335, 60.0),
+        _ => return None,
+    };
+    Some(CryptenReference {
+        online_bytes,
+        rounds,
+        wan_s,
+    })
+}

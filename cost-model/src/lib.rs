@@ -6,7 +6,8 @@
 //! * [`price::cost`]: `SecurePlan` x `NetworkProfile` x [`Constants`] -> [`CostReport`].
 //! * [`shape::plan_shape_only`]: the plan of a spec without weights (fast, for search).
 //! * [`paper::paper_linear`]: the paper's linear surrogate, as a second model.
-//! * [`baselines`]: prices of the SFT / PEFT baselines' plans under MPC.
+//! * [`baselines`]: prices of the SFT / PEFT baselines' plans under MPC, and CrypTen's
+//!   figures for them.
 
 pub mod baselines;
 pub mod calibrate;
@@ -15,6 +16,7 @@ pub mod paper;
 pub mod price;
 pub mod shape;
 
+pub use baselines::{crypten_reference, CryptenReference};
 pub use calibrate::{calibrate, calibrate_to};
 pub use constants::Constants;
 pub use paper::{paper_linear, PaperNetwork};

@@ -14,7 +14,7 @@ use cryptpeft_private_eval::baseline::{Baseline, BaselineModel};
 use cryptpeft_private_eval::model::OwcModel;
 use cryptpeft_private_eval::plan::lower;
 use cryptpeft_types::{
-    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
+    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind, PAPER_SELECTED,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,36 +36,12 @@ struct Fixture {
     records: Vec<Record>,
 }
 
-/// The paper's selected (h, r, s), as in `experiments/paper_configs.yaml`.
-const PAPER: [(usize, usize, usize); 20] = [
-    (10, 180, 2),
-    (2, 300, 2),
-    (1, 300, 1),
-    (12, 180, 3),
-    (12, 300, 1),
-    (2, 120, 2),
-    (1, 300, 1),
-    (1, 180, 1),
-    (12, 300, 1),
-    (4, 180, 1),
-    (1, 180, 2),
-    (1, 300, 2),
-    (1, 300, 1),
-    (12, 120, 3),
-    (10, 300, 1),
-    (4, 120, 1),
-    (1, 240, 1),
-    (1, 120, 1),
-    (12, 60, 1),
-    (6, 180, 1),
-];
-
 fn records() -> Vec<Record> {
     let bb = BackboneSpec::vit_b16();
     let c = Constants::shipped();
     let wan: NetworkProfile = "wan".parse().unwrap();
     let mut plans = Vec::new();
-    for &(h, r, s) in &PAPER {
+    for &(h, r, s) in &PAPER_SELECTED {
         let spec = AdapterSpec::paper(h, r, s);
         let model = OwcModel::symbolic(spec.clone(), bb.clone(), 100);
         plans.push((

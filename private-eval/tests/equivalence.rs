@@ -15,7 +15,7 @@ use cryptpeft_private_eval::model::OwcModel;
 use cryptpeft_private_eval::plan::{PlanWeights, SecurePlan};
 use cryptpeft_private_eval::{hidden, online::local, plan::lower, transport::memory_pair};
 use cryptpeft_types::{
-    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind,
+    Activation, AdapterSpec, AttentionKind, BackboneSpec, NetworkProfile, NormKind, PAPER_SELECTED,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,31 +36,6 @@ struct Fixture {
     commit: String,
     records: Vec<Record>,
 }
-
-/// The paper's selected configurations (h, r, s), as in `experiments/paper_configs.yaml`:
-/// wan and lan, utility and efficiency first, five datasets.
-const PAPER: [(usize, usize, usize); 20] = [
-    (10, 180, 2),
-    (2, 300, 2),
-    (1, 300, 1),
-    (12, 180, 3),
-    (12, 300, 1),
-    (2, 120, 2),
-    (1, 300, 1),
-    (1, 180, 1),
-    (12, 300, 1),
-    (4, 180, 1),
-    (1, 180, 2),
-    (1, 300, 2),
-    (1, 300, 1),
-    (12, 120, 3),
-    (10, 300, 1),
-    (4, 120, 1),
-    (1, 240, 1),
-    (1, 120, 1),
-    (12, 60, 1),
-    (6, 180, 1),
-];
 
 fn record(
     label: String,
@@ -84,7 +59,7 @@ fn record(
 fn records() -> Vec<Record> {
     let mut out = Vec::new();
     let bb = BackboneSpec::vit_b16();
-    for (i, &(h, r, s)) in PAPER.iter().enumerate() {
+    for (i, &(h, r, s)) in PAPER_SELECTED.iter().enumerate() {
         let spec = AdapterSpec::paper(h, r, s);
         let model = OwcModel::random(spec.clone(), bb.clone(), 100, i as u64);
         let x = hidden::random(s + 1, bb.tokens(), bb.hidden_dim, i as u64);

@@ -101,6 +101,32 @@ fn half() -> f64 {
     0.5
 }
 
+/// The configurations `(h, r, s)` the paper's search selected for ViT-B/16, as in
+/// `experiments/paper_configs.yaml`: wan then lan, utility then efficiency first, and
+/// CIFAR-10, CIFAR-100, Flowers102, SVHN, Food101 in each.
+pub const PAPER_SELECTED: [(usize, usize, usize); 20] = [
+    (10, 180, 2),
+    (2, 300, 2),
+    (1, 300, 1),
+    (12, 180, 3),
+    (12, 300, 1),
+    (2, 120, 2),
+    (1, 300, 1),
+    (1, 180, 1),
+    (12, 300, 1),
+    (4, 180, 1),
+    (1, 180, 2),
+    (1, 300, 2),
+    (1, 300, 1),
+    (12, 120, 3),
+    (10, 300, 1),
+    (4, 120, 1),
+    (1, 240, 1),
+    (1, 120, 1),
+    (12, 60, 1),
+    (6, 180, 1),
+];
+
 impl AdapterSpec {
     /// The paper's adapter `(h, r, s)` with its defaults (1 block, LinAtten, ReLU, affine, 0.5).
     pub fn paper(heads: usize, rank: usize, scope: usize) -> Self {

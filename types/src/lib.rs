@@ -10,7 +10,7 @@ pub mod memory;
 mod network;
 pub mod stats;
 
-pub use adapter::{Activation, AdapterSpec, AttentionKind, NormKind};
+pub use adapter::{Activation, AdapterSpec, AttentionKind, NormKind, PAPER_SELECTED};
 pub use backbone::BackboneSpec;
 pub use error::SpecError;
 pub use network::NetworkProfile;

@@ -70,10 +70,6 @@ impl Gate for Linear<'_> {
         Ok(())
     }
 
-    fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
-        Vec::new()
-    }
-
     fn material_bytes(&self, plan: &SecurePlan, party: Party) -> u64 {
         Corrections::of(party).ring(private_terms(plan, self.terms).sum())
     }

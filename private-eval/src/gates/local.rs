@@ -32,22 +32,6 @@ impl Gate for Slice {
         Ok(())
     }
 
-    fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
-        Vec::new()
-    }
-
-    fn material_bytes(&self, _: &SecurePlan, _: Party) -> u64 {
-        0
-    }
-
-    fn draw(&self, _: &SecurePlan, _: Party, _: &mut Prg) -> StepMat {
-        StepMat::Nothing
-    }
-
-    fn fill(&self, _: &mut Dealing<'_>, _: [&mut StepMat; 2]) -> Result<(), String> {
-        Ok(())
-    }
-
     fn run(
         &self,
         st: &mut State<'_>,
@@ -66,8 +50,6 @@ impl Gate for Slice {
         m.elem(Party::Server, n);
     }
 
-    fn dealer_work(&self, _: &SecurePlan, _: &mut DealerWork) {}
-
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let y = ev.get(self.x).cols_range(self.from, self.to);
         ev.set(self.out, y);
@@ -84,22 +66,6 @@ impl Gate for Shift {
                 w.rows, w.cols, b.rows, b.cols
             ));
         }
-        Ok(())
-    }
-
-    fn messages(&self, _: &SecurePlan) -> Vec<Msg> {
-        Vec::new()
-    }
-
-    fn material_bytes(&self, _: &SecurePlan, _: Party) -> u64 {
-        0
-    }
-
-    fn draw(&self, _: &SecurePlan, _: Party, _: &mut Prg) -> StepMat {
-        StepMat::Nothing
-    }
-
-    fn fill(&self, _: &mut Dealing<'_>, _: [&mut StepMat; 2]) -> Result<(), String> {
         Ok(())
     }
 
@@ -126,8 +92,6 @@ impl Gate for Shift {
             m.elem(p, 2.0 * size(plan, self.x) as f64);
         }
     }
-
-    fn dealer_work(&self, _: &SecurePlan, _: &mut DealerWork) {}
 
     fn plain(&self, ev: &mut plain::Values<'_>) {
         let (mut x, by) = (ev.get(self.x), ev.get(self.by));

@@ -94,8 +94,10 @@ pub(crate) trait Gate {
     /// exist, and parameters this release runs exactly.
     fn check(&self, plan: &SecurePlan) -> Result<(), String>;
 
-    /// The frames the step sends, in order.
-    fn messages(&self, plan: &SecurePlan) -> Vec<Msg>;
+    /// The frames the step sends, in order (a local step: none).
+    fn messages(&self, _plan: &SecurePlan) -> Vec<Msg> {
+        Vec::new()
+    }
 
     /// Whether frame `msg` is one a fused protocol could do without (a truncation's
     /// exchange, ReLU's select, the reveal): the dependency-depth bound leaves it out.
@@ -104,14 +106,20 @@ pub(crate) trait Gate {
     }
 
     /// Bytes of `party`'s corrections in its seeded half (what travels beyond the seed).
-    fn material_bytes(&self, plan: &SecurePlan, party: Party) -> u64;
+    fn material_bytes(&self, _plan: &SecurePlan, _party: Party) -> u64 {
+        0
+    }
 
     /// `party`'s material with every random part drawn from `prg` and every correction
-    /// zero: the dealer fills the corrections, a party reads them.
-    fn draw(&self, plan: &SecurePlan, party: Party, prg: &mut Prg) -> StepMat;
+    /// zero: the dealer fills the corrections, a party reads them (none by default).
+    fn draw(&self, _plan: &SecurePlan, _party: Party, _prg: &mut Prg) -> StepMat {
+        StepMat::Nothing
+    }
 
-    /// The dealer's corrections of both halves (drawn by [`Gate::draw`]).
-    fn fill(&self, dealer: &mut Dealing<'_>, m: [&mut StepMat; 2]) -> Result<(), String>;
+    /// The dealer's corrections of both halves (drawn by `Gate::draw`).
+    fn fill(&self, _dealer: &mut Dealing<'_>, _m: [&mut StepMat; 2]) -> Result<(), String> {
+        Ok(())
+    }
 
     /// This party's half of the step on shares; the client's `Some` is the revealed
     /// value.
@@ -129,8 +137,8 @@ pub(crate) trait Gate {
     /// server share is known to be zero).
     fn meter(&self, plan: &SecurePlan, zero: &[bool], m: &mut dyn Meter);
 
-    /// What the dealer computes for the step.
-    fn dealer_work(&self, plan: &SecurePlan, w: &mut DealerWork);
+    /// What the dealer computes for the step (nothing by default).
+    fn dealer_work(&self, _plan: &SecurePlan, _w: &mut DealerWork) {}
 }
 
 /// Each party's work and frames in `step`, for the cost model (`Gate::meter`).

@@ -33,10 +33,6 @@ impl Gate for Open {
         }]
     }
 
-    fn material_bytes(&self, _: &SecurePlan, _: Party) -> u64 {
-        0
-    }
-
     fn draw(&self, plan: &SecurePlan, party: Party, prg: &mut Prg) -> StepMat {
         match party {
             Party::Client => {

@@ -36,18 +36,6 @@ impl Gate for Reveal {
         true
     }
 
-    fn material_bytes(&self, _: &SecurePlan, _: Party) -> u64 {
-        0
-    }
-
-    fn draw(&self, _: &SecurePlan, _: Party, _: &mut Prg) -> StepMat {
-        StepMat::Nothing
-    }
-
-    fn fill(&self, _: &mut Dealing<'_>, _: [&mut StepMat; 2]) -> Result<(), String> {
-        Ok(())
-    }
-
     fn run(
         &self,
         st: &mut State<'_>,
@@ -79,8 +67,6 @@ impl Gate for Reveal {
         m.ser(Party::Client, n as u64 * 8);
         m.elem(Party::Client, 2.0 * n as f64);
     }
-
-    fn dealer_work(&self, _: &SecurePlan, _: &mut DealerWork) {}
 
     fn plain(&self, ev: &mut plain::Values<'_>) {
         ev.out = ev.get(self.wire).data;
