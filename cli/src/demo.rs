@@ -13,7 +13,7 @@ use cryptpeft_deploy::roles;
 use cryptpeft_deploy::security::Role;
 use cryptpeft_private_eval::{arith::tensor::Mat, model::OwcModel, reference, transport};
 use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
-use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
+use cryptpeft_train::{train_adapter, Method, TrainConfig};
 use cryptpeft_train::{backbone::Vit, cpu};
 use cryptpeft_types::{AdapterSpec, NetworkProfile};
 

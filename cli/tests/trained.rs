@@ -14,7 +14,7 @@ use cryptpeft_private_eval::{
     model::OwcModel, online::local, plan::lower, reference, transport::memory_pair,
 };
 use cryptpeft_train::data::{DataConfig, DatasetKind};
-use cryptpeft_train::train::{train_adapter, Method, TrainConfig};
+use cryptpeft_train::{train_adapter, Method, TrainConfig};
 use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, NetworkProfile, NormKind};
 
 const IMAGES: usize = 4;

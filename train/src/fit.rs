@@ -28,12 +28,12 @@ use rand_chacha::ChaCha8Rng;
 use crate::backbone::Vit;
 use crate::baselines::{PeftModel, TailModel};
 use crate::cache::{progress_bar, FeatureSet};
+use crate::config::{EpochStats, OptimizerConfig, TrainConfig};
 use crate::data::{random_resized_crop_flip, ImageSet, Preprocess};
 use crate::fault;
 use crate::owc::OwcModel;
 use crate::resume::{self, Streams};
 use crate::st::HostTensor;
-use crate::train::{EpochStats, OptimizerConfig, TrainConfig};
 
 /// Where a batch's inputs come from.
 pub enum Source<'a> {

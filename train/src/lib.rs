@@ -13,6 +13,7 @@
 pub mod backbone;
 pub mod baselines;
 pub mod cache;
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod fault;
@@ -25,11 +26,9 @@ pub mod states;
 pub mod train;
 
 pub use burn;
+pub use config::{DeviceChoice, EpochStats, Method, OptimizerConfig, TrainConfig};
 pub use error::{Result, TrainError};
-pub use train::{
-    final_norm_init, fit_owc, owc_accuracy, train_adapter, DeviceChoice, EpochStats, Method,
-    OptimizerConfig, TrainConfig, TrainReport,
-};
+pub use train::{final_norm_init, fit_owc, owc_accuracy, train_adapter, TrainReport};
 
 /// The default CPU device (ndarray backend, as docs/DESIGN.md section 4 asks; burn 0.22 marks it
 /// deprecated in favour of `flex`).

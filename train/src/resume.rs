@@ -16,8 +16,8 @@ use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::{EpochStats, TrainConfig};
 use crate::error::{Result, TrainError};
-use crate::train::{EpochStats, TrainConfig};
 
 /// Where the shuffle and augmentation streams stand (ChaCha word positions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::plan::*;
 use crate::preprocessing::material::{Binding, Material, StepMat};
 
 pub use crate::gates::keys::ModelMasks;
-pub use crate::protocols::correlations::{cmp_material, relu_material};
+pub use crate::protocols::compare::{cmp_material, relu_material};
 
 /// The dealer's walk over a plan for one session, a step at a time: each half's random
 /// parts drawn from its own seed (each gate's `draw`, [`crate::gates`]), then the corrections filled in. A step's

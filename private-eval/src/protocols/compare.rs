@@ -3,10 +3,11 @@
 //! against public thresholds (the splines', the norms' guesses, the row maximum's), which
 //! may carry another protocol's bytes in their frame.
 
+use crate::arith::prg::Prg;
 use crate::arith::ring;
 use crate::party::Party;
 use crate::plan::CmpWidth;
-use crate::protocols::correlations::{CmpMat, ReluMat};
+use crate::protocols::correlations::{draw_cmp, draw_relu, CmpMat, ReluMat};
 use crate::protocols::dcf::{self, DcfKey};
 use crate::protocols::open_both;
 use crate::transport::{Channel, MsgKind, TransportError};
@@ -286,11 +287,27 @@ pub fn fill_cmp(m0: &mut CmpMat, m1: &mut CmpMat) {
     }
 }
 
+/// Both halves of ReLU material for `n` values truncated by `shift` (tests and
+/// benchmarks).
+pub fn relu_material(n: usize, bits: u32, shift: u32, rng: &mut Prg) -> [ReluMat; 2] {
+    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
+    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_relu(&mut prgs[p.index()], p, n, bits, shift));
+    fill_relu(&mut m0, &mut m1);
+    [m0, m1]
+}
+
+/// Both halves of comparison material for `n` values (tests and benchmarks).
+pub fn cmp_material(n: usize, width: CmpWidth, rng: &mut Prg) -> [CmpMat; 2] {
+    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
+    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_cmp(&mut prgs[p.index()], p, n, width));
+    fill_cmp(&mut m0, &mut m1);
+    [m0, m1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::arith::prg::Prg;
-    use crate::protocols::correlations::{cmp_material, relu_material};
     use crate::transport::memory_pair;
     use cryptpeft_types::NetworkProfile;
     use std::time::Duration;

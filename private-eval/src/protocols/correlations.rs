@@ -6,7 +6,6 @@
 use crate::arith::prg::Prg;
 use crate::party::Party;
 use crate::plan::CmpWidth;
-use crate::protocols::compare::{fill_cmp, fill_relu};
 use crate::protocols::dcf::{Bit, Cws, DcfKey, Group, Pair};
 use crate::protocols::fused::{Operand, PairMat, ProductMat, SquareMat};
 use crate::protocols::trunc::TruncMat;
@@ -212,21 +211,4 @@ pub fn draw_cmp(prg: &mut Prg, party: Party, n: usize, width: CmpWidth) -> CmpMa
         br: share_or_zero(prg, party, n),
         keys: keys(prg, party, n, &Cws::empty()),
     }
-}
-
-/// Both halves of ReLU material for `n` values truncated by `shift` (tests and
-/// benchmarks).
-pub fn relu_material(n: usize, bits: u32, shift: u32, rng: &mut Prg) -> [ReluMat; 2] {
-    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_relu(&mut prgs[p.index()], p, n, bits, shift));
-    fill_relu(&mut m0, &mut m1);
-    [m0, m1]
-}
-
-/// Both halves of comparison material for `n` values (tests and benchmarks).
-pub fn cmp_material(n: usize, width: CmpWidth, rng: &mut Prg) -> [CmpMat; 2] {
-    let mut prgs = [rng.next_u128(), rng.next_u128()].map(Prg::new);
-    let [mut m0, mut m1] = Party::BOTH.map(|p| draw_cmp(&mut prgs[p.index()], p, n, width));
-    fill_cmp(&mut m0, &mut m1);
-    [m0, m1]
 }
