@@ -12,9 +12,8 @@ use clap::Args;
 use cryptpeft_deploy::roles;
 use cryptpeft_deploy::security::Role;
 use cryptpeft_private_eval::{arith::tensor::Mat, model::OwcModel, reference, transport};
-use cryptpeft_train::data::{DataConfig, DatasetKind, Preprocess, Split};
+use cryptpeft_train::data::{DataConfig, DatasetKind};
 use cryptpeft_train::{train_adapter, Method, TrainConfig};
-use cryptpeft_train::{backbone::Vit, cpu};
 use cryptpeft_types::{AdapterSpec, NetworkProfile};
 
 type Res = Result<(), String>;
@@ -120,7 +119,8 @@ pub fn demo(mut a: DemoArgs) -> Res {
     );
     let model = OwcModel::load(&ckpt).map_err(|e| e.to_string())?;
     let backbone = cfg.backbone.clone().unwrap();
-    let (per_image, labels) = hidden_states(&backbone, &cfg.data, cfg.seed, &model, a.images)?;
+    let (per_image, labels) =
+        cryptpeft_client::hidden_states(&backbone, &cfg.data, cfg.seed, &model, a.images)?;
     let n = per_image.len();
 
     eprintln!(
@@ -199,48 +199,6 @@ pub fn demo(mut a: DemoArgs) -> Res {
     Ok(())
 }
 
-/// What the client computes in plaintext: the hidden states entering the adapter's
-/// scope for the first `n` test images of `data`, through the backbone at `backbone`;
-/// with the images' labels.
-pub fn hidden_states(
-    backbone: &std::path::Path,
-    data: &DataConfig,
-    seed: u64,
-    model: &OwcModel,
-    n: usize,
-) -> Result<(Vec<Vec<Mat>>, Vec<u32>), String> {
-    let device = cpu();
-    let vit = Vit::load(backbone, None, &device).map_err(|e| e.to_string())?;
-    let test = data.load(Split::Test, seed).map_err(|e| e.to_string())?;
-    let n = n.min(test.len());
-    let test = test.select(&(0..n).collect::<Vec<_>>());
-    let bb = &model.backbone;
-    let pixels = Preprocess::new(bb.image_size, bb.channels, data).apply_set(&test, None);
-    let images = burn::tensor::Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(pixels, [n, bb.channels, bb.image_size, bb.image_size]),
-        &device,
-    );
-    let states = vit.hidden_states(images);
-    let first = bb.layers - model.spec.scope;
-    let per_image = (0..n)
-        .map(|i| {
-            states[first..]
-                .iter()
-                .map(|t| {
-                    let one = t.clone().narrow(0, i, 1);
-                    let v: Vec<f32> = one.into_data().try_to_vec::<f32>().expect("f32 states");
-                    Mat::new(
-                        bb.tokens(),
-                        bb.hidden_dim,
-                        v.into_iter().map(f64::from).collect(),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    Ok((per_image, test.labels.clone()))
-}
-
 /// Hidden states of digits test images through the shipped backbone.
 pub fn digits_hidden_states(
     model: &OwcModel,
@@ -248,5 +206,5 @@ pub fn digits_hidden_states(
 ) -> Result<(Vec<Vec<Mat>>, Vec<u32>), String> {
     let data = DataConfig::new(dataset("digits")?);
     let backbone = std::path::Path::new(DEFAULT_BACKBONE);
-    hidden_states(backbone, &data, 0, model, n)
+    cryptpeft_client::hidden_states(backbone, &data, 0, model, n)
 }

@@ -7,10 +7,10 @@ mod demo;
 #[cfg(feature = "train")]
 mod experiment;
 mod experiments;
-#[cfg(feature = "train")]
-mod images;
 mod load;
 mod precision;
+#[cfg(feature = "train")]
+mod random_backbone;
 mod rounds;
 mod secure;
 
@@ -89,7 +89,7 @@ enum Cmd {
     RandomHidden(secure::RandomHiddenArgs),
     /// Write a freshly initialised backbone (torchvision layout) to time the client.
     #[cfg(feature = "train")]
-    RandomBackbone(images::RandomBackboneArgs),
+    RandomBackbone(random_backbone::RandomBackboneArgs),
 }
 
 fn main() -> ExitCode {
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),
         Cmd::RandomHidden(a) => secure::random_hidden(a),
         #[cfg(feature = "train")]
-        Cmd::RandomBackbone(a) => images::random_backbone(a),
+        Cmd::RandomBackbone(a) => random_backbone::random_backbone(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

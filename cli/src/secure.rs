@@ -448,15 +448,15 @@ pub fn infer(a: InferArgs) -> Res {
 #[cfg(feature = "train")]
 fn infer_images(a: &InferArgs, config: &roles::RoleConfig) -> Res {
     let paths = match (&a.image, &a.images) {
-        (Some(p), _) => crate::images::image_paths(p, false)?,
-        (None, Some(d)) => crate::images::image_paths(d, true)?,
+        (Some(p), _) => cryptpeft_client::image_paths(p, false)?,
+        (None, Some(d)) => cryptpeft_client::image_paths(d, true)?,
         (None, None) => return Err("give --hidden-states, --image or --images".into()),
     };
     let check = match &a.check_against {
         Some(p) => Some(OwcModel::load(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => None,
     };
-    let reports = crate::images::run(
+    let reports = cryptpeft_client::run(
         &a.backbone,
         &paths,
         (&a.server, &a.dealer),

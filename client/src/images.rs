@@ -1,7 +1,8 @@
-//! The client from images: the public backbone runs here in burn (CPU or wgpu) on each image,
-//! preprocessed like the trainer's data, and its hidden states go into the secure
-//! part with the server. Each image is its own session; the model's setup `E` comes
-//! from the setup cache after the first.
+//! From image files to private logits: the public backbone runs here in burn (CPU or
+//! wgpu) on each image, preprocessed like the trainer's data, and each hidden state goes
+//! into the online phase with the server as soon as its layer has run. Each image is its
+//! own session over one connection; the model's setup `E` comes from the setup cache
+//! after the first.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -12,9 +13,10 @@ use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::model::OwcModel;
 use cryptpeft_private_eval::reference;
 use cryptpeft_train::backbone::Vit;
+use cryptpeft_train::burn;
 use cryptpeft_train::burn::prelude::Device;
 use cryptpeft_train::data::{image_files, read_images, DataConfig, DatasetKind, Preprocess};
-use cryptpeft_train::{cpu, DeviceChoice};
+use cryptpeft_train::DeviceChoice;
 use serde::Serialize;
 
 /// One image's private inference.
@@ -189,67 +191,4 @@ pub fn run(
         b.finish_and_clear();
     }
     Ok(out)
-}
-
-/// Arguments of `random-backbone`.
-#[derive(clap::Args)]
-pub struct RandomBackboneArgs {
-    /// Backbone shape (vit-b16, vit-mini, ...), changed by the options below.
-    #[arg(long, default_value = "vit-b16")]
-    backbone: String,
-    /// Image side in pixels.
-    #[arg(long)]
-    image: Option<usize>,
-    /// Patch side in pixels.
-    #[arg(long)]
-    patch: Option<usize>,
-    /// Hidden width d.
-    #[arg(long)]
-    width: Option<usize>,
-    #[arg(long)]
-    layers: Option<usize>,
-    #[arg(long)]
-    heads: Option<usize>,
-    /// MLP width (default: 4 x width when the width changes).
-    #[arg(long)]
-    mlp: Option<usize>,
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-}
-
-/// Writes a freshly initialised backbone in torchvision's layout: a stand-in for a
-/// pretrained one where only its time and memory matter.
-pub fn random_backbone(a: RandomBackboneArgs) -> Result<(), String> {
-    let mut spec =
-        cryptpeft_types::BackboneSpec::by_name(&a.backbone).map_err(|e| e.to_string())?;
-    let changed = [a.image, a.patch, a.width, a.layers, a.heads, a.mlp]
-        .iter()
-        .any(Option::is_some);
-    spec.image_size = a.image.unwrap_or(spec.image_size);
-    spec.patch_size = a.patch.unwrap_or(spec.patch_size);
-    spec.layers = a.layers.unwrap_or(spec.layers);
-    spec.heads = a.heads.unwrap_or(spec.heads);
-    if let Some(w) = a.width {
-        spec.hidden_dim = w;
-        spec.mlp_dim = 4 * w;
-    }
-    spec.mlp_dim = a.mlp.unwrap_or(spec.mlp_dim);
-    if changed {
-        spec.name = format!(
-            "random-vit-i{}-p{}-d{}-l{}-h{}",
-            spec.image_size, spec.patch_size, spec.hidden_dim, spec.layers, spec.heads
-        );
-    }
-    if spec.image_size % spec.patch_size != 0 || spec.hidden_dim % spec.heads != 0 {
-        return Err(format!(
-            "{}: the patch must divide the image and the heads the width",
-            spec.name
-        ));
-    }
-    eprintln!("{}: {:?}", a.out.display(), spec);
-    Vit::init(&spec, 1000, a.seed, &cpu())
-        .save(&a.out)
-        .map_err(|e| e.to_string())
 }
