@@ -10,13 +10,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use cryptpeft_deploy::attack::Abandon;
 use cryptpeft_deploy::keys::Deployment;
 use cryptpeft_deploy::roles::{self, ClientReport, RoleConfig};
 use cryptpeft_deploy::security::{Role, Security};
 use cryptpeft_deploy::setup_cache::SetupCache;
 use cryptpeft_private_eval::arith::tensor::Mat;
 use cryptpeft_private_eval::model::OwcModel;
-use cryptpeft_private_eval::transport::{Channel, MsgKind, Stats, TransportError};
+use cryptpeft_private_eval::transport::MsgKind;
 use cryptpeft_private_eval::{hidden, reference};
 use cryptpeft_types::NetworkProfile;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -146,58 +147,6 @@ impl Proc {
                     .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
             })
             .map_or(0.0, |kb| kb / 1024.0)
-    }
-}
-
-/// A client's channel that disappears after `left` operations: the connection is
-/// dropped without a word, as by a client that crashes or walks away.
-struct Abandon<C: Channel> {
-    inner: Option<C>,
-    left: usize,
-}
-
-impl<C: Channel> Abandon<C> {
-    fn tick(&mut self) -> Result<&mut C, TransportError> {
-        if self.left == 0 {
-            self.inner = None;
-        }
-        self.left = self.left.saturating_sub(1);
-        self.inner
-            .as_mut()
-            .ok_or_else(|| TransportError::Broken("abandoned by the load test".into()))
-    }
-}
-
-impl<C: Channel> Channel for Abandon<C> {
-    fn send(&mut self, kind: MsgKind, payload: &[u8]) -> Result<(), TransportError> {
-        self.tick()?.send(kind, payload)
-    }
-    fn recv(&mut self, kind: MsgKind) -> Result<Vec<u8>, TransportError> {
-        self.tick()?.recv(kind)
-    }
-    fn stats(&self) -> Stats {
-        self.inner.as_ref().map_or_else(Stats::default, C::stats)
-    }
-    fn reset_rounds(&mut self) {
-        if let Some(c) = &mut self.inner {
-            c.reset_rounds()
-        }
-    }
-    fn session(&self) -> u64 {
-        self.inner.as_ref().map_or(0, C::session)
-    }
-    fn set_session(&mut self, id: u64) {
-        if let Some(c) = &mut self.inner {
-            c.set_session(id)
-        }
-    }
-    fn flush(&mut self) -> Result<(), TransportError> {
-        self.tick()?.flush()
-    }
-    fn limit(&mut self, kind: MsgKind, max_bytes: u64) {
-        if let Some(c) = &mut self.inner {
-            c.limit(kind, max_bytes)
-        }
     }
 }
 
@@ -467,12 +416,12 @@ fn session_ops(
     input: &[Mat],
     config: &RoleConfig,
 ) -> Result<usize, String> {
-    let mut chan = Abandon {
-        inner: Some(roles::connect_server(server, config).map_err(|e| e.to_string())?),
-        left: usize::MAX,
-    };
+    let mut chan = Abandon::after(
+        roles::connect_server(server, config).map_err(|e| e.to_string())?,
+        usize::MAX,
+    );
     roles::run_client_over(&mut chan, server, dealer, input, config).map_err(|e| e.to_string())?;
-    Ok(usize::MAX - chan.left)
+    Ok(chan.used())
 }
 
 fn abandoning_session(
@@ -482,10 +431,10 @@ fn abandoning_session(
     config: &RoleConfig,
     left: usize,
 ) -> Result<(), String> {
-    let mut chan = Abandon {
-        inner: Some(roles::connect_server(server, config).map_err(|e| e.to_string())?),
+    let mut chan = Abandon::after(
+        roles::connect_server(server, config).map_err(|e| e.to_string())?,
         left,
-    };
+    );
     roles::run_client_over(&mut chan, server, dealer, input, config)
         .map(|_| ())
         .map_err(|e| e.to_string())

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-use cryptpeft_private_eval::transport::{MsgKind, HEADER_LEN};
+use cryptpeft_private_eval::transport::{Channel, MsgKind, Stats, TransportError, HEADER_LEN};
 
 /// Where attackers connect from.
 pub const ATTACKER_ADDRESS: &str = "127.0.0.2";
@@ -175,5 +175,95 @@ impl Peer for TcpStream {
 impl Peer for Tls {
     fn gone(&mut self, wait: Duration) -> bool {
         closed_within(&mut self.sock, wait).is_some()
+    }
+}
+
+/// A client's channel that disappears after a number of operations: the connection is
+/// dropped without a word, as by a client that crashes or walks away (`load-test`'s
+/// abandoning clients).
+pub struct Abandon<C: Channel> {
+    inner: Option<C>,
+    left: usize,
+    budget: usize,
+}
+
+impl<C: Channel> Abandon<C> {
+    /// `inner`, dropped at its operation number `left` (counting from 0).
+    pub fn after(inner: C, left: usize) -> Self {
+        Abandon {
+            inner: Some(inner),
+            left,
+            budget: left,
+        }
+    }
+
+    /// Operations made so far.
+    pub fn used(&self) -> usize {
+        self.budget - self.left
+    }
+
+    fn tick(&mut self) -> Result<&mut C, TransportError> {
+        if self.left == 0 {
+            self.inner = None;
+        }
+        self.left = self.left.saturating_sub(1);
+        self.inner
+            .as_mut()
+            .ok_or_else(|| TransportError::Broken("abandoned by the client".into()))
+    }
+}
+
+impl<C: Channel> Channel for Abandon<C> {
+    fn send(&mut self, kind: MsgKind, payload: &[u8]) -> Result<(), TransportError> {
+        self.tick()?.send(kind, payload)
+    }
+    fn recv(&mut self, kind: MsgKind) -> Result<Vec<u8>, TransportError> {
+        self.tick()?.recv(kind)
+    }
+    fn stats(&self) -> Stats {
+        self.inner.as_ref().map_or_else(Stats::default, C::stats)
+    }
+    fn reset_rounds(&mut self) {
+        if let Some(c) = &mut self.inner {
+            c.reset_rounds()
+        }
+    }
+    fn session(&self) -> u64 {
+        self.inner.as_ref().map_or(0, C::session)
+    }
+    fn set_session(&mut self, id: u64) {
+        if let Some(c) = &mut self.inner {
+            c.set_session(id)
+        }
+    }
+    fn flush(&mut self) -> Result<(), TransportError> {
+        self.tick()?.flush()
+    }
+    fn limit(&mut self, kind: MsgKind, max_bytes: u64) {
+        if let Some(c) = &mut self.inner {
+            c.limit(kind, max_bytes)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptpeft_private_eval::transport::memory_pair;
+    use cryptpeft_types::NetworkProfile;
+
+    #[test]
+    fn an_abandoning_channel_breaks_at_its_operation_and_counts_what_it_did() {
+        let (c, mut s) = memory_pair(NetworkProfile::none(), Duration::from_secs(1));
+        let mut a = Abandon::after(c, 2);
+        a.send(MsgKind::Open, &[1]).unwrap();
+        a.send(MsgKind::Open, &[2]).unwrap();
+        assert_eq!(a.used(), 2);
+        let e = a.send(MsgKind::Open, &[3]).unwrap_err();
+        assert!(e.to_string().contains("abandoned"), "{e}");
+        // The peer got the two frames, then finds the link gone.
+        assert_eq!(s.recv(MsgKind::Open).unwrap(), vec![1]);
+        assert_eq!(s.recv(MsgKind::Open).unwrap(), vec![2]);
+        assert!(s.recv(MsgKind::Open).is_err());
     }
 }
