@@ -1,18 +1,21 @@
-//! One module per kind of plan step (a gate), each owning its whole life: what the
-//! dealer draws from each party's seed and corrects, what goes on the wire (frames and
-//! their bytes), the online computation on shares, the plaintext meaning, and the
-//! frames a fused protocol could do without (the dependency-depth bound).
+//! One module per kind of plan step (a gate), each owning its whole life: what a peer's
+//! plan may carry for it, what the dealer draws from each party's seed and corrects,
+//! what goes on the wire (frames and their bytes), the online computation on shares,
+//! the plaintext meaning, the operations the cost model prices, and the frames a fused
+//! protocol could do without (the dependency-depth bound).
 //!
 //! The dealer ([`crate::preprocessing::dealer`]), the material's length
 //! ([`crate::online::comm::material_bytes`]), the frames and rounds
-//! ([`crate::online::comm::simulate`]), the executor ([`crate::online::exec`]) and the
-//! plaintext interpreter ([`plain`]) walk a plan and ask `gate` for each step's
-//! module; none of them knows a step kind. The cryptographic building blocks the gates
-//! share (DCF keys, comparison, exact truncation, fused products) are in
-//! [`crate::protocols`].
+//! ([`crate::online::comm::simulate`]), the executor ([`crate::online::exec`]), the
+//! plaintext interpreter ([`plain`]), the plan check and the cost model walk a plan and
+//! ask `gate` for each step's module; none of them knows a step kind. The cryptographic
+//! building blocks the gates share (DCF keys, comparison, exact truncation, fused
+//! products, their material) are in [`crate::protocols`].
 //!
 //! Adding a gate: a `Step` variant in [`crate::plan`] (its fields, `reads` and `name`),
-//! a module here implementing `Gate`, and its arm in `gate`.
+//! a module here implementing `Gate`, its arm in `gate`, and, if it draws material, a
+//! [`StepMat`] variant with the fields that travel listed in
+//! [`crate::preprocessing::material::corrections`].
 
 mod check;
 mod head_matmul;

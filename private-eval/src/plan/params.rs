@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// LayerNorm's inverse square root: comparison thresholds and Newton iterations.
 /// Without Newton, under exact truncation, the comparison's piecewise guess is the
-/// answer, `v^(-power/2)` ([`SecurePlan::direct_guess`]).
+/// answer, `v^(-power/2)` ([`super::SecurePlan::direct_guess`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct InvSqrtParams {
     /// Thresholds are `2^(min_exp + k / per_octave)`, for `k` in `0..(max_exp-min_exp)*per_octave`.
@@ -157,7 +157,7 @@ impl SplineFn {
 
 impl InvSqrtParams {
     /// Whether a norm of these parameters is fused under exact truncation
-    /// ([`SecurePlan::fused_norm`]): Newton's step and at most a square of the root.
+    /// ([`super::SecurePlan::fused_norm`]): Newton's step and at most a square of the root.
     pub fn fusable(&self) -> bool {
         self.newton > 0 && self.power <= 2
     }
