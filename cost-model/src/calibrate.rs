@@ -68,13 +68,42 @@ pub fn calibrate() -> Constants {
     let machine = machine_description();
     let mut rng = Prg::new(7);
     let threads = rayon::current_num_threads();
-    let kernel = Kernel::detect();
-    let matmul_tile = match kernel {
+    let (matmul_tile, matmul_call_s, matmul_gops, matmul_pack_per_s) = matmul_speed(&mut rng);
+    let dcf = dcf_speed(&mut rng);
+    let (relu_level_s, relu_value_s, relu_keygen_levels_per_s) = relu_speed(&mut rng);
+    let (elementwise_per_s, serialize_bytes_per_s, prg_words_per_s) = local_speed(&mut rng);
+    let (frame_latency_s, socket_bytes_per_s) = socket_speed();
+    Constants {
+        machine,
+        threads,
+        matmul_gops,
+        matmul_call_s,
+        matmul_tile,
+        matmul_pack_per_s,
+        dcf_levels_per_s: dcf[0],
+        dcf_pool_levels_per_s: dcf[1],
+        dcf_pool_points_per_s: dcf[2],
+        dcf_keygen_levels_per_s: dcf[3],
+        relu_value_s,
+        relu_level_s,
+        relu_keygen_levels_per_s,
+        elementwise_per_s,
+        serialize_bytes_per_s,
+        socket_bytes_per_s,
+        frame_latency_s,
+        step_overhead_s: 2e-6,
+        prg_words_per_s,
+    }
+}
+
+/// The ring matmul's micro-tile, the cost of a tiny call, its multiply-add rate and its
+/// packing rate: a tiny call, an 8-row call (packing-dominated) and a large one.
+fn matmul_speed(rng: &mut Prg) -> ([usize; 2], f64, f64, f64) {
+    let matmul_tile = match Kernel::detect() {
         Kernel::Avx512 => [8, 16],
         Kernel::Avx2 => [4, 4],
         Kernel::Portable => [4, 8],
     };
-    // Ring matmul: a tiny call, an 8-row call (packing-dominated) and a large one.
     let (k, n) = (768, 304);
     let a = rng.gen(200 * k);
     let b = rng.gen(k * n);
@@ -85,7 +114,12 @@ pub fn calibrate() -> Constants {
     let matmul_gops = (ops200 - ops8) / (t200 - t8).max(1e-9) / 1e9;
     let pack = (t8 - call - ops8 / (matmul_gops * 1e9)).max(1e-7);
     let matmul_pack_per_s = (k * n) as f64 / pack;
+    (matmul_tile, call, matmul_gops, matmul_pack_per_s)
+}
 
+/// The comparisons' DCF rates: levels per second on one thread, per level and per point
+/// over the pool, and key generation.
+fn dcf_speed(rng: &mut Prg) -> [f64; 4] {
     // Comparisons' DCF: 256 keys at one point each, one thread (cache-resident keys) ...
     let pair = |rng: &mut Prg| dcf::Pair([rng.next_u64(), rng.next_u64()]);
     let key = |bits: usize, rng: &mut Prg| {
@@ -93,7 +127,7 @@ pub fn calibrate() -> Constants {
         dcf::gen_keys(alpha, beta, bits, rng)[0].clone()
     };
     let full = CmpWidth::FULL.domain();
-    let keys: Vec<DcfKey<dcf::Pair>> = (0..256).map(|_| key(full, &mut rng)).collect();
+    let keys: Vec<DcfKey<dcf::Pair>> = (0..256).map(|_| key(full, rng)).collect();
     let pts: Vec<Vec<u64>> = (0..256).map(|_| vec![rng.next_u64() >> 1]).collect();
     let t_eval = single_thread(|| time(9, || DcfKey::eval_batch(&keys, &pts, full)));
     let dcf_levels_per_s = (256 * full) as f64 / t_eval;
@@ -135,8 +169,17 @@ pub fn calibrate() -> Constants {
     let dcf_pool_points_per_s = 1.0 / per_point;
     let t_gen = time(5, || cmp_material(1024, CmpWidth::FULL, &mut Prg::new(3)));
     let dcf_keygen_levels_per_s = (1024 * full) as f64 / t_gen;
-    // ReLU: a large batch at four widths separates the per-value cost from the
-    // per-level one.
+    [
+        dcf_levels_per_s,
+        dcf_pool_levels_per_s,
+        dcf_pool_points_per_s,
+        dcf_keygen_levels_per_s,
+    ]
+}
+
+/// ReLU's calibrated two-party time per tree level and per value, and its key
+/// generation rate: a large batch at four widths separates the two.
+fn relu_speed(rng: &mut Prg) -> (f64, f64, f64) {
     let big_n = 24_000;
     // The whole ReLU, both parties at once over a local pair (as they run here):
     // masking, the opening, the DCF, the bit exchange and the select.
@@ -162,7 +205,7 @@ pub fn calibrate() -> Constants {
     let runs: Vec<(f64, f64, f64)> = [16u32, 32, 48, 64]
         .into_iter()
         .map(|b| {
-            let (e, g) = relu_t(b, &mut rng);
+            let (e, g) = relu_t(b, rng);
             (levels(b), e, g)
         })
         .collect();
@@ -180,8 +223,12 @@ pub fn calibrate() -> Constants {
     let relu_level_s = per_level / big_n as f64;
     let relu_value_s = per_value / big_n as f64;
     let relu_keygen_levels_per_s = 4096.0 / fit(&|r| r.2).0;
+    (relu_level_s, relu_value_s, relu_keygen_levels_per_s)
+}
 
-    // Element-wise ring work, one thread: add, sub, copy and truncate on 1M elements.
+/// One thread's element-wise ring work (add, sub, copy and truncate on 1M elements),
+/// byte conversion and PRG rates.
+fn local_speed(rng: &mut Prg) -> (f64, f64, f64) {
     let m = 1 << 20;
     let x = rng.gen(m);
     let y = rng.gen(m);
@@ -198,8 +245,12 @@ pub fn calibrate() -> Constants {
     let t_ser = time(15, || bytes_to_u64s(&u64s_to_bytes(&x)));
     let serialize_bytes_per_s = 2.0 * 8.0 * m as f64 / t_ser;
     let prg_words_per_s = m as f64 / time(9, || Prg::new(5).gen(m));
+    (elementwise_per_s, serialize_bytes_per_s, prg_words_per_s)
+}
 
-    // Local socket pair, profile none: a large frame one way, then tiny ping-pongs.
+/// A local socket pair under profile none: the per-frame latency from tiny ping-pongs
+/// and the socket's rate from a large frame one way.
+fn socket_speed() -> (f64, f64) {
     let (mut c0, mut c1) = memory_pair(NetworkProfile::none(), Duration::from_secs(30));
     let big = 4 << 20;
     let payload = vec![7u8; big];
@@ -239,28 +290,7 @@ pub fn calibrate() -> Constants {
     });
     let frame_latency_s = t_ping / 2.0;
     let socket_bytes_per_s = big as f64 / (t_big - t_ping).max(1e-7);
-
-    Constants {
-        machine,
-        threads,
-        matmul_gops,
-        matmul_call_s: call,
-        matmul_tile,
-        matmul_pack_per_s,
-        dcf_levels_per_s,
-        dcf_pool_levels_per_s,
-        dcf_pool_points_per_s,
-        dcf_keygen_levels_per_s,
-        relu_value_s,
-        relu_level_s,
-        relu_keygen_levels_per_s,
-        elementwise_per_s,
-        serialize_bytes_per_s,
-        socket_bytes_per_s,
-        frame_latency_s,
-        step_overhead_s: 2e-6,
-        prg_words_per_s,
-    }
+    (frame_latency_s, socket_bytes_per_s)
 }
 
 /// Calibrates and writes the constants to `path` as YAML (with a header naming the
