@@ -259,7 +259,7 @@ fn network_sweep(
         true => format!("log10 bandwidth (Mbit/s), {} ms one way", delays[0]),
         false => format!("one-way delay (ms), {} Mbit/s", bandwidths[0]),
     };
-    cryptpeft_search::plot::measured_vs_model(
+    cryptpeft_plot::measured_vs_model(
         &dir.join("figure"),
         &format!("{}: {} per attention kind", e.name, base.label()),
         (&x_desc, "online latency per inference (ms)"),
@@ -498,7 +498,7 @@ fn accuracy_latency(
         }
     }
     for ((task, net), [ours, searched, base]) in groups {
-        cryptpeft_search::plot::labelled_points(
+        cryptpeft_plot::labelled_points(
             &dir.join(format!("figure-{task}-{net}")),
             &format!("{}: {task}, {net} ({backbone})", e.name),
             (

@@ -4,7 +4,7 @@ mod baselines;
 mod cost;
 #[cfg(feature = "train")]
 mod demo;
-#[cfg(feature = "train")]
+#[cfg(feature = "experiments")]
 mod experiment;
 mod experiments;
 mod load;
@@ -78,7 +78,7 @@ enum Cmd {
     /// CryptPEFT's adapters against SFT-1/2, LoRA and AdaptFormer under MPC at ViT-B/16.
     Baselines(baselines::BaselinesArgs),
     /// Run one of the paper's comparisons from experiments/NAME.yaml into results/NAME/.
-    #[cfg(feature = "train")]
+    #[cfg(feature = "experiments")]
     Experiment(experiment::ExperimentArgs),
     /// What TLS and exact truncation cost: bytes, rounds, seconds beside plaintext links
     /// with local truncation, for the paper's adapters on lan and wan.
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
         Cmd::Rounds(a) => rounds::rounds(a),
         Cmd::Precision(a) => precision::precision(a),
         Cmd::Baselines(a) => baselines::run(a),
-        #[cfg(feature = "train")]
+        #[cfg(feature = "experiments")]
         Cmd::Experiment(a) => experiment::run(a),
         Cmd::SecurityCost(a) => experiments::security_cost(a),
         Cmd::RandomCheckpoint(a) => secure::random_checkpoint(a),

@@ -322,7 +322,8 @@ pub fn write(r: &Replay, budgets: &[usize], out: &Path, title: &str) -> Result<S
         "hypervolume at the true front's nadir / true front's (mean)",
         &hv_curves,
         &names,
-    )?;
+    )
+    .map_err(Error::Other)?;
     plot::lines(
         &out.join("replay_front"),
         title,
@@ -330,6 +331,7 @@ pub fn write(r: &Replay, budgets: &[usize], out: &Path, title: &str) -> Result<S
         "share of the true front found (mean)",
         &share_curves,
         &names,
-    )?;
+    )
+    .map_err(Error::Other)?;
     Ok(md)
 }
