@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A row normalization's output error bound, in bits below 1, under which it may leave
+/// its output at `2f` ([`InvSqrtParams::row_split`]): `2^-11`, five times below the
+/// logits' budget of `1e-2` per layer it passes.
+pub const ROW_SPLIT_ERROR_BITS: u32 = 11;
+
 /// LayerNorm's inverse square root: comparison thresholds and Newton iterations.
 /// Without Newton, under exact truncation, the comparison's piecewise guess is the
 /// answer, `v^(-power/2)` ([`super::SecurePlan::direct_guess`]).
@@ -160,6 +165,20 @@ impl InvSqrtParams {
     /// ([`super::SecurePlan::fused_norm`]): Newton's step and at most a square of the root.
     pub fn fusable(&self) -> bool {
         self.newton > 0 && self.power <= 2
+    }
+
+    /// A fused row normalization's split (power 2): the bits `k` its `1/sum` keeps beyond
+    /// `f` in its last product while its numerator keeps `k` fewer, so that its output
+    /// lands at `2f` and the opening after it can carry it without a truncation exchange.
+    /// With sums in `[2^min_exp, 2^max_exp]` the output's error from either part is at
+    /// most `2^((max_exp - min_exp) / 2 - f)` at `k = (min_exp + max_exp) / 2`; a split is
+    /// taken only where that is at most `2^-ROW_SPLIT_ERROR_BITS` (a softmax's sums, in
+    /// `[1, n]`; not the default range of 28 octaves). `None`: the output stays at `3f`.
+    pub fn row_split(&self, f: u32) -> Option<u32> {
+        let (a, b) = (self.min_exp as i64, self.max_exp as i64);
+        let worst = (b - a + 1) / 2 - f as i64;
+        (self.power == 2 && worst <= -(ROW_SPLIT_ERROR_BITS as i64))
+            .then(|| ((a + b) / 2).clamp(0, f as i64) as u32)
     }
 
     pub fn thresholds(&self) -> Vec<f64> {

@@ -319,8 +319,8 @@ pub struct NormProduct {
 /// A fused norm's products in order: per Newton iteration two exchanges, `p = v y` with
 /// `y^2` (a pair: both see one truncation `u` of `y`), then `t = (p / 2) y^2` at `3f`,
 /// so that `y' = 1.5 u - t / 2 = u (1.5 - v u^2 / 2)` is Newton's step, at `3f`; then
-/// the numerator (at `f`) scaled by `y'` (LayerNorm, output at `2f`) or by `y'^2` kept at
-/// `2f` (a row normalization, output at `3f`). The variances `v`
+/// the numerator (at `f`) scaled by `y'` (LayerNorm, output at `2f`) or by `y'^2` (a row
+/// normalization, output at `2f` or `3f`, [`InvSqrtParams::row_split`]). The variances `v`
 /// carry `sv` bits above `f` ([`variance_shift`]), and so the first guess `y` `f + sv`;
 /// the numerator carries `zs` bits above `f`, truncated in the last product's opening.
 pub fn norm_products(
@@ -343,17 +343,25 @@ pub fn norm_products(
         let sy = if i == 0 { f + sv } else { 2 * f };
         v.extend([row(sv, sy, true), row(f + 1, 0, false)]);
     }
-    let scale = |a: u32| NormProduct {
+    let scale = |a: u32, b: u32| NormProduct {
         a: (rows, a),
-        b: (rows * c, zs),
+        b: (rows * c, zs + b),
         out: rows * c,
         pair: false,
     };
     match p.power {
-        // `u^2` at `2f` from one product of two openings of `y'`, then `z u^2` at `3f`:
-        // one product of the numerator's size instead of two.
-        2 => v.extend([row(2 * f, 2 * f, false), scale(0)]),
-        _ => v.push(scale(2 * f)),
+        // `u^2` at `2f` from one product of two openings of `y'`, then `z u^2`: one
+        // product of the numerator's size instead of two. Where the sums' range allows
+        // ([`InvSqrtParams::row_split`]), `u^2` keeps `k` bits more than `f` and `z` as
+        // many fewer, so the output lands at `2f`; else `u^2` stays at `2f`, output `3f`.
+        2 => {
+            let last = match p.row_split(f) {
+                Some(k) => scale(f - k, k),
+                None => scale(0, 0),
+            };
+            v.extend([row(2 * f, 2 * f, false), last])
+        }
+        _ => v.push(scale(2 * f, 0)),
     }
     v
 }

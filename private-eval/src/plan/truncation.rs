@@ -244,9 +244,11 @@ fn output_bits(
             };
             Some((*o, bits))
         }
-        Step::LayerNorm {
-            out: o, inv_sqrt, ..
-        } if inv_sqrt.fusable() => Some((*o, inv_sqrt.power * frac_bits)),
+        // A fused norm's output is at `2f`, a row normalization's at `3f` unless it splits.
+        Step::LayerNorm { out: o, inv_sqrt, .. } if inv_sqrt.fusable() => {
+            let split = inv_sqrt.power == 1 || inv_sqrt.row_split(frac_bits).is_some();
+            Some((*o, if split { frac_bits } else { 2 * frac_bits }))
+        }
         Step::HeadMatMul { out: o, .. }
         | Step::Square { out: o, .. }
         | Step::Spline { out: o, .. } => Some((*o, frac_bits)),
