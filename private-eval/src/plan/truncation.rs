@@ -245,7 +245,9 @@ fn output_bits(
             Some((*o, bits))
         }
         // A fused norm's output is at `2f`, a row normalization's at `3f` unless it splits.
-        Step::LayerNorm { out: o, inv_sqrt, .. } if inv_sqrt.fusable() => {
+        Step::LayerNorm {
+            out: o, inv_sqrt, ..
+        } if inv_sqrt.fusable() => {
             let split = inv_sqrt.power == 1 || inv_sqrt.row_split(frac_bits).is_some();
             Some((*o, if split { frac_bits } else { 2 * frac_bits }))
         }
