@@ -184,20 +184,6 @@ pub fn relu_seconds(c: &Constants, n: usize, bits: u32) -> f64 {
     n as f64 * (c.relu_value_s + levels * c.relu_level_s)
 }
 
-fn zero_wires(plan: &SecurePlan) -> Vec<bool> {
-    let mut z: Vec<bool> = plan
-        .wires
-        .iter()
-        .map(|w| matches!(w.kind, WireKind::ClientInput { .. }))
-        .collect();
-    for s in &plan.steps {
-        if let Step::Slice { out, x, .. } = s {
-            z[*out] = z[*x];
-        }
-    }
-    z
-}
-
 /// Prices `plan` under `profile` with the shared-machine deployment.
 pub fn cost(plan: &SecurePlan, profile: &NetworkProfile, constants: &Constants) -> CostReport {
     cost_with(plan, profile, constants, Deployment::SharedMachine)
@@ -210,7 +196,7 @@ pub fn cost_with(
     deployment: Deployment,
 ) -> CostReport {
     let comm = comm::simulate(plan);
-    let zero = zero_wires(plan);
+    let zero = gates::zero_wires(plan);
     let mut pr = Pricer {
         c,
         acts: [Vec::new(), Vec::new()],

@@ -149,6 +149,23 @@ pub fn meter(plan: &SecurePlan, step: &Step, zero: &[bool], m: &mut dyn Meter) {
     gate(step).meter(plan, zero, m)
 }
 
+/// The wires whose server share is zero: the client's inputs, and slices of them. The
+/// server skips its products with them (each gate's `meter` prices that), as the executor
+/// does when it runs the plan.
+pub fn zero_wires(plan: &SecurePlan) -> Vec<bool> {
+    let mut z: Vec<bool> = plan
+        .wires
+        .iter()
+        .map(|w| matches!(w.kind, crate::plan::WireKind::ClientInput { .. }))
+        .collect();
+    for s in &plan.steps {
+        if let Step::Slice { out, x, .. } = s {
+            z[*out] = z[*x];
+        }
+    }
+    z
+}
+
 /// What the dealer computes for a whole session of `plan`.
 pub fn dealer_work(plan: &SecurePlan) -> DealerWork {
     let mut w = DealerWork::default();
