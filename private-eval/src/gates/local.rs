@@ -40,7 +40,6 @@ impl Gate for Slice {
     ) -> Result<Option<Vec<u64>>, GateError> {
         let g = st.grid(self.x);
         st.shares[self.out] = Some(g.cols_range(self.from, self.to).data);
-        st.zero[self.out] = st.zero[self.x];
         Ok(None)
     }
 

@@ -23,7 +23,7 @@ pub(crate) struct State<'a> {
     pub plan: &'a SecurePlan,
     pub keys: Keys<'a>,
     pub shares: Vec<Option<Vec<u64>>>,
-    /// Wires whose server share is known to be zero (client inputs).
+    /// Wires whose server share is known to be zero ([`super::zero_wires`]).
     pub zero: Vec<bool>,
     pub opened: Vec<Option<Vec<u64>>>,
 }

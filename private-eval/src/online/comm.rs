@@ -21,8 +21,8 @@
 
 use serde::Serialize;
 
-use crate::gates::gate;
 pub use crate::gates::Msg;
+use crate::gates::{gate, Gate};
 use crate::party::Party;
 use crate::plan::shapes::masked_weights;
 use crate::plan::*;
@@ -71,14 +71,15 @@ pub fn simulate(plan: &SecurePlan) -> Comm {
 }
 
 /// [`simulate`] with only the frames `keep` admits.
-fn simulate_keeping(plan: &SecurePlan, keep: impl Fn(&Step, &Msg) -> bool) -> Comm {
+fn simulate_keeping(plan: &SecurePlan, keep: impl Fn(&dyn Gate, &Msg) -> bool) -> Comm {
     let mut seen = [0u64; 2];
     let mut max_depth = 0u64;
     let mut steps = Vec::with_capacity(plan.steps.len());
     let (mut c2s, mut s2c, mut frames) = (0u64, 0u64, 0u64);
     for step in &plan.steps {
-        let mut msgs = step_messages(plan, step);
-        msgs.retain(|m| keep(step, m));
+        let g = gate(step);
+        let mut msgs = g.messages(plan);
+        msgs.retain(|m| keep(&*g, m));
         let before = max_depth;
         let mut out = Vec::with_capacity(msgs.len());
         let mut bytes = 0;
@@ -168,7 +169,7 @@ impl SecurePlan {
     /// built from this plan's gates takes fewer rounds, so measured rounds over this
     /// bound is what truncations, selects and the reveal cost in round trips.
     pub fn depth_bound(&self) -> u64 {
-        simulate_keeping(self, |step, m| !gate(step).fusable(self, m)).rounds
+        simulate_keeping(self, |g, m| !g.fusable(self, m)).rounds
     }
 }
 

@@ -125,15 +125,12 @@ pub fn run_with(
         plan,
         keys,
         shares: vec![None; plan.wires.len()],
-        zero: vec![false; plan.wires.len()],
+        zero: crate::gates::zero_wires(plan),
         opened: vec![None; plan.openings.len()],
     };
     for (i, w) in plan.wires.iter().enumerate() {
-        if let WireKind::ClientInput { .. } = w.kind {
-            party.zero[i] = true;
-            if p == Party::Server {
-                party.shares[i] = Some(vec![0; w.rows * w.cols]);
-            }
+        if let (WireKind::ClientInput { .. }, Party::Server) = (w.kind, p) {
+            party.shares[i] = Some(vec![0; w.rows * w.cols]);
         }
     }
     // The client's states, loaded in input order as steps first read them.
