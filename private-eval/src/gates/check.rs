@@ -1,7 +1,7 @@
 //! The check of a plan a peer sends, before anything sizes or runs it: the plan's own
 //! limits here, each step's by its gate.
 
-use super::gate;
+use super::{gate, wires_exist};
 use crate::plan::{SecurePlan, MAX_ELEMENTS};
 
 impl SecurePlan {
@@ -20,13 +20,7 @@ impl SecurePlan {
             }
         }
         for o in &self.openings {
-            if o.wire >= self.wires.len() {
-                return Err(format!(
-                    "step names wire {} of {}",
-                    o.wire,
-                    self.wires.len()
-                ));
-            }
+            wires_exist(self, &[o.wire])?;
             if o.wide && !self.wide_allowed() {
                 return Err(format!(
                     "a wide opening at {} fractional bits",
