@@ -252,8 +252,9 @@ pub fn main(args: SearchArgs) -> Result<()> {
             strategies,
             out,
         }) => {
-            let (s, location) = stored(&table, &at, false)?;
-            let study = study::open(s, &table, location, true)?;
+            // Read-only: a replay neither migrates, calibrates nor caches in the table.
+            let (s, location) = stored(&table, &at, true)?;
+            let study = study::view(s, &table, location)?;
             let strategies = if strategies.is_empty() {
                 STRATEGIES.to_vec()
             } else {
@@ -263,7 +264,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
             let out = out.unwrap_or_else(|| table.join("replay"));
             let title = format!(
                 "{}: replayed on its table ({} seeds)",
-                study.view.space.name, seeds
+                study.space.name, seeds
             );
             let md = replay::write(&r, &budgets, &out, &title)?;
             println!("{md}");

@@ -19,7 +19,7 @@ use crate::plot;
 use crate::space::StrategyKind;
 use crate::strategy::{propose, Objectives, Outcome, Record, Step};
 use crate::study::State;
-use crate::study::{write_atomic, Study};
+use crate::study::{write_atomic, View};
 
 /// One replay at one budget.
 #[derive(Debug, Clone)]
@@ -69,21 +69,20 @@ pub const STRATEGIES: [StrategyKind; 5] = [
 /// Replays `strategies` on the table of `study` (which must hold every valid
 /// configuration), seeds `0..seeds` each, scoring at `budgets`.
 pub fn replay(
-    study: &Study,
+    study: &View,
     strategies: &[StrategyKind],
     seeds: u64,
     budgets: &[usize],
 ) -> Result<Replay> {
-    let first = study.view.space.fidelity.rungs()[0];
+    let first = study.space.fidelity.rungs()[0];
     let table: HashMap<Genome, f64> = study
-        .view
         .store
         .trials()?
         .into_iter()
         .filter(|t| t.state == State::Complete && t.epochs == first)
         .map(|t| (t.genome, t.val_accuracy.unwrap_or(0.0)))
         .collect();
-    let valid = study.view.genomes.valid();
+    let valid = study.genomes.valid();
     let missing = valid.iter().filter(|g| !table.contains_key(*g)).count();
     if missing > 0 {
         return Err(Error::Other(format!(
@@ -96,10 +95,11 @@ pub fn replay(
     let all: Vec<(Genome, Point)> = valid.iter().map(point).collect();
     let truth = Truth::new(&all);
     let max_budget = budgets.iter().copied().max().unwrap_or(0);
+    let reinforce = study.reinforce();
     let (mut rows, mut proposals) = (Vec::new(), Vec::new());
     for &kind in strategies {
         for seed in 0..seeds {
-            let ctx = study.ctx(seed);
+            let ctx = study.ctx(seed, &reinforce);
             let mut history: Vec<Record> = Vec::new();
             let mut evaluated: Vec<(Genome, Point)> = Vec::new();
             while evaluated.len() < max_budget {
@@ -115,7 +115,7 @@ pub fn replay(
                     strategy: kind,
                     seed,
                     step: history.len(),
-                    config: study.view.genomes.spec(&g).label(),
+                    config: study.genomes.spec(&g).label(),
                     trained: matches!(step, Step::Evaluate(_)),
                     seconds,
                 });

@@ -86,7 +86,7 @@ fn promotion(study: &Study, trials: &[Trial]) -> Option<(Genome, usize)> {
             .collect();
         let pts: Vec<Point> = done
             .iter()
-            .map(|t| study.point(&t.genome, t.val_accuracy))
+            .map(|t| study.view.point(&t.genome, t.val_accuracy))
             .collect();
         let rank = ranks(&pts);
         let mut order: Vec<usize> = (0..done.len()).collect();
@@ -225,7 +225,7 @@ fn best_so_far(study: &Study, trials: &[Trial]) -> String {
     let best = trials
         .iter()
         .filter(|t| t.state == State::Complete)
-        .map(|t| (t, study.point(&t.genome, t.val_accuracy)))
+        .map(|t| (t, study.view.point(&t.genome, t.val_accuracy)))
         .filter(|(_, p)| p.violation == 0.0)
         .max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy));
     match best {

@@ -110,6 +110,14 @@ fn report_rebuilds_the_outputs_and_replay_reads_a_grid() {
     );
     assert!(out.join("hypervolume.png").is_file());
 
+    // A replay only reads the table: it neither migrates the database nor rewrites
+    // the constants (a committed table stays as committed).
+    let files = |f: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(out.join(f)).unwrap();
+        (m.ino(), m.mtime_nsec(), m.len())
+    };
+    let before = ["study.sqlite", "constants.yaml"].map(files);
     let o = Command::new(BIN)
         .args(["replay", "--seeds", "3", "--budgets", "2,8", "--out"])
         .arg(tmp.path().join("replay"))
@@ -117,6 +125,7 @@ fn report_rebuilds_the_outputs_and_replay_reads_a_grid() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(["study.sqlite", "constants.yaml"].map(files), before);
     let summary = std::fs::read_to_string(tmp.path().join("replay/replay_summary.csv")).unwrap();
     assert!(summary.starts_with("strategy,budget,nadir_hv_mean,nadir_hv_min,front_share_mean"));
     // With the whole space as budget, these find the whole true front.

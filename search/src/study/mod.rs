@@ -69,23 +69,19 @@ pub fn open(space: SpaceFile, dir: &Path, location: Location, progress: bool) ->
     write_atomic(&dir.join("constants.yaml"), constants.to_yaml().as_bytes())?;
     let pricer = Pricer::new(backbone, classes, space.profiles(), constants);
     let features = eval::features(&space, vit, &dir.join("cache"), progress)?;
-    let mut reinforce = space.reinforce.clone();
-    if reinforce.latency_target_s.is_none() {
-        let name = &space.networks[space.select_index()];
-        reinforce.latency_target_s = space.constraints.latency_s.get(name).copied();
-    }
+    let view = View {
+        space,
+        dir: dir.to_path_buf(),
+        location,
+        store,
+        genomes,
+        pricer,
+        priced_by,
+    };
     Ok(Study {
-        view: View {
-            space,
-            dir: dir.to_path_buf(),
-            location,
-            store,
-            genomes,
-            pricer,
-            priced_by,
-        },
+        reinforce: view.reinforce(),
+        view,
         features,
-        reinforce,
     })
 }
 
@@ -149,22 +145,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     cryptpeft_types::files::write_atomic(path, bytes).map_err(|e| Error::io(path, e))
 }
 
-impl Objectives for Study {
+impl Objectives for View {
     fn point(&self, g: &Genome, accuracy: Option<f64>) -> Point {
-        let spec = self.view.genomes.spec(g);
-        let price = self.view.pricer.price(&spec);
-        point_of(&self.view.space, &price, accuracy)
+        let spec = self.genomes.spec(g);
+        let price = self.pricer.price(&spec);
+        point_of(&self.space, &price, accuracy)
     }
 
     fn latency_of(&self, spec: &AdapterSpec) -> Option<f64> {
-        spec.validate(self.features.backbone.layers).ok()?;
-        let plan = plan_shape_only(spec, &self.features.backbone, self.features.classes).ok()?;
-        let profile = &self.view.pricer.profiles()[self.view.space.select_index()];
-        Some(cost(&plan, profile, self.view.pricer.constants()).predicted_online_s)
+        let backbone = self.pricer.backbone();
+        spec.validate(backbone.layers).ok()?;
+        let plan = plan_shape_only(spec, backbone, self.pricer.classes()).ok()?;
+        let profile = &self.pricer.profiles()[self.space.select_index()];
+        Some(cost(&plan, profile, self.pricer.constants()).predicted_online_s)
     }
 
     fn accuracy_floor(&self) -> Option<f64> {
-        self.view.space.constraints.min_accuracy
+        self.space.constraints.min_accuracy
     }
 }
 
@@ -192,13 +189,7 @@ impl Study {
 
     /// The strategies' view of this study, with seed `seed`.
     pub fn ctx(&self, seed: u64) -> Ctx<'_> {
-        Ctx {
-            space: &self.view.genomes,
-            seed,
-            population: self.view.space.population,
-            reinforce: &self.reinforce,
-            objectives: self,
-        }
+        self.view.ctx(seed, &self.reinforce)
     }
 
     /// Trainings the budget allows (default: every valid configuration once per rung 0).
@@ -258,6 +249,29 @@ pub fn view(space: SpaceFile, dir: &Path, location: Location) -> Result<View> {
 }
 
 impl View {
+    /// The controller's settings, its latency target defaulting to the selection
+    /// profile's latency budget.
+    pub fn reinforce(&self) -> ReinforceConfig {
+        let mut reinforce = self.space.reinforce.clone();
+        if reinforce.latency_target_s.is_none() {
+            let name = &self.space.networks[self.space.select_index()];
+            reinforce.latency_target_s = self.space.constraints.latency_s.get(name).copied();
+        }
+        reinforce
+    }
+
+    /// The strategies' view of this study, with seed `seed` and the controller's
+    /// settings `reinforce`.
+    pub fn ctx<'a>(&'a self, seed: u64, reinforce: &'a ReinforceConfig) -> Ctx<'a> {
+        Ctx {
+            space: &self.genomes,
+            seed,
+            population: self.space.population,
+            reinforce,
+            objectives: self,
+        }
+    }
+
     /// The stored trials with the seconds since each one's heartbeat.
     pub fn aged_trials(&self) -> Result<Vec<(Trial, f64)>> {
         let mut trials = self.store.aged_trials()?;
