@@ -185,25 +185,42 @@ impl State<'_> {
             .iter()
             .map(|&(a, s)| (encode_at(a, v_bits + slope_bits), encode_at(s, slope_bits)))
             .collect();
+        let (mut ys, theirs) =
+            self.piecewise_encoded(chan, (v, v_bits), ts, &[segs], cmp, rider)?;
+        Ok((ys.remove(0), theirs))
+    }
+
+    /// Several piecewise-linear functions of `v` from the one comparison of
+    /// [`Self::piecewise_at`], each given as its segments' encoded `(intercept, slope)`.
+    pub fn piecewise_encoded(
+        &self,
+        chan: &mut dyn Channel,
+        (v, v_bits): (&[u64], u32),
+        ts: &[f64],
+        fns: &[Vec<(u64, u64)>],
+        cmp: &CmpMat,
+        rider: &[u8],
+    ) -> StepResult<(Vec<Vec<u64>>, Vec<u8>)> {
         let enc_t: Vec<u64> = ts.iter().map(|&t| encode_at(t, v_bits)).collect();
         let (bits, theirs) = compare_carrying(self.p, chan, v, &enc_t, cmp, rider)?;
-        let y = v
-            .iter()
-            .zip(&bits)
-            .map(|(&vi, row)| {
-                let (a0, s0) = segs[0];
-                let mut acc = self.konst(a0).wrapping_add(vi.wrapping_mul(s0));
-                for (k, &(d, dv)) in row.iter().enumerate() {
-                    let da = segs[k + 1].0.wrapping_sub(segs[k].0);
-                    let ds = segs[k + 1].1.wrapping_sub(segs[k].1);
-                    acc = acc
-                        .wrapping_add(d.wrapping_mul(da))
-                        .wrapping_add(dv.wrapping_mul(ds));
-                }
-                acc
-            })
-            .collect();
-        Ok((y, theirs))
+        let eval = |segs: &Vec<(u64, u64)>| -> Vec<u64> {
+            v.iter()
+                .zip(&bits)
+                .map(|(&vi, row)| {
+                    let (a0, s0) = segs[0];
+                    let mut acc = self.konst(a0).wrapping_add(vi.wrapping_mul(s0));
+                    for (k, &(d, dv)) in row.iter().enumerate() {
+                        let da = segs[k + 1].0.wrapping_sub(segs[k].0);
+                        let ds = segs[k + 1].1.wrapping_sub(segs[k].1);
+                        acc = acc
+                            .wrapping_add(d.wrapping_mul(da))
+                            .wrapping_add(dv.wrapping_mul(ds));
+                    }
+                    acc
+                })
+                .collect()
+        };
+        Ok((fns.iter().map(eval).collect(), theirs))
     }
 
     /// Row maxima of `x` (`rows` rows) by a tree: at each level the columns pair up,

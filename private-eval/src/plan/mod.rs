@@ -117,10 +117,11 @@ pub struct NormMix {
 /// and coefficients encoded at its output scale, [`SecurePlan::linear_out_bits`]; 5: the
 /// logits' map of a wide opening has its weights [`WIDE_LOGIT_BITS`] finer; 6: a fused
 /// row normalization of a narrow range leaves its output at `2f`,
-/// [`InvSqrtParams::row_split`]). It
+/// [`InvSqrtParams::row_split`]; 7: a fused row normalization takes Newton's step on
+/// `1/v` itself, in two exchanges with its output at `2f`, [`shapes::Reciprocal`]). It
 /// enters [`SecurePlan::digest`], so parties and a dealer of different versions refuse
 /// each other's material, and client and server compare it in their handshake.
-pub const PROTOCOL: u32 = 6;
+pub const PROTOCOL: u32 = 7;
 
 /// Most values one wire or weight may hold: far above any ViT's (ViT-B/16's largest,
 /// 12 x 197 x 197 scores, hold 2^19), low enough that sizes never overflow.
@@ -214,7 +215,8 @@ pub enum Step {
         inv_sqrt: InvSqrtParams,
         /// Bits `x` and `z` carry above `f` (0 or `f`): a fused norm
         /// ([`SecurePlan::fused_norm`]) truncates them in its own exchanges, and leaves
-        /// its output at `2f` (a row normalization at `3f` unless [`InvSqrtParams::row_split`]).
+        /// its output at `2f` (a row normalization at `3f` unless
+        /// [`InvSqrtParams::row_split`] or [`shapes::reciprocal`]).
         #[serde(default)]
         shifts: [u32; 2],
         /// Attention normalized after its product with the values ([`NormMix`]): `z`
@@ -342,7 +344,8 @@ impl SecurePlan {
     /// Whether a norm runs fused ([`crate::protocols::fused`]): under exact truncation with
     /// Newton, and a power of 1 or 2, its products truncate their operands in their own
     /// openings, so the norm takes one exchange per product and leaves its output at
-    /// `2f` (a row normalization at `3f` unless [`InvSqrtParams::row_split`]).
+    /// `2f` (a row normalization at `3f` unless [`InvSqrtParams::row_split`] or
+    /// [`shapes::reciprocal`]).
     pub fn fused_norm(&self, p: &InvSqrtParams) -> bool {
         self.exact_truncation && p.fusable()
     }

@@ -220,17 +220,22 @@ pub fn layernorm_waves(
             }),
             rides: early,
         });
-        let zs = mix.map_or(0, |_| plan.frac_bits);
-        out.extend(
-            norm_products(plan, rows, c, p, variance_shift(plan, p, shifts), zs)
-                .iter()
-                .enumerate()
-                .map(|(i, m)| LnWave::Product {
-                    elems: m.a.0 + m.b.0,
-                    out: m.out * (1 + m.pair as usize),
-                    rides: if i == 0 { late } else { 0 },
-                }),
-        );
+        let products = norm_products(plan, rows, c, p, shifts, mix.is_some());
+        if reciprocal(plan.frac_bits, p, shifts, mix.is_some()).is_some() {
+            // `m g` with `y z` in one exchange, then their product.
+            let wave = |ms: &[NormProduct]| LnWave::Product {
+                elems: ms.iter().map(|m| m.a.0 + m.b.0).sum(),
+                out: ms.iter().map(|m| m.out).sum(),
+                rides: 0,
+            };
+            out.extend([wave(&products[..2]), wave(&products[2..])]);
+            return out;
+        }
+        out.extend(products.iter().enumerate().map(|(i, m)| LnWave::Product {
+            elems: m.a.0 + m.b.0,
+            out: m.out * (1 + m.pair as usize),
+            rides: if i == 0 { late } else { 0 },
+        }));
         return out;
     }
     let none = LnTrunc {
@@ -328,16 +333,33 @@ pub fn norm_products(
     rows: usize,
     c: usize,
     p: &InvSqrtParams,
-    sv: u32,
-    zs: u32,
+    shifts: [u32; 2],
+    mix: bool,
 ) -> Vec<NormProduct> {
     let f = plan.frac_bits;
+    let sv = variance_shift(plan, p, shifts);
+    let zs = if mix { f } else { 0 };
     let row = |a: u32, b: u32, pair: bool| NormProduct {
         a: (rows, a),
         b: (rows, b),
         out: rows,
         pair,
     };
+    if let Some(r) = reciprocal(f, p, shifts, mix) {
+        let scale = |a: u32, b: u32| NormProduct {
+            a: (rows, a),
+            b: (rows * c, b),
+            out: rows * c,
+            pair: false,
+        };
+        // `q = v y` (`m` and `g` at `3f`, both to `f`), `r = y z` (`y` to `2f`, `z` to
+        // `f`: at `3f`), then `r (2 - q)` (`r` to `f`, `2 - q` at `2f` to `f`).
+        return vec![
+            row(2 * f, 2 * f, false),
+            scale(r.y_bits - 2 * f, zs),
+            scale(f, 2 * f),
+        ];
+    }
     let mut v = Vec::new();
     for i in 0..p.newton {
         let sy = if i == 0 { f + sv } else { 2 * f };
@@ -364,6 +386,55 @@ pub fn norm_products(
         _ => v.push(scale(2 * f, 0)),
     }
     v
+}
+
+/// A row normalization's one Newton step taken on `1/v` itself (protocol 7): where it
+/// applies ([`reciprocal`]), the scales of the values the comparison leaves locally.
+/// The first guess `y` of `1/v` is piecewise linear between the thresholds; on the
+/// segment starting in octave `e` (`2^e <= t < 2^(e+1)`) the parties also take
+/// `m = v 2^-e` and `g = y 2^e`, both near 1, with each segment's coefficients whole
+/// shifts of `y`'s, so `m g = v y` exactly while neither spans the sums' range. Then
+/// one exchange makes `q = m g` and `r = y z`, and the next `out = r (2 - q)`: Newton's
+/// `y (2 - v y)` times `z`, in two exchanges where the inverse square root took four
+/// and a truncation, and the output at `2f`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reciprocal {
+    /// Fractional bits of the row totals `v` as compared, and of `m`'s `v`.
+    pub v_bits: u32,
+    /// Fractional bits of `y` (its slopes at `y_bits - v_bits`); `g` and `m` are at `3f`.
+    pub y_bits: u32,
+}
+
+impl Reciprocal {
+    /// Bits `g` carries beyond `y`: `2^e` is a whole shift for every octave `e`.
+    pub fn gx(&self, f: u32) -> u32 {
+        3 * f - self.y_bits
+    }
+
+    /// The octave of segment `k` ([`InvSqrtParams::thresholds`]: index 0 lies below
+    /// the first threshold, index `k + 1` starts at threshold `k`).
+    pub fn octave(p: &InvSqrtParams, k: usize) -> i32 {
+        p.min_exp + (k.saturating_sub(1) as u32 / p.per_octave) as i32
+    }
+}
+
+/// Whether a fused norm takes Newton's step on `1/v` itself ([`Reciprocal`]): a row
+/// normalization (power 2) with one Newton iteration whose numerator is ready after the
+/// comparison, where the scales fit the ring: `m` at `3f` holds the widest octave's
+/// `2^-e`, `g` at `3f` every `2^e` as a shift of `y`, `y` keeps at least `f` bits of
+/// slope and `2f` of value, and the product `q` of two operands truncated by `2f` needs
+/// `4f <= 64`. Elsewhere the inverse square root's steps run ([`norm_products`]).
+/// The caller knows the norm is fused (exact truncation, [`InvSqrtParams::fusable`]).
+pub fn reciprocal(f: u32, p: &InvSqrtParams, shifts: [u32; 2], mix: bool) -> Option<Reciprocal> {
+    let ready = !mix || MixShape::rides_compare(shifts);
+    if !(p.fusable() && p.power == 2 && p.newton == 1 && ready && 4 * f <= 64) {
+        return None;
+    }
+    let v_bits = f + if p.squares { f } else { shifts[0] };
+    let widest = (p.max_exp - 1).max(0) as u32;
+    let y_bits = (3 * f).checked_sub((-p.min_exp).max(0) as u32)?;
+    let fits = v_bits + widest <= 3 * f && y_bits >= 2 * f && y_bits >= v_bits + f;
+    fits.then_some(Reciprocal { v_bits, y_bits })
 }
 
 /// Bits a fused norm's variances carry above `f` when compared: `f` after the square,

@@ -3,6 +3,7 @@
 //! and only where none can does the plan get a `Truncate` step, one exchange shared by
 //! every value pending then.
 
+use crate::plan::shapes::reciprocal;
 use crate::plan::*;
 
 /// Under exact truncation: `Linear` (unless it keeps its inputs' scale), `HeadMatMul`,
@@ -244,11 +245,18 @@ fn output_bits(
             };
             Some((*o, bits))
         }
-        // A fused norm's output is at `2f`, a row normalization's at `3f` unless it splits.
+        // A fused norm's output is at `2f`, a row normalization's at `3f` unless it splits
+        // or takes Newton's step on `1/v`.
         Step::LayerNorm {
-            out: o, inv_sqrt, ..
+            out: o,
+            inv_sqrt,
+            shifts,
+            mix,
+            ..
         } if inv_sqrt.fusable() => {
-            let split = inv_sqrt.power == 1 || inv_sqrt.row_split(frac_bits).is_some();
+            let split = inv_sqrt.power == 1
+                || inv_sqrt.row_split(frac_bits).is_some()
+                || reciprocal(frac_bits, inv_sqrt, *shifts, mix.is_some()).is_some();
             Some((*o, if split { frac_bits } else { 2 * frac_bits }))
         }
         Step::HeadMatMul { out: o, .. }

@@ -18,7 +18,7 @@ use crate::arith::tensor::Mat;
 use crate::plan::layout::{head_assemble, head_operands, Grid};
 use crate::plan::shapes::{
     layernorm_mults, layernorm_scales_output, layernorm_truncs, layernorm_waves, norm_products,
-    numerator_len, variance_shift, LnWave, MixShape,
+    numerator_len, reciprocal, variance_shift, LnWave, MixShape,
 };
 use crate::plan::{HeadProduct, InvSqrtParams, NormMix, WireId};
 use crate::protocols::compare::fill_cmp;
@@ -39,6 +39,18 @@ pub(super) struct Norm<'a> {
 impl Norm<'_> {
     fn mix(&self, plan: &SecurePlan) -> Option<MixShape> {
         MixShape::of(plan, self.x, &self.mix)
+    }
+
+    /// Whether Newton's step runs on `1/v` itself ([`reciprocal`]).
+    fn newton_on_reciprocal(&self, plan: &SecurePlan) -> bool {
+        plan.fused_norm(self.inv_sqrt)
+            && reciprocal(
+                plan.frac_bits,
+                self.inv_sqrt,
+                self.shifts,
+                self.mix.is_some(),
+            )
+            .is_some()
     }
 
     fn waves(&self, plan: &SecurePlan) -> Vec<LnWave> {
@@ -175,9 +187,7 @@ impl Gate for Norm<'_> {
         // The squares' material: one ring element per row (their sum).
         let square =
             operand((sq, self.shifts[0])) + c.ring(sq / d.max(1)) + c.low(sq, self.shifts[0]);
-        let sv = variance_shift(plan, inv_sqrt, self.shifts);
-        let zs = mix.map_or(0, |_| plan.frac_bits);
-        let products: u64 = norm_products(plan, rows, cz, inv_sqrt, sv, zs)
+        let products: u64 = norm_products(plan, rows, cz, inv_sqrt, self.shifts, mix.is_some())
             .iter()
             .map(|m| {
                 let square = if m.pair {
@@ -231,9 +241,7 @@ impl Gate for Norm<'_> {
         let n = if inv_sqrt.squares { rows } else { 0 };
         let square = draw_square(prg, party, n, d, self.shifts[0]);
         let cmp = draw_cmp(prg, party, rows, CmpWidth::FULL);
-        let sv = variance_shift(plan, inv_sqrt, self.shifts);
-        let zs = mix.map_or(0, |_| plan.frac_bits);
-        let products = norm_products(plan, rows, c, inv_sqrt, sv, zs)
+        let products = norm_products(plan, rows, c, inv_sqrt, self.shifts, mix.is_some())
             .iter()
             .map(|m| draw_pair(prg, party, m))
             .collect();
@@ -409,8 +417,13 @@ impl Gate for Norm<'_> {
                     debug_assert_eq!(ts.len(), thresholds);
                     let carries = carries.map(|t| (t.values, t.shift));
                     m.compare_carrying(values, &ts, CmpWidth::FULL, carries, rides, frames);
+                    // The guess, and for Newton on `1/v` also `g` and `m`.
+                    let per = match self.newton_on_reciprocal(plan) {
+                        true => 10.0,
+                        false => 4.0,
+                    };
                     for p in Party::BOTH {
-                        m.elem(p, 4.0 * (values * thresholds) as f64);
+                        m.elem(p, per * (values * thresholds) as f64);
                     }
                 }
                 LnWave::Product { elems, out, rides } => {
@@ -435,18 +448,23 @@ impl Gate for Norm<'_> {
             w.words += 3.0 * (m.heads * (m.m * m.k + m.k * m.n + m.m * m.n)) as f64;
         }
         w.keys(rows, CmpWidth::FULL);
-        w.words += (3 * rows * d + 8 * rows + layernorm_mults(plan, inv_sqrt) * 3 * rows * (1 + cz))
-            as f64;
+        w.words += (3 * rows * d + 8 * rows) as f64;
+        if plan.fused_norm(inv_sqrt) {
+            // Each product's operands and output, the operands' wrap and top bits and
+            // the cross terms.
+            let mix = self.mix(plan).is_some();
+            for m in norm_products(plan, rows, cz, inv_sqrt, self.shifts, mix) {
+                w.words += (3 * (m.a.0 + m.b.0 + m.out) + 4 * m.out) as f64;
+            }
+            w.words += 4.0 * (rows * d) as f64;
+            return;
+        }
+        w.words += (layernorm_mults(plan, inv_sqrt) * 3 * rows * (1 + cz)) as f64;
         let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt)
             .iter()
             .map(|t| t.values)
             .sum();
         w.words += 5.0 * truncs as f64;
-        if plan.fused_norm(inv_sqrt) {
-            // The operands' wrap and top bits, the products' cross terms.
-            let outs = layernorm_mults(plan, inv_sqrt) * rows * (1 + cz);
-            w.words += 4.0 * (rows * d + outs) as f64;
-        }
     }
 
     fn plain(&self, ev: &mut plain::Values<'_>) {
