@@ -58,7 +58,7 @@ fn mix_scores(kind: AttentionKind, s: &Mat) -> Mat {
             _ => unreachable!("LinAtten and None have no row normalization"),
         }
         let eps = if kind == AttentionKind::ReluSoftmax {
-            1e-6
+            cryptpeft_types::RELU_SOFTMAX_EPS
         } else {
             0.0
         };

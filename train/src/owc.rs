@@ -15,7 +15,7 @@ use crate::st::{HostTensor, TensorFile};
 /// Checkpoint `format` metadata value.
 pub use cryptpeft_types::checkpoint::FORMAT;
 /// `eps` of ReLU-softmax: `relu(S) / (sum relu(S) + eps)`.
-pub const RELU_SOFTMAX_EPS: f64 = 1e-6;
+pub use cryptpeft_types::RELU_SOFTMAX_EPS;
 /// Shift `c` of 2Quad: `(S + c)^2 / sum (S + c)^2`.
 pub const TWO_QUAD_SHIFT: f64 = 5.0;
 

@@ -22,6 +22,14 @@ pub enum AttentionKind {
     None,
 }
 
+/// What ReLU-softmax adds to each row's sum before dividing, `2^-8`: a whole unit in the
+/// last place at any fixed point of 8 or more fractional bits, and the bottom of the
+/// secure row normalization's range of sums (`InvSqrtParams::min_exp`), so a row whose
+/// few positive scores sum to almost nothing divides by the same number in the model
+/// and under MPC. (It was `1e-6`, below `2^-16`: such rows left the range and their
+/// weights were off by up to a few percent.)
+pub const RELU_SOFTMAX_EPS: f64 = 1.0 / 256.0;
+
 /// Activation between the adapter MLP's two linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -10,7 +10,9 @@ pub mod memory;
 mod network;
 pub mod stats;
 
-pub use adapter::{Activation, AdapterSpec, AttentionKind, NormKind, PAPER_SELECTED};
+pub use adapter::{
+    Activation, AdapterSpec, AttentionKind, NormKind, PAPER_SELECTED, RELU_SOFTMAX_EPS,
+};
 pub use backbone::BackboneSpec;
 pub use error::SpecError;
 pub use network::NetworkProfile;

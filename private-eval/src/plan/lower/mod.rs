@@ -38,7 +38,6 @@ pub struct LowerOptions {
 
 /// The trainer's 2Quad shift and ReLU-softmax epsilon (`cryptpeft_train::owc`).
 const TWO_QUAD_SHIFT: f64 = 5.0;
-const RELU_SOFTMAX_EPS: f64 = 1e-6;
 
 /// Default ReLU width at `f = 16`: inputs below `2^15` in magnitude.
 pub const RELU_BITS: u32 = 32;
@@ -196,10 +195,12 @@ impl Lowering {
     /// Attention weights by a row normalization `w / sum_row w` of non-negative
     /// weights: softmax `w = exp(s - max_row s)` (a max tree, a local shift and the exp
     /// spline); 2Quad (MPCFormer) `w = (s + 5)^2`, a public shift and a square;
-    /// ReLU-softmax (MPCViT) `w = relu(s)`, with `1e-6` added to the sum. The division
-    /// is LayerNorm's protocol on the row sums with power 2: `w u^2`, `u = (sum w)^(-1/2)`,
-    /// applied after the product with the values `v` where the norm is fused
-    /// ([`NormMix`]), else before. Returns the attention's output, heads side by side.
+    /// ReLU-softmax (MPCViT) `w = relu(s)`, with [`cryptpeft_types::RELU_SOFTMAX_EPS`]
+    /// added to the sum. The division is LayerNorm's protocol on the row sums with power
+    /// 2 (`w u^2`, `u = (sum w)^(-1/2)`, or Newton on `1/v` where
+    /// [`crate::plan::shapes::reciprocal`] applies), after the product with the values `v`
+    /// where the norm is fused ([`NormMix`]), else before. Returns the attention's output,
+    /// heads side by side.
     fn attend(
         &mut self,
         s: WireId,
@@ -255,7 +256,7 @@ impl Lowering {
                     bits,
                     shift: 0,
                 });
-                RELU_SOFTMAX_EPS
+                cryptpeft_types::RELU_SOFTMAX_EPS
             }
         };
         let (r, rq) = (self.wires[v].cols, rows / heads);
