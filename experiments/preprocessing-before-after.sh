@@ -5,7 +5,7 @@
 # Run from the repository root. BASE_TARGET reuses an existing build of the base.
 set -eu
 base=${1:-3e5ce99}
-tree=target/base-src
+tree=target/base-$base-src
 target=${BASE_TARGET:-$PWD/target/base}
 out=results/preprocessing
 [ -d "$tree" ] || git worktree add --detach "$tree" "$base"

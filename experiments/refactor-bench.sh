@@ -5,34 +5,20 @@
 # simulated wan (TLS, `--repeat 3` each) for (1,300,1) and (2,120,2), alternating the two
 # binaries ROUNDS times (default 5). Writes every run's JSON and a table of medians to
 # results/refactor/. Run from the repository root. PROFILE=dev builds without
-# optimisation of the workspace; BASE_TARGET puts the base's build elsewhere.
+# optimisation of the workspace; the builds are experiments/base-binary.sh's.
 set -eu
 base=${1:-3877d12}
 profile=${PROFILE:-release}
 rounds=${ROUNDS:-5}
-dir=$profile; [ "$profile" = dev ] && dir=debug
-tree=target/base-refactor-src
-target=${BASE_TARGET:-$PWD/target/base}
-mine=${CARGO_TARGET_DIR:-$PWD/target}
 out=results/refactor
-[ -d "$tree" ] || git worktree add --detach "$tree" "$base"
-# Two trees sharing a target directory share their crates' artifacts: touching a tree's
-# sources makes cargo rebuild from that tree rather than reuse the other's. A base binary
-# from an earlier run is reused (delete target/base-bin/cryptpeft-refactor to rebuild).
-mkdir -p target/base-bin "$out"
-if [ ! -x target/base-bin/cryptpeft-refactor ]; then
-  (cd "$tree" && find . -name '*.rs' -not -path './target/*' -exec touch {} + &&
-    CARGO_TARGET_DIR="$target" cargo build --profile "$profile" -p cryptpeft-cli)
-  cp "$target/$dir/cryptpeft" target/base-bin/cryptpeft-refactor
-fi
-find types private-eval deploy cost-model train cli search -name '*.rs' -exec touch {} +
-cargo build --profile "$profile" -p cryptpeft-cli
+. experiments/base-binary.sh
+mkdir -p "$out"
 field() { sed -n "s/^  \"$1\": \([^,}]*\),*$/\1/p" "$2"; }
 printf 'adapter\tside\tround\tonline_s\tonline_bytes\trounds\toffline_bytes\tmax_abs_logit_err\n' >"$out/runs.tsv"
 for r in $(seq "$rounds"); do
   for adapter in h=1,r=300,s=1 h=2,r=120,s=2; do
     for side in before after; do
-      if [ $side = before ]; then bin=target/base-bin/cryptpeft-refactor; else bin="$mine/$dir/cryptpeft"; fi
+      if [ $side = before ]; then bin=$before; else bin=$after; fi
       j="$out/$(echo "$adapter" | tr ',=' '-_').$side.$r.json"
       "$bin" bench-secure --adapter "$adapter" --backbone vit-b16 --network wan --repeat 3 --json >"$j"
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$adapter" $side "$r" "$(field online_s "$j")" \

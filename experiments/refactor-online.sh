@@ -10,7 +10,7 @@ set -eu
 base=${1:-3877d12}
 rounds=${ROUNDS:-9}
 n=${INFERENCES:-15}
-tree=target/base-refactor-src
+tree=target/base-$base-src
 target=${CARGO_TARGET_DIR:-$PWD/target}
 out=results/refactor
 [ -d "$tree" ] || git worktree add --detach "$tree" "$base"

@@ -448,23 +448,23 @@ impl Gate for Norm<'_> {
             w.words += 3.0 * (m.heads * (m.m * m.k + m.k * m.n + m.m * m.n)) as f64;
         }
         w.keys(rows, CmpWidth::FULL);
-        w.words += (3 * rows * d + 8 * rows) as f64;
-        if plan.fused_norm(inv_sqrt) {
-            // Each product's operands and output, the operands' wrap and top bits and
-            // the cross terms.
-            let mix = self.mix(plan).is_some();
-            for m in norm_products(plan, rows, cz, inv_sqrt, self.shifts, mix) {
-                w.words += (3 * (m.a.0 + m.b.0 + m.out) + 4 * m.out) as f64;
-            }
-            w.words += 4.0 * (rows * d) as f64;
-            return;
-        }
-        w.words += (layernorm_mults(plan, inv_sqrt) * 3 * rows * (1 + cz)) as f64;
+        // Newton on `1/v` makes three products where the inverse square root makes
+        // `3 newton + power`.
+        let mults = match self.newton_on_reciprocal(plan) {
+            true => 3,
+            false => layernorm_mults(plan, inv_sqrt),
+        };
+        w.words += (3 * rows * d + 8 * rows + mults * 3 * rows * (1 + cz)) as f64;
         let truncs: usize = layernorm_truncs(plan, rows, cz, inv_sqrt)
             .iter()
             .map(|t| t.values)
             .sum();
         w.words += 5.0 * truncs as f64;
+        if plan.fused_norm(inv_sqrt) {
+            // The operands' wrap and top bits, the products' cross terms.
+            let outs = mults * rows * (1 + cz);
+            w.words += 4.0 * (rows * d + outs) as f64;
+        }
     }
 
     fn plain(&self, ev: &mut plain::Values<'_>) {
