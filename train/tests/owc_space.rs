@@ -8,7 +8,9 @@ use std::path::Path;
 use cryptpeft_train::nn::Init;
 use cryptpeft_train::owc::OwcModel;
 use cryptpeft_train::st::{HostTensor, TensorFile};
-use cryptpeft_types::{Activation, AdapterSpec, AttentionKind, BackboneSpec, NormKind};
+use cryptpeft_types::{
+    Activation, AdapterSpec, AttentionKind, BackboneSpec, NormKind, RELU_SOFTMAX_EPS,
+};
 
 type M = Vec<Vec<f64>>; // [N][C]
 
@@ -104,7 +106,7 @@ fn attention(f: &TensorFile, q: &str, spec: &AdapterSpec, y: &M) -> M {
                 .iter()
                 .map(|row| {
                     let e: Vec<f64> = row.iter().map(|v| v.max(0.0)).collect();
-                    let z: f64 = e.iter().sum::<f64>() + 1e-6;
+                    let z: f64 = e.iter().sum::<f64>() + RELU_SOFTMAX_EPS;
                     e.iter().map(|v| v / z).collect()
                 })
                 .collect(),
