@@ -181,10 +181,7 @@ impl State<'_> {
         cmp: &CmpMat,
         rider: &[u8],
     ) -> StepResult<(Vec<u64>, Vec<u8>)> {
-        let segs: Vec<(u64, u64)> = segs
-            .iter()
-            .map(|&(a, s)| (encode_at(a, v_bits + slope_bits), encode_at(s, slope_bits)))
-            .collect();
+        let segs = encode_segments(segs, v_bits, slope_bits);
         let (mut ys, theirs) =
             self.piecewise_encoded(chan, (v, v_bits), ts, &[segs], cmp, rider)?;
         Ok((ys.remove(0), theirs))
@@ -286,4 +283,16 @@ impl State<'_> {
     ) -> StepResult<Vec<Vec<(u64, u64)>>> {
         compare(self.p, chan, v, thresholds, m)
     }
+}
+
+/// Segments `(intercept, slope)` encoded for a function of `v` at `v_bits`: slopes at
+/// `slope_bits`, the result at `v_bits + slope_bits` ([`State::piecewise_encoded`]).
+pub(super) fn encode_segments(
+    segs: &[(f64, f64)],
+    v_bits: u32,
+    slope_bits: u32,
+) -> Vec<(u64, u64)> {
+    segs.iter()
+        .map(|&(a, s)| (encode_at(a, v_bits + slope_bits), encode_at(s, slope_bits)))
+        .collect()
 }

@@ -4,7 +4,7 @@
 //! `v^(-exponent)` their comparisons select from.
 
 use super::super::head_matmul::{head_masked, head_products, head_triples_fit};
-use super::super::state::{State, StepResult};
+use super::super::state::{encode_segments, State, StepResult};
 use super::super::GateError;
 use crate::arith::fixed::encode_at;
 use crate::arith::ring;
@@ -205,7 +205,7 @@ impl State<'_> {
         let recip = reciprocal(f, params, norm.shifts, mix.is_some());
         let fns = match recip {
             Some(r) => reciprocal_fns(params, &ts, r, f).to_vec(),
-            None => vec![encoded(&segments(&ts, 0.5, f), v_bits, f)],
+            None => vec![encode_segments(&segments(&ts, 0.5, f), v_bits, f)],
         };
         let (mut ys, theirs) =
             self.piecewise_encoded(chan, (&v, v_bits), &ts, &fns, &cmp, &rider)?;
@@ -325,20 +325,12 @@ fn unstack(scaled: Vec<u64>, m: MixShape) -> Vec<u64> {
     head_assemble(HeadProduct::Mix, parts).data
 }
 
-/// Segments `(intercept, slope)` encoded for a function of `v` at `v_bits`: slopes at
-/// `slope_bits`, the result at `v_bits + slope_bits` ([`State::piecewise_at`]).
-fn encoded(segs: &[(f64, f64)], v_bits: u32, slope_bits: u32) -> Vec<(u64, u64)> {
-    segs.iter()
-        .map(|&(a, s)| (encode_at(a, v_bits + slope_bits), encode_at(s, slope_bits)))
-        .collect()
-}
-
 /// The three functions of `v` Newton's step on `1/v` starts from ([`Reciprocal`]): the
 /// guess `y` (piecewise linear, at `y_bits`), and per segment of octave `e`, `g = y 2^e`
 /// (each coefficient of `y` shifted by `e + gx`: at `3f`) and `m = v 2^-e` (at `3f`).
 fn reciprocal_fns(p: &InvSqrtParams, ts: &[f64], r: Reciprocal, f: u32) -> [Vec<(u64, u64)>; 3] {
     let slope_bits = r.y_bits - r.v_bits;
-    let y = encoded(&segments(ts, 1.0, slope_bits), r.v_bits, slope_bits);
+    let y = encode_segments(&segments(ts, 1.0, slope_bits), r.v_bits, slope_bits);
     let gx = r.gx(f) as i32;
     let g = (0..y.len())
         .map(|k| {
