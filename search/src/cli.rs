@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::dashboard;
 use crate::error::{Error, Result};
+use crate::noise;
 use crate::replay::{self, STRATEGIES};
 use crate::report::Outputs;
 use crate::run;
@@ -73,6 +74,27 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Training noise of a tabulated study, from replicates of its grid under other
+    /// training seeds (`--train-seed`), and the front share of an oracle that knows
+    /// every configuration's mean accuracy: what is left to any strategy.
+    Noise {
+        /// The grid study's run directory.
+        table: PathBuf,
+        /// The replicates' run directories.
+        #[arg(long, value_delimiter = ',', required = true)]
+        replicates: Vec<PathBuf>,
+        /// Seeds of the oracle's draws.
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        #[arg(long, value_delimiter = ',', default_value = "20,40,60,100")]
+        budgets: Vec<usize>,
+        /// Draws of the unseen accuracies per oracle step.
+        #[arg(long, default_value_t = 256)]
+        draws: usize,
+        /// Where to write noise.md and noise.csv (default: TABLE/noise).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Where the study lives, when not in the run directory's SQLite file.
@@ -105,13 +127,16 @@ pub struct RunArgs {
     /// Override the space's budget in minutes.
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// Override the space's seed (data split and training initialisation; also the
-    /// strategy's unless --strategy-seed is given).
+    /// Override the space's seed (data split; also training's and the strategy's
+    /// unless --train-seed or --strategy-seed is given).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Override the strategy's seed alone.
     #[arg(long)]
     pub strategy_seed: Option<u64>,
+    /// Override training's seed alone (initialisation and batch order; same split).
+    #[arg(long)]
+    pub train_seed: Option<u64>,
     /// Run each front member securely (dealer, server, client on loopback, with the
     /// profile's shaping) and report measured beside predicted.
     #[arg(long)]
@@ -156,6 +181,9 @@ fn space(a: &RunArgs) -> Result<SpaceFile> {
     }
     if let Some(seed) = a.strategy_seed {
         s.strategy_seed = Some(seed);
+    }
+    if let Some(seed) = a.train_seed {
+        s.train_seed = Some(seed);
     }
     Ok(s)
 }
@@ -269,6 +297,31 @@ pub fn main(args: SearchArgs) -> Result<()> {
             let md = replay::write(&r, &budgets, &out, &title)?;
             println!("{md}");
             println!("tables and plot in {}", out.display());
+            Ok(())
+        }
+        Some(Cmd::Noise {
+            table,
+            replicates,
+            seeds,
+            budgets,
+            draws,
+            out,
+        }) => {
+            // Read-only, like a replay.
+            let open = |dir: &PathBuf| -> Result<study::View> {
+                let (s, location) = stored(dir, &StorageArgs::default(), true)?;
+                study::view(s, dir, location)
+            };
+            let study = open(&table)?;
+            let replicates = replicates.iter().map(open).collect::<Result<Vec<_>>>()?;
+            let n = noise::noise(&study, &replicates, seeds, &budgets, draws)?;
+            let out = out.unwrap_or_else(|| table.join("noise"));
+            let title = format!(
+                "{}: training noise and the oracle's front share",
+                study.space.name
+            );
+            println!("{}", noise::write(&n, &budgets, &out, &title)?);
+            println!("tables in {}", out.display());
             Ok(())
         }
     }

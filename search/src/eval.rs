@@ -226,7 +226,7 @@ pub fn recipe(space: &SpaceFile, spec: &AdapterSpec, epochs: usize) -> TrainConf
     c.epochs = epochs;
     c.batch_size = space.fidelity.batch_size;
     c.optimizer = space.fidelity.optimizer.clone();
-    c.seed = space.seed;
+    c.seed = space.train_seed();
     c.device = space.device;
     c.progress = false;
     c

@@ -24,6 +24,7 @@ pub mod eval;
 pub mod genes;
 pub mod metrics;
 pub mod mode;
+pub mod noise;
 pub mod pareto;
 pub mod plan;
 pub mod plot;

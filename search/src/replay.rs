@@ -66,14 +66,9 @@ pub const STRATEGIES: [StrategyKind; 5] = [
     StrategyKind::Random,
 ];
 
-/// Replays `strategies` on the table of `study` (which must hold every valid
-/// configuration), seeds `0..seeds` each, scoring at `budgets`.
-pub fn replay(
-    study: &View,
-    strategies: &[StrategyKind],
-    seeds: u64,
-    budgets: &[usize],
-) -> Result<Replay> {
+/// Validation accuracy at the first rung of every valid configuration of a finished
+/// grid study.
+pub fn table(study: &View) -> Result<HashMap<Genome, f64>> {
     let first = study.space.fidelity.rungs()[0];
     let table: HashMap<Genome, f64> = study
         .store
@@ -90,6 +85,19 @@ pub fn replay(
             valid.len()
         )));
     }
+    Ok(table)
+}
+
+/// Replays `strategies` on the table of `study` (which must hold every valid
+/// configuration), seeds `0..seeds` each, scoring at `budgets`.
+pub fn replay(
+    study: &View,
+    strategies: &[StrategyKind],
+    seeds: u64,
+    budgets: &[usize],
+) -> Result<Replay> {
+    let table = table(study)?;
+    let valid = study.genomes.valid();
     // Points priced by this study's cost model (the same the strategies see).
     let point = |g: &Genome| (*g, study.point(g, Some(table[g])));
     let all: Vec<(Genome, Point)> = valid.iter().map(point).collect();
@@ -152,18 +160,18 @@ pub fn replay(
 }
 
 /// Mean, minimum and maximum.
-fn stats(xs: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn stats(xs: &[f64]) -> (f64, f64, f64) {
     let n = xs.len().max(1) as f64;
     let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
     let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (xs.iter().sum::<f64>() / n, min, max)
 }
 
-fn frame(cols: Vec<Column>) -> Result<DataFrame> {
+pub(crate) fn frame(cols: Vec<Column>) -> Result<DataFrame> {
     DataFrame::new_infer_height(cols).map_err(|e| Error::Other(e.to_string()))
 }
 
-fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
+pub(crate) fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
         .finish(df)

@@ -519,7 +519,7 @@ fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
     let _ = writeln!(
         md,
         "{} trials: {} complete, {} pruned, {} failed, {} running. Backbone `{}`, dataset {:?}, \
-         validation {:.0}% of the training split, seed {} (strategy seed {}). Costs \
+         validation {:.0}% of the training split, seed {} (training seed {}, strategy seed {}). Costs \
          predicted by the cost model ({}{}) with constants measured on: {}.\n",
         trials.len(),
         count(State::Complete),
@@ -530,6 +530,7 @@ fn summary_md(study: &Study, trials: &[Trial], fronts: &[Front]) -> String {
         s.data.dataset,
         100.0 * s.validation,
         s.seed,
+        s.train_seed(),
         s.strategy_seed(),
         cryptpeft_cost_model::version(),
         study.view.priced_by.as_ref().map_or(String::new(), |old| {

@@ -154,6 +154,65 @@ fn report_rebuilds_the_outputs_and_replay_reads_a_grid() {
     );
     assert!(tmp.path().join("replay/replay.png").is_file());
     assert!(tmp.path().join("replay/replay_front.png").is_file());
+
+    // The same grid under another training seed is a replicate: `noise` measures the
+    // spread between the two and runs the oracle.
+    let again = tmp.path().join("again");
+    let o = Command::new(BIN)
+        .arg("--space")
+        .arg(&space)
+        .args(["--train-seed", "1", "-q", "--out"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let noise = |replicate: &std::path::Path| {
+        Command::new(BIN)
+            .args(["noise", "--seeds", "2", "--budgets", "2,8", "--replicates"])
+            .arg(replicate)
+            .arg("--out")
+            .arg(tmp.path().join("noise"))
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = noise(&again);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(tmp.path().join("noise/noise.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "config,table,replicate_1");
+    assert_eq!(rows.len(), 9, "{csv}");
+    // Another initialisation trains to other accuracies.
+    assert!(
+        rows[1..].iter().any(|r| {
+            let c: Vec<&str> = r.split(',').collect();
+            c[1] != c[2]
+        }),
+        "{csv}"
+    );
+    let md = std::fs::read_to_string(tmp.path().join("noise/noise.md")).unwrap();
+    assert!(
+        md.contains("each trained 2 times") && md.contains("| 8 | 1.000 | 1.000 | 1.000 | 1.000 |"),
+        "{md}"
+    );
+    // A table of another space is no replicate.
+    let other = tmp.path().join("other");
+    let o = search(
+        &write_space(
+            &tmp.path().join("o"),
+            &text.replace("max_train: 300", "max_train: 200"),
+        ),
+        &other,
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = noise(&other);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not the table's space under another training seed"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

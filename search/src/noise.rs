@@ -1,0 +1,339 @@
+//! How much of a tabulated benchmark is training noise, and what that leaves a
+//! strategy. The same grid re-run under other training seeds (`--train-seed`: same
+//! split, other initialisation and batch order) gives every configuration several
+//! accuracies. From them:
+//!
+//! - the spread of one training's validation accuracy;
+//! - how many of the table's front members stay on the front when retrained;
+//! - the front share of an oracle that knows every configuration's mean accuracy over
+//!   the trainings (the table's own included, so the oracle is optimistic) and, one
+//!   training at a time, trains the configuration most likely to be on the table's
+//!   front given what it has seen (Monte Carlo over the unseen accuracies, each the mean
+//!   plus the noise one training has about it).
+//!
+//! A strategy learns accuracies from the table alone, so it cannot expect to find
+//! much more of the front than this oracle: where front membership is decided by a
+//! margin of the order of the noise, no model of the genes can predict it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use polars::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::genes::Genome;
+use crate::metrics::{Scores, Truth};
+use crate::pareto::{front, Point};
+use crate::replay::{frame, stats, table, write_csv};
+use crate::strategy::Objectives;
+use crate::study::{write_atomic, View};
+
+/// The oracle's scores at one budget.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub seed: u64,
+    pub budget: usize,
+    pub scores: Scores,
+}
+
+/// What the replicates say about a table.
+pub struct Noise {
+    pub configurations: usize,
+    /// Trainings per configuration: the table's and the replicates'.
+    pub trainings: usize,
+    /// Standard deviation of one training's accuracy (pooled over configurations).
+    pub sd: f64,
+    /// Mean absolute difference between the table's accuracy and a replicate's.
+    pub mean_abs_diff: f64,
+    /// Per replicate: the share of the table's front members on the replicate's front
+    /// (both priced alike).
+    pub reproduced: Vec<f64>,
+    pub front: usize,
+    pub oracle: Vec<Row>,
+    /// Per configuration: its label and accuracies, the table's first.
+    pub accuracies: Vec<(String, Vec<f64>)>,
+}
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let (u1, u2): (f64, f64) = (rng.random(), rng.random());
+    (-2.0 * (1.0 - u1).ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// Feasible configurations grouped by equal seconds, fastest group first: a front
+/// member is the most accurate of its group and more accurate than every faster one.
+fn groups(points: &[Point]) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].violation == 0.0)
+        .collect();
+    idx.sort_by(|&a, &b| points[a].seconds.total_cmp(&points[b].seconds));
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for i in idx {
+        match out.last_mut() {
+            Some(g) if points[g[0]].seconds == points[i].seconds => g.push(i),
+            _ => out.push(vec![i]),
+        }
+    }
+    out
+}
+
+/// Adds one to `hits[i]` for every front member `i` under accuracies `acc`.
+fn count_front(groups: &[Vec<usize>], acc: &[f64], hits: &mut [u32]) {
+    let mut best = f64::NEG_INFINITY;
+    for g in groups {
+        let top = g.iter().map(|&i| acc[i]).fold(f64::NEG_INFINITY, f64::max);
+        if top > best {
+            if let Some(&i) = g.iter().find(|&&i| acc[i] == top) {
+                hits[i] += 1;
+            }
+            best = top;
+        }
+    }
+}
+
+/// The oracle's trainings, in order: `budget` configurations of `points` (accuracy the
+/// table's), each the unseen one most often on the front over `draws` draws of the
+/// unseen accuracies `mean + sd * N(0, 1)`; ties to the higher mean.
+fn oracle(
+    points: &[Point],
+    mean: &[f64],
+    sd: f64,
+    budget: usize,
+    draws: usize,
+    seed: u64,
+) -> Vec<usize> {
+    let groups = groups(points);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut seen = vec![false; points.len()];
+    let mut order = Vec::with_capacity(budget);
+    let mut acc = vec![0.0; points.len()];
+    while order.len() < budget.min(groups.iter().map(Vec::len).sum()) {
+        let mut hits = vec![0u32; points.len()];
+        for _ in 0..draws {
+            for i in 0..points.len() {
+                acc[i] = match seen[i] {
+                    true => points[i].accuracy,
+                    false => mean[i] + sd * normal(&mut rng),
+                };
+            }
+            count_front(&groups, &acc, &mut hits);
+        }
+        let next = groups
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&i| !seen[i])
+            .max_by(|&a, &b| hits[a].cmp(&hits[b]).then(mean[a].total_cmp(&mean[b])))
+            .expect("an unseen feasible configuration is left");
+        seen[next] = true;
+        order.push(next);
+    }
+    order
+}
+
+/// Compares the table of `study` with its `replicates` (the same space under other
+/// training seeds) and runs the oracle with seeds `0..seeds` at `budgets`.
+pub fn noise(
+    study: &View,
+    replicates: &[View],
+    seeds: u64,
+    budgets: &[usize],
+    draws: usize,
+) -> Result<Noise> {
+    if replicates.is_empty() {
+        return Err(Error::Other(
+            "noise: name at least one replicate table".into(),
+        ));
+    }
+    let without_train_seed = |v: &View| {
+        let mut s = v.space.clone();
+        s.train_seed = None;
+        s.identity()
+    };
+    let base = table(study)?;
+    let mut others = Vec::with_capacity(replicates.len());
+    for r in replicates {
+        if without_train_seed(r) != without_train_seed(study) {
+            return Err(Error::Other(format!(
+                "noise: replicate `{}` is not the table's space under another training seed",
+                r.space.name
+            )));
+        }
+        others.push(table(r)?);
+    }
+    let valid = study.genomes.valid();
+    let values: Vec<Vec<f64>> = valid
+        .iter()
+        .map(|g| {
+            std::iter::once(base[g])
+                .chain(others.iter().map(|t| t[g]))
+                .collect()
+        })
+        .collect();
+    let k = (1 + others.len()) as f64;
+    let mean: Vec<f64> = values.iter().map(|v| v.iter().sum::<f64>() / k).collect();
+    let var = values
+        .iter()
+        .zip(&mean)
+        .map(|(v, m)| v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (k - 1.0))
+        .sum::<f64>()
+        / valid.len() as f64;
+    let sd = var.sqrt();
+    let mean_abs_diff = values
+        .iter()
+        .map(|v| v[1..].iter().map(|a| (a - v[0]).abs()).sum::<f64>() / (k - 1.0))
+        .sum::<f64>()
+        / valid.len() as f64;
+    let priced = |t: &std::collections::HashMap<Genome, f64>| -> Vec<Point> {
+        valid.iter().map(|g| study.point(g, Some(t[g]))).collect()
+    };
+    let points = priced(&base);
+    let members = |pts: &[Point]| -> Vec<usize> { front(pts) };
+    let truth_members = members(&points);
+    let reproduced = others
+        .iter()
+        .map(|t| {
+            let theirs = members(&priced(t));
+            let kept = truth_members.iter().filter(|i| theirs.contains(i)).count();
+            kept as f64 / truth_members.len().max(1) as f64
+        })
+        .collect();
+    let all: Vec<(Genome, Point)> = valid.iter().copied().zip(points.iter().copied()).collect();
+    let truth = Truth::new(&all);
+    // Given the mean of k trainings, one of them deviates from it by sd sqrt((k-1)/k).
+    let residual = sd * ((k - 1.0) / k).sqrt();
+    let max_budget = budgets.iter().copied().max().unwrap_or(0);
+    let mut rows = Vec::new();
+    for seed in 0..seeds {
+        let order = oracle(&points, &mean, residual, max_budget, draws, seed);
+        let evaluated: Vec<(Genome, Point)> = order.iter().map(|&i| all[i]).collect();
+        for &b in budgets {
+            rows.push(Row {
+                seed,
+                budget: b,
+                scores: truth.score(&evaluated[..b.min(evaluated.len())]),
+            });
+        }
+    }
+    Ok(Noise {
+        configurations: valid.len(),
+        trainings: 1 + others.len(),
+        sd,
+        mean_abs_diff,
+        reproduced,
+        front: truth.front_len(),
+        oracle: rows,
+        accuracies: valid
+            .iter()
+            .zip(values)
+            .map(|(g, v)| (study.genomes.spec(g).label(), v))
+            .collect(),
+    })
+}
+
+/// Writes `noise.md` and `noise.csv` (every configuration's accuracies) into `out`;
+/// returns the summary as markdown.
+pub fn write(n: &Noise, budgets: &[usize], out: &Path, title: &str) -> Result<String> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut cols = vec![Column::new(
+        "config".into(),
+        n.accuracies.iter().map(|a| a.0.clone()).collect::<Vec<_>>(),
+    )];
+    for t in 0..n.trainings {
+        let name = match t {
+            0 => "table".to_string(),
+            t => format!("replicate_{t}"),
+        };
+        cols.push(Column::new(
+            name.into(),
+            n.accuracies.iter().map(|a| a.1[t]).collect::<Vec<_>>(),
+        ));
+    }
+    write_csv(&mut frame(cols)?, &out.join("noise.csv"))?;
+    let mut md = format!("# {title}\n\n");
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    let _ = writeln!(
+        md,
+        "{} configurations, each trained {} times on the same split. One training's \
+         validation accuracy has a standard deviation of {:.4} (pooled); the table and a \
+         replicate differ by {:.4} on average. Of the table's {} front members, {} stay on \
+         the front when retrained (per replicate).\n",
+        n.configurations,
+        n.trainings,
+        n.sd,
+        n.mean_abs_diff,
+        n.front,
+        n.reproduced
+            .iter()
+            .map(|&r| pct(r))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let _ = writeln!(
+        md,
+        "The oracle knows every configuration's mean accuracy over the {} trainings and \
+         trains, one at a time, the configuration most often on the table's front over \
+         draws of the unseen accuracies ({} seeds):\n",
+        n.trainings,
+        n.oracle.iter().map(|r| r.seed).max().map_or(0, |s| s + 1)
+    );
+    md.push_str("| budget | nadir HV mean | nadir HV min | front share mean | front share min |\n");
+    md.push_str("|---|---|---|---|---|\n");
+    for &b in budgets {
+        let at: Vec<&Row> = n.oracle.iter().filter(|r| r.budget == b).collect();
+        let hv = stats(&at.iter().map(|r| r.scores.nadir_hv).collect::<Vec<_>>());
+        let share = stats(&at.iter().map(|r| r.scores.front_share).collect::<Vec<_>>());
+        let _ = writeln!(
+            md,
+            "| {b} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            hv.0, hv.1, share.0, share.1
+        );
+    }
+    write_atomic(&out.join("noise.md"), md.as_bytes())?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(accuracy: f64, seconds: f64) -> Point {
+        Point::feasible(accuracy, seconds)
+    }
+
+    #[test]
+    fn the_front_count_agrees_with_the_front() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            // Few distinct latencies, so groups of equal seconds occur.
+            let pts: Vec<Point> = (0..40)
+                .map(|_| p(rng.random(), rng.random_range(0..8) as f64))
+                .collect();
+            let acc: Vec<f64> = pts.iter().map(|q| q.accuracy).collect();
+            let mut hits = vec![0; pts.len()];
+            count_front(&groups(&pts), &acc, &mut hits);
+            let mut want = vec![0; pts.len()];
+            for i in front(&pts) {
+                want[i] = 1;
+            }
+            assert_eq!(hits, want);
+        }
+    }
+
+    #[test]
+    fn without_noise_the_oracle_takes_the_front_first() {
+        let pts = [
+            p(0.5, 1.0),
+            p(0.4, 2.0),
+            p(0.7, 3.0),
+            p(0.6, 4.0),
+            p(0.9, 5.0),
+        ];
+        let mean: Vec<f64> = pts.iter().map(|q| q.accuracy).collect();
+        let mut first = oracle(&pts, &mean, 0.0, 3, 8, 0);
+        first.sort_unstable();
+        assert_eq!(first, [0, 2, 4]);
+    }
+}
