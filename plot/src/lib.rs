@@ -1,4 +1,5 @@
-//! Pictures for people: lines, measured against predicted, labelled points, and the
+//! Pictures for people: lines, measured against predicted, labelled points, one
+//! quantity against another, and the
 //! frame, palette and font every plot of the project shares (the search's fronts use
 //! them too). PNG and SVG, each written whole, with a font shipped in the crate so they
 //! render the same on any machine.
@@ -323,4 +324,64 @@ fn draw_labelled<DB: DrawingBackend>(
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
     }
     finish_at(chart, &root, SeriesLabelPosition::LowerRight)
+}
+
+/// Groups of points `(x, y)` on equal axes with the diagonal `y = x` drawn thin: the same
+/// quantity measured twice (a table against its retraining), where distance from the
+/// diagonal is the disagreement.
+pub fn against(
+    stem: &Path,
+    title: &str,
+    desc: (&str, &str),
+    groups: &[(String, Vec<(f64, f64)>)],
+) -> Result<(), String> {
+    both(
+        stem,
+        |a| draw_against(a, title, desc, groups),
+        |a| draw_against(a, title, desc, groups),
+    )
+}
+
+fn draw_against<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    desc: (&str, &str),
+    groups: &[(String, Vec<(f64, f64)>)],
+) -> Drawn {
+    let all = || {
+        groups
+            .iter()
+            .flat_map(|g| g.1.iter())
+            .flat_map(|p| [p.0, p.1])
+    };
+    let lo = all().fold(f64::INFINITY, f64::min);
+    let hi = all().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = match lo < hi {
+        true => (lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo)),
+        false => (0.0, 1.0),
+    };
+    let mut chart = frame(
+        &root,
+        title,
+        (lo..hi, lo..hi),
+        desc,
+        RGBColor(235, 235, 235),
+    )?;
+    chart
+        .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.5)))
+        .map_err(s)?
+        .label("equal")
+        .legend(|(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], BLACK.mix(0.5)));
+    for (k, (name, pts)) in groups.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&p| Circle::new(p, 4, color.mix(0.7).filled())),
+            )
+            .map_err(s)?
+            .label(name.clone())
+            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+    }
+    finish(chart, &root)
 }

@@ -316,11 +316,7 @@ pub fn main(args: SearchArgs) -> Result<()> {
             let replicates = replicates.iter().map(open).collect::<Result<Vec<_>>>()?;
             let n = noise::noise(&study, &replicates, seeds, &budgets, draws)?;
             let out = out.unwrap_or_else(|| table.join("noise"));
-            let title = format!(
-                "{}: training noise and the oracle's front share",
-                study.space.name
-            );
-            println!("{}", noise::write(&n, &budgets, &out, &title)?);
+            println!("{}", noise::write(&n, &budgets, &out, &study.space.name)?);
             println!("tables in {}", out.display());
             Ok(())
         }

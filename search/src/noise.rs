@@ -54,6 +54,8 @@ pub struct Noise {
     pub oracle: Vec<Row>,
     /// Per configuration: its label and accuracies, the table's first.
     pub accuracies: Vec<(String, Vec<f64>)>,
+    /// Whether each configuration is on the table's front.
+    pub on_front: Vec<bool>,
 }
 
 /// A standard normal draw (Box-Muller).
@@ -200,6 +202,8 @@ pub fn noise(
             kept as f64 / truth_members.len().max(1) as f64
         })
         .collect();
+    let mut on_front = vec![false; valid.len()];
+    truth_members.iter().for_each(|&i| on_front[i] = true);
     let all: Vec<(Genome, Point)> = valid.iter().copied().zip(points.iter().copied()).collect();
     let truth = Truth::new(&all);
     // Given the mean of k trainings, one of them deviates from it by sd sqrt((k-1)/k).
@@ -230,12 +234,14 @@ pub fn noise(
             .zip(values)
             .map(|(g, v)| (study.genomes.spec(g).label(), v))
             .collect(),
+        on_front,
     })
 }
 
-/// Writes `noise.md` and `noise.csv` (every configuration's accuracies) into `out`;
-/// returns the summary as markdown.
-pub fn write(n: &Noise, budgets: &[usize], out: &Path, title: &str) -> Result<String> {
+/// Writes `noise.md`, `noise.csv` (every configuration's accuracies) and `noise.png`
+/// (`.svg`: the table's accuracies against the first replicate's) into `out`; returns
+/// the summary as markdown.
+pub fn write(n: &Noise, budgets: &[usize], out: &Path, name: &str) -> Result<String> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut cols = vec![Column::new(
         "config".into(),
@@ -252,7 +258,25 @@ pub fn write(n: &Noise, budgets: &[usize], out: &Path, title: &str) -> Result<St
         ));
     }
     write_csv(&mut frame(cols)?, &out.join("noise.csv"))?;
-    let mut md = format!("# {title}\n\n");
+    let pair = |front: bool| -> Vec<(f64, f64)> {
+        let mine = n
+            .accuracies
+            .iter()
+            .zip(&n.on_front)
+            .filter(|a| *a.1 == front);
+        mine.map(|(a, _)| (a.1[0], a.1[1])).collect()
+    };
+    let groups = [
+        ("off the table's front".to_string(), pair(false)),
+        ("on the table's front".to_string(), pair(true)),
+    ];
+    let desc = (
+        "validation accuracy, the table",
+        "validation accuracy, retrained",
+    );
+    let title = format!("{name}: each configuration, in the table and retrained");
+    cryptpeft_plot::against(&out.join("noise"), &title, desc, &groups).map_err(Error::Other)?;
+    let mut md = format!("# {name}: training noise and the oracle's front share\n\n");
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let _ = writeln!(
         md,
@@ -279,6 +303,7 @@ pub fn write(n: &Noise, budgets: &[usize], out: &Path, title: &str) -> Result<St
         n.trainings,
         n.oracle.iter().map(|r| r.seed).max().map_or(0, |s| s + 1)
     );
+    md.push_str("![the table against a retraining](noise.png)\n\n");
     md.push_str("| budget | nadir HV mean | nadir HV min | front share mean | front share min |\n");
     md.push_str("|---|---|---|---|---|\n");
     for &b in budgets {
