@@ -211,6 +211,33 @@ mod depth_tests {
     }
 
     #[test]
+    fn one_exchange_fewer_in_a_block_saves_two_rounds() {
+        // An exchange moves everything after it by one, and an opening rides free only
+        // after an even number of exchanges in its block: without the truncation
+        // exchange before the scores of one block the opening after its norm rides, so
+        // ReLU-softmax's 22 rounds become 20, not 21 (docs/results.md).
+        let spec: AdapterSpec = "h=2,r=64,s=2,attn=relu-softmax".parse().unwrap();
+        let model = OwcModel::symbolic(spec, BackboneSpec::vit_b16(), 100);
+        let plan = lower(&model, LowerOptions::default()).unwrap().0;
+        let truncations: Vec<usize> = (0..plan.steps.len())
+            .filter(|&k| matches!(plan.steps[k], crate::plan::Step::Truncate { .. }))
+            .collect();
+        assert_eq!(truncations.len(), 2, "one per block");
+        let without = |drop: &[usize]| {
+            let mut p = plan.clone();
+            p.steps = (0..plan.steps.len())
+                .filter(|k| !drop.contains(k))
+                .map(|k| plan.steps[k].clone())
+                .collect();
+            crate::online::comm::simulate(&p).rounds
+        };
+        assert_eq!(without(&[]), 22);
+        assert_eq!(without(&truncations[..1]), 20);
+        assert_eq!(without(&truncations[1..]), 20);
+        assert_eq!(without(&truncations), 18);
+    }
+
+    #[test]
     fn parallel_chains_count_once() {
         // Two scopes open their hidden states at once: one more adapter block adds
         // its own products, not another input opening.
