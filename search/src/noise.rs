@@ -192,12 +192,11 @@ pub fn noise(
         valid.iter().map(|g| study.point(g, Some(t[g]))).collect()
     };
     let points = priced(&base);
-    let members = |pts: &[Point]| -> Vec<usize> { front(pts) };
-    let truth_members = members(&points);
+    let truth_members = front(&points);
     let reproduced = others
         .iter()
         .map(|t| {
-            let theirs = members(&priced(t));
+            let theirs = front(&priced(t));
             let kept = truth_members.iter().filter(|i| theirs.contains(i)).count();
             kept as f64 / truth_members.len().max(1) as f64
         })
