@@ -383,5 +383,6 @@ fn draw_against<DB: DrawingBackend>(
             .label(name.clone())
             .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
     }
-    finish(chart, &root)
+    // Above the diagonal's far end nothing lies; below it may (a collapsed training).
+    finish_at(chart, &root, SeriesLabelPosition::UpperLeft)
 }
