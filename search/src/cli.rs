@@ -83,8 +83,8 @@ pub enum Cmd {
         /// The replicates' run directories.
         #[arg(long, value_delimiter = ',', required = true)]
         replicates: Vec<PathBuf>,
-        /// Seeds of the oracle's draws.
-        #[arg(long, default_value_t = 5)]
+        /// Seeds of the oracle's draws (at least one).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         #[arg(long, value_delimiter = ',', default_value = "20,40,60,100")]
         budgets: Vec<usize>,

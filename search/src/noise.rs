@@ -198,12 +198,8 @@ pub fn noise(
         .map(|v| v[1..].iter().sum::<f64>() / r)
         .collect();
     let dev: Vec<f64> = values.iter().zip(&mean).map(|(v, m)| v[0] - m).collect();
-    let spread = 1.4826
-        * median(
-            &dev.iter()
-                .map(|d| (d - median(&dev)).abs())
-                .collect::<Vec<_>>(),
-        );
+    let centre = median(&dev);
+    let spread = 1.4826 * median(&dev.iter().map(|d| (d - centre).abs()).collect::<Vec<_>>());
     // The deviation holds one training's noise and the mean's: sd^2 (1 + 1/r).
     let sd = spread / (1.0 + 1.0 / r).sqrt();
     let outliers = dev.iter().filter(|d| d.abs() > 5.0 * spread).count();
