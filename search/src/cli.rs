@@ -11,6 +11,7 @@ use crate::noise;
 use crate::replay::{self, STRATEGIES};
 use crate::report::Outputs;
 use crate::run;
+use crate::say::say;
 use crate::space::{SpaceFile, StrategyKind, DEFAULT_SPACE};
 use crate::study::{self, Location};
 
@@ -226,8 +227,8 @@ pub fn main(args: SearchArgs) -> Result<()> {
             }
             let summary = run::run(s, &dir, location, a.verify, !a.quiet)?;
             match summary.outputs {
-                Some(o) => print_fronts(&o),
-                None => println!(
+                Some(o) => print_fronts(&o)?,
+                None => say!(
                     "stopped after {} trainings; the study in {} resumes with the same command",
                     summary.trained,
                     dir.display()
@@ -244,13 +245,13 @@ pub fn main(args: SearchArgs) -> Result<()> {
         }) => {
             let (s, location) = stored(&dir, &at, false)?;
             let study = study::open(s.clone(), &dir, location.clone(), !quiet)?;
-            print_fronts(&crate::report::write(&study, verify, !quiet)?);
+            print_fronts(&crate::report::write(&study, verify, !quiet)?)?;
             drop(study);
             if html {
                 let page = dashboard::static_page(&study::view(s, &dir, location)?)?;
                 let path = dir.join("dashboard.html");
                 study::write_atomic(&path, page.as_bytes())?;
-                println!("dashboard: {}", path.display());
+                say!("dashboard: {}", path.display());
             }
             Ok(())
         }
@@ -269,7 +270,11 @@ pub fn main(args: SearchArgs) -> Result<()> {
                 );
             }
             dashboard::serve(view, SocketAddr::new(host, port), |addr| {
-                println!("dashboard on http://{addr}/ (read-only; Ctrl-C stops)");
+                // The server runs until Ctrl-C: a closed pipe only loses this line.
+                let _ = crate::say::said(std::io::Write::write_fmt(
+                    &mut std::io::stdout(),
+                    format_args!("dashboard on http://{addr}/ (read-only; Ctrl-C stops)\n"),
+                ));
             })
         }
         Some(Cmd::Replay {
@@ -295,8 +300,8 @@ pub fn main(args: SearchArgs) -> Result<()> {
                 study.space.name, seeds
             );
             let md = replay::write(&r, &budgets, &out, &title)?;
-            println!("{md}");
-            println!("tables and plot in {}", out.display());
+            say!("{md}");
+            say!("tables and plot in {}", out.display());
             Ok(())
         }
         Some(Cmd::Noise {
@@ -316,24 +321,29 @@ pub fn main(args: SearchArgs) -> Result<()> {
             let replicates = replicates.iter().map(open).collect::<Result<Vec<_>>>()?;
             let n = noise::noise(&study, &replicates, seeds, &budgets, draws)?;
             let out = out.unwrap_or_else(|| table.join("noise"));
-            println!("{}", noise::write(&n, &budgets, &out, &study.space.name)?);
-            println!("tables in {}", out.display());
+            say!("{}", noise::write(&n, &budgets, &out, &study.space.name)?);
+            say!("tables in {}", out.display());
             Ok(())
         }
     }
 }
 
 /// Prints each front and where the files are.
-fn print_fronts(o: &Outputs) {
-    println!("{} candidates evaluated", o.evaluated);
+fn print_fronts(o: &Outputs) -> Result<()> {
+    say!("{} candidates evaluated", o.evaluated);
     if let Some(t) = &o.proposal_time {
-        println!("{t}");
+        say!("{t}");
     }
     for f in &o.fronts {
-        println!("\nfront on {} ({} adapters):", f.profile, f.rows.len());
-        println!(
+        say!("\nfront on {} ({} adapters):", f.profile, f.rows.len());
+        say!(
             "  {:<28} {:>8} {:>8} {:>12} {:>10} {:>7}",
-            "adapter", "val acc", "test acc", "predicted ms", "online MB", "rounds"
+            "adapter",
+            "val acc",
+            "test acc",
+            "predicted ms",
+            "online MB",
+            "rounds"
         );
         for r in &f.rows {
             let t = &r.trial;
@@ -342,7 +352,7 @@ fn print_fronts(o: &Outputs) {
                 .as_ref()
                 .map(|m| format!("  measured {:.2} ms, {} rounds", 1e3 * m.online_s, m.rounds))
                 .unwrap_or_default();
-            println!(
+            say!(
                 "  {:<28} {:>7.2}% {:>7.2}% {:>12.2} {:>10.3} {:>7}{measured}",
                 t.config,
                 100.0 * t.val_accuracy.unwrap_or(f64::NAN),
@@ -352,11 +362,12 @@ fn print_fronts(o: &Outputs) {
                 t.price.rounds
             );
         }
-        println!("  plot: {}", f.plot_png.display());
+        say!("  plot: {}", f.plot_png.display());
     }
-    println!(
+    say!(
         "\ncheckpoints: {}\nsummary: {}",
         o.dir.join("adapters").display(),
         o.summary.display()
     );
+    Ok(())
 }

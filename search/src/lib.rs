@@ -32,6 +32,7 @@ pub mod price;
 pub mod replay;
 pub mod report;
 pub mod run;
+mod say;
 pub mod space;
 pub mod strategy;
 pub mod study;

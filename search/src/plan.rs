@@ -247,7 +247,7 @@ impl Plan {
 /// Prints the plan of `space` for a run directory `dir`.
 pub fn print(space: &SpaceFile, dir: &Path, progress: bool) -> Result<()> {
     let p = plan(space, dir, progress)?;
-    println!("{}\n{}", p.markdown(space), p.choice);
+    crate::say::say!("{}\n{}", p.markdown(space), p.choice);
     Ok(())
 }
 
