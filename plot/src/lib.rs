@@ -190,7 +190,17 @@ fn draw_curves<DB: DrawingBackend>(
                 PathElement::new(vec![(x - 10, y), (x + 10, y)], color.stroke_width(2))
             });
     }
-    finish(chart, &root)
+    finish_at(chart, &root, clear_corner(curves))
+}
+
+/// The legend where the curves are not: above them as they fall, beside as they rise.
+fn clear_corner(curves: &[Vec<(f64, f64)>]) -> SeriesLabelPosition {
+    let first: f64 = curves.iter().filter_map(|c| c.first()).map(|p| p.1).sum();
+    let last: f64 = curves.iter().filter_map(|c| c.last()).map(|p| p.1).sum();
+    match last < first {
+        true => SeriesLabelPosition::UpperRight,
+        false => SeriesLabelPosition::UpperLeft,
+    }
 }
 
 /// One color per name: `measured[k]` as points joined by a line, `model[k]` as a thin
@@ -251,14 +261,7 @@ fn draw_measured<DB: DrawingBackend>(
             .label(format!("{name} cost model"))
             .legend(move |(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], color));
     }
-    // The legend where the curves are not: above them as they fall, beside as they rise.
-    let first: f64 = measured.iter().filter_map(|c| c.first()).map(|p| p.1).sum();
-    let last: f64 = measured.iter().filter_map(|c| c.last()).map(|p| p.1).sum();
-    let position = match last < first {
-        true => SeriesLabelPosition::UpperRight,
-        false => SeriesLabelPosition::UpperLeft,
-    };
-    finish_at(chart, &root, position)
+    finish_at(chart, &root, clear_corner(measured))
 }
 
 /// A named group of labelled points `(x, y, label)`.

@@ -67,7 +67,8 @@ pub enum Cmd {
         seeds: u64,
         #[arg(long, value_delimiter = ',', default_value = "20,40,60,100")]
         budgets: Vec<usize>,
-        /// Strategies to replay (default: ehvi, nsga2, reinforce, reinforce-paper, random).
+        /// Strategies to replay (default: ehvi, ehvi-front, nsga2, reinforce, reinforce-paper,
+        /// random).
         #[arg(long, value_delimiter = ',')]
         strategies: Vec<StrategyKind>,
         /// Where to write replay.csv, proposals.csv, replay_summary.csv, replay.md and
@@ -119,7 +120,8 @@ pub struct RunArgs {
     /// Run directory (study, cache, outputs); default: runs/NAME, NAME the space.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Override the space's strategy (ehvi, nsga2, reinforce, reinforce-paper, random, grid).
+    /// Override the space's strategy (ehvi, ehvi-front, nsga2, reinforce, reinforce-paper,
+    /// random, grid).
     #[arg(long)]
     pub strategy: Option<StrategyKind>,
     /// Override the space's budget of trainings (`all`: every valid configuration).

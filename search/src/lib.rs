@@ -19,6 +19,7 @@ pub use cryptpeft_train::fault;
 
 pub mod cli;
 pub mod dashboard;
+pub mod draws;
 pub mod error;
 pub mod eval;
 pub mod genes;

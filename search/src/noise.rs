@@ -19,9 +19,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use polars::prelude::*;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::draws::front_counts;
 use crate::error::{Error, Result};
 use crate::genes::Genome;
 use crate::metrics::{Scores, Truth};
@@ -76,43 +77,6 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
-/// A standard normal draw (Box-Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let (u1, u2): (f64, f64) = (rng.random(), rng.random());
-    (-2.0 * (1.0 - u1).ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
-/// Feasible configurations grouped by equal seconds, fastest group first: a front
-/// member is the most accurate of its group and more accurate than every faster one.
-fn groups(points: &[Point]) -> Vec<Vec<usize>> {
-    let mut idx: Vec<usize> = (0..points.len())
-        .filter(|&i| points[i].violation == 0.0)
-        .collect();
-    idx.sort_by(|&a, &b| points[a].seconds.total_cmp(&points[b].seconds));
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    for i in idx {
-        match out.last_mut() {
-            Some(g) if points[g[0]].seconds == points[i].seconds => g.push(i),
-            _ => out.push(vec![i]),
-        }
-    }
-    out
-}
-
-/// Adds one to `hits[i]` for every front member `i` under accuracies `acc`.
-fn count_front(groups: &[Vec<usize>], acc: &[f64], hits: &mut [u32]) {
-    let mut best = f64::NEG_INFINITY;
-    for g in groups {
-        let top = g.iter().map(|&i| acc[i]).fold(f64::NEG_INFINITY, f64::max);
-        if top > best {
-            if let Some(&i) = g.iter().find(|&&i| acc[i] == top) {
-                hits[i] += 1;
-            }
-            best = top;
-        }
-    }
-}
-
 /// The oracle's trainings, in order: `budget` configurations of `points` (accuracy the
 /// table's), each the unseen one most often on the front over `draws` draws of the
 /// unseen accuracies `mean + sd * N(0, 1)`; ties to the higher mean.
@@ -124,25 +88,24 @@ fn oracle(
     draws: usize,
     seed: u64,
 ) -> Vec<usize> {
-    let groups = groups(points);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seen = vec![false; points.len()];
     let mut order = Vec::with_capacity(budget);
-    let mut acc = vec![0.0; points.len()];
-    while order.len() < budget.min(groups.iter().map(Vec::len).sum()) {
-        let mut hits = vec![0u32; points.len()];
-        for _ in 0..draws {
-            for i in 0..points.len() {
-                acc[i] = match seen[i] {
-                    true => points[i].accuracy,
-                    false => mean[i] + sd * normal(&mut rng),
-                };
-            }
-            count_front(&groups, &acc, &mut hits);
-        }
-        let next = groups
+    // Feasible configurations, fastest first (this order settles exact ties).
+    let mut feasible: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].violation == 0.0)
+        .collect();
+    feasible.sort_by(|&a, &b| points[a].seconds.total_cmp(&points[b].seconds));
+    while order.len() < budget.min(feasible.len()) {
+        let dist: Vec<(f64, f64)> = (0..points.len())
+            .map(|i| match seen[i] {
+                true => (points[i].accuracy, 0.0),
+                false => (mean[i], sd),
+            })
+            .collect();
+        let hits = front_counts(points, &dist, f64::NEG_INFINITY, draws, &mut rng);
+        let next = feasible
             .iter()
-            .flatten()
             .copied()
             .filter(|&i| !seen[i])
             .max_by(|&a, &b| hits[a].cmp(&hits[b]).then(mean[a].total_cmp(&mean[b])))
@@ -352,25 +315,6 @@ mod tests {
 
     fn p(accuracy: f64, seconds: f64) -> Point {
         Point::feasible(accuracy, seconds)
-    }
-
-    #[test]
-    fn the_front_count_agrees_with_the_front() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for _ in 0..50 {
-            // Few distinct latencies, so groups of equal seconds occur.
-            let pts: Vec<Point> = (0..40)
-                .map(|_| p(rng.random(), rng.random_range(0..8) as f64))
-                .collect();
-            let acc: Vec<f64> = pts.iter().map(|q| q.accuracy).collect();
-            let mut hits = vec![0; pts.len()];
-            count_front(&groups(&pts), &acc, &mut hits);
-            let mut want = vec![0; pts.len()];
-            for i in front(&pts) {
-                want[i] = 1;
-            }
-            assert_eq!(hits, want);
-        }
     }
 
     #[test]

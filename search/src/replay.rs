@@ -58,8 +58,9 @@ pub struct Replay {
 /// Accuracy margins at which the replay counts close calls on the true front.
 const CLOSE_CALLS: [f64; 3] = [0.005, 0.01, 0.02];
 
-pub const STRATEGIES: [StrategyKind; 5] = [
+pub const STRATEGIES: [StrategyKind; 6] = [
     StrategyKind::Ehvi,
+    StrategyKind::EhviFront,
     StrategyKind::Nsga2,
     StrategyKind::Reinforce,
     StrategyKind::ReinforcePaper,

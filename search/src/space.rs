@@ -191,6 +191,9 @@ pub enum StrategyKind {
     /// hypervolume improvement at each candidate's priced latency.
     #[default]
     Ehvi,
+    /// EHVI alternating with the configuration likeliest to be on the front: more of
+    /// the front's members, less hypervolume in the worst runs.
+    EhviFront,
     Nsga2,
     /// The paper's controller generalised to every gene, restarting over the scopes.
     Reinforce,
@@ -206,7 +209,8 @@ impl std::str::FromStr for StrategyKind {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         serde_yaml::from_str(s).map_err(|_| {
             format!(
-                "unknown strategy `{s}` (ehvi, nsga2, reinforce, reinforce-paper, random, grid)"
+                "unknown strategy `{s}` (ehvi, ehvi-front, nsga2, reinforce, reinforce-paper, random, \
+                 grid)"
             )
         })
     }

@@ -4,8 +4,9 @@
 //! exponential overlap kernel (`exp(-theta)` when the choices differ). One length or
 //! decay per gene (ARD), a noise ratio and a constant mean are fitted by maximising the
 //! marginal likelihood over a small grid, coordinate by coordinate; the signal variance
-//! has its closed-form maximum. Dozens of points: a dense Cholesky factor is exact and
-//! takes microseconds.
+//! has its closed-form maximum. Collapsed trainings are left out of the fit
+//! ([`Gp::fit`]). Dozens of points: a dense Cholesky factor is exact and takes
+//! microseconds.
 
 use crate::genes::{Genome, Space, GENES};
 
@@ -19,6 +20,8 @@ const DECAYS: [f64; 6] = [0.05, 0.2, 0.5, 1.0, 2.0, 4.0];
 const NOISE: [f64; 5] = [1e-4, 1e-3, 1e-2, 0.05, 0.2];
 /// Coordinate sweeps over the hyperparameters.
 const SWEEPS: usize = 2;
+/// How far below its leave-one-out prediction a training counts as collapsed.
+const COLLAPSE_Z: f64 = 5.0;
 
 /// How one gene enters the kernel.
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +102,18 @@ pub struct Gp {
     scale: f64,
     /// Signal variance of the standardised outputs (its maximum-likelihood value).
     signal: f64,
+    /// Noise variance over signal variance.
+    noise: f64,
+}
+
+/// Tukey's far-out fence below `y`: the lower quartile less three interquartile
+/// ranges (quartiles by nearest rank).
+fn far_out_below(y: &[f64]) -> f64 {
+    let mut v = y.to_vec();
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((p * (v.len() - 1) as f64).round()) as usize];
+    let (q1, q3) = (q(0.25), q(0.75));
+    q1 - 3.0 * (q3 - q1)
 }
 
 /// Lower Cholesky factor of the `n x n` matrix `a` (row-major), `None` if not positive.
@@ -165,8 +180,39 @@ fn evaluate(enc: &Encoding, x: &[Genome], y: &[f64], theta: &[f64], noise: f64) 
 }
 
 impl Gp {
-    /// Fits the process to accuracies `y` of genomes `x` (at least one).
+    /// Fits the process to accuracies `y` of genomes `x` (at least one), leaving out
+    /// collapsed trainings. The least accurate point, if far below the others (Tukey's
+    /// far-out fence: three interquartile ranges under the lower quartile), is dropped
+    /// when it lies more than [`COLLAPSE_Z`] standard deviations below what the process
+    /// fitted without it predicts (fitted without it, so that it cannot mask itself by
+    /// inflating the noise); then the next, for at most a tenth of the points. A
+    /// diverged training (accuracy at chance) says nothing about its neighbours, yet
+    /// one such point inflates the fitted variance everywhere. A training better than
+    /// predicted is kept, being evidence, and so is a poor region whose trainings agree.
     pub fn fit(enc: &Encoding, x: &[Genome], y: &[f64]) -> Self {
+        let fence = far_out_below(y);
+        let (mut x, mut y) = (x.to_vec(), y.to_vec());
+        let mut gp = Self::fit_all(enc, &x, &y);
+        for _ in 0..y.len() / 10 {
+            let Some(low) = (0..y.len())
+                .filter(|&i| y[i] < fence)
+                .min_by(|&a, &b| y[a].total_cmp(&y[b]))
+            else {
+                break;
+            };
+            let (mut xo, mut yo) = (x.clone(), y.clone());
+            let (g, a) = (xo.remove(low), yo.remove(low));
+            let without = Self::fit_all(enc, &xo, &yo);
+            let (mean, sd) = without.predict(&g);
+            if a - mean >= -COLLAPSE_Z * sd.hypot(without.noise_sd()) {
+                break;
+            }
+            (x, y, gp) = (xo, yo, without);
+        }
+        gp
+    }
+
+    fn fit_all(enc: &Encoding, x: &[Genome], y: &[f64]) -> Self {
         let n = y.len() as f64;
         let mean = y.iter().sum::<f64>() / n;
         let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
@@ -197,8 +243,9 @@ impl Gp {
             }
         }
         // R is a correlation matrix (positive semi-definite), so R + I always factors.
-        let (chol, alpha, signal, _) = evaluate(enc, x, &ys, &theta, noise)
-            .or_else(|| evaluate(enc, x, &ys, &theta, 1.0))
+        let ((chol, alpha, signal, _), noise) = evaluate(enc, x, &ys, &theta, noise)
+            .map(|f| (f, noise))
+            .or_else(|| evaluate(enc, x, &ys, &theta, 1.0).map(|f| (f, 1.0)))
             .expect("R + I is positive definite");
         Self {
             enc: enc.clone(),
@@ -209,7 +256,14 @@ impl Gp {
             mean,
             scale,
             signal,
+            noise,
         }
+    }
+
+    /// Standard deviation of one training about the process's mean: the spread a
+    /// measured accuracy has around the noise-free value [`Gp::predict`] gives.
+    pub fn noise_sd(&self) -> f64 {
+        self.scale * (self.signal * self.noise).sqrt()
     }
 
     /// Posterior mean and standard deviation of accuracy at `g` (noise-free).
@@ -246,10 +300,7 @@ mod tests {
         let enc = Encoding::new(&space);
         assert_eq!(enc.active(), 4);
         let all = space.valid();
-        // A third of the space, drawn at random (a stride would alias the genes).
-        let mut x: Vec<Genome> = all.to_vec();
-        x.shuffle(&mut ChaCha8Rng::seed_from_u64(5));
-        x.truncate(all.len() / 3);
+        let x = third(&space);
         let y: Vec<f64> = x.iter().map(truth).collect();
         let gp = Gp::fit(&enc, &x, &y);
         // At the data: close, and sure.
@@ -270,6 +321,33 @@ mod tests {
         let at = mean_sd(&mut x.iter());
         let away = mean_sd(&mut all.iter().filter(|g| !x.contains(g)));
         assert!(away > 1.5 * at, "sd {away} away, {at} at the data");
+    }
+
+    /// A third of the space, drawn at random (a stride would alias the genes).
+    fn third(space: &Space) -> Vec<Genome> {
+        let mut x: Vec<Genome> = space.valid().to_vec();
+        x.shuffle(&mut ChaCha8Rng::seed_from_u64(5));
+        x.truncate(space.valid().len() / 3);
+        x
+    }
+
+    #[test]
+    fn a_collapsed_training_is_left_out_and_a_lucky_one_kept() {
+        let space = space();
+        let enc = Encoding::new(&space);
+        let x = third(&space);
+        let mut y: Vec<f64> = x.iter().map(truth).collect();
+        let without = Gp::fit(&enc, &x[1..], &y[1..]);
+        // Trained to chance: the fit is the one without it.
+        y[0] = 0.0;
+        let gp = Gp::fit(&enc, &x, &y);
+        for g in space.valid() {
+            assert_eq!(gp.predict(g), without.predict(g));
+        }
+        // Better than its neighbours: evidence, kept.
+        y[0] = truth(&x[0]) + 0.3;
+        let gp = Gp::fit(&enc, &x, &y);
+        assert!(gp.predict(&x[0]).0 > truth(&x[0]) + 0.1);
     }
 
     #[test]
