@@ -17,6 +17,9 @@ pub enum TrainError {
     /// A configuration or spec is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The training itself failed: it diverged, or a step panicked.
+    #[error("training failed: {0}")]
+    Training(String),
     #[error(transparent)]
     Spec(#[from] cryptpeft_types::SpecError),
 }

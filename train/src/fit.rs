@@ -30,6 +30,7 @@ use crate::baselines::{PeftModel, TailModel};
 use crate::cache::{progress_bar, FeatureSet};
 use crate::config::{EpochStats, OptimizerConfig, TrainConfig};
 use crate::data::{random_resized_crop_flip, ImageSet, Preprocess};
+use crate::error::{Result, TrainError};
 use crate::fault;
 use crate::owc::OwcModel;
 use crate::resume::{self, Streams};
@@ -226,6 +227,9 @@ pub fn evaluate<M: Net + Sync>(
     device: &Device,
 ) -> Vec<f64> {
     let n = src.images();
+    if models.is_empty() {
+        return Vec::new();
+    }
     let shared = models.iter().filter_map(|m| m.1).min();
     let mut correct = vec![0usize; models.len()];
     for start in (0..n).step_by(batch.max(1)) {
@@ -318,6 +322,14 @@ impl<M: Net> Live<M> {
             (model, loss_value, correct)
         }));
         match stepped {
+            // Once the loss is NaN or infinite the weights are lost, and carrying on would
+            // report chance accuracy as if it were a result.
+            Ok((_, loss, _)) if !loss.is_finite() => {
+                self.failed = Some(format!(
+                    "diverged: the loss became {loss} in epoch {} (a lower learning rate or a norm may help)",
+                    self.stats.len() + 1
+                ))
+            }
             Ok((model, loss, correct)) => {
                 self.model = Some(model);
                 self.loss_sum += loss * labels.len() as f64;
@@ -407,7 +419,8 @@ pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Trains every member on the same batches; each gets what it would get alone. A member
-/// whose step panics fails alone, with the panic's message, and the others go on.
+/// whose step panics or whose loss stops being finite fails alone, saying why, and the
+/// others go on.
 pub fn fit_group<M: Net + Sync>(
     members: Vec<Member<M>>,
     train: &Source,
@@ -459,6 +472,10 @@ pub fn fit_group<M: Net + Sync>(
     };
     let mut step = first * steps_per_epoch;
     for epoch in first..cfg.epochs {
+        // Nothing left to train once every member has failed.
+        if live.iter().all(|m| m.failed.is_some()) {
+            break;
+        }
         let bar = progress_bar(
             steps_per_epoch as u64,
             &match alone {
@@ -540,16 +557,12 @@ pub fn fit<M: Net + Sync>(
     from: Option<usize>,
     cfg: &TrainConfig,
     device: &Device,
-) -> (M, Vec<EpochStats>) {
+) -> Result<(M, Vec<EpochStats>)> {
     let member = Member {
         model,
         from,
         snapshot: None,
     };
     let mut out = fit_group(vec![member], train, test, cfg, device);
-    match out.pop().expect("one member") {
-        Ok(trained) => trained,
-        // Alone, a panic is the caller's, as before groups.
-        Err(why) => panic!("{why}"),
-    }
+    out.pop().expect("one member").map_err(TrainError::Training)
 }

@@ -187,7 +187,7 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
             let (g, b) = final_norm_init(&vit);
             let model = OwcModel::init(spec, &vit.spec, classes, Some((&g, &b)), seed, &device)?;
             let p = count_trainable(&model);
-            let (model, stats) = fit(model, &train_src, &test_src, from, config, &device);
+            let (model, stats) = fit(model, &train_src, &test_src, from, config, &device)?;
             if let Some(path) = &config.checkpoint {
                 model.valid().save(path)?;
                 checkpoint = Some(path.clone());
@@ -198,28 +198,28 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
             let model = TailModel::new(&vit, 0, classes, seed, &device);
             (
                 count_trainable(&model),
-                fit(model, &train_src, &test_src, from, config, &device).1,
+                fit(model, &train_src, &test_src, from, config, &device)?.1,
             )
         }
         Method::Sft { layers: k } => {
             let model = TailModel::new(&vit, *k, classes, seed, &device);
             (
                 count_trainable(&model),
-                fit(model, &train_src, &test_src, from, config, &device).1,
+                fit(model, &train_src, &test_src, from, config, &device)?.1,
             )
         }
         Method::Lora { rank } => {
             let model = PeftModel::lora(&vit, *rank, classes, seed, &device);
             (
                 count_trainable(&model),
-                fit(model, &train_src, &test_src, from, config, &device).1,
+                fit(model, &train_src, &test_src, from, config, &device)?.1,
             )
         }
         Method::Adaptformer { rank } => {
             let model = PeftModel::adaptformer(&vit, *rank, classes, seed, &device);
             (
                 count_trainable(&model),
-                fit(model, &train_src, &test_src, from, config, &device).1,
+                fit(model, &train_src, &test_src, from, config, &device)?.1,
             )
         }
         Method::Full => {
@@ -229,7 +229,7 @@ pub fn train_adapter(config: &TrainConfig) -> Result<TrainReport> {
                 crate::nn::fresh_copy(&vit, &device)
             };
             let p = count_trainable(&model);
-            let (model, stats) = fit(model, &train_src, &test_src, None, config, &device);
+            let (model, stats) = fit(model, &train_src, &test_src, None, config, &device)?;
             if let Some(path) = &config.checkpoint {
                 model.valid().save(path)?;
                 checkpoint = Some(path.clone());

@@ -147,3 +147,38 @@ fn a_group_on_a_feature_cache_trains_like_each_alone() {
     .unwrap_err();
     assert!(e.to_string().contains("augmentation"), "{e}");
 }
+
+#[test]
+fn a_diverging_training_fails_saying_so_instead_of_reporting_chance() {
+    let (vit, train, val, pre) = setup();
+    let src = |set| Source::Images {
+        set,
+        pre: &pre,
+        frozen: Some(&vit),
+    };
+    let mut cfg = recipe(false);
+    // A step this large sends the weights, then the loss, to infinity within an epoch.
+    cfg.optimizer = cryptpeft_train::OptimizerConfig::Sgd {
+        lr: 1e30,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let (g, b) = final_norm_init(&vit);
+    let out = fit_owc(
+        &specs(),
+        &vit.spec,
+        (&g, &b),
+        3,
+        &src(&train),
+        &src(&val),
+        &cfg,
+        &[],
+    )
+    .unwrap();
+    for (spec, t) in specs().iter().zip(out) {
+        let why = t
+            .err()
+            .unwrap_or_else(|| panic!("{} trained", spec.label()));
+        assert!(why.contains("diverged") && why.contains("epoch"), "{why}");
+    }
+}
