@@ -2,6 +2,7 @@
 //! 2 layers, PEFT-LoRA, PEFT-AdaptFormer) at ViT-B/16, all under this project's MPC, in
 //! one run: bytes, rounds, seconds and the speedup of each adapter over each baseline.
 
+use crate::say::say;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -227,7 +228,7 @@ fn write_csv(out: &std::path::Path, rows: &[Row]) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(out, lines.join("\n") + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
-    println!("{}", lines.join("\n"));
+    say!("{}", lines.join("\n"));
     eprintln!("wrote {}", out.display());
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `cost` and `calibrate`: the cost model's price of the plan the evaluator runs.
 
+use crate::say::say;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -46,12 +47,12 @@ pub fn run(a: CostArgs) -> Result<(), String> {
             .ok_or("the paper's surrogate exists for lan and wan only")?;
         let s = paper_linear(spec.heads, spec.rank, spec.scope, net);
         if a.json {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({ "model": "paper-linear", "predicted_online_s": s })
             );
         } else {
-            println!("paper-linear {} {}: {s:.4} s", spec.label(), a.network);
+            say!("paper-linear {} {}: {s:.4} s", spec.label(), a.network);
         }
         return Ok(());
     }
@@ -85,11 +86,11 @@ pub fn run(a: CostArgs) -> Result<(), String> {
         if let Some(b) = base {
             v["baselines"] = serde_json::to_value(b).unwrap();
         }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        say!("{}", serde_json::to_string_pretty(&v).unwrap());
     } else {
         print!("{}", format_table(&report));
         for b in base.unwrap_or_default() {
-            println!(
+            say!(
                 "{:<28} {:>14} B {:>5} rounds ({}) {:>9.3} s",
                 b.name,
                 b.online_bytes,

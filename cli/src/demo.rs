@@ -4,6 +4,7 @@
 //! privately: the client runs the backbone in plaintext and only the adapter runs under
 //! MPC. Secure predictions are compared with the plaintext model's.
 
+use crate::say::say;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -78,7 +79,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig, String> {
 
 pub fn train(a: TrainArgs) -> Res {
     let report = train_adapter(&config(&a)?).map_err(|e| e.to_string())?;
-    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    say!("{}", serde_json::to_string_pretty(&report).unwrap());
     Ok(())
 }
 
@@ -107,7 +108,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
         a.train.backbone.display()
     );
     let report = train_adapter(&cfg).map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "plaintext test accuracy: {:.2}% ({} test images)",
         100.0 * report.test_accuracy,
         report.test_images
@@ -180,14 +181,12 @@ pub fn demo(mut a: DemoArgs) -> Res {
     }
     let online: Vec<f64> = result.iter().map(|r| r.online_s).collect();
     let r0 = &result[0];
-    println!(
+    say!(
         "private accuracy on {n} test images: {:.2}% ({correct}/{n})",
         100.0 * correct as f64 / n as f64
     );
-    println!(
-        "secure vs plaintext: {agree}/{n} predictions agree, max |logit difference| {err:.2e}"
-    );
-    println!(
+    say!("secure vs plaintext: {agree}/{n} predictions agree, max |logit difference| {err:.2e}");
+    say!(
         "per inference ({}): online {} bytes, {} rounds, median {:.4} s; offline (dealer to client) {} bytes",
         a.network,
         r0.online_bytes,
@@ -195,7 +194,7 @@ pub fn demo(mut a: DemoArgs) -> Res {
         cryptpeft_types::stats::median(&online).unwrap_or(f64::NAN),
         r0.offline_bytes
     );
-    println!("checkpoint: {}", ckpt.display());
+    say!("checkpoint: {}", ckpt.display());
     Ok(())
 }
 

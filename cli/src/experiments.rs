@@ -1,6 +1,7 @@
 //! `paper-configs`: the 20 adapter configurations the paper's search selected, measured
 //! with the three roles over loopback TCP under lan and wan, affine norm and LayerNorm.
 
+use crate::say::say;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -122,7 +123,7 @@ pub fn paper_configs(a: PaperConfigsArgs) -> Result<(), String> {
                             "{sel_net},{priority},{dataset},{h},{r},{s},{norm},{net},{},{},{},{},{},{:.4},{:.4},{:.4},{:.2e}",
                             b.online_bytes, previous_offline_bytes(&plan), b.offline_bytes, b.rounds, b.depth_bound, b.online_s, b.offline_s, predicted, b.max_abs_logit_err
                         );
-                        println!("{line}");
+                        say!("{line}");
                         w(&mut f, line)?;
                     }
                 }
@@ -244,7 +245,7 @@ pub fn security_cost(a: SecurityCostArgs) -> Result<(), String> {
                     b.setup_bytes,
                     b.max_abs_logit_err
                 );
-                println!("{line}");
+                say!("{line}");
                 lines.push(line);
             }
         }

@@ -3,6 +3,7 @@
 //! checked against the plaintext f64 reference; a second phase repeats the run with
 //! part of the clients abandoning their sessions at random steps.
 
+use crate::say::say;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -488,7 +489,7 @@ pub fn load_test(a: LoadArgs) -> Result<(), String> {
         phases,
     };
     let json = serde_json::to_string_pretty(&report).expect("report");
-    println!("{json}");
+    say!("{json}");
     if let Some(out) = &a.out {
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;

@@ -12,6 +12,7 @@ mod precision;
 #[cfg(feature = "train")]
 mod random_backbone;
 mod rounds;
+mod say;
 mod secure;
 
 use std::process::ExitCode;

@@ -4,6 +4,7 @@
 //! reference, and the weights whose rounding alone costs the most are named. No
 //! protocol runs: this is the error the encoding causes before any cryptography.
 
+use crate::say::say;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -46,13 +47,13 @@ pub fn precision(a: PrecisionArgs) -> Result<(), String> {
         truncations: false,
     };
     let largest = want.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-    println!(
+    say!(
         "{}: {} inputs, largest |logit| {largest:.3}, {} fractional bits",
         model.spec.label(),
         inputs.len(),
         plan.frac_bits
     );
-    println!("{:<44} {:>12}", "rounded to the grid", "max |err|");
+    say!("{:<44} {:>12}", "rounded to the grid", "max |err|");
     let rows = [
         (
             "weights, hidden states and truncations",
@@ -85,7 +86,7 @@ pub fn precision(a: PrecisionArgs) -> Result<(), String> {
         ),
     ];
     for (name, r) in rows {
-        println!("{name:<44} {:>12.3e}", err(r));
+        say!("{name:<44} {:>12.3e}", err(r));
     }
     // One plaintext run per weight and input: a bar, and both cores.
     let bar = indicatif::ProgressBar::new(w.mats.len() as u64).with_message("weights");
@@ -103,11 +104,11 @@ pub fn precision(a: PrecisionArgs) -> Result<(), String> {
         .collect();
     bar.finish_and_clear();
     each.sort_by(|a, b| b.1.total_cmp(&a.1));
-    println!("weights whose rounding alone costs the most:");
+    say!("weights whose rounding alone costs the most:");
     for (i, e) in each.into_iter().take(a.top) {
         let m = &w.mats[i];
         let max = m.data.iter().fold(0.0f64, |acc, v| acc.max(v.abs()));
-        println!(
+        say!(
             "  {:<40} {:>4}x{:<4} largest |w| {max:.2e}  {e:.3e}",
             weight_name(&plan, i),
             m.rows,

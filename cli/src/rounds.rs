@@ -3,6 +3,7 @@
 //! the plans alone: the paper's 20 configurations (affine and LayerNorm), the search
 //! space's kinds and the baselines, at ViT-B/16.
 
+use crate::say::say;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -88,9 +89,13 @@ pub fn rounds(a: RoundsArgs) -> Result<(), String> {
         rows.push(Row::of("baseline", kind.to_string(), &plan));
     }
     let mut csv = String::from("group,plan,rounds,depth_bound,ratio\n");
-    println!(
+    say!(
         "{:<9} {:<40} {:>6} {:>6} {:>6}",
-        "group", "plan", "rounds", "bound", "ratio"
+        "group",
+        "plan",
+        "rounds",
+        "bound",
+        "ratio"
     );
     for r in &rows {
         csv += &format!(
@@ -101,7 +106,7 @@ pub fn rounds(a: RoundsArgs) -> Result<(), String> {
             r.bound,
             r.ratio()
         );
-        println!(
+        say!(
             "{:<9} {:<40} {:>6} {:>6} {:>6.2}",
             r.group,
             r.plan,
@@ -112,7 +117,7 @@ pub fn rounds(a: RoundsArgs) -> Result<(), String> {
     }
     let mut ratios: Vec<f64> = rows.iter().map(Row::ratio).collect();
     ratios.sort_by(f64::total_cmp);
-    println!(
+    say!(
         "{} plans: rounds / bound median {:.2}, largest {:.2}",
         ratios.len(),
         ratios[ratios.len() / 2],

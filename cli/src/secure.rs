@@ -1,5 +1,6 @@
 //! Subcommands of the secure evaluator: the three roles and their benchmarks.
 
+use crate::say::say;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -426,17 +427,17 @@ pub fn infer(a: InferArgs) -> Res {
     let h = hidden::load(path, count)?;
     let r = roles::run_client(&a.server, &a.dealer, &h, &config).map_err(|e| e.to_string())?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+        say!("{}", serde_json::to_string_pretty(&r).unwrap());
     } else {
-        println!(
+        say!(
             "logits: {:?}",
             r.logits
                 .iter()
                 .map(|v| (v * 1e4).round() / 1e4)
                 .collect::<Vec<_>>()
         );
-        println!("predicted class: {}", r.predicted);
-        println!(
+        say!("predicted class: {}", r.predicted);
+        say!(
             "online: {} bytes ({} client->server, {} server->client), {} rounds, {:.4} s; offline (dealer to client): {} bytes, {:.4} s; setup: {} bytes{}",
             r.online_bytes, r.online_bytes_sent, r.online_bytes_received, r.rounds, r.online_s, r.offline_bytes, r.offline_s, r.setup_bytes,
             if r.setup_cached { " (E from the cache)" } else { "" }
@@ -470,7 +471,7 @@ fn infer_images(a: &InferArgs, config: &roles::RoleConfig) -> Res {
         .filter(|r| r.plaintext == Some(r.predicted))
         .count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&reports).unwrap());
+        say!("{}", serde_json::to_string_pretty(&reports).unwrap());
     }
     if check.is_some() {
         eprintln!(
@@ -482,7 +483,7 @@ fn infer_images(a: &InferArgs, config: &roles::RoleConfig) -> Res {
         return Ok(());
     }
     for r in &reports {
-        println!(
+        say!(
             "{}: class {}; backbone {:.3} s, end to end {:.3} s ({:.3} s after the backbone); {} bytes, {} rounds",
             r.image.display(),
             r.predicted,
@@ -590,8 +591,7 @@ pub fn bench_secure(a: BenchSecureArgs) -> Res {
         None => adapter_bench(&a),
     }
     .map_err(|e| e.to_string())?;
-    print_bench(&r, a.json);
-    Ok(())
+    print_bench(&r, a.json)
 }
 
 fn adapter_bench(a: &BenchSecureArgs) -> Result<loopback::SecureBench, RoleError> {
@@ -612,28 +612,36 @@ fn adapter_bench(a: &BenchSecureArgs) -> Result<loopback::SecureBench, RoleError
     )
 }
 
-fn print_bench(r: &loopback::SecureBench, json: bool) {
+fn print_bench(r: &loopback::SecureBench, json: bool) -> Res {
     if json {
-        println!("{}", serde_json::to_string_pretty(r).unwrap());
+        say!("{}", serde_json::to_string_pretty(r).unwrap());
     } else {
-        println!(
+        say!(
             "{:<14} {:>16} {:>12} {:>7} {:>10}",
-            "step", "shape", "bytes", "rounds", "seconds"
+            "step",
+            "shape",
+            "bytes",
+            "rounds",
+            "seconds"
         );
         for s in &r.steps {
-            println!(
+            say!(
                 "{:<14} {:>16} {:>12} {:>7} {:>10.5}",
-                s.name, s.shape, s.bytes, s.rounds, s.seconds
+                s.name,
+                s.shape,
+                s.bytes,
+                s.rounds,
+                s.seconds
             );
         }
-        println!(
+        say!(
             "{} {} {}: online {} B, {} rounds ({}), median {:.4} s over {}; offline {} B ({:.3} s); max |logit err| {:.2e}",
             r.adapter, r.backbone, r.network, r.online_bytes, r.rounds,
             cryptpeft_cost_model::depth_note(r.rounds, r.depth_bound),
             r.online_s, r.repeat, r.offline_bytes, r.offline_s, r.max_abs_logit_err
         );
         if r.tls {
-            println!(
+            say!(
                 "TLS: {} B online on the wire (+{} B of records), handshake {} B, connect {:.4} s",
                 r.online_wire_bytes,
                 r.online_wire_bytes - r.online_bytes,
@@ -642,6 +650,7 @@ fn print_bench(r: &loopback::SecureBench, json: bool) {
             );
         }
     }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -675,7 +684,7 @@ pub fn bench_protocols(a: BenchProtocolsArgs) -> Res {
             .filter(|p| a.only.is_empty() || a.only.iter().any(|o| o == p))
         {
             let r = bench::bench_protocol(p, profile, a.repeat).map_err(|e| e.to_string())?;
-            println!(
+            say!(
                 "{:<14} {:<14} {:<5} {:>10} B ({:>6.2} B/value) {:>2} rounds {:>9.5} s",
                 r.protocol,
                 r.shape,

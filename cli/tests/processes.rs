@@ -1,5 +1,6 @@
 //! The three roles as separate processes on loopback: a full inference, and a server
-//! killed mid-inference making the client fail with a clear message within its timeout.
+//! killed mid-inference making the client fail with a clear message within its timeout;
+//! and output into a closed pipe ending quietly.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -194,4 +195,21 @@ fn cost_json_has_the_totals_and_the_paper_model_answers() {
         .output()
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("`r`"));
+}
+
+/// `cryptpeft cost | head -1` and the like: output into a closed pipe ends quietly, not
+/// with a panic. The reader is gone before the command writes (pricing comes first).
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    let mut child = Command::new(BIN)
+        .args(["cost", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
