@@ -410,6 +410,11 @@ fn resume_all<M: Module>(
     streams.into_iter().min_by_key(|s| s.0)
 }
 
+/// Nothing is left to train once every member has failed.
+fn all_failed<M>(live: &[Live<M>]) -> bool {
+    live.iter().all(|m| m.failed.is_some())
+}
+
 /// What a caught panic said.
 pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
@@ -472,8 +477,7 @@ pub fn fit_group<M: Net + Sync>(
     };
     let mut step = first * steps_per_epoch;
     for epoch in first..cfg.epochs {
-        // Nothing left to train once every member has failed.
-        if live.iter().all(|m| m.failed.is_some()) {
+        if all_failed(&live) {
             break;
         }
         let bar = progress_bar(
@@ -491,6 +495,10 @@ pub fn fit_group<M: Net + Sync>(
             (m.loss_sum, m.correct) = (0.0, 0);
         }
         for chunk in order.chunks(bs) {
+            // No member left to step: skip the rest of the epoch's backbone passes.
+            if all_failed(&live) {
+                break;
+            }
             let rows: Vec<usize> = chunk
                 .iter()
                 .map(|&i| train.row(i, Some(&mut rng)))
