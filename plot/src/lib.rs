@@ -7,11 +7,15 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub use plotters;
+
+pub mod labels;
 
 /// DejaVu Sans (Bitstream Vera license; see `assets/README.md`).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -70,9 +74,58 @@ pub fn frame<'a, DB: DrawingBackend>(
     root: &'a DrawingArea<DB, Shift>,
     title: &str,
     (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
-    (x_desc, y_desc): (&str, &str),
+    desc: (&str, &str),
     light: RGBColor,
 ) -> std::result::Result<Chart<'a, DB>, String> {
+    dress(root, title, (x.into(), y), desc, light, &trim)
+}
+
+/// A chart whose x axis is logarithmic.
+pub type LogChart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<WithKeyPoints<LogCoord<f64>>, RangedCoordf64>>;
+
+/// [`frame`] with a logarithmic x axis (ticks by [`log_tick`]): for quantities such as
+/// latency that span decades, whose small values would crowd a linear axis.
+pub fn log_frame<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    desc: (&str, &str),
+    light_color: RGBColor,
+) -> std::result::Result<LogChart<'a, DB>, String> {
+    let within = |m: f64| (-12..=12).map(move |e| m * 10f64.powi(e));
+    let ticks = |ms: &[f64]| -> Vec<f64> {
+        let mut v: Vec<f64> = ms
+            .iter()
+            .flat_map(|&m| within(m))
+            .filter(|v| x.contains(v))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let bold = ticks(&[1.0, 2.0, 5.0]);
+    let light = ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    let x = x
+        .clone()
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light);
+    dress(root, title, (x, y), desc, light_color, &log_tick)
+}
+
+/// The canvas, caption, axes and mesh every chart shares, the x axis `x` with tick
+/// labels by `tick`.
+fn dress<'a, DB: DrawingBackend, X>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    (x, y): (X, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    light: RGBColor,
+    tick: &dyn Fn(f64) -> String,
+) -> std::result::Result<ChartContext<'a, DB, Cartesian2d<X, RangedCoordf64>>, String>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     root.fill(&WHITE).map_err(s)?;
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 24))
@@ -87,12 +140,49 @@ pub fn frame<'a, DB: DrawingBackend>(
         .y_desc(y_desc)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
-        .x_label_formatter(&|v| trim(*v))
+        .x_label_formatter(&|v| tick(*v))
         .y_label_formatter(&|v| trim(*v))
         .light_line_style(light)
         .draw()
         .map_err(s)?;
     Ok(chart)
+}
+
+/// Writes `texts[k]` next to the marker (radius `r`) at pixel `points[k]` of `root`,
+/// placed by [`labels::place`] inside the plotting `area` (pixel ranges), with a thin
+/// leader line where a label had to move away from its point.
+pub fn write_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    area: (std::ops::Range<i32>, std::ops::Range<i32>),
+    points: &[(i32, i32)],
+    texts: &[String],
+    r: i32,
+) -> Drawn {
+    let style = ("sans-serif", 14).into_text_style(root);
+    let sizes = texts
+        .iter()
+        .map(|t| {
+            let (w, h) = root.estimate_text_size(t, &style).map_err(s)?;
+            Ok((w as i32, h as i32))
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let bounds = (
+        area.0.start,
+        area.1.start,
+        area.0.end - area.0.start,
+        area.1.end - area.1.start,
+    );
+    let boxes = labels::place(points, &sizes, r, bounds);
+    let grey = RGBColor(120, 120, 120);
+    for ((&p, b), t) in points.iter().zip(&boxes).zip(texts) {
+        if let Some(end) = labels::leader(p, *b) {
+            root.draw(&PathElement::new(vec![p, end], grey))
+                .map_err(s)?;
+        }
+        root.draw(&Text::new(t.clone(), (b.0, b.1), style.clone()))
+            .map_err(s)?;
+    }
+    Ok(())
 }
 
 /// A log axis' tick label: only at 1, 2 and 5 times a power of ten (the others stay
@@ -112,8 +202,8 @@ pub fn trim(v: f64) -> String {
 }
 
 /// The legend, then the file.
-pub fn finish<'a, DB: DrawingBackend + 'a>(
-    chart: Chart<'a, DB>,
+pub fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: ChartContext<'a, DB, CT>,
     root: &'a DrawingArea<DB, Shift>,
 ) -> Drawn {
     finish_at(chart, root, SeriesLabelPosition::LowerRight)
@@ -285,7 +375,7 @@ pub fn labelled_points(
 fn draw_labelled<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
-    (x_desc, y_desc): (&str, &str),
+    desc: (&str, &str),
     groups: &[Group],
 ) -> Drawn {
     let all = || groups.iter().flat_map(|g| g.1.iter());
@@ -297,35 +387,33 @@ fn draw_labelled<DB: DrawingBackend>(
         true => ((y_lo - 3.0).floor(), (y_hi + 2.0).ceil()),
         false => (0.0, 1.0),
     };
-    root.fill(&WHITE).map_err(s)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d((x_lo / 1.5..x_hi * 3.0).log_scale(), y_lo..y_hi)
-        .map_err(s)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .x_label_formatter(&|v| log_tick(*v))
-        .draw()
-        .map_err(s)?;
+    let mut chart = log_frame(
+        &root,
+        title,
+        (x_lo / 1.5..x_hi * 3.0, y_lo..y_hi),
+        desc,
+        RGBColor(235, 235, 235),
+    )?;
     for (k, (name, pts)) in groups.iter().enumerate() {
         let color = PALETTE[k % PALETTE.len()];
         chart
-            .draw_series(pts.iter().map(|(x, y, label)| {
-                EmptyElement::at((*x, *y))
-                    + Circle::new((0, 0), 5, color.filled())
-                    + Text::new(label.clone(), (7, -7), ("sans-serif", 13))
-            }))
+            .draw_series(
+                pts.iter()
+                    .map(|(x, y, _)| Circle::new((*x, *y), 5, color.filled())),
+            )
             .map_err(s)?
             .label(name.clone())
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
     }
+    let pixels: Vec<(i32, i32)> = all().map(|p| chart.backend_coord(&(p.0, p.1))).collect();
+    let texts: Vec<String> = all().map(|p| p.2.clone()).collect();
+    write_labels(
+        &root,
+        chart.plotting_area().get_pixel_range(),
+        &pixels,
+        &texts,
+        5,
+    )?;
     finish_at(chart, &root, SeriesLabelPosition::LowerRight)
 }
 

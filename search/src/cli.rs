@@ -297,9 +297,14 @@ pub fn main(args: SearchArgs) -> Result<()> {
             };
             let r = replay::replay(&study, &strategies, seeds, &budgets)?;
             let out = out.unwrap_or_else(|| table.join("replay"));
+            // The table's directory says which training of the space it is (a
+            // retrained grid shares the space's name).
+            let name = table.file_name().map_or(table.display().to_string(), |n| {
+                n.to_string_lossy().into_owned()
+            });
             let title = format!(
-                "{}: replayed on its table ({} seeds)",
-                study.space.name, seeds
+                "{name} (space {}): replayed on its table ({seeds} seeds)",
+                study.space.name
             );
             let md = replay::write(&r, &budgets, &out, &title)?;
             say!("{md}");
