@@ -2,7 +2,8 @@
 //! a fixed offset run into each other there. Each label, in the order given, takes the
 //! first of a few positions around its point (then further up or down, joined to the
 //! point by a leader line) that stays inside the plot and clear of the labels already
-//! placed and of every marked point; where none is clear, the one that overlaps least.
+//! placed, of every marked point and of the given obstacles (a front's staircase); where
+//! none is clear, the one that overlaps least.
 
 /// A pixel box: left, top, width, height.
 pub type Box2 = (i32, i32, i32, i32);
@@ -23,15 +24,22 @@ fn overlap(a: Box2, b: Box2) -> i64 {
 }
 
 /// The positions tried for a label of size `(w, h)` at point `(x, y)` whose marker has
-/// radius `r`: beside, above-beside and below-beside, right then left; then ever further
-/// up and down, right then left.
+/// radius `r`: below-right and above-left first (where a staircase rising to the right
+/// leaves room), then the other corners, then beside; then ever further up and down,
+/// right then left.
 fn positions((x, y): (i32, i32), (w, h): (i32, i32), r: i32) -> Vec<Box2> {
     let (right, left) = (x + r + GAP, x - r - GAP - w);
-    let mid = y - h / 2;
-    let mut out = Vec::new();
-    for side in [right, left] {
-        out.extend([(side, mid), (side, y - r - h), (side, y + r)]);
-    }
+    // Above or below the marker a label may start at its middle: it hugs its point.
+    let (hug_right, hug_left) = (x + GAP, x - GAP - w);
+    let (mid, above, below) = (y - h / 2, y - r - h, y + r);
+    let mut out = vec![
+        (hug_right, below),
+        (hug_left, above),
+        (hug_right, above),
+        (hug_left, below),
+        (right, mid),
+        (left, mid),
+    ];
     for k in 1..=REACH {
         for dy in [-k * (h + 2), k * (h + 2)] {
             out.extend([(right, mid + dy), (left, mid + dy)]);
@@ -41,11 +49,18 @@ fn positions((x, y): (i32, i32), (w, h): (i32, i32), r: i32) -> Vec<Box2> {
 }
 
 /// The box of each label `sizes[k]` for the point `points[k]` (markers of radius `r`),
-/// all inside `area`.
-pub fn place(points: &[(i32, i32)], sizes: &[(i32, i32)], r: i32, area: Box2) -> Vec<Box2> {
+/// all inside `area`, clear of `obstacles` where possible.
+pub fn place(
+    points: &[(i32, i32)],
+    sizes: &[(i32, i32)],
+    r: i32,
+    area: Box2,
+    obstacles: &[Box2],
+) -> Vec<Box2> {
     let markers: Vec<Box2> = points
         .iter()
         .map(|&(x, y)| (x - r, y - r, 2 * r, 2 * r))
+        .chain(obstacles.iter().copied())
         .collect();
     let inside = |b: Box2| {
         b.0 >= area.0
@@ -91,7 +106,7 @@ mod tests {
         let points: Vec<(i32, i32)> = (0..10).map(|k| (100 + 3 * k, 300 - 4 * k)).collect();
         let sizes = vec![(150, 14); 10];
         let area = (0, 0, 800, 600);
-        let boxes = place(&points, &sizes, 6, area);
+        let boxes = place(&points, &sizes, 6, area, &[]);
         for (i, a) in boxes.iter().enumerate() {
             assert!(a.0 >= 0 && a.1 >= 0 && a.0 + a.2 <= 800 && a.1 + a.3 <= 600);
             for b in &boxes[i + 1..] {
@@ -114,8 +129,24 @@ mod tests {
     }
 
     #[test]
+    fn labels_keep_off_the_obstacles() {
+        // A staircase's horizontal run leaving the point to the right, and its riser
+        // arriving from below: the label takes neither.
+        let run = (100, 299, 300, 3);
+        let riser = (99, 300, 3, 200);
+        let boxes = place(
+            &[(100, 300)],
+            &[(150, 14)],
+            6,
+            (0, 0, 800, 600),
+            &[run, riser],
+        );
+        assert_eq!(overlap(boxes[0], run) + overlap(boxes[0], riser), 0);
+    }
+
+    #[test]
     fn a_label_at_the_right_edge_goes_left() {
-        let boxes = place(&[(790, 300)], &[(150, 14)], 6, (0, 0, 800, 600));
+        let boxes = place(&[(790, 300)], &[(150, 14)], 6, (0, 0, 800, 600), &[]);
         assert!(boxes[0].0 + boxes[0].2 <= 790);
     }
 }

@@ -149,14 +149,16 @@ where
 }
 
 /// Writes `texts[k]` next to the marker (radius `r`) at pixel `points[k]` of `root`,
-/// placed by [`labels::place`] inside the plotting `area` (pixel ranges), with a thin
-/// leader line where a label had to move away from its point.
+/// placed by [`labels::place`] inside the plotting `area` (pixel ranges) and off the
+/// polyline `path` (pixels; a front's staircase), with a thin leader line where a
+/// label had to move away from its point.
 pub fn write_labels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     area: (std::ops::Range<i32>, std::ops::Range<i32>),
     points: &[(i32, i32)],
     texts: &[String],
     r: i32,
+    path: &[(i32, i32)],
 ) -> Drawn {
     let style = ("sans-serif", 14).into_text_style(root);
     let sizes = texts
@@ -172,7 +174,16 @@ pub fn write_labels<DB: DrawingBackend>(
         area.0.end - area.0.start,
         area.1.end - area.1.start,
     );
-    let boxes = labels::place(points, &sizes, r, bounds);
+    // Each segment as its bounding box, a pixel either side.
+    let segments: Vec<labels::Box2> = path
+        .windows(2)
+        .map(|w| {
+            let (x0, y0) = (w[0].0.min(w[1].0), w[0].1.min(w[1].1));
+            let (x1, y1) = (w[0].0.max(w[1].0), w[0].1.max(w[1].1));
+            (x0 - 1, y0 - 1, x1 - x0 + 2, y1 - y0 + 2)
+        })
+        .collect();
+    let boxes = labels::place(points, &sizes, r, bounds, &segments);
     let grey = RGBColor(120, 120, 120);
     for ((&p, b), t) in points.iter().zip(&boxes).zip(texts) {
         if let Some(end) = labels::leader(p, *b) {
@@ -413,6 +424,7 @@ fn draw_labelled<DB: DrawingBackend>(
         &pixels,
         &texts,
         5,
+        &[],
     )?;
     finish_at(chart, &root, SeriesLabelPosition::LowerRight)
 }

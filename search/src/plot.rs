@@ -115,6 +115,7 @@ fn draw_pareto<DB: DrawingBackend>(
             stair.push((ms(&pts[j]), pct(&pts[i])));
         }
     }
+    let path: Vec<(i32, i32)> = stair.iter().map(|p| chart.backend_coord(p)).collect();
     chart
         .draw_series(LineSeries::new(stair, red.stroke_width(2)))
         .map_err(s)?
@@ -161,6 +162,7 @@ fn draw_pareto<DB: DrawingBackend>(
         &pixels,
         &names,
         6,
+        &path,
     )?;
     finish(chart, &root)
 }
