@@ -57,7 +57,7 @@ pub fn place(
     area: Box2,
     obstacles: &[Box2],
 ) -> Vec<Box2> {
-    let markers: Vec<Box2> = points
+    let fixed: Vec<Box2> = points
         .iter()
         .map(|&(x, y)| (x - r, y - r, 2 * r, 2 * r))
         .chain(obstacles.iter().copied())
@@ -71,8 +71,7 @@ pub fn place(
     let mut placed: Vec<Box2> = Vec::new();
     for (&p, &size) in points.iter().zip(sizes) {
         let all = positions(p, size, r);
-        let clash =
-            |b: Box2| -> i64 { placed.iter().chain(&markers).map(|&o| overlap(b, o)).sum() };
+        let clash = |b: Box2| -> i64 { placed.iter().chain(&fixed).map(|&o| overlap(b, o)).sum() };
         let inner: Vec<Box2> = all.iter().copied().filter(|&b| inside(b)).collect();
         let pick = inner
             .iter()
